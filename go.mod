@@ -1,0 +1,3 @@
+module facteur
+
+go 1.26
