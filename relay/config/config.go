@@ -1,0 +1,361 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+)
+
+// DefaultPath is where the daemon, the CLI and the sendmail shim look for the
+// config when neither -config nor FACTEUR_CONFIG names one.
+const DefaultPath = "/etc/facteur/facteur.yaml"
+
+// Config is the whole main configuration. Field tags are the public contract
+// of the YAML file (issue 3 §2): add keys, never rename one.
+type Config struct {
+	Hostname        string            `yaml:"hostname" json:"hostname"`
+	Listen          []HostPort        `yaml:"listen" json:"listen"`
+	DataDir         string            `yaml:"data_dir" json:"data_dir"`
+	Admin           HostPort          `yaml:"admin" json:"admin"`
+	AdminToken      string            `yaml:"admin_token" json:"-"`
+	LocalDomain     string            `yaml:"local_domain" json:"local_domain"`
+	Aliases         map[string]string `yaml:"aliases" json:"aliases"`
+	Senders         map[string]string `yaml:"senders" json:"senders"`
+	MaxMessageSize  Size              `yaml:"max_message_size" json:"max_message_size"`
+	MaxRecipients   int               `yaml:"max_recipients" json:"max_recipients"`
+	TrustedNetworks []Prefix          `yaml:"trusted_networks" json:"trusted_networks"`
+	Submission      []Submission      `yaml:"submission" json:"submission"`
+	Policy          string            `yaml:"policy" json:"policy"`
+	Resolver        HostPort          `yaml:"resolver" json:"resolver"`
+	Delivery        Delivery          `yaml:"delivery" json:"delivery"`
+	Routes          map[string]string `yaml:"routes" json:"routes"`
+	Postmaster      string            `yaml:"postmaster" json:"postmaster"`
+	ShutdownTimeout Duration          `yaml:"shutdown_timeout" json:"shutdown_timeout"`
+	LogFile         string            `yaml:"log_file" json:"log_file"`
+	LogFormat       string            `yaml:"log_format" json:"log_format"`
+	MaxHops         int               `yaml:"max_hops" json:"max_hops"`
+	DKIM            []DKIMKey         `yaml:"dkim" json:"dkim"`
+	Suppression     Suppression       `yaml:"suppression" json:"suppression"`
+	DelayWarning    Duration          `yaml:"delay_warning" json:"delay_warning"`
+
+	// File is the path the config was read from ("" for built-in defaults).
+	File string `yaml:"-" json:"-"`
+}
+
+// Submission is an authenticated listener (ports 587/465) for clients outside
+// trusted_networks.
+type Submission struct {
+	Listen      HostPort `yaml:"listen" json:"listen"`
+	TLSCert     string   `yaml:"tls_cert" json:"tls_cert"`
+	TLSKey      string   `yaml:"tls_key" json:"tls_key"`
+	ImplicitTLS bool     `yaml:"implicit_tls" json:"implicit_tls"`
+	UsersFile   string   `yaml:"users_file" json:"users_file"`
+}
+
+// Delivery configures the outbound side (issue 4).
+type Delivery struct {
+	Port          int        `yaml:"port" json:"port"`
+	SourceIP      string     `yaml:"source_ip" json:"source_ip"`
+	IPVersion     string     `yaml:"ip_version" json:"ip_version"`
+	Relayhost     HostPort   `yaml:"relayhost" json:"relayhost"`
+	RelayhostAuth *RelayAuth `yaml:"relayhost_auth" json:"relayhost_auth,omitempty"`
+	RelayhostTLS  string     `yaml:"relayhost_tls" json:"relayhost_tls"`
+	Timeouts      Timeouts   `yaml:"timeouts" json:"timeouts"`
+	Workers       int        `yaml:"workers" json:"workers"`
+	MaxLifetime   Duration   `yaml:"max_lifetime" json:"max_lifetime"`
+	TLS           string     `yaml:"tls" json:"tls"`
+	Retry         []Duration `yaml:"retry" json:"retry"`
+	Connections   int        `yaml:"connections" json:"connections"`
+	PerConnection int        `yaml:"messages_per_connection" json:"messages_per_connection"`
+}
+
+// RelayAuth is the smarthost login; the password lives in its own file so
+// that the config can stay world-readable.
+type RelayAuth struct {
+	Username     string `yaml:"username" json:"username"`
+	PasswordFile string `yaml:"password_file" json:"password_file"`
+}
+
+// Timeouts are RFC 5321 §4.5.3.2's per-phase limits.
+type Timeouts struct {
+	Connect  Duration `yaml:"connect" json:"connect"`
+	Greeting Duration `yaml:"greeting" json:"greeting"`
+	Mail     Duration `yaml:"mail" json:"mail"`
+	Rcpt     Duration `yaml:"rcpt" json:"rcpt"`
+	Data     Duration `yaml:"data" json:"data"`
+	Block    Duration `yaml:"block" json:"block"`
+	DataEnd  Duration `yaml:"data_end" json:"data_end"`
+}
+
+// DKIMKey is one signing key (issue 6).
+type DKIMKey struct {
+	Domain     string   `yaml:"domain" json:"domain"`
+	Selector   string   `yaml:"selector" json:"selector"`
+	Key        string   `yaml:"key" json:"key"`
+	Algorithm  string   `yaml:"algorithm" json:"algorithm"`
+	Headers    []string `yaml:"headers" json:"headers"`
+	Subdomains bool     `yaml:"subdomains" json:"subdomains"`
+}
+
+// Suppression configures the suppression list (issue 7).
+type Suppression struct {
+	HostUnknownTTL Duration `yaml:"host_unknown_ttl" json:"host_unknown_ttl"`
+	OnRcpt         string   `yaml:"on_rcpt" json:"on_rcpt"`
+}
+
+// Default returns the configuration used when no file exists; it is the only
+// place a default is written.
+func Default() *Config {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "localhost"
+	}
+	return &Config{
+		Hostname:        host,
+		Listen:          []HostPort{"127.0.0.1:25"},
+		DataDir:         "/var/lib/facteur",
+		Admin:           "127.0.0.1:8025",
+		Aliases:         map[string]string{},
+		Senders:         map[string]string{},
+		MaxMessageSize:  10240000,
+		MaxRecipients:   1000,
+		TrustedNetworks: []Prefix{{netip.MustParsePrefix("127.0.0.0/8")}, {netip.MustParsePrefix("::1/128")}},
+		ShutdownTimeout: Duration(10 * time.Second),
+		LogFormat:       "text",
+		MaxHops:         50,
+		Delivery: Delivery{
+			Port:      25,
+			IPVersion: "any",
+			Timeouts: Timeouts{
+				Connect:  Duration(30 * time.Second),
+				Greeting: Duration(5 * time.Minute),
+				Mail:     Duration(5 * time.Minute),
+				Rcpt:     Duration(5 * time.Minute),
+				Data:     Duration(2 * time.Minute),
+				Block:    Duration(3 * time.Minute),
+				DataEnd:  Duration(10 * time.Minute),
+			},
+			Workers:     100,
+			MaxLifetime: Duration(5 * 24 * time.Hour),
+			TLS:         "may",
+		},
+		Suppression: Suppression{
+			HostUnknownTTL: Duration(30 * 24 * time.Hour),
+			OnRcpt:         "refuse",
+		},
+	}
+}
+
+// Load reads path over the defaults and validates the result. A missing
+// file is not an error when it is the default path: facteur must be useful
+// with no config at all.
+func Load(path string) (*Config, error) {
+	c := Default()
+	if path == "" {
+		path = DefaultPath
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) && path == DefaultPath {
+			return c, c.Validate()
+		}
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	c.File = path
+	// Maps replace, not merge: a file that lists aliases gives all of them.
+	c.Aliases, c.Senders = nil, nil
+	if err := decodeStrict(path, data, c); err != nil {
+		return nil, err
+	}
+	if c.Aliases == nil {
+		c.Aliases = map[string]string{}
+	}
+	if c.Senders == nil {
+		c.Senders = map[string]string{}
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Parse decodes data as a config file named name (tests, policy check).
+func Parse(name string, data []byte) (*Config, error) {
+	c := Default()
+	c.File = name
+	c.Aliases, c.Senders = nil, nil
+	if err := decodeStrict(name, data, c); err != nil {
+		return nil, err
+	}
+	if c.Aliases == nil {
+		c.Aliases = map[string]string{}
+	}
+	if c.Senders == nil {
+		c.Senders = map[string]string{}
+	}
+	return c, c.Validate()
+}
+
+// Validate checks what the decoder cannot, and reports every problem.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, &Error{File: c.fileName(), Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
+	if c.Hostname == "" || strings.ContainsAny(c.Hostname, " \t\r\n") {
+		bad("hostname", "must be a host name, got %q", c.Hostname)
+	}
+	if len(c.Listen) == 0 && len(c.Submission) == 0 {
+		bad("listen", "at least one listen address is needed")
+	}
+	if c.DataDir == "" {
+		bad("data_dir", "must not be empty")
+	}
+	if c.MaxMessageSize <= 0 {
+		bad("max_message_size", "must be positive")
+	}
+	if c.MaxRecipients <= 0 {
+		bad("max_recipients", "must be positive")
+	}
+	if c.MaxHops <= 0 {
+		bad("max_hops", "must be positive")
+	}
+	for k, v := range c.Aliases {
+		if strings.ContainsAny(k, "@ \t") || k == "" {
+			bad("aliases."+k, "alias names are bare local parts")
+		}
+		for _, a := range strings.Split(v, ",") {
+			if !plausibleAddress(strings.TrimSpace(a)) {
+				bad("aliases."+k, "bad target %q", a)
+			}
+		}
+	}
+	for k, v := range c.Senders {
+		if strings.ContainsAny(k, "@ \t") || k == "" {
+			bad("senders."+k, "sender names are bare local parts")
+		}
+		if !strings.Contains(v, "@") || !plausibleAddress(v) {
+			bad("senders."+k, "bad address %q", v)
+		}
+	}
+	if c.LocalDomain != "" && strings.ContainsAny(c.LocalDomain, "@ \t") {
+		bad("local_domain", "bad domain %q", c.LocalDomain)
+	}
+	for i, s := range c.Submission {
+		key := fmt.Sprintf("submission[%d]", i)
+		if s.Listen == "" {
+			bad(key+".listen", "missing")
+		}
+		if s.UsersFile == "" {
+			bad(key+".users_file", "a submission listener needs users (bcrypt passwords)")
+		}
+		if (s.TLSCert == "") != (s.TLSKey == "") {
+			bad(key, "tls_cert and tls_key go together")
+		}
+		if s.ImplicitTLS && s.TLSCert == "" {
+			bad(key+".implicit_tls", "needs tls_cert and tls_key")
+		}
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		bad("log_format", "want text or json, got %q", c.LogFormat)
+	}
+	d := c.Delivery
+	if d.Port <= 0 || d.Port > 65535 {
+		bad("delivery.port", "bad port %d", d.Port)
+	}
+	switch d.IPVersion {
+	case "any", "ipv4", "ipv6":
+	default:
+		bad("delivery.ip_version", "want any, ipv4 or ipv6, got %q", d.IPVersion)
+	}
+	if d.SourceIP != "" {
+		if _, err := netip.ParseAddr(d.SourceIP); err != nil {
+			bad("delivery.source_ip", "bad address %q", d.SourceIP)
+		}
+	}
+	switch d.RelayhostTLS {
+	case "", "starttls", "implicit", "none":
+	default:
+		bad("delivery.relayhost_tls", "want starttls or implicit, got %q", d.RelayhostTLS)
+	}
+	switch d.TLS {
+	case "may", "none":
+	default:
+		bad("delivery.tls", "want may or none, got %q", d.TLS)
+	}
+	if d.RelayhostAuth != nil && (d.RelayhostAuth.Username == "" || d.RelayhostAuth.PasswordFile == "") {
+		bad("delivery.relayhost_auth", "needs username and password_file")
+	}
+	if d.Workers <= 0 {
+		bad("delivery.workers", "must be positive")
+	}
+	if d.MaxLifetime <= 0 {
+		bad("delivery.max_lifetime", "must be positive")
+	}
+	for dom, r := range c.Routes {
+		switch r {
+		case "hold", "discard":
+		default:
+			if err := checkHostPort(r); err != nil {
+				bad("routes."+dom, "want host:port, hold or discard: %v", err)
+			}
+		}
+	}
+	for i, k := range c.DKIM {
+		key := fmt.Sprintf("dkim[%d]", i)
+		if k.Domain == "" || k.Selector == "" || k.Key == "" {
+			bad(key, "needs domain, selector and key")
+		}
+		switch k.Algorithm {
+		case "", "rsa", "ed25519":
+		default:
+			bad(key+".algorithm", "want rsa or ed25519, got %q", k.Algorithm)
+		}
+	}
+	switch c.Suppression.OnRcpt {
+	case "refuse", "drop":
+	default:
+		bad("suppression.on_rcpt", "want refuse or drop, got %q", c.Suppression.OnRcpt)
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) fileName() string {
+	if c.File == "" {
+		return "(defaults)"
+	}
+	return c.File
+}
+
+func plausibleAddress(s string) bool {
+	if s == "" || strings.ContainsAny(s, " \t\r\n<>,;") {
+		return false
+	}
+	if i := strings.LastIndexByte(s, '@'); i >= 0 {
+		return i > 0 && i < len(s)-1
+	}
+	return true
+}
+
+// PostmasterAddress is where double bounces go: the config's postmaster, or
+// the alias of root, as Postfix does.
+func (c *Config) PostmasterAddress() string {
+	if c.Postmaster != "" {
+		return c.Postmaster
+	}
+	if a, ok := c.Aliases["postmaster"]; ok {
+		return a
+	}
+	if a, ok := c.Aliases["root"]; ok {
+		return a
+	}
+	if c.LocalDomain != "" {
+		return "postmaster@" + c.LocalDomain
+	}
+	return "postmaster@" + c.Hostname
+}

@@ -1,0 +1,99 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestBadConfigs(t *testing.T) {
+	files, err := filepath.Glob("testdata/bad/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no bad configs: %v", err)
+	}
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".yaml")
+		t.Run(name, func(t *testing.T) {
+			want, err := os.ReadFile(strings.TrimSuffix(f, ".yaml") + ".err")
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = Parse(filepath.Base(f), data)
+			if err == nil {
+				t.Fatalf("Parse accepted %s", f)
+			}
+			if !strings.Contains(err.Error(), strings.TrimSpace(string(want))) {
+				t.Errorf("error\n  %v\nwant it to contain\n  %s", err, want)
+			}
+		})
+	}
+}
+
+func TestDefaultsWithoutFile(t *testing.T) {
+	c := Default()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(c.Listen[0]); got != "127.0.0.1:25" {
+		t.Errorf("listen = %s", got)
+	}
+	if c.MaxMessageSize != 10240000 || c.MaxRecipients != 1000 || c.Admin != "127.0.0.1:8025" || c.DataDir != "/var/lib/facteur" {
+		t.Errorf("defaults changed: %+v", c)
+	}
+}
+
+func TestLoadOverlay(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "facteur.yaml")
+	data := `hostname: relay.example.com
+listen: [127.0.0.1:2525, "[::1]:2525"]
+data_dir: /tmp/x
+local_domain: example.com
+aliases: {root: ops@example.com}
+senders: {www-data: noreply@example.com}
+max_message_size: 5MiB
+trusted_networks: [127.0.0.1/32, 10.1.2.3]
+delivery:
+  port: 2526
+  relayhost: 127.0.0.1:2526
+  timeouts: {rcpt: 1d2h, data_end: 90s}
+`
+	if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxMessageSize != 5<<20 || len(c.Listen) != 2 || c.Aliases["root"] != "ops@example.com" {
+		t.Errorf("got %+v", c)
+	}
+	if time.Duration(c.Delivery.Timeouts.Rcpt) != 26*time.Hour || time.Duration(c.Delivery.Timeouts.Greeting) != 5*time.Minute {
+		t.Errorf("timeouts %+v", c.Delivery.Timeouts)
+	}
+	if got := c.TrustedNetworks[1].String(); got != "10.1.2.3/32" {
+		t.Errorf("bare address = %s", got)
+	}
+	if _, err := Load(filepath.Join(dir, "missing.yaml")); err == nil {
+		t.Error("a named missing file must be an error")
+	}
+}
+
+func TestDurationRoundTrip(t *testing.T) {
+	for _, s := range []string{"5d", "4h", "15m", "1d12h", "90s", "250ms", "1d0h30m"} {
+		d, err := ParseDuration(s)
+		if err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+		back, err := ParseDuration(FormatDuration(d))
+		if err != nil || back != d {
+			t.Errorf("%s -> %s -> %v (%v)", s, FormatDuration(d), back, err)
+		}
+	}
+}

@@ -1,0 +1,182 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	yaml "go.yaml.in/yaml/v4"
+)
+
+// Duration is a time.Duration written as Go writes it, plus days: "5d",
+// "1d12h", "90s". Days are needed because queue lifetimes are counted in
+// days (Postfix's maximal_queue_lifetime = 5d).
+type Duration time.Duration
+
+// ParseDuration parses "5d", "4h", "1d12h30m", "250ms".
+func ParseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, fmt.Errorf("empty duration")
+	}
+	var days time.Duration
+	if i := strings.IndexByte(s, 'd'); i > 0 {
+		n, err := strconv.Atoi(s[:i])
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("bad duration %q", s)
+		}
+		days = time.Duration(n) * 24 * time.Hour
+		s = s[i+1:]
+		if s == "" {
+			return days, nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("bad duration %q (want e.g. 30s, 4h, 5d)", s)
+	}
+	return days + d, nil
+}
+
+// FormatDuration writes d the way ParseDuration reads it, with days.
+func FormatDuration(d time.Duration) string {
+	if d == 0 {
+		return "0s"
+	}
+	days := d / (24 * time.Hour)
+	rest := d % (24 * time.Hour)
+	s := ""
+	if days > 0 {
+		s = strconv.Itoa(int(days)) + "d"
+	}
+	if rest > 0 {
+		r := rest.String()
+		r = strings.TrimSuffix(r, "0s")
+		r = strings.TrimSuffix(r, "0m")
+		if strings.HasSuffix(r, "h") || strings.HasSuffix(r, "m") || strings.HasSuffix(r, "s") {
+			s += r
+		} else {
+			s += rest.String()
+		}
+	}
+	return s
+}
+
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseDuration(n.Value)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func (d Duration) MarshalYAML() (any, error) { return FormatDuration(time.Duration(d)), nil }
+func (d Duration) MarshalText() ([]byte, error) {
+	return []byte(FormatDuration(time.Duration(d))), nil
+}
+
+// Size is a byte count written as a number or with a unit: "512MiB", "10MB", "1G".
+type Size int64
+
+var sizeUnits = []struct {
+	suffix string
+	mult   int64
+}{
+	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+	{"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000}, {"TB", 1000 * 1000 * 1000 * 1000},
+	{"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"T", 1 << 40}, {"B", 1},
+}
+
+// ParseSize parses "10240000", "512MiB", "1.5GiB".
+func ParseSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	mult := int64(1)
+	num := s
+	for _, u := range sizeUnits {
+		if strings.HasSuffix(s, u.suffix) {
+			mult = u.mult
+			num = strings.TrimSpace(strings.TrimSuffix(s, u.suffix))
+			break
+		}
+	}
+	f, err := strconv.ParseFloat(num, 64)
+	if err != nil || f < 0 {
+		return 0, fmt.Errorf("bad size %q (want bytes, or e.g. 512MiB)", s)
+	}
+	return int64(f * float64(mult)), nil
+}
+
+func (z *Size) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseSize(n.Value)
+	if err != nil {
+		return err
+	}
+	*z = Size(v)
+	return nil
+}
+
+// Prefix is a CIDR; a bare address means the host alone.
+type Prefix struct{ netip.Prefix }
+
+func ParsePrefix(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("bad network %q (want CIDR such as 127.0.0.0/8)", s)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("bad network %q (want CIDR such as 127.0.0.0/8)", s)
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+func (p *Prefix) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParsePrefix(n.Value)
+	if err != nil {
+		return err
+	}
+	p.Prefix = v
+	return nil
+}
+
+func (p Prefix) MarshalYAML() (any, error) { return p.String(), nil }
+
+// HostPort is a "host:port" address.
+type HostPort string
+
+func (h *HostPort) UnmarshalYAML(n *yaml.Node) error {
+	if err := checkHostPort(n.Value); err != nil {
+		return err
+	}
+	*h = HostPort(n.Value)
+	return nil
+}
+
+func checkHostPort(s string) error {
+	host, port, err := splitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("bad address %q (want host:port)", s)
+	}
+	_ = host
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("bad port in %q", s)
+	}
+	return nil
+}
+
+func splitHostPort(s string) (string, string, error) {
+	i := strings.LastIndexByte(s, ':')
+	if i < 0 {
+		return "", "", fmt.Errorf("missing port")
+	}
+	host, port := s[:i], s[i+1:]
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	return host, port, nil
+}
