@@ -1,0 +1,157 @@
+// Package maillog writes facteur's event log: one line per event, starting
+// with the time and the queue ID, then the event name and key=value fields,
+// greppable like Exim's mainlog (STYLE.md §3):
+//
+//	2026-11-22T14:03:08.020Z 0G3ZK4R2Q8M1 deferred rcpt=<bob@yahoo.example> provider=yahoo ...
+//
+// Events are slog records whose message is the event name and whose "qid"
+// attribute is the queue ID ("-" for provider events). The keys are listed
+// in README.md; add keys, never rename one.
+package maillog
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// Events is the closed set of event names.
+var Events = []string{
+	"received", "deferred", "delivered", "bounced", "suppressed", "expired",
+	"deleted", "held", "released", "suspended", "throttled", "resumed",
+}
+
+// New returns a logger writing the text format to w, or slog's JSON format
+// with the same keys when format is "json".
+func New(w io.Writer, format string) *slog.Logger {
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{
+			ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+				if len(groups) == 0 && a.Key == slog.MessageKey {
+					a.Key = "event"
+				}
+				return a
+			},
+		}))
+	}
+	return slog.New(&Handler{w: w, mu: &sync.Mutex{}})
+}
+
+// Handler is the text handler.
+type Handler struct {
+	w     io.Writer
+	mu    *sync.Mutex // guards writes to w
+	attrs []slog.Attr
+	group string
+}
+
+func (h *Handler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
+
+func (h *Handler) WithAttrs(as []slog.Attr) slog.Handler {
+	h2 := *h
+	h2.attrs = append(append([]slog.Attr(nil), h.attrs...), as...)
+	return &h2
+}
+
+func (h *Handler) WithGroup(name string) slog.Handler {
+	h2 := *h
+	if h2.group != "" {
+		name = h2.group + "." + name
+	}
+	h2.group = name
+	return &h2
+}
+
+func (h *Handler) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	t := r.Time
+	if t.IsZero() {
+		t = time.Now()
+	}
+	b.WriteString(t.UTC().Format("2006-01-02T15:04:05.000Z"))
+	qid := "-"
+	var rest []slog.Attr
+	collect := func(a slog.Attr) bool {
+		if a.Key == "qid" {
+			if s := a.Value.String(); s != "" {
+				qid = s
+			}
+			return true
+		}
+		rest = append(rest, a)
+		return true
+	}
+	for _, a := range h.attrs {
+		collect(a)
+	}
+	r.Attrs(collect)
+	b.WriteByte(' ')
+	b.WriteString(qid)
+	b.WriteByte(' ')
+	b.WriteString(r.Message)
+	if r.Level >= slog.LevelWarn {
+		b.WriteString(" level=" + strings.ToLower(r.Level.String()))
+	}
+	for _, a := range rest {
+		writeAttr(&b, h.group, a)
+	}
+	b.WriteByte('\n')
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, err := io.WriteString(h.w, b.String())
+	return err
+}
+
+func writeAttr(b *strings.Builder, prefix string, a slog.Attr) {
+	a.Value = a.Value.Resolve()
+	if a.Equal(slog.Attr{}) {
+		return
+	}
+	key := a.Key
+	if prefix != "" {
+		key = prefix + "." + key
+	}
+	if a.Value.Kind() == slog.KindGroup {
+		for _, g := range a.Value.Group() {
+			writeAttr(b, key, g)
+		}
+		return
+	}
+	b.WriteByte(' ')
+	b.WriteString(key)
+	b.WriteByte('=')
+	var s string
+	switch a.Value.Kind() {
+	case slog.KindTime:
+		s = a.Value.Time().UTC().Format(time.RFC3339)
+	case slog.KindDuration:
+		s = a.Value.Duration().Round(time.Millisecond).String()
+	default:
+		s = a.Value.String()
+	}
+	b.WriteString(quote(s))
+}
+
+// quote leaves plain tokens bare and quotes anything with spaces, quotes,
+// '=' or control characters, so that a remote reply stays on one line.
+func quote(s string) string {
+	if s == "" {
+		return `""`
+	}
+	plain := true
+	for _, r := range s {
+		if r <= ' ' || r == '"' || r == '=' || r == '\\' || r == utf8.RuneError || r == 0x7f {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return s
+	}
+	return strconv.Quote(s)
+}
