@@ -1,0 +1,525 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// errIDTaken: the ID drawn outside the transaction is already stored (two processes, or
+// a clock stepped back across a restart). Enqueue draws another.
+var errIDTaken = errors.New("id already in use")
+
+// Enqueue stores a message for every recipient in env, all queued and due at now, and
+// returns its ID once the commit is on disk: only then may the SMTP server answer 250.
+// A storage failure comes back as an error (ErrFull when the disk or MaxSize is the
+// cause), never as a lost message.
+func (s *Store) Enqueue(ctx context.Context, env Envelope, body []byte, now time.Time) (ID, error) {
+	if err := checkAddr("sender", env.Sender, true); err != nil {
+		return "", fmt.Errorf("enqueue: %w", err)
+	}
+	if len(env.Recipients) == 0 {
+		return "", fmt.Errorf("enqueue: no recipients: %w", ErrInvalid)
+	}
+	if now.IsZero() {
+		return "", fmt.Errorf("enqueue: zero time: %w", ErrInvalid)
+	}
+	now = norm(now)
+	r := &record{
+		Sender: env.Sender, Size: int64(len(body)), Created: now, ClientIP: env.ClientIP,
+		Helo: env.Helo, AuthUser: env.AuthUser, SMTPUTF8: env.SMTPUTF8, EightBit: env.EightBit,
+		IsDSN: env.IsDSN, Expires: norm(env.Expires),
+	}
+	seen := make(map[string]bool, len(env.Recipients))
+	for _, a := range env.Recipients {
+		if err := checkAddr("recipient", a, false); err != nil {
+			return "", fmt.Errorf("enqueue: %w", err)
+		}
+		if seen[a] {
+			continue
+		}
+		seen[a] = true
+		r.Rcpts = append(r.Rcpts, rcptSlot{Address: a, Status: Queued, NextAttempt: now})
+	}
+	const draws = 5
+	for range draws {
+		id := NewID(now)
+		err := s.write(ctx, func(w *wtx) error {
+			if w.msgs.Get([]byte(id)) != nil {
+				return reject(errIDTaken)
+			}
+			return w.putNew(id, r, body)
+		})
+		if errors.Is(err, errIDTaken) {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("enqueue: %w", err)
+		}
+		return id, nil
+	}
+	return "", fmt.Errorf("enqueue: %d drawn IDs were all in use: %w", draws, errIDTaken)
+}
+
+// Record applies delivery outcomes to message id atomically and moves the due-index
+// entries. Updates for a recipient already final are skipped without error, so that a
+// delivered recipient is never sent again whatever a late caller says. When every
+// recipient is final, the message and its body are deleted. An unknown message or
+// recipient is ErrNotFound and changes nothing.
+func (s *Store) Record(ctx context.Context, id ID, updates []Update) error {
+	for _, u := range updates {
+		if err := u.validate(); err != nil {
+			return fmt.Errorf("record %s %s: %w", id, u.Rcpt, err)
+		}
+	}
+	err := s.write(ctx, func(w *wtx) error {
+		r, err := w.load(id)
+		if err != nil {
+			return reject(err)
+		}
+		idx := make([]int, len(updates))
+		for j, u := range updates {
+			idx[j] = r.find(u.Rcpt)
+			if idx[j] < 0 {
+				return reject(fmt.Errorf("recipient %s: %w", u.Rcpt, ErrNotFound))
+			}
+		}
+		for j, u := range updates {
+			i := idx[j]
+			slot := &r.Rcpts[i]
+			if slot.Status.Final() {
+				continue
+			}
+			if u.Attempted {
+				slot.Attempts++
+				slot.LastAttempt = norm(u.At)
+			}
+			if u.Response != "" {
+				slot.LastResponse = u.Response
+			}
+			if u.Class != "" {
+				slot.Class = u.Class
+			}
+			if u.Provider != "" {
+				slot.Provider = u.Provider
+			}
+			if err := w.setRcpt(id, r, i, u.Status, u.NextAttempt); err != nil {
+				return err
+			}
+		}
+		return w.saveOrRemove(id, r)
+	})
+	if err != nil {
+		return fmt.Errorf("record %s: %w", id, err)
+	}
+	return nil
+}
+
+func (u Update) validate() error {
+	switch {
+	case !u.Status.Valid():
+		return fmt.Errorf("status %q: %w", u.Status, ErrInvalid)
+	case u.Status.scheduled() && u.NextAttempt.IsZero():
+		return fmt.Errorf("status %s without a next attempt time: %w", u.Status, ErrInvalid)
+	case u.Attempted && u.At.IsZero():
+		return fmt.Errorf("attempt without a time: %w", ErrInvalid)
+	}
+	return nil
+}
+
+func (r *record) find(addr string) int {
+	for i, s := range r.Rcpts {
+		if s.Address == addr {
+			return i
+		}
+	}
+	return -1
+}
+
+// Get returns a copy of message id.
+func (s *Store) Get(ctx context.Context, id ID) (Message, error) {
+	var m Message
+	err := s.view(ctx, func(w *wtx) error {
+		r, err := w.load(id)
+		if err != nil {
+			return err
+		}
+		m = r.message(id)
+		return nil
+	})
+	if err != nil {
+		return Message{}, fmt.Errorf("get: %w", err)
+	}
+	return m, nil
+}
+
+// Body returns a copy of the bytes of message id, as accepted.
+func (s *Store) Body(ctx context.Context, id ID) ([]byte, error) {
+	var body []byte
+	err := s.view(ctx, func(w *wtx) error {
+		b := w.bodies.Get([]byte(id))
+		if b == nil {
+			return fmt.Errorf("message %s: %w", id, ErrNotFound)
+		}
+		body = bytes.Clone(b)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("body: %w", err)
+	}
+	return body, nil
+}
+
+// List returns copies of the messages f selects, in ID (arrival) order. It reads every
+// record: it is for the admin CLI, not for the delivery path.
+func (s *Store) List(ctx context.Context, f Filter) ([]Message, error) {
+	if err := f.validate(); err != nil {
+		return nil, fmt.Errorf("list: %w", err)
+	}
+	var out []Message
+	err := s.view(ctx, func(w *wtx) error {
+		return w.msgs.ForEach(func(k, v []byte) error {
+			id := ID(k)
+			r, err := decodeRecord(id, v)
+			if err != nil {
+				return err
+			}
+			if f.match(r) {
+				out = append(out, r.message(id))
+			}
+			return ctx.Err()
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list: %w", err)
+	}
+	return out, nil
+}
+
+// Due returns up to max due-index entries with At <= now, earliest first, leaving out
+// those skip rejects (the scheduler's in-flight set; skip may be nil). It seeks the
+// index from its start and stops at the first entry after now or at max: it never walks
+// the queue, only what is due plus what skip rejects.
+func (s *Store) Due(ctx context.Context, now time.Time, max int, skip func(ID, string) bool) ([]Due, error) {
+	if max <= 0 {
+		return nil, nil
+	}
+	end := dueNanos(now)
+	var out []Due
+	err := s.view(ctx, func(w *wtx) error {
+		c := w.due.Cursor()
+		for k, _ := c.First(); k != nil && len(out) < max; k, _ = c.Next() {
+			d, err := parseDueKey(k)
+			if err != nil {
+				return err
+			}
+			if dueNanos(d.At) > end {
+				break
+			}
+			if skip != nil && skip(d.ID, d.Rcpt) {
+				continue
+			}
+			out = append(out, d)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("due: %w", err)
+	}
+	return out, nil
+}
+
+// NextDue returns the earliest due time in the index; false if nothing is scheduled.
+func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
+	var at time.Time
+	var ok bool
+	err := s.view(ctx, func(w *wtx) error {
+		k, _ := w.due.Cursor().First()
+		if k == nil {
+			return nil
+		}
+		d, err := parseDueKey(k)
+		if err != nil {
+			return err
+		}
+		at, ok = d.At, true
+		return nil
+	})
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("next due: %w", err)
+	}
+	return at, ok, nil
+}
+
+// Delete removes message id whatever its recipients' state.
+func (s *Store) Delete(ctx context.Context, id ID) error {
+	err := s.write(ctx, func(w *wtx) error {
+		r, err := w.load(id)
+		if err != nil {
+			return reject(err)
+		}
+		return w.remove(id, r)
+	})
+	if err != nil {
+		return fmt.Errorf("delete: %w", err)
+	}
+	return nil
+}
+
+// Hold parks every non-final recipient of id: status held, no due entry, until Release.
+func (s *Store) Hold(ctx context.Context, id ID) error {
+	err := s.write(ctx, func(w *wtx) error {
+		r, err := w.load(id)
+		if err != nil {
+			return reject(err)
+		}
+		return w.hold(id, r)
+	})
+	if err != nil {
+		return fmt.Errorf("hold: %w", err)
+	}
+	return nil
+}
+
+// hold reports nothing about whether r changed: holding a held message is no error.
+func (w *wtx) hold(id ID, r *record) error {
+	for i, s := range r.Rcpts {
+		if !s.Status.Final() && s.Status != Held {
+			if err := w.setRcpt(id, r, i, Held, time.Time{}); err != nil {
+				return err
+			}
+		}
+	}
+	return w.save(id, r)
+}
+
+// Release makes every held recipient of id due at now: deferred if it was tried before,
+// queued otherwise.
+func (s *Store) Release(ctx context.Context, id ID, now time.Time) error {
+	err := s.write(ctx, func(w *wtx) error {
+		r, err := w.load(id)
+		if err != nil {
+			return reject(err)
+		}
+		for i, slot := range r.Rcpts {
+			if slot.Status != Held {
+				continue
+			}
+			st := Queued
+			if slot.Attempts > 0 {
+				st = Deferred
+			}
+			if err := w.setRcpt(id, r, i, st, now); err != nil {
+				return err
+			}
+		}
+		return w.save(id, r)
+	})
+	if err != nil {
+		return fmt.Errorf("release %s: %w", id, err)
+	}
+	return nil
+}
+
+// Flush makes every queued or deferred recipient due later than now due at now, for
+// message id or, with id "", for the whole queue. It returns how many messages had a
+// recipient moved. Held recipients stay held.
+func (s *Store) Flush(ctx context.Context, id ID, now time.Time) (int, error) {
+	now = norm(now)
+	if id != "" {
+		var n int
+		err := s.write(ctx, func(w *wtx) error {
+			n = 0
+			r, err := w.load(id)
+			if err != nil {
+				return reject(err)
+			}
+			moved, err := w.flushRecord(id, r, now)
+			if moved {
+				n = 1
+			}
+			return err
+		})
+		if err != nil {
+			return 0, fmt.Errorf("flush %s: %w", id, err)
+		}
+		return n, nil
+	}
+	// Only entries after now move: seek there in the due index, then rewrite whole
+	// messages in batches so the group commit is never held by one huge transaction.
+	var ids []ID
+	err := s.view(ctx, func(w *wtx) error {
+		seen := map[ID]bool{}
+		c := w.due.Cursor()
+		for k, _ := c.Seek(putU64(int64(dueNanos(now)) + 1)); k != nil; k, _ = c.Next() {
+			d, err := parseDueKey(k)
+			if err != nil {
+				return err
+			}
+			if !seen[d.ID] {
+				seen[d.ID] = true
+				ids = append(ids, d.ID)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("flush: %w", err)
+	}
+	n, err := s.eachBatch(ctx, ids, func(w *wtx, id ID, r *record) (bool, error) {
+		return w.flushRecord(id, r, now)
+	})
+	if err != nil {
+		return n, fmt.Errorf("flush: %w", err)
+	}
+	return n, nil
+}
+
+func (w *wtx) flushRecord(id ID, r *record, now time.Time) (bool, error) {
+	moved := false
+	for i, slot := range r.Rcpts {
+		if slot.Status.scheduled() && slot.NextAttempt.After(now) {
+			if err := w.setRcpt(id, r, i, slot.Status, now); err != nil {
+				return false, err
+			}
+			moved = true
+		}
+	}
+	if !moved {
+		return false, nil
+	}
+	return true, w.save(id, r)
+}
+
+// bulkBatch is how many messages one bulk admin transaction rewrites: enough to be
+// quick, few enough that Enqueue callers behind it wait milliseconds, not seconds.
+const bulkBatch = 256
+
+// eachBatch applies fn to the messages ids in transactions of bulkBatch. Messages gone
+// since the ids were collected are skipped. It returns how many fn reported changed.
+func (s *Store) eachBatch(ctx context.Context, ids []ID, fn func(*wtx, ID, *record) (bool, error)) (int, error) {
+	total := 0
+	for len(ids) > 0 {
+		chunk := ids[:min(bulkBatch, len(ids))]
+		ids = ids[len(chunk):]
+		var n int
+		err := s.write(ctx, func(w *wtx) error {
+			n = 0
+			for _, id := range chunk {
+				r, err := w.load(id)
+				if errors.Is(err, ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				changed, err := fn(w, id, r)
+				if err != nil {
+					return err
+				}
+				if changed {
+					n++
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return total, err
+		}
+		total += n
+	}
+	return total, nil
+}
+
+// matching collects the IDs of the messages f selects.
+func (s *Store) matching(ctx context.Context, f Filter) ([]ID, error) {
+	if err := f.validate(); err != nil {
+		return nil, err
+	}
+	if f.empty() && !f.All {
+		return nil, fmt.Errorf("filter selects every message but All is not set: %w", ErrInvalid)
+	}
+	var ids []ID
+	err := s.view(ctx, func(w *wtx) error {
+		return w.msgs.ForEach(func(k, v []byte) error {
+			r, err := decodeRecord(ID(k), v)
+			if err != nil {
+				return err
+			}
+			if f.match(r) {
+				ids = append(ids, ID(k))
+			}
+			return nil
+		})
+	})
+	return ids, err
+}
+
+// DeleteMatching deletes the messages f selects and returns how many it deleted. Each
+// message is matched again in the transaction that deletes it.
+func (s *Store) DeleteMatching(ctx context.Context, f Filter) (int, error) {
+	ids, err := s.matching(ctx, f)
+	if err != nil {
+		return 0, fmt.Errorf("delete matching: %w", err)
+	}
+	n, err := s.eachBatch(ctx, ids, func(w *wtx, id ID, r *record) (bool, error) {
+		if !f.match(r) {
+			return false, nil
+		}
+		return true, w.remove(id, r)
+	})
+	if err != nil {
+		return n, fmt.Errorf("delete matching: %w", err)
+	}
+	return n, nil
+}
+
+// HoldMatching holds the messages f selects and returns how many had a recipient to hold.
+func (s *Store) HoldMatching(ctx context.Context, f Filter) (int, error) {
+	ids, err := s.matching(ctx, f)
+	if err != nil {
+		return 0, fmt.Errorf("hold matching: %w", err)
+	}
+	n, err := s.eachBatch(ctx, ids, func(w *wtx, id ID, r *record) (bool, error) {
+		if !f.match(r) {
+			return false, nil
+		}
+		for _, slot := range r.Rcpts {
+			if slot.Status.scheduled() {
+				return true, w.hold(id, r)
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		return n, fmt.Errorf("hold matching: %w", err)
+	}
+	return n, nil
+}
+
+// Stats reads the counters and the oldest message; it costs two key lookups per status.
+func (s *Store) Stats(ctx context.Context) (Stats, error) {
+	st := Stats{Recipients: make(map[Status]int, len(Statuses))}
+	err := s.view(ctx, func(w *wtx) error {
+		st.Messages = int(getU64(w.meta.Get(metaMessages)))
+		for _, s := range Statuses {
+			st.Recipients[s] = int(getU64(w.meta.Get(metaStatusKey(s))))
+		}
+		k, v := w.msgs.Cursor().First()
+		if k == nil {
+			return nil
+		}
+		r, err := decodeRecord(ID(k), v)
+		if err != nil {
+			return err
+		}
+		st.Oldest = r.Created
+		return nil
+	})
+	if err != nil {
+		return Stats{}, fmt.Errorf("stats: %w", err)
+	}
+	return st, nil
+}

@@ -1,0 +1,250 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"syscall"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// Options configure Open.
+type Options struct {
+	// LockTimeout bounds the wait for the database file lock; 0 means 1s. bbolt waits
+	// forever by default, which would hang a second daemon started on the same data_dir.
+	LockTimeout time.Duration
+	// NoSync skips fsync: for tests and benchmarks only, a crash may lose acknowledged
+	// messages.
+	NoSync bool
+	// MaxSize caps the database file in bytes (0: no cap). A write that would grow the
+	// file past it fails with ErrFull, as it would on a full disk.
+	MaxSize int
+
+	// arrayFreelist selects bbolt's defaults (array freelist, written at every commit),
+	// so that the benchmark can show what the chosen settings save.
+	arrayFreelist bool
+}
+
+const defaultLockTimeout = time.Second
+
+// Store is the durable queue. Its methods may be called concurrently.
+type Store struct {
+	db   *bolt.DB
+	path string
+
+	// mu guards pending and leading: the group commit's queue and whether some caller
+	// is currently committing it.
+	mu      sync.Mutex
+	pending []*op
+	leading bool
+}
+
+// Open opens or creates the queue database at path. It starts no goroutine.
+func Open(path string, opts Options) (*Store, error) {
+	timeout := opts.LockTimeout
+	if timeout <= 0 {
+		timeout = defaultLockTimeout
+	}
+	bo := &bolt.Options{
+		Timeout: timeout,
+		// A queue deletes what it delivered, so the file is full of free pages; bbolt's
+		// array freelist is sorted and rewritten at every commit, which grows with the
+		// queue's history. The map freelist, rebuilt by a scan at open instead of being
+		// synced, keeps commits flat (see doc.go for the measurement).
+		FreelistType:   bolt.FreelistMapType,
+		NoFreelistSync: true,
+		NoSync:         opts.NoSync,
+		MaxSize:        opts.MaxSize,
+	}
+	if opts.arrayFreelist {
+		bo.FreelistType, bo.NoFreelistSync = bolt.FreelistArrayType, false
+	}
+	db, err := bolt.Open(path, 0o600, bo)
+	if err != nil {
+		if errors.Is(err, berrors.ErrTimeout) {
+			return nil, fmt.Errorf("open queue %s: still locked after %v, is another facteur running with the same data_dir? %w", path, timeout, ErrLocked)
+		}
+		return nil, fmt.Errorf("open queue %s: %w", path, err)
+	}
+	if err := db.Update(initBuckets); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open queue %s: %w", path, err)
+	}
+	return &Store{db: db, path: path}, nil
+}
+
+func initBuckets(tx *bolt.Tx) error {
+	for _, name := range allBuckets {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+	}
+	meta := tx.Bucket(bucketMeta)
+	v := meta.Get(metaVersion)
+	switch {
+	case v == nil:
+		return meta.Put(metaVersion, putU64(schemaVersion))
+	case getU64(v) != schemaVersion:
+		return fmt.Errorf("database schema version %d, this facteur reads %d", getU64(v), schemaVersion)
+	}
+	return nil
+}
+
+// Close waits for the commit in progress and closes the database. Writes queued after
+// it fail.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close queue %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// Path returns the database file name.
+func (s *Store) Path() string { return s.path }
+
+// op is one caller's write waiting for the group commit.
+type op struct {
+	ctx context.Context
+	fn  func(*wtx) error
+	err error
+	// wake receives false when err is final, true when this caller must lead the next
+	// commit. Buffered so that the leader never blocks on a follower.
+	wake chan bool
+}
+
+// rejected marks an error returned by a write function before it changed anything: the
+// group's transaction goes on without it. Any other error aborts the transaction, and
+// the group is re-run without the failed write, which is why write functions must be
+// retry-safe: derive everything from the transaction and their arguments, assign (never
+// append to) results captured from the caller.
+type rejected struct{ err error }
+
+func (r rejected) Error() string { return r.err.Error() }
+func (r rejected) Unwrap() error { return r.err }
+
+func reject(err error) error { return rejected{err} }
+
+// write runs fn in a read-write transaction shared with every other write queued at the
+// same time, and returns once that transaction is committed and synced, or failed.
+//
+// Group commit without a goroutine: a caller that finds nobody committing becomes the
+// leader, takes everything pending, commits it in one bolt transaction, then hands
+// leadership to the first caller that queued meanwhile, and returns. While a commit
+// (two fdatasyncs) runs, new writes pile up and go out together in the next one, so a
+// single writer never waits for a timer (bbolt's Batch waits MaxBatchDelay) and twenty
+// writers share fsyncs.
+//
+// ctx is checked when the leader picks the write up; once queued, a caller waits for the
+// outcome even if ctx ends, because a write it gave up on might still be committed and
+// the caller must know whether its message is stored.
+func (s *Store) write(ctx context.Context, fn func(*wtx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	me := &op{ctx: ctx, fn: fn, wake: make(chan bool, 1)}
+	s.mu.Lock()
+	s.pending = append(s.pending, me)
+	if s.leading {
+		s.mu.Unlock()
+		if lead := <-me.wake; !lead {
+			return me.err
+		}
+		s.mu.Lock()
+	}
+	s.leading = true
+	batch := s.pending
+	s.pending = nil
+	s.mu.Unlock()
+
+	s.commit(batch)
+
+	s.mu.Lock()
+	if len(s.pending) > 0 {
+		s.pending[0].wake <- true
+	} else {
+		s.leading = false
+	}
+	s.mu.Unlock()
+	for _, o := range batch {
+		if o != me {
+			o.wake <- false
+		}
+	}
+	return me.err
+}
+
+// commit applies batch and sets each op's err.
+func (s *Store) commit(batch []*op) {
+	live := make([]*op, 0, len(batch))
+	for _, o := range batch {
+		if err := o.ctx.Err(); err != nil {
+			o.err = err
+			continue
+		}
+		live = append(live, o)
+	}
+	for len(live) > 0 {
+		var failed *op // the op whose error aborted the transaction
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			w := newWtx(tx)
+			for _, o := range live {
+				o.err = nil
+				err := o.fn(w)
+				if err == nil {
+					continue
+				}
+				if r, ok := err.(rejected); ok {
+					o.err = r.err
+					continue
+				}
+				o.err, failed = err, o
+				return err
+			}
+			return w.flushCounters()
+		})
+		switch {
+		case err == nil:
+			return
+		case failed != nil:
+			// Re-run without the write that failed half-way: its partial changes went
+			// with the rolled-back transaction.
+			next := live[:0:0]
+			for _, o := range live {
+				if o != failed {
+					next = append(next, o)
+				}
+			}
+			live = next
+		case len(live) > 1:
+			// The commit itself failed (disk full, I/O error). Maybe only one large
+			// message did not fit: give each write its own verdict.
+			for _, o := range live {
+				s.commit([]*op{o})
+			}
+			return
+		default:
+			live[0].err = storageErr(err)
+			return
+		}
+	}
+}
+
+// storageErr maps a failed commit onto ErrFull when the disk or MaxSize is the cause.
+func storageErr(err error) error {
+	if errors.Is(err, berrors.ErrMaxSizeReached) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("commit: %w: %w", ErrFull, err)
+	}
+	return fmt.Errorf("commit: %w", err)
+}
+
+// view runs fn in a read-only transaction.
+func (s *Store) view(ctx context.Context, fn func(*wtx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.View(func(tx *bolt.Tx) error { return fn(newWtx(tx)) })
+}

@@ -1,0 +1,147 @@
+package queue
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// wtx wraps a bolt transaction with the buckets and the helpers that keep the indexes
+// and counters consistent with the records. Every change to a recipient's status or
+// next attempt goes through setRcpt; every message is added by putNew and removed by
+// remove.
+type wtx struct {
+	tx                                          *bolt.Tx
+	msgs, bodies, due, addrs, supp, state, meta *bolt.Bucket
+	// delta holds counter changes, written once per transaction by flushCounters.
+	delta map[string]int64
+}
+
+func newWtx(tx *bolt.Tx) *wtx {
+	return &wtx{
+		tx:     tx,
+		msgs:   tx.Bucket(bucketMsgs),
+		bodies: tx.Bucket(bucketBodies),
+		due:    tx.Bucket(bucketDue),
+		addrs:  tx.Bucket(bucketAddrs),
+		supp:   tx.Bucket(bucketSupp),
+		state:  tx.Bucket(bucketState),
+		meta:   tx.Bucket(bucketMeta),
+		delta:  map[string]int64{},
+	}
+}
+
+func (w *wtx) count(key []byte, d int64) { w.delta[string(key)] += d }
+
+func (w *wtx) flushCounters() error {
+	for k, d := range w.delta {
+		if d == 0 {
+			continue
+		}
+		v := getU64(w.meta.Get([]byte(k))) + d
+		if err := w.meta.Put([]byte(k), putU64(v)); err != nil {
+			return fmt.Errorf("update counter %s: %w", k, err)
+		}
+	}
+	return nil
+}
+
+// load returns the record of id, or ErrNotFound.
+func (w *wtx) load(id ID) (*record, error) {
+	b := w.msgs.Get([]byte(id))
+	if b == nil {
+		return nil, fmt.Errorf("message %s: %w", id, ErrNotFound)
+	}
+	return decodeRecord(id, b)
+}
+
+func (w *wtx) save(id ID, r *record) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("message %s: encode: %w", id, err)
+	}
+	if err := w.msgs.Put([]byte(id), b); err != nil {
+		return fmt.Errorf("message %s: %w", id, err)
+	}
+	return nil
+}
+
+// putNew stores a new message whose recipients are all scheduled at their NextAttempt.
+func (w *wtx) putNew(id ID, r *record, body []byte) error {
+	if err := w.save(id, r); err != nil {
+		return err
+	}
+	if err := w.bodies.Put([]byte(id), body); err != nil {
+		return fmt.Errorf("message %s: body: %w", id, err)
+	}
+	for _, s := range r.Rcpts {
+		if s.Status.scheduled() {
+			if err := w.due.Put(dueKey(s.NextAttempt, id, s.Address), nil); err != nil {
+				return fmt.Errorf("message %s: due index: %w", id, err)
+			}
+		}
+		if err := w.addrs.Put(addrKey(s.Address, id), nil); err != nil {
+			return fmt.Errorf("message %s: address index: %w", id, err)
+		}
+		w.count(metaStatusKey(s.Status), 1)
+	}
+	w.count(metaMessages, 1)
+	return nil
+}
+
+// setRcpt moves recipient i of r to status st, due at next when st is queued or
+// deferred (NextAttempt becomes zero otherwise), keeping the due index and the counters
+// in step. The caller saves r.
+func (w *wtx) setRcpt(id ID, r *record, i int, st Status, next time.Time) error {
+	s := &r.Rcpts[i]
+	if s.Status.scheduled() {
+		if err := w.due.Delete(dueKey(s.NextAttempt, id, s.Address)); err != nil {
+			return fmt.Errorf("message %s: due index: %w", id, err)
+		}
+	}
+	w.count(metaStatusKey(s.Status), -1)
+	w.count(metaStatusKey(st), 1)
+	s.Status = st
+	s.NextAttempt = time.Time{}
+	if st.scheduled() {
+		s.NextAttempt = norm(next)
+		if err := w.due.Put(dueKey(s.NextAttempt, id, s.Address), nil); err != nil {
+			return fmt.Errorf("message %s: due index: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// remove deletes message id (record r) with its body and index entries.
+func (w *wtx) remove(id ID, r *record) error {
+	for _, s := range r.Rcpts {
+		if s.Status.scheduled() {
+			if err := w.due.Delete(dueKey(s.NextAttempt, id, s.Address)); err != nil {
+				return fmt.Errorf("message %s: due index: %w", id, err)
+			}
+		}
+		if err := w.addrs.Delete(addrKey(s.Address, id)); err != nil {
+			return fmt.Errorf("message %s: address index: %w", id, err)
+		}
+		w.count(metaStatusKey(s.Status), -1)
+	}
+	w.count(metaMessages, -1)
+	if err := w.bodies.Delete([]byte(id)); err != nil {
+		return fmt.Errorf("message %s: body: %w", id, err)
+	}
+	if err := w.msgs.Delete([]byte(id)); err != nil {
+		return fmt.Errorf("message %s: %w", id, err)
+	}
+	return nil
+}
+
+// saveOrRemove saves r, or removes the message once every recipient is final: the
+// caller has logged the outcomes, and nothing is left to send.
+func (w *wtx) saveOrRemove(id ID, r *record) error {
+	if r.allFinal() {
+		return w.remove(id, r)
+	}
+	return w.save(id, r)
+}
