@@ -1,0 +1,309 @@
+package cleanup
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"facteur/queue"
+	"facteur/relay/address"
+)
+
+// Options are the config values cleanup applies.
+type Options struct {
+	Hostname    string
+	LocalDomain string            // given to bare local parts; default Hostname
+	Aliases     map[string]string // bare local part -> comma-separated addresses
+	Senders     map[string]string // bare local sender -> address (sender_canonical)
+	MaxHops     int               // Received headers at which a message is a loop
+}
+
+// Store is the part of queue.Store cleanup needs.
+type Store interface {
+	Enqueue(ctx context.Context, env queue.Envelope, body []byte, now time.Time) (queue.ID, error)
+}
+
+// Signer signs a message once, at acceptance (issue 6). It returns the
+// signed message and a note for the log ("" when signed).
+type Signer interface {
+	Sign(msg []byte, now time.Time) (signed []byte, domain, note string, err error)
+}
+
+// Message is one submission, from an SMTP session or the maildrop.
+type Message struct {
+	Sender     string // "" for the null sender
+	Recipients []string
+	ClientIP   string
+	Helo       string
+	AuthUser   string
+	Protocol   string // "ESMTP", "SMTP", "ESMTPA", "ESMTPS", "local"
+	SMTPUTF8   bool
+	Data       []byte
+}
+
+// Cleanup turns a submission into a queued message.
+type Cleanup struct {
+	opts   Options
+	store  Store
+	signer Signer // nil: no DKIM keys
+	log    *slog.Logger
+}
+
+// New returns a Cleanup; signer may be nil.
+func New(opts Options, store Store, signer Signer, log *slog.Logger) *Cleanup {
+	if opts.LocalDomain == "" {
+		opts.LocalDomain = opts.Hostname
+	}
+	if opts.MaxHops <= 0 {
+		opts.MaxHops = 50
+	}
+	return &Cleanup{opts: opts, store: store, signer: signer, log: log}
+}
+
+// Replies declared once, with their enhanced codes.
+var (
+	ErrLoop = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6},
+		Message: "Too many Received headers: mail loop detected"}
+	errSmugglingReply = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 5, 2},
+		Message: "Bare CR or LF next to a lone dot refused (SMTP smuggling)"}
+	errNULReply = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
+		Message: "NUL byte in message refused"}
+	errStoreFull = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1},
+		Message: "Insufficient system storage, try again later"}
+	errStore = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
+		Message: "Temporary failure storing the message, try again later"}
+)
+
+// isLocal reports whether domain is one of ours: bare, local_domain or the
+// host name. Aliases and sender rewriting apply only there.
+func (c *Cleanup) isLocal(domain string) bool {
+	return domain == "" || strings.EqualFold(domain, c.opts.LocalDomain) || strings.EqualFold(domain, c.opts.Hostname)
+}
+
+// Qualify gives a bare local part the local domain.
+func (c *Cleanup) Qualify(addr string) string {
+	if addr == "" || strings.Contains(addr, "@") {
+		return addr
+	}
+	return addr + "@" + c.opts.LocalDomain
+}
+
+// RewriteSender applies `senders` (Postfix's sender_canonical) to a local
+// envelope sender, then qualifies it: PHP mail() without -f sends as
+// www-data, which would fail SPF/DMARC as www-data@host.
+func (c *Cleanup) RewriteSender(addr string) string {
+	if addr == "" {
+		return ""
+	}
+	local, domain := address.Split(addr)
+	if c.isLocal(domain) {
+		if to, ok := c.opts.Senders[local]; ok {
+			return to
+		}
+	}
+	return c.Qualify(addr)
+}
+
+// ExpandRecipient applies `aliases` (recursively, as newaliases would) and
+// qualifies the result. facteur has no local mailboxes: an alias is the only
+// way mail for root reaches a person.
+func (c *Cleanup) ExpandRecipient(addr string) []string {
+	var out []string
+	seen := map[string]bool{}
+	var expand func(a string, depth int)
+	expand = func(a string, depth int) {
+		local, domain := address.Split(a)
+		if to, ok := c.opts.Aliases[local]; ok && c.isLocal(domain) && depth < 10 && !seen[strings.ToLower(local)] {
+			seen[strings.ToLower(local)] = true
+			for _, t := range strings.Split(to, ",") {
+				if t = strings.TrimSpace(t); t != "" {
+					expand(t, depth+1)
+				}
+			}
+			return
+		}
+		q := c.Qualify(a)
+		for _, o := range out {
+			if o == q {
+				return
+			}
+		}
+		out = append(out, q)
+	}
+	expand(addr, 0)
+	return out
+}
+
+// Process normalises, checks, completes and signs m, then stores it. The
+// returned error is an *smtp.SMTPError ready for the client: 5xx for what
+// the client must not retry, 4xx when the store failed.
+func (c *Cleanup) Process(ctx context.Context, m Message, now time.Time) (queue.ID, error) {
+	data, err := Normalize(m.Data)
+	switch {
+	case errors.Is(err, ErrSmuggling):
+		return "", errSmugglingReply
+	case errors.Is(err, ErrNUL):
+		return "", errNULReply
+	case err != nil:
+		return "", err
+	}
+	h := parseHeader(data)
+	if h.count("Received") >= c.opts.MaxHops {
+		return "", ErrLoop
+	}
+	id := queue.NewID(now) // names the message in its headers; the store assigns the queue ID
+	sender := c.RewriteSender(m.Sender)
+	var rcpts []string
+	for _, r := range m.Recipients {
+		for _, x := range c.ExpandRecipient(r) {
+			if !contains(rcpts, x) {
+				rcpts = append(rcpts, x)
+			}
+		}
+	}
+	// Bcc must never reach a recipient (Postfix's cleanup removes it too).
+	h.remove("Bcc")
+	var appendFields []string
+	if h.count("From") == 0 && sender != "" {
+		appendFields = append(appendFields, "From: <"+sender+">\r\n")
+	}
+	if h.count("Date") == 0 {
+		appendFields = append(appendFields, "Date: "+now.Format(time.RFC1123Z)+"\r\n")
+	}
+	if h.count("Message-ID") == 0 {
+		appendFields = append(appendFields, "Message-ID: <"+string(id)+"."+randomHex(6)+"@"+c.opts.Hostname+">\r\n")
+	}
+	received := c.received(m, rcpts, now)
+	msg := h.bytes([]string{received}, appendFields)
+
+	env := queue.Envelope{
+		Sender:     sender,
+		Recipients: rcpts,
+		ClientIP:   m.ClientIP,
+		Helo:       m.Helo,
+		AuthUser:   m.AuthUser,
+		SMTPUTF8:   m.SMTPUTF8 || needsUTF8(sender, rcpts),
+		EightBit:   has8bit(msg),
+	}
+	dkimNote := ""
+	if c.signer != nil {
+		signed, _, note, err := c.signer.Sign(msg, now)
+		if err != nil {
+			// A signing failure must not lose the message: send it unsigned
+			// and say so (the key was checked at start, so this is rare).
+			dkimNote = "signing failed: " + err.Error()
+		} else {
+			msg = signed
+			dkimNote = note
+		}
+	}
+	qid, err := c.store.Enqueue(ctx, env, msg, now)
+	if err != nil {
+		if errors.Is(err, queue.ErrFull) {
+			return "", errStoreFull
+		}
+		c.log.Error("enqueue failed", "err", err)
+		return "", errStore
+	}
+	attrs := []any{"qid", string(qid), "from", "<" + sender + ">", "size", len(msg), "nrcpt", len(rcpts),
+		"client", m.ClientIP, "proto", m.Protocol}
+	if m.AuthUser != "" {
+		attrs = append(attrs, "user", m.AuthUser)
+	}
+	attrs = append(attrs, "rcpt", "<"+strings.Join(rcpts, ">,<")+">")
+	if dkimNote != "" {
+		attrs = append(attrs, "dkim", dkimNote)
+	}
+	c.log.Info("received", attrs...)
+	return qid, nil
+}
+
+func (c *Cleanup) received(m Message, rcpts []string, now time.Time) string {
+	helo := m.Helo
+	if helo == "" {
+		helo = "localhost"
+	}
+	from := fmt.Sprintf("from %s ([%s])", sanitize(helo), m.ClientIP)
+	if m.Protocol == "local" {
+		from = "from local (uid " + sanitize(m.Helo) + ")"
+	}
+	proto := m.Protocol
+	if proto == "" {
+		proto = "SMTP"
+	}
+	if proto == "local" {
+		proto = "local"
+	}
+	forPart := ""
+	if len(rcpts) == 1 {
+		forPart = "\r\n\tfor <" + rcpts[0] + ">"
+	}
+	return fmt.Sprintf("Received: %s\r\n\tby %s (facteur) with %s%s;\r\n\t%s\r\n",
+		from, c.opts.Hostname, proto, forPart, now.Format(time.RFC1123Z))
+}
+
+// sanitize keeps a client-supplied HELO from breaking the header.
+func sanitize(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x21 || r == 0x7f || r == '(' || r == ')' || r == '[' || r == ']' {
+			return -1
+		}
+		return r
+	}, s)
+	if len(s) > 255 {
+		s = s[:255]
+	}
+	return s
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func needsUTF8(sender string, rcpts []string) bool {
+	if !ascii(sender) {
+		return true
+	}
+	for _, r := range rcpts {
+		if !ascii(r) {
+			return true
+		}
+	}
+	return false
+}
+
+func ascii(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+func has8bit(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return true
+		}
+	}
+	return false
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
