@@ -1,0 +1,314 @@
+package bounce
+
+import (
+	"regexp"
+	"strings"
+
+	"github.com/emersion/go-message/mail"
+)
+
+// parseNonstandard reads a bounce that has no delivery-status part. It is a
+// bounce only with some evidence (a daemon sender, a bounce subject or
+// wording, X-Failed-Recipients); ordinary mail is not_a_bounce.
+func parseNonstandard(rep *Report, w *walker, top mail.Header) {
+	text := w.humanText()
+	if !looksLikeBounce(top, text) {
+		rep.Kind = KindNotBounce
+		return
+	}
+	rep.Kind = KindNonstandard
+	rep.Recipients = extractText(text, exclusions(top))
+	if len(rep.Recipients) == 0 {
+		rep.Recipients = failedRecipientsHeader(top)
+	}
+	act := textAction(text)
+	for i := range rep.Recipients {
+		r := &rep.Recipients[i]
+		r.Action = act
+		finish(r)
+	}
+}
+
+var (
+	daemonSender = regexp.MustCompile(`(?i)^(mailer-daemon|postmaster|mail-daemon|mailerdaemon|mdaemon|bounce[sd]?|nobody|mail\.delivery|maildelivery)@|^<>$|^$`)
+	bounceSubject = regexp.MustCompile(`(?i)undeliver|undelivered|delivery (status|failure|failed|notification|has failed|problem)|returned mail|mail delivery failed|failure notice|failure delivery|non[- ]?remis|non distribu|échec|echec|unzustellbar|could not be delivered|delivery status|mail failure|returning message|error sending|message delivery`)
+	bounceBody    = regexp.MustCompile(`(?i)could not be delivered|couldn't be delivered|was not delivered|not be delivered|undeliverable|unable to deliver|permanent error|permanent fatal error|failed permanently|delivery has failed|delivery to the following recipient|did not reach the following recipient|error delivering your mail|delivery failed|qmail-send program|mail delivery software|delivery problems|rejected recipient|failure reasons|has been delayed|is delayed|could not send message|n'a pas pu être (remis|distribué|délivré)|n'a pas été (remis|distribué)|impossible de (remettre|distribuer|délivrer)|nicht zugestellt`)
+)
+
+// looksLikeBounce weighs the evidence that a message without a report part is
+// a bounce.
+func looksLikeBounce(top mail.Header, text string) bool {
+	if top.Get("X-Failed-Recipients") != "" {
+		return true
+	}
+	from := ""
+	if as, err := top.AddressList("From"); err == nil && len(as) > 0 {
+		from = as[0].Address
+	} else if as := findAddrs(top.Get("From")); len(as) > 0 {
+		from = as[0]
+	}
+	subj, _ := top.Subject()
+	daemon := daemonSender.MatchString(strings.TrimSpace(from)) ||
+		strings.Contains(strings.ToLower(top.Get("From")), "mail delivery")
+	return bounceBody.MatchString(text) && (daemon || bounceSubject.MatchString(subj) || strings.TrimSpace(top.Get("Return-Path")) == "<>") ||
+		daemon && bounceSubject.MatchString(subj)
+}
+
+var (
+	autoSubject = regexp.MustCompile(`(?i)^\s*(auto(matic)?[ -]?(reply|response|answer|antwort)|out of (the )?office|vacation|away from|absence|abwesen|r[ée]ponse automatique|message d'absence|autoreply|auto:|respuesta autom|risposta automatica|on leave)`)
+)
+
+// isAutoReply recognises auto-replies (RFC 3834 Auto-Submitted:
+// auto-replied, vendors' X-Autoreply and Precedence: auto_reply, vacation
+// subjects). Exim also marks its bounces auto-replied, so a message that
+// reads like a bounce from a daemon is not an auto-reply.
+func isAutoReply(top mail.Header, text string) bool {
+	subj, _ := top.Subject()
+	marked := strings.EqualFold(strings.TrimSpace(top.Get("Auto-Submitted")), "auto-replied") ||
+		top.Get("X-Autoreply") != "" || top.Get("X-Autorespond") != "" ||
+		strings.EqualFold(strings.TrimSpace(top.Get("Precedence")), "auto_reply") ||
+		strings.Contains(strings.ToLower(top.Get("X-Auto-Response-Suppress")), "all") && autoSubject.MatchString(subj) ||
+		autoSubject.MatchString(subj)
+	if !marked {
+		return false
+	}
+	return !looksLikeBounce(top, text) || autoSubject.MatchString(subj) && top.Get("X-Failed-Recipients") == ""
+}
+
+var (
+	delayedText   = regexp.MustCompile(`(?i)has been delayed|is delayed|delivery (is )?delayed|delayed for more than|warning message only|temporary failure report|will be retried|still being retried|will (continue|keep) trying|not yet been delivered|could not send message for past|do not need to re-?send|delay(ed)? notification`)
+	permanentText = regexp.MustCompile(`(?i)permanent error|permanent failure|permanent fatal|failed permanently|given up|giving up|not going to try again|no further (delivery )?attempts|could not be delivered|retry timeout exceeded|n'a pas pu`)
+)
+
+// textAction tells a delay warning from a failure in a non-standard bounce.
+func textAction(text string) Action {
+	if delayedText.MatchString(text) && !permanentText.MatchString(text) {
+		return Delayed
+	}
+	return Failed
+}
+
+// exclusions are the addresses a bounce mentions that are not failed
+// recipients: the bounce's own sender and recipient (the original sender).
+func exclusions(top mail.Header) map[string]bool {
+	ex := map[string]bool{}
+	// Not X-Original-To: the DragonFly Mail Agent copies the failed
+	// recipient there.
+	for _, k := range []string{"From", "To", "Sender", "Reply-To", "Return-Path", "Delivered-To"} {
+		for _, a := range findAddrs(top.Get(k)) {
+			ex[strings.ToLower(a)] = true
+		}
+	}
+	return ex
+}
+
+// A mention is an address in the text; lead says it starts its line, the
+// way every format that lists failed recipients puts them ("  a@b" in Exim,
+// "<a@b>:" in qmail, "a@b on DATE" in Exchange, "a@b: reason" in OpenSMTPD).
+type mention struct {
+	addr string
+	line int
+	lead bool
+}
+
+var (
+	// Lines that name addresses which are not recipients.
+	notRecipientLine = regexp.MustCompile(`(?i)^\s*(from|to|cc|sender|reply-to|return-path|original[ -]sender|envelope-from|sent|subject|date|message-id|received|x-[a-z-]+|reporting-mta|sender-mta)\s*:`)
+	notRecipientBefore = regexp.MustCompile(`(?i)(mail from:?\s*<?|generated from\s*|envelope-from\s*<?|[=/]|\bby\s+|contact\s+<?|\bpostmaster at\s*)$`)
+	leadTrim           = regexp.MustCompile(`^[\s<>"'(\[]*`)
+)
+
+func mentions(lines []string, ex map[string]bool) []mention {
+	var out []mention
+	for i, l := range lines {
+		if notRecipientLine.MatchString(l) {
+			continue
+		}
+		for _, loc := range addrRe.FindAllStringIndex(l, -1) {
+			a := strings.Trim(l[loc[0]:loc[1]], ".")
+			if ex[strings.ToLower(a)] || notRecipientBefore.MatchString(l[:loc[0]]) {
+				continue
+			}
+			lead := len(leadTrim.FindString(l[:loc[0]])) == loc[0]
+			out = append(out, mention{addr: a, line: i, lead: lead})
+		}
+	}
+	return out
+}
+
+// extractText finds the failed recipients of a human-readable bounce and the
+// reason given for each. Recipients are the addresses that start a line;
+// when none does, every address mentioned (a sentence such as "There was an
+// error delivering your mail to <a@b>."). The reason is the text that
+// follows the address up to the SMTP reply, or, failing that, the nearest
+// paragraph with a reply code, or the paragraph the format labels as the
+// reason ("because:", "Reason:").
+func extractText(text string, ex map[string]bool) []Recipient {
+	lines := strings.Split(normalize(text), "\n")
+	ms := mentions(lines, ex)
+	var picked []mention
+	for _, m := range ms {
+		if m.lead {
+			picked = append(picked, m)
+		}
+	}
+	if len(picked) == 0 {
+		picked = ms
+	}
+	seen := map[string]bool{}
+	var first []mention
+	starts := map[int]string{} // line → recipient that a block starts there
+	for _, m := range picked {
+		k := strings.ToLower(m.addr)
+		if !seen[k] {
+			seen[k] = true
+			first = append(first, m)
+			starts[m.line] = k
+		}
+	}
+	out := make([]Recipient, 0, len(first))
+	for _, m := range first {
+		out = append(out, Recipient{Address: m.addr, Diagnostic: reasonFor(lines, m, starts)})
+	}
+	return out
+}
+
+func blank(s string) bool { return strings.TrimSpace(s) == "" }
+
+var letter = regexp.MustCompile(`\pL`)
+
+// isLabel reports text that says nothing by itself: empty, punctuation, or a
+// heading such as "because:".
+func isLabel(s string) bool {
+	t := strings.TrimSpace(s)
+	return !letter.MatchString(t) || strings.HasSuffix(t, ":") && len(t) < 60
+}
+
+// reasonFor gathers the reason text for the recipient mentioned at m.
+func reasonFor(lines []string, m mention, starts map[int]string) string {
+	me := strings.ToLower(m.addr)
+	other := func(i int) bool { k, ok := starts[i]; return ok && k != me }
+	// The rest of the address's own line and the rest of its paragraph.
+	l := lines[m.line]
+	idx := strings.Index(strings.ToLower(l), me)
+	prefix := l[:idx]
+	own := l[idx+len(me):]
+	if hasReply(prefix) {
+		// Sendmail's "554 <a@b>... Remote protocol error".
+		own = l
+	}
+	own = strings.TrimSpace(strings.TrimLeft(removeAddr(own, me), ">\"')]:;,. "))
+	block := []string{own}
+	i := m.line + 1
+	for ; i < len(lines) && !blank(lines[i]) && !other(i); i++ {
+		block = append(block, lines[i])
+	}
+	if b := strings.Join(block, "\n"); hasReply(b) || !isLabel(strings.Join(block, " ")) && !onlyDate(own, block) {
+		return unfold(b)
+	}
+	// The reply may sit in one of the next paragraphs (Gmail's "Technical
+	// details", DragonFly's "did not like our RCPT TO:").
+	var after []string
+	j := i
+	for p := 0; p < 3 && j < len(lines); p++ {
+		for j < len(lines) && blank(lines[j]) {
+			j++
+		}
+		var para []string
+		stop := false
+		for ; j < len(lines) && !blank(lines[j]); j++ {
+			if other(j) {
+				stop = true
+				break
+			}
+			para = append(para, lines[j])
+		}
+		after = append(after, para...)
+		if hasReply(strings.Join(para, "\n")) {
+			return unfold(strings.Join(append(block, after...), "\n"))
+		}
+		if stop {
+			break
+		}
+	}
+	// MailMarshal gives the reply before the list of recipients.
+	if p := previousReply(lines, m.line); p != "" {
+		return unfold(p)
+	}
+	// Domino "because:", GMX "Reason:", 1&1 "For the following reason:".
+	j = i
+	var labelled []string
+	for p := 0; p < 3 && j < len(lines); p++ {
+		for j < len(lines) && blank(lines[j]) {
+			j++
+		}
+		var para []string
+		for ; j < len(lines) && !blank(lines[j]) && !other(j); j++ {
+			para = append(para, lines[j])
+		}
+		labelled = append(labelled, para...)
+		if !isLabel(strings.Join(para, " ")) {
+			return unfold(strings.Join(append(block, labelled...), "\n"))
+		}
+	}
+	// Notes puts the reason on the lines above the address, IMail before
+	// it on the same line.
+	k := m.line - 1
+	before := []string{strings.TrimRight(removeAddr(prefix, me), " :<\"'")}
+	for ; k >= 0 && !blank(lines[k]) && !other(k); k-- {
+		before = append([]string{lines[k]}, before...)
+	}
+	return unfold(strings.Join(append(before, block...), "\n"))
+}
+
+// removeAddr deletes other mentions of the recipient from its reason line
+// (">>> a@b <a@b>", "a@b<mailto:a@b>").
+func removeAddr(s, addr string) string {
+	low := strings.ToLower(s)
+	for _, form := range []string{"<mailto:" + addr + ">", "<" + addr + ">", addr} {
+		for {
+			i := strings.Index(low, form)
+			if i < 0 {
+				break
+			}
+			s, low = s[:i]+s[i+len(form):], low[:i]+low[i+len(form):]
+		}
+	}
+	return s
+}
+
+var dateOnly = regexp.MustCompile(`(?i)^on\s+\w{3},`)
+
+// onlyDate is Exchange's "a@b on Thu, 29 Apr 2007 ..." line with nothing
+// else in the block.
+func onlyDate(own string, block []string) bool {
+	return dateOnly.MatchString(strings.TrimSpace(own)) && len(block) == 1
+}
+
+func hasReply(s string) bool {
+	return replyRe.MatchString(s) || statusRe.MatchString(s)
+}
+
+// previousReply returns the nearest paragraph above line n holding a reply.
+func previousReply(lines []string, n int) string {
+	end := n
+	for end > 0 {
+		start := end - 1
+		for start >= 0 && blank(lines[start]) {
+			start--
+		}
+		e := start + 1
+		for start >= 0 && !blank(lines[start]) {
+			start--
+		}
+		para := strings.Join(lines[start+1:e], "\n")
+		if hasReply(para) {
+			return para
+		}
+		end = start + 1
+		if start < 0 {
+			break
+		}
+	}
+	return ""
+}
