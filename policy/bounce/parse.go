@@ -280,8 +280,8 @@ var returnedMarkers = []struct {
 	{"original mail as follows", false},         // FML
 	{"copy of the original message", false},
 	{"original message headers", false}, // Exchange Online
-	{"original message", true}, // Gmail, mFILTER
-	{"returned message", true}, // Notes
+	{"original message", true},          // Gmail, mFILTER
+	{"returned message", true},          // Notes
 	{"message d'origine", true},
 	{"message original", true},
 	{"originalnachricht", true},
@@ -393,7 +393,7 @@ func (w *walker) sesJSON(rep *Report) bool {
 	}
 	var n struct {
 		NotificationType string `json:"notificationType"`
-		Bounce struct {
+		Bounce           struct {
 			BounceType        string `json:"bounceType"`
 			ReportingMTA      string `json:"reportingMTA"`
 			BouncedRecipients []struct {

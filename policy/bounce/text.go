@@ -30,7 +30,7 @@ func parseNonstandard(rep *Report, w *walker, top mail.Header) {
 }
 
 var (
-	daemonSender = regexp.MustCompile(`(?i)^(mailer-daemon|postmaster|mail-daemon|mailerdaemon|mdaemon|bounce[sd]?|nobody|mail\.delivery|maildelivery)@|^<>$|^$`)
+	daemonSender  = regexp.MustCompile(`(?i)^(mailer-daemon|postmaster|mail-daemon|mailerdaemon|mdaemon|bounce[sd]?|nobody|mail\.delivery|maildelivery)@|^<>$|^$`)
 	bounceSubject = regexp.MustCompile(`(?i)undeliver|undelivered|delivery (status|failure|failed|notification|has failed|problem)|returned mail|mail delivery failed|failure notice|failure delivery|non[- ]?remis|non distribu|échec|echec|unzustellbar|could not be delivered|delivery status|mail failure|returning message|error sending|message delivery`)
 	bounceBody    = regexp.MustCompile(`(?i)could not be delivered|couldn't be delivered|was not delivered|not be delivered|undeliverable|unable to deliver|permanent error|permanent fatal error|failed permanently|delivery has failed|delivery to the following recipient|did not reach the following recipient|error delivering your mail|delivery failed|qmail-send program|mail delivery software|delivery problems|rejected recipient|failure reasons|has been delayed|is delayed|could not send message|n'a pas pu être (remis|distribué|délivré)|n'a pas été (remis|distribué)|impossible de (remettre|distribuer|délivrer)|nicht zugestellt`)
 )
@@ -113,7 +113,7 @@ type mention struct {
 
 var (
 	// Lines that name addresses which are not recipients.
-	notRecipientLine = regexp.MustCompile(`(?i)^\s*(from|to|cc|sender|reply-to|return-path|original[ -]sender|envelope-from|sent|subject|date|message-id|received|x-[a-z-]+|reporting-mta|sender-mta)\s*:`)
+	notRecipientLine   = regexp.MustCompile(`(?i)^\s*(from|to|cc|sender|reply-to|return-path|original[ -]sender|envelope-from|sent|subject|date|message-id|received|x-[a-z-]+|reporting-mta|sender-mta)\s*:`)
 	notRecipientBefore = regexp.MustCompile(`(?i)(mail from:?\s*<?|generated from\s*|envelope-from\s*<?|[=/]|\bby\s+|contact\s+<?|\bpostmaster at\s*)$`)
 	leadTrim           = regexp.MustCompile(`^[\s<>"'(\[]*`)
 )

@@ -1,0 +1,192 @@
+package bounce
+
+import (
+	"regexp"
+	"strings"
+
+	"facteur/policy"
+)
+
+// Decide classifies every recipient of rep with p and decides suppression,
+// filling Class, Rule and Suppress. The SMTP reply found in the diagnostic
+// goes through p.Classify (for the provider p recognises from the
+// recipient's domain and the Remote-MTA); what only a bounce says is then
+// applied on top:
+//   - the DSN Status counts: a failed 5.1.1 / 5.1.10 / 5.1.0 is user_unknown
+//     and 5.1.2 host_unknown even when the text is vague (RFC 3463 §3.2);
+//   - reasons that only bounces word (Exim's "Unrouteable address", Domino's
+//     "not listed in Domino Directory", Exchange's "recipient name is not
+//     recognized") are read when the rules found nothing;
+//   - a text naming a block list, an IP, a policy, the sender, or a disabled
+//     account is never user_unknown or host_unknown, whatever the code says
+//     ("mailbox unavailable" on a block, issue 7 §1);
+//   - suppression needs permanent evidence: Action failed and a 5xx reply
+//     (or a 5.x.x status without one). A delayed report or a 4xx never
+//     suppresses, even when the queue gave up on it.
+//
+// When ApplyVERP found a valid token, only its recipient may be suppressed.
+//
+// Feedback reports of type abuse, fraud, virus or other are complaints and
+// suppress; not-spam and auth-failure reports do not.
+func Decide(rep *Report, p *policy.Policy) {
+	for i := range rep.Recipients {
+		r := &rep.Recipients[i]
+		switch {
+		case rep.Kind == KindARF:
+			decideARF(r, rep.FeedbackType)
+		case r.Action == Delivered || r.Action == Relayed || r.Action == Expanded:
+			r.Class, r.Rule, r.Suppress = "", "bounce:delivered", false
+		default:
+			decideFailure(r, p)
+		}
+		if rep.VERPRecipient != "" && !strings.EqualFold(r.Address, rep.VERPRecipient) && r.Suppress {
+			// The authenticated return path names whom the bounce is
+			// about; an address only the (forgeable) text names is not
+			// suppressed.
+			r.Suppress, r.Rule = false, r.Rule+";verp-mismatch"
+		}
+	}
+}
+
+func decideARF(r *Recipient, typ string) {
+	switch typ {
+	case "not-spam":
+		r.Class, r.Rule, r.Suppress = policy.OtherTemporary, "arf:not-spam", false
+	case "auth-failure":
+		// RFC 6591 authentication failure report: about our signature,
+		// not about the recipient.
+		r.Class, r.Rule, r.Suppress = policy.AuthFailure, "arf:auth-failure", false
+	default:
+		r.Class, r.Rule, r.Suppress = policy.Complaint, "arf:"+typ, true
+		if typ == "" {
+			r.Rule = "arf:abuse"
+		}
+	}
+}
+
+// replyFor builds the policy's view of the remote reply from a recipient.
+func replyFor(r *Recipient) policy.Reply {
+	rp := replyOf(r.Diagnostic)
+	var out policy.Reply
+	if rp.Code != 0 {
+		if pr, err := policy.ParseReply(rp.Text); err == nil {
+			out = pr
+		} else {
+			out = policy.Reply{Code: rp.Code, Text: strings.TrimSpace(strings.TrimPrefix(rp.Text, itoa3(rp.Code)))}
+		}
+	} else {
+		out = policy.Reply{Text: rp.Text}
+	}
+	if out.Enhanced == "" {
+		out.Enhanced = rp.Enhanced
+	}
+	// The DSN Status stands for the reply's enhanced code when the reply
+	// has none of its own, if both agree on temporary or permanent.
+	if out.Enhanced == "" && r.Status != "" && (out.Code == 0 || r.Status[0] == byte('0'+out.Code/100)) {
+		out.Enhanced = r.Status
+	}
+	return out
+}
+
+func itoa3(n int) string {
+	return string([]byte{byte('0' + n/100), byte('0' + n/10%10), byte('0' + n%10)})
+}
+
+func decideFailure(r *Recipient, p *policy.Policy) {
+	reply := replyFor(r)
+	provider := policy.DefaultProvider
+	if _, dom, ok := strings.Cut(r.Address, "@"); ok {
+		var mx []string
+		if h := mtaHost(r.RemoteMTA); h != "" {
+			mx = []string{h}
+		}
+		provider = p.Recognize(strings.ToLower(dom), mx)
+	}
+	d := p.Classify(provider, reply)
+	class, rule := refine(d.Class, d.Rule, reply, r)
+	r.Class, r.Rule = class, rule
+	permanent := r.Action == Failed && reply.Permanent()
+	r.Suppress = permanent && (class == policy.UserUnknown || class == policy.HostUnknown)
+}
+
+// mtaHost takes the host name out of a Remote-MTA value such as
+// "mx.example.com (192.0.2.1)" or "[192.0.2.1]".
+func mtaHost(s string) string {
+	h, _, _ := strings.Cut(strings.TrimSpace(s), " ")
+	h = strings.TrimSuffix(strings.Trim(h, "[]"), ".")
+	if !strings.Contains(h, ".") {
+		return ""
+	}
+	return strings.ToLower(h)
+}
+
+var (
+	urls = regexp.MustCompile(`(?i)\b(https?|ftp)://\S+`)
+
+	// guard names what is about us, our IP, our content or the sender, or
+	// an account that exists but is closed: never grounds to suppress.
+	guard = regexp.MustCompile(`(?i)\bblock(ed|list|ing)?\b|black ?list|listed (in|on|at)\b|spamhaus|spamcop|\brbl\b|dnsbl|\bcbl\b|banned|reputation|client host|\bip\b|ip address|\bspam|\bpolic(y|ies)\b|\bdmarc\b|\bspf\b|\bdkim\b|relay(ing)? (access )?denied|not permitted to relay|unable to relay|\bsender\b|authenticat|\bdisabled\b|\binactive\b|suspended|\blocked\b|discontinued|deactivated|\bptr\b|reverse dns|helo|virus|content rejected`)
+
+	hostUnknownText = regexp.MustCompile(`(?i)unrou?teable address|domain (does not|doesn't) exist|no such domain|host or domain name not found|domain name not found|\bhost not found|\bdomain not found|host unknown|unknown host|nxdomain|illegal host/domain|domain is not reachable|no mx (record|host)|mx (record )?not found|domaine inexistant|domaine inconnu`)
+
+	userUnknownText = regexp.MustCompile(`(?i)user unknown|unknown user|no such (user|recipient|mailbox|account|address)|no mailbox|mailbox not found|mailbox (does not|doesn't) exist|recipient not found|unknown recipient|recipient unknown|invalid recipient|invalid mailbox|not a valid (mailbox|recipient|user)|(address|account|user|recipient|mailbox)( address)? (does not|doesn't) exist|does not exist|doesn't have an? \S+ account|user not found|not listed in (the )?(domino directory|public name & address book)|recipient name is not recognized|unknown or illegal (user|alias)|addressee unknown|recipnotfound|recipientnotfound|address (wasn.t|was not) found|destinataire inconnu|utilisateur inconnu|adresse (invalide|inconnue)|destinataire invalide|n'existe pas|bad destination (mailbox )?address`)
+
+	mailboxFullText = regexp.MustCompile(`(?i)mailbox (is )?full|over ?quota|quota exceeded|exceeds? (allowed|its|the) (size|storage|quota)|mailbox size|out of storage|storage quota|insufficient (storage|space) in mailbox|bo[iî]te (aux lettres )?pleine`)
+)
+
+// refine applies the bounce's own evidence to the policy's class.
+func refine(class policy.Class, rule string, reply policy.Reply, r *Recipient) (policy.Class, string) {
+	text := urls.ReplaceAllString(reply.Text+" "+r.Diagnostic, " ")
+	enh := reply.Enhanced
+	unknownish := class == policy.UserUnknown || class == policy.HostUnknown
+	defaulted := strings.HasPrefix(rule, "default") || class == policy.OtherPermanent || class == policy.OtherTemporary
+
+	var local policy.Class
+	switch {
+	case mailboxFullText.MatchString(text):
+		local = policy.MailboxFull
+	case hostUnknownText.MatchString(text) && !guard.MatchString(text):
+		local = policy.HostUnknown
+	case userUnknownText.MatchString(text) && !guard.MatchString(text):
+		local = policy.UserUnknown
+	}
+	senderStatus := enh == "5.1.7" || enh == "5.1.8" || enh == "4.1.7" || enh == "4.1.8"
+
+	switch {
+	case unknownish && (guard.MatchString(text) || senderStatus):
+		// A block, a policy or the sender: whatever the rule said, the
+		// recipient is not shown to be unknown.
+		if local == policy.MailboxFull {
+			return local, "bounce:mailbox-full-text"
+		}
+		return othersFor(reply), "bounce:guard"
+	case local == policy.MailboxFull && class == policy.UserUnknown:
+		// "552 mailbox ... over quota (#5.1.1)": the words win.
+		return local, "bounce:mailbox-full-text"
+	case class == policy.UserUnknown && strings.HasPrefix(enh, "5.7.") && local != policy.UserUnknown:
+		// "550 5.7.1 mailbox unavailable" is a block more often than not.
+		return othersFor(reply), "bounce:5.7-not-unknown"
+	case defaulted && local != "":
+		return local, "bounce:text"
+	case defaulted && !guard.MatchString(text) && !senderStatus && r.Action == Failed:
+		// RFC 3463 §3.2: X.1.1 bad destination mailbox, X.1.10 null MX
+		// / recipient not found, X.1.0 other address status, X.1.2 bad
+		// destination system.
+		for _, st := range []string{enh, r.Status} {
+			switch st {
+			case "5.1.1", "5.1.10", "5.1.0":
+				return policy.UserUnknown, "bounce:status-" + st
+			case "5.1.2":
+				return policy.HostUnknown, "bounce:status-" + st
+			}
+		}
+	}
+	return class, rule
+}
+
+func othersFor(r policy.Reply) policy.Class {
+	if r.Temporary() {
+		return policy.OtherTemporary
+	}
+	return policy.OtherPermanent
+}
