@@ -1,0 +1,116 @@
+// Command facteur is the daemon (facteur serve) and its admin CLI.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"facteur/relay/config"
+)
+
+// command is one subcommand; run returns the process exit status.
+type command struct {
+	name    string
+	summary string
+	run     func(args []string) int
+}
+
+var commands []command
+
+func register(name, summary string, run func(args []string) int) {
+	commands = append(commands, command{name, summary, run})
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: facteur COMMAND [flags] [args]")
+	fmt.Fprintln(w, "\ncommands:")
+	sort.Slice(commands, func(i, j int) bool { return commands[i].name < commands[j].name })
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-18s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nEvery command takes -config FILE (default $FACTEUR_CONFIG, then "+config.DefaultPath+").")
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	if len(args) == 0 {
+		usage(os.Stderr)
+		return 2
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		usage(os.Stdout)
+		return 0
+	}
+	for _, c := range commands {
+		if c.name == args[0] {
+			return c.run(args[1:])
+		}
+	}
+	fmt.Fprintf(os.Stderr, "facteur: unknown command %q\n", args[0])
+	usage(os.Stderr)
+	return 2
+}
+
+// parseFlags parses flags that may come before or after positional
+// arguments (issue 3 §2), as `facteur queue show ID --json` needs; "--" ends
+// flags.
+func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if len(args) > 0 && len(rest) < len(args) && args[len(args)-len(rest)-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// newFlags returns a flag set with -config already defined.
+func newFlags(name string) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("facteur "+name, flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	cfg := fs.String("config", "", "config file (default $FACTEUR_CONFIG or "+config.DefaultPath+")")
+	return fs, cfg
+}
+
+// loadConfig finds the config: the flag, then FACTEUR_CONFIG, then the
+// default path (which may be absent: defaults then).
+func loadConfig(flagValue string) (*config.Config, error) {
+	path := flagValue
+	if path == "" {
+		path = os.Getenv("FACTEUR_CONFIG")
+	}
+	return config.Load(path)
+}
+
+func fail(format string, args ...any) int {
+	fmt.Fprintf(os.Stderr, "facteur: "+format+"\n", args...)
+	return 1
+}
+
+func failErr(err error) int {
+	msg := err.Error()
+	if strings.Contains(msg, "\n") {
+		fmt.Fprintln(os.Stderr, "facteur: "+strings.ReplaceAll(msg, "\n", "\nfacteur: "))
+		return 1
+	}
+	return fail("%v", err)
+}
+
+var errUsage = errors.New("usage")

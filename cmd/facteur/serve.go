@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"net/netip"
+
+	"facteur/queue"
+	"facteur/queue/maildrop"
+	"facteur/relay/admin"
+	"facteur/relay/cleanup"
+	"facteur/relay/config"
+	"facteur/relay/maillog"
+	"facteur/relay/pickup"
+	"facteur/relay/submission"
+)
+
+func init() {
+	register("serve", "run the daemon", cmdServe)
+}
+
+// dropGroup is the group that owns the maildrop; the shim is installed
+// setgid to it (Postfix's postdrop group).
+const dropGroup = "facteur-drop"
+
+func cmdServe(args []string) int {
+	fs, cfgPath := newFlags("serve")
+	logFormat := fs.String("log-format", "", "text or json (default: the config's log_format)")
+	if _, err := parseFlags(fs, args); err != nil {
+		return 2
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return failErr(err)
+	}
+	if *logFormat != "" {
+		if *logFormat != "text" && *logFormat != "json" {
+			return fail("-log-format: want text or json, got %q", *logFormat)
+		}
+		cfg.LogFormat = *logFormat
+	}
+	var logw io.Writer = os.Stderr
+	if cfg.LogFile != "" {
+		f, err := os.OpenFile(cfg.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		if err != nil {
+			return fail("log_file: %v", err)
+		}
+		defer f.Close()
+		logw = io.MultiWriter(os.Stderr, f)
+	}
+	log := maillog.New(logw, cfg.LogFormat)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := serve(ctx, cfg, log); err != nil {
+		return failErr(err)
+	}
+	return 0
+}
+
+// daemon holds the parts of a running facteur.
+type daemon struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	store   *queue.Store
+	cleanup *cleanup.Cleanup
+	smtp    *submission.Server
+	admin   *admin.Server
+	pickup  *pickup.Pickup
+}
+
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("data_dir: %w", err)
+	}
+	store, err := queue.Open(filepath.Join(cfg.DataDir, "queue.db"), queue.Options{})
+	if err != nil {
+		return fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
+	}
+	defer store.Close()
+
+	dropDir := filepath.Join(cfg.DataDir, "maildrop")
+	gid := -1
+	if g, err := user.LookupGroup(dropGroup); err == nil {
+		gid, _ = strconv.Atoi(g.Gid)
+	}
+	if err := maildrop.Init(dropDir, gid); err != nil {
+		return err
+	}
+
+	d := &daemon{cfg: cfg, log: log, store: store}
+	d.cleanup = cleanup.New(cleanup.Options{
+		Hostname:    cfg.Hostname,
+		LocalDomain: cfg.LocalDomain,
+		Aliases:     cfg.Aliases,
+		Senders:     cfg.Senders,
+		MaxHops:     cfg.MaxHops,
+	}, store, nil, log)
+	d.smtp = submission.New(submission.Options{
+		Hostname:       cfg.Hostname,
+		MaxMessageSize: int64(cfg.MaxMessageSize),
+		MaxRecipients:  cfg.MaxRecipients,
+		Trusted:        prefixes(cfg),
+		DropSuppressed: cfg.Suppression.OnRcpt == "drop",
+		Suppressions:   storeSuppressions{store},
+	}, d.cleanup, log)
+	d.admin = &admin.Server{Store: store, Token: cfg.AdminToken, Log: log}
+	d.pickup = &pickup.Pickup{Dir: dropDir, Cleanup: d.cleanup, Log: log}
+
+	// Bind everything before serving anything, so that a port in use fails
+	// the start instead of leaving a half-running daemon.
+	type smtpListener struct {
+		ln net.Listener
+		l  submission.Listener
+	}
+	var smtpLns []smtpListener
+	closeAll := func() {
+		for _, s := range smtpLns {
+			s.ln.Close()
+		}
+	}
+	for _, addr := range cfg.Listen {
+		ln, err := net.Listen("tcp", string(addr))
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("listen %s: %w", addr, err)
+		}
+		smtpLns = append(smtpLns, smtpListener{ln, submission.Listener{Addr: string(addr)}})
+	}
+	for i, s := range cfg.Submission {
+		l := submission.Listener{Addr: string(s.Listen), ImplicitTLS: s.ImplicitTLS}
+		if s.TLSCert != "" {
+			cert, err := tls.LoadX509KeyPair(s.TLSCert, s.TLSKey)
+			if err != nil {
+				closeAll()
+				return fmt.Errorf("submission[%d]: %w", i, err)
+			}
+			l.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		}
+		users, err := submission.LoadUsers(s.UsersFile)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("submission[%d]: %w", i, err)
+		}
+		l.Users = users
+		ln, err := net.Listen("tcp", string(s.Listen))
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("listen %s: %w", s.Listen, err)
+		}
+		smtpLns = append(smtpLns, smtpListener{ln, l})
+	}
+	adminLn, err := net.Listen("tcp", string(cfg.Admin))
+	if err != nil {
+		closeAll()
+		return fmt.Errorf("admin %s: %w", cfg.Admin, err)
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	for _, s := range smtpLns {
+		g.Go(func() error { return d.smtp.Serve(gctx, s.ln, s.l) })
+	}
+	g.Go(func() error { return d.admin.Serve(gctx, adminLn) })
+	g.Go(func() error { return d.pickup.Run(gctx) })
+	g.Go(func() error {
+		<-gctx.Done()
+		// SIGTERM: stop accepting, let sessions in DATA finish within
+		// shutdown_timeout; what they did not commit was never 250'd.
+		sctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.ShutdownTimeout))
+		defer cancel()
+		err := d.smtp.Shutdown(sctx)
+		if errors.Is(err, context.DeadlineExceeded) {
+			return nil
+		}
+		return err
+	})
+	log.Info("started", "listen", fmt.Sprint(cfg.Listen), "admin", string(cfg.Admin), "data_dir", cfg.DataDir, "pid", os.Getpid())
+	err = g.Wait()
+	log.Info("stopped")
+	return err
+}
+
+func prefixes(cfg *config.Config) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(cfg.TrustedNetworks))
+	for _, p := range cfg.TrustedNetworks {
+		out = append(out, p.Prefix)
+	}
+	return out
+}
+
+// storeSuppressions answers the submission server's RCPT-time question from
+// the suppression list.
+type storeSuppressions struct{ store *queue.Store }
+
+func (s storeSuppressions) Suppressed(ctx context.Context, addr string, now time.Time) (string, bool) {
+	sup, ok, err := s.store.Suppressed(ctx, addr, now)
+	if err != nil || !ok {
+		return "", false
+	}
+	reason := sup.Reason
+	if reason == "user_unknown" {
+		reason = "user unknown"
+	}
+	return fmt.Sprintf("recipient is suppressed (%s since %s)", reason, sup.FirstSeen.UTC().Format("2006-01-02")), true
+}
