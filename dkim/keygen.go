@@ -80,21 +80,31 @@ func publicValue(pub crypto.PublicKey) (string, error) {
 // (RFC 6376 §3.6.2.2).
 const txtStringMax = 255
 
+// txtEscaper escapes what would end a zone-file character-string.
+var txtEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+
 // TXTRecord returns the zone-file line publishing value for selector and
 // domain: `selector._domainkey.domain. IN TXT "..." "..."`, the value split
-// into strings of at most 255 bytes.
+// into strings of at most 255 bytes. An internationalised domain is written
+// in A-labels, as DNS serves it.
 func TXTRecord(selector, domain, value string) string {
+	if d, err := normalizeDomain(domain); err == nil {
+		domain = d
+	}
 	var b strings.Builder
 	b.WriteString(selector)
 	b.WriteString("._domainkey.")
 	b.WriteString(strings.TrimSuffix(domain, "."))
 	b.WriteString(". IN TXT")
+	if value == "" {
+		b.WriteString(` ""`)
+	}
 	for len(value) > 0 {
 		n := min(len(value), txtStringMax)
 		b.WriteString(` "`)
 		// Key records hold no quote or backslash; escape them anyway so
 		// that a line never breaks the zone file (RFC 1035 §5.1).
-		b.WriteString(strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(value[:n]))
+		b.WriteString(txtEscaper.Replace(value[:n]))
 		b.WriteString(`"`)
 		value = value[n:]
 	}
@@ -144,4 +154,3 @@ func WriteKey(path string, pemBytes []byte) (err error) {
 	}
 	return nil
 }
-
