@@ -355,10 +355,10 @@ type sinkSession struct {
 	tlsVersion uint16
 	authUser   string
 
-	from   string
-	utf8   bool
-	body8  bool
-	rcpts  []string
+	from  string
+	utf8  bool
+	body8 bool
+	rcpts []string
 }
 
 var errTooManyMessages = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many messages on this connection"}
