@@ -110,10 +110,19 @@ func (w *walker) walk(e *message.Entity, depth int, attachment bool) {
 	mt = strings.ToLower(mt)
 	if strings.HasPrefix(mt, "multipart/") {
 		raw, _ := io.ReadAll(io.LimitReader(e.Body, MaxSize))
-		if w.multipart(e.Header, mt, raw, depth, attachment) == 0 {
-			// No part under the declared boundary: a boundary mangled in
-			// transit (or by an anonymiser). Use the one the body uses.
-			if b := sniffBoundary(raw); b != "" && b != params["boundary"] {
+		if w.multipart(e.Header, mt, raw, depth, attachment) > 0 {
+			return
+		}
+		// No readable part: either a part header breaks the syntax (a
+		// folded line without its leading space, as in some Exchange
+		// NDRs), or the boundary was mangled in transit (or by an
+		// anonymiser). Split by hand, with the body's own boundary if the
+		// declared one is not there.
+		if w.splitParts(raw, params["boundary"], depth, attachment) > 0 {
+			return
+		}
+		if b := sniffBoundary(raw); b != "" && b != params["boundary"] {
+			if w.splitParts(raw, b, depth, attachment) == 0 {
 				h := e.Header.Copy()
 				params["boundary"] = b
 				h.SetContentType(mt, params)
@@ -180,6 +189,72 @@ func (w *walker) multipart(h message.Header, mt string, raw []byte, depth int, a
 		}
 	}
 	return n
+}
+
+// splitParts is the lenient fallback of multipart: it cuts raw at the
+// boundary lines, repairs each part's header (a line that is neither a field
+// nor indented is taken as a continuation) and walks the parts.
+func (w *walker) splitParts(raw []byte, boundary string, depth int, attachment bool) int {
+	if boundary == "" {
+		return 0
+	}
+	delim := []byte("--" + boundary)
+	var parts [][]byte
+	var cur []byte
+	in := false
+	for _, line := range bytes.SplitAfter(raw, []byte("\n")) {
+		t := bytes.TrimRight(line, " \t\r\n")
+		if bytes.HasPrefix(t, delim) && (len(t) == len(delim) || string(t[len(delim):]) == "--") {
+			if in {
+				parts = append(parts, cur)
+			}
+			cur, in = nil, string(t[len(delim):]) != "--"
+			if !in {
+				break
+			}
+			continue
+		}
+		if in {
+			cur = append(cur, line...)
+		}
+	}
+	if in && len(cur) > 0 {
+		parts = append(parts, cur)
+	}
+	n := 0
+	for _, p := range parts {
+		if w.parts > maxParts {
+			break
+		}
+		e, err := message.Read(bytes.NewReader(repairHeader(p)))
+		if e == nil || err != nil && !message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err) {
+			continue
+		}
+		n++
+		w.walk(e, depth+1, attachment)
+	}
+	return n
+}
+
+// repairHeader indents header lines that are neither "Name: value" nor
+// continuations, so that textproto reads them as folded.
+func repairHeader(p []byte) []byte {
+	p = bytes.ReplaceAll(p, []byte("\r\n"), []byte("\n"))
+	head, body, found := bytes.Cut(p, []byte("\n\n"))
+	if !found {
+		return p
+	}
+	var out bytes.Buffer
+	for i, l := range bytes.Split(head, []byte("\n")) {
+		if i > 0 && len(l) > 0 && l[0] != ' ' && l[0] != '\t' && !headerLine.Match(l) {
+			out.WriteByte(' ')
+		}
+		out.Write(l)
+		out.WriteByte('\n')
+	}
+	out.WriteByte('\n')
+	out.Write(body)
+	return out.Bytes()
 }
 
 var boundaryLine = regexp.MustCompile(`(?m)^--([^\s]{1,70}?)\s*$`)

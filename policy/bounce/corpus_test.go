@@ -1,0 +1,178 @@
+package bounce
+
+import (
+	"bufio"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"facteur/policy"
+)
+
+// corpusDir finds ../shared/testdata/bounces from the package directory or
+// the absolute path of the build machine.
+func corpusDir(t *testing.T) string {
+	t.Helper()
+	for _, d := range []string{"../../../shared/testdata/bounces", "/work/shared/testdata/bounces"} {
+		if _, err := os.Stat(filepath.Join(d, "expected.tsv")); err == nil {
+			return d
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("bounce corpus ../shared/testdata/bounces not found, and CI is set")
+	}
+	t.Skip("policy/bounce: bounce corpus ../shared/testdata/bounces not found; skipping")
+	return ""
+}
+
+// compatible maps Sisimai's reasons (libsisimai.org/en/reason) to the
+// classes that agree with them. Sisimai labels the cause; facteur's classes
+// say what to do, so some reasons admit several classes.
+var compatible = map[string][]policy.Class{
+	"userunknown":     {policy.UserUnknown},
+	"hostunknown":     {policy.HostUnknown},
+	"mailboxfull":     {policy.MailboxFull},
+	"exceedlimit":     {policy.MessageTooBig, policy.MailboxFull},
+	"mesgtoobig":      {policy.MessageTooBig},
+	"expired":         {policy.OtherTemporary, policy.OtherPermanent, policy.RateLimited, policy.Greylisted},
+	"networkerror":    {policy.OtherTemporary, policy.OtherPermanent},
+	"systemerror":     {policy.OtherTemporary, policy.OtherPermanent},
+	"systemfull":      {policy.OtherTemporary, policy.MailboxFull},
+	"toomanyconn":     {policy.RateLimited, policy.OtherTemporary, policy.OtherPermanent},
+	"speeding":        {policy.RateLimited},
+	"blocked":         {policy.IPBlocked, policy.PolicySpam, policy.RateLimited},
+	"badreputation":   {policy.IPBlocked, policy.RateLimited, policy.PolicySpam},
+	"requireptr":      {policy.IPBlocked, policy.PolicySpam},
+	"spamdetected":    {policy.PolicySpam},
+	"policyviolation": {policy.PolicySpam, policy.OtherPermanent},
+	"virusdetected":   {policy.PolicySpam, policy.OtherPermanent},
+	"contenterror":    {policy.PolicySpam, policy.OtherPermanent},
+	"notcompliantrfc": {policy.PolicySpam, policy.OtherPermanent},
+	"filtered":        {policy.PolicySpam, policy.OtherPermanent},
+	"authfailure":     {policy.AuthFailure},
+	"securityerror":   {policy.AuthFailure, policy.TLSRequired, policy.PolicySpam, policy.OtherPermanent},
+	"rejected":        {policy.OtherPermanent, policy.PolicySpam, policy.AuthFailure},
+	"norelaying":      {policy.OtherPermanent, policy.PolicySpam},
+	"suspend":         {policy.OtherPermanent, policy.MailboxFull},
+	"syntaxerror":     {policy.OtherPermanent},
+}
+
+type corpusRow struct{ file, rcpt, reason, status, suppress, mta string }
+
+func readExpected(t *testing.T, dir string) []corpusRow {
+	t.Helper()
+	f, err := os.Open(filepath.Join(dir, "expected.tsv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var rows []corpusRow
+	sc := bufio.NewScanner(f)
+	for n := 0; sc.Scan(); n++ {
+		c := strings.Split(sc.Text(), "\t")
+		if n == 0 || len(c) < 6 {
+			continue
+		}
+		rows = append(rows, corpusRow{c[0], c[1], c[2], c[3], c[4], c[5]})
+	}
+	return rows
+}
+
+// TestCorpus parses every real bounce of ../shared/testdata/bounces and
+// checks the suppression decision exactly; recipient and class accuracy are
+// logged for the lead's report.
+func TestCorpus(t *testing.T) {
+	dir := corpusDir(t)
+	p, err := policy.Builtin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := readExpected(t, dir)
+	reports := map[string]*Report{}
+	var found, classOK, classN, suppOK int
+	for _, row := range rows {
+		rep, ok := reports[row.file]
+		if !ok {
+			f, err := os.Open(filepath.Join(dir, row.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep, err = Parse(f)
+			f.Close()
+			if err != nil {
+				t.Errorf("%s: %v", row.file, err)
+				continue
+			}
+			Decide(rep, p)
+			reports[row.file] = rep
+		}
+		var got *Recipient
+		for i := range rep.Recipients {
+			if strings.EqualFold(rep.Recipients[i].Address, row.rcpt) {
+				got = &rep.Recipients[i]
+			}
+		}
+		notBounce := row.reason == "vacation" || row.reason == "delivered"
+		switch {
+		case notBounce:
+			// Auto-replies and delivery reports: found means recognised.
+			if rep.Kind == KindNotBounce {
+				found++
+				classOK++
+			} else {
+				t.Errorf("%s (%s): kind %s, want not_a_bounce", row.file, row.reason, rep.Kind)
+			}
+			classN++
+		case got != nil:
+			found++
+			classN++
+			if containsClass(compatible[row.reason], got.Class) {
+				classOK++
+			} else {
+				t.Logf("%s: class %s (rule %s) for Sisimai reason %s; diagnostic %q", row.file, got.Class, got.Rule, row.reason, got.Diagnostic)
+			}
+		default:
+			classN++
+			t.Logf("%s: recipient %s not found (kind %s, %d recipients)", row.file, row.rcpt, rep.Kind, len(rep.Recipients))
+		}
+
+		wantSupp := row.suppress == "yes"
+		gotSupp := false
+		if wantSupp {
+			gotSupp = got != nil && got.Suppress
+		} else {
+			for _, r := range rep.Recipients {
+				gotSupp = gotSupp || r.Suppress
+			}
+		}
+		if gotSupp == wantSupp {
+			suppOK++
+		} else {
+			var why string
+			if got != nil {
+				why = string(got.Class) + " " + got.Rule + " " + string(got.Action) + " " + got.Status + " " + got.Diagnostic
+			}
+			t.Errorf("%s %s (%s, %s): suppress %v, want %v; %s", row.file, row.rcpt, row.reason, row.mta, gotSupp, wantSupp, why)
+		}
+	}
+	n := len(rows)
+	t.Logf("corpus %d rows: recipient found %d/%d (%.1f%%), class compatible %d/%d (%.1f%%), suppression %d/%d (%.1f%%)",
+		n, found, n, pct(found, n), classOK, classN, pct(classOK, classN), suppOK, n, pct(suppOK, n))
+}
+
+func containsClass(cs []policy.Class, c policy.Class) bool {
+	for _, x := range cs {
+		if x == c {
+			return true
+		}
+	}
+	return false
+}
+
+func pct(a, b int) float64 {
+	if b == 0 {
+		return 0
+	}
+	return 100 * float64(a) / float64(b)
+}

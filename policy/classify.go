@@ -1,0 +1,359 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Class is what a reply says about the recipient or about us (issue 7 §1). The strings are
+// the contract of `facteur classify --json`, of the log (`class=`) and of the suppression list.
+type Class string
+
+// The classes. Only UserUnknown and HostUnknown (permanent) and Complaint ever suppress.
+const (
+	UserUnknown    Class = "user_unknown"
+	MailboxFull    Class = "mailbox_full"
+	RateLimited    Class = "rate_limited"
+	Greylisted     Class = "greylisted"
+	IPBlocked      Class = "ip_blocked"
+	PolicySpam     Class = "policy_spam"
+	AuthFailure    Class = "auth_failure"
+	MessageTooBig  Class = "message_too_big"
+	HostUnknown    Class = "host_unknown"
+	TLSRequired    Class = "tls_required"
+	Complaint      Class = "complaint"
+	OtherTemporary Class = "other_temporary"
+	OtherPermanent Class = "other_permanent"
+)
+
+// Classes lists every class, in the order of issue 7.
+var Classes = []Class{UserUnknown, MailboxFull, RateLimited, Greylisted, IPBlocked, PolicySpam,
+	AuthFailure, MessageTooBig, HostUnknown, TLSRequired, Complaint, OtherTemporary, OtherPermanent}
+
+// Valid reports whether c is one of Classes.
+func (c Class) Valid() bool { return slices.Contains(Classes, c) }
+
+// Action is what the sender does about a reply (issue 5 §4).
+type Action string
+
+// The actions. Defer and Bounce concern the recipient only; Suspend, Throttle and Backoff act
+// on the whole provider (and its group) and leave the recipient deferred: nothing bounces
+// because of a block.
+const (
+	// Defer retries this recipient per the provider's retry schedule.
+	Defer Action = "defer"
+	// Bounce fails this recipient now (a DSN goes to the sender); Decision.Suppress says
+	// whether the address is also suppressed.
+	Bounce Action = "bounce"
+	// Suspend opens no new connection to the provider (and its group) for the rule's duration.
+	Suspend Action = "suspend"
+	// Throttle divides the provider's rate (default by 2), recovering step by step.
+	Throttle Action = "throttle"
+	// Backoff suspends the provider for a window that doubles on each failure, from
+	// backoff.initial to backoff.max; only a delivery resets it.
+	Backoff Action = "backoff"
+)
+
+// Actions lists every action.
+var Actions = []Action{Defer, Bounce, Suspend, Throttle, Backoff}
+
+// Valid reports whether a is one of Actions.
+func (a Action) Valid() bool { return slices.Contains(Actions, a) }
+
+// ProviderWide reports whether the action changes the provider's state.
+func (a Action) ProviderWide() bool { return a == Suspend || a == Throttle || a == Backoff }
+
+// Reply is a remote SMTP reply as stored: code, enhanced status code (RFC 3463, only when the
+// text starts with one) and the text after them. Code 0 means unknown (a DSN with only a
+// Status: field); the class digit of Enhanced then says temporary or permanent.
+type Reply struct {
+	Code     int    `json:"code"`
+	Enhanced string `json:"enhanced,omitempty"`
+	Text     string `json:"text"`
+}
+
+// Permanent reports a 5xx reply (or, without a code, a 5.x.x enhanced code).
+func (r Reply) Permanent() bool {
+	if r.Code != 0 {
+		return r.Code >= 500 && r.Code <= 599
+	}
+	return strings.HasPrefix(r.Enhanced, "5.")
+}
+
+// Temporary reports a 4xx reply (or, without a code, a 4.x.x enhanced code).
+func (r Reply) Temporary() bool {
+	if r.Code != 0 {
+		return r.Code >= 400 && r.Code <= 499
+	}
+	return strings.HasPrefix(r.Enhanced, "4.")
+}
+
+// String writes the reply as one line, `550 5.1.1 text`, the form of the log's resp= key.
+func (r Reply) String() string {
+	var b strings.Builder
+	if r.Code != 0 {
+		b.WriteString(strconv.Itoa(r.Code))
+	}
+	for _, s := range []string{r.Enhanced, r.Text} {
+		if s == "" {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(s)
+	}
+	return b.String()
+}
+
+// ErrBadReply is returned (wrapped) by ParseReply for input that is not an SMTP reply.
+var ErrBadReply = errors.New("not an SMTP reply")
+
+var enhancedRE = regexp.MustCompile(`^[245]\.\d{1,3}\.\d{1,3}$`)
+
+// ParseReply reads one reply as printed by an SMTP server or typed by ops: `550 5.1.1 text`,
+// `421 text`, or multi-line `550-5.1.1 a\r\n550 5.1.1 b`. Continuation lines are joined with
+// single spaces and their repeated code and enhanced code dropped (the form of
+// ../shared/testdata/responses.tsv). A bare enhanced code without a reply code (`5.1.1 text`)
+// is accepted with Code 0, for DSN Status fields.
+func ParseReply(s string) (Reply, error) {
+	lines := strings.FieldsFunc(strings.TrimSpace(s), func(r rune) bool { return r == '\n' || r == '\r' })
+	if len(lines) == 0 {
+		return Reply{}, fmt.Errorf("parse reply %q: %w: empty", s, ErrBadReply)
+	}
+	var r Reply
+	var texts []string
+	for i, line := range lines {
+		line = strings.TrimSpace(line)
+		code, rest, err := splitCode(line)
+		if err != nil {
+			if i == 0 {
+				return Reply{}, fmt.Errorf("parse reply %q: %w", s, err)
+			}
+			// A folded line without a code: keep it as text rather than refuse the reply.
+			texts = append(texts, line)
+			continue
+		}
+		if i == 0 {
+			r.Code = code
+		} else if code != r.Code && code != 0 {
+			return Reply{}, fmt.Errorf("parse reply %q: %w: line %d has code %d, line 1 has %d", s, ErrBadReply, i+1, code, r.Code)
+		}
+		if enh, text, ok := strings.Cut(rest, " "); enhancedRE.MatchString(enh) {
+			if r.Enhanced == "" {
+				r.Enhanced = enh
+			}
+			if ok {
+				rest = text
+			} else {
+				rest = ""
+			}
+		} else if enhancedRE.MatchString(rest) {
+			if r.Enhanced == "" {
+				r.Enhanced = rest
+			}
+			rest = ""
+		}
+		if rest = strings.TrimSpace(rest); rest != "" {
+			texts = append(texts, rest)
+		}
+	}
+	// RFC 3463 wants the class digits of code and enhanced code to agree; servers do not always
+	// (Microsoft's `451 5.7.3 STARTTLS is required`). Both are kept: Permanent and Temporary
+	// trust the reply code, which is what the SMTP client acts on.
+	r.Text = strings.Join(texts, " ")
+	return r, nil
+}
+
+// splitCode splits "550-rest", "550 rest" or "550". A line starting with an enhanced code
+// and no reply code returns code 0.
+func splitCode(line string) (int, string, error) {
+	if len(line) >= 3 && isDigits(line[:3]) && (len(line) == 3 || line[3] == ' ' || line[3] == '-') {
+		code, _ := strconv.Atoi(line[:3])
+		if code < 200 || code > 599 {
+			return 0, "", fmt.Errorf("%w: code %d out of range", ErrBadReply, code)
+		}
+		rest := ""
+		if len(line) > 4 {
+			rest = line[4:]
+		}
+		return code, strings.TrimSpace(rest), nil
+	}
+	if enh, _, _ := strings.Cut(line, " "); enhancedRE.MatchString(enh) {
+		return 0, line, nil
+	}
+	return 0, "", fmt.Errorf("%w: no 3-digit code at the start", ErrBadReply)
+}
+
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// Decision is the policy's verdict on one reply (issue 7 §1, `facteur classify --json`).
+type Decision struct {
+	Class  Class  `json:"class"`
+	Action Action `json:"action"`
+	// Rule names the rule that matched, or "default:<why>" when none did.
+	Rule string `json:"rule"`
+	// Suppress: the address must not be sent to again (issue 7 §3).
+	Suppress bool `json:"suppress"`
+	// Duration of a suspension (Suspend) or the first backoff window (Backoff).
+	Duration time.Duration `json:"-"`
+	// Provider the reply came from, as resolved by the policy ("default" for an unknown name),
+	// and its reputation group; a provider-wide action applies to the whole group.
+	Provider string `json:"provider"`
+	Group    string `json:"group,omitempty"`
+	// Auth lists the authentication mechanisms an auth_failure reply names (spf, dkim, dmarc),
+	// so that the log line says what is missing (issue 5 §4, Microsoft 5.7.515).
+	Auth []string `json:"auth,omitempty"`
+}
+
+// String renders the decision as `facteur classify` prints it.
+func (d Decision) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "class=%s action=%s", d.Class, d.Action)
+	if d.Duration > 0 {
+		fmt.Fprintf(&b, " duration=%s", FormatDuration(d.Duration))
+	}
+	fmt.Fprintf(&b, " suppress=%t rule=%s provider=%s", d.Suppress, d.Rule, d.Provider)
+	if d.Group != "" {
+		fmt.Fprintf(&b, " group=%s", d.Group)
+	}
+	if len(d.Auth) > 0 {
+		fmt.Fprintf(&b, " auth=%s", strings.Join(d.Auth, ","))
+	}
+	return b.String()
+}
+
+// decisionJSON adds the duration in the policy notation.
+type decisionJSON struct {
+	Class    Class    `json:"class"`
+	Action   Action   `json:"action"`
+	Rule     string   `json:"rule"`
+	Suppress bool     `json:"suppress"`
+	Duration *string  `json:"duration"`
+	Provider string   `json:"provider"`
+	Group    string   `json:"group,omitempty"`
+	Auth     []string `json:"auth,omitempty"`
+}
+
+// JSON returns the value `facteur classify --json` encodes: {class, action, rule, suppress,
+// duration (null when none), provider, group, auth}.
+func (d Decision) JSON() any {
+	j := decisionJSON{Class: d.Class, Action: d.Action, Rule: d.Rule, Suppress: d.Suppress,
+		Provider: d.Provider, Group: d.Group, Auth: d.Auth}
+	if d.Duration > 0 {
+		s := FormatDuration(d.Duration)
+		j.Duration = &s
+	}
+	return j
+}
+
+var authMechRE = regexp.MustCompile(`(?i)\b(spf|dkim|dmarc)\b`)
+
+// Classify judges one reply from provider (a name returned by Recognize; unknown names and ""
+// use the default rules only). The provider's rules are tried first, in order, then the
+// top-level rules; the first match wins. With no match, a 4xx is other_temporary/defer and a
+// 5xx other_permanent/bounce. Classify changes nothing and is safe for concurrent use.
+func (p *Policy) Classify(provider string, r Reply) Decision {
+	prov := p.Provider(provider)
+	d := Decision{Provider: prov.Name, Group: prov.Group}
+	matched := false
+	for _, rules := range [][]Rule{prov.Rules, p.Rules} {
+		for i := range rules {
+			if rules[i].matches(r) {
+				d.Class, d.Action, d.Rule, d.Duration = rules[i].Class, rules[i].Action, rules[i].Name, rules[i].Duration
+				matched = true
+				break
+			}
+		}
+		if matched {
+			break
+		}
+	}
+	switch {
+	case matched:
+	case r.Permanent():
+		d.Class, d.Rule = OtherPermanent, "default:5xx"
+	case r.Temporary():
+		d.Class, d.Rule = OtherTemporary, "default:4xx"
+	default:
+		// A 2xx/3xx passed here by mistake, or a code-less reply: never fail or suppress on it.
+		d.Class, d.Rule = OtherTemporary, "default:not a 4xx or 5xx"
+	}
+	if d.Action == "" {
+		d.Action = Defer
+		if r.Permanent() {
+			d.Action = Bounce
+		}
+	}
+	if d.Action == Bounce && !r.Permanent() {
+		// The receiver said "try again": a temporary reply never fails a recipient; its
+		// lifetime does (issue 7 §3, "a 4xx of any class defers").
+		d.Action = Defer
+	}
+	if d.Action == Backoff && d.Duration == 0 {
+		d.Duration = prov.Knobs.Backoff.Initial
+	}
+	d.Suppress = Suppresses(d.Class, d.Action, r)
+	if d.Class == AuthFailure {
+		for _, m := range authMechRE.FindAllString(r.Text, -1) {
+			if m = strings.ToLower(m); !slices.Contains(d.Auth, m) {
+				d.Auth = append(d.Auth, m)
+			}
+		}
+		if len(d.Auth) == 0 {
+			// 5.7.515 and friends name no mechanism: all three are what the receiver wants.
+			d.Auth = []string{"spf", "dkim", "dmarc"}
+		}
+	}
+	return d
+}
+
+// Suppresses is issue 7 §3's rule for a reply: only a permanent (5xx) reply of class
+// user_unknown or host_unknown that bounces suppresses at once; a complaint suppresses; a
+// 4xx never does; no other class ever does (a block, a rate limit, a spam verdict says nothing
+// about the recipient). mailbox_full suppresses only after repeated bounces, which the caller
+// decides with MailboxFullSuppress from stored history.
+func Suppresses(c Class, a Action, r Reply) bool {
+	switch c {
+	case Complaint:
+		return true
+	case UserUnknown, HostUnknown:
+		return r.Permanent() && a == Bounce
+	}
+	return false
+}
+
+// MailboxFullSuppress applies the repeated-bounce rule of issue 7 §3 to the times of a
+// recipient's permanent mailbox_full bounces: suppress when, among the bounces of the last
+// suppression.mailbox_full.window, there are at least count of them spread over at least
+// span (first to last). A full mailbox is usually a passing state; one that stays full for days
+// is abandoned.
+func (p *Policy) MailboxFullSuppress(bounces []time.Time, now time.Time) bool {
+	mf := p.Suppression.MailboxFull
+	if mf.Count <= 0 {
+		return false
+	}
+	var recent []time.Time
+	for _, t := range bounces {
+		if !t.After(now) && now.Sub(t) <= mf.Window {
+			recent = append(recent, t)
+		}
+	}
+	if len(recent) < mf.Count {
+		return false
+	}
+	first, last := slices.MinFunc(recent, time.Time.Compare), slices.MaxFunc(recent, time.Time.Compare)
+	return last.Sub(first) >= mf.Span
+}
