@@ -105,7 +105,7 @@ func decideFailure(r *Recipient, p *policy.Policy) {
 	d := p.Classify(provider, reply)
 	class, rule := refine(d.Class, d.Rule, reply, r)
 	r.Class, r.Rule = class, rule
-	permanent := r.Action == Failed && reply.Permanent()
+	permanent := r.Action == Failed && reply.Permanent() && !strings.HasPrefix(r.Status, "4.")
 	r.Suppress = permanent && (class == policy.UserUnknown || class == policy.HostUnknown)
 }
 
