@@ -1,0 +1,202 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"facteur/queue/maildrop"
+)
+
+// Timeouts toward the local daemon. A daemon that does not answer within
+// them is treated as down: the message goes to the maildrop.
+const (
+	dialTimeout    = 10 * time.Second
+	commandTimeout = 2 * time.Minute
+	// RFC 5321 §4.5.3.2.6: up to 10 minutes after the final dot.
+	dataEndTimeout = 10 * time.Minute
+	adminTimeout   = 30 * time.Second
+)
+
+// tempError: the daemon could not take the message now (unreachable,
+// connection lost, 4xx); recipients are those still to be delivered.
+type tempError struct {
+	err        error
+	recipients []string
+}
+
+func (e *tempError) Error() string { return fmt.Sprintf("daemon did not take the message (%v)", e.err) }
+func (e *tempError) Unwrap() error { return e.err }
+
+type refusal struct {
+	rcpt string
+	err  *smtp.SMTPError
+}
+
+type submitResult struct {
+	reply   string // the reply to the final dot ("" if no DATA was sent)
+	refused []refusal
+}
+
+// submit sends one message to the daemon over SMTP (EHLO, no STARTTLS: the
+// daemon is on loopback). A 5xx to RCPT refuses that recipient only; a 5xx
+// to MAIL or DATA is returned as *exitError; anything temporary is a
+// *tempError for the recipients not refused. A connection lost after the
+// final dot is temporary too: the message may then be queued twice, never
+// lost.
+func submit(addr, hello string, env maildrop.Envelope, data []byte) (*submitResult, error) {
+	conn, err := net.DialTimeout("tcp", addr, dialTimeout)
+	if err != nil {
+		return nil, &tempError{err: err, recipients: env.Recipients}
+	}
+	c := smtp.NewClient(conn)
+	defer c.Close()
+	c.CommandTimeout = commandTimeout
+	c.SubmissionTimeout = dataEndTimeout
+	res := &submitResult{}
+	fail := func(stage string, err error, rcpts []string) error {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) && se.Code/100 == 5 {
+			return &exitError{code: replyExit(se), msg: fmt.Sprintf("%s refused by the daemon: %v", stage, se)}
+		}
+		return &tempError{err: fmt.Errorf("%s: %w", stage, err), recipients: rcpts}
+	}
+	if err := c.Hello(hello); err != nil {
+		return nil, fail("EHLO", err, env.Recipients)
+	}
+	opts := &smtp.MailOptions{UTF8: env.SMTPUTF8, Size: int64(len(data))}
+	if env.EightBitMIME {
+		opts.Body = smtp.Body8BitMIME
+	}
+	if err := c.Mail(env.Sender, opts); err != nil {
+		return nil, fail("MAIL FROM:<"+env.Sender+">", err, env.Recipients)
+	}
+	var accepted []string
+	for _, r := range env.Recipients {
+		err := c.Rcpt(r, nil)
+		var se *smtp.SMTPError
+		switch {
+		case err == nil:
+			accepted = append(accepted, r)
+		case errors.As(err, &se) && se.Code/100 == 5:
+			res.refused = append(res.refused, refusal{rcpt: r, err: se})
+		default:
+			// A 4xx (452 too many recipients, 451 store trouble) or a
+			// broken connection: hand everything not refused to the
+			// maildrop rather than split the message.
+			return nil, fail("RCPT TO:<"+r+">", err, notRefused(env.Recipients, res.refused))
+		}
+	}
+	if len(accepted) == 0 {
+		c.Quit()
+		return res, nil
+	}
+	w, err := c.Data()
+	if err != nil {
+		return nil, fail("DATA", err, accepted)
+	}
+	if _, err := w.Write(data); err != nil {
+		return nil, fail("DATA", err, accepted)
+	}
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		return nil, fail("end of DATA", err, accepted)
+	}
+	res.reply = resp.StatusText
+	c.Quit()
+	return res, nil
+}
+
+func notRefused(all []string, refused []refusal) []string {
+	var out []string
+next:
+	for _, a := range all {
+		for _, r := range refused {
+			if r.rcpt == a {
+				continue next
+			}
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// replyExit maps a permanent reply to a sysexits code: a refused mailbox
+// (550 5.1.1, which is how the daemon refuses a suppressed recipient) is
+// EX_NOUSER; what the caller got wrong in the message or addresses is
+// EX_DATAERR; a policy refusal or anything else is EX_UNAVAILABLE.
+func replyExit(se *smtp.SMTPError) int {
+	e := se.EnhancedCode
+	switch {
+	case e == smtp.EnhancedCode{5, 1, 1}, e == smtp.EnhancedCode{5, 1, 2}, e == smtp.EnhancedCode{5, 1, 6}, e == smtp.EnhancedCode{5, 1, 10}:
+		return exNoUser
+	case e[1] == 1, e[1] == 6, e == smtp.EnhancedCode{5, 3, 4}, se.Code == 501, se.Code == 552, se.Code == 553:
+		return exDataErr
+	}
+	return exUnavailable
+}
+
+// mailq prints the daemon's queue listing (GET /queue?format=text on the
+// admin endpoint, the same text as `facteur queue list`).
+func (s *shim) mailq() error {
+	// No proxy, whatever the environment says: the admin endpoint is on
+	// loopback and the request may carry the admin token.
+	client := &http.Client{Timeout: adminTimeout, Transport: &http.Transport{Proxy: nil}}
+	req, err := http.NewRequest(http.MethodGet, "http://"+string(s.cfg.Admin)+"/queue?format=text", nil)
+	if err != nil {
+		return failf(exConfig, "admin address %q: %v", s.cfg.Admin, err)
+	}
+	if s.cfg.AdminToken != "" {
+		req.Header.Set("Authorization", "Bearer "+s.cfg.AdminToken)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		s.verbosef("admin endpoint %s: %v", s.cfg.Admin, err)
+		return failf(exUnavailable, "mail system is down")
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return failf(exUnavailable, "admin endpoint %s: %s: %s", s.cfg.Admin, resp.Status, body)
+	}
+	if _, err := io.Copy(s.stdout, resp.Body); err != nil {
+		return failf(exUnavailable, "reading the queue listing: %v", err)
+	}
+	return nil
+}
+
+// proxySMTP is -bs: an SMTP session on stdin/stdout, relayed byte for byte
+// to the daemon's listener, which does all the protocol work. If the daemon
+// is down the client gets a 421 greeting, as RFC 5321 §3.8 says a server
+// that cannot serve should answer.
+func (s *shim) proxySMTP() error {
+	addr, ok := s.daemonAddr()
+	var conn net.Conn
+	err := errors.New("no listen address in the config")
+	if ok {
+		conn, err = net.DialTimeout("tcp", addr, dialTimeout)
+	}
+	if err != nil {
+		fmt.Fprintf(s.stdout, "421 4.3.2 %s facteur: mail system is down\r\n", helloName())
+		s.verbosef("daemon at %s: %v", addr, err)
+		return failf(exUnavailable, "mail system is down")
+	}
+	defer conn.Close()
+	// The stdin copier ends at EOF on stdin; if the daemon hangs up first,
+	// the process exits with it still blocked on a read, which is harmless.
+	go func() {
+		io.Copy(conn, s.stdin)
+		if tc, ok := conn.(*net.TCPConn); ok {
+			tc.CloseWrite()
+		}
+	}()
+	if _, err := io.Copy(s.stdout, conn); err != nil {
+		return failf(exUnavailable, "SMTP session with the daemon: %v", err)
+	}
+	return nil
+}
