@@ -1,0 +1,484 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// ErrUnknownProvider is returned by Resume for a name that is neither a provider, a group nor
+// a destination domain of the default provider.
+var ErrUnknownProvider = errors.New("unknown provider")
+
+// Engine holds the live shaping state of every provider: connection counts, rate limiters,
+// suspensions, backoff and throttle levels (issue 5 §3-§7). It is a decision over that state
+// and the time the caller passes: it starts no goroutine and never reads the clock. All
+// methods are safe for concurrent use.
+//
+// Limits (connections, rate) apply per provider, or per destination domain under the default
+// provider. Reputation state (suspension, backoff, throttle) applies per reputation group, so
+// that a block at orange holds sfr and laposte too.
+type Engine struct {
+	mu sync.Mutex // guards all below
+	p  *Policy
+	// budgets by budget key: the provider name, or "default:<domain>".
+	budgets map[string]*budget
+	// scopes by scope key: the group, else the budget key.
+	scopes map[string]*scope
+	// sincePrune counts budgets created since the last prune of idle default destinations.
+	sincePrune int
+}
+
+// budget is the limits state of one provider (or one default destination).
+type budget struct {
+	key      string
+	provider string
+	domain   string // set under the default provider only
+	conns    int
+	lim      *rate.Limiter // always set; rate.Inf when unlimited
+	rate     Rate          // what lim is set to
+}
+
+// scope is the reputation state of a group, a provider or a default destination.
+type scope struct {
+	until  time.Time // no new connection before this
+	reason string    // the reply that caused the suspension
+	cause  Action    // Suspend or Backoff
+	// backoff is the number of backoff windows since the last delivery.
+	backoff int
+	// throttle is the number of rate divisions in force; throttledAt the last change.
+	throttle    int
+	throttledAt time.Time
+}
+
+func (s *scope) idle(now time.Time) bool {
+	return !now.Before(s.until) && s.backoff == 0 && s.throttle == 0
+}
+
+// NewEngine returns an engine for p with no state; now is accepted for symmetry with the other
+// methods and is not kept.
+func NewEngine(p *Policy, now time.Time) *Engine {
+	_ = now
+	return &Engine{p: p, budgets: map[string]*budget{}, scopes: map[string]*scope{}}
+}
+
+// Policy returns the policy in force.
+func (e *Engine) Policy() *Policy {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.p
+}
+
+// Swap puts p in force at once (SIGHUP, `policy reload`). Connections, suspensions, backoff
+// and throttle levels are kept; rates take the new values from now on.
+func (e *Engine) Swap(p *Policy, now time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.p = p
+	for _, b := range e.budgets {
+		e.applyRate(b, now)
+	}
+}
+
+// keys returns the provider a call applies to and its budget and scope keys. An unknown
+// provider name is treated as the default provider.
+func (e *Engine) keys(provider, domain string) (pr *Provider, budgetKey, scopeKey string) {
+	pr = e.p.Provider(provider)
+	if pr.Name == DefaultProvider {
+		k := DefaultProvider + ":" + normalizeHost(domain)
+		return pr, k, k
+	}
+	if pr.Group != "" {
+		return pr, pr.Name, pr.Group
+	}
+	return pr, pr.Name, pr.Name
+}
+
+func (e *Engine) scope(key string) *scope {
+	s := e.scopes[key]
+	if s == nil {
+		s = &scope{}
+		e.scopes[key] = s
+	}
+	return s
+}
+
+func (e *Engine) budget(provider, domain string, now time.Time) (*Provider, *budget, *scope) {
+	pr, bk, sk := e.keys(provider, domain)
+	s := e.scope(sk)
+	b := e.budgets[bk]
+	if b == nil {
+		b = &budget{key: bk, provider: pr.Name}
+		if pr.Name == DefaultProvider {
+			b.domain = normalizeHost(domain)
+		}
+		// Burst 1 and x/time/rate's full start: the bucket holds exactly one token, so a
+		// restart or a new destination can never burst (issue 5 §3).
+		b.rate = e.effectiveRate(pr, s)
+		b.lim = rate.NewLimiter(b.rate.Limit(), 1)
+		e.budgets[bk] = b
+		e.sincePrune++
+		if e.sincePrune >= 1024 {
+			e.prune(now)
+		}
+	}
+	return pr, b, s
+}
+
+// prune forgets default destinations with nothing to remember: no connection, a full bucket
+// (a new limiter starts full too) and an idle scope. Named providers are kept.
+func (e *Engine) prune(now time.Time) {
+	e.sincePrune = 0
+	for k, b := range e.budgets {
+		if b.domain == "" || b.conns > 0 || b.lim.TokensAt(now) < 1 {
+			continue
+		}
+		if s := e.scopes[k]; s != nil && !s.idle(now) {
+			continue
+		}
+		delete(e.budgets, k)
+		delete(e.scopes, k)
+	}
+}
+
+// effectiveRate is the provider's rate divided by the scope's throttle level, floored at
+// throttle.min (or at the base rate, when that is already lower).
+func (e *Engine) effectiveRate(pr *Provider, s *scope) Rate {
+	base := pr.Knobs.Rate
+	if s.throttle == 0 {
+		return base
+	}
+	t := pr.Knobs.Throttle
+	if base.Unlimited() {
+		base = t.FromUnlimited
+	}
+	floor := t.Min
+	if base.Less(floor) {
+		floor = base
+	}
+	r := base
+	for i := 0; i < s.throttle; i++ {
+		r = r.Div(t.Factor)
+		if r.Less(floor) {
+			return floor
+		}
+	}
+	return r
+}
+
+func (e *Engine) applyRate(b *budget, now time.Time) {
+	pr := e.p.Provider(b.provider)
+	_, _, sk := e.keys(b.provider, b.domain)
+	r := e.effectiveRate(pr, e.scope(sk))
+	if r != b.rate {
+		b.rate = r
+		b.lim.SetLimitAt(now, r.Limit())
+	}
+}
+
+// Acquire asks whether a new connection to provider (destination domain, for the default
+// provider) may open now. When ok, the caller must call release once the connection is
+// closed (release is idempotent). When not ok, reason says why and wait says until when: the
+// end of the suspension or backoff window, or the zero time when all connections are in use
+// (retry when one is released).
+func (e *Engine) Acquire(provider, domain string, now time.Time) (release func(), wait time.Time, reason string, ok bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	pr, b, s := e.budget(provider, domain, now)
+	if now.Before(s.until) {
+		return nil, s.until, fmt.Sprintf("%s until %s: %s", s.cause.pastTense(), s.until.UTC().Format(time.RFC3339), s.reason), false
+	}
+	if b.conns >= pr.Knobs.Connections {
+		return nil, time.Time{}, fmt.Sprintf("connections: %d of %d in use", b.conns, pr.Knobs.Connections), false
+	}
+	b.conns++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			b.conns--
+		})
+	}, time.Time{}, "", true
+}
+
+func (a Action) pastTense() string {
+	if a == Backoff {
+		return "backed off"
+	}
+	return "suspended"
+}
+
+// Allow asks whether one more message may be sent to provider now, and takes it from the
+// rate budget when so. When not, at is the earliest time it may (the end of a suspension, or
+// the next token of the rate).
+func (e *Engine) Allow(provider, domain string, now time.Time) (ok bool, at time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	_, b, s := e.budget(provider, domain, now)
+	if now.Before(s.until) {
+		return false, s.until
+	}
+	if b.lim.AllowN(now, 1) {
+		return true, now
+	}
+	missing := 1 - b.lim.TokensAt(now)
+	wait := time.Duration(math.Ceil(missing / float64(b.lim.Limit()) * float64(time.Second)))
+	if wait <= 0 {
+		wait = 1
+	}
+	return false, now.Add(wait)
+}
+
+// Limits returns the static limits of provider (messages_per_connection,
+// recipients_per_message, ...), as in the policy in force.
+func (e *Engine) Limits(provider string) Limits {
+	return e.Policy().Limits(provider)
+}
+
+// EventKind names a provider event of the log (ARCHITECTURE.md §3).
+type EventKind string
+
+// Provider events.
+const (
+	Suspended EventKind = "suspended"
+	Throttled EventKind = "throttled"
+	Resumed   EventKind = "resumed"
+)
+
+// Event is a change of a provider's state for the caller to log, one line each.
+type Event struct {
+	Kind EventKind
+	// Provider is the provider whose reply (or resume) caused the event; Domain the
+	// destination under the default provider.
+	Provider string
+	Domain   string
+	Group    string
+	// Affects lists every provider the change applies to (the whole group).
+	Affects []string
+	// Until ends a suspension or backoff window (Suspended).
+	Until time.Time
+	// Rate is the rate now in force (Throttled).
+	Rate Rate
+	// BackoffLevel is the number of backoff windows since the last delivery.
+	BackoffLevel int
+	// Reason is the reply that caused the change, verbatim, or why it ended.
+	Reason string
+}
+
+// LogAttrs returns the event as slog key/value pairs, with the log's stable keys (provider,
+// resp) and a few of its own (group, affects, until, rate, level, domain).
+func (ev Event) LogAttrs() []any {
+	kv := []any{"provider", ev.Provider}
+	if ev.Domain != "" {
+		kv = append(kv, "domain", ev.Domain)
+	}
+	if ev.Group != "" {
+		kv = append(kv, "group", ev.Group, "affects", strings.Join(ev.Affects, ","))
+	}
+	if !ev.Until.IsZero() {
+		kv = append(kv, "until", ev.Until.UTC().Format(time.RFC3339))
+	}
+	if ev.Kind == Throttled {
+		kv = append(kv, "rate", FormatRate(ev.Rate))
+	}
+	if ev.BackoffLevel > 0 {
+		kv = append(kv, "level", ev.BackoffLevel)
+	}
+	if ev.Reason != "" {
+		kv = append(kv, "resp", ev.Reason)
+	}
+	return kv
+}
+
+// Outcome is what Observe decided and did.
+type Outcome struct {
+	Decision Decision
+	// Events are the provider state changes to log.
+	Events []Event
+	// Until is the end of the provider's suspension or backoff window, if one is in force.
+	Until time.Time
+}
+
+// Observe classifies a reply from provider and applies its action to the provider's state:
+// suspend (until now + the rule's duration, never shortening one in force), backoff (a window
+// doubling from backoff.initial to backoff.max on each failure; a reply inside a window in
+// force is the same failure), throttle (divide the rate, once per cooldown). Defer and bounce
+// leave the provider alone: a provider closing after N messages, a full mailbox, an unknown
+// user are not the provider's failures.
+func (e *Engine) Observe(provider, domain string, r Reply, now time.Time) Outcome {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	d := e.p.Classify(provider, r)
+	pr, b, s := e.budget(provider, domain, now)
+	out := Outcome{Decision: d}
+	ev := Event{Provider: pr.Name, Domain: b.domain, Group: pr.Group, Affects: e.affects(pr), Reason: r.String()}
+	switch d.Action {
+	case Suspend:
+		if until := now.Add(d.Duration); until.After(s.until) {
+			s.until, s.reason, s.cause = until, r.String(), Suspend
+			ev.Kind, ev.Until = Suspended, until
+			out.Events = append(out.Events, ev)
+		}
+	case Backoff:
+		if now.Before(s.until) && s.cause == Backoff {
+			break // the same incident, reported by another recipient or connection
+		}
+		s.backoff++
+		win := backoffWindow(pr.Knobs.Backoff, s.backoff)
+		if until := now.Add(win); until.After(s.until) {
+			s.until = until
+		}
+		s.reason, s.cause = r.String(), Backoff
+		ev.Kind, ev.Until, ev.BackoffLevel = Suspended, s.until, s.backoff
+		out.Events = append(out.Events, ev)
+	case Throttle:
+		if s.throttle > 0 && now.Sub(s.throttledAt) < pr.Knobs.Throttle.Cooldown {
+			break
+		}
+		s.throttledAt = now
+		before := e.effectiveRate(pr, s)
+		s.throttle++
+		after := e.effectiveRate(pr, s)
+		if after == before {
+			s.throttle-- // at the floor already: nothing changes but the recovery clock
+			break
+		}
+		e.applyScopeRates(s, now)
+		ev.Kind, ev.Rate = Throttled, after
+		out.Events = append(out.Events, ev)
+	}
+	if now.Before(s.until) {
+		out.Until = s.until
+	}
+	return out
+}
+
+// backoffWindow is initial × 2^(level-1), at most max.
+func backoffWindow(k BackoffKnobs, level int) time.Duration {
+	w := k.Initial
+	for i := 1; i < level && w < k.Max; i++ {
+		w *= 2
+	}
+	return min(w, k.Max)
+}
+
+func (e *Engine) applyScopeRates(s *scope, now time.Time) {
+	for _, b := range e.budgets {
+		_, _, sk := e.keys(b.provider, b.domain)
+		if e.scopes[sk] == s {
+			e.applyRate(b, now)
+		}
+	}
+}
+
+func (e *Engine) affects(pr *Provider) []string {
+	if pr.Group == "" {
+		return []string{pr.Name}
+	}
+	return e.p.Group(pr.Group)
+}
+
+// Delivered records a delivered message: the backoff level goes back to zero, and a throttled
+// rate steps back up one level when throttle.recover_after has passed since the last change
+// (so recovery needs both time and mail that goes through). It returns the events to log.
+func (e *Engine) Delivered(provider, domain string, now time.Time) []Event {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	pr, b, s := e.budget(provider, domain, now)
+	s.backoff = 0
+	if s.throttle == 0 || now.Sub(s.throttledAt) < pr.Knobs.Throttle.RecoverAfter {
+		return nil
+	}
+	s.throttle--
+	s.throttledAt = now
+	e.applyScopeRates(s, now)
+	return []Event{{Kind: Throttled, Provider: pr.Name, Domain: b.domain, Group: pr.Group, Affects: e.affects(pr),
+		Rate: e.effectiveRate(pr, s), Reason: fmt.Sprintf("recovering: no throttle reply for %s", FormatDuration(pr.Knobs.Throttle.RecoverAfter))}}
+}
+
+// Resume ends the suspension or backoff window of name at once (ops delisted the IP): name is
+// a provider, a group, or a destination domain of the default provider (`example.org` or
+// `default:example.org`). The backoff level is kept: the next failure waits twice as long.
+func (e *Engine) Resume(name string, now time.Time) (Event, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	key, ev := "", Event{Kind: Resumed, Provider: name, Reason: "resumed by an operator"}
+	switch pr, ok := e.p.Lookup(name); {
+	case ok && pr.Name != DefaultProvider:
+		_, _, key = e.keys(pr.Name, "")
+		ev.Group, ev.Affects = pr.Group, e.affects(pr)
+	case len(e.p.Group(name)) > 0:
+		key, ev.Group, ev.Affects = name, name, e.p.Group(name)
+	case strings.Contains(name, "."):
+		domain := strings.TrimPrefix(name, DefaultProvider+":")
+		_, _, key = e.keys(DefaultProvider, domain)
+		ev.Provider, ev.Domain = DefaultProvider, normalizeHost(domain)
+	default:
+		return Event{}, fmt.Errorf("resume %q: %w", name, ErrUnknownProvider)
+	}
+	s := e.scope(key)
+	if now.Before(s.until) {
+		s.until = now
+	}
+	ev.BackoffLevel = s.backoff
+	return ev, nil
+}
+
+// SuspendedUntil returns the end of provider's suspension or backoff window and the reply that
+// caused it, or the zero time when none is in force. The scheduler sets a deferred
+// recipient's next attempt to the later of its own schedule and this (never past the
+// recipient's Deadline).
+func (e *Engine) SuspendedUntil(provider, domain string, now time.Time) (time.Time, string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	_, _, sk := e.keys(provider, domain)
+	s := e.scopes[sk]
+	if s == nil || !now.Before(s.until) {
+		return time.Time{}, ""
+	}
+	return s.until, s.reason
+}
+
+// NextAttempt returns when a recipient of provider queued at queuedAt, after its attempts-th
+// failed attempt at now, is tried again: the retry schedule's interval for that attempt (the
+// last interval repeats; or every), never later than the recipient's Deadline, where the last
+// attempt happens. expired is true when the deadline has passed: the recipient bounces.
+func (e *Engine) NextAttempt(provider string, attempts int, queuedAt, now time.Time) (next time.Time, expired bool) {
+	p := e.Policy()
+	k := p.Provider(provider).Knobs
+	deadline := p.Deadline(provider, queuedAt)
+	if !now.Before(deadline) {
+		return time.Time{}, true
+	}
+	interval := k.Retry.Every
+	if n := len(k.Retry.Intervals); n > 0 {
+		interval = k.Retry.Intervals[min(max(attempts, 1), n)-1]
+	}
+	next = now.Add(interval)
+	if next.After(deadline) {
+		next = deadline
+	}
+	return next, false
+}
+
+// Deadline is when a recipient of provider queued at queuedAt expires: max_lifetime after
+// queueing, or the retry schedule's `for` when shorter. A suspension never extends it.
+func (p *Policy) Deadline(provider string, queuedAt time.Time) time.Time {
+	k := p.Provider(provider).Knobs
+	life := k.MaxLifetime
+	if k.Retry.For > 0 && k.Retry.For < life {
+		life = k.Retry.For
+	}
+	return queuedAt.Add(life)
+}
+
+// Deadline is Policy.Deadline with the policy in force.
+func (e *Engine) Deadline(provider string, queuedAt time.Time) time.Time {
+	return e.Policy().Deadline(provider, queuedAt)
+}
