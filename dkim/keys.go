@@ -93,8 +93,18 @@ type KeyError struct {
 	Err      error // wraps one of the Err* reasons
 }
 
+// Error is one line even when the key has several problems, so that each
+// line of New's joined error is one key.
 func (e *KeyError) Error() string {
-	return fmt.Sprintf("dkim key %s (domain %q, selector %q): %v", e.Path, e.Domain, e.Selector, e.Err)
+	reason := e.Err.Error()
+	if j, ok := e.Err.(interface{ Unwrap() []error }); ok {
+		var rs []string
+		for _, err := range j.Unwrap() {
+			rs = append(rs, err.Error())
+		}
+		reason = strings.Join(rs, "; ")
+	}
+	return fmt.Sprintf("dkim key %s (domain %q, selector %q): %s", e.Path, e.Domain, e.Selector, reason)
 }
 
 func (e *KeyError) Unwrap() error { return e.Err }

@@ -131,7 +131,8 @@ func TestNewReportsEveryBadKey(t *testing.T) {
 		{Domain: "b.example", Selector: "s1", Key: writeFile(t, dir, "ok.pem", good, 0o600)},
 		{Domain: "c.example", Selector: "s1", Key: writeFile(t, dir, "junk.pem", []byte("junk"), 0o600)},
 		{Domain: "B.example.", Selector: "S1", Key: writeFile(t, dir, "dup.pem", good, 0o600)},
-		{Domain: "d.example", Selector: "s1", Key: filepath.Join(dir, "missing.pem"), Algorithm: "rsa"},
+		// Two problems, one line.
+		{Domain: "d.example", Selector: "", Key: filepath.Join(dir, "missing.pem"), Algorithm: "rsa"},
 	}
 	_, _, err := New(keys, Options{})
 	if err == nil {
@@ -145,6 +146,7 @@ func TestNewReportsEveryBadKey(t *testing.T) {
 		{keys[2].Key, ErrMalformed},
 		{keys[3].Key, ErrInvalidConfig}, // same DNS name as b.example/s1
 		{keys[4].Key, ErrUnreadable},
+		{keys[4].Key, ErrInvalidConfig},
 	} {
 		found := false
 		for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
@@ -159,6 +161,9 @@ func TestNewReportsEveryBadKey(t *testing.T) {
 		if !found {
 			t.Errorf("error %q does not report %s", err, want.path)
 		}
+	}
+	if n := strings.Count(err.Error(), "\n") + 1; n != 4 {
+		t.Errorf("error of %d lines, want one per bad key:\n%s", n, err)
 	}
 	if strings.Contains(err.Error(), keys[1].Key) {
 		t.Errorf("error %q reports the good key %s", err, keys[1].Key)
