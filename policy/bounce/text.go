@@ -102,6 +102,10 @@ func exclusions(top mail.Header) map[string]bool {
 	return ex
 }
 
+// maxRecipients bounds the recipients read from a text: each costs a scan of
+// the text, and no real bounce lists more.
+const maxRecipients = 100
+
 // A mention is an address in the text; lead says it starts its line, the
 // way every format that lists failed recipients puts them ("  a@b" in Exim,
 // "<a@b>:" in qmail, "a@b on DATE" in Exchange, "a@b: reason" in OpenSMTPD).
@@ -160,7 +164,7 @@ func extractText(text string, ex map[string]bool) []Recipient {
 	starts := map[int]string{} // line → recipient that a block starts there
 	for _, m := range picked {
 		k := strings.ToLower(m.addr)
-		if !seen[k] {
+		if !seen[k] && len(first) < maxRecipients {
 			seen[k] = true
 			first = append(first, m)
 			starts[m.line] = k

@@ -101,20 +101,22 @@ func Build(b Bounce) ([]byte, error) {
 	}
 	boundary := b.QueueID + "." + strconv.FormatInt(b.Now.Unix(), 10) + "/" + b.Hostname
 
+	// go-message inserts each field at the top of the header: set them in
+	// reverse to write Date, From, To, Subject, ... in the usual order.
 	var h mail.Header
-	h.SetDate(b.Now)
-	h.SetAddressList("From", []*mail.Address{{Name: "Mail Delivery System", Address: "MAILER-DAEMON@" + b.Hostname}})
-	h.SetAddressList("To", []*mail.Address{{Address: b.Sender}})
+	h.SetContentType("multipart/report", map[string]string{"report-type": "delivery-status", "boundary": boundary})
+	h.Set("MIME-Version", "1.0")
+	// RFC 3834 §5: a DSN is auto-replied, so that no auto-responder answers.
+	h.Set("Auto-Submitted", "auto-replied")
+	h.SetMessageID(fmt.Sprintf("%s.%d.dsn@%s", b.QueueID, b.Now.UnixNano(), b.Hostname))
 	if b.Delayed {
 		h.SetSubject("Delayed Mail (still being retried)")
 	} else {
 		h.SetSubject("Undelivered Mail Returned to Sender")
 	}
-	h.SetMessageID(fmt.Sprintf("%s.%d.dsn@%s", b.QueueID, b.Now.UnixNano(), b.Hostname))
-	// RFC 3834 §5: a DSN is auto-replied, so that no auto-responder answers.
-	h.Set("Auto-Submitted", "auto-replied")
-	h.Set("MIME-Version", "1.0")
-	h.SetContentType("multipart/report", map[string]string{"report-type": "delivery-status", "boundary": boundary})
+	h.SetAddressList("To", []*mail.Address{{Address: b.Sender}})
+	h.SetAddressList("From", []*mail.Address{{Name: "Mail Delivery System", Address: "MAILER-DAEMON@" + b.Hostname}})
+	h.SetDate(b.Now)
 
 	var out bytes.Buffer
 	w, err := message.CreateWriter(&out, h.Header)
@@ -139,8 +141,6 @@ func Build(b Bounce) ([]byte, error) {
 	}
 	for _, p := range parts {
 		var ph message.Header
-		ph.Set("Content-Description", p.desc)
-		ph.SetContentType(p.typ, p.params)
 		if p.typ != statusType {
 			// The explanation and the original header may be 8-bit
 			// (SMTPUTF8); quoted-printable keeps the DSN 7-bit clean for
@@ -151,6 +151,8 @@ func Build(b Bounce) ([]byte, error) {
 			}
 			ph.Set("Content-Transfer-Encoding", enc)
 		}
+		ph.SetContentType(p.typ, p.params)
+		ph.Set("Content-Description", p.desc)
 		pw, err := w.CreatePart(ph)
 		if err != nil {
 			return nil, fmt.Errorf("dsn: create %s part: %w", p.typ, err)
@@ -356,6 +358,9 @@ func deliveryStatus(b Bounce, reporting string, rcpts []Recipient) ([]byte, bool
 // over hardLine; continuation lines start with indent (a space folds a
 // header field, RFC 5322 §2.2.3).
 func wrap(s, indent string) []string {
+	if len(s) <= softLine {
+		return []string{s}
+	}
 	var out []string
 	cur := ""
 	for _, w := range strings.Split(s, " ") {
