@@ -32,7 +32,7 @@ type KeyConfig struct {
 	// set, the key must be of that algorithm.
 	Algorithm string `yaml:"algorithm"`
 	// Headers replaces the default list of signed header fields
-	// (DefaultHeaders). A name ending in "*" matches every field with that
+	// (defaultHeaders). A name ending in "*" matches every field with that
 	// prefix. From is always signed, and oversigned, whether listed or not.
 	Headers []string `yaml:"headers"`
 	// Subdomains makes the key sign for every subdomain of Domain that has
@@ -275,7 +275,7 @@ func checkSelector(s string) error {
 // checkHeaders validates configured header names; nil means the defaults.
 func checkHeaders(names []string) ([]string, error) {
 	if names == nil {
-		return DefaultHeaders, nil
+		return defaultHeaders, nil
 	}
 	var errs []error
 	out := make([]string, 0, len(names))

@@ -406,16 +406,16 @@ func TestSignedHeaders(t *testing.T) {
 		fields  []field
 		want    []string
 	}{
-		{"From oversigned", DefaultHeaders, fieldsOf("From", "Subject"), []string{"From", "From", "Subject"}},
-		{"no From still lists From", DefaultHeaders, fieldsOf("Subject"), []string{"From", "Subject"}},
-		{"absent fields not listed", DefaultHeaders, fieldsOf("From"), []string{"From", "From"}},
-		{"repeated fields listed each time", DefaultHeaders, fieldsOf("To", "From", "To", "Received", "Cc"),
+		{"From oversigned", defaultHeaders, fieldsOf("From", "Subject"), []string{"From", "From", "Subject"}},
+		{"no From still lists From", defaultHeaders, fieldsOf("Subject"), []string{"From", "Subject"}},
+		{"absent fields not listed", defaultHeaders, fieldsOf("From"), []string{"From", "From"}},
+		{"repeated fields listed each time", defaultHeaders, fieldsOf("To", "From", "To", "Received", "Cc"),
 			[]string{"From", "From", "To", "To", "Cc"}},
-		{"List-* wildcard in message order", DefaultHeaders, fieldsOf("From", "List-Unsubscribe-Post", "List-Id", "List-Unsubscribe"),
+		{"List-* wildcard in message order", defaultHeaders, fieldsOf("From", "List-Unsubscribe-Post", "List-Id", "List-Unsubscribe"),
 			[]string{"From", "From", "List-Unsubscribe-Post", "List-Id", "List-Unsubscribe"}},
-		{"case-insensitive", DefaultHeaders, fieldsOf("from", "MESSAGE-ID", "Message-Id"),
+		{"case-insensitive", defaultHeaders, fieldsOf("from", "MESSAGE-ID", "Message-Id"),
 			[]string{"From", "From", "Message-ID", "Message-ID"}},
-		{"all defaults", DefaultHeaders, fieldsOf("Received", "Content-Transfer-Encoding", "Content-Type", "MIME-Version", "Reply-To",
+		{"all defaults", defaultHeaders, fieldsOf("Received", "Content-Transfer-Encoding", "Content-Type", "MIME-Version", "Reply-To",
 			"Message-ID", "Date", "Subject", "Cc", "To", "From", "X-Mailer"),
 			[]string{"From", "From", "To", "Cc", "Subject", "Date", "Message-ID", "Reply-To", "MIME-Version", "Content-Type", "Content-Transfer-Encoding"}},
 		{"custom list", []string{"Subject", "X-*", "From", "subject"}, fieldsOf("From", "X-A", "Subject", "x-b", "To"),

@@ -4,21 +4,26 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	msgauth "github.com/emersion/go-msgauth/dkim"
 )
 
-// DefaultHeaders are the header fields signed when a key has no `headers`:
+// defaultHeaders are the header fields signed when a key has no `headers`:
 // those RFC 6376 §5.4.1 recommends that a web application sets, plus the
 // MIME fields that decide how the body is read, and the List-* fields
 // (RFC 2369, RFC 8058 one-click unsubscribe) that Gmail and Yahoo require
 // bulk senders to sign. From is always signed in addition.
-var DefaultHeaders = []string{
+var defaultHeaders = []string{
 	"From", "To", "Cc", "Subject", "Date", "Message-ID", "Reply-To",
 	"MIME-Version", "Content-Type", "Content-Transfer-Encoding", "List-*",
 }
+
+// DefaultHeaders returns the header fields signed when a key has no
+// `headers` (a copy: the list is shared by every key).
+func DefaultHeaders() []string { return slices.Clone(defaultHeaders) }
 
 // expirationSlack is added to Options.Expiration: go-msgauth stamps t= from
 // its own clock after Sign computed x=, so x-t would otherwise fall short by
