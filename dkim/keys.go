@@ -32,7 +32,7 @@ type KeyConfig struct {
 	// set, the key must be of that algorithm.
 	Algorithm string `yaml:"algorithm"`
 	// Headers replaces the default list of signed header fields
-	// (defaultHeaders). A name ending in "*" matches every field with that
+	// (DefaultHeaders()). A name ending in "*" matches every field with that
 	// prefix. From is always signed, and oversigned, whether listed or not.
 	Headers []string `yaml:"headers"`
 	// Subdomains makes the key sign for every subdomain of Domain that has
