@@ -1,0 +1,357 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"facteur/policy"
+	"facteur/queue"
+	"facteur/relay/delivery"
+)
+
+// connInfo is what the log says about the connection an attempt used.
+func connAttrs(c *delivery.Conn) []any {
+	if c == nil {
+		return nil
+	}
+	attrs := []any{"mx", c.Host(), "ip", c.IP().String()}
+	if t, ok := c.TLS(); ok {
+		cv := "no"
+		if t.Verified {
+			cv = "yes"
+		}
+		attrs = append(attrs, "tls", t.Version+":"+t.Cipher, "cv", cv)
+		if t.PeerDN != "" {
+			attrs = append(attrs, "dn", t.PeerDN)
+		}
+	} else {
+		attrs = append(attrs, "tls", "none")
+	}
+	return attrs
+}
+
+func toPolicy(r delivery.Reply) policy.Reply {
+	return policy.Reply{Code: r.Code, Enhanced: r.Enhanced, Text: strings.ReplaceAll(r.Text, "\n", " ")}
+}
+
+// record applies the result of one transaction to each recipient of it.
+func (s *Scheduler) record(ctx context.Context, it *item, provider, domain string, c *delivery.Conn, res delivery.Result, sendErr error, start time.Time) {
+	now := s.clock.Now()
+	if res.Note != "" {
+		s.log.Info("note", "qid", string(it.msg.ID), "note", res.Note)
+	}
+	byAddr := map[string]delivery.RcptResult{}
+	for _, r := range res.Rcpts {
+		byAddr[r.Addr] = r
+	}
+	var out outcome
+	for _, rcpt := range it.rcpts {
+		rr, ok := byAddr[rcpt]
+		switch {
+		case ok && rr.Delivered():
+			s.logEvents(s.shaper.Delivered(provider, domain, now))
+			out.ups = append(out.ups, queue.Update{Rcpt: rcpt, Status: queue.Delivered, Response: rr.Reply.String(), Provider: provider, Attempted: true, At: now})
+			attrs := []any{"qid", string(it.msg.ID), "rcpt", "<" + rcpt + ">", "provider", provider}
+			attrs = append(attrs, connAttrs(c)...)
+			attrs = append(attrs, "attempt", s.attempts(it, rcpt)+1, "delay", now.Sub(it.msg.Created), "resp", rr.Reply.String())
+			s.log.Info("delivered", attrs...)
+			out.events = append(out.events, DeliveryEvent{Event: "delivered", ID: it.msg.ID, Sender: it.msg.Sender, Rcpt: rcpt, Provider: provider, Response: rr.Reply.String(), At: now, Latency: now.Sub(it.msg.Created)})
+		case ok && rr.Reply.Known():
+			s.judge(&out, it, rcpt, provider, domain, c, toPolicy(rr.Reply), rr.Reply.Local, now)
+		default:
+			// No reply for this recipient: the connection broke before the
+			// server answered. Nothing was acknowledged: defer.
+			reason := "connection lost before a reply"
+			if sendErr != nil {
+				reason = sendErr.Error()
+			}
+			s.judge(&out, it, rcpt, provider, domain, c, policy.Reply{Code: 451, Enhanced: "4.4.2", Text: reason}, true, now)
+		}
+	}
+	s.commit(ctx, it, out, now)
+}
+
+func (s *Scheduler) attempts(it *item, rcpt string) int {
+	for _, r := range it.msg.Recipients {
+		if r.Address == rcpt {
+			return r.Attempts
+		}
+	}
+	return 0
+}
+
+type bouncedRcpt struct {
+	rcpt     string
+	reply    policy.Reply
+	mx       string
+	expired  bool
+	lastTime time.Time
+	suppress *policy.Decision // the address is to be suppressed, after the record
+}
+
+// outcome is what one item's attempt produced: the store updates, then,
+// once they are committed, the events, suppressions and DSN.
+type outcome struct {
+	ups     []queue.Update
+	bounced []bouncedRcpt
+	events  []DeliveryEvent
+}
+
+// judge turns a failing reply into the recipient's update, logging it; a
+// bounce is returned for the DSN. local marks a reply facteur made up (no
+// server said it): it never changes the provider's state.
+func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string, c *delivery.Conn, r policy.Reply, local bool, now time.Time) {
+	var v Verdict
+	if local {
+		v.Decision = policy.Decision{Class: policy.OtherTemporary, Action: policy.Defer, Rule: "local", Provider: provider}
+		if r.Permanent() {
+			v.Decision.Class, v.Decision.Action = policy.OtherPermanent, policy.Bounce
+		}
+	} else {
+		v = s.shaper.Observe(provider, domain, r, now)
+	}
+	s.logEvents(v.Events)
+	d := v.Decision
+	attempt := s.attempts(it, rcpt) + 1
+	base := []any{"qid", string(it.msg.ID), "rcpt", "<" + rcpt + ">", "provider", provider}
+	base = append(base, connAttrs(c)...)
+	base = append(base, "attempt", attempt, "delay", now.Sub(it.msg.Created), "class", string(d.Class), "rule", d.Rule)
+	if len(d.Auth) > 0 {
+		base = append(base, "missing", strings.Join(d.Auth, ","))
+	}
+	u := queue.Update{Rcpt: rcpt, Response: r.String(), Class: string(d.Class), Provider: provider, Attempted: true, At: now}
+	mx := ""
+	if c != nil {
+		mx = c.Host()
+	}
+	if d.Action == policy.Bounce {
+		u.Status = queue.Bounced
+		s.log.Info("bounced", append(base, "resp", r.String())...)
+		out.events = append(out.events, DeliveryEvent{Event: "bounced", ID: it.msg.ID, Sender: it.msg.Sender, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now})
+		b := bouncedRcpt{rcpt: rcpt, reply: r, mx: mx, lastTime: now}
+		if d.Suppress {
+			b.suppress = &d
+		}
+		out.ups = append(out.ups, u)
+		out.bounced = append(out.bounced, b)
+		return
+	}
+	next, expired := s.nextAttempt(provider, attempt, it.msg.Created, now)
+	if !expired {
+		if until, _, ok := s.shaper.Suspended(provider, domain, now); ok && until.After(next) {
+			next = until
+		}
+		if exp := s.expiry(provider, it.msg.Created); next.After(exp) {
+			// Nothing extends the lifetime: the last try is at expiry.
+			next = exp
+		}
+	}
+	if expired {
+		u.Status = queue.Bounced
+		s.log.Info("expired", append(base, "resp", r.String())...)
+		out.events = append(out.events, DeliveryEvent{Event: "expired", ID: it.msg.ID, Sender: it.msg.Sender, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now})
+		out.ups = append(out.ups, u)
+		out.bounced = append(out.bounced, bouncedRcpt{rcpt: rcpt, reply: r, mx: mx, expired: true, lastTime: now})
+		return
+	}
+	u.Status = queue.Deferred
+	u.NextAttempt = next
+	s.log.Info("deferred", append(base, "next", next, "resp", r.String())...)
+	out.events = append(out.events, DeliveryEvent{Event: "deferred", ID: it.msg.ID, Sender: it.msg.Sender, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now})
+	out.ups = append(out.ups, u)
+}
+
+// expiry is when a recipient expires: the config's max lifetime, or the
+// provider's when shorter.
+func (s *Scheduler) expiry(provider string, created time.Time) time.Time {
+	exp := created.Add(s.opts.MaxLifetime)
+	if pd := s.shaper.Deadline(provider, created); !pd.IsZero() && pd.Before(exp) {
+		exp = pd
+	}
+	return exp
+}
+
+func (s *Scheduler) nextAttempt(provider string, attempts int, created, now time.Time) (time.Time, bool) {
+	next, expired := s.shaper.NextAttempt(provider, attempts, created, now)
+	if !now.Before(s.expiry(provider, created)) {
+		expired = true
+	}
+	return next, expired
+}
+
+// expire bounces the recipients of it whose lifetime is over, before any
+// attempt (a suspension may have kept them waiting until then). It
+// reports whether it handled the whole item.
+func (s *Scheduler) expire(ctx context.Context, it *item, provider string, now time.Time) bool {
+	if now.Before(s.expiry(provider, it.msg.Created)) {
+		return false
+	}
+	var out outcome
+	for _, rcpt := range it.rcpts {
+		last := policy.Reply{Code: 451, Enhanced: "4.4.7", Text: "message expired in queue"}
+		for _, r := range it.msg.Recipients {
+			if r.Address == rcpt && r.LastResponse != "" {
+				if pr, err := policy.ParseReply(r.LastResponse); err == nil {
+					last = pr
+				} else {
+					last.Text = r.LastResponse
+				}
+			}
+		}
+		out.ups = append(out.ups, queue.Update{Rcpt: rcpt, Status: queue.Bounced, Response: last.String(), Provider: provider, At: now})
+		s.log.Info("expired", "qid", string(it.msg.ID), "rcpt", "<"+rcpt+">", "provider", provider, "delay", now.Sub(it.msg.Created), "resp", last.String())
+		out.events = append(out.events, DeliveryEvent{Event: "expired", ID: it.msg.ID, Sender: it.msg.Sender, Rcpt: rcpt, Provider: provider, Response: last.String(), At: now})
+		out.bounced = append(out.bounced, bouncedRcpt{rcpt: rcpt, reply: last, expired: true, lastTime: now})
+	}
+	s.commit(ctx, it, out, now)
+	return true
+}
+
+// failItem settles an item whose connection could not be made.
+func (s *Scheduler) failItem(ctx context.Context, it *item, provider, domain string, err error, c *delivery.Conn) {
+	now := s.clock.Now()
+	if s.expire(ctx, it, provider, now) {
+		return
+	}
+	var se *smtp.SMTPError
+	reply := policy.Reply{Code: 451, Enhanced: "4.4.1", Text: "connection failed: " + err.Error()}
+	local := true
+	if errors.As(err, &se) {
+		// The server spoke (a 421 or 554 banner, a refused EHLO): judge it
+		// like any reply, so that RP-001 at connect throttles microsoft.
+		reply = policy.Reply{Code: se.Code, Text: se.Message}
+		if se.EnhancedCode != (smtp.EnhancedCode{}) && se.EnhancedCode[0] > 0 {
+			reply.Enhanced = fmt.Sprintf("%d.%d.%d", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
+		}
+		local = false
+	}
+	s.settle(ctx, it, provider, domain, c, reply, "", now, local)
+}
+
+// settle applies one reply to every recipient of it.
+func (s *Scheduler) settle(ctx context.Context, it *item, provider, domain string, c *delivery.Conn, r policy.Reply, _ string, now time.Time, local bool) {
+	var out outcome
+	for _, rcpt := range it.rcpts {
+		s.judge(&out, it, rcpt, provider, domain, c, r, local, now)
+	}
+	s.commit(ctx, it, out, now)
+}
+
+// suspendLane makes every pending item of l wait for the end of the
+// provider's suspension, without an attempt and without extending the
+// lifetime (issue 5 §4: deferred, not held).
+func (s *Scheduler) suspendLane(ctx context.Context, l *lane, provider string, until time.Time, why string) {
+	now := s.clock.Now()
+	for _, it := range s.drain(l) {
+		if s.expire(ctx, it, provider, now) {
+			continue
+		}
+		next := until
+		if exp := s.expiry(provider, it.msg.Created); next.After(exp) {
+			next = exp
+		}
+		var ups []queue.Update
+		for _, rcpt := range it.rcpts {
+			st := queue.Deferred
+			for _, r := range it.msg.Recipients {
+				if r.Address == rcpt && r.Status == queue.Queued {
+					st = queue.Queued // never tried: still queued, just later
+				}
+			}
+			ups = append(ups, queue.Update{Rcpt: rcpt, Status: st, NextAttempt: next, Provider: provider, At: now})
+		}
+		if err := s.store.Record(ctx, it.msg.ID, ups); err != nil {
+			s.log.Error("record", "qid", string(it.msg.ID), "err", err)
+		}
+		s.done(it)
+	}
+}
+
+// commit stores the updates of one item, then queues its DSN.
+func (s *Scheduler) commit(ctx context.Context, it *item, out outcome, now time.Time) {
+	defer s.done(it)
+	if len(out.ups) == 0 {
+		return
+	}
+	var body []byte
+	if len(out.bounced) > 0 {
+		// Read before Record: a message whose recipients are all final is
+		// deleted by it. Without the body the DSN still goes, headerless.
+		body, _ = s.store.Body(ctx, it.msg.ID)
+	}
+	if err := s.store.Record(ctx, it.msg.ID, out.ups); err != nil {
+		// The recipients stay due at their old time and will be tried
+		// again: a duplicate is better than a loss.
+		s.log.Error("record", "qid", string(it.msg.ID), "err", err)
+		return
+	}
+	for _, e := range out.events {
+		s.emit(e)
+	}
+	if len(out.bounced) > 0 {
+		s.dsn.bounce(ctx, it.msg, body, out.bounced, now)
+	}
+	for _, b := range out.bounced {
+		if b.suppress != nil {
+			s.suppress(ctx, b.rcpt, *b.suppress, b.reply, now)
+		}
+	}
+}
+
+// suppress adds rcpt to the suppression list and cancels its queued mail.
+func (s *Scheduler) suppress(ctx context.Context, rcpt string, d policy.Decision, r policy.Reply, now time.Time) {
+	sup := queue.Suppression{Address: rcpt, Reason: string(d.Class), Response: r.String(), Source: queue.SourceSMTP, FirstSeen: now, LastSeen: now}
+	if d.Class == policy.HostUnknown && s.opts.HostUnknownTTL > 0 {
+		sup.Expires = now.Add(s.opts.HostUnknownTTL)
+	}
+	var err error
+	if s.opts.Suppress != nil {
+		err = s.opts.Suppress(ctx, sup)
+	} else {
+		_, err = s.store.Suppress(ctx, sup)
+	}
+	if err != nil {
+		s.log.Error("suppress", "rcpt", "<"+rcpt+">", "err", err)
+		return
+	}
+	s.log.Info("suppressed", "rcpt", "<"+rcpt+">", "class", string(d.Class), "source", "smtp", "resp", r.String())
+	s.emit(DeliveryEvent{Event: "suppressed", Rcpt: rcpt, Class: string(d.Class), Response: r.String(), At: now})
+	s.CancelSuppressed(ctx, rcpt, r.String(), now)
+}
+
+// CancelSuppressed cancels the queued mail to a newly suppressed address
+// (issue 7 §3): status suppressed, one DSN to each sender.
+func (s *Scheduler) CancelSuppressed(ctx context.Context, rcpt, why string, now time.Time) {
+	cancelled, err := s.store.CancelSuppressed(ctx, rcpt, now)
+	if err != nil {
+		s.log.Error("cancel suppressed", "rcpt", "<"+rcpt+">", "err", err)
+		return
+	}
+	reply := policy.Reply{Code: 550, Enhanced: "5.1.1", Text: "recipient is suppressed: " + why}
+	for _, c := range cancelled {
+		s.log.Info("suppressed", "qid", string(c.ID), "rcpt", "<"+c.Rcpt+">", "resp", reply.String())
+		s.emit(DeliveryEvent{Event: "suppressed", ID: c.ID, Sender: c.Sender, Rcpt: c.Rcpt, Response: reply.String(), At: now})
+		s.dsn.bounce(ctx, queue.Message{ID: c.ID, Sender: c.Sender, IsDSN: c.IsDSN, Created: now}, nil,
+			[]bouncedRcpt{{rcpt: c.Rcpt, reply: reply, lastTime: now}}, now)
+	}
+}
+
+func (s *Scheduler) logEvents(evs []policy.Event) {
+	for _, e := range evs {
+		s.log.Info(string(e.Kind), e.LogAttrs()...)
+	}
+	if len(evs) > 0 && s.opts.OnProviderEvent != nil {
+		s.opts.OnProviderEvent(evs)
+	}
+}
+
+func (s *Scheduler) emit(e DeliveryEvent) {
+	if s.opts.OnEvent != nil {
+		s.opts.OnEvent(e)
+	}
+}

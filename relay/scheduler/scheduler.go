@@ -1,0 +1,646 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"facteur/policy"
+	"facteur/queue"
+	"facteur/relay/address"
+	"facteur/relay/delivery"
+	"facteur/relay/resolver"
+)
+
+// Options configure the scheduler; cmd/facteur fills them from the config.
+type Options struct {
+	Hostname string
+	// Window is how many due recipients one fetch takes from the due index
+	// (qmgr's active queue); default 2000.
+	Window int
+	// Workers bounds the connections open at once, all destinations
+	// together; default 100.
+	Workers int
+	// Dial is the outbound SMTP client's configuration (EHLO name, port,
+	// source IP, timeouts, TLS).
+	Dial delivery.Options
+	// Relayhost sends everything to one smarthost "host:port" instead of MX
+	// routing; no recipient DNS lookup is made then.
+	Relayhost     string
+	RelayhostDial delivery.Options
+	// Routes are per-domain overrides: "host:port", "hold" or "discard".
+	Routes map[string]string
+	// MaxLifetime is the queue lifetime when the provider sets none.
+	MaxLifetime time.Duration
+	// HostUnknownTTL is how long a host_unknown suppression lasts.
+	HostUnknownTTL time.Duration
+	// Postmaster receives double bounces.
+	Postmaster string
+	// ShutdownTimeout bounds in-flight transactions after ctx is done.
+	ShutdownTimeout time.Duration
+	// Suppress is called for a recipient the policy says to suppress;
+	// nil: store it in the queue's suppression list directly.
+	Suppress func(ctx context.Context, s queue.Suppression) error
+	// OnEvent is called for every delivery event (webhooks, metrics); may be nil.
+	OnEvent func(e DeliveryEvent)
+	// OnProviderEvent is called after provider state changes (the daemon
+	// saves the policy state then); may be nil.
+	OnProviderEvent func(evs []policy.Event)
+}
+
+// DeliveryEvent is one recipient outcome, for webhooks and metrics.
+type DeliveryEvent struct {
+	Event    string // delivered, deferred, bounced, expired, suppressed
+	ID       queue.ID
+	Sender   string
+	Rcpt     string
+	Provider string
+	Class    string
+	Response string
+	At       time.Time
+	Latency  time.Duration
+}
+
+// Scheduler moves due recipients from the queue to delivery connections.
+type Scheduler struct {
+	opts   Options
+	store  *queue.Store
+	res    *resolver.Resolver
+	shaper Shaper
+	clock  Clock
+	log    *slog.Logger
+	dsn    *dsnMaker
+
+	wake chan struct{}
+
+	mu       sync.Mutex // guards inflight, lanes and workers
+	inflight map[rkey]struct{}
+	lanes    map[string]*lane
+	workers  int
+
+	wg      sync.WaitGroup
+	sendCtx context.Context // cancelled ShutdownTimeout after Run's ctx
+}
+
+type rkey struct {
+	id   queue.ID
+	rcpt string
+}
+
+// lane is the work waiting for one destination (a domain, a route or the
+// relayhost, and the provider that shapes it).
+type lane struct {
+	key       string
+	domain    string
+	provider  string // known once resolved
+	route     []target
+	resolved  time.Time // when route was filled; routes are re-resolved per worker start
+	pending   []*item
+	workers   int
+	notBefore time.Time // connection limit: no worker before this
+	limitWait bool      // notBefore comes from a connection limit, lifted when a connection ends
+}
+
+// target is one host to try, in order.
+type target struct {
+	host string
+	ip   netip.Addr
+	opts delivery.Options
+}
+
+// item is the recipients of one message that go in one transaction.
+type item struct {
+	msg   queue.Message
+	rcpts []string
+}
+
+// New returns a scheduler; Run starts it.
+func New(opts Options, store *queue.Store, res *resolver.Resolver, shaper Shaper, clock Clock, log *slog.Logger) *Scheduler {
+	if opts.Window <= 0 {
+		opts.Window = 2000
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 100
+	}
+	if opts.MaxLifetime <= 0 {
+		opts.MaxLifetime = 5 * 24 * time.Hour
+	}
+	if opts.ShutdownTimeout <= 0 {
+		opts.ShutdownTimeout = 10 * time.Second
+	}
+	if clock == nil {
+		clock = RealClock{}
+	}
+	s := &Scheduler{
+		opts: opts, store: store, res: res, shaper: shaper, clock: clock, log: log,
+		wake:     make(chan struct{}, 1),
+		inflight: map[rkey]struct{}{},
+		lanes:    map[string]*lane{},
+	}
+	s.dsn = &dsnMaker{s: s}
+	return s
+}
+
+// Wake makes the scheduler look at the queue now (a message was queued or
+// flushed). It never blocks.
+func (s *Scheduler) Wake() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run schedules until ctx is done, then gives in-flight transactions
+// ShutdownTimeout to finish and returns when every worker has exited.
+// Whatever was not acknowledged stays queued and due.
+func (s *Scheduler) Run(ctx context.Context) error {
+	sendCtx, cancelSends := context.WithCancel(context.Background())
+	defer cancelSends()
+	s.sendCtx = sendCtx
+	stopTimer := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(s.opts.ShutdownTimeout, cancelSends)
+		context.AfterFunc(sendCtx, func() { t.Stop() })
+	})
+	defer stopTimer()
+	for {
+		wait := s.cycle(ctx)
+		select {
+		case <-ctx.Done():
+			s.wg.Wait()
+			return nil
+		case <-s.wake:
+		case <-s.clock.After(wait):
+		}
+	}
+}
+
+// cycle fetches due work, starts workers, and says how long to sleep.
+func (s *Scheduler) cycle(ctx context.Context) time.Duration {
+	now := s.clock.Now()
+	if err := s.fill(ctx, now); err != nil {
+		s.log.Error("scheduler: reading due recipients", "err", err)
+		return time.Second
+	}
+	next := s.startWorkers(ctx, now)
+	if t, ok, err := s.store.NextDue(ctx); err == nil && ok && (next.IsZero() || t.Before(next)) {
+		next = t
+	}
+	if next.IsZero() {
+		return time.Minute
+	}
+	d := next.Sub(now)
+	if d < time.Millisecond {
+		d = time.Millisecond
+	}
+	if d > time.Minute {
+		d = time.Minute
+	}
+	return d
+}
+
+// fill moves due recipients into lanes, grouped by message and destination.
+func (s *Scheduler) fill(ctx context.Context, now time.Time) error {
+	s.mu.Lock()
+	room := s.opts.Window - len(s.inflight)
+	s.mu.Unlock()
+	if room <= 0 {
+		return nil
+	}
+	dues, err := s.store.Due(ctx, now, room, func(id queue.ID, rcpt string) bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		_, busy := s.inflight[rkey{id, rcpt}]
+		return busy
+	})
+	if err != nil || len(dues) == 0 {
+		return err
+	}
+	// One message meta read per message, whatever its number of recipients.
+	byID := map[queue.ID][]string{}
+	var order []queue.ID
+	for _, d := range dues {
+		if _, ok := byID[d.ID]; !ok {
+			order = append(order, d.ID)
+		}
+		byID[d.ID] = append(byID[d.ID], d.Rcpt)
+	}
+	for _, id := range order {
+		msg, err := s.store.Get(ctx, id)
+		if errors.Is(err, queue.ErrNotFound) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			return err
+		}
+		groups := map[string][]string{}
+		var keys []string
+		for _, r := range byID[id] {
+			k := s.laneKey(r)
+			if _, ok := groups[k]; !ok {
+				keys = append(keys, k)
+			}
+			groups[k] = append(groups[k], r)
+		}
+		for _, k := range keys {
+			rcpts := groups[k]
+			if route, ok := s.opts.Routes[address.Domain(rcpts[0])]; ok && (route == "hold" || route == "discard") {
+				s.applyRoute(ctx, msg, rcpts, route, now)
+				continue
+			}
+			s.mu.Lock()
+			for _, r := range rcpts {
+				s.inflight[rkey{id, r}] = struct{}{}
+			}
+			l := s.lanes[k]
+			if l == nil {
+				l = &lane{key: k, domain: address.Domain(rcpts[0])}
+				s.lanes[k] = l
+			}
+			l.pending = append(l.pending, &item{msg: msg, rcpts: rcpts})
+			s.mu.Unlock()
+		}
+	}
+	return nil
+}
+
+// laneKey names the destination of a recipient: its domain, or the route
+// or relayhost that carries it. Recipients of one provider but different
+// domains stay in different lanes, each with its own MX.
+func (s *Scheduler) laneKey(rcpt string) string {
+	return address.Domain(rcpt)
+}
+
+// applyRoute handles the "hold" and "discard" routes (transport_maps).
+func (s *Scheduler) applyRoute(ctx context.Context, msg queue.Message, rcpts []string, route string, now time.Time) {
+	var ups []queue.Update
+	for _, r := range rcpts {
+		u := queue.Update{Rcpt: r, At: now}
+		if route == "hold" {
+			u.Status = queue.Held
+			u.Response = "held by route for " + address.Domain(r)
+		} else {
+			u.Status = queue.Delivered
+			u.Response = "discarded by route for " + address.Domain(r)
+		}
+		ups = append(ups, u)
+	}
+	if err := s.store.Record(ctx, msg.ID, ups); err != nil {
+		s.log.Error("record", "qid", string(msg.ID), "err", err)
+		return
+	}
+	event := map[string]string{"hold": "held", "discard": "delivered"}[route]
+	for _, r := range rcpts {
+		s.log.Info(event, "qid", string(msg.ID), "rcpt", "<"+r+">", "route", route)
+	}
+}
+
+// startWorkers starts connections for lanes that have work and room, and
+// returns the earliest time a lane waiting on a limit may start one.
+func (s *Scheduler) startWorkers(ctx context.Context, now time.Time) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var next time.Time
+	for k, l := range s.lanes {
+		if len(l.pending) == 0 && l.workers == 0 {
+			delete(s.lanes, k)
+			continue
+		}
+		if l.notBefore.After(now) {
+			if next.IsZero() || l.notBefore.Before(next) {
+				next = l.notBefore
+			}
+			continue
+		}
+		want := 1
+		if l.provider != "" {
+			lim := s.shaper.Limits(l.provider).Connections
+			want = len(l.pending)
+			if lim > 0 && want > lim {
+				want = lim
+			}
+		}
+		for l.workers < want && s.workers < s.opts.Workers && ctx.Err() == nil {
+			l.workers++
+			s.workers++
+			s.wg.Add(1)
+			go s.worker(ctx, l)
+		}
+	}
+	return next
+}
+
+// pop takes the next item of l, split to the provider's recipients per
+// message; nil when l is empty.
+func (s *Scheduler) pop(l *lane, maxRcpts int) *item {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(l.pending) == 0 {
+		return nil
+	}
+	it := l.pending[0]
+	if maxRcpts > 0 && len(it.rcpts) > maxRcpts {
+		rest := &item{msg: it.msg, rcpts: it.rcpts[maxRcpts:]}
+		it = &item{msg: it.msg, rcpts: it.rcpts[:maxRcpts]}
+		l.pending[0] = rest
+		return it
+	}
+	l.pending = l.pending[1:]
+	return it
+}
+
+func (s *Scheduler) empty(l *lane) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(l.pending) == 0
+}
+
+// drain takes every pending item of l.
+func (s *Scheduler) drain(l *lane) []*item {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	items := l.pending
+	l.pending = nil
+	return items
+}
+
+// done forgets the in-flight recipients of it.
+func (s *Scheduler) done(it *item) {
+	s.mu.Lock()
+	for _, r := range it.rcpts {
+		delete(s.inflight, rkey{it.msg.ID, r})
+	}
+	s.mu.Unlock()
+}
+
+// abandon gives pending items back to the queue untouched (shutdown): their
+// due entries were never moved.
+func (s *Scheduler) abandon(l *lane) {
+	for _, it := range s.drain(l) {
+		s.done(it)
+	}
+}
+
+func (s *Scheduler) workerExit(l *lane) {
+	s.mu.Lock()
+	l.workers--
+	s.workers--
+	// A connection slot of this provider is free again.
+	for _, o := range s.lanes {
+		if o.limitWait && o.provider == l.provider {
+			o.notBefore, o.limitWait = time.Time{}, false
+		}
+	}
+	s.mu.Unlock()
+	s.wg.Done()
+	s.Wake()
+}
+
+// worker delivers a lane's items over successive connections until the lane
+// is empty, a limit stops it, or ctx is done.
+func (s *Scheduler) worker(ctx context.Context, l *lane) {
+	defer s.workerExit(l)
+	if ctx.Err() != nil {
+		s.abandon(l)
+		return
+	}
+	targets, provider, err := s.resolve(ctx, l)
+	if err != nil {
+		s.routeFailed(ctx, l, provider, err)
+		return
+	}
+	for ctx.Err() == nil {
+		if s.empty(l) {
+			return
+		}
+		now := s.clock.Now()
+		if until, why, ok := s.shaper.Suspended(provider, l.domain, now); ok {
+			s.suspendLane(ctx, l, provider, until, why)
+			return
+		}
+		release, ok, until, suspended, why := s.shaper.Acquire(provider, l.domain, now)
+		if !ok {
+			if suspended {
+				s.suspendLane(ctx, l, provider, until, why)
+				return
+			}
+			// The connection limit: another worker of this provider will
+			// take the work; try again when the limit says.
+			if !until.After(now) {
+				until = now.Add(time.Second)
+			}
+			s.mu.Lock()
+			if l.workers <= 1 {
+				l.notBefore, l.limitWait = until, true
+			}
+			s.mu.Unlock()
+			return
+		}
+		more := s.connection(ctx, l, provider, targets)
+		release()
+		if !more {
+			return
+		}
+	}
+	s.abandon(l)
+}
+
+// connection opens one connection for l and sends items over it. It
+// returns whether the worker should open another.
+func (s *Scheduler) connection(ctx context.Context, l *lane, provider string, targets []target) bool {
+	lim := s.shaper.Limits(provider)
+	first := s.pop(l, lim.RecipientsPerMessage)
+	if first == nil {
+		return false
+	}
+	conn, dialErr := s.dial(ctx, targets)
+	if conn == nil {
+		// No MX answered: the whole destination waits (Postfix's dead
+		// destination), each recipient per its schedule.
+		items := append([]*item{first}, s.drain(l)...)
+		for _, it := range items {
+			s.failItem(ctx, it, provider, l.domain, dialErr, nil)
+		}
+		return false
+	}
+	defer conn.Close()
+	it := first
+	for {
+		if it == nil {
+			return false
+		}
+		now := s.clock.Now()
+		if s.expire(ctx, it, provider, now) {
+			it = s.pop(l, lim.RecipientsPerMessage)
+			continue
+		}
+		if !s.waitRate(ctx, provider, l.domain) {
+			s.done(it)
+			s.abandon(l)
+			return false
+		}
+		body, err := s.store.Body(ctx, it.msg.ID)
+		if err != nil {
+			s.log.Error("read body", "qid", string(it.msg.ID), "err", err)
+			s.done(it)
+			it = s.pop(l, lim.RecipientsPerMessage)
+			continue
+		}
+		start := s.clock.Now()
+		res, err := conn.Send(s.sendCtx, delivery.Message{
+			From: it.msg.Sender, Rcpts: it.rcpts, Body: body,
+			SMTPUTF8: it.msg.SMTPUTF8, EightBit: it.msg.EightBit,
+		})
+		s.record(ctx, it, provider, l.domain, conn, res, err, start)
+		if err != nil || !conn.Usable() {
+			return true
+		}
+		if lim.MessagesPerConnection > 0 && conn.Messages() >= lim.MessagesPerConnection {
+			return true
+		}
+		if _, _, ok := s.shaper.Suspended(provider, l.domain, s.clock.Now()); ok || ctx.Err() != nil {
+			return true
+		}
+		if it = s.pop(l, lim.RecipientsPerMessage); it == nil {
+			return false
+		}
+		if err := conn.Reset(); err != nil {
+			// The next item goes on a new connection.
+			s.mu.Lock()
+			l.pending = append([]*item{it}, l.pending...)
+			s.mu.Unlock()
+			return true
+		}
+	}
+}
+
+// waitRate waits until the provider's rate allows one more message and
+// takes it; false when ctx ended first.
+func (s *Scheduler) waitRate(ctx context.Context, provider, domain string) bool {
+	for {
+		now := s.clock.Now()
+		ok, at := s.shaper.Allow(provider, domain, now)
+		if ok {
+			return true
+		}
+		select {
+		case <-s.clock.After(at.Sub(now)):
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// dial tries each target in order; on failure it returns the last error
+// (an *smtp.SMTPError inside when the server refused the greeting).
+func (s *Scheduler) dial(ctx context.Context, targets []target) (*delivery.Conn, error) {
+	var last error
+	for _, t := range targets {
+		c, err := delivery.Dial(ctx, t.host, t.ip, t.opts)
+		if err == nil {
+			if fb := c.TLSFallback(); fb != nil {
+				s.log.Info("tls fallback", "mx", t.host, "ip", t.ip.String(), "err", fb.Error())
+			}
+			return c, nil
+		}
+		last = err
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if last == nil {
+		last = errors.New("no host to connect to")
+	}
+	return nil, last
+}
+
+// resolve finds the hosts of l and its provider.
+func (s *Scheduler) resolve(ctx context.Context, l *lane) ([]target, string, error) {
+	if route, ok := s.opts.Routes[l.domain]; ok {
+		ts, err := s.hostTargets(ctx, route, s.opts.Dial)
+		p := s.shaper.Recognize(l.domain, nil)
+		s.setProvider(l, p)
+		return ts, p, err
+	}
+	if s.opts.Relayhost != "" {
+		ts, err := s.hostTargets(ctx, s.opts.Relayhost, s.opts.RelayhostDial)
+		p := s.shaper.Recognize(l.domain, nil)
+		s.setProvider(l, p)
+		return ts, p, err
+	}
+	route, err := s.res.Route(ctx, l.domain)
+	if err != nil {
+		p := s.shaper.Recognize(l.domain, nil)
+		s.setProvider(l, p)
+		return nil, p, err
+	}
+	var names []string
+	var ts []target
+	for _, h := range route.MX {
+		names = append(names, h.Name)
+		for _, ip := range h.Addrs {
+			ts = append(ts, target{host: h.Name, ip: ip, opts: s.opts.Dial})
+		}
+	}
+	p := s.shaper.Recognize(l.domain, names)
+	s.setProvider(l, p)
+	return ts, p, nil
+}
+
+func (s *Scheduler) setProvider(l *lane, p string) {
+	s.mu.Lock()
+	l.provider = p
+	s.mu.Unlock()
+}
+
+// hostTargets resolves a "host:port" (relayhost or route).
+func (s *Scheduler) hostTargets(ctx context.Context, hostport string, opts delivery.Options) ([]target, error) {
+	host, portStr, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return nil, fmt.Errorf("bad host:port %q: %w", hostport, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("bad port in %q", hostport)
+	}
+	opts.Port = port
+	if ip, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
+		return []target{{host: host, ip: ip, opts: opts}}, nil
+	}
+	ips, err := s.res.LookupIP(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	var ts []target
+	for _, ip := range ips {
+		ts = append(ts, target{host: host, ip: ip, opts: opts})
+	}
+	return ts, nil
+}
+
+// routeFailed handles a lane whose destination could not be resolved:
+// NXDOMAIN and null MX bounce at once, anything else defers.
+func (s *Scheduler) routeFailed(ctx context.Context, l *lane, provider string, err error) {
+	var reply policy.Reply
+	switch {
+	case errors.Is(err, resolver.ErrNullMX):
+		reply = policy.Reply{Code: 556, Enhanced: "5.1.10", Text: "Recipient address rejected: domain " + l.domain + " does not accept mail (null MX)"}
+	case errors.Is(err, resolver.ErrNXDomain):
+		reply = policy.Reply{Code: 550, Enhanced: "5.1.2", Text: "Host or domain name not found: " + l.domain + " (NXDOMAIN)"}
+	case !resolver.Temporary(err):
+		reply = policy.Reply{Code: 550, Enhanced: "5.4.4", Text: "Host or domain name not found: " + err.Error()}
+	default:
+		reply = policy.Reply{Code: 451, Enhanced: "4.4.3", Text: "Host or domain name lookup failed: " + err.Error()}
+	}
+	// Judged by the policy like a remote reply, so that NXDOMAIN is
+	// host_unknown and suppresses (issue 7 §3), and a DNS failure defers.
+	for _, it := range s.drain(l) {
+		s.settle(ctx, it, provider, l.domain, nil, reply, "", s.clock.Now(), false)
+	}
+}

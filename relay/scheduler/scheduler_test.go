@@ -1,0 +1,378 @@
+package scheduler
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"facteur/policy"
+	"facteur/policy/bounce"
+	"facteur/queue"
+	"facteur/relay/delivery"
+	"facteur/relay/relaytest"
+	"facteur/relay/resolver"
+)
+
+var t0 = time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+
+// harness runs a scheduler against a real queue, a loopback DNS server and
+// go-smtp sinks on 127.0.0.x, with a fake clock.
+type harness struct {
+	t      *testing.T
+	store  *queue.Store
+	clock  *FakeClock
+	sched  *Scheduler
+	engine *policy.Engine
+	dns    *relaytest.DNSServer
+	events chan DeliveryEvent
+	log    *bytes.Buffer
+	logMu  *sync.Mutex
+	cancel context.CancelFunc
+	done   chan error
+}
+
+type syncWriter struct {
+	mu *sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (w syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func newHarness(t *testing.T, port int, zones map[string]relaytest.Zone, tweak func(*Options)) *harness {
+	t.Helper()
+	st, err := queue.Open(filepath.Join(t.TempDir(), "q.db"), queue.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dnsSrv := relaytest.NewDNS(t, zones)
+	clock := NewFakeClock(t0)
+	res, err := resolver.New(resolver.Options{Server: dnsSrv.Addr(), Timeout: 2 * time.Second, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, err := policy.Builtin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := policy.NewEngine(pol, t0)
+	h := &harness{t: t, store: st, clock: clock, engine: eng, dns: dnsSrv, events: make(chan DeliveryEvent, 1000),
+		log: &bytes.Buffer{}, logMu: &sync.Mutex{}, done: make(chan error, 1)}
+	timeouts := delivery.DefaultTimeouts()
+	opts := Options{
+		Hostname:       "relay.test",
+		Dial:           delivery.Options{Hostname: "relay.test", Port: port, Timeouts: timeouts},
+		MaxLifetime:    5 * 24 * time.Hour,
+		HostUnknownTTL: 30 * 24 * time.Hour,
+		Postmaster:     "postmaster@relay.test",
+		OnEvent:        func(e DeliveryEvent) { h.events <- e },
+	}
+	if tweak != nil {
+		tweak(&opts)
+	}
+	log := slog.New(slog.NewTextHandler(syncWriter{h.logMu, h.log}, nil))
+	h.sched = New(opts, st, res, EngineShaper{eng}, clock, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	go func() { h.done <- h.sched.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-h.done
+		if err := st.Check(); err != nil {
+			t.Errorf("queue invariants: %v", err)
+		}
+		st.Close()
+	})
+	return h
+}
+
+func (h *harness) enqueue(from string, rcpts []string, body string) queue.ID {
+	h.t.Helper()
+	id, err := h.store.Enqueue(h.t.Context(), queue.Envelope{Sender: from, Recipients: rcpts}, []byte(body), h.clock.Now())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.sched.Wake()
+	return id
+}
+
+// expect waits for n events (real time, bounded) and returns them.
+func (h *harness) expect(n int) []DeliveryEvent {
+	h.t.Helper()
+	var evs []DeliveryEvent
+	timeout := time.After(20 * time.Second)
+	for len(evs) < n {
+		select {
+		case e := <-h.events:
+			evs = append(evs, e)
+		case <-timeout:
+			h.logMu.Lock()
+			defer h.logMu.Unlock()
+			h.t.Fatalf("got %d of %d events: %+v\nlog:\n%s", len(evs), n, evs, h.log.String())
+		}
+	}
+	return evs
+}
+
+func eventNames(evs []DeliveryEvent) map[string]string {
+	m := map[string]string{}
+	for _, e := range evs {
+		if e.Rcpt != "" {
+			m[e.Rcpt] = m[e.Rcpt] + e.Event + " "
+		}
+	}
+	for k, v := range m {
+		m[k] = strings.TrimSpace(v)
+	}
+	return m
+}
+
+const msgBody = "From: app@example.com\r\nTo: x@example.org\r\nSubject: test\r\n\r\nHello\r\n.leading dot line\r\n"
+
+func TestDeliverPerRecipientOutcomes(t *testing.T) {
+	sink := relaytest.NewSink(t, "127.0.0.2:0", relaytest.SinkOptions{
+		Rcpt: func(addr string) error {
+			switch {
+			case strings.HasPrefix(addr, "later@"):
+				return &smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 2, 1}, Message: "mailbox busy, try later"}
+			case strings.HasPrefix(addr, "nobody@"):
+				return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "<nobody@example.org>: Recipient address rejected: User unknown"}
+			}
+			return nil
+		},
+	})
+	h := newHarness(t, sink.Port(), map[string]relaytest.Zone{
+		"example.org":    {MX: []relaytest.MX{{Host: "mx.example.org", Pref: 10}}},
+		"mx.example.org": {A: []string{"127.0.0.2"}},
+		"example.com":    {MX: []relaytest.MX{{Host: "mx.example.com", Pref: 10}}},
+		"mx.example.com": {A: []string{"127.0.0.2"}},
+	}, nil)
+	id := h.enqueue("app@example.com", []string{"ok@example.org", "later@example.org", "nobody@example.org"}, msgBody)
+
+	evs := h.expect(5) // delivered, deferred, bounced, suppressed, and the DSN delivered
+	got := eventNames(evs)
+	if got["ok@example.org"] != "delivered" || got["later@example.org"] != "deferred" || !strings.HasPrefix(got["nobody@example.org"], "bounced") {
+		t.Fatalf("events %v", got)
+	}
+	if err := sink.Wait(t.Context(), 2); err != nil { // the message and the DSN
+		t.Fatal(err)
+	}
+	msgs := sink.Messages()
+	if !bytes.Equal(msgs[0].Body, []byte(msgBody)) {
+		t.Errorf("body changed:\n%q\nwant\n%q", msgs[0].Body, msgBody)
+	}
+	if msgs[0].EHLO != "relay.test" {
+		t.Errorf("EHLO %q", msgs[0].EHLO)
+	}
+	// The DSN goes to the sender from <>, and a real parser reads it.
+	dsnMsg := msgs[1]
+	if dsnMsg.From != "" || len(dsnMsg.Rcpts) != 1 || dsnMsg.Rcpts[0] != "app@example.com" {
+		t.Fatalf("DSN envelope %q -> %v", dsnMsg.From, dsnMsg.Rcpts)
+	}
+	rep, err := bounce.Parse(bytes.NewReader(dsnMsg.Body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Kind != bounce.KindDSN || len(rep.Recipients) != 1 || rep.Recipients[0].Address != "nobody@example.org" || rep.Recipients[0].Status != "5.1.1" {
+		t.Fatalf("DSN parsed as %+v", rep)
+	}
+	// Queue state: ok delivered (final), later deferred 5 min on.
+	m, err := h.store.Get(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range m.Recipients {
+		switch r.Address {
+		case "later@example.org":
+			if r.Status != queue.Deferred || !r.NextAttempt.Equal(t0.Add(5*time.Minute)) || r.Attempts != 1 || !strings.HasPrefix(r.LastResponse, "450 4.2.1") {
+				t.Errorf("later: %+v", r)
+			}
+		case "ok@example.org":
+			if r.Status != queue.Delivered {
+				t.Errorf("ok: %+v", r)
+			}
+		}
+	}
+	if _, ok, _ := h.store.Suppressed(t.Context(), "nobody@example.org", t0); !ok {
+		t.Error("user unknown not suppressed")
+	}
+	// The retry at +5 min delivers "later" only: "ok" never gets it twice.
+	h.clock.Advance(5 * time.Minute)
+	evs = h.expect(1)
+	if evs[0].Rcpt != "later@example.org" || evs[0].Event != "deferred" {
+		t.Fatalf("retry: %+v", evs)
+	}
+	if n := len(sink.Messages()); n != 2 {
+		t.Fatalf("sink got %d messages, want 2", n)
+	}
+	m, _ = h.store.Get(t.Context(), id)
+	for _, r := range m.Recipients {
+		if r.Address == "later@example.org" && (r.Attempts != 2 || !r.NextAttempt.Equal(t0.Add(15*time.Minute))) {
+			t.Errorf("second retry: %+v", r)
+		}
+	}
+}
+
+func TestRoutingFailures(t *testing.T) {
+	sink := relaytest.NewSink(t, "127.0.0.3:0", relaytest.SinkOptions{})
+	h := newHarness(t, sink.Port(), map[string]relaytest.Zone{
+		"nullmx.example":   {NullMX: true},
+		"broken.example":   {ServFail: true},
+		"example.com":      {MX: []relaytest.MX{{Host: "mx.example.com", Pref: 10}}},
+		"mx.example.com":   {A: []string{"127.0.0.3"}},
+		"implicit.example": {A: []string{"127.0.0.3"}},
+	}, nil)
+	h.enqueue("app@example.com", []string{"a@nullmx.example", "b@nowhere.example", "c@broken.example", "d@implicit.example"}, msgBody)
+	// a and b bounce and are suppressed for a while (a null MX and an
+	// NXDOMAIN both say the domain takes no mail), c waits, d is delivered,
+	// and two DSNs reach the sender.
+	evs := h.expect(8)
+	got := eventNames(evs)
+	want := map[string]string{"a@nullmx.example": "bounced suppressed", "b@nowhere.example": "bounced suppressed", "app@example.com": "delivered delivered", "c@broken.example": "deferred", "d@implicit.example": "delivered"}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: %q, want %q (all: %v)", k, got[k], v, got)
+		}
+	}
+	sup, ok, _ := h.store.Suppressed(t.Context(), "b@nowhere.example", t0)
+	if !ok || sup.Reason != "host_unknown" || !sup.Expires.Equal(t0.Add(30*24*time.Hour)) {
+		t.Errorf("NXDOMAIN suppression: %+v %v", sup, ok)
+	}
+	for _, e := range evs {
+		if e.Rcpt == "a@nullmx.example" && !strings.Contains(e.Response, "5.1.10") {
+			t.Errorf("null MX reply %q", e.Response)
+		}
+	}
+}
+
+func TestDropMidDataDefersAndExpiry(t *testing.T) {
+	sink := relaytest.NewSink(t, "127.0.0.4:0", relaytest.SinkOptions{DropMidData: true})
+	h := newHarness(t, sink.Port(), map[string]relaytest.Zone{
+		"example.org":    {MX: []relaytest.MX{{Host: "mx.example.org", Pref: 10}}},
+		"mx.example.org": {A: []string{"127.0.0.4"}},
+	}, func(o *Options) { o.MaxLifetime = time.Hour })
+	id := h.enqueue("", []string{"x@example.org"}, msgBody)
+	evs := h.expect(1)
+	if evs[0].Event != "deferred" {
+		t.Fatalf("%+v", evs)
+	}
+	if len(sink.Messages()) != 0 {
+		t.Fatal("a dropped transaction counted as delivered")
+	}
+	// Retries at +5, +15, +35 min, then the lifetime (1 h) caps the next
+	// one at +60 min, where the recipient expires. The null sender gets no DSN.
+	for _, step := range []time.Duration{5 * time.Minute, 10 * time.Minute, 20 * time.Minute} {
+		h.clock.Advance(step)
+		if e := h.expect(1); e[0].Event != "deferred" {
+			t.Fatalf("%+v", e)
+		}
+	}
+	m, _ := h.store.Get(t.Context(), id)
+	if !m.Recipients[0].NextAttempt.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("next attempt %v, want capped at expiry", m.Recipients[0].NextAttempt)
+	}
+	h.clock.Advance(25 * time.Minute)
+	if e := h.expect(1); e[0].Event != "expired" {
+		t.Fatalf("%+v", e)
+	}
+	if _, err := h.store.Get(t.Context(), id); err == nil {
+		t.Error("expired message still queued")
+	}
+	msgs, _ := h.store.List(t.Context(), queue.Filter{})
+	if len(msgs) != 0 {
+		t.Errorf("a DSN was queued for the null sender: %+v", msgs)
+	}
+}
+
+// A Yahoo [TSS04] suspends yahoo for 4 h: the recipient waits, and a
+// custom domain hosted by Yahoo (recognised by MX) waits too.
+func TestProviderSuspension(t *testing.T) {
+	var mu sync.Mutex
+	tss04 := true
+	sink := relaytest.NewSink(t, "127.0.0.5:0", relaytest.SinkOptions{
+		Rcpt: func(addr string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if tss04 {
+				return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "[TSS04] Messages from 127.0.0.1 temporarily deferred due to unexpected volume or user complaints"}
+			}
+			return nil
+		},
+	})
+	h := newHarness(t, sink.Port(), map[string]relaytest.Zone{
+		"yahoo.com":             {MX: []relaytest.MX{{Host: "mta5.am0.yahoodns.net", Pref: 1}}},
+		"custom.example":        {MX: []relaytest.MX{{Host: "mta6.am0.yahoodns.net", Pref: 1}}},
+		"mta5.am0.yahoodns.net": {A: []string{"127.0.0.5"}},
+		"mta6.am0.yahoodns.net": {A: []string{"127.0.0.5"}},
+	}, nil)
+	h.enqueue("app@example.com", []string{"a@yahoo.com"}, msgBody)
+	evs := h.expect(1)
+	if evs[0].Event != "deferred" || evs[0].Provider != "yahoo" {
+		t.Fatalf("%+v", evs)
+	}
+	conns := sink.Connections()
+	id2 := h.enqueue("app@example.com", []string{"b@custom.example"}, msgBody)
+	// b is not tried: yahoo is suspended; it waits until the end.
+	deadline := time.After(10 * time.Second)
+	for {
+		m, _ := h.store.Get(t.Context(), id2)
+		if len(m.Recipients) == 1 && m.Recipients[0].NextAttempt.Equal(t0.Add(4*time.Hour)) {
+			if m.Recipients[0].Attempts != 0 || m.Recipients[0].Provider != "yahoo" {
+				t.Fatalf("suspended recipient: %+v", m.Recipients[0])
+			}
+			break
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("b not deferred to the end of the suspension: %+v", m)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	if sink.Connections() != conns {
+		t.Fatal("connected to yahoo during its suspension")
+	}
+	mu.Lock()
+	tss04 = false
+	mu.Unlock()
+	h.clock.Advance(4 * time.Hour)
+	evs = h.expect(2)
+	if got := eventNames(evs); got["a@yahoo.com"] != "delivered" || got["b@custom.example"] != "delivered" {
+		t.Fatalf("after suspension: %v", got)
+	}
+}
+
+func TestConnectionLimitAndReuse(t *testing.T) {
+	sink := relaytest.NewSink(t, "127.0.0.6:0", relaytest.SinkOptions{})
+	h := newHarness(t, sink.Port(), map[string]relaytest.Zone{
+		"example.org":    {MX: []relaytest.MX{{Host: "mx.example.org", Pref: 10}}},
+		"mx.example.org": {A: []string{"127.0.0.6"}},
+	}, nil)
+	const n = 60
+	for i := range n {
+		h.enqueue("app@example.com", []string{fmt.Sprintf("r%d@example.org", i)}, msgBody)
+	}
+	h.expect(n)
+	if got := len(sink.Messages()); got != n {
+		t.Fatalf("sink got %d, want %d", got, n)
+	}
+	if sink.MaxConcurrent() > 20 {
+		t.Errorf("%d concurrent connections, default limit 20", sink.MaxConcurrent())
+	}
+	if sink.Connections() >= n {
+		t.Errorf("%d connections for %d messages: no reuse", sink.Connections(), n)
+	}
+}
+
+var _ = io.Discard
