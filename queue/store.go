@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -41,6 +42,9 @@ type Store struct {
 	mu      sync.Mutex
 	pending []*op
 	leading bool
+
+	// commits counts bolt write transactions, for the benchmarks' writes-per-commit.
+	commits atomic.Int64
 }
 
 // Open opens or creates the queue database at path. It starts no goroutine.
@@ -189,7 +193,8 @@ func (s *Store) commit(batch []*op) {
 	}
 	for len(live) > 0 {
 		var failed *op // the op whose error aborted the transaction
-		err := s.db.Update(func(tx *bolt.Tx) error {
+		s.commits.Add(1)
+		err := s.update(func(tx *bolt.Tx) error {
 			w := newWtx(tx)
 			for _, o := range live {
 				o.err = nil
@@ -231,6 +236,20 @@ func (s *Store) commit(batch []*op) {
 			return
 		}
 	}
+}
+
+var errPanicked = errors.New("write transaction panicked")
+
+// update is db.Update that turns a panic into an error. bbolt panics on some corrupt
+// pages; a panic escaping the leader would leave every follower waiting forever and the
+// SMTP sessions hanging, where an error lets them answer 451.
+func (s *Store) update(fn func(*bolt.Tx) error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w (database corrupt?): %v", errPanicked, p)
+		}
+	}()
+	return s.db.Update(fn)
 }
 
 // storageErr maps a failed commit onto ErrFull when the disk or MaxSize is the cause.

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -626,9 +628,10 @@ func TestFullStorage(t *testing.T) {
 	}
 }
 
-// TestCommitIsolatesFailures drives one group commit holding a good write, a write
-// rejected before it changed anything, and one that fails half-way: only the failing
-// callers see an error and only their changes are missing.
+// TestCommitIsolatesFailures drives one group commit holding good writes, a write
+// rejected before it changed anything, one that fails half-way, one that panics and
+// one whose caller gave up: only those callers see an error, only their changes are
+// missing, and the good writes, re-run after each failure, are stored once.
 func TestCommitIsolatesFailures(t *testing.T) {
 	s := openTest(t, Options{NoSync: true})
 	boom := errors.New("boom")
@@ -647,9 +650,18 @@ func TestCommitIsolatesFailures(t *testing.T) {
 	cancel()
 	late := put("cancelled", nil)
 	late.ctx = cancelled
-	batch := []*op{put("good1", nil), put("rejected", reject(boom)), put("halfway", boom), put("good2", nil), late}
+	panics := put("panics", nil)
+	panics.fn = func(w *wtx) error {
+		if err := w.state.Put([]byte("panics"), []byte("v")); err != nil {
+			return err
+		}
+		var m map[string]int
+		m["corrupt"]++ // a bug or a corrupt page: must not take the other writers down
+		return nil
+	}
+	batch := []*op{put("good1", nil), put("rejected", reject(boom)), put("halfway", boom), panics, put("good2", nil), late}
 	s.commit(batch)
-	wantErr := []error{nil, boom, boom, nil, context.Canceled}
+	wantErr := []error{nil, boom, boom, errPanicked, nil, context.Canceled}
 	for i, o := range batch {
 		if !errors.Is(o.err, wantErr[i]) || (wantErr[i] == nil) != (o.err == nil) {
 			t.Errorf("op %d err = %v, want %v", i, o.err, wantErr[i])
@@ -706,5 +718,52 @@ func TestConcurrentWriters(t *testing.T) {
 	}
 	if st, _ := s.Stats(t.Context()); st.Messages != writers*per {
 		t.Errorf("messages = %d, want %d", st.Messages, writers*per)
+	}
+}
+
+// TestGroupCommit holds a leader inside its transaction while 19 more writes queue up,
+// then checks they all went out in one further commit, led by one of them.
+func TestGroupCommit(t *testing.T) {
+	s := openTest(t, Options{NoSync: true})
+	ctx := t.Context()
+	inside, release := make(chan struct{}), make(chan struct{})
+	c0 := s.commits.Load()
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		err := s.write(ctx, func(w *wtx) error {
+			close(inside)
+			<-release
+			return w.state.Put([]byte("leader"), []byte("v"))
+		})
+		if err != nil {
+			t.Error(err)
+		}
+	})
+	<-inside
+	const followers = 19
+	for i := range followers {
+		wg.Go(func() {
+			if err := s.PutState(ctx, fmt.Sprintf("f%02d", i), []byte("v")); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	for queued := 0; queued < followers; runtime.Gosched() {
+		s.mu.Lock()
+		queued = len(s.pending)
+		s.mu.Unlock()
+	}
+	close(release)
+	wg.Wait()
+	if got := s.commits.Load() - c0; got != 2 {
+		t.Errorf("%d commits for 1 + %d writes, want 2", got, followers)
+	}
+	if st, err := s.States(ctx, ""); err != nil || len(st) != followers+1 {
+		t.Errorf("States = %d keys, %v", len(st), err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.leading || len(s.pending) != 0 {
+		t.Errorf("after the burst: leading=%v pending=%d", s.leading, len(s.pending))
 	}
 }

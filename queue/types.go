@@ -211,7 +211,7 @@ func (f Filter) match(m *record) bool {
 		return true
 	}
 	for _, r := range m.Rcpts {
-		if f.Domain != "" && !strings.EqualFold(domainOf(r.Address), f.Domain) {
+		if f.Domain != "" && !strings.EqualFold(domainOf(r.Address), strings.TrimPrefix(f.Domain, "@")) {
 			continue
 		}
 		if f.Status != "" && r.Status != f.Status {
