@@ -267,29 +267,34 @@ func allASCII(ss []string) bool {
 func (s *shim) submitOrDrop(env maildrop.Envelope, data []byte) error {
 	addr, ok := s.daemonAddr()
 	var why string
+	var refused []refusal
+	total := len(env.Recipients)
+	// Some recipients refused for good (suppressed, unknown): say which
+	// and exit, as sendmail does, with the code of the first, even when the
+	// others were accepted.
+	refusedErr := func() error {
+		for _, r := range refused {
+			fmt.Fprintf(s.stderr, "%s: <%s>: %s\n", s.prog, r.rcpt, formatReply(r.err))
+		}
+		return &exitError{code: replyExit(refused[0].err), msg: fmt.Sprintf("%d of %d recipients refused", len(refused), total)}
+	}
 	if !ok {
 		why = "no listen address in the config"
 	} else {
 		res, err := submit(addr, helloName(), env, data)
 		var te *tempError
 		switch {
-		case err == nil && len(res.refused) == 0:
-			s.verbosef("submitted to %s: %s", addr, res.reply)
-			return nil
 		case err == nil:
-			// Some or all recipients were refused for good (suppressed,
-			// unknown): say which, exit as sendmail does with the code of
-			// the first, even if the others were accepted.
-			for _, r := range res.refused {
-				fmt.Fprintf(s.stderr, "%s: <%s>: %v\n", s.prog, r.rcpt, r.err)
-			}
 			if res.reply != "" {
-				s.verbosef("submitted to %s for the other recipients: %s", addr, res.reply)
+				s.verbosef("submitted to %s: %s", addr, res.reply)
 			}
-			return &exitError{code: replyExit(res.refused[0].err), msg: fmt.Sprintf("%d of %d recipients refused", len(res.refused), len(env.Recipients))}
+			if refused = res.refused; len(refused) > 0 {
+				return refusedErr()
+			}
+			return nil
 		case errors.As(err, &te):
 			why = te.Error()
-			env.Recipients = te.recipients
+			env.Recipients, refused = te.recipients, te.refused
 		default:
 			return err
 		}
@@ -299,6 +304,9 @@ func (s *shim) submitOrDrop(env maildrop.Envelope, data []byte) error {
 	switch {
 	case err == nil:
 		s.verbosef("%s; queued in the maildrop as %s", why, name)
+		if len(refused) > 0 {
+			return refusedErr()
+		}
 		return nil
 	case errors.Is(err, fs.ErrNotExist):
 		return failf(exCantCreat, "%s, and the maildrop %s does not exist (is facteur installed?): %v", why, dir, err)

@@ -28,6 +28,7 @@ const (
 type tempError struct {
 	err        error
 	recipients []string
+	refused    []refusal // recipients refused for good before the failure
 }
 
 func (e *tempError) Error() string { return fmt.Sprintf("daemon did not take the message (%v)", e.err) }
@@ -62,9 +63,9 @@ func submit(addr, hello string, env maildrop.Envelope, data []byte) (*submitResu
 	fail := func(stage string, err error, rcpts []string) error {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) && se.Code/100 == 5 {
-			return &exitError{code: replyExit(se), msg: fmt.Sprintf("%s refused by the daemon: %v", stage, se)}
+			return &exitError{code: replyExit(se), msg: fmt.Sprintf("%s refused by the daemon: %s", stage, formatReply(se))}
 		}
-		return &tempError{err: fmt.Errorf("%s: %w", stage, err), recipients: rcpts}
+		return &tempError{err: fmt.Errorf("%s: %w", stage, err), recipients: rcpts, refused: res.refused}
 	}
 	if err := c.Hello(hello); err != nil {
 		return nil, fail("EHLO", err, env.Recipients)
@@ -124,6 +125,15 @@ next:
 		out = append(out, a)
 	}
 	return out
+}
+
+// formatReply writes a reply as it was on the wire: "550 5.1.1 text".
+func formatReply(se *smtp.SMTPError) string {
+	if se.EnhancedCode == (smtp.EnhancedCode{}) || se.EnhancedCode == smtp.NoEnhancedCode {
+		return fmt.Sprintf("%d %s", se.Code, se.Message)
+	}
+	e := se.EnhancedCode
+	return fmt.Sprintf("%d %d.%d.%d %s", se.Code, e[0], e[1], e[2], se.Message)
 }
 
 // replyExit maps a permanent reply to a sysexits code: a refused mailbox
