@@ -582,10 +582,10 @@ func resolve(name string, doc *fileDoc, srcs []*source) (*Policy, Errors) {
 		if fp.Group != nil {
 			pr.Group = *fp.Group
 		}
-		if fp.Domains != nil {
+		if fp.Domains != nil && len(*fp.Domains) > 0 {
 			pr.Domains = slices.Clone(*fp.Domains)
 		}
-		if fp.MX != nil {
+		if fp.MX != nil && len(*fp.MX) > 0 {
 			pr.MX = slices.Clone(*fp.MX)
 		}
 		if pname != DefaultProvider && len(pr.Domains) == 0 && len(pr.MX) == 0 {
