@@ -13,12 +13,14 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 	"net/netip"
 
+	"facteur/policy"
 	"facteur/queue"
 	"facteur/queue/maildrop"
 	"facteur/relay/admin"
@@ -26,6 +28,8 @@ import (
 	"facteur/relay/config"
 	"facteur/relay/maillog"
 	"facteur/relay/pickup"
+	"facteur/relay/resolver"
+	"facteur/relay/scheduler"
 	"facteur/relay/submission"
 )
 
@@ -80,6 +84,11 @@ type daemon struct {
 	smtp    *submission.Server
 	admin   *admin.Server
 	pickup  *pickup.Pickup
+	sched   *scheduler.Scheduler
+	engine  *policy.Engine
+	events  *eventRing
+
+	policyMu sync.Mutex // serialises reloads and state saves
 }
 
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
@@ -101,14 +110,50 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 
-	d := &daemon{cfg: cfg, log: log, store: store}
+	d := &daemon{cfg: cfg, log: log, store: store, events: newEventRing(1000)}
+
+	pol, err := loadPolicy(cfg)
+	if err != nil {
+		return err
+	}
+	d.engine = policy.NewEngine(pol, time.Now())
+	if st, err := store.State(ctx, policyStateKey); err == nil {
+		if err := d.engine.RestoreState(st, time.Now()); err != nil {
+			log.Warn("policy state not restored", "err", err)
+		}
+	}
+
+	var signer cleanup.Signer
+	if len(cfg.DKIM) > 0 {
+		s, warnings, err := newSigner(cfg)
+		if err != nil {
+			return err
+		}
+		for _, w := range warnings {
+			log.Warn("dkim", "warning", w)
+		}
+		signer = s
+	}
+	res, err := resolver.New(resolver.Options{Server: string(cfg.Resolver), IPVersion: cfg.Delivery.IPVersion})
+	if err != nil {
+		return fmt.Errorf("resolver: %w", err)
+	}
+	schedOpts, err := schedulerOptions(cfg)
+	if err != nil {
+		return err
+	}
+	schedOpts.OnProviderEvent = func([]policy.Event) { d.savePolicyState(ctx) }
+	schedOpts.OnEvent = d.events.add
+	d.sched = scheduler.New(schedOpts, store, res, scheduler.EngineShaper{E: d.engine}, scheduler.RealClock{}, log)
+
 	d.cleanup = cleanup.New(cleanup.Options{
 		Hostname:    cfg.Hostname,
 		LocalDomain: cfg.LocalDomain,
 		Aliases:     cfg.Aliases,
 		Senders:     cfg.Senders,
 		MaxHops:     cfg.MaxHops,
-	}, store, nil, log)
+		Notify:      d.sched.Wake,
+	}, store, signer, log)
 	d.smtp = submission.New(submission.Options{
 		Hostname:       cfg.Hostname,
 		MaxMessageSize: int64(cfg.MaxMessageSize),
@@ -117,7 +162,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		DropSuppressed: cfg.Suppression.OnRcpt == "drop",
 		Suppressions:   storeSuppressions{store},
 	}, d.cleanup, log)
-	d.admin = &admin.Server{Store: store, Token: cfg.AdminToken, Log: log}
+	d.admin = &admin.Server{Store: store, Token: cfg.AdminToken, Log: log, Flusher: d, Extra: d.routes()}
 	d.pickup = &pickup.Pickup{Dir: dropDir, Cleanup: d.cleanup, Log: log}
 
 	// Bind everything before serving anything, so that a port in use fails
@@ -175,6 +220,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	g.Go(func() error { return d.admin.Serve(gctx, adminLn) })
 	g.Go(func() error { return d.pickup.Run(gctx) })
+	g.Go(func() error { return d.sched.Run(gctx) })
+	g.Go(func() error { return d.reloadOnHUP(gctx) })
 	g.Go(func() error {
 		<-gctx.Done()
 		// SIGTERM: stop accepting, let sessions in DATA finish within
@@ -215,4 +262,12 @@ func (s storeSuppressions) Suppressed(ctx context.Context, addr string, now time
 		reason = "user unknown"
 	}
 	return fmt.Sprintf("recipient is suppressed (%s since %s)", reason, sup.FirstSeen.UTC().Format("2006-01-02")), true
+}
+
+func parseAddr(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("bad address %q: %w", s, err)
+	}
+	return a, nil
 }

@@ -23,6 +23,7 @@ type Options struct {
 	Aliases     map[string]string // bare local part -> comma-separated addresses
 	Senders     map[string]string // bare local sender -> address (sender_canonical)
 	MaxHops     int               // Received headers at which a message is a loop
+	Notify      func()            // called after each message is queued (wakes the scheduler); may be nil
 }
 
 // Store is the part of queue.Store cleanup needs.
@@ -222,6 +223,9 @@ func (c *Cleanup) Process(ctx context.Context, m Message, now time.Time) (queue.
 		attrs = append(attrs, "dkim", dkimNote)
 	}
 	c.log.Info("received", attrs...)
+	if c.opts.Notify != nil {
+		c.opts.Notify()
+	}
 	return qid, nil
 }
 

@@ -1,0 +1,362 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"facteur/dkim"
+	"facteur/policy"
+	"facteur/queue"
+	"facteur/relay/admin"
+	"facteur/relay/config"
+	"facteur/relay/delivery"
+	"facteur/relay/scheduler"
+)
+
+// policyStateKey is where the policy engine's state (suspensions, backoff
+// levels, throttles) lives in the queue database, so that it survives a
+// restart (issue 5 §7).
+const policyStateKey = "policy/state"
+
+func loadPolicy(cfg *config.Config) (*policy.Policy, error) {
+	if cfg.Policy == "" {
+		return policy.Builtin()
+	}
+	return policy.Load(cfg.Policy)
+}
+
+// dkimSigner adapts dkim.Signer to cleanup.Signer.
+type dkimSigner struct{ s *dkim.Signer }
+
+func (d dkimSigner) Sign(msg []byte, now time.Time) ([]byte, string, string, error) {
+	signed, res, err := d.s.Sign(msg, now)
+	if err != nil {
+		return nil, "", "", err
+	}
+	if res.Unsigned != "" {
+		return signed, res.Domain, "unsigned: " + res.Unsigned, nil
+	}
+	return signed, res.Domain, "", nil
+}
+
+func dkimKeys(cfg *config.Config) []dkim.KeyConfig {
+	var keys []dkim.KeyConfig
+	for _, k := range cfg.DKIM {
+		keys = append(keys, dkim.KeyConfig{Domain: k.Domain, Selector: k.Selector, Key: k.Key, Algorithm: k.Algorithm, Headers: k.Headers, Subdomains: k.Subdomains})
+	}
+	return keys
+}
+
+func newSigner(cfg *config.Config) (dkimSigner, []string, error) {
+	// x= never shorter than the queue lifetime: the last retry must verify
+	// (issue 6 §5). A day of margin covers clock skew at the receiver.
+	s, warnings, err := dkim.New(dkimKeys(cfg), dkim.Options{Expiration: time.Duration(cfg.Delivery.MaxLifetime) + 24*time.Hour})
+	if err != nil {
+		return dkimSigner{}, nil, fmt.Errorf("dkim (%s): %w", cfg.File, err)
+	}
+	return dkimSigner{s}, warnings, nil
+}
+
+func schedulerOptions(cfg *config.Config) (scheduler.Options, error) {
+	t := cfg.Delivery.Timeouts
+	dial := delivery.Options{
+		Hostname: cfg.Hostname,
+		Port:     cfg.Delivery.Port,
+		NoTLS:    cfg.Delivery.TLS == "none",
+		Timeouts: delivery.Timeouts{
+			Connect:  time.Duration(t.Connect),
+			Greeting: time.Duration(t.Greeting),
+			Mail:     time.Duration(t.Mail),
+			Rcpt:     time.Duration(t.Rcpt),
+			Data:     time.Duration(t.Data),
+			Block:    time.Duration(t.Block),
+			DataEnd:  time.Duration(t.DataEnd),
+			Quit:     10 * time.Second,
+		},
+	}
+	if cfg.Delivery.SourceIP != "" {
+		ip, err := parseAddr(cfg.Delivery.SourceIP)
+		if err != nil {
+			return scheduler.Options{}, err
+		}
+		dial.SourceIP = ip
+	}
+	relay := dial
+	switch cfg.Delivery.RelayhostTLS {
+	case "implicit":
+		relay.ImplicitTLS = true
+	case "starttls":
+		relay.RequireTLS = true
+	case "none":
+		relay.NoTLS = true
+	}
+	if a := cfg.Delivery.RelayhostAuth; a != nil {
+		pw, err := os.ReadFile(a.PasswordFile)
+		if err != nil {
+			return scheduler.Options{}, fmt.Errorf("delivery.relayhost_auth.password_file: %w", err)
+		}
+		relay.Auth = &delivery.Auth{Username: a.Username, Password: strings.TrimRight(string(pw), "\r\n")}
+	}
+	return scheduler.Options{
+		Hostname:        cfg.Hostname,
+		Workers:         cfg.Delivery.Workers,
+		Dial:            dial,
+		Relayhost:       string(cfg.Delivery.Relayhost),
+		RelayhostDial:   relay,
+		Routes:          cfg.Routes,
+		MaxLifetime:     time.Duration(cfg.Delivery.MaxLifetime),
+		HostUnknownTTL:  time.Duration(cfg.Suppression.HostUnknownTTL),
+		Postmaster:      cfg.PostmasterAddress(),
+		ShutdownTimeout: time.Duration(cfg.ShutdownTimeout),
+	}, nil
+}
+
+// savePolicyState stores the engine's state after a provider event.
+func (d *daemon) savePolicyState(ctx context.Context) {
+	d.policyMu.Lock()
+	defer d.policyMu.Unlock()
+	b, err := d.engine.MarshalState()
+	if err == nil {
+		err = d.store.PutState(ctx, policyStateKey, b)
+	}
+	if err != nil {
+		d.log.Error("saving policy state", "err", err)
+	}
+}
+
+// reloadPolicy swaps in the policy file atomically; a bad file is refused
+// and the old policy stays (issue 5 §1).
+func (d *daemon) reloadPolicy() error {
+	d.policyMu.Lock()
+	defer d.policyMu.Unlock()
+	p, err := loadPolicy(d.cfg)
+	if err != nil {
+		d.log.Error("policy reload refused", "err", err)
+		return err
+	}
+	d.engine.Swap(p, time.Now())
+	d.log.Info("policy reloaded", "file", d.cfg.Policy)
+	d.sched.Wake()
+	return nil
+}
+
+func (d *daemon) reloadOnHUP(ctx context.Context) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-hup:
+			d.reloadPolicy()
+		}
+	}
+}
+
+// Flush makes recipients due now and reports those a provider suspension
+// still holds (issue 3 §6, issue 5 §6).
+func (d *daemon) Flush(ctx context.Context, id queue.ID) (admin.FlushReport, error) {
+	now := time.Now()
+	n, err := d.store.Flush(ctx, id, now)
+	if err != nil {
+		return admin.FlushReport{}, err
+	}
+	rep := admin.FlushReport{Flushed: n}
+	f := queue.Filter{}
+	var msgs []queue.Message
+	if id != "" {
+		m, err := d.store.Get(ctx, id)
+		if err == nil {
+			msgs = []queue.Message{m}
+		}
+	} else {
+		msgs, _ = d.store.List(ctx, f)
+	}
+	for _, m := range msgs {
+		for _, r := range m.Recipients {
+			if r.Status.Final() || r.Status == queue.Held || r.Provider == "" {
+				continue
+			}
+			if until, why := d.engine.SuspendedUntil(r.Provider, domainOf(r.Address), now); !until.IsZero() {
+				rep.Skipped = append(rep.Skipped, admin.SkippedEntry{ID: m.ID, Rcpt: r.Address, Provider: r.Provider, Until: until, Reason: why})
+			}
+		}
+	}
+	d.sched.Wake()
+	return rep, nil
+}
+
+func domainOf(addr string) string {
+	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
+		return strings.ToLower(addr[i+1:])
+	}
+	return ""
+}
+
+// routeRegistrars add admin endpoints defined in other files of this
+// command (suppressions, bounces, metrics, status).
+var routeRegistrars []func(d *daemon, routes map[string]http.Handler)
+
+// routes are the daemon's admin endpoints beyond the queue.
+func (d *daemon) routes() map[string]http.Handler {
+	m := d.baseRoutes()
+	for _, r := range routeRegistrars {
+		r(d, m)
+	}
+	return m
+}
+
+func (d *daemon) baseRoutes() map[string]http.Handler {
+	return map[string]http.Handler{
+		"GET /providers":                http.HandlerFunc(d.providers),
+		"POST /providers/{name}/resume": http.HandlerFunc(d.resume),
+		"POST /policy/reload":           http.HandlerFunc(d.policyReload),
+		"GET /policy":                   http.HandlerFunc(d.policyShow),
+		"GET /events":                   http.HandlerFunc(d.recentEvents),
+	}
+}
+
+func (d *daemon) providers(w http.ResponseWriter, r *http.Request) {
+	now := time.Now()
+	states := d.engine.Snapshot(now)
+	msgs, err := d.store.List(r.Context(), queue.Filter{})
+	if err != nil {
+		admin.WriteError(w, http.StatusInternalServerError, err)
+		return
+	}
+	type counts struct{ queued, deferred int }
+	byProv := map[string]*counts{}
+	byDest := map[string]*counts{}
+	for _, m := range msgs {
+		for _, rc := range m.Recipients {
+			p := rc.Provider
+			if p == "" {
+				p = d.engine.Policy().Recognize(domainOf(rc.Address), nil)
+			}
+			c := byProv[p]
+			if c == nil {
+				c = &counts{}
+				byProv[p] = c
+			}
+			dc := byDest[domainOf(rc.Address)]
+			if dc == nil {
+				dc = &counts{}
+				byDest[domainOf(rc.Address)] = dc
+			}
+			switch rc.Status {
+			case queue.Queued:
+				c.queued++
+				dc.queued++
+			case queue.Deferred:
+				c.deferred++
+				dc.deferred++
+			}
+		}
+	}
+	for i := range states {
+		if c := byProv[states[i].Name]; c != nil {
+			states[i].Queued, states[i].Deferred = c.queued, c.deferred
+		}
+		if states[i].Name == policy.DefaultProvider {
+			seen := map[string]bool{}
+			for j := range states[i].Destinations {
+				dst := &states[i].Destinations[j]
+				seen[dst.Domain] = true
+				if c := byDest[dst.Domain]; c != nil {
+					dst.Queued, dst.Deferred = c.queued, c.deferred
+				}
+			}
+			// Every default destination with mail queued is listed.
+			var extra []string
+			for dom, c := range byDest {
+				if !seen[dom] && (c.queued+c.deferred) > 0 && d.engine.Policy().Recognize(dom, nil) == policy.DefaultProvider {
+					extra = append(extra, dom)
+				}
+			}
+			sort.Strings(extra)
+			for _, dom := range extra {
+				c := byDest[dom]
+				states[i].Destinations = append(states[i].Destinations, policy.DestinationState{Domain: dom, Queued: c.queued, Deferred: c.deferred})
+			}
+		}
+	}
+	admin.WriteJSON(w, http.StatusOK, states)
+}
+
+func (d *daemon) resume(w http.ResponseWriter, r *http.Request) {
+	ev, err := d.engine.Resume(r.PathValue("name"), time.Now())
+	if err != nil {
+		admin.WriteError(w, http.StatusNotFound, err)
+		return
+	}
+	d.log.Info(string(ev.Kind), ev.LogAttrs()...)
+	d.savePolicyState(r.Context())
+	d.sched.Wake()
+	admin.WriteJSON(w, http.StatusOK, map[string]string{"resumed": r.PathValue("name")})
+}
+
+func (d *daemon) policyReload(w http.ResponseWriter, r *http.Request) {
+	if err := d.reloadPolicy(); err != nil {
+		admin.WriteError(w, http.StatusBadRequest, err)
+		return
+	}
+	admin.WriteJSON(w, http.StatusOK, map[string]string{"reloaded": d.cfg.Policy})
+}
+
+func (d *daemon) policyShow(w http.ResponseWriter, r *http.Request) {
+	b, err := d.engine.Policy().Show(true)
+	if err != nil {
+		admin.WriteError(w, http.StatusInternalServerError, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(b)
+}
+
+func (d *daemon) recentEvents(w http.ResponseWriter, r *http.Request) {
+	admin.WriteJSON(w, http.StatusOK, d.events.list())
+}
+
+// eventRing keeps the last delivery events for the admin endpoint and
+// `facteur status`.
+type eventRing struct {
+	mu   sync.Mutex // guards buf and next
+	buf  []scheduler.DeliveryEvent
+	next int
+	full bool
+}
+
+func newEventRing(n int) *eventRing { return &eventRing{buf: make([]scheduler.DeliveryEvent, n)} }
+
+func (e *eventRing) add(ev scheduler.DeliveryEvent) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.buf[e.next] = ev
+	e.next = (e.next + 1) % len(e.buf)
+	if e.next == 0 {
+		e.full = true
+	}
+}
+
+func (e *eventRing) list() []scheduler.DeliveryEvent {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []scheduler.DeliveryEvent
+	if e.full {
+		out = append(out, e.buf[e.next:]...)
+	}
+	out = append(out, e.buf[:e.next]...)
+	if out == nil {
+		out = []scheduler.DeliveryEvent{}
+	}
+	return out
+}
