@@ -318,7 +318,10 @@ func (s *DNSServer) answer(resp *dns.Msg, q dns.Question) {
 				Hdr:    hdr(owner, dns.TypeCNAME, z.ttl()),
 				Target: dns.Fqdn(z.CNAME),
 			})
-			owner = dns.Fqdn(z.CNAME)
+			// The records behind the alias carry the owner name in lower
+			// case whatever the case of the target: clients must compare
+			// names case-insensitively (RFC 4343), and tests can tell.
+			owner = zoneKey(z.CNAME)
 			continue
 		}
 		rrs := z.records(owner, q.Qtype)

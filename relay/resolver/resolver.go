@@ -232,16 +232,16 @@ func (r *Resolver) store(key cacheKey, a *answer) {
 	r.cache[key] = a
 }
 
-// evict makes room: expired answers first, then, if the cache is still
-// full, a tenth of it, those expiring soonest being the cheapest to lose.
-// mu is held.
+// evict makes room for a tenth of the cache, so that a full cache is swept
+// once per maxEntries/10 inserts rather than on each: expired answers
+// first, then those expiring soonest, the cheapest to lose. mu is held.
 func (r *Resolver) evict(now time.Time) {
 	for k, a := range r.cache {
 		if !now.Before(a.expires) {
 			delete(r.cache, k)
 		}
 	}
-	if len(r.cache) < maxEntries {
+	if len(r.cache) <= maxEntries*9/10 {
 		return
 	}
 	horizon := now.Add(MaxTTL)
@@ -250,8 +250,8 @@ func (r *Resolver) evict(now time.Time) {
 			horizon = a.expires
 		}
 	}
-	// Raise the horizon until a tenth is gone: a few passes at most, and
-	// this runs once per maxEntries/10 inserts.
+	// Raise the horizon until a tenth is gone: the step doubles, so a few
+	// passes at most.
 	step := time.Minute
 	for len(r.cache) > maxEntries*9/10 {
 		for k, a := range r.cache {

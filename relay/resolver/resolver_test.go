@@ -3,6 +3,7 @@ package resolver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"os"
@@ -110,7 +111,7 @@ func TestRoute(t *testing.T) {
 
 		"alias.example":            {CNAME: "target.example"},
 		"target.example":           {MX: []relaytest.MX{mx("mx-alias.example", 10)}},
-		"mx-alias.example":         {CNAME: "real-mx.example"},
+		"mx-alias.example":         {CNAME: "REAL-mx.Example"},
 		"real-mx.example":          {A: []string{"127.0.0.90"}},
 		"dangling.example":         {CNAME: "nowhere.example"},
 		"xn--bcher-kva.example":    {MX: []relaytest.MX{mx("mx.xn--bcher-kva.example", 10)}},
@@ -710,4 +711,81 @@ func FuzzCanonical(f *testing.F) {
 			t.Fatalf("canonical not idempotent on %q: %q, %v", got, again, err)
 		}
 	})
+}
+
+func TestCacheEviction(t *testing.T) {
+	clock := newClock()
+	r, err := New(Options{Server: "127.0.0.1:1", Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := clock.Now()
+	// A full cache, then ten seconds later its first ten answers expire.
+	for i := range maxEntries {
+		r.store(cacheKey{name: fmt.Sprintf("n%d.example.", i), qtype: 1}, &answer{expires: now.Add(time.Duration(i+1) * time.Second)})
+	}
+	if len(r.cache) != maxEntries {
+		t.Fatalf("%d entries, want %d", len(r.cache), maxEntries)
+	}
+	clock.Advance(10 * time.Second)
+	r.store(cacheKey{name: "new.example.", qtype: 1}, &answer{expires: now.Add(time.Hour)})
+	if n := len(r.cache); n > maxEntries*9/10+1 {
+		t.Errorf("%d entries after eviction, want at most %d", n, maxEntries*9/10+1)
+	}
+	if r.cached(cacheKey{name: "new.example.", qtype: 1}) == nil {
+		t.Errorf("the new answer was not stored")
+	}
+	// The answers expiring soonest went first.
+	if r.cached(cacheKey{name: "n10.example.", qtype: 1}) != nil {
+		t.Errorf("the answer expiring soonest survived")
+	}
+	if r.cached(cacheKey{name: fmt.Sprintf("n%d.example.", maxEntries-1), qtype: 1}) == nil {
+		t.Errorf("the answer expiring last was evicted")
+	}
+}
+
+// BenchmarkRouteCached is the cost of a route the cache already holds: what
+// the scheduler pays per destination group in steady state.
+func BenchmarkRouteCached(b *testing.B) {
+	srv := relaytest.NewDNS(b, map[string]relaytest.Zone{
+		"bench.example":     {MX: []relaytest.MX{mx("mx1.bench.example", 10), mx("mx2.bench.example", 10), mx("mx3.bench.example", 20)}},
+		"mx1.bench.example": {A: []string{"127.0.0.1"}, AAAA: []string{"2001:db8::1"}},
+		"mx2.bench.example": {A: []string{"127.0.0.2"}},
+		"mx3.bench.example": {A: []string{"127.0.0.3"}},
+	})
+	r, err := New(Options{Server: srv.Addr()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := b.Context()
+	if _, err := r.Route(ctx, "bench.example"); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := r.Route(ctx, "bench.example"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRouteUncached is a cold route over loopback UDP: one MX and two
+// address queries.
+func BenchmarkRouteUncached(b *testing.B) {
+	srv := relaytest.NewDNS(b, map[string]relaytest.Zone{
+		"cold.example":    {MX: []relaytest.MX{mx("mx.cold.example", 10)}},
+		"mx.cold.example": {A: []string{"127.0.0.1"}},
+	})
+	clock := newClock()
+	r, err := New(Options{Server: srv.Addr(), Now: clock.Now})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := b.Context()
+	for b.Loop() {
+		clock.Advance(time.Hour) // every answer has expired
+		if _, err := r.Route(ctx, "cold.example"); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
