@@ -157,6 +157,18 @@ func listenDNS() (net.PacketConn, net.Listener, error) {
 	return nil, nil, fmt.Errorf("no port free for both UDP and TCP: %w", lastErr)
 }
 
+// DNSReverseName is the PTR owner name of ip ("127.0.0.2" →
+// "2.0.0.127.in-addr.arpa."), for a Zone with PTR records. An invalid ip
+// fails the test.
+func DNSReverseName(t testing.TB, ip string) string {
+	t.Helper()
+	name, err := dns.ReverseAddr(ip)
+	if err != nil {
+		t.Fatalf("relaytest: reverse name of %q: %v", ip, err)
+	}
+	return name
+}
+
 // Addr is the server's address, "127.0.0.1:PORT", for UDP and TCP alike.
 func (s *DNSServer) Addr() string { return s.addr }
 

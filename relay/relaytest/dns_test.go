@@ -25,14 +25,14 @@ func dnsAsk(t *testing.T, srv *DNSServer, network, name string, qtype uint16) *d
 
 func TestDNSAnswers(t *testing.T) {
 	srv := NewDNS(t, map[string]Zone{
-		"Example.ORG":            {MX: []MX{{"mx1.example.org", 10}, {"mx2.example.org.", 20}}, TXT: []string{"v=spf1 -all"}, TTL: 60},
-		"mx1.example.org":        {A: []string{"127.0.0.2"}, AAAA: []string{"2001:db8::2"}},
-		"alias.example":          {CNAME: "mx1.example.org"},
-		"null.example":           {NullMX: true},
-		"fail.example":           {ServFail: true},
-		"refuse.example":         {Refused: true},
-		"gone.example":           {NXDomain: true, TTL: 30},
-		"2.0.0.127.in-addr.arpa": {PTR: []string{"mx1.example.org"}},
+		"Example.ORG":                  {MX: []MX{{"mx1.example.org", 10}, {"mx2.example.org.", 20}}, TXT: []string{"v=spf1 -all"}, TTL: 60},
+		"mx1.example.org":              {A: []string{"127.0.0.2"}, AAAA: []string{"2001:db8::2"}},
+		"alias.example":                {CNAME: "mx1.example.org"},
+		"null.example":                 {NullMX: true},
+		"fail.example":                 {ServFail: true},
+		"refuse.example":               {Refused: true},
+		"gone.example":                 {NXDomain: true, TTL: 30},
+		DNSReverseName(t, "127.0.0.2"): {PTR: []string{"mx1.example.org"}},
 	})
 	tests := []struct {
 		name  string
