@@ -177,6 +177,34 @@ func TestAllRecipientsRefusedThenReuse(t *testing.T) {
 	}
 }
 
+func TestMessageRefusedAfterData(t *testing.T) {
+	s := relaytest.NewSink(t, "127.0.0.2:0", relaytest.SinkOptions{
+		Data: func(rcpts []string, body []byte) error {
+			return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "[TSS09] spam"}
+		},
+		Rcpt: func(a string) error {
+			if a == "gone@dest.test" {
+				return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "gone"}
+			}
+			return nil
+		},
+	})
+	c := dial(t, s, "mx.dest.test", opts(0))
+	res, err := c.Send(t.Context(), msg("a@dest.test", "gone@dest.test", "b@dest.test"))
+	if err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	want := []string{"554 5.7.1 [TSS09] spam", "550 5.1.1 gone", "554 5.7.1 [TSS09] spam"}
+	for i, r := range res.Rcpts {
+		if r.Delivered() || r.Reply.String() != want[i] {
+			t.Errorf("%s: %q delivered=%v, want %q", r.Addr, r.Reply, r.Delivered(), want[i])
+		}
+	}
+	if res.Data.String() != want[0] || c.Messages() != 1 || !c.Usable() {
+		t.Errorf("Data %q Messages %d Usable %v", res.Data, c.Messages(), c.Usable())
+	}
+}
+
 func TestConnectionReuse(t *testing.T) {
 	s := relaytest.NewSink(t, "127.0.0.2:0", relaytest.SinkOptions{})
 	c := dial(t, s, "mx.dest.test", opts(0))
@@ -261,32 +289,39 @@ func Test421ClosesConnection(t *testing.T) {
 }
 
 func TestBrokenTransaction(t *testing.T) {
-	release := make(chan struct{})
-	t.Cleanup(func() { close(release) })
-	reached := make(chan struct{})
+	// Hooks block on release, closed before the sink's cleanup waits for
+	// its connections; reached tells the test that the sink holds the
+	// message.
 	tests := []struct {
 		name     string
-		sink     relaytest.SinkOptions
+		sink     func(release <-chan struct{}, reached chan<- struct{}) relaytest.SinkOptions
 		timeouts delivery.Timeouts
-		cancel   bool // cancel ctx once the sink holds the message
+		cancel   bool // cancel ctx once reached is closed
 		phases   []delivery.Phase
 		is       error
 	}{
-		{"drop mid-DATA", relaytest.SinkOptions{DropMidData: true}, delivery.Timeouts{}, false,
-			[]delivery.Phase{delivery.PhaseBody, delivery.PhaseDataEnd}, nil},
-		{"stall past data_end", relaytest.SinkOptions{StallData: release}, delivery.Timeouts{DataEnd: 100 * time.Millisecond}, false,
-			[]delivery.Phase{delivery.PhaseDataEnd}, delivery.ErrTimeout},
-		{"stall past rcpt", relaytest.SinkOptions{Rcpt: func(string) error { <-release; return nil }}, delivery.Timeouts{Rcpt: 100 * time.Millisecond}, false,
-			[]delivery.Phase{delivery.PhaseRcpt}, delivery.ErrTimeout},
-		{"ctx cancelled while the server holds the message", relaytest.SinkOptions{Data: func([]string, []byte) error {
-			close(reached)
-			<-release
-			return nil
-		}}, delivery.Timeouts{}, true, []delivery.Phase{delivery.PhaseDataEnd}, context.Canceled},
+		{"drop mid-DATA", func(<-chan struct{}, chan<- struct{}) relaytest.SinkOptions {
+			return relaytest.SinkOptions{DropMidData: true}
+		}, delivery.Timeouts{}, false, []delivery.Phase{delivery.PhaseBody, delivery.PhaseDataEnd}, nil},
+		{"stall past data_end", func(release <-chan struct{}, _ chan<- struct{}) relaytest.SinkOptions {
+			return relaytest.SinkOptions{StallData: release}
+		}, delivery.Timeouts{DataEnd: 100 * time.Millisecond}, false, []delivery.Phase{delivery.PhaseDataEnd}, delivery.ErrTimeout},
+		{"stall past rcpt", func(release <-chan struct{}, _ chan<- struct{}) relaytest.SinkOptions {
+			return relaytest.SinkOptions{Rcpt: func(string) error { <-release; return nil }}
+		}, delivery.Timeouts{Rcpt: 100 * time.Millisecond}, false, []delivery.Phase{delivery.PhaseRcpt}, delivery.ErrTimeout},
+		{"ctx cancelled while the server holds the message", func(release <-chan struct{}, reached chan<- struct{}) relaytest.SinkOptions {
+			return relaytest.SinkOptions{Data: func([]string, []byte) error {
+				close(reached)
+				<-release
+				return nil
+			}}
+		}, delivery.Timeouts{}, true, []delivery.Phase{delivery.PhaseDataEnd}, context.Canceled},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := relaytest.NewSink(t, "127.0.0.2:0", tc.sink)
+			release, reached := make(chan struct{}), make(chan struct{})
+			s := relaytest.NewSink(t, "127.0.0.2:0", tc.sink(release, reached))
+			t.Cleanup(func() { close(release) }) // runs before the sink's cleanup
 			o := opts(0)
 			o.Timeouts = tc.timeouts
 			c := dial(t, s, "mx.dest.test", o)
@@ -294,8 +329,11 @@ func TestBrokenTransaction(t *testing.T) {
 			defer cancel()
 			if tc.cancel {
 				go func() {
-					<-reached
-					cancel()
+					select {
+					case <-reached:
+						cancel()
+					case <-ctx.Done():
+					}
 				}()
 			}
 			res, err := c.Send(ctx, msg("a@dest.test", "b@dest.test"))
@@ -370,6 +408,16 @@ func TestDialFailures(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("ctx deadline while the greeting stalls", func(t *testing.T) {
+		s := relaytest.NewSink(t, "127.0.0.2:0", relaytest.SinkOptions{GreetingStall: never})
+		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+		defer cancel()
+		_, err := delivery.Dial(ctx, "mx.dest.test", netip.MustParseAddr("127.0.0.2"), opts(int(netip.MustParseAddrPort(s.Addr()).Port())))
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Dial: %v, want context.DeadlineExceeded", err)
+		}
+	})
 
 	t.Run("connection refused", func(t *testing.T) {
 		ln, err := net.Listen("tcp", "127.0.0.2:0")

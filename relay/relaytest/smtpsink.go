@@ -118,6 +118,7 @@ type Sink struct {
 	conns    int
 	open     int
 	peakOpen int
+	live     map[*sinkConn]struct{}
 }
 
 // NewSink starts a sink on addr ("127.0.0.2:0" for any port, or a fixed
@@ -144,6 +145,7 @@ func NewSink(t testing.TB, addr string, opts SinkOptions) *Sink {
 		addr:    raw.Addr().String(),
 		done:    make(chan struct{}),
 		changed: make(chan struct{}),
+		live:    make(map[*sinkConn]struct{}),
 	}
 	var ln net.Listener = &sinkListener{Listener: raw, sink: s}
 
@@ -172,12 +174,33 @@ func NewSink(t testing.TB, addr string, opts SinkOptions) *Sink {
 		_ = srv.Serve(ln) // returns nil once Close is called
 	}()
 	t.Cleanup(func() {
-		close(s.done)
-		_ = srv.Close()
+		close(s.done) // releases the stalls
+		// Close the sockets ourselves and let go-smtp's Shutdown wait for
+		// its connection goroutines: its Close reads each Conn's socket
+		// while a STARTTLS in progress replaces it, a data race.
+		s.mu.Lock()
+		live := make([]*sinkConn, 0, len(s.live))
+		for c := range s.live {
+			live = append(live, c)
+		}
+		s.mu.Unlock()
+		for _, c := range live {
+			_ = c.Close()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), sinkShutdownWait)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("relaytest: sink %s: connections still busy %v after close (a hook that never returns?): %v", s.addr, sinkShutdownWait, err)
+			return
+		}
 		<-served
 	})
 	return s
 }
+
+// sinkShutdownWait bounds the wait for connection goroutines at cleanup;
+// only a scripted hook that blocks forever can exhaust it.
+const sinkShutdownWait = 10 * time.Second
 
 // Addr is the sink's "ip:port".
 func (s *Sink) Addr() string { return s.addr }
@@ -250,12 +273,22 @@ func (l *sinkListener) Accept() (net.Conn, error) {
 	}
 	s := l.sink
 	s.mu.Lock()
+	select {
+	case <-s.done:
+		// Closing down: a connection accepted now would escape the
+		// cleanup's close; returning an error ends Serve.
+		s.mu.Unlock()
+		_ = c.Close()
+		return nil, net.ErrClosed
+	default:
+	}
 	s.conns++
 	s.open++
 	s.peakOpen = max(s.peakOpen, s.open)
-	n := s.conns
+	sc := &sinkConn{Conn: c, sink: s, n: s.conns, closed: make(chan struct{}), greeting: !s.opts.ImplicitTLS}
+	s.live[sc] = struct{}{}
 	s.mu.Unlock()
-	return &sinkConn{Conn: c, sink: s, n: n, closed: make(chan struct{}), greeting: !s.opts.ImplicitTLS}, nil
+	return sc, nil
 }
 
 // sinkConn is the server side of one connection. It scripts the greeting
@@ -316,6 +349,7 @@ func (c *sinkConn) Close() error {
 		err = c.Conn.Close()
 		c.sink.mu.Lock()
 		c.sink.open--
+		delete(c.sink.live, c)
 		c.sink.mu.Unlock()
 	})
 	return err
