@@ -361,10 +361,10 @@ func exportRules(rules []Rule) []fileRule {
 	for _, r := range rules {
 		fr := fileRule{Name: r.Name, Code: r.Code, Enhanced: r.Enhanced, Class: string(r.Class), Action: string(r.Action)}
 		if r.Match != nil {
-			fr.Match = r.matchSrc
+			fr.Match = r.Match.String()
 		}
 		if r.Unless != nil {
-			fr.Unless = r.unlessSrc
+			fr.Unless = r.Unless.String()
 		}
 		if r.Duration > 0 {
 			d := Duration(r.Duration)

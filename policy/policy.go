@@ -138,16 +138,14 @@ type Rule struct {
 	Code string
 	// Enhanced is an RFC 3463 code, each part a number or x (`5.7.1`, `x.7.26`, `5.1.x`).
 	Enhanced string
-	Match    *regexp.Regexp
+	Match    *Pattern
 	// Unless: the rule does not apply when this matches (a "mailbox unavailable" that names a
 	// block list is not an unknown user).
-	Unless *regexp.Regexp
+	Unless *Pattern
 	Class  Class
 	// Action is empty when the rule leaves it to the code: 4xx defer, 5xx bounce.
 	Action   Action
 	Duration time.Duration
-
-	matchSrc, unlessSrc string
 }
 
 func (r *Rule) matches(rep Reply) bool {
@@ -165,6 +163,88 @@ func (r *Rule) matches(rep Reply) bool {
 		return false
 	}
 	return r.Unless == nil || !r.Unless.MatchString(line)
+}
+
+// Pattern is a rule's regular expression, case-insensitive. It is compiled as one regexp per
+// top-level alternative: `a|b|c` matches when any part does, which is the same language, and
+// small programs run on Go's backtracker instead of its much slower NFA (a reply runs
+// through every rule, so this is the classifier's hot path).
+type Pattern struct {
+	src   string
+	parts []*regexp.Regexp
+}
+
+// CompilePattern compiles src (Go RE2 syntax) case-insensitively.
+func CompilePattern(src string) (*Pattern, error) {
+	if _, err := regexp.Compile(src); err != nil {
+		return nil, fmt.Errorf("pattern does not compile: %w", err)
+	}
+	p := &Pattern{src: src}
+	for _, alt := range splitAlternatives(src) {
+		re, err := regexp.Compile("(?i)" + alt)
+		if err != nil {
+			// The whole compiled, so the split was wrong (an unusual syntax): keep the whole.
+			return &Pattern{src: src, parts: []*regexp.Regexp{regexp.MustCompile("(?i)" + src)}}, nil
+		}
+		p.parts = append(p.parts, re)
+	}
+	return p, nil
+}
+
+// String returns the source as written ("" for a nil Pattern).
+func (p *Pattern) String() string {
+	if p == nil {
+		return ""
+	}
+	return p.src
+}
+
+// MatchString reports whether s contains a match.
+func (p *Pattern) MatchString(s string) bool {
+	for _, re := range p.parts {
+		if re.MatchString(s) {
+			return true
+		}
+	}
+	return false
+}
+
+// splitAlternatives splits src at the | that are outside groups and character classes.
+// Flags set at the top level (`(?i)`, `(?s)`) would be lost by the split, so a pattern using
+// them is not split.
+func splitAlternatives(src string) []string {
+	if strings.Contains(src, "(?") && !strings.Contains(src, "(?:") {
+		return []string{src}
+	}
+	var parts []string
+	depth, start, inClass := 0, 0, false
+	for i := 0; i < len(src); i++ {
+		switch c := src[i]; {
+		case c == '\\':
+			i++
+		case inClass:
+			if c == ']' {
+				inClass = false
+			}
+		case c == '[':
+			inClass = true
+			// A ] right after [ or [^ is a literal.
+			if i+1 < len(src) && src[i+1] == '^' {
+				i++
+			}
+			if i+1 < len(src) && src[i+1] == ']' {
+				i++
+			}
+		case c == '(':
+			depth++
+		case c == ')':
+			depth--
+		case c == '|' && depth == 0:
+			parts = append(parts, src[start:i])
+			start = i + 1
+		}
+	}
+	return append(parts, src[start:])
 }
 
 func codeMatches(pat string, code int) bool {
@@ -400,7 +480,7 @@ func (e *ruleError) Error() string { return e.key + ": " + e.err.Error() }
 
 func compileRule(r fileRule) (Rule, *ruleError) {
 	out := Rule{Name: r.Name, Code: strings.ToLower(r.Code), Enhanced: strings.ToLower(r.Enhanced),
-		Class: Class(r.Class), Action: Action(r.Action), matchSrc: r.Match, unlessSrc: r.Unless}
+		Class: Class(r.Class), Action: Action(r.Action)}
 	if r.Code != "" && !codePatternRE.MatchString(out.Code) {
 		return out, &ruleError{"code", fmt.Errorf("bad code %q: want 3 characters, digits or x, such as 421 or 4xx", r.Code)}
 	}
@@ -410,16 +490,16 @@ func compileRule(r fileRule) (Rule, *ruleError) {
 	for _, m := range []struct {
 		key string
 		src string
-		dst **regexp.Regexp
+		dst **Pattern
 	}{{"match", r.Match, &out.Match}, {"unless", r.Unless, &out.Unless}} {
 		if m.src == "" {
 			continue
 		}
-		re, err := regexp.Compile("(?i)" + m.src)
+		pat, err := CompilePattern(m.src)
 		if err != nil {
-			return out, &ruleError{m.key, fmt.Errorf("pattern does not compile: %w", err)}
+			return out, &ruleError{m.key, err}
 		}
-		*m.dst = re
+		*m.dst = pat
 	}
 	if out.Code == "" && out.Enhanced == "" && out.Match == nil {
 		return out, &ruleError{"match", fmt.Errorf("rule %q matches every reply: set code, enhanced or match", r.Name)}

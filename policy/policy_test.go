@@ -304,7 +304,7 @@ func samePolicy(a, b *Policy) bool {
 		conv := func(rs []Rule) []rule {
 			var out []rule
 			for _, r := range rs {
-				c := rule{Rule: r, M: r.matchSrc, U: r.unlessSrc}
+				c := rule{Rule: r, M: r.Match.String(), U: r.Unless.String()}
 				c.Match, c.Unless = nil, nil
 				out = append(out, c)
 			}
