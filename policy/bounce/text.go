@@ -106,6 +106,15 @@ func exclusions(top mail.Header) map[string]bool {
 // the text, and no real bounce lists more.
 const maxRecipients = 100
 
+// maxMentions bounds the addresses read from a text, and maxReason the
+// length of one reason: enough for any real bounce, and a bound on the work
+// a hostile one causes.
+const (
+	maxMentions = 2000
+	maxReason   = 2000
+	maxBlock    = 60
+)
+
 // A mention is an address in the text; lead says it starts its line, the
 // way every format that lists failed recipients puts them ("  a@b" in Exim,
 // "<a@b>:" in qmail, "a@b on DATE" in Exchange, "a@b: reason" in OpenSMTPD).
@@ -130,11 +139,17 @@ func mentions(lines []string, ex map[string]bool) []mention {
 		}
 		for _, loc := range addrRe.FindAllStringIndex(l, -1) {
 			a := strings.Trim(l[loc[0]:loc[1]], ".")
-			if ex[strings.ToLower(a)] || notRecipientBefore.MatchString(l[:loc[0]]) {
+			// The words before an address are near it: look at a window,
+			// so that a line of thousands of addresses stays linear.
+			before := l[max(0, loc[0]-64):loc[0]]
+			if ex[strings.ToLower(a)] || notRecipientBefore.MatchString(before) {
 				continue
 			}
 			lead := len(leadTrim.FindString(l[:loc[0]])) == loc[0]
 			out = append(out, mention{addr: a, line: i, lead: lead})
+			if len(out) >= maxMentions {
+				return out
+			}
 		}
 	}
 	return out
@@ -172,7 +187,11 @@ func extractText(text string, ex map[string]bool) []Recipient {
 	}
 	out := make([]Recipient, 0, len(first))
 	for _, m := range first {
-		out = append(out, Recipient{Address: m.addr, Diagnostic: reasonFor(lines, m, starts)})
+		why := reasonFor(lines, m, starts)
+		if len(why) > maxReason {
+			why = strings.ToValidUTF8(why[:maxReason], "")
+		}
+		out = append(out, Recipient{Address: m.addr, Diagnostic: why})
 	}
 	return out
 }
@@ -195,8 +214,8 @@ func reasonFor(lines []string, m mention, starts map[int]string) string {
 	// The rest of the address's own line and the rest of its paragraph.
 	l := lines[m.line]
 	idx := strings.Index(strings.ToLower(l), me)
-	prefix := l[:idx]
-	own := l[idx+len(me):]
+	prefix := l[max(0, idx-maxReason):idx]
+	own := l[idx+len(me) : idx+len(me)+min(maxReason, len(l)-idx-len(me))]
 	if hasReply(prefix) {
 		// Sendmail's "554 <a@b>... Remote protocol error".
 		own = l
@@ -204,7 +223,7 @@ func reasonFor(lines []string, m mention, starts map[int]string) string {
 	own = strings.TrimSpace(strings.TrimLeft(removeAddr(own, me), ">\"')]:;,. "))
 	block := []string{own}
 	i := m.line + 1
-	for ; i < len(lines) && !blank(lines[i]) && !other(i); i++ {
+	for ; i < len(lines) && i < m.line+maxBlock && !blank(lines[i]) && !other(i); i++ {
 		block = append(block, lines[i])
 	}
 	if b := strings.Join(block, "\n"); hasReply(b) || !isLabel(strings.Join(block, " ")) && !onlyDate(own, block) {
