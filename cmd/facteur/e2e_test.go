@@ -1,0 +1,399 @@
+package main
+
+// End-to-end tests: the real facteur binary, real clients (swaks, Python's
+// smtplib, PHPMailer under php-cli, PHP mail() and bsd-mailx through the
+// sendmail shim, cron's command line), a loopback DNS server and go-smtp
+// sinks on 127.0.0.x standing in for the Internet.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"facteur/relay/relaytest"
+)
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// binaries builds facteur and the sendmail shim once per test run.
+func binaries(t *testing.T) (facteur, sendmail string) {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "facteur-e2e-")
+		if buildErr != nil {
+			return
+		}
+		for _, pkg := range []string{".", "../sendmail"} {
+			name := filepath.Base(pkg)
+			if pkg == "." {
+				name = "facteur"
+			}
+			out, err := exec.Command("go", "build", "-o", filepath.Join(buildDir, name), pkg).CombinedOutput()
+			if err != nil {
+				buildErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(buildDir, "facteur"), filepath.Join(buildDir, "sendmail")
+}
+
+// need skips when a client is missing locally; CI installs them all, so
+// there a missing tool is a failure.
+func need(t *testing.T, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("%s is not installed (.ci/run installs it)", tool)
+			}
+			t.Skipf("%s is not installed: skipping (see .ci/run for the packages)", tool)
+		}
+	}
+}
+
+func freePort(t *testing.T, host string) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", host+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// relay is one running facteur daemon with its world.
+type relay struct {
+	t       *testing.T
+	bin     string
+	shim    string
+	dir     string
+	config  string
+	smtp    string // host:port of the submission listener
+	admin   string
+	dns     *relaytest.DNSServer
+	sink    *relaytest.Sink
+	cmd     *exec.Cmd
+	logMu   sync.Mutex
+	log     bytes.Buffer
+	started chan struct{}
+	exited  chan struct{}
+}
+
+type relayOpts struct {
+	extraConfig string
+	sinkOpts    relaytest.SinkOptions
+	sinkIP      string
+}
+
+func startRelay(t *testing.T, o relayOpts) *relay {
+	t.Helper()
+	bin, shim := binaries(t)
+	if o.sinkIP == "" {
+		o.sinkIP = "127.0.0.2"
+	}
+	sink := relaytest.NewSink(t, o.sinkIP+":0", o.sinkOpts)
+	dns := relaytest.NewDNS(t, map[string]relaytest.Zone{
+		"example.org":    {MX: []relaytest.MX{{Host: "mx.example.org", Pref: 10}}},
+		"example.com":    {MX: []relaytest.MX{{Host: "mx.example.org", Pref: 10}}},
+		"example.net":    {MX: []relaytest.MX{{Host: "mx.example.org", Pref: 10}}},
+		"mx.example.org": {A: []string{o.sinkIP}},
+	})
+	dir := t.TempDir()
+	r := &relay{t: t, bin: bin, shim: shim, dir: dir, dns: dns, sink: sink,
+		smtp:  fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1")),
+		admin: fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1")),
+	}
+	r.config = filepath.Join(dir, "facteur.yaml")
+	cfg := fmt.Sprintf(`hostname: relay.test
+listen: [%s]
+admin: %s
+data_dir: %s
+local_domain: example.com
+aliases:
+  root: ops@example.org
+senders:
+  www-data: noreply@example.com
+resolver: %s
+delivery:
+  port: %d
+%s`, r.smtp, r.admin, filepath.Join(dir, "data"), dns.Addr(), sink.Port(), o.extraConfig)
+	if err := os.WriteFile(r.config, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.start()
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *relay) start() {
+	r.t.Helper()
+	r.started = make(chan struct{})
+	r.exited = make(chan struct{})
+	r.cmd = exec.Command(r.bin, "serve", "-config", r.config)
+	stderr, err := r.cmd.StderrPipe()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	go func() {
+		defer close(r.exited)
+		sc := bufio.NewScanner(stderr)
+		once := sync.Once{}
+		for sc.Scan() {
+			line := sc.Text()
+			r.logMu.Lock()
+			r.log.WriteString(line + "\n")
+			r.logMu.Unlock()
+			if strings.Contains(line, " started ") {
+				once.Do(func() { close(r.started) })
+			}
+		}
+		r.cmd.Wait()
+	}()
+	select {
+	case <-r.started:
+	case <-r.exited:
+		r.t.Fatalf("facteur exited at start:\n%s", r.logText())
+	case <-time.After(20 * time.Second):
+		r.t.Fatalf("facteur did not start:\n%s", r.logText())
+	}
+}
+
+func (r *relay) stop() {
+	if r.cmd == nil || r.cmd.Process == nil {
+		return
+	}
+	r.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-r.exited:
+	case <-time.After(20 * time.Second):
+		r.cmd.Process.Kill()
+		<-r.exited
+	}
+}
+
+func (r *relay) kill9() {
+	r.cmd.Process.Kill()
+	<-r.exited
+}
+
+func (r *relay) logText() string {
+	r.logMu.Lock()
+	defer r.logMu.Unlock()
+	return r.log.String()
+}
+
+// cli runs a facteur subcommand against this relay's config.
+func (r *relay) cli(args ...string) (string, error) {
+	cmd := exec.Command(r.bin, append(args, "-config", r.config)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if err != nil {
+		return out.String(), fmt.Errorf("facteur %v: %v\n%s", args, err, errb.String())
+	}
+	return out.String(), nil
+}
+
+// wait waits for n messages at the sink and returns them.
+func (r *relay) wait(n int) []relaytest.SinkMessage {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := r.sink.Wait(ctx, n); err != nil {
+		r.t.Fatalf("sink got %d of %d messages: %v\nlog:\n%s", len(r.sink.Messages()), n, err, r.logText())
+	}
+	return r.sink.Messages()
+}
+
+func runTool(t *testing.T, env []string, stdin string, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+	return string(out)
+}
+
+func TestClientSwaks(t *testing.T) {
+	need(t, "swaks")
+	r := startRelay(t, relayOpts{})
+	runTool(t, nil, "", "swaks", "--server", r.smtp, "--from", "app@example.com", "--to", "alice@example.org",
+		"--header", "Subject: swaks test", "--body", "hello from swaks")
+	m := r.wait(1)[0]
+	if m.From != "app@example.com" || m.Rcpts[0] != "alice@example.org" || !bytes.Contains(m.Body, []byte("hello from swaks")) {
+		t.Fatalf("got %+v", m)
+	}
+	if !strings.Contains(r.logText(), " delivered rcpt=<alice@example.org>") {
+		t.Errorf("no delivered line in the log:\n%s", r.logText())
+	}
+}
+
+func TestClientPythonSmtplib(t *testing.T) {
+	need(t, "python3")
+	r := startRelay(t, relayOpts{})
+	script := `
+import smtplib, sys
+from email.message import EmailMessage
+host, port = sys.argv[1].rsplit(":", 1)
+m = EmailMessage()
+m["From"] = "App <app@example.com>"
+m["To"] = "bob@example.org, carol@example.net"
+m["Subject"] = "smtplib test é"
+m.set_content("Bonjour, ceci est un test accentué.\n")
+with smtplib.SMTP(host, int(port)) as s:
+    s.send_message(m)
+`
+	runTool(t, nil, "", "python3", "-c", script, r.smtp)
+	msgs := r.wait(2)
+	got := map[string]bool{}
+	for _, m := range msgs {
+		for _, rc := range m.Rcpts {
+			got[rc] = true
+		}
+		if !bytes.Contains(m.Body, []byte("Subject:")) || bytes.Contains(m.Body, []byte("\n\n")) && !bytes.Contains(m.Body, []byte("\r\n\r\n")) {
+			t.Errorf("bad body %q", m.Body)
+		}
+	}
+	if !got["bob@example.org"] || !got["carol@example.net"] {
+		t.Fatalf("recipients %v", got)
+	}
+}
+
+func TestClientPHPMailer(t *testing.T) {
+	need(t, "php")
+	if _, err := os.Stat("/usr/share/php/libphp-phpmailer/autoload.php"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("libphp-phpmailer is not installed")
+		}
+		t.Skip("libphp-phpmailer is not installed")
+	}
+	r := startRelay(t, relayOpts{})
+	host, port, _ := net.SplitHostPort(r.smtp)
+	script := `<?php
+require '/usr/share/php/libphp-phpmailer/autoload.php';
+use PHPMailer\PHPMailer\PHPMailer;
+$m = new PHPMailer(true);
+$m->isSMTP();
+$m->Host = $argv[1];
+$m->Port = (int)$argv[2];
+$m->SMTPAuth = false;
+$m->setFrom('shop@example.com', 'Shop');
+$m->addAddress('dave@example.org');
+$m->addBCC('audit@example.net');
+$m->Subject = 'Votre commande';
+$m->Body = "Merci pour votre commande n°42.\n";
+$m->addStringAttachment(str_repeat("PDFDATA", 500), 'invoice.pdf');
+$m->send();
+echo "sent\n";
+`
+	path := filepath.Join(t.TempDir(), "send.php")
+	os.WriteFile(path, []byte(script), 0o644)
+	if out := runTool(t, nil, "", "php", path, host, port); !strings.Contains(out, "sent") {
+		t.Fatalf("php: %s", out)
+	}
+	msgs := r.wait(2)
+	for _, m := range msgs {
+		if bytes.Contains(m.Body, []byte("audit@example.net")) {
+			t.Errorf("Bcc leaked into the message to %v", m.Rcpts)
+		}
+		if !bytes.Contains(m.Body, []byte("invoice.pdf")) {
+			t.Errorf("attachment missing")
+		}
+	}
+}
+
+// Issue 3's durability check: kill -9 during 20 concurrent submissions;
+// every message that got a 250 is in the queue after restart.
+func TestKill9KeepsAcceptedMessages(t *testing.T) {
+	need(t, "python3")
+	// A sink that never answers DATA keeps messages queued, so that the
+	// check reads the queue rather than the sink.
+	stall := make(chan struct{})
+	t.Cleanup(func() { close(stall) })
+	r := startRelay(t, relayOpts{sinkOpts: relaytest.SinkOptions{StallData: stall}})
+	script := `
+import smtplib, sys, threading
+host, port = sys.argv[1].rsplit(":", 1)
+lock = threading.Lock()
+def worker(n):
+    i = 0
+    while True:
+        try:
+            s = smtplib.SMTP(host, int(port), timeout=5)
+            rcpt = "k%d-%d@example.org" % (n, i)
+            s.sendmail("app@example.com", [rcpt], "Subject: %s\r\n\r\nbody\r\n" % rcpt)
+            with lock:
+                print(rcpt, flush=True)
+            s.quit()
+        except Exception:
+            return
+        i += 1
+ts = [threading.Thread(target=worker, args=(n,)) for n in range(20)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+`
+	cmd := exec.Command("python3", "-c", script, r.smtp)
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var accepted []string
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		accepted = append(accepted, sc.Text())
+		if len(accepted) == 200 {
+			r.kill9()
+			break
+		}
+	}
+	for sc.Scan() {
+		accepted = append(accepted, sc.Text())
+	}
+	cmd.Wait()
+	r.start()
+	out, err := r.cli("queue", "list", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rc := range accepted {
+		if !strings.Contains(out, `"`+rc+`"`) && !sinkHas(r, rc) {
+			t.Errorf("accepted message to %s lost after kill -9", rc)
+		}
+	}
+	t.Logf("%d messages accepted before and around kill -9, all present", len(accepted))
+}
+
+func sinkHas(r *relay, rcpt string) bool {
+	for _, m := range r.sink.Messages() {
+		for _, x := range m.Rcpts {
+			if x == rcpt {
+				return true
+			}
+		}
+	}
+	return false
+}
