@@ -9,7 +9,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"github.com/emersion/go-smtp"
 	"net"
 	"os"
 	"os/exec"
@@ -397,3 +399,116 @@ func sinkHas(r *relay, rcpt string) bool {
 	}
 	return false
 }
+
+func TestShimClients(t *testing.T) {
+	need(t, "php", "bsd-mailx")
+	r := startRelay(t, relayOpts{})
+	env := []string{"FACTEUR_CONFIG=" + r.config}
+	// PHP mail() runs sendmail -t -i with its sendmail_path.
+	runTool(t, env, "", "php", "-d", "sendmail_path="+r.shim+" -t -i", "-r",
+		`mail("erin@example.org", "Sujet accentué", "Corps du message\nligne 2\n", "From: site@example.com");`)
+	// cron's exact command line; root goes through aliases.
+	runTool(t, env, "Cron <root@web1> /usr/local/bin/backup\n\nbackup done\n", r.shim, "-FCronDaemon", "-i", "-B8BITMIME", "-oem", "root")
+	// bsd-mailx through the shim (its sendmail variable).
+	rc := filepath.Join(t.TempDir(), "mailrc")
+	os.WriteFile(rc, []byte("set sendmail="+r.shim+"\n"), 0o644)
+	runTool(t, append(env, "MAILRC="+rc), "mailx body\n", "bsd-mailx", "-s", "mailx subject", "frank@example.org")
+	msgs := r.wait(3)
+	byRcpt := map[string]relaytest.SinkMessage{}
+	for _, m := range msgs {
+		byRcpt[m.Rcpts[0]] = m
+	}
+	if m, ok := byRcpt["erin@example.org"]; !ok || !bytes.Contains(m.Body, []byte("Corps du message\r\nligne 2\r\n")) {
+		t.Errorf("PHP mail(): %+v", m)
+	}
+	if m, ok := byRcpt["ops@example.org"]; !ok || !bytes.Contains(m.Body, []byte("backup done")) {
+		t.Errorf("cron mail to root not delivered to its alias: %v", byRcpt)
+	}
+	if m, ok := byRcpt["frank@example.org"]; !ok || !bytes.Contains(m.Body, []byte("Subject: mailx subject")) {
+		t.Errorf("bsd-mailx: %+v", m)
+	}
+	for _, m := range msgs {
+		if bytes.Contains(bytes.ReplaceAll(m.Body, []byte("\r\n"), nil), []byte("\n")) {
+			t.Errorf("bare LF sent out to %v", m.Rcpts)
+		}
+	}
+}
+
+// The shim writes to the maildrop while the daemon is down; the daemon
+// ingests it at start (the Postfix pickup model).
+func TestShimMaildropWhileDaemonDown(t *testing.T) {
+	r := startRelay(t, relayOpts{})
+	r.stop()
+	env := []string{"FACTEUR_CONFIG=" + r.config}
+	runTool(t, env, "Subject: while down\n\nqueued in the maildrop\n", r.shim, "-i", "grace@example.org")
+	r.start()
+	m := r.wait(1)[0]
+	if m.Rcpts[0] != "grace@example.org" || !bytes.Contains(m.Body, []byte("queued in the maildrop")) {
+		t.Fatalf("got %+v", m)
+	}
+}
+
+func TestQueueCLI(t *testing.T) {
+	// A sink that defers everything keeps the message queued.
+	r := startRelay(t, relayOpts{sinkOpts: relaytest.SinkOptions{Rcpt: func(string) error {
+		return &smtpError{Code: 451, EnhancedCode: [3]int{4, 7, 1}, Message: "greylisted, try again later"}
+	}}})
+	env := []string{"FACTEUR_CONFIG=" + r.config}
+	for i := range 3 {
+		runTool(t, env, "Subject: q\n\nx\n", r.shim, "-i", "-f", fmt.Sprintf("spam%d@example.com", i%2), fmt.Sprintf("h%d@example.org", i))
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for strings.Count(r.logText(), " deferred ") < 3 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	out, err := r.cli("queue", "list", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []struct {
+		ID         string `json:"id"`
+		Sender     string `json:"sender"`
+		Recipients []struct {
+			Address      string  `json:"address"`
+			Status       string  `json:"status"`
+			Provider     string  `json:"provider"`
+			Attempts     int     `json:"attempts"`
+			NextAttempt  *string `json:"next_attempt"`
+			LastResponse string  `json:"last_response"`
+		} `json:"recipients"`
+	}
+	if err := jsonUnmarshal(out, &msgs); err != nil || len(msgs) != 3 {
+		t.Fatalf("queue list --json: %v\n%s", err, out)
+	}
+	rc := msgs[0].Recipients[0]
+	if rc.Status != "deferred" || rc.Provider != "default" || rc.Attempts != 1 || rc.NextAttempt == nil || !strings.Contains(rc.LastResponse, "451 4.7.1") {
+		t.Errorf("recipient state %+v", rc)
+	}
+	if out, err := r.cli("queue", "hold", msgs[0].ID); err != nil || !strings.Contains(out, "1 message held") {
+		t.Fatalf("hold: %v %s", err, out)
+	}
+	if out, err := r.cli("queue", "show", msgs[0].ID, "--json"); err != nil || !strings.Contains(out, `"held"`) {
+		t.Fatalf("show: %v %s", err, out)
+	}
+	if _, err := r.cli("queue", "release", msgs[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := r.cli("queue", "delete", "--sender", "spam1@example.com"); err != nil || !strings.Contains(out, "1 message deleted") {
+		t.Fatalf("bulk delete: %v %q", err, out)
+	}
+	if out, err := r.cli("queue", "flush"); err != nil || !strings.Contains(out, "due now") {
+		t.Fatalf("flush: %v %q", err, out)
+	}
+	if out, err := r.cli("queue", "list"); err != nil || !strings.Contains(out, "spam0@example.com") || strings.Contains(out, "spam1@example.com") {
+		t.Fatalf("list: %v\n%s", err, out)
+	}
+	for _, ev := range []string{" held ", " released ", " deleted "} {
+		if !strings.Contains(r.logText(), ev) {
+			t.Errorf("no%sline in the log", ev)
+		}
+	}
+}
+
+type smtpError = smtp.SMTPError
+
+func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
