@@ -297,25 +297,29 @@ func TestBrokenTransaction(t *testing.T) {
 		sink     func(release <-chan struct{}, reached chan<- struct{}) relaytest.SinkOptions
 		timeouts delivery.Timeouts
 		cancel   bool // cancel ctx once reached is closed
+		bigBody  bool // 4 MiB instead of a few lines
 		phases   []delivery.Phase
 		is       error
 	}{
 		{"drop mid-DATA", func(<-chan struct{}, chan<- struct{}) relaytest.SinkOptions {
 			return relaytest.SinkOptions{DropMidData: true}
-		}, delivery.Timeouts{}, false, []delivery.Phase{delivery.PhaseBody, delivery.PhaseDataEnd}, nil},
+		}, delivery.Timeouts{}, false, false, []delivery.Phase{delivery.PhaseBody, delivery.PhaseDataEnd}, nil},
 		{"stall past data_end", func(release <-chan struct{}, _ chan<- struct{}) relaytest.SinkOptions {
 			return relaytest.SinkOptions{StallData: release}
-		}, delivery.Timeouts{DataEnd: 100 * time.Millisecond}, false, []delivery.Phase{delivery.PhaseDataEnd}, delivery.ErrTimeout},
+		}, delivery.Timeouts{DataEnd: 100 * time.Millisecond}, false, false, []delivery.Phase{delivery.PhaseDataEnd}, delivery.ErrTimeout},
 		{"stall past rcpt", func(release <-chan struct{}, _ chan<- struct{}) relaytest.SinkOptions {
 			return relaytest.SinkOptions{Rcpt: func(string) error { <-release; return nil }}
-		}, delivery.Timeouts{Rcpt: 100 * time.Millisecond}, false, []delivery.Phase{delivery.PhaseRcpt}, delivery.ErrTimeout},
+		}, delivery.Timeouts{Rcpt: 100 * time.Millisecond}, false, false, []delivery.Phase{delivery.PhaseRcpt}, delivery.ErrTimeout},
 		{"ctx cancelled while the server holds the message", func(release <-chan struct{}, reached chan<- struct{}) relaytest.SinkOptions {
 			return relaytest.SinkOptions{Data: func([]string, []byte) error {
 				close(reached)
 				<-release
 				return nil
 			}}
-		}, delivery.Timeouts{}, true, []delivery.Phase{delivery.PhaseDataEnd}, context.Canceled},
+		}, delivery.Timeouts{}, true, false, []delivery.Phase{delivery.PhaseDataEnd}, context.Canceled},
+		{"server stops reading: block timeout", func(release <-chan struct{}, _ chan<- struct{}) relaytest.SinkOptions {
+			return relaytest.SinkOptions{StallReading: release}
+		}, delivery.Timeouts{Block: 100 * time.Millisecond}, false, true, []delivery.Phase{delivery.PhaseBody}, delivery.ErrTimeout},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -336,7 +340,13 @@ func TestBrokenTransaction(t *testing.T) {
 					}
 				}()
 			}
-			res, err := c.Send(ctx, msg("a@dest.test", "b@dest.test"))
+			m := msg("a@dest.test", "b@dest.test")
+			if tc.bigBody {
+				// Far more than the sink's small receive window and our
+				// send buffer: a server that does not read blocks the writes.
+				m.Body = bytes.Repeat([]byte(strings.Repeat("x", 1022)+"\r\n"), 4<<10)
+			}
+			res, err := c.Send(ctx, m)
 			var de *delivery.Error
 			if !errors.As(err, &de) {
 				t.Fatalf("Send error %v, want *delivery.Error", err)

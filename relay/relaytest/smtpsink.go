@@ -81,6 +81,12 @@ type SinkOptions struct {
 	// the test rather than sleeping.
 	StallData <-chan struct{}
 
+	// StallReading, when not nil, holds the server after its 354, before
+	// it reads any of the message, until it is closed (or the sink or the
+	// connection is closed): a message bigger than the socket buffers then
+	// blocks the client's writes (the block timeout).
+	StallReading <-chan struct{}
+
 	// MaxMessages, when positive, is the number of messages accepted per
 	// connection; the next MAIL gets "421 4.7.0 Too many messages" and the
 	// connection is closed.
@@ -282,6 +288,11 @@ func (l *sinkListener) Accept() (net.Conn, error) {
 		return nil, net.ErrClosed
 	default:
 	}
+	if tc, ok := c.(*net.TCPConn); ok && s.opts.StallReading != nil {
+		// A small receive window makes the client block after a few
+		// kilobytes instead of megabytes of autotuned buffers.
+		_ = tc.SetReadBuffer(4096)
+	}
 	s.conns++
 	s.open++
 	s.peakOpen = max(s.peakOpen, s.open)
@@ -454,6 +465,13 @@ func (s *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 
 func (s *sinkSession) Data(r io.Reader) error {
 	opts := &s.sink.opts
+	if opts.StallReading != nil {
+		select {
+		case <-opts.StallReading:
+		case <-s.sink.done:
+		case <-s.sc.closed:
+		}
+	}
 	if opts.DropMidData {
 		// Read a little so the client is committed to DATA, then vanish.
 		_, _ = io.ReadFull(r, make([]byte, 16))
