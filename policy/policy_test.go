@@ -431,3 +431,41 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestPatternSplit(t *testing.T) {
+	tests := []struct {
+		src   string
+		parts int
+		yes   []string
+		no    []string
+	}{
+		{`a|b`, 2, []string{"A", "xbx"}, []string{"c"}},
+		{`(a|b)c|d`, 2, []string{"BC", "d"}, []string{"ab"}},
+		{`[|]x|\|y`, 2, []string{"|X", "|y"}, []string{"x", "y"}},
+		{`[]|]z|q`, 2, []string{"]z", "|z", "q"}, []string{"z"}},
+		{`^550 5\.1\.1\b|user unknown`, 2, []string{"550 5.1.1 x", "User Unknown"}, []string{"450 5.1.1"}},
+		{`(?s)a.b|c`, 1, []string{"a\nb", "c"}, []string{"ab"}},
+		{`(?:x|y)z`, 1, []string{"yz"}, []string{"z"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.src, func(t *testing.T) {
+			p, err := CompilePattern(tt.src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(p.parts) != tt.parts {
+				t.Errorf("%d parts, want %d", len(p.parts), tt.parts)
+			}
+			for _, s := range tt.yes {
+				if !p.MatchString(s) {
+					t.Errorf("%q does not match %q", tt.src, s)
+				}
+			}
+			for _, s := range tt.no {
+				if p.MatchString(s) {
+					t.Errorf("%q matches %q", tt.src, s)
+				}
+			}
+		})
+	}
+}
