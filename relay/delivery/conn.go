@@ -151,6 +151,9 @@ type Conn struct {
 	tls         *TLSInfo
 	tlsFallback error // why this session is plaintext although TLS was tried
 
+	smtputf8     bool // the server offers SMTPUTF8 (last EHLO of the session)
+	eightBitMIME bool // the server offers 8BITMIME
+
 	messages int
 	inTxn    bool // MAIL accepted and no final reply to DATA yet
 	broken   bool // closed, broke, timed out or got a 421
@@ -313,6 +316,10 @@ func (c *Conn) hello(ctx context.Context, conn net.Conn, replay []byte) error {
 	c.client.CommandTimeout = c.opts.Timeouts.Greeting
 	err := c.client.Hello(c.opts.Hostname)
 	if err == nil {
+		// Kept now: asking go-smtp later may send EHLO again (after RSET),
+		// and a network error there must not read as "not supported".
+		c.smtputf8, _ = c.client.Extension("SMTPUTF8")
+		c.eightBitMIME, _ = c.client.Extension("8BITMIME")
 		return nil
 	}
 	phase := PhaseEHLO

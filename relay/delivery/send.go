@@ -90,7 +90,7 @@ func (c *Conn) Send(ctx context.Context, m Message) (Result, error) {
 	for _, a := range m.Rcpts {
 		needUTF8 = needUTF8 || !isASCII(a)
 	}
-	if ok, _ := c.client.Extension("SMTPUTF8"); needUTF8 && !ok {
+	if needUTF8 && !c.smtputf8 {
 		// RFC 6531 §3.4: without SMTPUTF8 at the server the message cannot
 		// be delivered as is, and downgrading would break its signature.
 		r := localReply(553, "5.6.7", fmt.Sprintf("message needs SMTPUTF8 but %s[%s] does not support SMTPUTF8", c.host, c.ip))
@@ -99,7 +99,7 @@ func (c *Conn) Send(ctx context.Context, m Message) (Result, error) {
 		}
 		return res, nil
 	}
-	if ok, _ := c.client.Extension("8BITMIME"); m.EightBit && !ok {
+	if m.EightBit && !c.eightBitMIME {
 		// Converting to 7 bit would break the DKIM signature made at
 		// acceptance; most servers take 8-bit data anyway (issue 4 §2).
 		res.Note = "8-bit body sent to a server without 8BITMIME"
