@@ -205,6 +205,19 @@ func (r *relay) logText() string {
 	return r.log.String()
 }
 
+// waitLog waits until the daemon's log has a line containing s: the
+// sink sees a message before facteur records and logs the delivery.
+func (r *relay) waitLog(s string) {
+	r.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(r.logText(), s) {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("no %q in the log:\n%s", s, r.logText())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // cli runs a facteur subcommand against this relay's config.
 func (r *relay) cli(args ...string) (string, error) {
 	cmd := exec.Command(r.bin, append(args, "-config", r.config)...)
@@ -249,9 +262,7 @@ func TestClientSwaks(t *testing.T) {
 	if m.From != "app@example.com" || m.Rcpts[0] != "alice@example.org" || !bytes.Contains(m.Body, []byte("hello from swaks")) {
 		t.Fatalf("got %+v", m)
 	}
-	if !strings.Contains(r.logText(), " delivered rcpt=<alice@example.org>") {
-		t.Errorf("no delivered line in the log:\n%s", r.logText())
-	}
+	r.waitLog(" delivered rcpt=<alice@example.org>")
 }
 
 func TestClientPythonSmtplib(t *testing.T) {
@@ -457,9 +468,8 @@ func TestQueueCLI(t *testing.T) {
 	for i := range 3 {
 		runTool(t, env, "Subject: q\n\nx\n", r.shim, "-i", "-f", fmt.Sprintf("spam%d@example.com", i%2), fmt.Sprintf("h%d@example.org", i))
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for strings.Count(r.logText(), " deferred ") < 3 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
+	for i := range 3 {
+		r.waitLog(fmt.Sprintf(" deferred rcpt=<h%d@example.org>", i))
 	}
 	out, err := r.cli("queue", "list", "--json")
 	if err != nil {

@@ -152,6 +152,10 @@ func (p Prefix) MarshalYAML() (any, error) { return p.String(), nil }
 type HostPort string
 
 func (h *HostPort) UnmarshalYAML(n *yaml.Node) error {
+	if n.Value == "" {
+		*h = "" // unset
+		return nil
+	}
 	if err := checkHostPort(n.Value); err != nil {
 		return err
 	}
