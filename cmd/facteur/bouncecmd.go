@@ -1,0 +1,272 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"facteur/policy"
+	"facteur/policy/bounce"
+	"facteur/queue"
+	"facteur/relay/admin"
+	"facteur/relay/config"
+)
+
+// facteur bounce parse / ingest (issue 7 §2) and the daemon's POST /bounces.
+// parse reads only the config and the policy and changes nothing; ingest
+// applies the decision: every recipient the bounce shows unknown (or that
+// complained) is suppressed and its queued mail cancelled. ingest is made to
+// be an MTA's pipe alias (`|facteur bounce ingest`): no tty, the config
+// from FACTEUR_CONFIG or the default path, and exit statuses an MTA reads.
+
+func init() {
+	register("bounce", "bounce parse|ingest: read a bounce or feedback report on stdin", cmdBounce)
+	routeRegistrars = append(routeRegistrars, func(d *daemon, m map[string]http.Handler) {
+		m["POST /bounces"] = http.HandlerFunc(d.ingestBounce)
+	})
+}
+
+const bounceUsage = `usage: facteur bounce parse [--json] < MESSAGE    what the bounce says and what would be decided
+       facteur bounce ingest [--json] < MESSAGE   the same, then suppress (daemon or database)`
+
+// exTempFail is sysexits' EX_TEMPFAIL: an MTA delivering to a pipe keeps
+// the message and retries later. ingest uses it when the bounce was read
+// but could not be applied (database locked, daemon error), so that no
+// bounce is lost; unreadable input is 1, a permanent failure.
+const exTempFail = 75
+
+// bounceResult answers POST /bounces: the report and what was applied.
+type bounceResult struct {
+	Report *bounce.Report `json:"report"`
+	suppressResult
+}
+
+func cmdBounce(args []string) int {
+	if len(args) == 0 || (args[0] != "parse" && args[0] != "ingest") {
+		fmt.Fprintln(os.Stderr, bounceUsage)
+		return 2
+	}
+	sub := args[0]
+	fs, cfgPath := newFlags("bounce " + sub)
+	asJSON := fs.Bool("json", false, "print JSON: {kind, recipients: [{address, status, class, diagnostic, suppress, ...}], ...}")
+	pos, err := parseFlags(fs, args[1:])
+	if err != nil {
+		return 2
+	}
+	if len(pos) != 0 {
+		fmt.Fprintln(os.Stderr, bounceUsage)
+		return 2
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return failErr(err)
+	}
+	raw, err := io.ReadAll(io.LimitReader(os.Stdin, bounce.MaxSize+1))
+	if err != nil {
+		return fail("bounce %s: read stdin: %v", sub, err)
+	}
+	p, err := loadPolicy(cfg)
+	if err != nil {
+		if sub == "ingest" {
+			printPolicyErrors(err)
+			return exTempFail
+		}
+		return printPolicyErrors(err)
+	}
+	// Parse locally in both cases: unreadable input fails the same way
+	// whether the daemon runs or not.
+	rep, err := decideBounce(raw, p)
+	if err != nil {
+		return fail("bounce %s: %v", sub, err)
+	}
+	if sub == "parse" {
+		return printBounce(rep, nil, *asJSON)
+	}
+	res, err := ingest(context.Background(), cfg, p, raw, rep)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "facteur: bounce ingest: %v\n", err)
+		return exTempFail
+	}
+	return printBounce(res.Report, &res.suppressResult, *asJSON)
+}
+
+// decideBounce parses raw and decides each recipient with p.
+func decideBounce(raw []byte, p *policy.Policy) (*bounce.Report, error) {
+	rep, err := bounce.Parse(bytes.NewReader(raw))
+	if err != nil {
+		return nil, err
+	}
+	bounce.Decide(rep, p)
+	return rep, nil
+}
+
+// ingest hands the raw message to the daemon, which parses and applies it
+// with the policy it runs; with the daemon down, rep is applied to the
+// database directly.
+func ingest(ctx context.Context, cfg *config.Config, p *policy.Policy, raw []byte, rep *bounce.Report) (bounceResult, error) {
+	var res bounceResult
+	err := postRaw(newAdminClient(cfg), "/bounces", raw, &res)
+	if !errors.Is(err, errDaemonDown) {
+		return res, err
+	}
+	res.Report = rep
+	sups := bounceSuppressions(rep, time.Duration(cfg.Suppression.HostUnknownTTL), time.Now())
+	if len(sups) == 0 {
+		res.Suppressed = []queue.Suppression{}
+		return res, nil
+	}
+	store, err := openStore(cfg, true)
+	if err != nil {
+		return res, err
+	}
+	defer store.Close()
+	res.suppressResult, err = applySuppressions(ctx, store, sups, false, time.Now(), func(addr, why string, now time.Time) (int, error) {
+		return offlineCancel(ctx, cfg, store, addr, why, now)
+	})
+	return res, err
+}
+
+// postRaw POSTs body as is (adminClient.do sends JSON only) and decodes the
+// JSON answer into out.
+func postRaw(a *adminClient, path string, body []byte, out any) error {
+	req, err := http.NewRequest("POST", a.base+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "message/rfc822")
+	if a.token != "" {
+		req.Header.Set("Authorization", "Bearer "+a.token)
+	}
+	resp, err := a.http.Do(req)
+	if err != nil {
+		if isDialError(err) {
+			return errDaemonDown
+		}
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			return errors.New(e.Error)
+		}
+		return fmt.Errorf("admin endpoint: %s", resp.Status)
+	}
+	return json.Unmarshal(data, out)
+}
+
+// isDialError tells a daemon that is not running from one that failed, as
+// adminClient.do does.
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.Is(err, syscall.ECONNREFUSED) || (errors.As(err, &op) && op.Op == "dial")
+}
+
+// bounceSuppressions lists the entries a decided report adds: source fbl
+// for a feedback report, dsn otherwise; the reason is the class and the
+// response the bounce's diagnostic. A host_unknown entry expires after ttl,
+// since domains come back (issue 7 §3).
+func bounceSuppressions(rep *bounce.Report, ttl time.Duration, now time.Time) []queue.Suppression {
+	src := queue.SourceDSN
+	if rep.Kind == bounce.KindARF {
+		src = queue.SourceFBL
+	}
+	seen := map[string]bool{}
+	var out []queue.Suppression
+	for _, r := range rep.Recipients {
+		addr := strings.ToLower(strings.TrimSpace(r.Address))
+		if !r.Suppress || seen[addr] || checkImported(queue.Suppression{Address: addr}) != nil {
+			continue
+		}
+		seen[addr] = true
+		resp := r.Diagnostic
+		if resp == "" && rep.Kind == bounce.KindARF {
+			resp = "feedback report: " + rep.FeedbackType
+		}
+		s := queue.Suppression{Address: addr, Reason: string(r.Class), Response: resp, Source: src, FirstSeen: now, LastSeen: now}
+		if r.Class == policy.HostUnknown && ttl > 0 {
+			s.Expires = now.Add(ttl)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// printBounce writes the report (and what ingest applied): JSON, or one
+// line for the kind and one per recipient.
+func printBounce(rep *bounce.Report, applied *suppressResult, asJSON bool) int {
+	if asJSON {
+		var v any = rep
+		if applied != nil {
+			v = bounceResult{Report: rep, suppressResult: *applied}
+		}
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetEscapeHTML(false)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(v); err != nil {
+			return failErr(err)
+		}
+		return 0
+	}
+	head := string(rep.Kind)
+	if rep.FeedbackType != "" {
+		head += " feedback_type=" + rep.FeedbackType
+	}
+	if rep.ReportingMTA != "" {
+		head += " reporting_mta=" + rep.ReportingMTA
+	}
+	if rep.QueueID != "" {
+		head += " qid=" + rep.QueueID
+	}
+	fmt.Printf("%s, %d recipient%s\n", head, len(rep.Recipients), plural(len(rep.Recipients)))
+	for _, r := range rep.Recipients {
+		fmt.Printf("%s status=%s class=%s suppress=%t diagnostic=%q\n", r.Address, r.Status, r.Class, r.Suppress, r.Diagnostic)
+	}
+	if applied != nil {
+		for _, s := range applied.Suppressed {
+			fmt.Printf("suppressed %s (%s, source %s)\n", s.Address, s.Reason, s.Source)
+		}
+		if applied.Cancelled > 0 {
+			fmt.Printf("%d queued recipient%s cancelled\n", applied.Cancelled, plural(applied.Cancelled))
+		}
+	}
+	return 0
+}
+
+// ingestBounce is POST /bounces: the raw message in the body; the daemon
+// parses it with the policy in force and applies the decision.
+func (d *daemon) ingestBounce(w http.ResponseWriter, r *http.Request) {
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, bounce.MaxSize))
+	if err != nil {
+		admin.WriteError(w, http.StatusRequestEntityTooLarge, err)
+		return
+	}
+	rep, err := decideBounce(raw, d.engine.Policy())
+	if err != nil {
+		admin.WriteError(w, http.StatusBadRequest, err)
+		return
+	}
+	now := time.Now()
+	res := bounceResult{Report: rep}
+	res.suppressResult, err = d.suppress(r.Context(), bounceSuppressions(rep, time.Duration(d.cfg.Suppression.HostUnknownTTL), now), false, now)
+	if err != nil {
+		admin.WriteError(w, http.StatusInternalServerError, err)
+		return
+	}
+	admin.WriteJSON(w, http.StatusOK, res)
+}
