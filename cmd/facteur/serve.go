@@ -26,6 +26,7 @@ import (
 	"facteur/relay/admin"
 	"facteur/relay/cleanup"
 	"facteur/relay/config"
+	"facteur/relay/guard"
 	"facteur/relay/maillog"
 	"facteur/relay/pickup"
 	"facteur/relay/resolver"
@@ -161,6 +162,18 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Trusted:        prefixes(cfg),
 		DropSuppressed: cfg.Suppression.OnRcpt == "drop",
 		Suppressions:   storeSuppressions{store},
+		Guard: guard.New(guard.Options{
+			PerClientIP: cfg.Limits.PerClientIP.Rate,
+			PerSender:   cfg.Limits.PerSender.Rate,
+			PerUser:     cfg.Limits.PerUser.Rate,
+			MaxQueue:    cfg.MaxQueue,
+			MinFreeDisk: cfg.FreeDiskFloor(),
+			DataDir:     cfg.DataDir,
+			QueueSize: func(ctx context.Context) (int, error) {
+				st, err := store.Stats(ctx)
+				return st.Messages, err
+			},
+		}),
 	}, d.cleanup, log)
 	d.admin = &admin.Server{Store: store, Token: cfg.AdminToken, Log: log, Flusher: d, Extra: d.routes()}
 	d.pickup = &pickup.Pickup{Dir: dropDir, Cleanup: d.cleanup, Log: log}

@@ -40,6 +40,11 @@ type Config struct {
 	DKIM            []DKIMKey         `yaml:"dkim" json:"dkim"`
 	Suppression     Suppression       `yaml:"suppression" json:"suppression"`
 	DelayWarning    Duration          `yaml:"delay_warning" json:"delay_warning"`
+	Limits          Limits            `yaml:"limits" json:"limits"`
+	MaxQueue        int               `yaml:"max_queue_messages" json:"max_queue_messages"`
+	MinFreeDisk     Size              `yaml:"min_free_disk" json:"min_free_disk"`
+	QueueAlarm      QueueAlarm        `yaml:"queue_alarm" json:"queue_alarm"`
+	Webhooks        []Webhook         `yaml:"webhooks" json:"webhooks"`
 
 	// File is the path the config was read from ("" for built-in defaults).
 	File string `yaml:"-" json:"-"`
@@ -100,6 +105,34 @@ type DKIMKey struct {
 	Subdomains bool     `yaml:"subdomains" json:"subdomains"`
 }
 
+// Limits are the submission-side abuse guards (issue 8 §3): rates such as
+// "100/h" per client IP, per envelope sender and per authenticated user.
+// Empty means no limit; none is on by default, so that a bulk sender or a
+// benchmark never trips one.
+type Limits struct {
+	PerClientIP Rate `yaml:"per_client_ip" json:"per_client_ip"`
+	PerSender   Rate `yaml:"per_sender" json:"per_sender"`
+	PerUser     Rate `yaml:"per_user" json:"per_user"`
+}
+
+// QueueAlarm logs and raises a metric when the queue holds more than
+// Messages messages or its oldest message is older than Age (0: off).
+type QueueAlarm struct {
+	Messages int      `yaml:"messages" json:"messages"`
+	Age      Duration `yaml:"age" json:"age"`
+}
+
+// Webhook posts delivery events to an app (issue 8 §4).
+type Webhook struct {
+	URL        string   `yaml:"url" json:"url"`
+	Secret     string   `yaml:"secret" json:"-"`
+	SecretFile string   `yaml:"secret_file" json:"secret_file"`
+	Events     []string `yaml:"events" json:"events"`
+	BatchSize  int      `yaml:"batch_size" json:"batch_size"`
+	BatchWait  Duration `yaml:"batch_wait" json:"batch_wait"`
+	Timeout    Duration `yaml:"timeout" json:"timeout"`
+}
+
 // Suppression configures the suppression list (issue 7).
 type Suppression struct {
 	HostUnknownTTL Duration `yaml:"host_unknown_ttl" json:"host_unknown_ttl"`
@@ -147,6 +180,15 @@ func Default() *Config {
 			OnRcpt:         "refuse",
 		},
 	}
+}
+
+// FreeDiskFloor is min_free_disk, or 1.5 × max_message_size when unset
+// (Postfix's queue_minfree rule).
+func (c *Config) FreeDiskFloor() int64 {
+	if c.MinFreeDisk > 0 {
+		return int64(c.MinFreeDisk)
+	}
+	return int64(c.MaxMessageSize) * 3 / 2
 }
 
 // Load reads path over the defaults and validates the result. A missing
@@ -315,6 +357,25 @@ func (c *Config) Validate() error {
 		case "", "rsa", "ed25519":
 		default:
 			bad(key+".algorithm", "want rsa or ed25519, got %q", k.Algorithm)
+		}
+	}
+	if c.MaxQueue < 0 {
+		bad("max_queue_messages", "must not be negative")
+	}
+	for i, w := range c.Webhooks {
+		key := fmt.Sprintf("webhooks[%d]", i)
+		if !strings.HasPrefix(w.URL, "http://") && !strings.HasPrefix(w.URL, "https://") {
+			bad(key+".url", "want an http:// or https:// URL, got %q", w.URL)
+		}
+		if w.Secret == "" && w.SecretFile == "" {
+			bad(key, "needs secret or secret_file (the HMAC key)")
+		}
+		for _, e := range w.Events {
+			switch e {
+			case "delivered", "deferred", "bounced", "suppressed", "expired":
+			default:
+				bad(key+".events", "unknown event %q", e)
+			}
 		}
 	}
 	switch c.Suppression.OnRcpt {

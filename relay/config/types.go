@@ -8,6 +8,8 @@ import (
 	"time"
 
 	yaml "go.yaml.in/yaml/v4"
+
+	"facteur/policy"
 )
 
 // Duration is a time.Duration written as Go writes it, plus days: "5d",
@@ -116,6 +118,33 @@ func (z *Size) UnmarshalYAML(n *yaml.Node) error {
 	}
 	*z = Size(v)
 	return nil
+}
+
+// Rate is a rate written as policy writes it ("100/h", "1/10s"); the zero
+// value means no limit.
+type Rate struct{ policy.Rate }
+
+func (r *Rate) UnmarshalYAML(n *yaml.Node) error {
+	if n.Value == "" || n.Value == "unlimited" {
+		*r = Rate{}
+		return nil
+	}
+	v, err := policy.ParseRate(n.Value)
+	if err != nil {
+		return err
+	}
+	r.Rate = v
+	return nil
+}
+
+func (r Rate) MarshalYAML() (any, error)    { return r.String(), nil }
+func (r Rate) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
+func (r Rate) String() string {
+	if r.N == 0 {
+		return ""
+	}
+	return policy.FormatRate(r.Rate)
 }
 
 // Prefix is a CIDR; a bare address means the host alone.
