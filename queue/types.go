@@ -234,7 +234,7 @@ func domainOf(addr string) string {
 type Stats struct {
 	Messages   int            `json:"messages"`
 	Recipients map[Status]int `json:"recipients"`
-	Oldest     time.Time      `json:"oldest,omitzero"` // Created of the oldest message
+	Oldest     time.Time      `json:"oldest,omitzero"` // Created of the first ID: the oldest unless the clock stepped back
 }
 
 // Cancelled names a recipient that CancelSuppressed moved to status suppressed.
