@@ -129,7 +129,7 @@ func ingest(ctx context.Context, cfg *config.Config, p *policy.Policy, raw []byt
 		return res, err
 	}
 	defer store.Close()
-	res.suppressResult, err = applySuppressions(ctx, store, sups, false, time.Now(), func(addr, why string, now time.Time) (int, error) {
+	res.suppressResult, err = applySuppressions(ctx, store, sups, false, time.Now(), nil, func(addr, why string, now time.Time) (int, error) {
 		return offlineCancel(ctx, cfg, store, addr, why, now)
 	})
 	return res, err

@@ -210,7 +210,7 @@ func postSuppressions(ctx context.Context, cfg *config.Config, c *adminClient, l
 		return res, err
 	}
 	defer store.Close()
-	return applySuppressions(ctx, store, list, replace, time.Now(), func(addr, why string, now time.Time) (int, error) {
+	return applySuppressions(ctx, store, list, replace, time.Now(), nil, func(addr, why string, now time.Time) (int, error) {
 		return offlineCancel(ctx, cfg, store, addr, why, now)
 	})
 }
@@ -241,8 +241,9 @@ type canceller func(addr, why string, now time.Time) (int, error)
 // entry active at now. replace stores each entry as given (import); else
 // each is merged into the existing one (Store.Suppress: first_seen kept,
 // count incremented). Missing times default to now, a missing source to
-// manual and a missing reason to "manual". The stored entries come back.
-func applySuppressions(ctx context.Context, store *queue.Store, list []queue.Suppression, replace bool, now time.Time, cancel canceller) (suppressResult, error) {
+// manual and a missing reason to "manual". added, when not nil, sees each
+// entry once stored. The stored entries come back.
+func applySuppressions(ctx context.Context, store *queue.Store, list []queue.Suppression, replace bool, now time.Time, added func(queue.Suppression), cancel canceller) (suppressResult, error) {
 	res := suppressResult{Suppressed: []queue.Suppression{}}
 	for _, s := range list {
 		if s.Source == "" {
@@ -270,6 +271,9 @@ func applySuppressions(ctx context.Context, store *queue.Store, list []queue.Sup
 			s = stored
 		}
 		res.Suppressed = append(res.Suppressed, s)
+		if added != nil {
+			added(s)
+		}
 	}
 	for _, s := range res.Suppressed {
 		if !s.Active(now) {
@@ -616,7 +620,10 @@ func (d *daemon) addSuppressions(w http.ResponseWriter, r *http.Request) {
 // cancelled recipient and sends the DSNs).
 func (d *daemon) suppress(ctx context.Context, list []queue.Suppression, replace bool, now time.Time) (suppressResult, error) {
 	var queued map[string]int
-	res, err := applySuppressions(ctx, d.store, list, replace, now, func(addr, why string, now time.Time) (int, error) {
+	logIt := func(s queue.Suppression) {
+		d.log.Info("suppressed", "rcpt", "<"+s.Address+">", "class", s.Reason, "source", string(s.Source), "resp", s.Response)
+	}
+	return applySuppressions(ctx, d.store, list, replace, now, logIt, func(addr, why string, now time.Time) (int, error) {
 		if queued == nil {
 			// One scan for the whole request: the scheduler's
 			// CancelSuppressed does not count, and most imported
@@ -632,10 +639,6 @@ func (d *daemon) suppress(ctx context.Context, list []queue.Suppression, replace
 		}
 		return n, nil
 	})
-	for _, s := range res.Suppressed {
-		d.log.Info("suppressed", "rcpt", "<"+s.Address+">", "class", s.Reason, "source", string(s.Source), "resp", s.Response)
-	}
-	return res, err
 }
 
 // queuedRecipients counts the non-final recipients of the queue by
