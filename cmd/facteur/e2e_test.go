@@ -12,7 +12,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/emersion/go-smtp"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -522,3 +524,88 @@ func TestQueueCLI(t *testing.T) {
 type smtpError = smtp.SMTPError
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+
+func TestMetricsAndStatus(t *testing.T) {
+	need(t, "swaks")
+	r := startRelay(t, relayOpts{})
+	runTool(t, nil, "", "swaks", "--server", r.smtp, "--from", "app@example.com", "--to", "m1@example.org")
+	r.wait(1)
+	r.waitLog(" delivered rcpt=<m1@example.org>")
+	resp, err := http.Get("http://" + r.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"facteur_messages_received_total 1", `facteur_recipients_total{class="",event="delivered",provider="default"} 1`,
+		"facteur_delivery_latency_seconds_bucket", "facteur_queue_oldest_message_age_seconds", "facteur_connections_in_flight"} {
+		if !bytes.Contains(body, []byte(want)) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if _, err := exec.LookPath("promtool"); err == nil || os.Getenv("CI") != "" {
+		cmd := exec.Command("promtool", "check", "metrics")
+		cmd.Stdin = bytes.NewReader(body)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool check metrics: %v\n%s", err, out)
+		}
+	}
+	out, err := r.cli("status")
+	if err != nil || !strings.Contains(out, "1 delivered") || !strings.Contains(out, "no provider suspended") {
+		t.Errorf("status: %v\n%s", err, out)
+	}
+}
+
+// Issue 8 §3: a flood from one sender hits its limit while another sender
+// still gets through; the disk floor gives 452 and harms nothing accepted.
+func TestAbuseGuards(t *testing.T) {
+	need(t, "python3")
+	r := startRelay(t, relayOpts{extraConfig: "limits:\n  per_sender: 5/h\n"})
+	script := `
+import smtplib, sys
+host, port = sys.argv[1].rsplit(":", 1)
+s = smtplib.SMTP(host, int(port))
+for i in range(7):
+    try:
+        s.sendmail(sys.argv[2], ["g%d@example.org" % i], "Subject: x\r\n\r\ny\r\n")
+        print("ok")
+    except smtplib.SMTPSenderRefused as e:
+        print(e.smtp_code, e.smtp_error.decode())
+    except smtplib.SMTPResponseException as e:
+        print(e.smtp_code, e.smtp_error.decode())
+s.quit()
+`
+	out := runTool(t, nil, "", "python3", "-c", script, r.smtp, "flood@example.com")
+	if strings.Count(out, "ok") != 5 || !strings.Contains(out, "451 4.7.1") {
+		t.Fatalf("flood: %s", out)
+	}
+	if out := runTool(t, nil, "", "python3", "-c", script, r.smtp, "other@example.com"); !strings.HasPrefix(out, "ok") {
+		t.Fatalf("another sender blocked: %s", out)
+	}
+	if !strings.Contains(r.logText(), "refused") {
+		t.Error("no log line for the refusal")
+	}
+}
+
+func TestDiskFloor(t *testing.T) {
+	need(t, "swaks")
+	stall := make(chan struct{})
+	r := startRelay(t, relayOpts{sinkOpts: relaytest.SinkOptions{StallData: stall}, extraConfig: "shutdown_timeout: 1s\n"})
+	runTool(t, nil, "", "swaks", "--server", r.smtp, "--from", "app@example.com", "--to", "before@example.org")
+	// Restart with a floor above the free space: new mail is refused with
+	// 452, the message accepted before is still delivered.
+	r.stop()
+	cfg, _ := os.ReadFile(r.config)
+	os.WriteFile(r.config, append(cfg, []byte("min_free_disk: 1000000TiB\n")...), 0o644)
+	r.start()
+	cmd := exec.Command("swaks", "--server", r.smtp, "--from", "app@example.com", "--to", "after@example.org")
+	out, _ := cmd.CombinedOutput()
+	if !strings.Contains(string(out), "452 4.3.1") {
+		t.Fatalf("no 452 past the disk floor:\n%s", out)
+	}
+	close(stall)
+	m := r.wait(1)
+	if m[0].Rcpts[0] != "before@example.org" {
+		t.Fatalf("got %+v", m[0])
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -70,6 +71,12 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /queue/{id}/flush", s.flush)
 	mux.HandleFunc("POST /queue/delete", s.bulk("delete"))
 	mux.HandleFunc("POST /queue/hold", s.bulk("hold"))
+	// Developer diagnostics, as chasquid's /debug: loopback only, like the
+	// rest of the endpoint, and behind the token when one is set.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	for p, h := range s.Extra {
 		mux.Handle(p, h)
 	}

@@ -1,0 +1,243 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"facteur/policy"
+	"facteur/queue"
+	"facteur/relay/admin"
+	"facteur/relay/metrics"
+)
+
+func init() {
+	register("status", "one-screen summary of the queue, deliveries and providers", cmdStatus)
+	routeRegistrars = append(routeRegistrars, func(d *daemon, m map[string]http.Handler) {
+		m["GET /metrics"] = d.metrics.Handler()
+		m["GET /status"] = http.HandlerFunc(d.status)
+	})
+}
+
+// metricsScanLimit bounds the per-provider queue scan of a scrape; past it
+// the depth is given by status only (provider "all"), from counters.
+const metricsScanLimit = 50000
+
+func (d *daemon) newMetrics() *metrics.Metrics {
+	return metrics.New(metrics.Sources{
+		Queue: func(ctx context.Context) ([]metrics.QueueDepth, time.Duration, error) {
+			st, err := d.store.Stats(ctx)
+			if err != nil {
+				return nil, 0, err
+			}
+			var oldest time.Duration
+			if !st.Oldest.IsZero() {
+				oldest = time.Since(st.Oldest)
+			}
+			if st.Messages > metricsScanLimit {
+				var out []metrics.QueueDepth
+				for _, s := range queue.Statuses {
+					if !s.Final() {
+						out = append(out, metrics.QueueDepth{Provider: "all", Status: string(s), Count: st.Recipients[s]})
+					}
+				}
+				return out, oldest, nil
+			}
+			depth, err := d.queueDepth(ctx)
+			return depth, oldest, err
+		},
+		Providers: func() []metrics.ProviderGauge {
+			var out []metrics.ProviderGauge
+			for _, p := range d.engine.Snapshot(time.Now()) {
+				out = append(out, metrics.ProviderGauge{Provider: p.Name, Connections: p.Connections, Suspended: p.SuspendedUntil != nil})
+			}
+			return out
+		},
+		Alarm:          d.alarm.Load,
+		WebhookPending: d.webhookPending,
+	})
+}
+
+// queueDepth counts recipients by provider and status.
+func (d *daemon) queueDepth(ctx context.Context) ([]metrics.QueueDepth, error) {
+	msgs, err := d.store.List(ctx, queue.Filter{})
+	if err != nil {
+		return nil, err
+	}
+	counts := map[[2]string]int{}
+	for _, m := range msgs {
+		for _, r := range m.Recipients {
+			if r.Status.Final() {
+				continue
+			}
+			p := r.Provider
+			if p == "" {
+				p = d.engine.Policy().Recognize(domainOf(r.Address), nil)
+			}
+			counts[[2]string{p, string(r.Status)}]++
+		}
+	}
+	out := make([]metrics.QueueDepth, 0, len(counts))
+	for k, n := range counts {
+		out = append(out, metrics.QueueDepth{Provider: k[0], Status: k[1], Count: n})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Provider != out[j].Provider {
+			return out[i].Provider < out[j].Provider
+		}
+		return out[i].Status < out[j].Status
+	})
+	return out, nil
+}
+
+// alarmLoop raises and clears the queue-depth alarm (issue 8 §3), one log
+// line each way.
+func (d *daemon) alarmLoop(ctx context.Context) error {
+	a := d.cfg.QueueAlarm
+	if a.Messages <= 0 && a.Age <= 0 {
+		return nil
+	}
+	t := time.NewTicker(15 * time.Second)
+	defer t.Stop()
+	for {
+		st, err := d.store.Stats(ctx)
+		if err == nil {
+			over := (a.Messages > 0 && st.Messages >= a.Messages) ||
+				(a.Age > 0 && !st.Oldest.IsZero() && time.Since(st.Oldest) >= time.Duration(a.Age))
+			if over != d.alarm.Load() {
+				d.alarm.Store(over)
+				if over {
+					d.log.Warn("queue alarm", "messages", st.Messages, "oldest", st.Oldest)
+				} else {
+					d.log.Info("queue alarm cleared", "messages", st.Messages)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Status is the JSON of GET /status and `facteur status --json`.
+type Status struct {
+	Now       time.Time              `json:"now"`
+	Messages  int                    `json:"messages"`
+	Oldest    *time.Time             `json:"oldest"`
+	Queue     []metrics.QueueDepth   `json:"queue"`
+	LastHour  map[string]int         `json:"last_hour"`
+	Suspended []SuspendedProvider    `json:"suspended"`
+	Alarm     bool                   `json:"alarm"`
+	Providers []policy.ProviderState `json:"-"`
+}
+
+// SuspendedProvider names a provider (or default destination) on hold.
+type SuspendedProvider struct {
+	Provider string    `json:"provider"`
+	Until    time.Time `json:"until"`
+	Reason   string    `json:"reason"`
+}
+
+func (d *daemon) status(w http.ResponseWriter, r *http.Request) {
+	now := time.Now()
+	st, err := d.store.Stats(r.Context())
+	if err != nil {
+		admin.WriteError(w, http.StatusInternalServerError, err)
+		return
+	}
+	depth, err := d.queueDepth(r.Context())
+	if err != nil {
+		admin.WriteError(w, http.StatusInternalServerError, err)
+		return
+	}
+	out := Status{Now: now, Messages: st.Messages, Queue: depth, LastHour: d.metrics.LastHour(now), Alarm: d.alarm.Load(), Suspended: []SuspendedProvider{}}
+	if !st.Oldest.IsZero() {
+		out.Oldest = &st.Oldest
+	}
+	if out.Queue == nil {
+		out.Queue = []metrics.QueueDepth{}
+	}
+	for _, p := range d.engine.Snapshot(now) {
+		if p.SuspendedUntil != nil {
+			out.Suspended = append(out.Suspended, SuspendedProvider{Provider: p.Name, Until: *p.SuspendedUntil, Reason: deref(p.SuspendedReason)})
+		}
+		for _, dst := range p.Destinations {
+			if dst.SuspendedUntil != nil {
+				out.Suspended = append(out.Suspended, SuspendedProvider{Provider: p.Name + ":" + dst.Domain, Until: *dst.SuspendedUntil, Reason: deref(dst.SuspendedReason)})
+			}
+		}
+	}
+	admin.WriteJSON(w, http.StatusOK, out)
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+func cmdStatus(args []string) int {
+	fs, cfgPath := newFlags("status")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parseFlags(fs, args); err != nil {
+		return 2
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return failErr(err)
+	}
+	var raw []byte
+	if err := newAdminClient(cfg).do("GET", "/status", nil, nil, &raw); err != nil {
+		return failErr(err)
+	}
+	if *asJSON {
+		os.Stdout.Write(raw)
+		return 0
+	}
+	var st Status
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return failErr(err)
+	}
+	fmt.Printf("facteur on %s at %s\n\n", cfg.Hostname, st.Now.Local().Format(time.DateTime))
+	oldest := "none"
+	if st.Oldest != nil {
+		oldest = fmt.Sprintf("%s (%s ago)", st.Oldest.Local().Format(time.DateTime), time.Since(*st.Oldest).Round(time.Second))
+	}
+	fmt.Printf("queue: %d message%s, oldest %s", st.Messages, plural(st.Messages), oldest)
+	if st.Alarm {
+		fmt.Print("   ALARM: queue deeper or older than queue_alarm")
+	}
+	fmt.Println()
+	if len(st.Queue) > 0 {
+		tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  provider\tstatus\trecipients")
+		for _, q := range st.Queue {
+			fmt.Fprintf(tw, "  %s\t%s\t%d\n", q.Provider, q.Status, q.Count)
+		}
+		tw.Flush()
+	}
+	lh := st.LastHour
+	fmt.Printf("\nlast hour: %d delivered, %d deferred, %d bounced, %d expired, %d suppressed\n",
+		lh["delivered"], lh["deferred"], lh["bounced"], lh["expired"], lh["suppressed"])
+	if len(st.Suspended) == 0 {
+		fmt.Println("\nno provider suspended")
+		return 0
+	}
+	fmt.Println("\nsuspended:")
+	for _, s := range st.Suspended {
+		fmt.Printf("  %s until %s (in %s): %s\n", s.Provider, s.Until.Local().Format(time.DateTime), time.Until(s.Until).Round(time.Second), strings.TrimSpace(s.Reason))
+	}
+	return 0
+}
+
+var _ atomic.Bool
