@@ -195,6 +195,20 @@ func (d *daemon) Flush(ctx context.Context, id queue.ID) (admin.FlushReport, err
 	return rep, nil
 }
 
+// decorate gives a recipient not tried yet the provider its domain names
+// (the MX is looked up at the first attempt, which may refine it).
+func (d *daemon) decorate(msgs []queue.Message) {
+	p := d.engine.Policy()
+	for i := range msgs {
+		for j := range msgs[i].Recipients {
+			r := &msgs[i].Recipients[j]
+			if r.Provider == "" {
+				r.Provider = p.Recognize(domainOf(r.Address), nil)
+			}
+		}
+	}
+}
+
 func domainOf(addr string) string {
 	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
 		return strings.ToLower(addr[i+1:])

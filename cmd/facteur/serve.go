@@ -197,7 +197,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			},
 		}),
 	}, d.cleanup, log)
-	d.admin = &admin.Server{Store: store, Token: cfg.AdminToken, Log: log, Flusher: d, Extra: d.routes()}
+	d.admin = &admin.Server{Store: store, Token: cfg.AdminToken, Log: log, Flusher: d, Extra: d.routes(), Decorate: d.decorate}
 	d.pickup = &pickup.Pickup{Dir: dropDir, Cleanup: d.cleanup, Log: log}
 
 	// Bind everything before serving anything, so that a port in use fails

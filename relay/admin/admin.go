@@ -51,6 +51,9 @@ type Server struct {
 	// Extra routes added by other parts of the daemon (providers, metrics,
 	// suppressions, policy reload, status).
 	Extra map[string]http.Handler
+	// Decorate fills derived fields before messages are shown: the
+	// provider of a recipient not tried yet, recognised by its domain.
+	Decorate func(msgs []queue.Message)
 
 	mux *http.ServeMux
 }
@@ -179,6 +182,9 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	if msgs == nil {
 		msgs = []queue.Message{}
 	}
+	if s.Decorate != nil {
+		s.Decorate(msgs)
+	}
 	if r.URL.Query().Get("format") == "text" {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		FormatQueue(w, msgs)
@@ -205,6 +211,11 @@ func (s *Server) show(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		WriteError(w, statusFor(err), fmt.Errorf("%s: %w", id, err))
 		return
+	}
+	if s.Decorate != nil {
+		msgs := []queue.Message{m}
+		s.Decorate(msgs)
+		m = msgs[0]
 	}
 	WriteJSON(w, http.StatusOK, m)
 }

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -92,6 +93,9 @@ type bouncedRcpt struct {
 	expired  bool
 	lastTime time.Time
 	suppress *policy.Decision // the address is to be suppressed, after the record
+	// mailboxFull: a permanent mailbox_full bounce, counted towards the
+	// repeated-bounce suppression of issue 7 §3.
+	mailboxFull bool
 }
 
 // outcome is what one item's attempt produced: the store updates, then,
@@ -137,6 +141,7 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 		if d.Suppress {
 			b.suppress = &d
 		}
+		b.mailboxFull = d.Class == policy.MailboxFull && r.Permanent()
 		out.ups = append(out.ups, u)
 		out.bounced = append(out.bounced, b)
 		return
@@ -297,10 +302,38 @@ func (s *Scheduler) commit(ctx context.Context, it *item, out outcome, now time.
 		s.dsn.bounce(ctx, it.msg, body, out.bounced, now)
 	}
 	for _, b := range out.bounced {
-		if b.suppress != nil {
+		switch {
+		case b.suppress != nil:
 			s.suppress(ctx, b.rcpt, *b.suppress, b.reply, now)
+		case b.mailboxFull && s.mailboxFullAgain(ctx, b.rcpt, now):
+			d := policy.Decision{Class: policy.MailboxFull, Action: policy.Bounce, Rule: "mailbox_full repeated", Suppress: true}
+			s.suppress(ctx, b.rcpt, d, b.reply, now)
 		}
 	}
+}
+
+// mailboxFullAgain records a permanent mailbox_full bounce of rcpt and
+// says whether the address has now been full long enough to suppress it
+// (the history lives in the queue database, so it survives restarts).
+func (s *Scheduler) mailboxFullAgain(ctx context.Context, rcpt string, now time.Time) bool {
+	key := "mailbox_full/" + strings.ToLower(rcpt)
+	var times []time.Time
+	if b, err := s.store.State(ctx, key); err == nil {
+		_ = json.Unmarshal(b, &times)
+	}
+	// Keep a bounded history: the rule looks at weeks, not years.
+	if len(times) >= 20 {
+		times = times[len(times)-19:]
+	}
+	times = append(times, now)
+	b, err := json.Marshal(times)
+	if err == nil {
+		err = s.store.PutState(ctx, key, b)
+	}
+	if err != nil {
+		s.log.Error("mailbox_full history", "rcpt", "<"+rcpt+">", "err", err)
+	}
+	return s.shaper.MailboxFullSuppress(times, now)
 }
 
 // suppress adds rcpt to the suppression list and cancels its queued mail.

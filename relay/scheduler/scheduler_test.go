@@ -3,6 +3,7 @@ package scheduler
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -376,3 +377,55 @@ func TestConnectionLimitAndReuse(t *testing.T) {
 }
 
 var _ = io.Discard
+
+func TestMailboxFullSuppressedOnlyWhenRepeated(t *testing.T) {
+	sink := relaytest.NewSink(t, "127.0.0.7:0", relaytest.SinkOptions{Rcpt: func(addr string) error {
+		if strings.HasPrefix(addr, "full@") {
+			return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 2, 2}, Message: "Mailbox full: user quota exceeded"}
+		}
+		return nil
+	}})
+	h := newHarness(t, sink.Port(), map[string]relaytest.Zone{
+		"example.org":    {MX: []relaytest.MX{{Host: "mx.example.org", Pref: 10}}},
+		"mx.example.org": {A: []string{"127.0.0.7"}},
+	}, nil)
+	for day, wantSuppressed := range []bool{false, false, true} {
+		h.enqueue("", []string{"full@example.org"}, msgBody)
+		evs := h.expect(1)
+		if evs[0].Event != "bounced" {
+			t.Fatalf("day %d: %+v", day*2, evs)
+		}
+		if wantSuppressed {
+			h.expect(1) // suppressed
+		}
+		_, ok, _ := h.store.Suppressed(t.Context(), "full@example.org", h.clock.Now())
+		if ok != wantSuppressed {
+			t.Fatalf("after bounce %d (day %d): suppressed=%v, want %v", day+1, day*2, ok, wantSuppressed)
+		}
+		h.clock.Advance(2 * 24 * time.Hour)
+	}
+}
+
+func TestSTARTTLSRecordedInLog(t *testing.T) {
+	cert := relaytest.SelfSignedCert(t, "mx.example.org")
+	sink := relaytest.NewSink(t, "127.0.0.8:0", relaytest.SinkOptions{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}})
+	h := newHarness(t, sink.Port(), map[string]relaytest.Zone{
+		"example.org":    {MX: []relaytest.MX{{Host: "mx.example.org", Pref: 10}}},
+		"mx.example.org": {A: []string{"127.0.0.8"}},
+	}, nil)
+	h.enqueue("", []string{"tls@example.org"}, msgBody)
+	if e := h.expect(1); e[0].Event != "delivered" {
+		t.Fatalf("%+v", e)
+	}
+	if m := sink.Messages(); len(m) != 1 || !m[0].TLS {
+		t.Fatalf("not sent over TLS: %+v", m)
+	}
+	h.logMu.Lock()
+	log := h.log.String()
+	h.logMu.Unlock()
+	for _, want := range []string{"tls=TLS1.3:", "cv=no", `dn=CN=mx.example.org`, "mx=mx.example.org", "ip=127.0.0.8"} {
+		if !strings.Contains(log, want) && !strings.Contains(log, strings.ReplaceAll(want, `dn=`, `dn="`)) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+}

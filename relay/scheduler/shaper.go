@@ -34,6 +34,9 @@ type Shaper interface {
 	NextAttempt(provider string, attempts int, queuedAt, now time.Time) (next time.Time, expired bool)
 	// Deadline is when a recipient queued at queuedAt expires.
 	Deadline(provider string, queuedAt time.Time) time.Time
+	// MailboxFullSuppress applies issue 7's repeated-bounce rule to the
+	// times of an address's permanent mailbox_full bounces.
+	MailboxFullSuppress(bounces []time.Time, now time.Time) bool
 }
 
 // Limits are the per-connection shaping knobs (0: no limit).
@@ -90,4 +93,8 @@ func (s EngineShaper) NextAttempt(provider string, attempts int, queuedAt, now t
 
 func (s EngineShaper) Deadline(provider string, queuedAt time.Time) time.Time {
 	return s.E.Deadline(provider, queuedAt)
+}
+
+func (s EngineShaper) MailboxFullSuppress(bounces []time.Time, now time.Time) bool {
+	return s.E.Policy().MailboxFullSuppress(bounces, now)
 }
