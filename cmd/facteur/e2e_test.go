@@ -609,3 +609,91 @@ func TestDiskFloor(t *testing.T) {
 		t.Fatalf("got %+v", m[0])
 	}
 }
+
+// Issue 6: mail through the relay arrives DKIM-signed (RSA and Ed25519)
+// and verifies with an independent verifier, python3-dkim, answering DNS
+// from the records keygen printed. Sources: PHPMailer-like SMTP (swaks with
+// an 8-bit body and a long header), PHP mail() and cron via the shim.
+func TestDKIMSignedMailVerifies(t *testing.T) {
+	need(t, "swaks", "php")
+	py := "/usr/bin/python3"
+	if err := exec.Command(py, "-c", "import dkim, nacl").Run(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("python3-dkim and python3-nacl are not installed")
+		}
+		t.Skip("python3-dkim/python3-nacl not installed")
+	}
+	keyDir := t.TempDir()
+	bin, _ := binaries(t)
+	records := map[string]string{}
+	for _, k := range []struct{ sel, alg string }{{"rsa1", "rsa"}, {"ed1", "ed25519"}} {
+		path := filepath.Join(keyDir, k.sel+".pem")
+		out, err := exec.Command(bin, "dkim", "keygen", "-domain", "example.com", "-selector", k.sel, "-algorithm", k.alg, "-out", path).Output()
+		if err != nil {
+			t.Fatalf("keygen: %v", err)
+		}
+		line := strings.TrimSpace(string(out))
+		// S._domainkey.D. IN TXT "v=DKIM1; ..." "..."
+		name, rest, _ := strings.Cut(line, " IN TXT ")
+		var value strings.Builder
+		for _, part := range strings.Split(rest, `" "`) {
+			value.WriteString(strings.Trim(part, `"`))
+		}
+		records[name] = value.String()
+	}
+	r := startRelay(t, relayOpts{extraConfig: fmt.Sprintf(`dkim:
+  - {domain: example.com, selector: rsa1, key: %s, algorithm: rsa}
+  - {domain: example.com, selector: ed1, key: %s, algorithm: ed25519}
+`, filepath.Join(keyDir, "rsa1.pem"), filepath.Join(keyDir, "ed1.pem"))})
+	env := []string{"FACTEUR_CONFIG=" + r.config}
+	longSubject := "Subject: " + strings.Repeat("très long sujet ", 20)
+	runTool(t, nil, "", "swaks", "--server", r.smtp, "--from", "app@example.com", "--to", "v1@example.org",
+		"--header", "From: App <app@example.com>", "--header", longSubject, "--body", "Corps 8-bit: éàü\n\n\n")
+	runTool(t, env, "", "php", "-d", "sendmail_path="+r.shim+" -t -i", "-r",
+		`mail("v2@example.org", "mail()", "Bonjour\n", "From: site@example.com");`)
+	runTool(t, env, "cron output\n", r.shim, "-FCronDaemon", "-i", "-B8BITMIME", "-oem", "-f", "cron@example.com", "v3@example.org")
+	msgs := r.wait(3)
+	verifier := `
+import dkim, json, sys
+records = json.loads(sys.argv[1])
+def dns(name, timeout=5):
+    v = records.get(name.decode().rstrip("."))
+    return v.encode() if v else None
+msg = sys.stdin.buffer.read()
+d = dkim.DKIM(msg)
+n = msg.count(b"DKIM-Signature:")
+ok = all(d.verify(idx=i, dnsfunc=dns) for i in range(n))
+print(n, ok)
+`
+	recs := map[string]string{}
+	for k, v := range records {
+		recs[strings.TrimSuffix(k, ".")] = v
+	}
+	rj, _ := json.Marshal(recs)
+	for _, m := range msgs {
+		cmd := exec.Command(py, "-c", verifier, string(rj))
+		cmd.Stdin = bytes.NewReader(m.Body)
+		out, err := cmd.CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != "2 True" {
+			t.Errorf("message to %v does not verify (want 2 signatures): %v %s\n%s", m.Rcpts, err, out, m.Body)
+		}
+	}
+}
+
+// facteur serve refuses a key that is group or world readable.
+func TestServeRefusesUnsafeDKIMKey(t *testing.T) {
+	bin, _ := binaries(t)
+	dir := t.TempDir()
+	key := filepath.Join(dir, "k.pem")
+	if out, err := exec.Command(bin, "dkim", "keygen", "-domain", "example.com", "-selector", "s", "-out", key).CombinedOutput(); err != nil {
+		t.Fatalf("keygen: %v %s", err, out)
+	}
+	os.Chmod(key, 0o644)
+	cfg := filepath.Join(dir, "f.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("listen: [127.0.0.1:%d]\nadmin: 127.0.0.1:%d\ndata_dir: %s\ndkim:\n  - {domain: example.com, selector: s, key: %s}\n",
+		freePort(t, "127.0.0.1"), freePort(t, "127.0.0.1"), filepath.Join(dir, "data"), key)), 0o644)
+	out, err := exec.Command(bin, "serve", "-config", cfg).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), key) {
+		t.Fatalf("serve started or did not name the key: %v\n%s", err, out)
+	}
+}
