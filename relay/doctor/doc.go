@@ -1,0 +1,31 @@
+// Package doctor checks that a domain is set up for its mail from this relay
+// to be delivered (issue 8 §5, `facteur doctor`): SPF authorises the
+// relay's address, the DKIM keys in DNS are the configured ones, DMARC is
+// published, the address has forward-confirmed reverse DNS matching the
+// relay's hostname, and the address is on no DNS block list. Each check
+// yields a Finding (ok, warn or fail) that explains itself and, when
+// something is wrong, gives the record to publish or the action to take.
+//
+// It owns the SPF evaluator: CheckHost is RFC 7208's check_host(), written
+// here (it is small) rather than added as a dependency, over the DNS
+// interface so that it asks the configured `resolver` with facteur's error
+// typing, never the system's resolver. It
+// implements every mechanism (all, include, a, mx, ptr, ip4, ip6, exists)
+// with dual CIDR lengths, qualifiers, redirect=, the macros of §7 (s l o d i
+// p h v, transformers and URL escaping; c r t only in exp=, which is checked
+// but not fetched since the doctor has no one to explain a rejection to),
+// the limits of §4.6.4 (10 lookups, 2 void lookups, 10 MX names) and loop
+// detection.
+//
+// It does not own DNS: every lookup goes through the DNS interface, which
+// ResolverDNS implements over facteur/relay/resolver, so that tests and the
+// command share one code path against a loopback DNS server.
+//
+// Invariants:
+//   - Nothing panics on published data: records are parsed, never trusted;
+//     a malformed record is a permerror or a Fail finding.
+//   - A DNS failure is never reported as a problem of the domain: it makes
+//     the finding Warn ("could not check"), or temperror in SPF.
+//   - Only Fail findings make Failed true, and so the command's exit status
+//     non-zero.
+package doctor

@@ -1,0 +1,150 @@
+package doctor
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+
+	"facteur/relay/config"
+)
+
+// Status is a check's verdict. Its strings are the JSON contract.
+type Status string
+
+const (
+	// OK: nothing to do.
+	OK Status = "ok"
+	// Warn: the check could not be made, or something is worth knowing
+	// without being wrong (no DKIM key configured, p=none).
+	Warn Status = "warn"
+	// Fail: a receiver will hold this against the domain's mail.
+	Fail Status = "fail"
+)
+
+// Check names, the "check" field of a Finding.
+const (
+	CheckSPF   = "spf"
+	CheckDKIM  = "dkim"
+	CheckDMARC = "dmarc"
+	CheckPTR   = "ptr"
+	CheckDNSBL = "dnsbl"
+)
+
+// Finding is the outcome of one check.
+type Finding struct {
+	Check  string `json:"check"`
+	Status Status `json:"status"`
+	// Detail says what was found and why it matters.
+	Detail string `json:"detail"`
+	// Fix is what to do: a zone-file line to publish, or an action. Empty
+	// when there is nothing to do.
+	Fix string `json:"fix"`
+}
+
+// Options say what to check.
+type Options struct {
+	// Domain is the sending domain (MAIL FROM and From:).
+	Domain string
+	// IP is the relay's outbound address; the zero Addr means unknown, and
+	// the checks that need it say so.
+	IP netip.Addr
+	// Hostname is the relay's EHLO name (config `hostname`), which the PTR
+	// should name.
+	Hostname string
+	// DKIM is the configured signing keys (config `dkim`); those signing
+	// for Domain are checked.
+	DKIM []config.DKIMKey
+	// DNSBL is the block-list zones to query; nil means DefaultDNSBL().
+	DNSBL []string
+}
+
+// DefaultDNSBL is the block lists checked when Options.DNSBL is nil: the
+// ones the big receivers and most spam filters consult.
+func DefaultDNSBL() []string {
+	return []string{"zen.spamhaus.org", "bl.spamcop.net", "b.barracudacentral.org", "dnsbl.sorbs.net"}
+}
+
+// Run makes every check and returns the findings in report order: SPF,
+// DKIM (one per key), DMARC, PTR, then one per block list.
+func Run(ctx context.Context, dns DNS, o Options) []Finding {
+	o.Domain = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(o.Domain), "."))
+	o.IP = o.IP.Unmap()
+	var out []Finding
+	out = append(out, checkSPF(ctx, dns, o))
+	out = append(out, checkDKIM(ctx, dns, o)...)
+	out = append(out, checkDMARC(ctx, dns, o))
+	out = append(out, checkPTR(ctx, dns, o))
+	out = append(out, checkDNSBLs(ctx, dns, o)...)
+	return out
+}
+
+// Failed reports whether any finding is a failure: the command's exit
+// status.
+func Failed(fs []Finding) bool {
+	for _, f := range fs {
+		if f.Status == Fail {
+			return true
+		}
+	}
+	return false
+}
+
+// checkDNSBLs queries the zones concurrently: a dead list costs one
+// resolver timeout, not one per zone.
+func checkDNSBLs(ctx context.Context, dns DNS, o Options) []Finding {
+	zones := o.DNSBL
+	if zones == nil {
+		zones = DefaultDNSBL()
+	}
+	out := make([]Finding, len(zones))
+	var wg sync.WaitGroup
+	for i, z := range zones {
+		wg.Go(func() { out[i] = checkDNSBL(ctx, dns, o.IP, z) })
+	}
+	wg.Wait()
+	return out
+}
+
+// txtRecord is the zone-file line publishing value at owner, split into
+// 255-byte character-strings (RFC 1035 §3.3.14; RFC 7208 §3.3 and RFC 6376
+// §3.6.2.2 concatenate them).
+func txtRecord(owner, value string) string {
+	var b strings.Builder
+	b.WriteString(strings.TrimSuffix(owner, "."))
+	b.WriteString(". IN TXT")
+	for first := true; first || value != ""; first = false {
+		n := min(len(value), 255)
+		b.WriteString(` "`)
+		b.WriteString(strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(value[:n]))
+		b.WriteString(`"`)
+		value = value[n:]
+	}
+	return b.String()
+}
+
+// noIP explains a check skipped for want of the outbound address.
+func noIP(check string) Finding {
+	return Finding{
+		Check:  check,
+		Status: Warn,
+		Detail: "cannot check: the relay's outbound IP address is unknown",
+		Fix:    "give -ip ADDRESS, or set delivery.source_ip in the config",
+	}
+}
+
+// ipMechanism is the SPF term listing ip alone.
+func ipMechanism(ip netip.Addr) string {
+	if ip.Is4() {
+		return "ip4:" + ip.String()
+	}
+	return "ip6:" + ip.String()
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, one)
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
