@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"facteur/policy"
@@ -109,6 +110,7 @@ func dbPath(cfg *config.Config) string { return filepath.Join(cfg.DataDir, "queu
 // database, owned by whoever ran them, in data_dir.
 func openStore(cfg *config.Config, create bool) (*queue.Store, error) {
 	p := dbPath(cfg)
+	created := false
 	if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
 		if !create {
 			return nil, nil
@@ -116,12 +118,33 @@ func openStore(cfg *config.Config, create bool) (*queue.Store, error) {
 		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 			return nil, fmt.Errorf("data_dir: %w", err)
 		}
+		created = true
 	}
 	s, err := queue.Open(p, queue.Options{})
 	if err != nil {
-		return nil, fmt.Errorf("open %s (daemon not running): %w", p, err)
+		return nil, fmt.Errorf("admin endpoint %s unreachable, and the database: %w", cfg.Admin, err)
+	}
+	if created {
+		giveToDataDirOwner(cfg.DataDir, p)
 	}
 	return s, nil
+}
+
+// giveToDataDirOwner hands a database that root just created to the owner
+// of data_dir, so that a daemon running as its own user can open it.
+func giveToDataDirOwner(dir, file string) {
+	if os.Geteuid() != 0 {
+		return
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 {
+		if err := os.Chown(file, int(st.Uid), int(st.Gid)); err != nil {
+			fmt.Fprintf(os.Stderr, "facteur: %v\n", err)
+		}
+	}
 }
 
 // offlineEngine rebuilds the policy engine from the policy file and the

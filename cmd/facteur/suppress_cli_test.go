@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -264,5 +265,30 @@ func TestSuppressListExpired(t *testing.T) {
 	}
 	if out := e.ok("", "suppress", "export"); !strings.Contains(out, "old@gone.example,host_unknown,,smtp,") {
 		t.Errorf("export lacks the expired entry: %s", out)
+	}
+}
+
+// TestSuppressOfflineDatabaseOwner: a database that root creates with the
+// daemon down belongs to data_dir's owner, so that the daemon, running as
+// that user, can open it.
+func TestSuppressOfflineDatabaseOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("cmd/facteur: needs root to give a file away")
+	}
+	t.Parallel()
+	e := newCLIEnv(t, "")
+	if err := os.MkdirAll(e.dataDir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(e.dataDir, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	e.ok("", "suppress", "add", "bob@example.org")
+	fi, err := os.Stat(dbPath(&config.Config{DataDir: e.dataDir}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); st.Uid != 65534 || st.Gid != 65534 {
+		t.Errorf("queue.db owned by %d:%d, want 65534:65534", st.Uid, st.Gid)
 	}
 }
