@@ -45,6 +45,7 @@ type Config struct {
 	MinFreeDisk     Size              `yaml:"min_free_disk" json:"min_free_disk"`
 	QueueAlarm      QueueAlarm        `yaml:"queue_alarm" json:"queue_alarm"`
 	Webhooks        []Webhook         `yaml:"webhooks" json:"webhooks"`
+	Bounces         Bounces           `yaml:"bounces" json:"bounces"`
 
 	// File is the path the config was read from ("" for built-in defaults).
 	File string `yaml:"-" json:"-"`
@@ -120,6 +121,19 @@ type Limits struct {
 type QueueAlarm struct {
 	Messages int      `yaml:"messages" json:"messages"`
 	Age      Duration `yaml:"age" json:"age"`
+}
+
+// Bounces configures VERP return paths and the inbound bounce listener
+// (issue 7 §2). With Domain set, a message's envelope sender on the wire
+// becomes bounces+TOKEN@Domain, one recipient per transaction, so that an
+// asynchronous bounce names its message and recipient even when its text
+// does not. Listen accepts mail for Domain only (the domain's MX points
+// here); without it, the MTA that receives Domain pipes the bounces to
+// `facteur bounce ingest`.
+type Bounces struct {
+	Domain     string     `yaml:"domain" json:"domain"`
+	Listen     []HostPort `yaml:"listen" json:"listen"`
+	SecretFile string     `yaml:"secret_file" json:"secret_file"`
 }
 
 // Webhook posts delivery events to an app (issue 8 §4).
@@ -377,6 +391,12 @@ func (c *Config) Validate() error {
 				bad(key+".events", "unknown event %q", e)
 			}
 		}
+	}
+	if c.Bounces.Domain != "" && c.Bounces.SecretFile == "" {
+		bad("bounces.secret_file", "VERP tokens need a secret (a file of random bytes)")
+	}
+	if len(c.Bounces.Listen) > 0 && c.Bounces.Domain == "" {
+		bad("bounces.domain", "the bounce listener needs the domain it accepts mail for")
 	}
 	switch c.Suppression.OnRcpt {
 	case "refuse", "drop":

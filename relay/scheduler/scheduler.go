@@ -48,6 +48,10 @@ type Options struct {
 	// Suppress is called for a recipient the policy says to suppress;
 	// nil: store it in the queue's suppression list directly.
 	Suppress func(ctx context.Context, s queue.Suppression) error
+	// ReturnPath, when set, gives the envelope sender used on the wire for
+	// one recipient of a message with a non-null sender (VERP, issue 7 §2);
+	// each such transaction then carries one recipient.
+	ReturnPath func(id queue.ID, rcpt string) string
 	// OnEvent is called for every delivery event (webhooks, metrics); may be nil.
 	OnEvent func(e DeliveryEvent)
 	// OnProviderEvent is called after provider state changes (the daemon
@@ -455,6 +459,9 @@ func (s *Scheduler) worker(ctx context.Context, l *lane) {
 // returns whether the worker should open another.
 func (s *Scheduler) connection(ctx context.Context, l *lane, provider string, targets []target) bool {
 	lim := s.shaper.Limits(provider)
+	if s.opts.ReturnPath != nil {
+		lim.RecipientsPerMessage = 1 // one VERP return path per recipient
+	}
 	first := s.pop(l, lim.RecipientsPerMessage)
 	if first == nil {
 		return false
@@ -493,8 +500,12 @@ func (s *Scheduler) connection(ctx context.Context, l *lane, provider string, ta
 			continue
 		}
 		start := s.clock.Now()
+		from := it.msg.Sender
+		if s.opts.ReturnPath != nil && from != "" {
+			from = s.opts.ReturnPath(it.msg.ID, it.rcpts[0])
+		}
 		res, err := conn.Send(s.sendCtx, delivery.Message{
-			From: it.msg.Sender, Rcpts: it.rcpts, Body: body,
+			From: from, Rcpts: it.rcpts, Body: body,
 			SMTPUTF8: it.msg.SMTPUTF8, EightBit: it.msg.EightBit,
 		})
 		s.record(ctx, it, provider, l.domain, conn, res, err, start)

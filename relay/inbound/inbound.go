@@ -1,0 +1,98 @@
+// Package inbound is the optional listener for asynchronous bounces (issue
+// 7 §2): an SMTP server that accepts mail only for the configured bounce
+// domain, where facteur's VERP return paths (bounces+TOKEN@domain) point,
+// and hands each message to a handler that parses and applies it. It is
+// not a relay and has no mailboxes: every other recipient gets 550, and a
+// message is never forwarded.
+package inbound
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"facteur/relay/address"
+)
+
+// Handler applies one received bounce; rcpts are the envelope recipients
+// (they carry the VERP tokens). An error is answered 451: the remote retries.
+type Handler func(ctx context.Context, rcpts []string, raw []byte) error
+
+// Server accepts mail for one domain.
+type Server struct {
+	Domain         string
+	Hostname       string
+	MaxMessageSize int64
+	Handle         Handler
+	Log            *slog.Logger
+
+	srv *smtp.Server
+}
+
+// Serve runs until ln is closed.
+func (s *Server) Serve(ln net.Listener) error {
+	s.srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		return &session{s: s, client: c.Conn().RemoteAddr().String()}, nil
+	}))
+	s.srv.Domain = s.Hostname
+	s.srv.MaxMessageBytes = s.MaxMessageSize
+	s.srv.MaxRecipients = 50
+	s.srv.ReadTimeout = 5 * time.Minute
+	s.srv.WriteTimeout = 5 * time.Minute
+	s.srv.EnableSMTPUTF8 = true
+	err := s.srv.Serve(ln)
+	if errors.Is(err, smtp.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops the server.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.srv == nil {
+		return nil
+	}
+	return s.srv.Shutdown(ctx)
+}
+
+type session struct {
+	s      *Server
+	client string
+	rcpts  []string
+}
+
+func (ss *session) Mail(string, *smtp.MailOptions) error { ss.rcpts = nil; return nil }
+
+func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if _, err := address.Check(to); err != nil || !strings.EqualFold(address.Domain(to), ss.s.Domain) {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+			Message: "<" + to + ">: this server accepts bounces for " + ss.s.Domain + " only"}
+	}
+	ss.rcpts = append(ss.rcpts, to)
+	return nil
+}
+
+func (ss *session) Data(r io.Reader) error {
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(r); err != nil {
+		if errors.Is(err, smtp.ErrDataTooLarge) {
+			return smtp.ErrDataTooLarge
+		}
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Error reading message"}
+	}
+	if err := ss.s.Handle(context.Background(), ss.rcpts, buf.Bytes()); err != nil {
+		ss.s.Log.Error("bounce handling failed", "client", ss.client, "err", err)
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary failure, try again later"}
+	}
+	return nil
+}
+
+func (ss *session) Reset()        { ss.rcpts = nil }
+func (ss *session) Logout() error { return nil }
