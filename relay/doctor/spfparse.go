@@ -58,7 +58,7 @@ func parseSPF(record string) (*spfRecord, error) {
 				if *target != "" {
 					return nil, fmt.Errorf("%s= appears twice (RFC 7208 §6)", strings.ToLower(name))
 				}
-				if err := checkDomainSpec(value, false); err != nil {
+				if err := checkDomainSpec(value, target == &r.exp); err != nil {
 					return nil, fmt.Errorf("%q: %v", t, err)
 				}
 				*target = value
