@@ -1,0 +1,644 @@
+package main
+
+// Tests of facteur install (issue 8 §6): the real binary installs under a
+// --root directory; the files, modes and owners it leaves, the unit checked
+// by systemd-analyze, dpkg diversions in a dpkg database under the root,
+// and PHP mail() and cron's line through the installed shim to a loopback MX.
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+
+	"facteur/policy"
+	"facteur/relay/config"
+)
+
+// Ids of the facteur user and groups in the etc/passwd and etc/group of a
+// test root: unused on the test machine, so that a chown to them shows.
+const (
+	testUID     = 64101
+	testGID     = 64101
+	testDropGID = 64102
+)
+
+// newRoot returns an empty root; withUsers gives it the passwd and group
+// files an image has after useradd --root.
+func newRoot(t *testing.T, withUsers bool) string {
+	t.Helper()
+	root := t.TempDir()
+	if withUsers {
+		os.MkdirAll(filepath.Join(root, "etc"), 0o755)
+		passwd := fmt.Sprintf("root:x:0:0:root:/root:/bin/bash\nfacteur:x:%d:%d:facteur mail relay:/var/lib/facteur:/usr/sbin/nologin\n", testUID, testGID)
+		group := fmt.Sprintf("root:x:0:\nfacteur:x:%d:\nfacteur-drop:x:%d:facteur\n", testGID, testDropGID)
+		if err := os.WriteFile(filepath.Join(root, "etc/passwd"), []byte(passwd), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, "etc/group"), []byte(group), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+// install runs the built facteur install and returns its stdout.
+func install(t *testing.T, bin string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"install"}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("facteur install %v: %v\nstdout:\n%s\nstderr:\n%s", args, err, out.String(), errb.String())
+	}
+	checkStepLines(t, out.String())
+	return out.String()
+}
+
+// stepLineRE is every form a step line takes.
+var stepLineRE = regexp.MustCompile(`^(dry-run: )?(installing under|create|install|replace|set|symlink|divert|add user|systemctl) |^(kept existing|unchanged|skipped:) `)
+
+func checkStepLines(t *testing.T, out string) {
+	t.Helper()
+	for _, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		if !stepLineRE.MatchString(l) {
+			t.Errorf("unexpected output line %q", l)
+		}
+	}
+}
+
+type wantFile struct {
+	path     string
+	kind     fs.FileMode // 0 regular, ModeDir, ModeSymlink
+	mode     string      // as octal() prints it
+	uid, gid int
+	same     string // a file whose bytes it must have
+	target   string // for a link
+}
+
+func checkFiles(t *testing.T, root string, want []wantFile, owners bool) {
+	t.Helper()
+	for _, w := range want {
+		path := filepath.Join(root, w.path)
+		fi, err := os.Lstat(path)
+		if err != nil {
+			t.Errorf("%s: %v", w.path, err)
+			continue
+		}
+		if fi.Mode().Type() != w.kind {
+			t.Errorf("%s: type %v, want %v", w.path, fi.Mode().Type(), w.kind)
+			continue
+		}
+		if w.kind == fs.ModeSymlink {
+			if got, _ := os.Readlink(path); got != w.target {
+				t.Errorf("%s -> %s, want -> %s", w.path, got, w.target)
+			}
+			continue
+		}
+		if got := octal(fi.Mode()); got != w.mode {
+			t.Errorf("%s: mode %s, want %s", w.path, got, w.mode)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if owners && (int(st.Uid) != w.uid || int(st.Gid) != w.gid) {
+			t.Errorf("%s: owner %d:%d, want %d:%d", w.path, st.Uid, st.Gid, w.uid, w.gid)
+		}
+		if w.same != "" {
+			a, _ := os.ReadFile(path)
+			b, _ := os.ReadFile(w.same)
+			if !bytes.Equal(a, b) {
+				t.Errorf("%s: not a copy of %s", w.path, w.same)
+			}
+		}
+	}
+}
+
+func TestInstallRoot(t *testing.T) {
+	bin, shim := binaries(t)
+	root := newRoot(t, true)
+	out := install(t, bin, "--root", root, "--no-start")
+	asRoot := os.Geteuid() == 0
+	checkFiles(t, root, []wantFile{
+		{path: "var/lib/facteur", kind: fs.ModeDir, mode: "0710", uid: testUID, gid: testDropGID},
+		{path: "var/lib/facteur/maildrop", kind: fs.ModeDir, mode: "1730", uid: testUID, gid: testDropGID},
+		{path: "etc/facteur", kind: fs.ModeDir, mode: "0755"},
+		{path: "etc/facteur/facteur.yaml", mode: "0640", gid: testDropGID},
+		{path: "etc/facteur/policy.yaml", mode: "0640", gid: testDropGID},
+		{path: "etc/systemd/system/facteur.service", mode: "0644"},
+		{path: "usr/local/sbin/facteur", mode: "0755", same: bin},
+		{path: "usr/sbin/sendmail", mode: "2755", gid: testDropGID, same: shim},
+		{path: "usr/bin/mailq", kind: fs.ModeSymlink, target: "../sbin/sendmail"},
+		{path: "usr/bin/newaliases", kind: fs.ModeSymlink, target: "../sbin/sendmail"},
+	}, asRoot)
+	for _, want := range []string{
+		"kept existing group facteur-drop\n",
+		"kept existing user facteur\n",
+		"skipped: systemctl daemon-reload && systemctl enable --now facteur (--root)\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
+	}
+	// Nothing was at the shim's paths: nothing to divert.
+	if strings.Contains(out, "divert") {
+		t.Errorf("install diverted in an empty root:\n%s", out)
+	}
+	if asRoot && strings.Contains(out, "skipped: chown") {
+		t.Errorf("root with users in etc/passwd skipped a chown:\n%s", out)
+	}
+	unit, _ := os.ReadFile(filepath.Join(root, "etc/systemd/system/facteur.service"))
+	if !bytes.Equal(unit, unitFile) {
+		t.Errorf("the unit written is not the embedded facteur.service")
+	}
+
+	// A second run keeps the admin's config and changes nothing else.
+	cfgPath := filepath.Join(root, "etc/facteur/facteur.yaml")
+	edited := []byte("hostname: edited.example\n")
+	if err := os.WriteFile(cfgPath, edited, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, root)
+	out = install(t, bin, "--root", root, "--no-start")
+	for _, want := range []string{"kept existing " + cfgPath, "kept existing " + filepath.Join(root, "etc/facteur/policy.yaml")} {
+		if !strings.Contains(out, want+"\n") {
+			t.Errorf("second run: no %q in:\n%s", want, out)
+		}
+	}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if !strings.HasPrefix(l, "kept existing ") && !strings.HasPrefix(l, "unchanged ") &&
+			!strings.HasPrefix(l, "skipped: ") && !strings.HasPrefix(l, "installing under ") {
+			t.Errorf("second run changed something: %q", l)
+		}
+	}
+	if got, _ := os.ReadFile(cfgPath); !bytes.Equal(got, edited) {
+		t.Errorf("second run rewrote the config: %q", got)
+	}
+	if diff := diffSnapshots(before, snapshot(t, root)); diff != "" {
+		t.Errorf("second run changed files:\n%s", diff)
+	}
+}
+
+// Without the users in the image, the owners are skipped, and so are the
+// bits meant for the missing group: no setgid-root shim, no maildrop
+// writable by root's group.
+func TestInstallRootWithoutUsers(t *testing.T) {
+	bin, _ := binaries(t)
+	root := newRoot(t, false)
+	out := install(t, bin, "--root", root, "--no-start")
+	checkFiles(t, root, []wantFile{
+		{path: "var/lib/facteur", kind: fs.ModeDir, mode: "0710"},
+		{path: "var/lib/facteur/maildrop", kind: fs.ModeDir, mode: "1710"},
+		{path: "usr/sbin/sendmail", mode: "0755"},
+		{path: "etc/facteur/facteur.yaml", mode: "0640"},
+	}, false)
+	for _, want := range []string{
+		"skipped: groupadd --system facteur-drop (--root: run groupadd --root " + root + " --system facteur-drop in the image)",
+		"skipped: useradd --system --home-dir /var/lib/facteur --no-create-home --shell /usr/sbin/nologin --comment 'facteur mail relay' --groups facteur-drop --user-group facteur (--root: run useradd --root " + root + " ... in the image)",
+		"skipped: chown facteur:facteur-drop " + filepath.Join(root, "var/lib/facteur") + " (no user facteur, no group facteur-drop in " + filepath.Join(root, "etc") + "); mode 0710",
+		"skipped: chown root:facteur-drop " + filepath.Join(root, "usr/sbin/sendmail") + " (no group facteur-drop in " + filepath.Join(root, "etc") + "); mode 0755",
+	} {
+		if !strings.Contains(out, want+"\n") {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
+	}
+}
+
+func TestInstallDryRun(t *testing.T) {
+	bin, _ := binaries(t)
+	for _, tc := range []struct {
+		name    string
+		prepare func(t *testing.T, root string)
+	}{
+		{"empty root", func(*testing.T, string) {}},
+		{"installed root with an edited config", func(t *testing.T, root string) {
+			install(t, bin, "--root", root, "--no-start")
+			os.WriteFile(filepath.Join(root, "etc/facteur/facteur.yaml"), []byte("hostname: x.example\n"), 0o600)
+			os.Chmod(filepath.Join(root, "var/lib/facteur"), 0o755)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := newRoot(t, true)
+			tc.prepare(t, root)
+			before := snapshot(t, root)
+			out := install(t, bin, "--dry-run", "--root", root)
+			if diff := diffSnapshots(before, snapshot(t, root)); diff != "" {
+				t.Errorf("--dry-run changed files:\n%s\noutput:\n%s", diff, out)
+			}
+			if !strings.Contains(out, "dry-run: ") {
+				t.Errorf("--dry-run printed no step:\n%s", out)
+			}
+		})
+	}
+}
+
+// A dry run on this very machine prints what a real install would do and
+// touches nothing; an MTA package's sendmail would be diverted.
+func TestInstallDryRunSystem(t *testing.T) {
+	bin, _ := binaries(t)
+	watched := []string{installBin, installSendmail, installConfig, installPolicy, installUnit, installDataDir}
+	before := map[string]string{}
+	for _, p := range watched {
+		before[p] = statLine(p)
+	}
+	out := install(t, bin, "--dry-run")
+	for _, p := range watched {
+		if got := statLine(p); got != before[p] {
+			t.Errorf("--dry-run changed %s: %s → %s", p, before[p], got)
+		}
+	}
+	if _, err := exec.LookPath("dpkg-query"); err == nil {
+		owned := exec.Command("dpkg-query", "--search", installSendmail).Run() == nil
+		divert := "dry-run: divert " + installSendmail + " to " + installSendmail + ".distrib"
+		if owned != strings.Contains(out, divert) {
+			t.Errorf("a package owns %s: %v; the dry run diverts it: %v\n%s", installSendmail, owned, !owned, out)
+		}
+		if owned && !strings.Contains(out, "dry-run: install "+installSendmail+" from ") {
+			t.Errorf("after a diversion the shim is installed, not replaced:\n%s", out)
+		}
+	}
+}
+
+func statLine(p string) string {
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return "absent"
+	}
+	return fmt.Sprintf("%v %d %v", fi.Mode(), fi.Size(), fi.ModTime())
+}
+
+// snapshot records every file under root: type, mode, owner, content.
+func snapshot(t *testing.T, root string) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := os.Lstat(path)
+		if err != nil {
+			return err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		v := fmt.Sprintf("%v %d:%d", fi.Mode(), st.Uid, st.Gid)
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0:
+			l, _ := os.Readlink(path)
+			v += " -> " + l
+		case fi.Mode().IsRegular():
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			v += fmt.Sprintf(" %x", sha256.Sum256(data))
+		}
+		rel, _ := filepath.Rel(root, path)
+		m[rel] = v
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func diffSnapshots(a, b map[string]string) string {
+	var out []string
+	for k, v := range a {
+		if b[k] != v {
+			out = append(out, fmt.Sprintf("%s: %q → %q", k, v, b[k]))
+		}
+	}
+	for k, v := range b {
+		if _, ok := a[k]; !ok {
+			out = append(out, fmt.Sprintf("%s: new %q", k, v))
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// systemd-analyze verify --root checks the unit against the root: the
+// ExecStart binary must exist there. --recursive-errors=no makes a warning
+// about our unit an error, and ignores the system units (sysinit.target...)
+// an image under construction does not have yet (systemd 252).
+func verifyUnit(t *testing.T, root string) (string, error) {
+	t.Helper()
+	need(t, "systemd-analyze")
+	// ExecReload's /bin/kill (procps) is part of any Debian image; the
+	// test root gets a stand-in, since verify checks it is executable.
+	if err := os.MkdirAll(filepath.Join(root, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "bin/kill"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("systemd-analyze", "verify", "--recursive-errors=no", "--root="+root, "facteur.service")
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func TestInstallUnitVerifies(t *testing.T) {
+	bin, _ := binaries(t)
+	root := newRoot(t, true)
+	install(t, bin, "--root", root, "--no-start")
+	if out, err := verifyUnit(t, root); err != nil || strings.TrimSpace(out) != "" {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	// The check can fail: a misspelt directive, or no binary at ExecStart.
+	unitPath := filepath.Join(root, "etc/systemd/system/facteur.service")
+	for _, tc := range []struct {
+		name   string
+		break_ func()
+	}{
+		{"misspelt directive", func() {
+			os.WriteFile(unitPath, bytes.Replace(unitFile, []byte("ProtectSystem=strict"), []byte("ProtectSytem=strict"), 1), 0o644)
+		}},
+		{"no binary", func() {
+			os.WriteFile(unitPath, unitFile, 0o644)
+			os.Remove(filepath.Join(root, "usr/local/sbin/facteur"))
+		}},
+	} {
+		tc.break_()
+		if out, err := verifyUnit(t, root); err == nil {
+			t.Errorf("%s: systemd-analyze verify passed:\n%s", tc.name, out)
+		}
+	}
+}
+
+// The unit names the paths install writes to and the users it creates.
+func TestInstallUnitAgrees(t *testing.T) {
+	directives := map[string][]string{}
+	for _, l := range strings.Split(string(unitFile), "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok && !strings.HasPrefix(l, "#") {
+			directives[k] = append(directives[k], v)
+		}
+	}
+	for k, want := range map[string]string{
+		"Type":                  "simple",
+		"ExecStart":             installBin + " serve -config " + installConfig,
+		"ExecReload":            "/bin/kill -HUP $MAINPID",
+		"Restart":               "on-failure",
+		"User":                  installUser,
+		"Group":                 installUser,
+		"SupplementaryGroups":   dropGroup,
+		"ReadWritePaths":        installDataDir,
+		"AmbientCapabilities":   "CAP_NET_BIND_SERVICE",
+		"CapabilityBoundingSet": "CAP_NET_BIND_SERVICE",
+		"NoNewPrivileges":       "yes",
+		"ProtectSystem":         "strict",
+		"ProtectHome":           "yes",
+		"PrivateTmp":            "yes",
+		"WantedBy":              "multi-user.target",
+	} {
+		if got := directives[k]; len(got) != 1 || got[0] != want {
+			t.Errorf("%s=%v, want %s", k, got, want)
+		}
+	}
+}
+
+// uncomment turns the commented examples of a written file (lines such as
+// `#   root: ops@example.com`) into YAML, leaving prose comments.
+var exampleRE = regexp.MustCompile(`(?m)^# ( *(?:[a-z_-]+:(?: |$)|- ))`)
+
+func TestInstallConfigParses(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		text string
+	}{
+		{"as written", configFile("web1.example.com")},
+		{"examples uncommented", exampleRE.ReplaceAllString(configFile("web1.example.com"), "$1")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := config.Parse(installConfig, []byte(tc.text))
+			if err != nil {
+				t.Fatalf("%v\n%s", err, tc.text)
+			}
+			if c.Hostname != "web1.example.com" || c.DataDir != installDataDir || c.Policy != installPolicy ||
+				len(c.Listen) != 1 || c.Listen[0] != "127.0.0.1:25" || c.MaxQueue != 10000 || c.MinFreeDisk != 512<<20 {
+				t.Errorf("parsed %+v", c)
+			}
+			for _, l := range []struct {
+				key  string
+				got  config.Rate
+				want string
+			}{{"per_client_ip", c.Limits.PerClientIP, "100/h"}, {"per_sender", c.Limits.PerSender, "100/h"}, {"per_user", c.Limits.PerUser, "200/h"}} {
+				want, err := policy.ParseRate(l.want)
+				if err != nil || l.got.Rate != want {
+					t.Errorf("limits.%s = %v, want %s", l.key, l.got, l.want)
+				}
+			}
+			if tc.name == "examples uncommented" && (c.Aliases["root"] != "ops@example.com" || c.Senders["www-data"] != "noreply@example.com" || len(c.DKIM) != 1) {
+				t.Errorf("examples: aliases %v senders %v dkim %v", c.Aliases, c.Senders, c.DKIM)
+			}
+		})
+	}
+}
+
+func TestInstallPolicyParses(t *testing.T) {
+	builtin, err := policy.Builtin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := policy.Parse(installPolicy, []byte(policyFile))
+	if err != nil {
+		t.Fatalf("as written: %v", err)
+	}
+	if !reflect.DeepEqual(p.Providers, builtin.Providers) {
+		t.Errorf("the written overlay changes the built-in policy")
+	}
+	ex := exampleRE.ReplaceAllString(policyFile, "$1")
+	if _, err := policy.Parse(installPolicy, []byte(ex)); err != nil {
+		t.Fatalf("examples uncommented: %v\n%s", err, ex)
+	}
+}
+
+func TestInstallHostname(t *testing.T) {
+	for _, tc := range []struct {
+		host string
+		ok   bool
+	}{
+		{"web1.example.com", true},
+		{"localhost", true},
+		{"web1.example.com\nlisten: [0.0.0.0:25]", false},
+		{"-bad.example", false},
+		{"a b", false},
+	} {
+		_, err := newInstaller(installOptions{Root: t.TempDir(), Hostname: tc.host, Euid: 0})
+		if (err == nil) != tc.ok {
+			t.Errorf("hostname %q: err %v", tc.host, err)
+		}
+	}
+}
+
+func TestInstallNeedsRoot(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		o    installOptions
+		ok   bool
+	}{
+		{"user on the system", installOptions{Euid: 1000}, false},
+		{"user, dry run", installOptions{Euid: 1000, DryRun: true}, true},
+		{"user under a root", installOptions{Euid: 1000, Root: "/tmp/image"}, true},
+		{"user, --root /", installOptions{Euid: 1000, Root: "/"}, false},
+		{"root on the system", installOptions{Euid: 0}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.o.Hostname = "web1.example.com"
+			_, err := newInstaller(tc.o)
+			if (err == nil) != tc.ok {
+				t.Fatalf("err %v", err)
+			}
+			if err != nil && !strings.Contains(err.Error(), "must run as root") {
+				t.Errorf("error does not say why: %v", err)
+			}
+		})
+	}
+	// And the process: a user gets exit status 1 and the reason.
+	if os.Geteuid() != 0 {
+		return
+	}
+	bin, _ := binaries(t)
+	dir, err := os.MkdirTemp("", "facteur-install-nobody-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	copyFile(t, bin, filepath.Join(dir, "facteur"), 0o755)
+	cmd := exec.Command(filepath.Join(dir, "facteur"), "install", "--no-start")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "must run as root") {
+		t.Errorf("as nobody: %v\n%s", err, out)
+	}
+}
+
+func copyFile(t *testing.T, from, to string, mode fs.FileMode) {
+	t.Helper()
+	data, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, data, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestInstallShimLookup(t *testing.T) {
+	bin, shim := binaries(t)
+	if err := checkShim(shim); err != nil {
+		t.Fatalf("the built shim is not recognised: %v", err)
+	}
+	if err := checkShim(bin); err == nil {
+		t.Fatalf("facteur itself is taken for the shim")
+	}
+	// facteur alone in its directory: no shim, said so, the rest installed.
+	dir := t.TempDir()
+	copyFile(t, bin, filepath.Join(dir, "facteur"), 0o755)
+	root := newRoot(t, true)
+	out := install(t, filepath.Join(dir, "facteur"), "--root", root, "--no-start")
+	if !strings.Contains(out, "skipped: sendmail shim: no sendmail shim: ") {
+		t.Errorf("missing shim not reported:\n%s", out)
+	}
+	if _, err := os.Lstat(filepath.Join(root, installSendmail)); err == nil {
+		t.Errorf("a shim was installed without one")
+	}
+	if _, err := os.Stat(filepath.Join(root, installBin)); err != nil {
+		t.Errorf("facteur not installed without a shim: %v", err)
+	}
+	// --shim names it; something else than the shim is refused.
+	out = install(t, filepath.Join(dir, "facteur"), "--root", root, "--no-start", "--shim", shim)
+	if !strings.Contains(out, "install "+filepath.Join(root, installSendmail)+" from "+shim) {
+		t.Errorf("--shim not installed:\n%s", out)
+	}
+	cmd := exec.Command(filepath.Join(dir, "facteur"), "install", "--root", root, "--shim", "/bin/sh")
+	if msg, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(msg), "is not facteur's cmd/sendmail") {
+		t.Errorf("--shim /bin/sh: %v\n%s", err, msg)
+	}
+}
+
+// An image with a dpkg database and an MTA package: its sendmail and mailq
+// are diverted (kept as .distrib, recorded by dpkg), then replaced.
+func TestInstallDivertsPackageFiles(t *testing.T) {
+	need(t, "dpkg-divert", "dpkg-query")
+	bin, shim := binaries(t)
+	root := newRoot(t, true)
+	for _, d := range []string{"var/lib/dpkg/info", "var/lib/dpkg/updates", "usr/sbin", "usr/bin"} {
+		os.MkdirAll(filepath.Join(root, d), 0o755)
+	}
+	status := "Package: exim4-daemon-light\nStatus: install ok installed\nPriority: optional\nSection: mail\nMaintainer: t <t@example.org>\nArchitecture: amd64\nVersion: 4.96-15\nDescription: test MTA\n\n"
+	list := "/.\n/usr\n/usr/sbin\n/usr/sbin/sendmail\n/usr/bin\n/usr/bin/mailq\n"
+	os.WriteFile(filepath.Join(root, "var/lib/dpkg/status"), []byte(status), 0o644)
+	os.WriteFile(filepath.Join(root, "var/lib/dpkg/info/exim4-daemon-light.list"), []byte(list), 0o644)
+	exim := []byte("#!/bin/sh\necho exim\n")
+	os.WriteFile(filepath.Join(root, "usr/sbin/sendmail"), exim, 0o755)
+	os.Symlink("exim4", filepath.Join(root, "usr/bin/mailq"))
+
+	out := install(t, bin, "--root", root, "--no-start")
+	for _, p := range []string{installSendmail, "/usr/bin/mailq"} {
+		if !strings.Contains(out, "divert "+p+" to "+p+".distrib (dpkg-divert --root="+root+" --local --rename --add "+p+")\n") {
+			t.Errorf("%s not diverted:\n%s", p, out)
+		}
+	}
+	if strings.Contains(out, "divert /usr/bin/newaliases") {
+		t.Errorf("diverted a path that did not exist:\n%s", out)
+	}
+	if got, _ := os.ReadFile(filepath.Join(root, "usr/sbin/sendmail.distrib")); !bytes.Equal(got, exim) {
+		t.Errorf("the MTA's sendmail was not kept: %q", got)
+	}
+	if got, _ := os.Readlink(filepath.Join(root, "usr/bin/mailq.distrib")); got != "exim4" {
+		t.Errorf("the MTA's mailq was not kept: %q", got)
+	}
+	checkFiles(t, root, []wantFile{
+		{path: "usr/sbin/sendmail", mode: "2755", gid: testDropGID, same: shim},
+		{path: "usr/bin/mailq", kind: fs.ModeSymlink, target: "../sbin/sendmail"},
+	}, os.Geteuid() == 0)
+	list2, err := exec.Command("dpkg-divert", "--root="+root, "--list").CombinedOutput()
+	if err != nil || !strings.Contains(string(list2), "local diversion of /usr/sbin/sendmail to /usr/sbin/sendmail.distrib") ||
+		!strings.Contains(string(list2), "local diversion of /usr/bin/mailq to /usr/bin/mailq.distrib") {
+		t.Errorf("dpkg-divert --list: %v\n%s", err, list2)
+	}
+
+	// Again: the diversions are ours already.
+	out = install(t, bin, "--root", root, "--no-start")
+	if strings.Contains(out, "divert ") || !strings.Contains(out, "kept existing diversion of /usr/sbin/sendmail\n") {
+		t.Errorf("second run:\n%s", out)
+	}
+}
+
+// Issue 8's check: PHP mail() and cron's sendmail line through the
+// installed shim reach a loopback MX; mailq works through its link.
+func TestInstalledShimClients(t *testing.T) {
+	need(t, "php")
+	bin, _ := binaries(t)
+	root := newRoot(t, true)
+	install(t, bin, "--root", root, "--no-start")
+	r := startRelay(t, relayOpts{})
+	sendmail := filepath.Join(root, installSendmail)
+	// Root runs the shim here, so FACTEUR_CONFIG is honoured even though
+	// it is setgid.
+	env := []string{"FACTEUR_CONFIG=" + r.config}
+	runTool(t, env, "", "php", "-d", "sendmail_path="+sendmail+" -t -i", "-r",
+		`mail("ivan@example.org", "Commande", "Merci\nligne 2\n", "From: shop@example.com");`)
+	runTool(t, env, "Cron <root@web1> /usr/local/bin/backup\n\nbackup done\n", sendmail, "-FCronDaemon", "-i", "-B8BITMIME", "-oem", "root")
+	msgs := r.wait(2)
+	byRcpt := map[string][]byte{}
+	for _, m := range msgs {
+		byRcpt[m.Rcpts[0]] = m.Body
+	}
+	if !bytes.Contains(byRcpt["ivan@example.org"], []byte("Merci\r\nligne 2\r\n")) {
+		t.Errorf("PHP mail() through the installed shim: %q", byRcpt)
+	}
+	if !bytes.Contains(byRcpt["ops@example.org"], []byte("backup done")) {
+		t.Errorf("cron's mail to root through the installed shim: %q", byRcpt)
+	}
+	runTool(t, env, "", filepath.Join(root, "usr/bin/mailq"))
+}
