@@ -494,16 +494,19 @@ func parseCSV(path string, data []byte) ([]queue.Suppression, error) {
 
 // parseRow reads one CSV row; a missing count is 1.
 func parseRow(row []string, cols map[string]int) (queue.Suppression, []error) {
-	get := func(name string) string {
+	raw := func(name string) string {
 		if j, ok := cols[name]; ok && j < len(row) {
-			return strings.TrimSpace(row[j])
+			return row[j]
 		}
 		return ""
 	}
+	get := func(name string) string { return strings.TrimSpace(raw(name)) }
+	// Reason and response are kept byte for byte: an export must import
+	// back exactly.
 	s := queue.Suppression{
 		Address:  get("address"),
-		Reason:   get("reason"),
-		Response: get("response"),
+		Reason:   raw("reason"),
+		Response: raw("response"),
 		Source:   queue.Source(get("source")),
 		Count:    1,
 	}
