@@ -131,6 +131,13 @@ func TestRun(t *testing.T) {
 			want:   []want{{CheckSPF, Warn, `example.test. IN TXT "v=spf1 ip4:192.0.2.10 a ~all"`}},
 		},
 		{
+			name: "SPF passes early but exceeds the lookup limit",
+			change: func(w *world) {
+				w.zones["example.test"] = relaytest.Zone{TXT: []string{"v=spf1 ip4:192.0.2.10 a:x1.test a:x2.test a:x3.test -all"}}
+			},
+			want: []want{{CheckSPF, Warn, "for an address it does not list, the record is a permerror: more than 2 lookups found no record"}},
+		},
+		{
 			name:   "SPF neutral",
 			change: func(w *world) { w.zones["example.test"] = relaytest.Zone{TXT: []string{"v=spf1 ip4:198.51.100.1"}} },
 			want:   []want{{CheckSPF, Fail, "no term matches it"}},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 
 	"facteur/relay/resolver"
@@ -28,6 +29,18 @@ func checkSPF(ctx context.Context, dns DNS, o Options) Finding {
 	case SPFPass:
 		f.Status = OK
 		f.Detail = fmt.Sprintf("%q authorises %s (pass, through %s); %s.", out.Record, o.IP, out.Match, lookups)
+		// The relay may match before the limits are reached while every
+		// other sender of the domain gets a permerror: evaluate once more
+		// for an address no sane record lists, which walks every term.
+		other := netip.AddrFrom4([4]byte{255, 255, 255, 255})
+		if o.IP.Is6() {
+			other = netip.MustParseAddr("100::ffff") // RFC 6666 discard prefix
+		}
+		if worst := CheckHost(ctx, dns, SPFQuery{IP: other, Domain: o.Domain, Helo: o.Hostname}); worst.Result == SPFPermError {
+			f.Status = Warn
+			f.Detail += fmt.Sprintf(" But for an address it does not list, the record is a permerror: %s; mail from the domain's other senders fails SPF.", worst.Reason)
+			f.Fix = "remove include: terms of services no longer used, or replace them by the ip4:/ip6: ranges they publish (flattening)"
+		}
 		if top, _, _ := strings.Cut(out.Match, " "); strings.EqualFold(strings.TrimPrefix(top, "+"), "all") {
 			f.Status = Warn
 			f.Detail = fmt.Sprintf("%q ends in +all: it authorises every address on the Internet to send as %s, so SPF proves nothing and some filters score it as spam.", out.Record, o.Domain)
