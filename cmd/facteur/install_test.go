@@ -669,3 +669,131 @@ func TestInstalledShimClients(t *testing.T) {
 	}
 	runTool(t, env, "", filepath.Join(root, "usr/bin/mailq"))
 }
+
+// The install on a running system (no --root): groupadd, useradd,
+// dpkg-divert of this machine's MTA and the owners, then the installed
+// daemon and shim at work, in private mount and network namespaces where
+// /etc, /usr and /var are overlays thrown away afterwards, so that the test
+// machine is left as it was (and port 25 is the namespace's own).
+func TestInstallSystemInOverlay(t *testing.T) {
+	need(t, "unshare", "dpkg-divert", "getent", "setpriv", "ip", "bash")
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount overlays: skipping (cmd/facteur)")
+	}
+	bin, shim := binaries(t)
+	tmp := t.TempDir()
+	script := `set -e
+for d in etc usr var; do
+	mkdir -p "$TMP/$d.upper" "$TMP/$d.work"
+	mount -t overlay overlay -o "lowerdir=/$d,upperdir=$TMP/$d.upper,workdir=$TMP/$d.work" "/$d"
+done
+echo "== mounted"
+sendmail_owner=$(dpkg-query --search /usr/sbin/sendmail 2>/dev/null || true)
+echo "== owner $sendmail_owner"
+"$BIN" install --no-start --hostname web1.example.com
+echo "== state"
+getent group facteur-drop | cut -d: -f1,4
+id -nG facteur
+getent passwd facteur | cut -d: -f6,7
+stat -c '%n %a %U:%G' /var/lib/facteur /var/lib/facteur/maildrop /usr/sbin/sendmail /usr/local/sbin/facteur /etc/facteur/facteur.yaml /etc/facteur/policy.yaml /etc/systemd/system/facteur.service
+readlink /usr/bin/mailq /usr/bin/newaliases
+cmp /usr/sbin/sendmail "$SHIM" && echo "shim is the built shim"
+dpkg-divert --list | sort
+echo "== again"
+"$BIN" install --no-start --hostname web1.example.com
+echo "== run"
+ip link set lo up
+# www-data (PHP) while the daemon is down: the setgid shim writes into the
+# maildrop.
+printf 'Subject: dropped\n\nwhile down\n' | setpriv --reuid=www-data --regid=www-data --clear-groups /usr/sbin/sendmail -i ops@example.org
+echo "maildrop files: $(ls -A /var/lib/facteur/maildrop | wc -l)"
+# The daemon as the unit runs it: user facteur with its groups, no
+# capability but CAP_NET_BIND_SERVICE, the installed config.
+setpriv --reuid=facteur --regid=facteur --init-groups --inh-caps=-all,+net_bind_service --ambient-caps=-all,+net_bind_service --bounding-set=-all,+net_bind_service /usr/local/sbin/facteur serve -config /etc/facteur/facteur.yaml 2>"$TMP/daemon.log" &
+pid=$!
+# tail -f waits on the file, not on a clock.
+grep -m1 -q ' received ' <(timeout 20 tail -n +1 -f "$TMP/daemon.log") && echo "picked up from the maildrop"
+printf 'Subject: live\n\nover SMTP\n' | setpriv --reuid=www-data --regid=www-data --clear-groups /usr/sbin/sendmail -i bob@example.org
+/usr/local/sbin/facteur queue list -config /etc/facteur/facteur.yaml
+echo "maildrop files: $(ls -A /var/lib/facteur/maildrop | wc -l)"
+kill $pid; wait $pid || true
+echo "== log"
+cat "$TMP/daemon.log"
+`
+	cmd := exec.Command("unshare", "--mount", "--net", "--propagation", "private", "bash", "-c", script)
+	cmd.Env = append(os.Environ(), "TMP="+tmp, "BIN="+bin, "SHIM="+shim)
+	outb, err := cmd.CombinedOutput()
+	out := string(outb)
+	if !strings.Contains(out, "== mounted") {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("cannot mount overlays: %v\n%s", err, out)
+		}
+		t.Skipf("cannot mount overlays here (%v): skipping (cmd/facteur)\n%s", err, out)
+	}
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	_, rest, _ := strings.Cut(out, "== owner ")
+	ownerLine, rest, _ := strings.Cut(rest, "\n")
+	first, rest, _ := strings.Cut(rest, "== state\n")
+	state, rest, _ := strings.Cut(rest, "== again\n")
+	again, run, _ := strings.Cut(rest, "== run\n")
+	checkStepLines(t, first)
+	checkStepLines(t, again)
+	for _, want := range []string{
+		"create group facteur-drop (groupadd --system facteur-drop)\n",
+		"create user facteur (useradd --system ",
+		"create directory /var/lib/facteur (0710 facteur:facteur-drop)\n",
+		"skipped: systemctl daemon-reload && systemctl enable --now facteur (--no-start)\n",
+	} {
+		if !strings.Contains(first, want) {
+			t.Errorf("first run: no %q in:\n%s", want, first)
+		}
+	}
+	for _, want := range []string{
+		"facteur-drop:facteur\n",
+		"/var/lib/facteur:/usr/sbin/nologin\n",
+		"/var/lib/facteur 710 facteur:facteur-drop\n",
+		"/var/lib/facteur/maildrop 1730 facteur:facteur-drop\n",
+		"/usr/sbin/sendmail 2755 root:facteur-drop\n",
+		"/usr/local/sbin/facteur 755 root:root\n",
+		"/etc/facteur/facteur.yaml 640 root:facteur-drop\n",
+		"/etc/facteur/policy.yaml 640 root:facteur-drop\n",
+		"/etc/systemd/system/facteur.service 644 root:root\n",
+		"../sbin/sendmail\n../sbin/sendmail\n",
+		"shim is the built shim\n",
+	} {
+		if !strings.Contains(state, want) {
+			t.Errorf("after install: no %q in:\n%s", want, state)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^facteur( \S+)* facteur-drop`).MatchString(state) && !regexp.MustCompile(`(?m)^facteur-drop( \S+)* facteur`).MatchString(state) {
+		t.Errorf("user facteur not in groups facteur and facteur-drop:\n%s", state)
+	}
+	if strings.TrimSpace(ownerLine) != "" {
+		// An MTA package owns sendmail here: it is kept as .distrib.
+		if !strings.Contains(state, "local diversion of /usr/sbin/sendmail to /usr/sbin/sendmail.distrib") {
+			t.Errorf("%s: not diverted:\n%s", ownerLine, state)
+		}
+	}
+	for _, l := range strings.Split(strings.TrimSpace(again), "\n") {
+		if !strings.HasPrefix(l, "kept existing ") && !strings.HasPrefix(l, "unchanged ") && !strings.HasPrefix(l, "skipped: ") {
+			t.Errorf("second run changed something: %q\n%s", l, again)
+		}
+	}
+	// What was installed works together as the unit would run it: the
+	// shim as www-data writes into the maildrop, the daemon as facteur
+	// (not root, only CAP_NET_BIND_SERVICE) reads the 0640 config, binds
+	// port 25, ingests the maildrop and takes the shim's SMTP submission.
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`maildrop files: 1\npicked up from the maildrop\n`),
+		regexp.MustCompile(` started listen=\[127\.0\.0\.1:25\] `),
+		regexp.MustCompile(` received from=<www-data@web1\.example\.com> .* proto=local rcpt=<ops@example\.org>`),
+		regexp.MustCompile(` received from=<www-data@web1\.example\.com> .* proto=ESMTP rcpt=<bob@example\.org>`),
+		regexp.MustCompile(`(?m)^maildrop files: 0$`),
+	} {
+		if !want.MatchString(run) {
+			t.Errorf("installed system: no %s in:\n%s", want, run)
+		}
+	}
+}
