@@ -38,10 +38,12 @@ type ResolverDNS struct {
 
 // LookupMX answers from Route, the only MX lookup the resolver has. Route
 // leaves out the exchangers whose names have no address; SPF could not
-// match those anyway, so the mx mechanism's outcome is the same, except
-// that the RFC 7208 §4.6.4 cap of 10 exchangers counts only resolvable ones.
-// Route's "no MX" outcomes (implicit MX, null MX, no address at all) are no
-// exchanger here.
+// match those anyway, so the mx mechanism's outcome is the same, with two
+// differences: the RFC 7208 §4.6.4 cap of 10 exchangers counts only
+// resolvable ones, and when no exchanger's address can be looked up, even
+// for a temporary reason (resolver.ErrNoMXAddress), the mechanism does not
+// match instead of giving temperror. Route's other "no MX" outcomes
+// (implicit MX, null MX, no address at all) are no exchanger here.
 func (d ResolverDNS) LookupMX(ctx context.Context, name string) ([]string, error) {
 	route, err := d.Route(ctx, name)
 	switch {
