@@ -84,7 +84,20 @@ func cmdBounce(args []string) int {
 	}
 	// Parse locally in both cases: unreadable input fails the same way
 	// whether the daemon runs or not.
-	rep, err := decideBounce(raw, p)
+	secret, err := verpSecret(cfg)
+	if err != nil {
+		// Without the secret the bounce is still read, by its text only.
+		fmt.Fprintf(os.Stderr, "facteur: bounce %s: VERP tokens not checked: %v\n", sub, err)
+	}
+	// Postfix's local(8) and Exim's pipe transport give a pipe command the
+	// envelope recipient, where the VERP token is.
+	var envTo []string
+	for _, v := range []string{"ORIGINAL_RECIPIENT", "RECIPIENT", "LOCAL_PART_SUFFIX_ADDRESS"} {
+		if a := os.Getenv(v); strings.Contains(a, "@") {
+			envTo = append(envTo, a)
+		}
+	}
+	rep, err := decideBounce(raw, p, secret, envTo...)
 	if err != nil {
 		return fail("bounce %s: %v", sub, err)
 	}
@@ -99,14 +112,36 @@ func cmdBounce(args []string) int {
 	return printBounce(res.Report, &res.suppressResult, *asJSON)
 }
 
-// decideBounce parses raw and decides each recipient with p.
-func decideBounce(raw []byte, p *policy.Policy) (*bounce.Report, error) {
+// decideBounce parses raw and decides each recipient with p. envelopeTo
+// adds the addresses the bounce was delivered to (the inbound listener's
+// RCPTs), and secret, when set, verifies their VERP tokens (issue 7 §2).
+func decideBounce(raw []byte, p *policy.Policy, secret []byte, envelopeTo ...string) (*bounce.Report, error) {
 	rep, err := bounce.Parse(bytes.NewReader(raw))
 	if err != nil {
 		return nil, err
 	}
+	rep.EnvelopeTo = append(rep.EnvelopeTo, envelopeTo...)
+	if len(secret) > 0 {
+		rep.ApplyVERP(secret)
+	}
 	bounce.Decide(rep, p)
 	return rep, nil
+}
+
+// verpSecret reads bounces.secret_file; nil when VERP is off.
+func verpSecret(cfg *config.Config) ([]byte, error) {
+	if cfg.Bounces.SecretFile == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(cfg.Bounces.SecretFile)
+	if err != nil {
+		return nil, fmt.Errorf("bounces.secret_file: %w", err)
+	}
+	b = bytes.TrimSpace(b)
+	if len(b) < 16 {
+		return nil, fmt.Errorf("bounces.secret_file %s: want at least 16 bytes of secret", cfg.Bounces.SecretFile)
+	}
+	return b, nil
 }
 
 // ingest hands the raw message to the daemon, which parses and applies it
@@ -256,7 +291,7 @@ func (d *daemon) ingestBounce(w http.ResponseWriter, r *http.Request) {
 		admin.WriteError(w, http.StatusRequestEntityTooLarge, err)
 		return
 	}
-	rep, err := decideBounce(raw, d.engine.Policy())
+	rep, err := decideBounce(raw, d.engine.Policy(), d.verpSecret)
 	if err != nil {
 		admin.WriteError(w, http.StatusBadRequest, err)
 		return
@@ -269,4 +304,21 @@ func (d *daemon) ingestBounce(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	admin.WriteJSON(w, http.StatusOK, res)
+}
+
+// handleInbound applies a bounce received by the inbound listener: the
+// RCPT addresses carry the VERP tokens.
+func (d *daemon) handleInbound(ctx context.Context, rcpts []string, raw []byte) error {
+	rep, err := decideBounce(raw, d.engine.Policy(), d.verpSecret, rcpts...)
+	if err != nil {
+		// Unparseable junk sent to the bounce domain: accept and log it,
+		// a retry would not make it readable.
+		d.log.Info("bounce unreadable", "rcpt", strings.Join(rcpts, ","), "err", err.Error())
+		return nil
+	}
+	now := time.Now()
+	sups := bounceSuppressions(rep, time.Duration(d.cfg.Suppression.HostUnknownTTL), now)
+	d.log.Info("bounce received", "qid", rep.QueueID, "kind", string(rep.Kind), "rcpt", strings.Join(rcpts, ","), "suppress", len(sups))
+	_, err = d.suppress(ctx, sups, false, now)
+	return err
 }

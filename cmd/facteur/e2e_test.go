@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"github.com/emersion/go-smtp"
 	"io"
@@ -695,5 +696,94 @@ func TestServeRefusesUnsafeDKIMKey(t *testing.T) {
 	out, err := exec.Command(bin, "serve", "-config", cfg).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), key) {
 		t.Fatalf("serve started or did not name the key: %v\n%s", err, out)
+	}
+}
+
+// Issue 7 §2: with bounces.domain set, the return path on the wire is a
+// VERP address; a bounce sent back to it through the inbound listener
+// suppresses the recipient it names, and the listener refuses other
+// domains.
+func TestVERPBounceListener(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "verp.key")
+	os.WriteFile(secret, []byte("0123456789abcdef0123456789abcdef"), 0o600)
+	bouncePort := freePort(t, "127.0.0.1")
+	r := startRelay(t, relayOpts{extraConfig: fmt.Sprintf("bounces:\n  domain: bounces.example.com\n  listen: [127.0.0.1:%d]\n  secret_file: %s\n", bouncePort, secret)})
+	runTool(t, []string{"FACTEUR_CONFIG=" + r.config}, "Subject: hi\n\nbody\n", r.shim, "-i", "-f", "app@example.com", "ghost@example.org")
+	m := r.wait(1)[0]
+	if !strings.HasPrefix(m.From, "bounces+") || !strings.HasSuffix(m.From, "@bounces.example.com") {
+		t.Fatalf("MAIL FROM %q is not a VERP address", m.From)
+	}
+	// The remote accepted, then bounced later, naming nobody useful: the
+	// token says who it was.
+	dsn := "From: MAILER-DAEMON@mx.example.org\r\nTo: " + m.From + "\r\nSubject: Undelivered Mail Returned to Sender\r\n" +
+		"Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\nMIME-Version: 1.0\r\n\r\n" +
+		"--b\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n" +
+		"--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.org\r\n\r\n" +
+		"Final-Recipient: rfc822; ghost@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 <ghost@example.org>: Recipient address rejected: User unknown\r\n" +
+		"--b--\r\n"
+	c, err := smtp.Dial(fmt.Sprintf("127.0.0.1:%d", bouncePort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Mail("", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("someone@example.org", nil); err == nil {
+		t.Fatal("the bounce listener accepted a recipient outside its domain")
+	}
+	if err := c.Rcpt(m.From, nil); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte(dsn))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r.waitLog(" suppressed rcpt=<ghost@example.org>")
+	out, err := r.cli("suppress", "list", "--json")
+	if err != nil || !strings.Contains(out, `"ghost@example.org"`) || !strings.Contains(out, `"dsn"`) {
+		t.Fatalf("suppress list: %v\n%s", err, out)
+	}
+	// The next message to it is refused at RCPT.
+	cmd := exec.Command(r.shim, "-i", "-f", "app@example.com", "ghost@example.org")
+	cmd.Env = append(os.Environ(), "FACTEUR_CONFIG="+r.config)
+	cmd.Stdin = strings.NewReader("Subject: again\n\nx\n")
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 67 {
+		t.Fatalf("shim to a suppressed recipient: %v, want exit 67 (EX_NOUSER)", err)
+	}
+}
+
+// Issue 7's whole path: a loopback MX answers 550 5.1.1; the recipient is
+// then in the suppression list and refused at the next RCPT.
+func TestUserUnknownSuppressedThenRefused(t *testing.T) {
+	need(t, "swaks")
+	r := startRelay(t, relayOpts{sinkOpts: relaytest.SinkOptions{Rcpt: func(a string) error {
+		if strings.HasPrefix(a, "nobody@") {
+			return &smtpError{Code: 550, EnhancedCode: [3]int{5, 1, 1}, Message: "<nobody@example.org>: Recipient address rejected: User unknown in virtual mailbox table"}
+		}
+		return nil
+	}}})
+	runTool(t, nil, "", "swaks", "--server", r.smtp, "--from", "app@example.com", "--to", "nobody@example.org")
+	r.waitLog(" suppressed rcpt=<nobody@example.org>")
+	out, err := r.cli("suppress", "list", "--json")
+	if err != nil || !strings.Contains(out, `"user_unknown"`) || !strings.Contains(out, `"smtp"`) {
+		t.Fatalf("suppress list: %v\n%s", err, out)
+	}
+	cmd := exec.Command("swaks", "--server", r.smtp, "--from", "app@example.com", "--to", "nobody@example.org")
+	o, _ := cmd.CombinedOutput()
+	if !strings.Contains(string(o), "550 5.1.1 <nobody@example.org>: recipient is suppressed (user unknown since ") {
+		t.Fatalf("second RCPT not refused as suppressed:\n%s", o)
+	}
+	// The DSN of the first bounce reached the sender.
+	r.wait(1)
+	if m := r.sink.Messages()[0]; m.From != "" || m.Rcpts[0] != "app@example.com" {
+		t.Errorf("DSN: %+v", m)
 	}
 }

@@ -53,7 +53,7 @@ var installLinks = []string{"/usr/bin/mailq", "/usr/bin/newaliases"}
 const shimPackage = "facteur/cmd/sendmail"
 
 //go:embed facteur.service
-var unitFile []byte
+var installUnitText []byte
 
 const installUsage = `usage: facteur install [--dry-run] [--root DIR] [--no-start] [--shim PATH] [--hostname NAME]
 
@@ -135,8 +135,8 @@ type installer struct {
 	gone map[string]bool
 }
 
-// hostnameRE is what may go unquoted into the YAML and into EHLO.
-var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$`)
+// installHostnameRE is what may go unquoted into the YAML and into EHLO.
+var installHostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$`)
 
 func newInstaller(o installOptions) (*installer, error) {
 	in := &installer{dryRun: o.DryRun, noStart: o.NoStart, out: o.Out, euid: o.Euid, planned: map[string]bool{}, gone: map[string]bool{}}
@@ -181,7 +181,7 @@ func newInstaller(o installOptions) (*installer, error) {
 			return nil, fmt.Errorf("host name: %w (give --hostname)", err)
 		}
 	}
-	if !hostnameRE.MatchString(in.hostname) {
+	if !installHostnameRE.MatchString(in.hostname) {
 		return nil, fmt.Errorf("host name %q is not a DNS name (give --hostname)", in.hostname)
 	}
 	return in, nil
@@ -264,8 +264,8 @@ func shellJoin(args []string) string {
 	return strings.Join(out, " ")
 }
 
-// runCmd runs a system command, its output in the error.
-func runCmd(name string, args ...string) error {
+// runSystemCmd runs a system command, its output in the error.
+func runSystemCmd(name string, args ...string) error {
 	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out))
@@ -289,7 +289,7 @@ func (in *installer) group() error {
 		in.planned["group:"+dropGroup] = true
 		return nil
 	}
-	return runCmd("groupadd", args...)
+	return runSystemCmd("groupadd", args...)
 }
 
 func (in *installer) user() error {
@@ -322,7 +322,7 @@ func (in *installer) user() error {
 		in.planned["group:"+installUser] = true
 		return nil
 	}
-	return runCmd("useradd", args...)
+	return runSystemCmd("useradd", args...)
 }
 
 // membership adds an existing facteur user to facteur-drop, which it needs
@@ -353,7 +353,7 @@ func (in *installer) membership() error {
 	if !in.act("add user %s to group %s (usermod --append --groups %s %s)", installUser, dropGroup, dropGroup, installUser) {
 		return nil
 	}
-	return runCmd("usermod", "--append", "--groups", dropGroup, installUser)
+	return runSystemCmd("usermod", "--append", "--groups", dropGroup, installUser)
 }
 
 // lookupUser finds a user of the installed system: the running one's
@@ -421,18 +421,18 @@ func lookupIDFile(path, name string) (int, bool, error) {
 	return -1, false, nil
 }
 
-// owned is a wanted owner and mode.
-type owned struct {
+// installOwner is a wanted owner and mode.
+type installOwner struct {
 	user, group string
 	mode        fs.FileMode // permission bits plus ModeSetgid, ModeSticky
 }
 
-func (o owned) String() string {
-	return fmt.Sprintf("%s %s:%s", octal(o.mode), o.user, o.group)
+func (o installOwner) String() string {
+	return fmt.Sprintf("%s %s:%s", modeOctal(o.mode), o.user, o.group)
 }
 
-// octal writes a mode as chmod(1) does: 2755, 1730, 0640.
-func octal(m fs.FileMode) string {
+// modeOctal writes a mode as chmod(1) does: 2755, 1730, 0640.
+func modeOctal(m fs.FileMode) string {
 	v := uint32(m.Perm())
 	if m&fs.ModeSetuid != 0 {
 		v |= 0o4000
@@ -446,8 +446,8 @@ func octal(m fs.FileMode) string {
 	return fmt.Sprintf("%04o", v)
 }
 
-// resolved is an owned with numeric ids, and what could not be applied.
-type resolved struct {
+// installIDs is an installOwner with numeric ids, and what could not be applied.
+type installIDs struct {
 	uid, gid int // -1: leave as is
 	mode     fs.FileMode
 	skipped  string // why the owner cannot be given: printed as skipped
@@ -458,8 +458,8 @@ type resolved struct {
 // that id alone, and a group that cannot be given also drops the setgid and
 // group-write bits meant for it: a shim setgid to root, or a maildrop
 // writable by root's group, would be worse than none.
-func (in *installer) resolve(o owned) (resolved, error) {
-	r := resolved{uid: -1, gid: -1, mode: o.mode}
+func (in *installer) resolve(o installOwner) (installIDs, error) {
+	r := installIDs{uid: -1, gid: -1, mode: o.mode}
 	var missing []string
 	uid, ok, err := in.lookupUser(o.user)
 	if err != nil {
@@ -501,8 +501,8 @@ func (in *installer) resolve(o owned) (resolved, error) {
 	return r, nil
 }
 
-// matches tells whether fi already has the resolved owner and mode.
-func (r resolved) matches(fi fs.FileInfo) bool {
+// matches tells whether fi already has the wanted owner and mode.
+func (r installIDs) matches(fi fs.FileInfo) bool {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok || r.planned {
 		return false
@@ -512,19 +512,19 @@ func (r resolved) matches(fi fs.FileInfo) bool {
 		(r.uid < 0 || int(st.Uid) == r.uid) && (r.gid < 0 || int(st.Gid) == r.gid)
 }
 
-func describe(fi fs.FileInfo) string {
+func describeOwner(fi fs.FileInfo) string {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
-		return octal(fi.Mode())
+		return modeOctal(fi.Mode())
 	}
-	return fmt.Sprintf("%s %d:%d", octal(fi.Mode()), st.Uid, st.Gid)
+	return fmt.Sprintf("%s %d:%d", modeOctal(fi.Mode()), st.Uid, st.Gid)
 }
 
 // apply chowns, then chmods: chown(2) clears the setgid bit.
 // shown is the name printed: path may be the temporary file renamed there.
-func (in *installer) apply(path, shown string, o owned, r resolved) error {
+func (in *installer) apply(path, shown string, o installOwner, r installIDs) error {
 	if r.skipped != "" {
-		in.say("skipped: chown %s:%s %s (%s); mode %s", o.user, o.group, shown, r.skipped, octal(r.mode))
+		in.say("skipped: chown %s:%s %s (%s); mode %s", o.user, o.group, shown, r.skipped, modeOctal(r.mode))
 	}
 	if r.uid >= 0 || r.gid >= 0 {
 		if err := os.Lchown(path, r.uid, r.gid); err != nil {
@@ -540,13 +540,13 @@ func (in *installer) apply(path, shown string, o owned, r resolved) error {
 func (in *installer) dirs() error {
 	for _, d := range []struct {
 		path string
-		o    owned
+		o    installOwner
 	}{
-		{installDataDir, owned{installUser, dropGroup, 0o710}},
+		{installDataDir, installOwner{installUser, dropGroup, 0o710}},
 		// README "The sendmail shim": group write and search, no group
 		// read, sticky; the same as maildrop.Init.
-		{installDataDir + "/maildrop", owned{installUser, dropGroup, fs.ModeSticky | 0o730}},
-		{installConfigDir, owned{"root", "root", 0o755}},
+		{installDataDir + "/maildrop", installOwner{installUser, dropGroup, fs.ModeSticky | 0o730}},
+		{installConfigDir, installOwner{"root", "root", 0o755}},
 	} {
 		if err := in.dir(d.path, d.o); err != nil {
 			return err
@@ -555,7 +555,7 @@ func (in *installer) dirs() error {
 	return nil
 }
 
-func (in *installer) dir(p string, o owned) error {
+func (in *installer) dir(p string, o installOwner) error {
 	path := in.real(p)
 	r, err := in.resolve(o)
 	if err != nil {
@@ -566,10 +566,10 @@ func (in *installer) dir(p string, o owned) error {
 	case err == nil && !fi.IsDir():
 		return fmt.Errorf("%s exists and is not a directory", path)
 	case err == nil && r.matches(fi):
-		in.say("kept existing directory %s (%s)", path, describe(fi))
+		in.say("kept existing directory %s (%s)", path, describeOwner(fi))
 		return nil
 	case err == nil:
-		if !in.act("set directory %s to %s (was %s)", path, o, describe(fi)) {
+		if !in.act("set directory %s to %s (was %s)", path, o, describeOwner(fi)) {
 			return nil
 		}
 	case errors.Is(err, fs.ErrNotExist):
@@ -593,7 +593,7 @@ func (in *installer) dir(p string, o owned) error {
 // a temporary file renamed into place: a running binary cannot be opened
 // for writing (ETXTBSY), and a reader never sees half a file. It reports
 // whether it replaced a different file.
-func (in *installer) installFile(p string, data []byte, from string, o owned) (replaced bool, err error) {
+func (in *installer) installFile(p string, data []byte, from string, o installOwner) (replaced bool, err error) {
 	path := in.real(p)
 	r, err := in.resolve(o)
 	if err != nil {
@@ -612,10 +612,10 @@ func (in *installer) installFile(p string, data []byte, from string, o owned) (r
 		}
 		if bytes.Equal(old, data) {
 			if r.matches(fi) {
-				in.say("unchanged %s (%s)", path, describe(fi))
+				in.say("unchanged %s (%s)", path, describeOwner(fi))
 				return false, nil
 			}
-			if !in.act("set %s to %s (was %s)", path, o, describe(fi)) {
+			if !in.act("set %s to %s (was %s)", path, o, describeOwner(fi)) {
 				return false, nil
 			}
 			return false, in.apply(path, path, o, r)
@@ -661,10 +661,10 @@ func (in *installer) installFile(p string, data []byte, from string, o owned) (r
 	if err := os.Rename(tmp, path); err != nil {
 		return false, err
 	}
-	return replaced, syncDir(dir)
+	return replaced, installSyncDir(dir)
 }
 
-func syncDir(dir string) error {
+func installSyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
@@ -678,7 +678,7 @@ func syncDir(dir string) error {
 
 // writeNew writes a config file only when none is there: the admin's file
 // always wins.
-func (in *installer) writeNew(p string, data []byte, o owned) error {
+func (in *installer) writeNew(p string, data []byte, o installOwner) error {
 	path := in.real(p)
 	if _, err := os.Lstat(path); err == nil {
 		in.say("kept existing %s", path)
@@ -695,7 +695,7 @@ func (in *installer) binary() error {
 	if err != nil {
 		return fmt.Errorf("reading the running binary: %w", err)
 	}
-	replaced, err := in.installFile(installBin, data, in.self, owned{"root", "root", 0o755})
+	replaced, err := in.installFile(installBin, data, in.self, installOwner{"root", "root", 0o755})
 	in.upgraded = in.upgraded || replaced
 	return err
 }
@@ -716,7 +716,7 @@ func (in *installer) sendmail() error {
 	}
 	// root:facteur-drop 2755: any user may run it; setgid, it can write
 	// into the 1730 maildrop and read the 0640 config.
-	if _, err := in.installFile(installSendmail, data, in.shim, owned{"root", dropGroup, fs.ModeSetgid | 0o755}); err != nil {
+	if _, err := in.installFile(installSendmail, data, in.shim, installOwner{"root", dropGroup, fs.ModeSetgid | 0o755}); err != nil {
 		return err
 	}
 	for _, l := range installLinks {
@@ -760,7 +760,7 @@ func (in *installer) link(p string) error {
 		os.Remove(tmp)
 		return err
 	}
-	return syncDir(filepath.Dir(path))
+	return installSyncDir(filepath.Dir(path))
 }
 
 // divert moves what an MTA package installed at p aside (p.distrib) and
@@ -813,7 +813,7 @@ func (in *installer) divert(p string) error {
 		in.gone[p] = true
 		return nil
 	}
-	return runCmd("dpkg-divert", args...)
+	return runSystemCmd("dpkg-divert", args...)
 }
 
 // isOurs tells whether what is at p was put there by facteur install.
@@ -827,15 +827,15 @@ func (in *installer) isOurs(p string, fi fs.FileInfo) bool {
 }
 
 func (in *installer) configs() error {
-	o := owned{"root", dropGroup, 0o640}
-	if err := in.writeNew(installConfig, []byte(configFile(in.hostname)), o); err != nil {
+	o := installOwner{"root", dropGroup, 0o640}
+	if err := in.writeNew(installConfig, []byte(installConfigText(in.hostname)), o); err != nil {
 		return err
 	}
-	return in.writeNew(installPolicy, []byte(policyFile), o)
+	return in.writeNew(installPolicy, []byte(installPolicyText), o)
 }
 
 func (in *installer) unit() error {
-	replaced, err := in.installFile(installUnit, unitFile, "", owned{"root", "root", 0o644})
+	replaced, err := in.installFile(installUnit, installUnitText, "", installOwner{"root", "root", 0o644})
 	in.upgraded = in.upgraded || replaced
 	return err
 }
@@ -865,17 +865,17 @@ func (in *installer) start() error {
 		if !in.act("systemctl %s", strings.Join(s, " ")) {
 			continue
 		}
-		if err := runCmd("systemctl", s...); err != nil {
+		if err := runSystemCmd("systemctl", s...); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// configFile is the config install writes: the defaults spelt out, plus
+// installConfigText is the config install writes: the defaults spelt out, plus
 // the abuse guards a shared web server wants (issue 8 §3), which are off by
 // default so that a bulk sender or a benchmark does not trip them.
-func configFile(hostname string) string {
+func installConfigText(hostname string) string {
 	return `# facteur configuration, written by facteur install; it is never overwritten.
 # Every key and its default: README.md, "Config reference". After a change:
 # systemctl restart facteur (the policy file alone: systemctl reload facteur).
@@ -916,9 +916,9 @@ min_free_disk: 512MiB
 `
 }
 
-// policyFile is an overlay that changes nothing: the built-in policy
+// installPolicyText is an overlay that changes nothing: the built-in policy
 // applies, and the file shows where to change it.
-const policyFile = `# facteur provider policy overlay, written by facteur install; it is never
+const installPolicyText = `# facteur provider policy overlay, written by facteur install; it is never
 # overwritten. Empty: the built-in policy applies (facteur policy show prints
 # it). A key set here changes only that key of the built-in policy; check
 # with facteur policy check ` + installPolicy + `, apply with

@@ -33,9 +33,9 @@ const (
 	testDropGID = 64102
 )
 
-// newRoot returns an empty root; withUsers gives it the passwd and group
+// newInstallRoot returns an empty root; withUsers gives it the passwd and group
 // files an image has after useradd --root.
-func newRoot(t *testing.T, withUsers bool) string {
+func newInstallRoot(t *testing.T, withUsers bool) string {
 	t.Helper()
 	root := t.TempDir()
 	if withUsers {
@@ -53,7 +53,7 @@ func newRoot(t *testing.T, withUsers bool) string {
 }
 
 // install runs the built facteur install and returns its stdout.
-func install(t *testing.T, bin string, args ...string) string {
+func runInstall(t *testing.T, bin string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"install"}, args...)...)
 	var out, errb bytes.Buffer
@@ -61,32 +61,32 @@ func install(t *testing.T, bin string, args ...string) string {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("facteur install %v: %v\nstdout:\n%s\nstderr:\n%s", args, err, out.String(), errb.String())
 	}
-	checkStepLines(t, out.String())
+	checkInstallLines(t, out.String())
 	return out.String()
 }
 
-// stepLineRE is every form a step line takes.
-var stepLineRE = regexp.MustCompile(`^(dry-run: )?(installing under|create|install|replace|set|symlink|divert|add user|systemctl) |^(kept existing|unchanged|skipped:) `)
+// installLineRE is every form a step line takes.
+var installLineRE = regexp.MustCompile(`^(dry-run: )?(installing under|create|install|replace|set|symlink|divert|add user|systemctl) |^(kept existing|unchanged|skipped:) `)
 
-func checkStepLines(t *testing.T, out string) {
+func checkInstallLines(t *testing.T, out string) {
 	t.Helper()
 	for _, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
-		if !stepLineRE.MatchString(l) {
+		if !installLineRE.MatchString(l) {
 			t.Errorf("unexpected output line %q", l)
 		}
 	}
 }
 
-type wantFile struct {
+type installWant struct {
 	path     string
 	kind     fs.FileMode // 0 regular, ModeDir, ModeSymlink
-	mode     string      // as octal() prints it
+	mode     string      // as modeOctal() prints it
 	uid, gid int
 	same     string // a file whose bytes it must have
 	target   string // for a link
 }
 
-func checkFiles(t *testing.T, root string, want []wantFile, owners bool) {
+func checkInstalled(t *testing.T, root string, want []installWant, owners bool) {
 	t.Helper()
 	for _, w := range want {
 		path := filepath.Join(root, w.path)
@@ -105,7 +105,7 @@ func checkFiles(t *testing.T, root string, want []wantFile, owners bool) {
 			}
 			continue
 		}
-		if got := octal(fi.Mode()); got != w.mode {
+		if got := modeOctal(fi.Mode()); got != w.mode {
 			t.Errorf("%s: mode %s, want %s", w.path, got, w.mode)
 		}
 		st := fi.Sys().(*syscall.Stat_t)
@@ -124,10 +124,10 @@ func checkFiles(t *testing.T, root string, want []wantFile, owners bool) {
 
 func TestInstallRoot(t *testing.T) {
 	bin, shim := binaries(t)
-	root := newRoot(t, true)
-	out := install(t, bin, "--root", root, "--no-start")
+	root := newInstallRoot(t, true)
+	out := runInstall(t, bin, "--root", root, "--no-start")
 	asRoot := os.Geteuid() == 0
-	checkFiles(t, root, []wantFile{
+	checkInstalled(t, root, []installWant{
 		{path: "var/lib/facteur", kind: fs.ModeDir, mode: "0710", uid: testUID, gid: testDropGID},
 		{path: "var/lib/facteur/maildrop", kind: fs.ModeDir, mode: "1730", uid: testUID, gid: testDropGID},
 		{path: "etc/facteur", kind: fs.ModeDir, mode: "0755"},
@@ -156,7 +156,7 @@ func TestInstallRoot(t *testing.T) {
 		t.Errorf("root with users in etc/passwd skipped a chown:\n%s", out)
 	}
 	unit, _ := os.ReadFile(filepath.Join(root, "etc/systemd/system/facteur.service"))
-	if !bytes.Equal(unit, unitFile) {
+	if !bytes.Equal(unit, installUnitText) {
 		t.Errorf("the unit written is not the embedded facteur.service")
 	}
 
@@ -166,8 +166,8 @@ func TestInstallRoot(t *testing.T) {
 	if err := os.WriteFile(cfgPath, edited, 0o640); err != nil {
 		t.Fatal(err)
 	}
-	before := snapshot(t, root)
-	out = install(t, bin, "--root", root, "--no-start")
+	before := installSnapshot(t, root)
+	out = runInstall(t, bin, "--root", root, "--no-start")
 	for _, want := range []string{"kept existing " + cfgPath, "kept existing " + filepath.Join(root, "etc/facteur/policy.yaml")} {
 		if !strings.Contains(out, want+"\n") {
 			t.Errorf("second run: no %q in:\n%s", want, out)
@@ -182,7 +182,7 @@ func TestInstallRoot(t *testing.T) {
 	if got, _ := os.ReadFile(cfgPath); !bytes.Equal(got, edited) {
 		t.Errorf("second run rewrote the config: %q", got)
 	}
-	if diff := diffSnapshots(before, snapshot(t, root)); diff != "" {
+	if diff := installDiff(before, installSnapshot(t, root)); diff != "" {
 		t.Errorf("second run changed files:\n%s", diff)
 	}
 }
@@ -192,9 +192,9 @@ func TestInstallRoot(t *testing.T) {
 // writable by root's group.
 func TestInstallRootWithoutUsers(t *testing.T) {
 	bin, _ := binaries(t)
-	root := newRoot(t, false)
-	out := install(t, bin, "--root", root, "--no-start")
-	checkFiles(t, root, []wantFile{
+	root := newInstallRoot(t, false)
+	out := runInstall(t, bin, "--root", root, "--no-start")
+	checkInstalled(t, root, []installWant{
 		{path: "var/lib/facteur", kind: fs.ModeDir, mode: "0710"},
 		{path: "var/lib/facteur/maildrop", kind: fs.ModeDir, mode: "1710"},
 		{path: "usr/sbin/sendmail", mode: "0755"},
@@ -220,17 +220,17 @@ func TestInstallDryRun(t *testing.T) {
 	}{
 		{"empty root", func(*testing.T, string) {}},
 		{"installed root with an edited config", func(t *testing.T, root string) {
-			install(t, bin, "--root", root, "--no-start")
+			runInstall(t, bin, "--root", root, "--no-start")
 			os.WriteFile(filepath.Join(root, "etc/facteur/facteur.yaml"), []byte("hostname: x.example\n"), 0o600)
 			os.Chmod(filepath.Join(root, "var/lib/facteur"), 0o755)
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			root := newRoot(t, true)
+			root := newInstallRoot(t, true)
 			tc.prepare(t, root)
-			before := snapshot(t, root)
-			out := install(t, bin, "--dry-run", "--root", root)
-			if diff := diffSnapshots(before, snapshot(t, root)); diff != "" {
+			before := installSnapshot(t, root)
+			out := runInstall(t, bin, "--dry-run", "--root", root)
+			if diff := installDiff(before, installSnapshot(t, root)); diff != "" {
 				t.Errorf("--dry-run changed files:\n%s\noutput:\n%s", diff, out)
 			}
 			if !strings.Contains(out, "dry-run: ") {
@@ -247,27 +247,27 @@ func TestInstallDryRunSystem(t *testing.T) {
 	watched := []string{installBin, installSendmail, installConfig, installPolicy, installUnit, installDataDir}
 	before := map[string]string{}
 	for _, p := range watched {
-		before[p] = statLine(p)
+		before[p] = installStatLine(p)
 	}
-	out := install(t, bin, "--dry-run")
+	out := runInstall(t, bin, "--dry-run")
 	for _, p := range watched {
-		if got := statLine(p); got != before[p] {
+		if got := installStatLine(p); got != before[p] {
 			t.Errorf("--dry-run changed %s: %s → %s", p, before[p], got)
 		}
 	}
 	if _, err := exec.LookPath("dpkg-query"); err == nil {
-		owned := exec.Command("dpkg-query", "--search", installSendmail).Run() == nil
+		installOwner := exec.Command("dpkg-query", "--search", installSendmail).Run() == nil
 		divert := "dry-run: divert " + installSendmail + " to " + installSendmail + ".distrib"
-		if owned != strings.Contains(out, divert) {
-			t.Errorf("a package owns %s: %v; the dry run diverts it: %v\n%s", installSendmail, owned, !owned, out)
+		if installOwner != strings.Contains(out, divert) {
+			t.Errorf("a package owns %s: %v; the dry run diverts it: %v\n%s", installSendmail, installOwner, !installOwner, out)
 		}
-		if owned && !strings.Contains(out, "dry-run: install "+installSendmail+" from ") {
+		if installOwner && !strings.Contains(out, "dry-run: install "+installSendmail+" from ") {
 			t.Errorf("after a diversion the shim is installed, not replaced:\n%s", out)
 		}
 	}
 }
 
-func statLine(p string) string {
+func installStatLine(p string) string {
 	fi, err := os.Lstat(p)
 	if err != nil {
 		return "absent"
@@ -275,8 +275,8 @@ func statLine(p string) string {
 	return fmt.Sprintf("%v %d %v", fi.Mode(), fi.Size(), fi.ModTime())
 }
 
-// snapshot records every file under root: type, mode, owner, content.
-func snapshot(t *testing.T, root string) map[string]string {
+// installSnapshot records every file under root: type, mode, owner, content.
+func installSnapshot(t *testing.T, root string) map[string]string {
 	t.Helper()
 	m := map[string]string{}
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
@@ -310,7 +310,7 @@ func snapshot(t *testing.T, root string) map[string]string {
 	return m
 }
 
-func diffSnapshots(a, b map[string]string) string {
+func installDiff(a, b map[string]string) string {
 	var out []string
 	for k, v := range a {
 		if b[k] != v {
@@ -329,7 +329,7 @@ func diffSnapshots(a, b map[string]string) string {
 // ExecStart binary must exist there. --recursive-errors=no makes a warning
 // about our unit an error, and ignores the system units (sysinit.target...)
 // an image under construction does not have yet (systemd 252).
-func verifyUnit(t *testing.T, root string) (string, error) {
+func verifyInstalledUnit(t *testing.T, root string) (string, error) {
 	t.Helper()
 	need(t, "systemd-analyze")
 	// ExecReload's /bin/kill (procps) is part of any Debian image; the
@@ -347,9 +347,9 @@ func verifyUnit(t *testing.T, root string) (string, error) {
 
 func TestInstallUnitVerifies(t *testing.T) {
 	bin, _ := binaries(t)
-	root := newRoot(t, true)
-	install(t, bin, "--root", root, "--no-start")
-	if out, err := verifyUnit(t, root); err != nil || strings.TrimSpace(out) != "" {
+	root := newInstallRoot(t, true)
+	runInstall(t, bin, "--root", root, "--no-start")
+	if out, err := verifyInstalledUnit(t, root); err != nil || strings.TrimSpace(out) != "" {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
 	}
 	// The check can fail: a misspelt directive, or no binary at ExecStart.
@@ -359,15 +359,15 @@ func TestInstallUnitVerifies(t *testing.T) {
 		break_ func()
 	}{
 		{"misspelt directive", func() {
-			os.WriteFile(unitPath, bytes.Replace(unitFile, []byte("ProtectSystem=strict"), []byte("ProtectSytem=strict"), 1), 0o644)
+			os.WriteFile(unitPath, bytes.Replace(installUnitText, []byte("ProtectSystem=strict"), []byte("ProtectSytem=strict"), 1), 0o644)
 		}},
 		{"no binary", func() {
-			os.WriteFile(unitPath, unitFile, 0o644)
+			os.WriteFile(unitPath, installUnitText, 0o644)
 			os.Remove(filepath.Join(root, "usr/local/sbin/facteur"))
 		}},
 	} {
 		tc.break_()
-		if out, err := verifyUnit(t, root); err == nil {
+		if out, err := verifyInstalledUnit(t, root); err == nil {
 			t.Errorf("%s: systemd-analyze verify passed:\n%s", tc.name, out)
 		}
 	}
@@ -379,9 +379,9 @@ func TestInstallUnitVerifies(t *testing.T) {
 // hardening directive from being dropped unnoticed.
 func TestInstallUnitExposure(t *testing.T) {
 	bin, _ := binaries(t)
-	root := newRoot(t, true)
-	install(t, bin, "--root", root, "--no-start")
-	if out, err := verifyUnit(t, root); err != nil {
+	root := newInstallRoot(t, true)
+	runInstall(t, bin, "--root", root, "--no-start")
+	if out, err := verifyInstalledUnit(t, root); err != nil {
 		t.Fatalf("verify: %v\n%s", err, out)
 	}
 	out, err := exec.Command("systemd-analyze", "security", "--offline=true", "--root="+root, "facteur.service").CombinedOutput()
@@ -402,7 +402,7 @@ func TestInstallUnitExposure(t *testing.T) {
 // The unit names the paths install writes to and the users it creates.
 func TestInstallUnitAgrees(t *testing.T) {
 	directives := map[string][]string{}
-	for _, l := range strings.Split(string(unitFile), "\n") {
+	for _, l := range strings.Split(string(installUnitText), "\n") {
 		if k, v, ok := strings.Cut(l, "="); ok && !strings.HasPrefix(l, "#") {
 			directives[k] = append(directives[k], v)
 		}
@@ -432,15 +432,15 @@ func TestInstallUnitAgrees(t *testing.T) {
 
 // uncomment turns the commented examples of a written file (lines such as
 // `#   root: ops@example.com`) into YAML, leaving prose comments.
-var exampleRE = regexp.MustCompile(`(?m)^# ( *(?:[a-z_-]+:(?: |$)|- ))`)
+var installExampleRE = regexp.MustCompile(`(?m)^# ( *(?:[a-z_-]+:(?: |$)|- ))`)
 
 func TestInstallConfigParses(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		text string
 	}{
-		{"as written", configFile("web1.example.com")},
-		{"examples uncommented", exampleRE.ReplaceAllString(configFile("web1.example.com"), "$1")},
+		{"as written", installConfigText("web1.example.com")},
+		{"examples uncommented", installExampleRE.ReplaceAllString(installConfigText("web1.example.com"), "$1")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := config.Parse(installConfig, []byte(tc.text))
@@ -473,14 +473,14 @@ func TestInstallPolicyParses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := policy.Parse(installPolicy, []byte(policyFile))
+	p, err := policy.Parse(installPolicy, []byte(installPolicyText))
 	if err != nil {
 		t.Fatalf("as written: %v", err)
 	}
 	if !reflect.DeepEqual(p.Providers, builtin.Providers) {
 		t.Errorf("the written overlay changes the built-in policy")
 	}
-	ex := exampleRE.ReplaceAllString(policyFile, "$1")
+	ex := installExampleRE.ReplaceAllString(installPolicyText, "$1")
 	if _, err := policy.Parse(installPolicy, []byte(ex)); err != nil {
 		t.Fatalf("examples uncommented: %v\n%s", err, ex)
 	}
@@ -538,7 +538,7 @@ func TestInstallNeedsRoot(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	os.Chmod(dir, 0o755)
-	copyFile(t, bin, filepath.Join(dir, "facteur"), 0o755)
+	installCopyFile(t, bin, filepath.Join(dir, "facteur"), 0o755)
 	cmd := exec.Command(filepath.Join(dir, "facteur"), "install", "--no-start")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	out, err := cmd.CombinedOutput()
@@ -548,7 +548,7 @@ func TestInstallNeedsRoot(t *testing.T) {
 	}
 }
 
-func copyFile(t *testing.T, from, to string, mode fs.FileMode) {
+func installCopyFile(t *testing.T, from, to string, mode fs.FileMode) {
 	t.Helper()
 	data, err := os.ReadFile(from)
 	if err != nil {
@@ -569,9 +569,9 @@ func TestInstallShimLookup(t *testing.T) {
 	}
 	// facteur alone in its directory: no shim, said so, the rest installed.
 	dir := t.TempDir()
-	copyFile(t, bin, filepath.Join(dir, "facteur"), 0o755)
-	root := newRoot(t, true)
-	out := install(t, filepath.Join(dir, "facteur"), "--root", root, "--no-start")
+	installCopyFile(t, bin, filepath.Join(dir, "facteur"), 0o755)
+	root := newInstallRoot(t, true)
+	out := runInstall(t, filepath.Join(dir, "facteur"), "--root", root, "--no-start")
 	if !strings.Contains(out, "skipped: sendmail shim: no sendmail shim: ") {
 		t.Errorf("missing shim not reported:\n%s", out)
 	}
@@ -582,7 +582,7 @@ func TestInstallShimLookup(t *testing.T) {
 		t.Errorf("facteur not installed without a shim: %v", err)
 	}
 	// --shim names it; something else than the shim is refused.
-	out = install(t, filepath.Join(dir, "facteur"), "--root", root, "--no-start", "--shim", shim)
+	out = runInstall(t, filepath.Join(dir, "facteur"), "--root", root, "--no-start", "--shim", shim)
 	if !strings.Contains(out, "install "+filepath.Join(root, installSendmail)+" from "+shim) {
 		t.Errorf("--shim not installed:\n%s", out)
 	}
@@ -597,7 +597,7 @@ func TestInstallShimLookup(t *testing.T) {
 func TestInstallDivertsPackageFiles(t *testing.T) {
 	need(t, "dpkg-divert", "dpkg-query")
 	bin, shim := binaries(t)
-	root := newRoot(t, true)
+	root := newInstallRoot(t, true)
 	for _, d := range []string{"var/lib/dpkg/info", "var/lib/dpkg/updates", "usr/sbin", "usr/bin"} {
 		os.MkdirAll(filepath.Join(root, d), 0o755)
 	}
@@ -609,7 +609,7 @@ func TestInstallDivertsPackageFiles(t *testing.T) {
 	os.WriteFile(filepath.Join(root, "usr/sbin/sendmail"), exim, 0o755)
 	os.Symlink("exim4", filepath.Join(root, "usr/bin/mailq"))
 
-	out := install(t, bin, "--root", root, "--no-start")
+	out := runInstall(t, bin, "--root", root, "--no-start")
 	for _, p := range []string{installSendmail, "/usr/bin/mailq"} {
 		if !strings.Contains(out, "divert "+p+" to "+p+".distrib (dpkg-divert --root="+root+" --local --rename --add "+p+")\n") {
 			t.Errorf("%s not diverted:\n%s", p, out)
@@ -624,7 +624,7 @@ func TestInstallDivertsPackageFiles(t *testing.T) {
 	if got, _ := os.Readlink(filepath.Join(root, "usr/bin/mailq.distrib")); got != "exim4" {
 		t.Errorf("the MTA's mailq was not kept: %q", got)
 	}
-	checkFiles(t, root, []wantFile{
+	checkInstalled(t, root, []installWant{
 		{path: "usr/sbin/sendmail", mode: "2755", gid: testDropGID, same: shim},
 		{path: "usr/bin/mailq", kind: fs.ModeSymlink, target: "../sbin/sendmail"},
 	}, os.Geteuid() == 0)
@@ -635,7 +635,7 @@ func TestInstallDivertsPackageFiles(t *testing.T) {
 	}
 
 	// Again: the diversions are ours already.
-	out = install(t, bin, "--root", root, "--no-start")
+	out = runInstall(t, bin, "--root", root, "--no-start")
 	if strings.Contains(out, "divert ") || !strings.Contains(out, "kept existing diversion of /usr/sbin/sendmail\n") {
 		t.Errorf("second run:\n%s", out)
 	}
@@ -646,8 +646,8 @@ func TestInstallDivertsPackageFiles(t *testing.T) {
 func TestInstalledShimClients(t *testing.T) {
 	need(t, "php")
 	bin, _ := binaries(t)
-	root := newRoot(t, true)
-	install(t, bin, "--root", root, "--no-start")
+	root := newInstallRoot(t, true)
+	runInstall(t, bin, "--root", root, "--no-start")
 	r := startRelay(t, relayOpts{})
 	sendmail := filepath.Join(root, installSendmail)
 	// Root runs the shim here, so FACTEUR_CONFIG is honoured even though
@@ -738,8 +738,8 @@ cat "$TMP/daemon.log"
 	first, rest, _ := strings.Cut(rest, "== state\n")
 	state, rest, _ := strings.Cut(rest, "== again\n")
 	again, run, _ := strings.Cut(rest, "== run\n")
-	checkStepLines(t, first)
-	checkStepLines(t, again)
+	checkInstallLines(t, first)
+	checkInstallLines(t, again)
 	for _, want := range []string{
 		"create group facteur-drop (groupadd --system facteur-drop)\n",
 		"create user facteur (useradd --system ",

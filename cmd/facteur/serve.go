@@ -23,12 +23,14 @@ import (
 	"net/netip"
 
 	"facteur/policy"
+	"facteur/policy/bounce"
 	"facteur/queue"
 	"facteur/queue/maildrop"
 	"facteur/relay/admin"
 	"facteur/relay/cleanup"
 	"facteur/relay/config"
 	"facteur/relay/guard"
+	"facteur/relay/inbound"
 	"facteur/relay/maillog"
 	"facteur/relay/metrics"
 	"facteur/relay/pickup"
@@ -104,6 +106,9 @@ type daemon struct {
 	alarm   atomic.Bool // the queue-depth alarm is raised
 	// webhookPending reports the webhook outbox size (0 without webhooks).
 	webhookPending func() int
+	// verpSecret keys the VERP tokens; nil when bounces.domain is unset.
+	verpSecret []byte
+	inbound    []*inbound.Server
 
 	policyMu sync.Mutex // serialises reloads and state saves
 }
@@ -158,6 +163,15 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	schedOpts, err := schedulerOptions(cfg)
 	if err != nil {
 		return err
+	}
+	if d.verpSecret, err = verpSecret(cfg); err != nil {
+		return err
+	}
+	if cfg.Bounces.Domain != "" {
+		secret, domain := d.verpSecret, cfg.Bounces.Domain
+		schedOpts.ReturnPath = func(id queue.ID, rcpt string) string {
+			return bounce.VERPAddress("bounces", domain, bounce.EncodeToken(string(id), rcpt, secret))
+		}
 	}
 	d.webhookPending = func() int { return 0 }
 	d.metrics = d.newMetrics()
@@ -250,6 +264,17 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 		smtpLns = append(smtpLns, smtpListener{ln, l})
 	}
+	var inboundLns []net.Listener
+	for _, addr := range cfg.Bounces.Listen {
+		ln, err := net.Listen("tcp", string(addr))
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("bounces.listen %s: %w", addr, err)
+		}
+		inboundLns = append(inboundLns, ln)
+		d.inbound = append(d.inbound, &inbound.Server{Domain: cfg.Bounces.Domain, Hostname: cfg.Hostname,
+			MaxMessageSize: int64(cfg.MaxMessageSize), Handle: d.handleInbound, Log: log})
+	}
 	adminLn, err := net.Listen("tcp", string(cfg.Admin))
 	if err != nil {
 		closeAll()
@@ -261,6 +286,17 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		g.Go(func() error { return d.smtp.Serve(gctx, s.ln, s.l) })
 	}
 	g.Go(func() error { return d.admin.Serve(gctx, adminLn) })
+	for i, srv := range d.inbound {
+		ln := inboundLns[i]
+		g.Go(func() error { return srv.Serve(ln) })
+		g.Go(func() error {
+			<-gctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.ShutdownTimeout))
+			defer cancel()
+			srv.Shutdown(sctx)
+			return nil
+		})
+	}
 	g.Go(func() error { return d.pickup.Run(gctx) })
 	g.Go(func() error { return d.sched.Run(gctx) })
 	g.Go(func() error { return d.reloadOnHUP(gctx) })
