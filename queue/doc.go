@@ -68,26 +68,34 @@
 //
 // # Measured
 //
-// On the development machine (2 cores, virtual disk; other builds were running, so
-// absolute numbers wander by 2x between runs), `go test -bench . ./queue`:
+// On the development machine (2 cores, virtual disk, Go 1.26), with other builds and
+// tests sharing the disk, so numbers wander by 2x and more between runs; each line pairs
+// runs made back to back. `go test -run '^$' -bench Enqueue -benchtime 5000x ./queue`,
+// 4 KiB messages, fsync on:
 //
-//	BenchmarkEnqueue/writers=1         579 msgs/s    1.0 msgs/commit  (4 KiB, fsync on)
-//	BenchmarkEnqueue/writers=20       2422 msgs/s    9.9 msgs/commit
-//	BenchmarkEnqueue/writers=20/nosync 7045 msgs/s   (CPU ceiling of the store, no fsync)
+//	writers  this store                       bbolt-probe "group" (one Put per message)
+//	1         1,284 msgs/s  (1.0 msg/commit)   2,521 msgs/s
+//	20       11,485 msgs/s (10.5 msgs/commit) 15,148 msgs/s
+//	20, NoSync 24,455 msgs/s: the CPU ceiling of the store
 //
-// measured back to back with ../shared/bench/bbolt-probe, whose writes are a single Put:
-// group 762 msgs/s (1 writer) and 3675 msgs/s (20 writers); bbolt Batch with its 10 ms
-// delay 75 msgs/s (1 writer) and 1392 msgs/s (20). Each of our messages writes five
-// buckets (record, body, due entry, address entry, counters), about 17 pages per
-// commit at 200k queued messages.
+// For comparison bbolt's Batch with its 10 ms delay made 84 msgs/s for one writer and
+// 1,716 msgs/s for 20 in the same session. A message here writes five buckets (record,
+// body, due entry, address entry, counters): about 70 KiB of pages per commit against
+// the probe's few pages, which is the gap for a lone writer; with 20 writers the
+// fsyncs are shared and the gap narrows.
 //
 // BenchmarkCommitLatency, one writer, Enqueue then Record(delivered) of a 4 KiB message
-// with 200,000 messages queued and as many deleted (106k free pages):
+// (two commits per iteration) in a queue prefilled with N messages of four recipients,
+// every other one then deleted so the file is fragmented as a busy queue's is:
 //
-//	map freelist, NoFreelistSync    1.8 ms/commit    70 KiB written/commit
-//	array freelist (bbolt default)  1.7 ms/commit   906 KiB written/commit
+//	N = 200,000 (106k free pages)    ms/commit  KiB written/commit  Open
+//	  map freelist, NoFreelistSync      1.36          70              384 ms
+//	  array freelist (bbolt default)    5.06         906               10 ms
+//	N = 1,000,000 (507k free pages, -queue.prefill=1000000)
+//	  map freelist, NoFreelistSync      0.90          70            1,472 ms
+//	  array freelist (bbolt default)    9.91       4,038               76 ms
 //
-// On this disk a commit's cost is its two fdatasyncs, so the 13x larger writes of the
-// array freelist do not show in the latency at 200k; they grow with the free pages (a
-// million-message queue is measured below) and would dominate on a faster disk.
+// The default freelist is written whole at every commit and grows with the queue's
+// history; with the chosen settings a commit costs the same at any size, and Open pays
+// once, at start, to rebuild the freelist (1.5 s for a million messages).
 package queue
