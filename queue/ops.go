@@ -65,7 +65,9 @@ func (s *Store) Enqueue(ctx context.Context, env Envelope, body []byte, now time
 
 // Record applies delivery outcomes to message id atomically and moves the due-index
 // entries. Updates for a recipient already final are skipped without error, so that a
-// delivered recipient is never sent again whatever a late caller says. When every
+// delivered recipient is never sent again whatever a late caller says. A held recipient
+// takes a final outcome (it was sent or refused) but stays held on a non-final one, with
+// the attempt and response recorded. When every
 // recipient is final, the message and its body are deleted. An unknown message or
 // recipient is ErrNotFound and changes nothing.
 func (s *Store) Record(ctx context.Context, id ID, updates []Update) error {
@@ -104,6 +106,11 @@ func (s *Store) Record(ctx context.Context, id ID, updates []Update) error {
 			}
 			if u.Provider != "" {
 				slot.Provider = u.Provider
+			}
+			if slot.Status == Held && !u.Status.Final() {
+				// An operator held the message while this attempt was in flight: the
+				// attempt is recorded, the hold stands until Release.
+				continue
 			}
 			if err := w.setRcpt(id, r, i, u.Status, u.NextAttempt); err != nil {
 				return err

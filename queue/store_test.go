@@ -161,6 +161,21 @@ func TestRecord(t *testing.T) {
 			},
 		},
 		{
+			name:  "held recipient stays held on a deferral but takes a final outcome",
+			rcpts: []string{"a@x.example", "b@y.example"},
+			steps: [][]Update{
+				{{Rcpt: "a@x.example", Status: Held}, {Rcpt: "b@y.example", Status: Held}},
+				{
+					{Rcpt: "a@x.example", Status: Deferred, NextAttempt: later, Response: "421 busy", Attempted: true, At: t0},
+					{Rcpt: "b@y.example", Status: Delivered, Response: "250 ok", Attempted: true, At: t0},
+				},
+			},
+			want: map[string]Recipient{
+				"a@x.example": {Address: "a@x.example", Status: Held, Attempts: 1, LastAttempt: t0, LastResponse: "421 busy"},
+				"b@y.example": {Address: "b@y.example", Status: Delivered, Attempts: 1, LastAttempt: t0, LastResponse: "250 ok"},
+			},
+		},
+		{
 			name:  "all final deletes the message",
 			rcpts: []string{"a@x.example", "b@y.example"},
 			steps: [][]Update{{
