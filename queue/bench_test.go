@@ -44,6 +44,8 @@ func BenchmarkEnqueue(b *testing.B) {
 				})
 			}
 			c0 := s.commits.Load()
+			st0 := s.db.Stats()
+			alloc0 := st0.TxStats.GetPageAlloc()
 			n := 0
 			for b.Loop() {
 				work <- struct{}{}
@@ -52,7 +54,10 @@ func BenchmarkEnqueue(b *testing.B) {
 			close(work)
 			wg.Wait()
 			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "msgs/s")
-			b.ReportMetric(float64(n)/float64(s.commits.Load()-c0), "msgs/commit")
+			commits := float64(s.commits.Load() - c0)
+			b.ReportMetric(float64(n)/commits, "msgs/commit")
+			st := s.db.Stats()
+			b.ReportMetric(float64(st.TxStats.GetPageAlloc()-alloc0)/1024/commits, "KiB-written/commit")
 		})
 	}
 }
