@@ -24,7 +24,7 @@ import (
 // README's "The sendmail shim" section describes by hand.
 
 func init() {
-	register("install", "install [--dry-run] [--root DIR] [--no-start]: set up this Debian/Ubuntu server (user, data dir, config, systemd unit, sendmail shim)", cmdInstall)
+	register("install", "set up this Debian/Ubuntu server: user, data dir, config, systemd unit, sendmail shim", cmdInstall)
 }
 
 // Where things go on the installed system. The unit (facteur.service) names
