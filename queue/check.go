@@ -125,7 +125,7 @@ func (s *Store) Check() error {
 		if got := getU64(w.meta.Get(metaMessages)); got != messages {
 			report("counter messages = %d, scan finds %d", got, messages)
 		}
-		for _, st := range Statuses {
+		for _, st := range Statuses() {
 			if got := getU64(w.meta.Get(metaStatusKey(st))); got != counts[st] {
 				report("counter %s = %d, scan finds %d", st, got, counts[st])
 			}

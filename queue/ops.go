@@ -508,10 +508,10 @@ func (s *Store) HoldMatching(ctx context.Context, f Filter) (int, error) {
 
 // Stats reads the counters and the oldest message; it costs two key lookups per status.
 func (s *Store) Stats(ctx context.Context) (Stats, error) {
-	st := Stats{Recipients: make(map[Status]int, len(Statuses))}
+	st := Stats{Recipients: map[Status]int{}}
 	err := s.view(ctx, func(w *wtx) error {
 		st.Messages = int(getU64(w.meta.Get(metaMessages)))
-		for _, s := range Statuses {
+		for _, s := range Statuses() {
 			st.Recipients[s] = int(getU64(w.meta.Get(metaStatusKey(s))))
 		}
 		k, v := w.msgs.Cursor().First()

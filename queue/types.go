@@ -38,8 +38,11 @@ const (
 	Held       Status = "held"       // parked by an operator; not scheduled until released
 )
 
-// Statuses lists every status, in the order Stats and the CLI show them.
-var Statuses = []Status{Queued, Deferred, Delivered, Bounced, Suppressed, Held}
+// Statuses returns every status, in the order the CLI shows them. A function, not a
+// variable, so no caller can change the list under another.
+func Statuses() []Status {
+	return []Status{Queued, Deferred, Delivered, Bounced, Suppressed, Held}
+}
 
 // Final reports whether s never changes again.
 func (s Status) Final() bool { return s == Delivered || s == Bounced || s == Suppressed }
