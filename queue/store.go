@@ -252,8 +252,12 @@ func (s *Store) update(fn func(*bolt.Tx) error) (err error) {
 	return s.db.Update(fn)
 }
 
-// storageErr maps a failed commit onto ErrFull when the disk or MaxSize is the cause.
+// storageErr maps a failed commit onto our sentinels (ErrFull when the disk or MaxSize
+// is the cause, ErrClosed), so that callers need not import bbolt.
 func storageErr(err error) error {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return fmt.Errorf("commit: %w", ErrClosed)
+	}
 	if errors.Is(err, berrors.ErrMaxSizeReached) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
 		return fmt.Errorf("commit: %w: %w", ErrFull, err)
 	}
@@ -265,5 +269,9 @@ func (s *Store) view(ctx context.Context, fn func(*wtx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.db.View(func(tx *bolt.Tx) error { return fn(newWtx(tx)) })
+	err := s.db.View(func(tx *bolt.Tx) error { return fn(newWtx(tx)) })
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
 }

@@ -782,3 +782,20 @@ func TestGroupCommit(t *testing.T) {
 		t.Errorf("after the burst: leading=%v pending=%d", s.leading, len(s.pending))
 	}
 }
+
+func TestUseAfterClose(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "queue.db"), Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if _, err := s.Enqueue(ctx, Envelope{Recipients: []string{"a@x.example"}}, nil, t0); !errors.Is(err, ErrClosed) {
+		t.Errorf("Enqueue after Close = %v", err)
+	}
+	if _, err := s.Due(ctx, t0, 10, nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("Due after Close = %v", err)
+	}
+}

@@ -19,6 +19,8 @@ var (
 	// ErrLocked: another process (another facteur on the same data_dir) holds the
 	// database file.
 	ErrLocked = errors.New("queue database locked by another process")
+	// ErrClosed: the store was closed (the daemon is shutting down).
+	ErrClosed = errors.New("queue closed")
 	// ErrInvalid: the caller passed something the store refuses (empty recipient list,
 	// unknown status, address with a NUL byte...). The error text says what.
 	ErrInvalid = errors.New("invalid argument")
