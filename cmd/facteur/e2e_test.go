@@ -787,3 +787,48 @@ func TestUserUnknownSuppressedThenRefused(t *testing.T) {
 		t.Errorf("DSN: %+v", m)
 	}
 }
+
+// Issue 4 §8: SIGTERM during a stalled transaction stops facteur within
+// shutdown_timeout; the unacknowledged message stays queued and a restart
+// delivers it exactly once.
+func TestGracefulStopKeepsInFlight(t *testing.T) {
+	need(t, "swaks")
+	var mu sync.Mutex
+	stall := make(chan struct{})
+	stalled := true
+	r := startRelay(t, relayOpts{extraConfig: "shutdown_timeout: 1s\n", sinkOpts: relaytest.SinkOptions{
+		Data: func(rcpts []string, body []byte) error {
+			mu.Lock()
+			s := stalled
+			mu.Unlock()
+			if s {
+				<-stall
+				return &smtpError{Code: 451, EnhancedCode: [3]int{4, 3, 0}, Message: "too late"}
+			}
+			return nil
+		},
+	}})
+	defer close(stall)
+	runTool(t, nil, "", "swaks", "--server", r.smtp, "--from", "app@example.com", "--to", "inflight@example.org")
+	deadline := time.Now().Add(10 * time.Second)
+	for r.sink.Connections() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	start := time.Now()
+	r.stop()
+	if d := time.Since(start); d > 8*time.Second {
+		t.Errorf("stop took %v with shutdown_timeout 1s", d)
+	}
+	mu.Lock()
+	stalled = false
+	mu.Unlock()
+	r.start()
+	m := r.wait(1)
+	if len(m) != 1 || m[0].Rcpts[0] != "inflight@example.org" {
+		t.Fatalf("after restart: %+v", m)
+	}
+	r.waitLog(" delivered rcpt=<inflight@example.org>")
+	if n := len(r.sink.Messages()); n != 1 {
+		t.Errorf("delivered %d times", n)
+	}
+}

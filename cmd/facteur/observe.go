@@ -43,7 +43,7 @@ func (d *daemon) newMetrics() *metrics.Metrics {
 			}
 			if st.Messages > metricsScanLimit {
 				var out []metrics.QueueDepth
-				for _, s := range queue.Statuses {
+				for _, s := range queue.Statuses() {
 					if !s.Final() {
 						out = append(out, metrics.QueueDepth{Provider: "all", Status: string(s), Count: st.Recipients[s]})
 					}

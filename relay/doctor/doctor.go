@@ -63,7 +63,7 @@ type Options struct {
 // DefaultDNSBL is the block lists checked when Options.DNSBL is nil: the
 // ones the big receivers and most spam filters consult.
 func DefaultDNSBL() []string {
-	return []string{"zen.spamhaus.org", "bl.spamcop.net", "b.barracudacentral.org", "dnsbl.sorbs.net"}
+	return []string{"zen.spamhaus.org", "bl.spamcop.net", "b.barracudacentral.org"}
 }
 
 // Run makes every check and returns the findings in report order: SPF,

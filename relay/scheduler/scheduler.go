@@ -508,6 +508,15 @@ func (s *Scheduler) connection(ctx context.Context, l *lane, provider string, ta
 			From: from, Rcpts: it.rcpts, Body: body,
 			SMTPUTF8: it.msg.SMTPUTF8, EightBit: it.msg.EightBit,
 		})
+		if err != nil && ctx.Err() != nil {
+			// Shutdown cut the transaction: it is not the remote's failure
+			// and counts as no attempt. Nothing was acknowledged (a
+			// delivery needs the final reply), so the recipients stay due
+			// as they were and the restart resumes them at once.
+			s.done(it)
+			s.abandon(l)
+			return false
+		}
 		s.record(ctx, it, provider, l.domain, conn, res, err, start)
 		if err != nil || !conn.Usable() {
 			return true
