@@ -66,10 +66,10 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /queue", s.list)
 	mux.HandleFunc("GET /queue/{id}", s.show)
-	mux.HandleFunc("DELETE /queue/{id}", s.deleteOne)
-	mux.HandleFunc("POST /queue/{id}/delete", s.deleteOne)
-	mux.HandleFunc("POST /queue/{id}/hold", s.holdOne)
-	mux.HandleFunc("POST /queue/{id}/release", s.releaseOne)
+	mux.HandleFunc("DELETE /queue/{id}", s.one("deleted", s.deleteOne))
+	mux.HandleFunc("POST /queue/{id}/delete", s.one("deleted", s.deleteOne))
+	mux.HandleFunc("POST /queue/{id}/hold", s.one("held", s.holdOne))
+	mux.HandleFunc("POST /queue/{id}/release", s.one("released", s.releaseOne))
 	mux.HandleFunc("POST /queue/flush", s.flush)
 	mux.HandleFunc("POST /queue/{id}/flush", s.flush)
 	mux.HandleFunc("POST /queue/delete", s.bulk("delete"))
@@ -220,46 +220,35 @@ func (s *Server) show(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, m)
 }
 
-func (s *Server) deleteOne(w http.ResponseWriter, r *http.Request) {
-	id, ok := s.id(w, r)
-	if !ok {
-		return
+// one is an operation on one message, logged as event on success.
+func (s *Server) one(event string, op func(ctx context.Context, id queue.ID) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, ok := s.id(w, r)
+		if !ok {
+			return
+		}
+		if err := op(r.Context(), id); err != nil {
+			WriteError(w, statusFor(err), fmt.Errorf("%s: %w", id, err))
+			return
+		}
+		s.Log.Info(event, "qid", string(id), "by", "admin")
+		WriteJSON(w, http.StatusOK, map[string]int{"count": 1})
 	}
-	if err := s.Store.Delete(r.Context(), id); err != nil {
-		WriteError(w, statusFor(err), fmt.Errorf("%s: %w", id, err))
-		return
-	}
-	s.Log.Info("deleted", "qid", string(id), "by", "admin")
-	WriteJSON(w, http.StatusOK, map[string]int{"count": 1})
 }
 
-func (s *Server) holdOne(w http.ResponseWriter, r *http.Request) {
-	id, ok := s.id(w, r)
-	if !ok {
-		return
-	}
-	if err := s.Store.Hold(r.Context(), id); err != nil {
-		WriteError(w, statusFor(err), fmt.Errorf("%s: %w", id, err))
-		return
-	}
-	s.Log.Info("held", "qid", string(id), "by", "admin")
-	WriteJSON(w, http.StatusOK, map[string]int{"count": 1})
-}
+func (s *Server) deleteOne(ctx context.Context, id queue.ID) error { return s.Store.Delete(ctx, id) }
+func (s *Server) holdOne(ctx context.Context, id queue.ID) error   { return s.Store.Hold(ctx, id) }
 
-func (s *Server) releaseOne(w http.ResponseWriter, r *http.Request) {
-	id, ok := s.id(w, r)
-	if !ok {
-		return
+// releaseOne makes the message due at once (Release then a flush, so that
+// the scheduler looks now).
+func (s *Server) releaseOne(ctx context.Context, id queue.ID) error {
+	if err := s.Store.Release(ctx, id, s.Now()); err != nil {
+		return err
 	}
-	if err := s.Store.Release(r.Context(), id, s.Now()); err != nil {
-		WriteError(w, statusFor(err), fmt.Errorf("%s: %w", id, err))
-		return
-	}
-	s.Log.Info("released", "qid", string(id), "by", "admin")
 	if s.Flusher != nil {
-		s.Flusher.Flush(r.Context(), id)
+		s.Flusher.Flush(ctx, id)
 	}
-	WriteJSON(w, http.StatusOK, map[string]int{"count": 1})
+	return nil
 }
 
 func (s *Server) flush(w http.ResponseWriter, r *http.Request) {
