@@ -19,42 +19,12 @@ import (
 // The admin CLI tests run the real binary, against a real database in
 // t.TempDir() and, where needed, a real daemon (facteur serve).
 
-var cliBuild struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-// buildFacteurCLI builds the facteur binary once per test run, into a
-// directory of its own that each run reuses (rename makes the swap atomic
-// for a concurrent run), so that no run leaves a binary behind.
+// buildFacteurCLI returns the facteur binary the e2e tests build once per
+// run (binaries in e2e_test.go).
 func buildFacteurCLI(t *testing.T) string {
 	t.Helper()
-	cliBuild.once.Do(func() {
-		dir := filepath.Join(os.TempDir(), fmt.Sprintf("facteur-cli-test-%d", os.Getuid()))
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			cliBuild.err = err
-			return
-		}
-		tmp, err := os.CreateTemp(dir, "facteur-*.tmp")
-		if err != nil {
-			cliBuild.err = err
-			return
-		}
-		tmp.Close()
-		out, err := exec.Command("go", "build", "-o", tmp.Name(), ".").CombinedOutput()
-		if err != nil {
-			os.Remove(tmp.Name())
-			cliBuild.err = fmt.Errorf("go build: %v\n%s", err, out)
-			return
-		}
-		cliBuild.path = filepath.Join(dir, "facteur")
-		cliBuild.err = os.Rename(tmp.Name(), cliBuild.path)
-	})
-	if cliBuild.err != nil {
-		t.Fatal(cliBuild.err)
-	}
-	return cliBuild.path
+	bin, _ := binaries(t)
+	return bin
 }
 
 // cliFreePort returns a loopback port nothing listens on (the config needs
