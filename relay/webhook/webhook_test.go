@@ -801,3 +801,51 @@ func BenchmarkAdd(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDrain measures how fast a backlog empties into a loopback
+// receiver: POSTs of 100 events plus their deletes, fsync on.
+func BenchmarkDrain(b *testing.B) {
+	const backlog = 1000
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+		io.Copy(io.Discard, req.Body)
+	}))
+	defer srv.Close()
+	s, err := queue.Open(filepath.Join(b.TempDir(), "q.db"), queue.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	l := newLogs()
+	w, err := New(b.Context(), Options{URL: srv.URL, Secret: []byte("k")}, s, newFakeClock(), slog.New(l))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var drained time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		// Fill concurrently, as the scheduler's workers would.
+		var wg sync.WaitGroup
+		for g := range 20 {
+			wg.Go(func() {
+				for i := range backlog / 20 {
+					if err := w.Add(b.Context(), event(g*100+i)); err != nil {
+						b.Error(err)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		b.StartTimer()
+		start := time.Now()
+		ctx, cancel := context.WithCancel(b.Context())
+		done := make(chan error)
+		go func() { done <- w.Run(ctx) }()
+		for w.Pending() > 0 {
+			<-l.msgs
+		}
+		drained += time.Since(start)
+		cancel()
+		<-done
+	}
+	b.ReportMetric(float64(b.N*backlog)/drained.Seconds(), "events/s")
+}
