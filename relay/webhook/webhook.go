@@ -161,6 +161,9 @@ type Webhook struct {
 // value), so a backlog of n events costs about n×300 bytes of memory for
 // the duration of New; Run then reads it a block at a time.
 func New(ctx context.Context, opts Options, out Outbox, clock Clock, log *slog.Logger) (*Webhook, error) {
+	if out == nil {
+		return nil, fmt.Errorf("%w: no outbox", ErrConfig)
+	}
 	u, err := url.Parse(opts.URL)
 	if err != nil {
 		return nil, fmt.Errorf("%w: url %q: %w", ErrConfig, opts.URL, err)
@@ -257,7 +260,9 @@ func New(ctx context.Context, opts Options, out Outbox, clock Clock, log *slog.L
 // Prefix is the outbox key prefix of the webhook posting to rawURL: a hash,
 // so that any URL makes a short fixed-width key, and two webhooks keep two
 // outboxes. A changed URL starts an empty outbox; the old one's events stay
-// under the old prefix.
+// under the old prefix. Two Webhooks over one Outbox must not share a URL:
+// their sequence numbers would collide (relay/config should refuse a
+// repeated url).
 func Prefix(rawURL string) string {
 	h := sha256.Sum256([]byte(rawURL))
 	return "webhook/" + hex.EncodeToString(h[:12]) + "/"

@@ -849,3 +849,29 @@ func BenchmarkDrain(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*backlog)/drained.Seconds(), "events/s")
 }
+
+func TestRetryAfter(t *testing.T) {
+	for _, tc := range []struct {
+		name, value string
+		want        time.Duration
+	}{
+		{"absent", "", 0},
+		{"seconds", "120", 120 * time.Second},
+		{"zero", "0", 0},
+		{"negative", "-5", 0},
+		{"huge is capped at a day", "99999999999999", 24 * time.Hour},
+		{"http date", t0.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
+		{"http date in the past", t0.Add(-time.Hour).Format(http.TimeFormat), 0},
+		{"garbage", "soon", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := http.Header{}
+			if tc.value != "" {
+				h.Set("Retry-After", tc.value)
+			}
+			if got := retryAfter(h, t0); got != tc.want {
+				t.Errorf("retryAfter(%q) = %v, want %v", tc.value, got, tc.want)
+			}
+		})
+	}
+}
