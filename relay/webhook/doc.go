@@ -36,6 +36,13 @@
 //     Retry-After when the receiver sends a longer one. A 4xx other than 408
 //     and 429 is logged as an error: the receiver refuses the request itself
 //     (wrong secret or path) and someone has to look.
+//   - The one exception: an outbox value that is not an event's JSON (a
+//     corrupt page, a foreign write) is logged and deleted, since it would
+//     make every POST invalid and block the outbox forever.
+//   - Batching: a full batch goes at once; a partial one waits batch_wait
+//     from the moment Run first sees its oldest event, or until batch_size
+//     events are pending. A backlog drains at full speed; a trickle costs
+//     one POST per batch_wait.
 //   - Delivery is at least once: a crash between the receiver's 2xx and the
 //     deletes, or a failed delete, posts those events again after a restart.
 //     Receivers should be idempotent (removing an address twice is harmless).
