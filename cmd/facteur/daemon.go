@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
@@ -19,6 +21,7 @@ import (
 	"facteur/relay/config"
 	"facteur/relay/delivery"
 	"facteur/relay/scheduler"
+	"facteur/relay/webhook"
 )
 
 // policyStateKey is where the policy engine's state (suspensions, backoff
@@ -373,4 +376,29 @@ func (e *eventRing) list() []scheduler.DeliveryEvent {
 		out = []scheduler.DeliveryEvent{}
 	}
 	return out
+}
+
+// newWebhooks builds one webhook per configured URL, over the queue
+// database as the durable outbox (issue 8 §4).
+func newWebhooks(ctx context.Context, cfg *config.Config, store *queue.Store, log *slog.Logger) ([]*webhook.Webhook, error) {
+	var hooks []*webhook.Webhook
+	for i, wc := range cfg.Webhooks {
+		secret := []byte(wc.Secret)
+		if wc.SecretFile != "" {
+			b, err := os.ReadFile(wc.SecretFile)
+			if err != nil {
+				return nil, fmt.Errorf("webhooks[%d].secret_file: %w", i, err)
+			}
+			secret = bytes.TrimSpace(b)
+		}
+		h, err := webhook.New(ctx, webhook.Options{
+			URL: wc.URL, Secret: secret, Events: wc.Events, BatchSize: wc.BatchSize,
+			BatchWait: time.Duration(wc.BatchWait), Timeout: time.Duration(wc.Timeout),
+		}, store, scheduler.RealClock{}, log)
+		if err != nil {
+			return nil, fmt.Errorf("webhooks[%d]: %w", i, err)
+		}
+		hooks = append(hooks, h)
+	}
+	return hooks, nil
 }

@@ -9,6 +9,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +19,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -830,5 +834,81 @@ func TestGracefulStopKeepsInFlight(t *testing.T) {
 	r.waitLog(" delivered rcpt=<inflight@example.org>")
 	if n := len(r.sink.Messages()); n != 1 {
 		t.Errorf("delivered %d times", n)
+	}
+}
+
+// Issue 8 §4: a webhook receiver that is down for a while still gets every
+// event once it is back, signed.
+func TestWebhookReceiverDownThenBack(t *testing.T) {
+	need(t, "swaks")
+	secret := "s3cret-webhook-key"
+	var mu sync.Mutex
+	down := true
+	got := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mac := hmac.New(sha256.New, []byte(secret))
+		mac.Write([]byte(r.Header.Get("X-Facteur-Timestamp") + "."))
+		mac.Write(body)
+		if r.Header.Get("X-Facteur-Signature") != "sha256="+hex.EncodeToString(mac.Sum(nil)) {
+			http.Error(w, "bad signature", http.StatusUnauthorized)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if down {
+			http.Error(w, "maintenance", http.StatusServiceUnavailable)
+			return
+		}
+		var payload struct {
+			Events []struct {
+				Event     string `json:"event"`
+				Recipient string `json:"recipient"`
+			} `json:"events"`
+		}
+		json.Unmarshal(body, &payload)
+		for _, e := range payload.Events {
+			got[e.Event+" "+e.Recipient]++
+		}
+	}))
+	defer srv.Close()
+	r := startRelay(t, relayOpts{extraConfig: fmt.Sprintf("webhooks:\n  - {url: %q, secret: %q, batch_wait: 10ms}\n", srv.URL, secret),
+		sinkOpts: relaytest.SinkOptions{Rcpt: func(a string) error {
+			if strings.HasPrefix(a, "gone@") {
+				return &smtpError{Code: 550, EnhancedCode: [3]int{5, 1, 1}, Message: "user unknown"}
+			}
+			return nil
+		}}})
+	runTool(t, nil, "", "swaks", "--server", r.smtp, "--from", "app@example.com", "--to", "ok@example.org")
+	runTool(t, nil, "", "swaks", "--server", r.smtp, "--from", "app@example.com", "--to", "gone@example.org")
+	r.waitLog("webhook failed")
+	mu.Lock()
+	down = false
+	mu.Unlock()
+	want := []string{"delivered ok@example.org", "bounced gone@example.org", "suppressed gone@example.org"}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		n := 0
+		for _, w := range want {
+			if got[w] > 0 {
+				n++
+			}
+		}
+		dup := false
+		for _, c := range got {
+			dup = dup || c > 1
+		}
+		mu.Unlock()
+		if dup {
+			t.Fatalf("an event arrived twice: %v", got)
+		}
+		if n == len(want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("webhook events %v, want %v\n%s", got, want, r.logText())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -37,6 +37,7 @@ import (
 	"facteur/relay/resolver"
 	"facteur/relay/scheduler"
 	"facteur/relay/submission"
+	"facteur/relay/webhook"
 )
 
 func init() {
@@ -172,7 +173,17 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			return bounce.VERPAddress("bounces", domain, bounce.EncodeToken(string(id), rcpt, secret))
 		}
 	}
-	d.webhookPending = func() int { return 0 }
+	hooks, err := newWebhooks(ctx, cfg, store, log)
+	if err != nil {
+		return err
+	}
+	d.webhookPending = func() int {
+		n := 0
+		for _, h := range hooks {
+			n += h.Pending()
+		}
+		return n
+	}
 	d.metrics = d.newMetrics()
 	schedOpts.OnProviderEvent = func(evs []policy.Event) {
 		d.savePolicyState(ctx)
@@ -180,9 +191,19 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			d.metrics.ProviderEvent(string(e.Kind), e.Provider)
 		}
 	}
+	// Webhook events are written while the scheduler finishes its last
+	// transactions at shutdown: their context outlives the daemon's.
+	hookCtx := context.WithoutCancel(ctx)
 	schedOpts.OnEvent = func(e scheduler.DeliveryEvent) {
 		d.events.add(e)
 		d.metrics.Recipient(e.Event, e.Provider, e.Class, e.Latency, e.At)
+		for _, h := range hooks {
+			ev := webhook.Event{Event: webhook.Kind(e.Event), ID: string(e.ID), Sender: e.Sender, Recipient: e.Rcpt,
+				Provider: e.Provider, Class: e.Class, Response: e.Response, Timestamp: e.At}
+			if err := h.Add(hookCtx, ev); err != nil {
+				log.Error("webhook outbox", "qid", string(e.ID), "err", err)
+			}
+		}
 	}
 	d.sched = scheduler.New(schedOpts, store, res, scheduler.EngineShaper{E: d.engine}, scheduler.RealClock{}, log)
 
@@ -300,6 +321,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	g.Go(func() error { return d.sched.Run(gctx) })
 	g.Go(func() error { return d.reloadOnHUP(gctx) })
 	g.Go(func() error { return d.alarmLoop(gctx) })
+	for _, h := range hooks {
+		g.Go(func() error { return h.Run(gctx) })
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		// SIGTERM: stop accepting, let sessions in DATA finish within

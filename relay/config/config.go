@@ -376,8 +376,14 @@ func (c *Config) Validate() error {
 	if c.MaxQueue < 0 {
 		bad("max_queue_messages", "must not be negative")
 	}
+	seenHooks := map[string]bool{}
 	for i, w := range c.Webhooks {
 		key := fmt.Sprintf("webhooks[%d]", i)
+		if seenHooks[w.URL] {
+			// One outbox per URL: two entries would share and clobber it.
+			bad(key+".url", "%q is listed twice", w.URL)
+		}
+		seenHooks[w.URL] = true
 		if !strings.HasPrefix(w.URL, "http://") && !strings.HasPrefix(w.URL, "https://") {
 			bad(key+".url", "want an http:// or https:// URL, got %q", w.URL)
 		}
