@@ -912,3 +912,95 @@ func TestWebhookReceiverDownThenBack(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Issue 5: a policy file's rate spaces deliveries and `connections: 1`
+// never opens a second connection; a [TSS04] at a domain whose MX is
+// Yahoo's suspends yahoo, shows in `providers --json` and in next_attempt,
+// and `provider resume` + `queue flush` send again.
+func TestPolicyShapingThroughTheDaemon(t *testing.T) {
+	need(t, "python3")
+	var mu sync.Mutex
+	tss04 := true
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "policy.yaml")
+	os.WriteFile(pol, []byte("providers:\n  default:\n    rate: 20/s\n    connections: 1\n"), 0o644)
+	r := startRelay(t, relayOpts{extraConfig: "policy: " + pol + "\n", sinkOpts: relaytest.SinkOptions{Rcpt: func(a string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if strings.HasSuffix(a, "@yahoo-hosted.example") && tss04 {
+			return &smtpError{Code: 421, EnhancedCode: [3]int{4, 7, 0}, Message: "[TSS04] Messages from 127.0.0.1 temporarily deferred due to unexpected volume or user complaints - 4.16.55.1"}
+		}
+		return nil
+	}}})
+	r.dns.Set("yahoo-hosted.example", relaytest.Zone{MX: []relaytest.MX{{Host: "mta5.am0.yahoodns.net", Pref: 1}}})
+	r.dns.Set("mta5.am0.yahoodns.net", relaytest.Zone{A: []string{"127.0.0.2"}})
+	script := `
+import smtplib, sys
+host, port = sys.argv[1].rsplit(":", 1)
+s = smtplib.SMTP(host, int(port))
+for r in sys.argv[2:]:
+    s.sendmail("app@example.com", [r], "Subject: %s\r\n\r\nx\r\n" % r)
+s.quit()
+`
+	start := time.Now()
+	args := []string{"-c", script, r.smtp}
+	for i := range 10 {
+		args = append(args, fmt.Sprintf("p%d@example.org", i))
+	}
+	runTool(t, nil, "", "python3", args...)
+	r.wait(10)
+	if d := time.Since(start); d < 400*time.Millisecond {
+		t.Errorf("10 deliveries at 20/s took %v, want at least 0.45 s", d)
+	}
+	if c := r.sink.MaxConcurrent(); c != 1 {
+		t.Errorf("%d concurrent connections with connections: 1", c)
+	}
+	runTool(t, nil, "", "python3", "-c", script, r.smtp, "y@yahoo-hosted.example")
+	r.waitLog(" deferred rcpt=<y@yahoo-hosted.example> provider=yahoo")
+	out, err := r.cli("providers", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var provs []struct {
+		Name           string     `json:"name"`
+		SuspendedUntil *time.Time `json:"suspended_until"`
+		Reason         *string    `json:"suspended_reason"`
+		Deferred       int        `json:"deferred"`
+	}
+	json.Unmarshal([]byte(out), &provs)
+	found := false
+	for _, p := range provs {
+		if p.Name == "yahoo" {
+			found = true
+			if p.SuspendedUntil == nil || time.Until(*p.SuspendedUntil) < 3*time.Hour+50*time.Minute || p.Reason == nil || !strings.Contains(*p.Reason, "TSS04") || p.Deferred != 1 {
+				t.Errorf("yahoo: %+v", p)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("no yahoo in providers --json:\n%s", out)
+	}
+	out, _ = r.cli("queue", "list", "--json")
+	if !strings.Contains(out, `"provider": "yahoo"`) {
+		t.Errorf("queue list lacks the yahoo provider:\n%s", out)
+	}
+	// flush alone respects the suspension and says so.
+	if out, err := r.cli("queue", "flush"); err != nil || !strings.Contains(out, "skipped") || !strings.Contains(out, "yahoo") {
+		t.Errorf("flush during the suspension: %v\n%s", err, out)
+	}
+	mu.Lock()
+	tss04 = false
+	mu.Unlock()
+	if _, err := r.cli("provider", "resume", "yahoo"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.cli("queue", "flush"); err != nil {
+		t.Fatal(err)
+	}
+	r.waitLog(" delivered rcpt=<y@yahoo-hosted.example>")
+	for _, ev := range []string{" suspended provider=yahoo", " resumed provider=yahoo"} {
+		if !strings.Contains(r.logText(), ev) {
+			t.Errorf("log lacks %q", ev)
+		}
+	}
+}
