@@ -44,8 +44,13 @@ func (s *Store) Enqueue(ctx context.Context, env Envelope, body []byte, now time
 		r.Rcpts = append(r.Rcpts, rcptSlot{Address: a, Status: Queued, NextAttempt: now})
 	}
 	const draws = 5
-	for range draws {
-		id := NewID(now)
+	for i := range draws {
+		id := env.ID
+		if i > 0 || id == "" {
+			id = NewID(now)
+		} else if _, err := ParseID(string(id)); err != nil {
+			return "", fmt.Errorf("enqueue: %w: %v", ErrInvalid, err)
+		}
 		err := s.write(ctx, func(w *wtx) error {
 			if w.msgs.Get([]byte(id)) != nil {
 				return reject(errIDTaken)

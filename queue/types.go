@@ -63,6 +63,10 @@ func (s Status) scheduled() bool { return s == Queued || s == Deferred }
 
 // Envelope is what Enqueue stores besides the body.
 type Envelope struct {
+	// ID, when set (from NewID), is the queue ID to use, so that the
+	// caller can write it in the message's Received header before the
+	// commit; Enqueue draws a new one only if it is taken.
+	ID         ID
 	Sender     string   // "" is the null sender <>
 	Recipients []string // at least one; exact duplicates collapse
 	ClientIP   string

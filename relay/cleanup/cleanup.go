@@ -159,7 +159,9 @@ func (c *Cleanup) Process(ctx context.Context, m Message, now time.Time) (queue.
 	if h.count("Received") >= c.opts.MaxHops {
 		return "", ErrLoop
 	}
-	id := queue.NewID(now) // names the message in its headers; the store assigns the queue ID
+	// The queue ID is drawn here so that Received and Message-ID carry it
+	// (Enqueue keeps it unless, against all odds, it is taken).
+	id := queue.NewID(now)
 	sender := c.RewriteSender(m.Sender)
 	var rcpts []string
 	for _, r := range m.Recipients {
@@ -181,10 +183,11 @@ func (c *Cleanup) Process(ctx context.Context, m Message, now time.Time) (queue.
 	if h.count("Message-ID") == 0 {
 		appendFields = append(appendFields, "Message-ID: <"+string(id)+"."+randomHex(6)+"@"+c.opts.Hostname+">\r\n")
 	}
-	received := c.received(m, rcpts, now)
+	received := c.received(m, id, rcpts, now)
 	msg := h.bytes([]string{received}, appendFields)
 
 	env := queue.Envelope{
+		ID:         id,
 		Sender:     sender,
 		Recipients: rcpts,
 		ClientIP:   m.ClientIP,
@@ -229,7 +232,7 @@ func (c *Cleanup) Process(ctx context.Context, m Message, now time.Time) (queue.
 	return qid, nil
 }
 
-func (c *Cleanup) received(m Message, rcpts []string, now time.Time) string {
+func (c *Cleanup) received(m Message, id queue.ID, rcpts []string, now time.Time) string {
 	helo := m.Helo
 	if helo == "" {
 		helo = "localhost"
@@ -249,8 +252,8 @@ func (c *Cleanup) received(m Message, rcpts []string, now time.Time) string {
 	if len(rcpts) == 1 {
 		forPart = "\r\n\tfor <" + rcpts[0] + ">"
 	}
-	return fmt.Sprintf("Received: %s\r\n\tby %s (facteur) with %s%s;\r\n\t%s\r\n",
-		from, c.opts.Hostname, proto, forPart, now.Format(time.RFC1123Z))
+	return fmt.Sprintf("Received: %s\r\n\tby %s (facteur) with %s id %s%s;\r\n\t%s\r\n",
+		from, c.opts.Hostname, proto, id, forPart, now.Format(time.RFC1123Z))
 }
 
 // sanitize keeps a client-supplied HELO from breaking the header.

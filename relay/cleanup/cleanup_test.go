@@ -142,7 +142,7 @@ func TestProcess(t *testing.T) {
 				if strings.Contains(body, "Bcc") || strings.Count(body, "Date:") != 1 || strings.Count(body, "Message-ID:") != 1 {
 					t.Errorf("headers wrong: %q", body)
 				}
-				if !strings.HasPrefix(body, "Received: from app ([127.0.0.1])\r\n\tby web1.example.com (facteur) with ESMTP\r\n\tfor <a@example.org>;") {
+				if !strings.HasPrefix(body, "Received: from app ([127.0.0.1])\r\n\tby web1.example.com (facteur) with ESMTP id ") || !strings.Contains(body, "\r\n\tfor <a@example.org>;") {
 					t.Errorf("Received wrong: %q", body)
 				}
 			},
@@ -174,6 +174,9 @@ func TestProcess(t *testing.T) {
 			m, err := st.Get(t.Context(), id)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if b, _ := st.Body(t.Context(), id); !strings.Contains(string(b), " id "+string(id)) {
+				t.Errorf("Received does not name the queue ID %s", id)
 			}
 			if m.Sender != tt.wantFrom {
 				t.Errorf("sender = %q, want %q", m.Sender, tt.wantFrom)
