@@ -7,11 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strings"
-	"syscall"
 	"time"
 
 	"facteur/policy"
@@ -149,7 +147,7 @@ func verpSecret(cfg *config.Config) ([]byte, error) {
 // database directly.
 func ingest(ctx context.Context, cfg *config.Config, p *policy.Policy, raw []byte, rep *bounce.Report) (bounceResult, error) {
 	var res bounceResult
-	err := postRaw(newAdminClient(cfg), "/bounces", raw, &res)
+	err := newAdminClient(cfg).send("POST", "/bounces", nil, "message/rfc822", bytes.NewReader(raw), &res)
 	if !errors.Is(err, errDaemonDown) {
 		return res, err
 	}
@@ -168,48 +166,6 @@ func ingest(ctx context.Context, cfg *config.Config, p *policy.Policy, raw []byt
 		return offlineCancel(ctx, cfg, store, addr, why, now)
 	})
 	return res, err
-}
-
-// postRaw POSTs body as is (adminClient.do sends JSON only) and decodes the
-// JSON answer into out.
-func postRaw(a *adminClient, path string, body []byte, out any) error {
-	req, err := http.NewRequest("POST", a.base+path, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "message/rfc822")
-	if a.token != "" {
-		req.Header.Set("Authorization", "Bearer "+a.token)
-	}
-	resp, err := a.http.Do(req)
-	if err != nil {
-		if isDialError(err) {
-			return errDaemonDown
-		}
-		return err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode/100 != 2 {
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return errors.New(e.Error)
-		}
-		return fmt.Errorf("admin endpoint: %s", resp.Status)
-	}
-	return json.Unmarshal(data, out)
-}
-
-// isDialError tells a daemon that is not running from one that failed, as
-// adminClient.do does.
-func isDialError(err error) bool {
-	var op *net.OpError
-	return errors.Is(err, syscall.ECONNREFUSED) || (errors.As(err, &op) && op.Op == "dial")
 }
 
 // bounceSuppressions lists the entries a decided report adds: source fbl

@@ -33,18 +33,24 @@ func newAdminClient(c *config.Config) *adminClient {
 // errDaemonDown is returned when nothing listens on the admin address.
 var errDaemonDown = errors.New("the facteur daemon is not running (admin endpoint unreachable)")
 
+// do sends body (nil, or a value encoded as JSON) and decodes the JSON
+// answer into out (nil: ignored; *[]byte: raw).
 func (a *adminClient) do(method, path string, q url.Values, body any, out any) error {
+	if body == nil {
+		return a.send(method, path, q, "", nil, out)
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	return a.send(method, path, q, "application/json", bytes.NewReader(b), out)
+}
+
+// send is do with a body of any content type.
+func (a *adminClient) send(method, path string, q url.Values, contentType string, rd io.Reader, out any) error {
 	u := a.base + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
-	}
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequest(method, u, rd)
 	if err != nil {
@@ -53,13 +59,12 @@ func (a *adminClient) do(method, path string, q url.Values, body any, out any) e
 	if a.token != "" {
 		req.Header.Set("Authorization", "Bearer "+a.token)
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	resp, err := a.http.Do(req)
 	if err != nil {
-		var op *net.OpError
-		if errors.Is(err, syscall.ECONNREFUSED) || (errors.As(err, &op) && op.Op == "dial") {
+		if isDialError(err) {
 			return errDaemonDown
 		}
 		return err
@@ -87,4 +92,11 @@ func (a *adminClient) do(method, path string, q url.Values, body any, out any) e
 	default:
 		return json.Unmarshal(data, out)
 	}
+}
+
+// isDialError tells a daemon that is not running (nothing listens on the
+// admin address) from one that failed.
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.Is(err, syscall.ECONNREFUSED) || (errors.As(err, &op) && op.Op == "dial")
 }
