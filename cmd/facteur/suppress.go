@@ -17,12 +17,12 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"facteur/policy"
 	"facteur/queue"
 	"facteur/relay/address"
 	"facteur/relay/admin"
 	"facteur/relay/config"
-	"facteur/relay/dsn"
+	"facteur/relay/maillog"
+	"facteur/relay/scheduler"
 )
 
 // facteur suppress (issue 7 §4) and the daemon's /suppressions endpoint.
@@ -297,56 +297,13 @@ func cancelReason(s queue.Suppression) string {
 }
 
 // offlineCancel does, with the daemon down, what its scheduler does when an
-// address is suppressed: the queued recipients become suppressed and each
-// sender gets one DSN, queued for the next start. As in the scheduler, no
-// DSN goes to the null sender except a failed DSN's double bounce to the
-// postmaster.
+// address is suppressed, with the scheduler's own code (it needs no running
+// scheduler): the queued recipients become suppressed and each sender gets
+// one DSN, queued for the next start. The event lines go to stderr.
 func offlineCancel(ctx context.Context, cfg *config.Config, store *queue.Store, addr, why string, now time.Time) (int, error) {
-	cancelled, err := store.CancelSuppressed(ctx, addr, now)
-	if err != nil {
-		return 0, err
-	}
-	reply := policy.Reply{Code: 550, Enhanced: "5.1.1", Text: "recipient is suppressed: " + why}
-	postmaster := cfg.PostmasterAddress()
-	for _, c := range cancelled {
-		to := c.Sender
-		if to == "" {
-			if !c.IsDSN || postmaster == "" || strings.EqualFold(c.Rcpt, postmaster) {
-				continue
-			}
-			to = postmaster
-		}
-		report, err := dsn.Build(dsn.Bounce{
-			Hostname: cfg.Hostname,
-			QueueID:  string(c.ID),
-			Sender:   to,
-			Arrival:  now,
-			Now:      now,
-			Recipients: []dsn.Recipient{{
-				Address: c.Rcpt, Status: reply.Enhanced, Action: "failed",
-				Diagnostic: reply.String(), LastAttempt: now,
-			}},
-		})
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "facteur: %s: no DSN for <%s>: %v\n", c.ID, c.Rcpt, err)
-			continue
-		}
-		id, err := store.Enqueue(ctx, queue.Envelope{Recipients: []string{to}, IsDSN: true, EightBit: !isASCII(report)}, report, now)
-		if err != nil {
-			return len(cancelled), fmt.Errorf("%s: queue DSN to <%s>: %w", c.ID, to, err)
-		}
-		fmt.Fprintf(os.Stderr, "facteur: %s <%s> cancelled; DSN %s queued to <%s>\n", c.ID, c.Rcpt, id, to)
-	}
-	return len(cancelled), nil
-}
-
-func isASCII(b []byte) bool {
-	for _, c := range b {
-		if c >= 0x80 {
-			return false
-		}
-	}
-	return true
+	s := scheduler.New(scheduler.Options{Hostname: cfg.Hostname, Postmaster: cfg.PostmasterAddress()},
+		store, nil, nil, nil, maillog.New(os.Stderr, cfg.LogFormat))
+	return s.CancelSuppressed(ctx, addr, why, now)
 }
 
 // writeSuppressions prints the list as a table.
@@ -622,44 +579,12 @@ func (d *daemon) addSuppressions(w http.ResponseWriter, r *http.Request) {
 // scheduler cancel the queued mail to the active ones (it logs each
 // cancelled recipient and sends the DSNs).
 func (d *daemon) suppress(ctx context.Context, list []queue.Suppression, replace bool, now time.Time) (suppressResult, error) {
-	var queued map[string]int
 	logIt := func(s queue.Suppression) {
 		d.log.Info("suppressed", "rcpt", "<"+s.Address+">", "class", s.Reason, "source", string(s.Source), "resp", s.Response)
 	}
 	return applySuppressions(ctx, d.store, list, replace, now, logIt, func(addr, why string, now time.Time) (int, error) {
-		if queued == nil {
-			// One scan for the whole request: the scheduler's
-			// CancelSuppressed does not count, and most imported
-			// addresses have nothing queued.
-			var err error
-			if queued, err = queuedRecipients(ctx, d.store); err != nil {
-				return 0, err
-			}
-		}
-		n := queued[addr]
-		if n > 0 {
-			d.sched.CancelSuppressed(ctx, addr, why, now)
-		}
-		return n, nil
+		return d.sched.CancelSuppressed(ctx, addr, why, now)
 	})
-}
-
-// queuedRecipients counts the non-final recipients of the queue by
-// lower-cased address: what CancelSuppressed would cancel.
-func queuedRecipients(ctx context.Context, store *queue.Store) (map[string]int, error) {
-	msgs, err := store.List(ctx, queue.Filter{})
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]int{}
-	for _, m := range msgs {
-		for _, r := range m.Recipients {
-			if !r.Status.Final() {
-				out[strings.ToLower(strings.TrimSpace(r.Address))]++
-			}
-		}
-	}
-	return out, nil
 }
 
 func (d *daemon) removeSuppression(w http.ResponseWriter, r *http.Request) {

@@ -358,12 +358,17 @@ func (s *Scheduler) suppress(ctx context.Context, rcpt string, d policy.Decision
 }
 
 // CancelSuppressed cancels the queued mail to a newly suppressed address
-// (issue 7 §3): status suppressed, one DSN to each sender.
-func (s *Scheduler) CancelSuppressed(ctx context.Context, rcpt, why string, now time.Time) {
+// (issue 7 §3): status suppressed, one DSN to each sender, and returns how
+// many recipients it cancelled. It needs no running scheduler, so the CLI
+// uses it too when the daemon is down (the DSNs leave at the next start).
+func (s *Scheduler) CancelSuppressed(ctx context.Context, rcpt, why string, now time.Time) (int, error) {
 	cancelled, err := s.store.CancelSuppressed(ctx, rcpt, now)
+	if errors.Is(err, queue.ErrNotFound) {
+		return 0, nil
+	}
 	if err != nil {
 		s.log.Error("cancel suppressed", "rcpt", "<"+rcpt+">", "err", err)
-		return
+		return 0, err
 	}
 	reply := policy.Reply{Code: 550, Enhanced: "5.1.1", Text: "recipient is suppressed: " + why}
 	for _, c := range cancelled {
@@ -372,6 +377,7 @@ func (s *Scheduler) CancelSuppressed(ctx context.Context, rcpt, why string, now 
 		s.dsn.bounce(ctx, queue.Message{ID: c.ID, Sender: c.Sender, IsDSN: c.IsDSN, Created: now}, nil,
 			[]bouncedRcpt{{rcpt: c.Rcpt, reply: reply, lastTime: now}}, now)
 	}
+	return len(cancelled), nil
 }
 
 func (s *Scheduler) logEvents(evs []policy.Event) {
