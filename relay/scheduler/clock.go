@@ -12,6 +12,10 @@ import (
 type Clock interface {
 	Now() time.Time
 	After(d time.Duration) <-chan time.Time
+	// At fires once the time is t or later (at once if it already is).
+	// Waiting for an absolute time, rather than for a duration computed
+	// from an earlier Now, cannot miss a fake clock's Advance.
+	At(t time.Time) <-chan time.Time
 }
 
 // RealClock is the wall clock.
@@ -19,6 +23,7 @@ type RealClock struct{}
 
 func (RealClock) Now() time.Time                         { return time.Now() }
 func (RealClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+func (RealClock) At(t time.Time) <-chan time.Time        { return time.After(time.Until(t)) }
 
 // FakeClock is a manual clock for tests: time moves only with Advance.
 type FakeClock struct {
@@ -51,6 +56,19 @@ func (c *FakeClock) After(d time.Duration) <-chan time.Time {
 		return ch
 	}
 	c.waiters = append(c.waiters, fakeWaiter{at, ch})
+	return ch
+}
+
+// At fires when the clock reaches t.
+func (c *FakeClock) At(t time.Time) <-chan time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := make(chan time.Time, 1)
+	if !t.After(c.now) {
+		ch <- c.now
+		return ch
+	}
+	c.waiters = append(c.waiters, fakeWaiter{t, ch})
 	return ch
 }
 

@@ -173,40 +173,50 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		context.AfterFunc(sendCtx, func() { t.Stop() })
 	})
 	defer stopTimer()
+	var last time.Time
 	for {
-		wait := s.cycle(ctx)
+		// Wakes come per enqueue and per finished connection; a cycle
+		// rescans the in-flight head of the due index, so under load they
+		// are coalesced to one per minCycle of real time (this paces work;
+		// it decides nothing, so it is not the injected clock's business).
+		if wait := minCycle - time.Since(last); wait > 0 {
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+			}
+		}
+		last = time.Now()
+		next := s.cycle(ctx)
 		select {
 		case <-ctx.Done():
 			s.wg.Wait()
 			return nil
 		case <-s.wake:
-		case <-s.clock.After(wait):
+		case <-s.clock.At(next):
 		}
 	}
 }
 
-// cycle fetches due work, starts workers, and says how long to sleep.
-func (s *Scheduler) cycle(ctx context.Context) time.Duration {
+// cycle fetches due work, starts workers, and says when to look again:
+// the next due time, a lane's wait, or a minute at the most.
+func (s *Scheduler) cycle(ctx context.Context) time.Time {
 	now := s.clock.Now()
 	if err := s.fill(ctx, now); err != nil {
 		s.log.Error("scheduler: reading due recipients", "err", err)
-		return time.Second
+		return now.Add(time.Second)
 	}
 	next := s.startWorkers(ctx, now)
 	if t, ok, err := s.store.NextDue(ctx); err == nil && ok && (next.IsZero() || t.Before(next)) {
 		next = t
 	}
-	if next.IsZero() {
-		return time.Minute
+	// The earliest due entry may be one in flight: never spin on it.
+	if min := now.Add(time.Millisecond); next.Before(min) {
+		next = min
 	}
-	d := next.Sub(now)
-	if d < time.Millisecond {
-		d = time.Millisecond
+	if limit := now.Add(time.Minute); next.IsZero() || next.After(limit) {
+		next = limit
 	}
-	if d > time.Minute {
-		d = time.Minute
-	}
-	return d
+	return next
 }
 
 // fill moves due recipients into lanes, grouped by message and destination.
@@ -406,17 +416,31 @@ func (s *Scheduler) workerExit(l *lane) {
 	s.Wake()
 }
 
+// minCycle is the least real time between two scheduling cycles.
+const minCycle = 5 * time.Millisecond
+
+// maxInlineWait is the longest a worker waits for its provider's rate
+// with a connection open: beyond it the connection would idle past the
+// remote's timeout, so the item goes back to the lane and the lane waits.
+const maxInlineWait = 2 * time.Second
+
 // worker delivers a lane's items over successive connections until the lane
-// is empty, a limit stops it, or ctx is done.
+// is empty, a limit stops it, or ctx is done. Store writes use wctx, which
+// shutdown does not cancel: an outcome the remote gave is always recorded.
 func (s *Scheduler) worker(ctx context.Context, l *lane) {
 	defer s.workerExit(l)
+	wctx := context.WithoutCancel(ctx)
 	if ctx.Err() != nil {
 		s.abandon(l)
 		return
 	}
 	targets, provider, err := s.resolve(ctx, l)
 	if err != nil {
-		s.routeFailed(ctx, l, provider, err)
+		if ctx.Err() != nil {
+			s.abandon(l)
+			return
+		}
+		s.routeFailed(wctx, l, provider, err)
 		return
 	}
 	for ctx.Err() == nil {
@@ -425,17 +449,17 @@ func (s *Scheduler) worker(ctx context.Context, l *lane) {
 		}
 		now := s.clock.Now()
 		if until, why, ok := s.shaper.Suspended(provider, l.domain, now); ok {
-			s.suspendLane(ctx, l, provider, until, why)
+			s.suspendLane(wctx, l, provider, until, why)
 			return
 		}
 		release, ok, until, suspended, why := s.shaper.Acquire(provider, l.domain, now)
 		if !ok {
 			if suspended {
-				s.suspendLane(ctx, l, provider, until, why)
+				s.suspendLane(wctx, l, provider, until, why)
 				return
 			}
 			// The connection limit: another worker of this provider will
-			// take the work; try again when the limit says.
+			// take the work; try again when a connection closes.
 			if !until.After(now) {
 				until = now.Add(time.Second)
 			}
@@ -446,7 +470,7 @@ func (s *Scheduler) worker(ctx context.Context, l *lane) {
 			s.mu.Unlock()
 			return
 		}
-		more := s.connection(ctx, l, provider, targets)
+		more := s.connection(ctx, wctx, l, provider, targets)
 		release()
 		if !more {
 			return
@@ -455,106 +479,153 @@ func (s *Scheduler) worker(ctx context.Context, l *lane) {
 	s.abandon(l)
 }
 
+// unpop puts an item back at the head of its lane, untouched.
+func (s *Scheduler) unpop(l *lane, it *item) {
+	s.mu.Lock()
+	l.pending = append([]*item{it}, l.pending...)
+	s.mu.Unlock()
+}
+
+// rateStop says why takeRate did not give a token.
+type rateStop int
+
+const (
+	rateOK       rateStop = iota
+	rateLater             // the next token is far: the lane waits (notBefore)
+	rateShutdown          // ctx ended
+)
+
+// takeRate takes one message from the provider's rate, waiting in place
+// for at most maxInlineWait.
+func (s *Scheduler) takeRate(ctx context.Context, l *lane, provider string) rateStop {
+	for {
+		now := s.clock.Now()
+		ok, at := s.shaper.Allow(provider, l.domain, now)
+		if ok {
+			return rateOK
+		}
+		if at.Sub(now) > maxInlineWait {
+			s.mu.Lock()
+			if at.After(l.notBefore) {
+				l.notBefore, l.limitWait = at, false
+			}
+			s.mu.Unlock()
+			return rateLater
+		}
+		select {
+		case <-s.clock.At(at):
+		case <-ctx.Done():
+			return rateShutdown
+		}
+	}
+}
+
 // connection opens one connection for l and sends items over it. It
 // returns whether the worker should open another.
-func (s *Scheduler) connection(ctx context.Context, l *lane, provider string, targets []target) bool {
+func (s *Scheduler) connection(ctx, wctx context.Context, l *lane, provider string, targets []target) bool {
 	lim := s.shaper.Limits(provider)
 	if s.opts.ReturnPath != nil {
 		lim.RecipientsPerMessage = 1 // one VERP return path per recipient
 	}
-	first := s.pop(l, lim.RecipientsPerMessage)
-	if first == nil {
+	// stop gives an item back (or forgets it at shutdown, leaving it due).
+	stop := func(it *item, why rateStop) bool {
+		if why == rateShutdown {
+			s.done(it)
+			s.abandon(l)
+			return false
+		}
+		s.unpop(l, it)
 		return false
+	}
+	it := s.pop(l, lim.RecipientsPerMessage)
+	if it == nil {
+		return false
+	}
+	// The rate is asked before dialling, so that a throttled provider's
+	// connection never idles waiting for a token.
+	if why := s.takeRate(ctx, l, provider); why != rateOK {
+		return stop(it, why)
 	}
 	conn, dialErr := s.dial(ctx, targets)
 	if conn == nil {
-		// No MX answered: the whole destination waits (Postfix's dead
-		// destination), each recipient per its schedule.
-		items := append([]*item{first}, s.drain(l)...)
-		for _, it := range items {
-			s.failItem(ctx, it, provider, l.domain, dialErr, nil)
+		if ctx.Err() != nil {
+			return stop(it, rateShutdown)
+		}
+		// Nothing answered. With no other connection of this lane up, the
+		// whole destination waits (Postfix's dead destination); otherwise
+		// only this item does: the others are being delivered.
+		items := []*item{it}
+		s.mu.Lock()
+		alone := l.workers <= 1
+		s.mu.Unlock()
+		if alone {
+			items = append(items, s.drain(l)...)
+		}
+		for _, x := range items {
+			s.failItem(wctx, x, provider, l.domain, dialErr, nil)
 		}
 		return false
 	}
 	defer conn.Close()
-	it := first
 	for {
-		if it == nil {
-			return false
-		}
-		now := s.clock.Now()
-		if s.expire(ctx, it, provider, now) {
-			it = s.pop(l, lim.RecipientsPerMessage)
-			continue
-		}
-		if !s.waitRate(ctx, provider, l.domain) {
-			s.done(it)
-			s.abandon(l)
-			return false
-		}
-		body, err := s.store.Body(ctx, it.msg.ID)
-		if err != nil {
-			s.log.Error("read body", "qid", string(it.msg.ID), "err", err)
-			s.done(it)
-			it = s.pop(l, lim.RecipientsPerMessage)
-			continue
-		}
-		start := s.clock.Now()
-		from := it.msg.Sender
-		if s.opts.ReturnPath != nil && from != "" {
-			from = s.opts.ReturnPath(it.msg.ID, it.rcpts[0])
-		}
-		res, err := conn.Send(s.sendCtx, delivery.Message{
-			From: from, Rcpts: it.rcpts, Body: body,
-			SMTPUTF8: it.msg.SMTPUTF8, EightBit: it.msg.EightBit,
-		})
-		if err != nil && ctx.Err() != nil {
-			// Shutdown cut the transaction: it is not the remote's failure
-			// and counts as no attempt. Nothing was acknowledged (a
-			// delivery needs the final reply), so the recipients stay due
-			// as they were and the restart resumes them at once.
-			s.done(it)
-			s.abandon(l)
-			return false
-		}
-		s.record(ctx, it, provider, l.domain, conn, res, err, start)
-		if err != nil || !conn.Usable() {
-			return true
-		}
-		if lim.MessagesPerConnection > 0 && conn.Messages() >= lim.MessagesPerConnection {
-			return true
-		}
-		if _, _, ok := s.shaper.Suspended(provider, l.domain, s.clock.Now()); ok || ctx.Err() != nil {
-			return true
+		if !s.expire(wctx, it, provider, s.clock.Now()) {
+			if !s.send(ctx, wctx, it, provider, l.domain, conn) {
+				s.abandon(l) // shutdown
+				return false
+			}
+			if !conn.Usable() {
+				return true
+			}
+			if lim.MessagesPerConnection > 0 && conn.Messages() >= lim.MessagesPerConnection {
+				return true
+			}
+			if _, _, ok := s.shaper.Suspended(provider, l.domain, s.clock.Now()); ok || ctx.Err() != nil {
+				return true
+			}
 		}
 		if it = s.pop(l, lim.RecipientsPerMessage); it == nil {
 			return false
 		}
+		if why := s.takeRate(ctx, l, provider); why != rateOK {
+			return stop(it, why)
+		}
 		if err := conn.Reset(); err != nil {
-			// The next item goes on a new connection.
-			s.mu.Lock()
-			l.pending = append([]*item{it}, l.pending...)
-			s.mu.Unlock()
+			s.unpop(l, it) // the next item goes on a new connection
 			return true
 		}
 	}
 }
 
-// waitRate waits until the provider's rate allows one more message and
-// takes it; false when ctx ended first.
-func (s *Scheduler) waitRate(ctx context.Context, provider, domain string) bool {
-	for {
-		now := s.clock.Now()
-		ok, at := s.shaper.Allow(provider, domain, now)
-		if ok {
-			return true
-		}
-		select {
-		case <-s.clock.After(at.Sub(now)):
-		case <-ctx.Done():
-			return false
-		}
+// send runs one transaction and records its outcome; false when shutdown
+// cut it (then nothing is recorded: the attempt counts as none).
+func (s *Scheduler) send(ctx, wctx context.Context, it *item, provider, domain string, conn *delivery.Conn) bool {
+	body, err := s.store.Body(wctx, it.msg.ID)
+	if err != nil {
+		// Without its body the message cannot go; defer it on its
+		// schedule rather than refetch it at once, and say why.
+		s.log.Error("read body", "qid", string(it.msg.ID), "err", err)
+		s.settle(wctx, it, provider, domain, nil, policy.Reply{Code: 451, Enhanced: "4.3.0", Text: "local error: message body unreadable: " + err.Error()}, "", s.clock.Now(), true)
+		return true
 	}
+	start := s.clock.Now()
+	from := it.msg.Sender
+	if s.opts.ReturnPath != nil && from != "" {
+		from = s.opts.ReturnPath(it.msg.ID, it.rcpts[0])
+	}
+	res, err := conn.Send(s.sendCtx, delivery.Message{
+		From: from, Rcpts: it.rcpts, Body: body,
+		SMTPUTF8: it.msg.SMTPUTF8, EightBit: it.msg.EightBit,
+	})
+	if err != nil && ctx.Err() != nil {
+		// Shutdown cut the transaction: it is not the remote's failure
+		// and counts as no attempt. Nothing was acknowledged (a delivery
+		// needs the final reply), so the recipients stay due as they were
+		// and the restart resumes them at once.
+		s.done(it)
+		return false
+	}
+	s.record(wctx, it, provider, domain, conn, res, err, start)
+	return true
 }
 
 // dial tries each target in order; on failure it returns the last error

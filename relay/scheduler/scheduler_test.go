@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -427,5 +428,31 @@ func TestSTARTTLSRecordedInLog(t *testing.T) {
 		if !strings.Contains(log, want) && !strings.Contains(log, strings.ReplaceAll(want, `dn=`, `dn="`)) {
 			t.Errorf("log lacks %q:\n%s", want, log)
 		}
+	}
+}
+
+// A reply that arrives during shutdown's grace period is recorded: the
+// recipient is not sent again at restart (the review's finding 1).
+func TestOutcomeDuringShutdownIsRecorded(t *testing.T) {
+	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
+	sink := relaytest.NewSink(t, "127.0.0.9:0", relaytest.SinkOptions{Data: func([]string, []byte) error {
+		entered <- struct{}{}
+		<-release
+		return nil
+	}})
+	h := newHarness(t, sink.Port(), map[string]relaytest.Zone{
+		"example.org":    {MX: []relaytest.MX{{Host: "mx.example.org", Pref: 10}}},
+		"mx.example.org": {A: []string{"127.0.0.9"}},
+	}, func(o *Options) { o.ShutdownTimeout = 30 * time.Second })
+	id := h.enqueue("app@example.com", []string{"late@example.org"}, msgBody)
+	<-entered
+	h.cancel()
+	close(release)
+	err := <-h.done
+	h.done <- err // for the harness's cleanup
+	if _, err := h.store.Get(t.Context(), id); !errors.Is(err, queue.ErrNotFound) {
+		m, _ := h.store.Get(t.Context(), id)
+		t.Fatalf("the delivery acknowledged during shutdown was not recorded: %+v", m)
 	}
 }
