@@ -328,7 +328,8 @@ func (p *Policy) Classify(provider string, r Reply) Decision {
 func Suppresses(c Class, a Action, r Reply) bool {
 	switch c {
 	case Complaint:
-		return true
+		// A feedback report or a permanent reply; a 4xx never suppresses.
+		return !r.Temporary()
 	case UserUnknown, HostUnknown:
 		return r.Permanent() && a == Bounce
 	}

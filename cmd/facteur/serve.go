@@ -239,7 +239,24 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}),
 	}, d.cleanup, log)
 	d.admin = &admin.Server{Store: store, Token: cfg.AdminToken, Log: log, Flusher: d, Extra: d.routes(), Decorate: d.decorate}
-	d.pickup = &pickup.Pickup{Dir: dropDir, Cleanup: d.cleanup, Log: log}
+	d.pickup = &pickup.Pickup{Dir: dropDir, Cleanup: d.cleanup, Log: log,
+		// The shim could not learn at RCPT time that a recipient is
+		// suppressed when the daemon was down: drop it here, with a line.
+		Filter: func(ctx context.Context, rcpts []string) []string {
+			sup := storeSuppressions{store}
+			var keep []string
+			for _, r := range rcpts {
+				for _, x := range d.cleanup.ExpandRecipient(r) {
+					if why, ok := sup.Suppressed(ctx, x, time.Now()); ok {
+						log.Info("suppressed", "rcpt", "<"+x+">", "client", "maildrop", "resp", "dropped: "+why)
+						continue
+					}
+					keep = append(keep, x)
+				}
+			}
+			return keep
+		},
+	}
 
 	// Bind everything before serving anything, so that a port in use fails
 	// the start instead of leaving a half-running daemon.

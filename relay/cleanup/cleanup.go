@@ -130,7 +130,7 @@ func (c *Cleanup) ExpandRecipient(addr string) []string {
 			}
 			return
 		}
-		q := c.Qualify(a)
+		q := canonical(c.Qualify(a))
 		for _, o := range out {
 			if o == q {
 				return
@@ -268,6 +268,17 @@ func sanitize(s string) string {
 		s = s[:255]
 	}
 	return s
+}
+
+// canonical lower-cases the domain of addr (domains are case-insensitive;
+// local parts are the remote's business), so that bob@Example.com and
+// bob@example.com are one recipient and get the message once.
+func canonical(addr string) string {
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 {
+		return addr
+	}
+	return addr[:at+1] + strings.ToLower(addr[at+1:])
 }
 
 func contains(list []string, s string) bool {

@@ -270,6 +270,11 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		bad("data_dir", "must not be empty")
 	}
+	if c.AdminToken == "" && !loopback(string(c.Admin)) {
+		// The endpoint can delete mail and lift suppressions: never on the
+		// network without a token.
+		bad("admin", "%s is not a loopback address: set admin_token or bind 127.0.0.1", c.Admin)
+	}
 	if c.MaxMessageSize <= 0 {
 		bad("max_message_size", "must be positive")
 	}
@@ -417,6 +422,18 @@ func (c *Config) fileName() string {
 		return "(defaults)"
 	}
 	return c.File
+}
+
+func loopback(hostport string) bool {
+	host, _, err := splitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 func plausibleAddress(s string) bool {

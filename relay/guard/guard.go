@@ -33,14 +33,19 @@ type Options struct {
 type Guard struct {
 	opts Options
 
-	mu       sync.Mutex // guards limiters
+	mu       sync.Mutex // guards limiters, sweeps and the storage cache
 	limiters map[string]*entry
 	sweeps   int
+	// The storage verdict is cached for a second: MAIL is the hot path and
+	// the queue count and statfs do not change meaningfully faster.
+	checkedAt time.Time
+	verdict   *smtp.SMTPError
 }
 
 type entry struct {
 	lim  *rate.Limiter
 	seen time.Time
+	full time.Duration // how long an idle bucket takes to refill
 }
 
 // New returns a guard.
@@ -62,7 +67,7 @@ var (
 // Admit is asked at MAIL FROM. It takes one token of each applicable rate
 // only when all allow, so that a refused message costs nothing.
 func (g *Guard) Admit(clientIP, sender, user string, now time.Time) *smtp.SMTPError {
-	if err := g.storage(); err != nil {
+	if err := g.cachedStorage(now); err != nil {
 		return err
 	}
 	type check struct {
@@ -96,7 +101,8 @@ func (g *Guard) Admit(clientIP, sender, user string, now time.Time) *smtp.SMTPEr
 		if e == nil {
 			// A bucket as deep as the rate's count: a page that sends a
 			// burst of N then stops is fine; a flood is not.
-			e = &entry{lim: rate.NewLimiter(c.r.Limit(), max(c.r.N, 1))}
+			burst := max(c.r.N, 1)
+			e = &entry{lim: rate.NewLimiter(c.r.Limit(), burst), full: time.Duration(float64(burst) / float64(c.r.Limit()) * float64(time.Second))}
 			g.limiters[c.key] = e
 		}
 		e.seen = now
@@ -113,8 +119,9 @@ func (g *Guard) Admit(clientIP, sender, user string, now time.Time) *smtp.SMTPEr
 	return nil
 }
 
-// sweep forgets limiters idle for an hour, now and then, so that a stream
-// of distinct senders cannot grow the map without bound.
+// sweep forgets, now and then, limiters idle long enough to be full again
+// (forgetting one earlier would hand a slow rate's sender a fresh burst),
+// so that a stream of distinct senders cannot grow the map without bound.
 func (g *Guard) sweep(now time.Time) {
 	g.sweeps++
 	if g.sweeps < 10000 {
@@ -122,10 +129,23 @@ func (g *Guard) sweep(now time.Time) {
 	}
 	g.sweeps = 0
 	for k, e := range g.limiters {
-		if now.Sub(e.seen) > time.Hour {
+		if now.Sub(e.seen) >= e.full {
 			delete(g.limiters, k)
 		}
 	}
+}
+
+func (g *Guard) cachedStorage(now time.Time) *smtp.SMTPError {
+	if g.opts.MaxQueue <= 0 && g.opts.MinFreeDisk <= 0 {
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if d := now.Sub(g.checkedAt); d >= 0 && d < time.Second && !g.checkedAt.IsZero() {
+		return g.verdict
+	}
+	g.verdict, g.checkedAt = g.storage(), now
+	return g.verdict
 }
 
 func (g *Guard) storage() *smtp.SMTPError {

@@ -29,6 +29,12 @@ type Pickup struct {
 	// Filter drops suppressed recipients (the shim could not learn it at
 	// RCPT time); nil keeps all.
 	Filter func(ctx context.Context, rcpts []string) []string
+
+	// done names the files queued whose removal failed: they must not be
+	// queued again (only Scan, from one goroutine, touches it).
+	done map[string]bool
+	// lastSweep is when stale temporary files were last removed.
+	lastSweep time.Time
 }
 
 // Run scans at once, then every Interval, until ctx is done.
@@ -53,6 +59,14 @@ func (p *Pickup) Run(ctx context.Context) error {
 
 // Scan ingests every complete file now and returns how many were queued.
 func (p *Pickup) Scan(ctx context.Context) (int, error) {
+	if now := time.Now(); now.Sub(p.lastSweep) > time.Hour {
+		// A shim killed mid-write leaves a dot file; a day is far longer
+		// than any write.
+		if _, err := maildrop.RemoveStale(p.Dir, now.Add(-24*time.Hour)); err != nil {
+			p.Log.Error("maildrop sweep", "err", err)
+		}
+		p.lastSweep = now
+	}
 	paths, err := maildrop.List(p.Dir)
 	if err != nil {
 		return 0, err
@@ -61,6 +75,12 @@ func (p *Pickup) Scan(ctx context.Context) (int, error) {
 	for _, path := range paths {
 		if ctx.Err() != nil {
 			return n, nil
+		}
+		if p.done[path] {
+			if maildrop.Remove(path) == nil {
+				delete(p.done, path)
+			}
+			continue
 		}
 		ok, err := p.ingest(ctx, path)
 		if err != nil {
@@ -116,6 +136,13 @@ func (p *Pickup) ingest(ctx context.Context, path string) (bool, error) {
 		// next scan.
 		return false, nil
 	}
-	_ = id
-	return true, maildrop.Remove(path)
+	if err := maildrop.Remove(path); err != nil {
+		// Queued already: never queue it twice; retry the removal only.
+		p.Log.Error("maildrop remove", "qid", string(id), "file", path, "err", err)
+		if p.done == nil {
+			p.done = map[string]bool{}
+		}
+		p.done[path] = true
+	}
+	return true, nil
 }

@@ -271,7 +271,9 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 			return errSMTPUTF8Needed
 		}
 	}
-	if g := ss.s.opts.Guard; g != nil {
+	// The guard counts only clients that may relay: an outsider's MAIL
+	// must not spend the app's per-sender budget (it gets 554 at RCPT).
+	if g := ss.s.opts.Guard; g != nil && (ss.trusted || ss.user != "") {
 		if err := g.Admit(ss.clientIP.String(), from, ss.user, ss.s.opts.Now()); err != nil {
 			ss.s.log.Warn("refused", "client", ss.clientIP.String(), "from", "<"+from+">", "resp", fmt.Sprintf("%d %s", err.Code, err.Message))
 			return err
@@ -296,22 +298,32 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if utf8 && !ss.utf8 {
 		return errSMTPUTF8Needed
 	}
-	if sup := ss.s.opts.Suppressions; sup != nil {
-		for _, r := range ss.s.cleanup.ExpandRecipient(to) {
-			why, ok := sup.Suppressed(context.Background(), r, ss.s.opts.Now())
-			if !ok {
+	// Aliases are expanded here so that a suppressed member is refused
+	// (or dropped) alone: the other members of `root` still get the mail.
+	expanded := ss.s.cleanup.ExpandRecipient(to)
+	var keep []string
+	var refusal *smtp.SMTPError
+	for _, r := range expanded {
+		if sup := ss.s.opts.Suppressions; sup != nil {
+			if why, ok := sup.Suppressed(context.Background(), r, ss.s.opts.Now()); ok {
+				if ss.s.opts.DropSuppressed || len(expanded) > 1 {
+					ss.s.log.Info("suppressed", "rcpt", "<"+r+">", "client", ss.clientIP.String(), "resp", "accepted and dropped: "+why)
+				} else {
+					refusal = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "<" + r + ">: " + why}
+				}
 				continue
 			}
-			if ss.s.opts.DropSuppressed {
-				ss.s.log.Info("suppressed", "rcpt", "<"+r+">", "client", ss.clientIP.String(), "note", "accepted and dropped: "+why)
-				ss.accepted++
-				return nil
-			}
-			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1},
-				Message: "<" + r + ">: " + why}
 		}
+		keep = append(keep, r)
 	}
-	ss.rcpts = append(ss.rcpts, to)
+	if len(keep) == 0 && refusal != nil {
+		return refusal
+	}
+	if len(keep) == 0 && !ss.s.opts.DropSuppressed && len(expanded) > 1 {
+		// Every member of the alias is suppressed: refuse like one.
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "<" + to + ">: every recipient of this alias is suppressed"}
+	}
+	ss.rcpts = append(ss.rcpts, keep...)
 	ss.accepted++
 	return nil
 }

@@ -31,13 +31,17 @@ func (s staticSuppressions) Suppressed(_ context.Context, addr string, _ time.Ti
 }
 
 func startServer(t *testing.T, trusted string, sup Suppressions) fixture {
+	return startServerWith(t, trusted, sup, nil)
+}
+
+func startServerWith(t *testing.T, trusted string, sup Suppressions, aliases map[string]string) fixture {
 	t.Helper()
 	st, err := queue.Open(filepath.Join(t.TempDir(), "q.db"), queue.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	c := cleanup.New(cleanup.Options{Hostname: "relay.test", LocalDomain: "example.com", MaxHops: 50}, st, nil, log)
+	c := cleanup.New(cleanup.Options{Hostname: "relay.test", LocalDomain: "example.com", MaxHops: 50, Aliases: aliases}, st, nil, log)
 	srv := New(Options{
 		Hostname:       "relay.test",
 		MaxMessageSize: 2000,
@@ -228,5 +232,34 @@ func TestHELOAndQueuedReply(t *testing.T) {
 	msgs, _ := f.store.List(t.Context(), queue.Filter{})
 	if len(msgs) != 1 || msgs[0].Recipients[0].Status != queue.Queued {
 		t.Fatalf("queue: %+v", msgs)
+	}
+}
+
+// A suppressed member of an alias is left out alone; the others still get
+// the mail, and an alias whose members are all suppressed is refused.
+func TestSuppressedAliasMember(t *testing.T) {
+	sup := staticSuppressions{"gone@example.org": "recipient is suppressed (user unknown since 2026-11-01)", "old@example.net": "recipient is suppressed (user unknown since 2026-11-01)"}
+	f := startServerWith(t, "127.0.0.0/8", sup, map[string]string{"root": "ops@example.org, gone@example.org", "legacy": "gone@example.org, old@example.net"})
+	c := dialFrom(t, "127.0.0.1", f.addr)
+	if err := c.Mail("cron@example.com", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("root@example.com", nil); err != nil {
+		t.Fatalf("alias with one good member refused: %v", err)
+	}
+	if got := code(c.Rcpt("legacy@example.com", nil)); got != 550 {
+		t.Fatalf("alias with only suppressed members: %d, want 550", got)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("Subject: x\r\n\r\ny\r\n"))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	msgs, _ := f.store.List(t.Context(), queue.Filter{})
+	if len(msgs) != 1 || len(msgs[0].Recipients) != 1 || msgs[0].Recipients[0].Address != "ops@example.org" {
+		t.Fatalf("queued %+v, want ops@example.org only", msgs)
 	}
 }
