@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -27,18 +26,6 @@ func buildFacteurCLI(t *testing.T) string {
 	return bin
 }
 
-// cliFreePort returns a loopback port nothing listens on (the config needs
-// fixed ports).
-func cliFreePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // cliEnv is one facteur installation: a config and its data dir.
 type cliEnv struct {
 	t       *testing.T
@@ -57,14 +44,14 @@ func newCLIEnv(t *testing.T, extra string) *cliEnv {
 	t.Helper()
 	e := &cliEnv{t: t, bin: buildFacteurCLI(t), dir: t.TempDir()}
 	e.dataDir = filepath.Join(e.dir, "data")
-	e.admin = fmt.Sprintf("127.0.0.1:%d", cliFreePort(t))
+	e.admin = fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
 	cfg := fmt.Sprintf(`hostname: facteur.test
 data_dir: %s
 admin: %s
 listen: [127.0.0.1:%d]
 resolver: 127.0.0.1:%d
 postmaster: postmaster@facteur.test
-`, e.dataDir, e.admin, cliFreePort(t), cliFreePort(t))
+`, e.dataDir, e.admin, freePort(t, "127.0.0.1"), freePort(t, "127.0.0.1"))
 	e.cfg = e.write("facteur.yaml", cfg+extra)
 	return e
 }

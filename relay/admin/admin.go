@@ -14,9 +14,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"strings"
 	"time"
 
+	"facteur/policy"
 	"facteur/queue"
 )
 
@@ -159,7 +159,7 @@ func FilterFromQuery(r *http.Request, now time.Time) (queue.Filter, error) {
 		return f, fmt.Errorf("unknown status %q", f.Status)
 	}
 	if s := q.Get("older_than"); s != "" {
-		d, err := parseDuration(s)
+		d, err := policy.ParseDuration(s)
 		if err != nil {
 			return f, err
 		}
@@ -308,25 +308,4 @@ func (s *Server) bulk(op string) http.HandlerFunc {
 		}
 		WriteJSON(w, http.StatusOK, map[string]int{"count": n})
 	}
-}
-
-// parseDuration accepts Go durations plus days ("2d", "1d12h").
-func parseDuration(s string) (time.Duration, error) {
-	var days time.Duration
-	if i := strings.IndexByte(s, 'd'); i > 0 {
-		var n int
-		if _, err := fmt.Sscanf(s[:i], "%d", &n); err != nil {
-			return 0, fmt.Errorf("bad duration %q", s)
-		}
-		days = time.Duration(n) * 24 * time.Hour
-		s = s[i+1:]
-		if s == "" {
-			return days, nil
-		}
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("bad duration %q (want e.g. 2h, 3d)", s)
-	}
-	return days + d, nil
 }

@@ -12,59 +12,15 @@ import (
 	"facteur/policy"
 )
 
-// Duration is a time.Duration written as Go writes it, plus days: "5d",
-// "1d12h", "90s". Days are needed because queue lifetimes are counted in
-// days (Postfix's maximal_queue_lifetime = 5d).
+// Duration is a time.Duration written as the policy writes durations
+// ("30s", "4h", "5d", "1d12h"): one notation in every file and output.
 type Duration time.Duration
 
-// ParseDuration parses "5d", "4h", "1d12h30m", "250ms".
-func ParseDuration(s string) (time.Duration, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return 0, fmt.Errorf("empty duration")
-	}
-	var days time.Duration
-	if i := strings.IndexByte(s, 'd'); i > 0 {
-		n, err := strconv.Atoi(s[:i])
-		if err != nil || n < 0 {
-			return 0, fmt.Errorf("bad duration %q", s)
-		}
-		days = time.Duration(n) * 24 * time.Hour
-		s = s[i+1:]
-		if s == "" {
-			return days, nil
-		}
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("bad duration %q (want e.g. 30s, 4h, 5d)", s)
-	}
-	return days + d, nil
-}
-
-// FormatDuration writes d the way ParseDuration reads it, with days.
-func FormatDuration(d time.Duration) string {
-	if d == 0 {
-		return "0s"
-	}
-	days := d / (24 * time.Hour)
-	rest := d % (24 * time.Hour)
-	s := ""
-	if days > 0 {
-		s = strconv.Itoa(int(days)) + "d"
-	}
-	if rest > 0 {
-		r := rest.String()
-		r = strings.TrimSuffix(r, "0s")
-		r = strings.TrimSuffix(r, "0m")
-		if strings.HasSuffix(r, "h") || strings.HasSuffix(r, "m") || strings.HasSuffix(r, "s") {
-			s += r
-		} else {
-			s += rest.String()
-		}
-	}
-	return s
-}
+// ParseDuration and FormatDuration are the policy's (days allowed).
+var (
+	ParseDuration  = policy.ParseDuration
+	FormatDuration = policy.FormatDuration
+)
 
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := ParseDuration(n.Value)
