@@ -185,6 +185,10 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			case <-ctx.Done():
 			}
 		}
+		if ctx.Err() != nil {
+			s.wg.Wait()
+			return nil
+		}
 		last = time.Now()
 		next := s.cycle(ctx)
 		select {
@@ -284,9 +288,10 @@ func (s *Scheduler) fill(ctx context.Context, now time.Time) error {
 	return nil
 }
 
-// laneKey names the destination of a recipient: its domain, or the route
-// or relayhost that carries it. Recipients of one provider but different
-// domains stay in different lanes, each with its own MX.
+// laneKey names the destination of a recipient: its domain (a lane's
+// worker then finds its MX, route or the relayhost). Recipients of one
+// provider at different domains stay in different lanes, each with its own
+// MX; the provider's limits still apply across them.
 func (s *Scheduler) laneKey(rcpt string) string {
 	return address.Domain(rcpt)
 }
