@@ -200,12 +200,12 @@ func (d *daemon) Flush(ctx context.Context, id queue.ID) (admin.FlushReport, err
 
 // decorate gives a recipient not tried yet the provider its domain names
 // (the MX is looked up at the first attempt, which may refine it).
-func (d *daemon) decorate(msgs []queue.Message) {
-	p := d.engine.Policy()
+func (d *daemon) decorate(msgs []queue.Message) { decorate(d.engine.Policy(), msgs) }
+
+func decorate(p *policy.Policy, msgs []queue.Message) {
 	for i := range msgs {
 		for j := range msgs[i].Recipients {
-			r := &msgs[i].Recipients[j]
-			if r.Provider == "" {
+			if r := &msgs[i].Recipients[j]; r.Provider == "" {
 				r.Provider = p.Recognize(domainOf(r.Address), nil)
 			}
 		}

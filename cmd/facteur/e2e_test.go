@@ -1004,3 +1004,27 @@ s.quit()
 		}
 	}
 }
+
+// Like mailq, `queue list` and `queue show` work with the daemon down.
+func TestQueueListWithDaemonDown(t *testing.T) {
+	r := startRelay(t, relayOpts{sinkOpts: relaytest.SinkOptions{Rcpt: func(string) error {
+		return &smtpError{Code: 451, EnhancedCode: [3]int{4, 7, 1}, Message: "greylisted"}
+	}}})
+	runTool(t, []string{"FACTEUR_CONFIG=" + r.config}, "Subject: q\n\nx\n", r.shim, "-i", "-f", "app@example.com", "waiting@example.org")
+	r.waitLog(" deferred rcpt=<waiting@example.org>")
+	r.stop()
+	out, err := r.cli("queue", "list", "--json")
+	if err != nil || !strings.Contains(out, `"waiting@example.org"`) || !strings.Contains(out, `"deferred"`) {
+		t.Fatalf("queue list --json with the daemon down: %v\n%s", err, out)
+	}
+	var msgs []struct {
+		ID string `json:"id"`
+	}
+	json.Unmarshal([]byte(out), &msgs)
+	if out, err := r.cli("queue", "show", msgs[0].ID); err != nil || !strings.Contains(out, "waiting@example.org") {
+		t.Fatalf("queue show with the daemon down: %v\n%s", err, out)
+	}
+	if out, err := r.cli("queue", "list"); err != nil || !strings.Contains(out, "451 4.7.1 greylisted") {
+		t.Fatalf("queue list with the daemon down: %v\n%s", err, out)
+	}
+}

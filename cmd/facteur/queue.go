@@ -2,6 +2,12 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+
+	"facteur/relay/config"
 	"flag"
 	"fmt"
 	"net/url"
@@ -62,19 +68,23 @@ func cmdQueue(args []string) int {
 		}
 		return pos[0], true
 	}
+	// get reads from the daemon, or from the database when the daemon is
+	// down: like mailq, listing the queue must not need the daemon.
+	get := func(path string, q url.Values) ([]byte, error) {
+		var raw []byte
+		err := c.do("GET", path, q, nil, &raw)
+		if errors.Is(err, errDaemonDown) {
+			return offlineGet(cfg, path, q)
+		}
+		return raw, err
+	}
 	switch sub {
 	case "list":
-		if *asJSON {
-			var raw []byte
-			if err := c.do("GET", "/queue", filters, nil, &raw); err != nil {
-				return failErr(err)
-			}
-			os.Stdout.Write(raw)
-			return 0
+		if !*asJSON {
+			filters.Set("format", "text")
 		}
-		filters.Set("format", "text")
-		var raw []byte
-		if err := c.do("GET", "/queue", filters, nil, &raw); err != nil {
+		raw, err := get("/queue", filters)
+		if err != nil {
 			return failErr(err)
 		}
 		os.Stdout.Write(raw)
@@ -85,8 +95,8 @@ func cmdQueue(args []string) int {
 			return 2
 		}
 		var m queue.Message
-		var raw []byte
-		if err := c.do("GET", "/queue/"+id, nil, nil, &raw); err != nil {
+		raw, err := get("/queue/"+id, nil)
+		if err != nil {
 			return failErr(err)
 		}
 		if *asJSON {
@@ -167,3 +177,45 @@ func plural(n int) string {
 }
 
 var _ = flag.ErrHelp
+
+// offlineGet answers a read of the admin endpoint from the database, with
+// the endpoint's own handler, while the daemon is down.
+func offlineGet(cfg *config.Config, path string, q url.Values) ([]byte, error) {
+	store, err := openStore(cfg, false)
+	if err != nil {
+		return nil, err
+	}
+	if store == nil {
+		// No database yet: an empty queue, as the daemon would say.
+		switch {
+		case path != "/queue":
+			return nil, fmt.Errorf("%s: %w", strings.TrimPrefix(path, "/queue/"), queue.ErrNotFound)
+		case q.Get("format") == "text":
+			return []byte("Mail queue is empty\n"), nil
+		default:
+			return []byte("[]\n"), nil
+		}
+	}
+	defer store.Close()
+	pol, err := loadPolicy(cfg)
+	if err != nil {
+		return nil, err
+	}
+	srv := &admin.Server{Store: store, Log: slog.New(slog.DiscardHandler), Decorate: func(msgs []queue.Message) { decorate(pol, msgs) }}
+	u := path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	rec := httptest.NewRecorder()
+	srv.Handler().ServeHTTP(rec, httptest.NewRequest("GET", u, nil))
+	if rec.Code/100 != 2 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(rec.Body.Bytes(), &e) == nil && e.Error != "" {
+			return nil, errors.New(e.Error)
+		}
+		return nil, fmt.Errorf("queue: %d", rec.Code)
+	}
+	return rec.Body.Bytes(), nil
+}
