@@ -186,7 +186,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	d.metrics = d.newMetrics()
 	schedOpts.OnProviderEvent = func(evs []policy.Event) {
-		d.savePolicyState(ctx)
+		// Saved even during shutdown's grace period: the state must
+		// survive the restart that follows.
+		d.savePolicyState(context.WithoutCancel(ctx))
 		for _, e := range evs {
 			d.metrics.ProviderEvent(string(e.Kind), e.Provider)
 		}
