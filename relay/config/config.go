@@ -39,7 +39,6 @@ type Config struct {
 	MaxHops         int               `yaml:"max_hops" json:"max_hops"`
 	DKIM            []DKIMKey         `yaml:"dkim" json:"dkim"`
 	Suppression     Suppression       `yaml:"suppression" json:"suppression"`
-	DelayWarning    Duration          `yaml:"delay_warning" json:"delay_warning"`
 	Limits          Limits            `yaml:"limits" json:"limits"`
 	MaxQueue        int               `yaml:"max_queue_messages" json:"max_queue_messages"`
 	MinFreeDisk     Size              `yaml:"min_free_disk" json:"min_free_disk"`
@@ -73,9 +72,6 @@ type Delivery struct {
 	Workers       int        `yaml:"workers" json:"workers"`
 	MaxLifetime   Duration   `yaml:"max_lifetime" json:"max_lifetime"`
 	TLS           string     `yaml:"tls" json:"tls"`
-	Retry         []Duration `yaml:"retry" json:"retry"`
-	Connections   int        `yaml:"connections" json:"connections"`
-	PerConnection int        `yaml:"messages_per_connection" json:"messages_per_connection"`
 }
 
 // RelayAuth is the smarthost login; the password lives in its own file so
