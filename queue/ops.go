@@ -29,7 +29,8 @@ func (s *Store) Enqueue(ctx context.Context, env Envelope, body []byte, now time
 	now = norm(now)
 	r := &record{
 		Sender: env.Sender, Size: int64(len(body)), Created: now, ClientIP: env.ClientIP,
-		Helo: env.Helo, AuthUser: env.AuthUser, SMTPUTF8: env.SMTPUTF8, EightBit: env.EightBit,
+		Helo: env.Helo, AuthUser: env.AuthUser, User: env.User, UID: env.UID,
+		SMTPUTF8: env.SMTPUTF8, EightBit: env.EightBit,
 		IsDSN: env.IsDSN, Expires: norm(env.Expires),
 	}
 	seen := make(map[string]bool, len(env.Recipients))

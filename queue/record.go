@@ -48,6 +48,8 @@ type record struct {
 	ClientIP string     `json:"client_ip,omitempty"`
 	Helo     string     `json:"helo,omitempty"`
 	AuthUser string     `json:"auth_user,omitempty"`
+	User     string     `json:"user,omitempty"`
+	UID      int        `json:"uid,omitempty"`
 	SMTPUTF8 bool       `json:"smtputf8,omitempty"`
 	EightBit bool       `json:"eightbit,omitempty"`
 	IsDSN    bool       `json:"dsn,omitempty"`
@@ -79,6 +81,11 @@ func (r *record) message(id ID) Message {
 		ID: id, Sender: r.Sender, Size: r.Size, Created: r.Created, ClientIP: r.ClientIP,
 		Helo: r.Helo, AuthUser: r.AuthUser, SMTPUTF8: r.SMTPUTF8, EightBit: r.EightBit,
 		IsDSN: r.IsDSN, Expires: r.Expires, Recipients: make([]Recipient, len(r.Rcpts)),
+		User: r.User,
+	}
+	if r.User != "" {
+		uid := r.UID
+		m.UID = &uid
 	}
 	for i, s := range r.Rcpts {
 		m.Recipients[i] = Recipient(s)
