@@ -52,7 +52,7 @@ func TestScanIngestsAndQuarantines(t *testing.T) {
 		t.Fatalf("queue: %+v", msgs)
 	}
 	body, _ := st.Body(t.Context(), msgs[0].ID)
-	if !bytes.Contains(body, []byte("Received: from local (uid www-data)")) {
+	if !bytes.Contains(body, []byte("Received: by relay.test (facteur, from userid ")) {
 		t.Errorf("no local Received: %q", body)
 	}
 	left, _ := maildrop.List(drop)
