@@ -108,6 +108,10 @@ func (p *Pickup) Scan(ctx context.Context) (int, error) {
 			n++
 		}
 	}
+	// The shim's per-user ledgers follow what is really left.
+	if err := maildrop.Recount(p.Dir); err != nil {
+		p.Log.Error("maildrop quota recount", "err", err)
+	}
 	return n, nil
 }
 
