@@ -248,12 +248,12 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return fmt.Errorf("data_dir: %w", err)
 	}
 	d.smtp = submission.New(submission.Options{
-		Hostname:       cfg.Hostname,
-		MaxMessageSize: int64(cfg.MaxMessageSize),
-		MaxRecipients:  cfg.MaxRecipients,
-		Trusted:        prefixes(cfg),
-		DropSuppressed: cfg.Suppression.OnRcpt == "drop",
-		Suppressions:   storeSuppressions{store},
+		Hostname:            cfg.Hostname,
+		MaxMessageSize:      int64(cfg.MaxMessageSize),
+		MaxRecipients:       cfg.MaxRecipients,
+		Trusted:             prefixes(cfg),
+		DropSuppressed:      cfg.Suppression.OnRcpt == "drop",
+		Suppressions:        storeSuppressions{store},
 		Guard:               abuse,
 		MaxConnections:      cfg.MaxConnections,
 		MaxConnectionsPerIP: cfg.MaxConnectionsPerIP,

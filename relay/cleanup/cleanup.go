@@ -46,11 +46,11 @@ type Message struct {
 	AuthUser   string
 	// User and UID are the local account that submitted the message, as
 	// the kernel told it (issue 11 §1); User "" is unknown.
-	User       string
-	UID        int
-	Protocol   string // "ESMTP", "SMTP", "ESMTPA", "ESMTPS", "local"
-	SMTPUTF8   bool
-	Data       []byte
+	User     string
+	UID      int
+	Protocol string // "ESMTP", "SMTP", "ESMTPA", "ESMTPS", "local"
+	SMTPUTF8 bool
+	Data     []byte
 }
 
 // Cleanup turns a submission into a queued message.

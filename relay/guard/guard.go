@@ -23,7 +23,7 @@ import (
 // Options configure the guard; a zero rate is no limit.
 type Options struct {
 	PerClientIP, PerSender, PerUser policy.Rate
-	PerClientIPTrusted              bool // per_client_ip applies to trusted clients too
+	PerClientIPTrusted              bool  // per_client_ip applies to trusted clients too
 	MaxQueue                        int   // 0: no limit
 	MinFreeDisk                     int64 // bytes; 0: no floor
 	DataDir                         string
