@@ -45,7 +45,7 @@ type Guard struct {
 }
 
 type entry struct {
-	lim  *rate.Limiter
+	lim  *bucket
 	seen time.Time
 	full time.Duration // how long an idle bucket takes to refill
 }
@@ -140,8 +140,13 @@ func (g *Guard) Storage(now time.Time) *smtp.SMTPError { return g.cachedStorage(
 
 // Spent is a set of tokens taken by Spend.
 type Spent struct {
-	g  *Guard
-	rs []*rate.Reservation
+	g     *Guard
+	takes []take
+}
+
+type take struct {
+	b *bucket
+	n int
 }
 
 // Refund gives the tokens back (the message was not queued). A nil Spent
@@ -152,10 +157,10 @@ func (s *Spent) Refund(now time.Time) {
 	}
 	s.g.mu.Lock()
 	defer s.g.mu.Unlock()
-	for _, r := range s.rs {
-		r.CancelAt(now)
+	for _, t := range s.takes {
+		t.b.give(now, t.n)
 	}
-	s.rs = nil
+	s.takes = nil
 }
 
 type check struct {
@@ -172,36 +177,70 @@ func (g *Guard) take(checks []check, now time.Time) (*Spent, *smtp.SMTPError) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.sweep(now)
-	var rs []*rate.Reservation
+	var takes []take
+	undo := func() {
+		for _, t := range takes {
+			t.b.give(now, t.n)
+		}
+	}
 	for _, c := range checks {
 		e := g.limiters[c.key]
 		if e == nil {
 			// A bucket as deep as the rate's count: a page that sends a
 			// burst of N then stops is fine; a flood is not.
 			burst := max(c.r.N, 1)
-			e = &entry{lim: rate.NewLimiter(c.r.Limit(), burst), full: time.Duration(float64(burst) / float64(c.r.Limit()) * float64(time.Second))}
+			e = &entry{lim: newBucket(c.r.Limit(), burst, now), full: time.Duration(float64(burst) / float64(c.r.Limit()) * float64(time.Second))}
 			g.limiters[c.key] = e
 		}
 		e.seen = now
-		if c.n > e.lim.Burst() {
+		if c.n > e.lim.burst {
 			// Never possible, however long the wait: say so for good
 			// rather than let a maildrop file wait forever.
-			for _, prev := range rs {
-				prev.CancelAt(now)
-			}
+			undo()
 			return nil, ErrOverBudget(c.what, c.n, c.r.String())
 		}
-		r := e.lim.ReserveN(now, c.n)
-		if !r.OK() || r.DelayFrom(now) > 0 {
-			r.CancelAt(now)
-			for _, prev := range rs {
-				prev.CancelAt(now)
-			}
+		if !e.lim.takeN(now, c.n) {
+			undo()
 			return nil, ErrRate(c.what)
 		}
-		rs = append(rs, r)
+		takes = append(takes, take{e.lim, c.n})
 	}
-	return &Spent{g: g, rs: rs}, nil
+	return &Spent{g: g, takes: takes}, nil
+}
+
+// bucket is a token bucket that can take tokens back (x/time/rate cannot
+// once a reservation's time has passed, and an abandoned transaction must
+// not cost its recipients). The guard's mutex guards it.
+type bucket struct {
+	rate   float64 // tokens per second
+	burst  int
+	tokens float64
+	last   time.Time
+}
+
+func newBucket(r rate.Limit, burst int, now time.Time) *bucket {
+	return &bucket{rate: float64(r), burst: burst, tokens: float64(burst), last: now}
+}
+
+func (b *bucket) advance(now time.Time) {
+	if d := now.Sub(b.last); d > 0 {
+		b.tokens = min(float64(b.burst), b.tokens+d.Seconds()*b.rate)
+		b.last = now
+	}
+}
+
+func (b *bucket) takeN(now time.Time, n int) bool {
+	b.advance(now)
+	if b.tokens < float64(n) {
+		return false
+	}
+	b.tokens -= float64(n)
+	return true
+}
+
+func (b *bucket) give(now time.Time, n int) {
+	b.advance(now)
+	b.tokens = min(float64(b.burst), b.tokens+float64(n))
 }
 
 // sweep forgets, now and then, limiters idle long enough to be full again

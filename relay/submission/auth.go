@@ -81,7 +81,7 @@ func (ss *session) authBlocked() error {
 func (ss *session) authFailed(username string) error {
 	ss.authFail++
 	n := ss.s.auth.add(ss.clientIP, ss.s.opts.Now())
-	ss.s.log.Warn("auth failed", "client", ss.client(), "user", username, "mech", sasl.Plain)
+	ss.s.log.Info("auth failed", "client", ss.client(), "user", username, "mech", sasl.Plain)
 	if ss.c != nil {
 		ss.c.logged.Store(true) // that line is the log of the 535 (or 421)
 	}

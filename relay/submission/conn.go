@@ -278,7 +278,10 @@ func (l *listener) Accept() (net.Conn, error) {
 			if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
 				c.ip = ap.Addr().Unmap()
 			}
-			limited = !c.ip.IsLoopback() && !l.srv.trusted(c.ip)
+			// trusted_networks (loopback by default) are exempt, as
+			// Postfix exempts $mynetworks: every site of a web server
+			// connects from 127.0.0.1.
+			limited = !l.srv.trusted(c.ip)
 		}
 		release, why := l.srv.limits.acquire(c.ip, limited)
 		if why != "" {
