@@ -87,7 +87,7 @@ func cmdServe(args []string) int {
 		// A soft limit makes the collector work harder before the heap
 		// grows past it, so that GOGC=400 does not let garbage of large
 		// messages pile up (issue 11 §3: under 500 MB resident).
-		debug.SetMemoryLimit(320 << 20)
+		debug.SetMemoryLimit(256 << 20)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
