@@ -19,7 +19,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/emersion/go-smtp"
 	"golang.org/x/sync/errgroup"
 	"net/netip"
 
@@ -263,18 +262,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}, d.cleanup, log)
 	d.admin = &admin.Server{Store: store, Token: cfg.AdminToken, Log: log, Flusher: d, Extra: d.routes(), Decorate: d.decorate}
 	d.pickup = &pickup.Pickup{Dir: dropDir, Cleanup: d.cleanup, Log: log, Guard: abuse,
-		SenderCheck: func(user, sender string) *smtp.SMTPError {
-			pats, ok := cfg.SenderLogin[user]
-			if !ok {
-				return nil
-			}
-			eff := d.cleanup.RewriteSender(sender)
-			if submission.SenderAllowed(pats, eff) {
-				return nil
-			}
-			return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
-				Message: "<" + eff + ">: Sender address rejected: not owned by user " + user}
-		},
+		SenderCheck: d.smtp.CheckSenderLogin,
 		// The shim could not learn at RCPT time that a recipient is
 		// suppressed when the daemon was down: drop it here, with a line.
 		Filter: func(ctx context.Context, rcpts []string) []string {

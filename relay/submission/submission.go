@@ -419,7 +419,7 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	}
 	if ss.trusted || ss.user != "" {
 		if p := ss.localPeer(); p.Known && ss.user == "" {
-			if err := ss.checkSenderLogin(p.User, from); err != nil {
+			if err := ss.s.CheckSenderLogin(p.User, from); err != nil {
 				return ss.refuse(err, "from", "<"+from+">")
 			}
 		}
@@ -435,15 +435,16 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	return nil
 }
 
-// checkSenderLogin applies sender_login (Postfix's local_login_sender_maps)
-// to the envelope sender as cleanup will rewrite it (`senders`): www-data's
-// bare sender becomes its mapped address before the check.
-func (ss *session) checkSenderLogin(user, from string) *smtp.SMTPError {
-	pats, ok := ss.s.opts.SenderLogin[user]
+// CheckSenderLogin applies sender_login (Postfix's local_login_sender_maps)
+// to a local user's envelope sender as cleanup will rewrite it (`senders`):
+// www-data's bare sender becomes its mapped address before the check. Pickup
+// asks it too, for maildrop files.
+func (s *Server) CheckSenderLogin(user, from string) *smtp.SMTPError {
+	pats, ok := s.opts.SenderLogin[user]
 	if !ok {
 		return nil
 	}
-	eff := ss.s.cleanup.RewriteSender(from)
+	eff := s.cleanup.RewriteSender(from)
 	if SenderAllowed(pats, eff) {
 		return nil
 	}
