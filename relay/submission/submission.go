@@ -1,8 +1,16 @@
 // Package submission is facteur's SMTP server for local apps (PHPMailer on
-// 127.0.0.1:25, the sendmail shim) and, optionally, authenticated clients on
-// ports 587/465. It decides who may relay (trusted_networks or AUTH: never
-// an open relay) and checks envelopes; cleanup does the rest. It owns the
-// go-smtp servers and their listeners.
+// 127.0.0.1:25, the sendmail shim on DATA_DIR/public/submit.sock) and,
+// optionally, authenticated clients on ports 587/465. It decides who may
+// relay (trusted_networks, the local socket or AUTH: never an open relay)
+// and checks envelopes; cleanup does the rest. It owns the go-smtp servers
+// and their listeners.
+//
+// A shared web server is hostile ground (issue 11): the session learns the
+// local account behind a connection from the kernel (peer.go), spends that
+// account's per_user budget per recipient, and bounds what one client can
+// hold: connections, idle time, memory for DATA (spool.go), AUTH attempts
+// (auth.go). conn.go watches the bytes under go-smtp (smuggling, bare-LF
+// end of data, idle deadlines, refusal log).
 package submission
 
 import (
