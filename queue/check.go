@@ -55,7 +55,7 @@ func (s *Store) Check() error {
 				report("%w", err)
 				return nil
 			}
-			body := w.bodies.Get(k)
+			body := getBody(w.bodies, k)
 			switch {
 			case body == nil:
 				report("message %s: no body", id)

@@ -34,7 +34,8 @@
 // # Layout and invariants
 //
 // Buckets: messages (ID -> JSON record: envelope and recipients), bodies (ID -> bytes
-// as accepted), due (8-byte big-endian Unix nanoseconds | ID | 0x00 | recipient), addrs
+// as accepted; from 64 KiB, ID -> a bucket of its own holding "b" -> bytes, so that a
+// large body is written once and never rewritten with its neighbours' leaf), due (8-byte big-endian Unix nanoseconds | ID | 0x00 | recipient), addrs
 // (lower-cased recipient | 0x00 | ID), suppressions (lower-cased address -> JSON),
 // state (caller's key -> caller's bytes), meta (schema version, counters).
 //

@@ -172,7 +172,7 @@ func (s *Store) Get(ctx context.Context, id ID) (Message, error) {
 func (s *Store) Body(ctx context.Context, id ID) ([]byte, error) {
 	var body []byte
 	err := s.view(ctx, func(w *wtx) error {
-		b := w.bodies.Get([]byte(id))
+		b := getBody(w.bodies, []byte(id))
 		if b == nil {
 			return fmt.Errorf("message %s: %w", id, ErrNotFound)
 		}
