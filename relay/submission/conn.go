@@ -45,6 +45,7 @@ type conn struct {
 	// Read side, touched only by go-smtp's reading goroutine.
 	w       [3]byte // the last three bytes read, oldest first
 	pending []byte  // injected end of data still to hand out
+	greeted bool    // the 220 greeting was written (only Write touches it)
 	ended   bool    // after pending: EOF
 
 	flagged  atomic.Bool // a smuggling pattern was seen since the last take
@@ -190,6 +191,13 @@ func (c *conn) observe(b []byte) bool {
 			c.inData.Store(true)
 			c.touch()
 			continue
+		case bytes.HasPrefix(line, []byte("220")):
+			// The first 220 is the greeting; another one is the go-ahead
+			// of STARTTLS: from here on the bytes are ciphertext.
+			if c.greeted {
+				c.stopWatch()
+			}
+			c.greeted = true
 		case line[0] == '4' || line[0] == '5':
 			if !c.logged.Swap(false) && !c.isClosed.Load() {
 				c.srv.log.Warn("refused", "client", c.client(), "resp", string(line))
@@ -264,6 +272,7 @@ type listener struct {
 	net.Listener
 	srv   *Server
 	local bool
+	tls   bool // implicit TLS: the bytes are ciphertext from the start
 }
 
 func (l *listener) Accept() (net.Conn, error) {
@@ -273,6 +282,9 @@ func (l *listener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		c := &conn{Conn: nc, srv: l.srv, local: l.local, idle: l.srv.opts.ReadTimeout, progress: time.Now()}
+		if l.tls {
+			c.off.Store(true)
+		}
 		limited := false
 		if !l.local {
 			if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {

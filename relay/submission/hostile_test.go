@@ -516,3 +516,30 @@ func TestListenLocalPermissions(t *testing.T) {
 	}
 	ln2.Close()
 }
+
+// STARTTLS: the watch under TLS stops at the go-ahead, AUTH then works and
+// a message goes, with no spurious refusal read from ciphertext.
+func TestStartTLSSubmission(t *testing.T) {
+	hash, _ := bcrypt.GenerateFromPassword([]byte("right"), 4)
+	cert := relaytest.SelfSignedCert(t, "relay.test")
+	h := startHostile(t, Options{}, Listener{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}, Users: map[string][]byte{"bob": hash}})
+	c, err := smtp.DialStartTLS(h.addr, &tls.Config{InsecureSkipVerify: true}) // the test's own certificate
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Auth(sasl.NewPlainClient("", "bob", "right")); err != nil {
+		t.Fatal(err)
+	}
+	body := "Subject: x\r\n\r\n" + strings.Repeat("line\r\n", 20000)
+	if err := sendMessage(t, c, "bob@example.com", "carol@example.org", body); err != nil {
+		t.Fatal(err)
+	}
+	msgs, _ := h.store.List(t.Context(), queue.Filter{})
+	if len(msgs) != 1 || msgs[0].AuthUser != "bob" {
+		t.Fatalf("queued %+v", msgs)
+	}
+	if strings.Contains(h.log.String(), " refused ") {
+		t.Errorf("spurious refusal:\n%s", h.log)
+	}
+}

@@ -180,7 +180,7 @@ func (s *Server) newSMTP(l Listener) *smtp.Server {
 // letting sessions in DATA finish within the context given to Shutdown.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, l Listener) error {
 	srv := s.newSMTP(l)
-	ln = &listener{Listener: ln, srv: s, local: l.Local}
+	ln = &listener{Listener: ln, srv: s, local: l.Local, tls: l.ImplicitTLS && l.TLS != nil}
 	if l.ImplicitTLS && l.TLS != nil {
 		ln = tls.NewListener(ln, l.TLS)
 	}
