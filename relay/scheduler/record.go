@@ -146,7 +146,11 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 	base = append(base, connAttrs(c)...)
 	mode, cipher, dn := tlsOf(c)
 	if c == nil && out.refusal != nil {
-		base = append(base, "mx", out.refusal.Host, "tls", out.refusal.Mode)
+		base = append(base, "mx", out.refusal.Host)
+		if out.refusal.IP.IsValid() {
+			base = append(base, "ip", out.refusal.IP.String())
+		}
+		base = append(base, "tls", out.refusal.Mode)
 		mode = out.refusal.Mode
 	}
 	base = append(base, "attempt", attempt, "delay", now.Sub(it.msg.Created), "class", string(d.Class), "rule", d.Rule)

@@ -669,7 +669,7 @@ func (s *Scheduler) dial(ctx context.Context, targets []target) (*delivery.Conn,
 		if sec := t.opts.Security; sec != nil && required(sec.Mode) && delivery.PolicyFailure(err) {
 			// Never retried in plaintext: the policy says this host
 			// must authenticate (or at least encrypt), and it did not.
-			refused = &tlspolicy.Refusal{Mode: sec.Mode, Host: t.host + "[" + t.ip.String() + "]", Err: err}
+			refused = &tlspolicy.Refusal{Mode: sec.Mode, Host: t.host, IP: t.ip, Err: err}
 		}
 		if ctx.Err() != nil {
 			break

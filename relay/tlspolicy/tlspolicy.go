@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -95,13 +96,23 @@ type Plan struct {
 // Refusal is a TLS policy that forbids a host or a session: which
 // protection demanded it, and why. The scheduler defers with 4.7.5.
 type Refusal struct {
-	Mode string // delivery.ProtDANE, delivery.ProtMTASTS, ...
-	Host string
+	Mode string     // delivery.ProtDANE, delivery.ProtMTASTS, ...
+	Host string     // the MX host
+	IP   netip.Addr // the address whose session was refused; invalid when the host was not tried
 	Err  error
 }
 
 func (r *Refusal) Error() string {
-	return fmt.Sprintf("TLS policy %s for %s: %v", r.Mode, r.Host, r.Err)
+	where := r.Host
+	if r.IP.IsValid() {
+		where += "[" + r.IP.String() + "]"
+	}
+	msg := r.Err.Error()
+	var de *delivery.Error
+	if errors.As(r.Err, &de) {
+		msg = string(de.Phase) + ": " + de.Err.Error() // the host is said already
+	}
+	return fmt.Sprintf("TLS policy %s for %s: %s", r.Mode, where, msg)
 }
 
 func (r *Refusal) Unwrap() error { return r.Err }
