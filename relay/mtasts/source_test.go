@@ -212,7 +212,9 @@ func TestFetchRefusals(t *testing.T) {
 		{"redirect not followed", func(p *policyServer) { p.redirect = "https://mta-sts.example.org/other" }, "", nil, "302"},
 		{"HTTP 404", func(p *policyServer) { p.status = 404 }, "", nil, "404"},
 		{"content type", func(p *policyServer) { p.contentType = "text/html" }, "", nil, "content type"},
-		{"too large", func(p *policyServer) { p.body = "version: STSv1\nmode: none\nmax_age: 1\nx: " + strings.Repeat("a", MaxPolicySize) }, "", nil, "larger"},
+		{"too large", func(p *policyServer) {
+			p.body = "version: STSv1\nmode: none\nmax_age: 1\nx: " + strings.Repeat("a", MaxPolicySize)
+		}, "", nil, "larger"},
 		{"bad syntax", func(p *policyServer) { p.body = "version: STSv1\nmode: enforce\nmax_age: 1\n" }, "", nil, "syntax"},
 		{"certificate for another name", nil, "www.example.org", nil, "certificate"},
 		{"two STSv1 records", nil, "", []string{"v=STSv1; id=a;", "v=STSv1; id=b;"}, "want one"},
