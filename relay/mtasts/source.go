@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -56,7 +57,14 @@ type Source struct {
 	opts   Options
 	client *http.Client
 	flight singleflight.Group
+
+	mu        sync.Mutex           // mu guards refreshed
+	refreshed map[string]time.Time // last proactive refresh attempt per domain
 }
+
+// refreshEvery spaces the proactive refreshes of one domain's policy, so
+// that a policy host that is down does not slow every delivery.
+const refreshEvery = time.Hour
 
 // Result is what Get found.
 type Result struct {
@@ -87,7 +95,7 @@ func New(opts Options) (*Source, error) {
 		d := &net.Dialer{}
 		opts.Dial = d.DialContext
 	}
-	s := &Source{opts: opts}
+	s := &Source{opts: opts, refreshed: map[string]time.Time{}}
 	s.client = &http.Client{
 		Timeout: opts.Timeout,
 		// RFC 8461 §3.3: "HTTP 3xx redirects MUST NOT be followed".
@@ -175,7 +183,14 @@ func (s *Source) get(ctx context.Context, domain string) Result {
 		return Result{Note: recErr.Error()}
 	}
 	if cached != nil && cached.ID == id {
-		return Result{Policy: &cached.Policy, ID: id, Cached: true}
+		// The id is unchanged: the cached policy is current. Past half its
+		// max_age it is refreshed anyway (at most once an hour), so that a
+		// policy host briefly down when it expires does not drop the
+		// domain to opportunistic TLS (RFC 8461 §10.2 suggests it).
+		half := cached.Fetched.Add(cached.Expires.Sub(cached.Fetched) / 2)
+		if now.Before(half) || !s.refreshDue(domain, now) {
+			return Result{Policy: &cached.Policy, ID: id, Cached: true}
+		}
 	}
 	p, err := s.fetch(ctx, domain)
 	if err != nil {
@@ -195,7 +210,26 @@ func (s *Source) get(ctx context.Context, domain string) Result {
 	return Result{Policy: p, ID: id, Note: note}
 }
 
-// load reads the cached policy of domain; nil when none or expired.
+// refreshDue records a proactive refresh attempt of domain at now unless
+// one was made within refreshEvery.
+func (s *Source) refreshDue(domain string, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if last, ok := s.refreshed[domain]; ok && now.Sub(last) < refreshEvery {
+		return false
+	}
+	for d, t := range s.refreshed {
+		if now.Sub(t) >= refreshEvery {
+			delete(s.refreshed, d) // keeps the map to the domains refreshing now
+		}
+	}
+	s.refreshed[domain] = now
+	return true
+}
+
+// load reads the cached policy of domain; nil when none or expired. An
+// expired or unreadable entry is deleted: the cache holds only policies
+// that may still apply.
 func (s *Source) load(ctx context.Context, domain string, now time.Time) *entry {
 	b, err := s.opts.Store.State(ctx, cacheKey(domain))
 	if err != nil || len(b) == 0 {
@@ -203,6 +237,7 @@ func (s *Source) load(ctx context.Context, domain string, now time.Time) *entry 
 	}
 	var e entry
 	if json.Unmarshal(b, &e) != nil || !now.Before(e.Expires) {
+		_ = s.opts.Store.PutState(ctx, cacheKey(domain), nil)
 		return nil
 	}
 	return &e

@@ -182,6 +182,43 @@ func TestFetchAndCache(t *testing.T) {
 	}
 }
 
+func TestProactiveRefresh(t *testing.T) {
+	e := newEnv(t, "mta-sts.example.org", true)
+	if r := e.get(); mode(r) != "enforce" {
+		t.Fatalf("%+v", r)
+	}
+	// Past half of max_age, the same id refetches (the server now says
+	// testing), at most once an hour.
+	e.srv.set("version: STSv1\nmode: testing\nmx: mx.example.org\nmax_age: 86400\n")
+	e.advance(11 * time.Hour)
+	if r := e.get(); mode(r) != "enforce" || e.srv.hits.Load() != 1 {
+		t.Fatalf("before half of max_age: %+v after %d fetches", r, e.srv.hits.Load())
+	}
+	e.advance(2 * time.Hour)
+	if r := e.get(); mode(r) != "testing" || r.Cached {
+		t.Fatalf("past half of max_age: %+v", r)
+	}
+	// The refreshed policy runs a new max_age; a failing server keeps it.
+	e.srv.mu.Lock()
+	e.srv.status = 503
+	e.srv.mu.Unlock()
+	e.advance(13 * time.Hour)
+	if r := e.get(); mode(r) != "testing" || !strings.Contains(r.Note, "refetch failed") {
+		t.Fatalf("failed refresh: %+v", r)
+	}
+	hits := e.srv.hits.Load()
+	e.advance(time.Minute)
+	if r := e.get(); mode(r) != "testing" || e.srv.hits.Load() != hits {
+		t.Fatalf("refresh retried within the hour: %+v, %d fetches", r, e.srv.hits.Load()-hits)
+	}
+	// Expired, the entry is gone from the store.
+	e.advance(24 * time.Hour)
+	e.get()
+	if _, err := e.store.State(t.Context(), "mta-sts/example.org"); err == nil {
+		t.Error("expired policy still in the store")
+	}
+}
+
 func TestCacheSurvivesRestart(t *testing.T) {
 	e := newEnv(t, "mta-sts.example.org", true)
 	if r := e.get(); mode(r) != "enforce" {
