@@ -67,14 +67,22 @@ func (s *Security) apply(o *Options) error {
 }
 
 // Protection says what protected this session: ProtNone in plaintext, the
-// required mode when Options.Security required one, ProtOpportunistic for
-// TLS that was merely tried.
+// required mode when Options.Security required one (else ProtVerify or
+// ProtEncrypt from the RequireTLS, VerifyTLS and ImplicitTLS flags),
+// ProtOpportunistic for TLS that was merely tried.
 func (c *Conn) Protection() string {
 	if c.tls == nil {
 		return ProtNone
 	}
 	if s := c.opts.Security; s != nil && s.Mode != "" && s.Mode != ProtNone {
 		return s.Mode
+	}
+	// Without a Security (the relayhost path) the flags say it.
+	switch {
+	case c.opts.RequireTLS && c.opts.VerifyTLS:
+		return ProtVerify
+	case c.opts.RequireTLS || c.opts.ImplicitTLS:
+		return ProtEncrypt
 	}
 	return ProtOpportunistic
 }

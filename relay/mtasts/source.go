@@ -160,9 +160,11 @@ func cacheKey(domain string) string { return "mta-sts/" + domain }
 func (s *Source) Get(ctx context.Context, domain string) Result {
 	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
 	v, _, _ := s.flight.Do(domain, func() (any, error) {
-		// Shared by the workers of one domain: one worker's cancellation
-		// must not fail the others; the fetch timeout bounds it.
-		return s.get(context.WithoutCancel(ctx), domain), nil
+		// Shared by the workers of one domain. They run under the same
+		// scheduler context, so the leader's cancellation (shutdown) is
+		// theirs too, and a fetch in flight does not hold the shutdown up
+		// for its whole timeout.
+		return s.get(ctx, domain), nil
 	})
 	return v.(Result)
 }
