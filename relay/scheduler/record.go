@@ -166,7 +166,7 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 	if d.Action == policy.Bounce {
 		u.Status = queue.Bounced
 		s.log.Info("bounced", append(base, "resp", r.String())...)
-		out.events = append(out.events, DeliveryEvent{Event: "bounced", ID: it.msg.ID, Sender: it.msg.Sender, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now})
+		out.events = append(out.events, DeliveryEvent{Event: "bounced", ID: it.msg.ID, Sender: it.msg.Sender, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now, TLS: mode})
 		b := bouncedRcpt{rcpt: rcpt, reply: r, mx: mx, lastTime: now}
 		if d.Suppress {
 			b.suppress = &d
@@ -189,7 +189,7 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 	if expired {
 		u.Status = queue.Bounced
 		s.log.Info("expired", append(base, "resp", r.String())...)
-		out.events = append(out.events, DeliveryEvent{Event: "expired", ID: it.msg.ID, Sender: it.msg.Sender, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now})
+		out.events = append(out.events, DeliveryEvent{Event: "expired", ID: it.msg.ID, Sender: it.msg.Sender, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now, TLS: mode})
 		out.ups = append(out.ups, u)
 		out.bounced = append(out.bounced, bouncedRcpt{rcpt: rcpt, reply: r, mx: mx, expired: true, lastTime: now})
 		return
@@ -197,7 +197,7 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 	u.Status = queue.Deferred
 	u.NextAttempt = next
 	s.log.Info("deferred", append(base, "next", next, "resp", r.String())...)
-	out.events = append(out.events, DeliveryEvent{Event: "deferred", ID: it.msg.ID, Sender: it.msg.Sender, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now})
+	out.events = append(out.events, DeliveryEvent{Event: "deferred", ID: it.msg.ID, Sender: it.msg.Sender, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now, TLS: mode})
 	out.ups = append(out.ups, u)
 }
 
