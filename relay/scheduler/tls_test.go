@@ -309,3 +309,24 @@ func runTLSCase(t *testing.T, n int, c tlsCase) {
 		t.Errorf("policy fetched %d times, want 1", policyHits.Load())
 	}
 }
+
+// A TLS policy refusal does not mark the destination dead (dead.go): every
+// later message is still tried and deferred with the policy's 4.7.5 reason,
+// not a bulk "temporarily suspended".
+func TestTLSRefusalIsNotDeadDestination(t *testing.T) {
+	sink := relaytest.NewSink(t, "127.0.15.9:0", relaytest.SinkOptions{TLS: &tls.Config{Certificates: []tls.Certificate{relaytest.SelfSignedCert(t, "mx.example.org")}}})
+	h := newHarness(t, sink.Port(), map[string]relaytest.Zone{
+		"example.org":    {MX: []relaytest.MX{{Host: "mx.example.org", Pref: 10}}},
+		"mx.example.org": {A: []string{"127.0.15.9"}},
+	}, func(o *Options) { o.RouteTLS = map[string]string{"example.org": "verify"} })
+	for i := range 3 {
+		h.enqueue("app@example.com", []string{fmt.Sprintf("u%d@example.org", i)}, msgBody)
+		ev := h.expect(1)[0]
+		if ev.Event != "deferred" || !strings.Contains(ev.Response, "4.7.5 TLS policy verify") || ev.TLS != "verify" {
+			t.Fatalf("message %d: %+v, want deferred with the TLS policy's 4.7.5", i, ev)
+		}
+	}
+	if n := sink.Connections(); n != 3 {
+		t.Errorf("%d connections, want one per message", n)
+	}
+}
