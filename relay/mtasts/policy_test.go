@@ -165,3 +165,19 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseRecord: no panic, and an accepted record yields an id of 1 to
+// 32 letters and digits that the record contains.
+func FuzzParseRecord(f *testing.F) {
+	f.Add("v=STSv1; id=20160831085700Z;")
+	f.Add("v=STSv1;id=a;x=y")
+	f.Fuzz(func(t *testing.T, in string) {
+		id, err := ParseRecord(in)
+		if err != nil {
+			return
+		}
+		if len(id) < 1 || len(id) > 32 || !alnum(id) || !strings.Contains(in, "id="+id) {
+			t.Fatalf("ParseRecord(%q) = %q", in, id)
+		}
+	})
+}
