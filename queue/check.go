@@ -43,6 +43,7 @@ func (s *Store) Check() error {
 		due := map[string]bool{}
 		addrs := map[string]bool{}
 		counts := map[Status]int64{}
+		dests := map[countKey]int64{}
 		var messages int64
 		err := w.msgs.ForEach(func(k, v []byte) error {
 			id := ID(k)
@@ -66,6 +67,9 @@ func (s *Store) Check() error {
 				report("message %s: no recipients", id)
 			} else if r.allFinal() {
 				report("message %s: every recipient is final but the message is still stored", id)
+			}
+			for k, n := range destCounts(r) {
+				dests[k] += n
 			}
 			seen := map[string]bool{}
 			for _, slot := range r.Rcpts {
@@ -129,6 +133,9 @@ func (s *Store) Check() error {
 			if got := getU64(w.meta.Get(metaStatusKey(st))); got != counts[st] {
 				report("counter %s = %d, scan finds %d", st, got, counts[st])
 			}
+		}
+		if err := checkCounts(w, dests, report); err != nil {
+			return err
 		}
 		return w.supp.ForEach(func(k, v []byte) error {
 			var sup Suppression

@@ -82,9 +82,16 @@ func Open(path string, opts Options) (*Store, error) {
 }
 
 func initBuckets(tx *bolt.Tx) error {
+	// A database from before the counts bucket gets it filled once, here.
+	newCounts := tx.Bucket(bucketMsgs) != nil && tx.Bucket(bucketCounts) == nil
 	for _, name := range allBuckets {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+	}
+	if newCounts {
+		if err := buildCounts(tx); err != nil {
+			return err
 		}
 	}
 	meta := tx.Bucket(bucketMeta)

@@ -13,10 +13,14 @@ import (
 // next attempt goes through setRcpt; every message is added by putNew and removed by
 // remove.
 type wtx struct {
-	tx                                          *bolt.Tx
-	msgs, bodies, due, addrs, supp, state, meta *bolt.Bucket
+	tx                                                  *bolt.Tx
+	msgs, bodies, due, addrs, supp, state, meta, counts *bolt.Bucket
 	// delta holds counter changes, written once per transaction by flushCounters.
 	delta map[string]int64
+	// dest holds the counts bucket's changes, orig what each record loaded or saved in
+	// this transaction counts there (counts.go).
+	dest map[countKey]int64
+	orig map[ID]map[countKey]int64
 }
 
 func newWtx(tx *bolt.Tx) *wtx {
@@ -29,13 +33,19 @@ func newWtx(tx *bolt.Tx) *wtx {
 		supp:   tx.Bucket(bucketSupp),
 		state:  tx.Bucket(bucketState),
 		meta:   tx.Bucket(bucketMeta),
+		counts: tx.Bucket(bucketCounts),
 		delta:  map[string]int64{},
+		dest:   map[countKey]int64{},
+		orig:   map[ID]map[countKey]int64{},
 	}
 }
 
 func (w *wtx) count(key []byte, d int64) { w.delta[string(key)] += d }
 
 func (w *wtx) flushCounters() error {
+	if err := w.flushDestCounts(); err != nil {
+		return err
+	}
 	for k, d := range w.delta {
 		if d == 0 {
 			continue
@@ -54,7 +64,12 @@ func (w *wtx) load(id ID) (*record, error) {
 	if b == nil {
 		return nil, fmt.Errorf("message %s: %w", id, ErrNotFound)
 	}
-	return decodeRecord(id, b)
+	r, err := decodeRecord(id, b)
+	if err != nil {
+		return nil, err
+	}
+	w.track(id, r)
+	return r, nil
 }
 
 func (w *wtx) save(id ID, r *record) error {
@@ -65,6 +80,7 @@ func (w *wtx) save(id ID, r *record) error {
 	if err := w.msgs.Put([]byte(id), b); err != nil {
 		return fmt.Errorf("message %s: %w", id, err)
 	}
+	w.recount(id, r)
 	return nil
 }
 
@@ -134,6 +150,7 @@ func (w *wtx) remove(id ID, r *record) error {
 	if err := w.msgs.Delete([]byte(id)); err != nil {
 		return fmt.Errorf("message %s: %w", id, err)
 	}
+	w.recount(id, nil)
 	return nil
 }
 
