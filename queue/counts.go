@@ -174,4 +174,3 @@ func checkCounts(w *wtx, want map[countKey]int64, report func(string, ...any)) e
 	}
 	return err
 }
-
