@@ -145,3 +145,34 @@ func TestEachPages(t *testing.T) {
 		t.Fatalf("Each after fn's error: %v, %d calls", err, n)
 	}
 }
+
+// A whole-queue flush crosses batches: every deferred recipient of every message is due
+// at now, whatever the number of messages, and a second flush finds nothing to move.
+func TestFlushAllAcrossBatches(t *testing.T) {
+	s := openTest(t, Options{NoSync: true})
+	ctx := t.Context()
+	n := 2*bulkBatch + 3
+	for i := range n {
+		id := enqueue(t, s, t0, "a@one.example", "b@two.example")
+		later := t0.Add(time.Duration(i+1) * time.Minute)
+		err := s.Record(ctx, id, []Update{
+			{Rcpt: "a@one.example", Status: Deferred, NextAttempt: later, Attempted: true, At: t0},
+			{Rcpt: "b@two.example", Status: Deferred, NextAttempt: later.Add(time.Hour), Attempted: true, At: t0},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := t0.Add(time.Second)
+	got, err := s.Flush(ctx, "", now)
+	if err != nil || got != n {
+		t.Fatalf("Flush = %d, %v; want %d", got, err, n)
+	}
+	due, err := s.Due(ctx, now, 10*n, nil)
+	if err != nil || len(due) != 2*n {
+		t.Fatalf("%d due after the flush, want %d (%v)", len(due), 2*n, err)
+	}
+	if got, err := s.Flush(ctx, "", now); err != nil || got != 0 {
+		t.Fatalf("second Flush = %d, %v", got, err)
+	}
+}

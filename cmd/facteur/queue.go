@@ -83,11 +83,17 @@ func cmdQueue(args []string) int {
 		if !*asJSON {
 			filters.Set("format", "text")
 		}
-		raw, err := get("/queue", filters)
+		// Streamed from the daemon: the first lines print at once.
+		err := c.do("GET", "/queue", filters, nil, os.Stdout)
+		if errors.Is(err, errDaemonDown) {
+			var raw []byte
+			if raw, err = offlineGet(cfg, "/queue", filters); err == nil {
+				os.Stdout.Write(raw)
+			}
+		}
 		if err != nil {
 			return failErr(err)
 		}
-		os.Stdout.Write(raw)
 		return 0
 	case "show":
 		id, ok := needID()
