@@ -56,9 +56,13 @@ func (s *Store) Check() error {
 				report("%w", err)
 				return nil
 			}
-			body := w.bodies.Get(k)
+			body, ok, err := w.body(id)
 			switch {
-			case body == nil:
+			case err != nil:
+				report("%w", err)
+			case w.bodies.Get(k) != nil && w.zbodies.Get(k) != nil:
+				report("message %s: body stored twice, raw and compressed", id)
+			case !ok:
 				report("message %s: no body", id)
 			case int64(len(body)) != r.Size:
 				report("message %s: body of %d bytes, record says %d", id, len(body), r.Size)
@@ -117,14 +121,16 @@ func (s *Store) Check() error {
 		if err := checkIndex("address", w.addrs, addrs); err != nil {
 			return err
 		}
-		err = w.bodies.ForEach(func(k, _ []byte) error {
-			if w.msgs.Get(k) == nil {
-				report("body %s: no message", k)
+		for _, b := range []*bolt.Bucket{w.bodies, w.zbodies} {
+			err = b.ForEach(func(k, _ []byte) error {
+				if w.msgs.Get(k) == nil {
+					report("body %s: no message", k)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
 			}
-			return nil
-		})
-		if err != nil {
-			return err
 		}
 		if got := getU64(w.meta.Get(metaMessages)); got != messages {
 			report("counter messages = %d, scan finds %d", got, messages)

@@ -1,7 +1,6 @@
 package queue
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -172,12 +171,12 @@ func (s *Store) Get(ctx context.Context, id ID) (Message, error) {
 func (s *Store) Body(ctx context.Context, id ID) ([]byte, error) {
 	var body []byte
 	err := s.view(ctx, func(w *wtx) error {
-		b := w.bodies.Get([]byte(id))
-		if b == nil {
+		b, ok, err := w.body(id)
+		if !ok {
 			return fmt.Errorf("message %s: %w", id, ErrNotFound)
 		}
-		body = bytes.Clone(b)
-		return nil
+		body = b
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("body: %w", err)

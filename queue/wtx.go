@@ -13,8 +13,8 @@ import (
 // next attempt goes through setRcpt; every message is added by putNew and removed by
 // remove.
 type wtx struct {
-	tx                                                  *bolt.Tx
-	msgs, bodies, due, addrs, supp, state, meta, counts *bolt.Bucket
+	tx                                                           *bolt.Tx
+	msgs, bodies, zbodies, due, addrs, supp, state, meta, counts *bolt.Bucket
 	// delta holds counter changes, written once per transaction by flushCounters.
 	delta map[string]int64
 	// dest holds the counts bucket's changes, orig what each record loaded or saved in
@@ -24,7 +24,7 @@ type wtx struct {
 }
 
 func newWtx(tx *bolt.Tx) *wtx {
-	return &wtx{
+	w := &wtx{
 		tx:     tx,
 		msgs:   tx.Bucket(bucketMsgs),
 		bodies: tx.Bucket(bucketBodies),
@@ -38,6 +38,13 @@ func newWtx(tx *bolt.Tx) *wtx {
 		dest:   map[countKey]int64{},
 		orig:   map[ID]map[countKey]int64{},
 	}
+	w.zbodies = tx.Bucket(bucketZBodies)
+	for _, b := range []*bolt.Bucket{w.msgs, w.bodies, w.zbodies} {
+		if b != nil {
+			b.FillPercent = appendFill
+		}
+	}
+	return w
 }
 
 func (w *wtx) count(key []byte, d int64) { w.delta[string(key)] += d }
@@ -89,8 +96,8 @@ func (w *wtx) putNew(id ID, r *record, body []byte) error {
 	if err := w.save(id, r); err != nil {
 		return err
 	}
-	if err := w.bodies.Put([]byte(id), body); err != nil {
-		return fmt.Errorf("message %s: body: %w", id, err)
+	if err := w.putBody(id, body); err != nil {
+		return err
 	}
 	for _, s := range r.Rcpts {
 		if s.Status.scheduled() {
@@ -144,8 +151,8 @@ func (w *wtx) remove(id ID, r *record) error {
 		w.count(metaStatusKey(s.Status), -1)
 	}
 	w.count(metaMessages, -1)
-	if err := w.bodies.Delete([]byte(id)); err != nil {
-		return fmt.Errorf("message %s: body: %w", id, err)
+	if err := w.deleteBody(id); err != nil {
+		return err
 	}
 	if err := w.msgs.Delete([]byte(id)); err != nil {
 		return fmt.Errorf("message %s: %w", id, err)
