@@ -58,9 +58,21 @@ type Source struct {
 	client *http.Client
 	flight singleflight.Group
 
-	mu        sync.Mutex           // mu guards refreshed
+	mu        sync.Mutex           // mu guards refreshed and failed
 	refreshed map[string]time.Time // last proactive refresh attempt per domain
+	failed    map[string]failure   // a recent failed fetch per domain
 }
+
+// failure is a fetch that failed, remembered for retryFetch so that a
+// policy host that is down (each try can take Options.Timeout) does not
+// hold up every delivery to its domain.
+type failure struct {
+	id    string // the record's id it was fetched for: a new id tries at once
+	until time.Time
+}
+
+// retryFetch is how long a failed fetch is not tried again for the same id.
+const retryFetch = 5 * time.Minute
 
 // refreshEvery spaces the proactive refreshes of one domain's policy, so
 // that a policy host that is down does not slow every delivery.
@@ -95,7 +107,7 @@ func New(opts Options) (*Source, error) {
 		d := &net.Dialer{}
 		opts.Dial = d.DialContext
 	}
-	s := &Source{opts: opts, refreshed: map[string]time.Time{}}
+	s := &Source{opts: opts, refreshed: map[string]time.Time{}, failed: map[string]failure{}}
 	s.client = &http.Client{
 		Timeout: opts.Timeout,
 		// RFC 8461 §3.3: "HTTP 3xx redirects MUST NOT be followed".
@@ -194,7 +206,15 @@ func (s *Source) get(ctx context.Context, domain string) Result {
 			return Result{Policy: &cached.Policy, ID: id, Cached: true}
 		}
 	}
+	if s.failedRecently(domain, id, now) {
+		// Said once, when it failed; meanwhile as after that failure.
+		if cached != nil {
+			return Result{Policy: &cached.Policy, ID: cached.ID, Cached: true}
+		}
+		return Result{}
+	}
 	p, err := s.fetch(ctx, domain)
+	s.noteFetch(domain, id, now, err)
 	if err != nil {
 		if cached != nil {
 			return Result{Policy: &cached.Policy, ID: cached.ID, Cached: true, Note: "policy refetch failed: " + err.Error() + "; using the cached policy"}
@@ -210,6 +230,34 @@ func (s *Source) get(ctx context.Context, domain string) Result {
 		}
 	}
 	return Result{Policy: p, ID: id, Note: note}
+}
+
+// failedRecently reports whether fetching domain's policy for id failed
+// less than retryFetch ago.
+func (s *Source) failedRecently(domain, id string, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.failed[domain]
+	return ok && f.id == id && now.Before(f.until)
+}
+
+// noteFetch remembers a failed fetch, and forgets it on success.
+func (s *Source) noteFetch(domain, id string, now time.Time, err error) {
+	if errors.Is(err, context.Canceled) {
+		return // shutdown, not the policy host's failure
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil {
+		delete(s.failed, domain)
+		return
+	}
+	for d, f := range s.failed {
+		if !now.Before(f.until) {
+			delete(s.failed, d)
+		}
+	}
+	s.failed[domain] = failure{id: id, until: now.Add(retryFetch)}
 }
 
 // refreshDue records a proactive refresh attempt of domain at now unless

@@ -312,3 +312,24 @@ func TestSystemRootsFromSSLCertFile(t *testing.T) {
 		t.Fatalf("child: %v\n%s", err, out)
 	}
 }
+
+// A failed fetch is not retried for the same id within retryFetch, so that
+// a policy host that is down does not slow every delivery; a new id, or
+// the end of the wait, tries again.
+func TestFailedFetchNotRetriedAtOnce(t *testing.T) {
+	e := newEnv(t, "mta-sts.example.org", true)
+	e.srv.mu.Lock()
+	e.srv.status = 503
+	e.srv.mu.Unlock()
+	if r := e.get(); r.Policy != nil || !strings.Contains(r.Note, "503") {
+		t.Fatalf("%+v", r)
+	}
+	if r := e.get(); r.Policy != nil || r.Note != "" || e.srv.hits.Load() != 1 {
+		t.Fatalf("second Get: %+v after %d fetches, want no fetch and no note", r, e.srv.hits.Load())
+	}
+	e.advance(retryFetch)
+	e.srv.set("version: STSv1\nmode: enforce\nmx: mx.example.org\nmax_age: 86400\n")
+	if r := e.get(); mode(r) != "enforce" || e.srv.hits.Load() != 2 {
+		t.Fatalf("after %v: %+v after %d fetches", retryFetch, r, e.srv.hits.Load())
+	}
+}
