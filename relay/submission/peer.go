@@ -85,7 +85,7 @@ func inetDiagUID(local, remote *net.TCPAddr) (uint32, error) {
 	r := req[16:]
 	r[0], r[1] = family, unix.IPPROTO_TCP
 	binary.NativeEndian.PutUint32(r[4:], 0xffffffff) // every state
-	id := r[8:]                                       // struct inet_diag_sockid
+	id := r[8:]                                      // struct inet_diag_sockid
 	binary.BigEndian.PutUint16(id[0:], uint16(local.Port))
 	binary.BigEndian.PutUint16(id[2:], uint16(remote.Port))
 	copy(id[4:20], src)
