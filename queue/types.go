@@ -268,4 +268,6 @@ type Cancelled struct {
 	Sender string
 	Rcpt   string
 	IsDSN  bool // the message is itself a DSN: do not answer it with another
+
+	User, AuthUser string // who submitted it (the breaker counts the cancellation against them)
 }
