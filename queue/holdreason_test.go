@@ -34,9 +34,9 @@ func TestHoldReason(t *testing.T) {
 	if err := s.Record(ctx, q2, []Update{{Rcpt: "b@example.org", Status: Delivered, At: t0}}); err != nil {
 		t.Fatal(err)
 	}
-	n, err := s.HoldIDs(ctx, []ID{q1, q2, held}, "breaker")
-	if err != nil || n != 1 {
-		t.Fatalf("HoldIDs = %d, %v; want 1 (q2 is gone, the first was held already)", n, err)
+	got, err := s.HoldIDs(ctx, []ID{q1, q2, held}, "breaker")
+	if err != nil || len(got) != 1 || got[0] != q1 {
+		t.Fatalf("HoldIDs = %v, %v; want [%s] (q2 is gone, the first was held already)", got, err, q1)
 	}
 	if m := get(t, s, q1); m.HoldReason != "breaker" || m.Recipients[0].Status != Held {
 		t.Fatalf("q1 after HoldIDs: %+v", m)

@@ -346,22 +346,44 @@ func (s *Store) Release(ctx context.Context, id ID, now time.Time) error {
 
 // HoldIDs holds the queued and deferred recipients of the messages ids with
 // reason recorded as their HoldReason, in transactions of bulkBatch, and
-// returns how many messages had a recipient to hold. Messages gone since
-// are skipped. The breaker (issue 21) holds a stopped sender's mail with it.
-func (s *Store) HoldIDs(ctx context.Context, ids []ID, reason string) (int, error) {
-	n, err := s.eachBatch(ctx, ids, func(w *wtx, id ID, r *record) (bool, error) {
-		for _, slot := range r.Rcpts {
-			if slot.Status.scheduled() {
-				r.HoldReason = reason
-				return true, w.hold(id, r)
+// returns the messages that had a recipient to hold (so that the caller
+// logs each hold once). Messages gone since are skipped. The breaker
+// (issue 21) holds a stopped sender's mail with it.
+func (s *Store) HoldIDs(ctx context.Context, ids []ID, reason string) ([]ID, error) {
+	var held []ID
+	for len(ids) > 0 {
+		chunk := ids[:min(bulkBatch, len(ids))]
+		ids = ids[len(chunk):]
+		var got []ID
+		err := s.write(ctx, func(w *wtx) error {
+			got = got[:0] // the write may run again: start over
+			for _, id := range chunk {
+				r, err := w.load(id)
+				if errors.Is(err, ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				for _, slot := range r.Rcpts {
+					if slot.Status.scheduled() {
+						r.HoldReason = reason
+						if err := w.hold(id, r); err != nil {
+							return err
+						}
+						got = append(got, id)
+						break
+					}
+				}
 			}
+			return nil
+		})
+		if err != nil {
+			return held, fmt.Errorf("hold: %w", err)
 		}
-		return false, nil
-	})
-	if err != nil {
-		return n, fmt.Errorf("hold: %w", err)
+		held = append(held, got...)
 	}
-	return n, nil
+	return held, nil
 }
 
 // Flush makes every queued or deferred recipient due later than now due at now, for

@@ -228,15 +228,15 @@ func (g *breakerGuard) holdQueued(ctx context.Context) int {
 	if len(ids) == 0 {
 		return 0
 	}
-	n, err := g.store.HoldIDs(ctx, ids, breaker.Reason)
+	held, err := g.store.HoldIDs(ctx, ids, breaker.Reason)
 	if err != nil {
 		g.log.Error("breaker: holding the queue", "err", err)
 	}
-	for _, id := range ids {
+	for _, id := range held {
 		k := keys[id]
 		g.log.Info("held", "qid", string(id), "reason", breaker.Reason, k.Kind(), k.Value())
 	}
-	return n
+	return len(held)
 }
 
 // notify queues the report to the notify addresses, or to root (whose

@@ -307,13 +307,13 @@ func (s *Scheduler) commit(ctx context.Context, it *item, out outcome, now time.
 		s.log.Error("record", "qid", string(it.msg.ID), "err", err)
 		return
 	}
-	for _, e := range out.events {
-		s.emit(e)
-	}
 	if s.opts.Breaker != nil {
 		for _, o := range out.seen {
 			s.opts.Breaker.Observe(it.msg, o)
 		}
+	}
+	for _, e := range out.events {
+		s.emit(e)
 	}
 	if len(out.bounced) > 0 {
 		s.dsn.bounce(ctx, it.msg, body, out.bounced, now)
@@ -429,17 +429,30 @@ func (s *Scheduler) stopped(ctx context.Context, it *item) bool {
 	if !ok {
 		return false
 	}
+	defer s.done(it)
 	now := s.clock.Now()
+	// The daemon's sweep at the trip may have held it since it was read:
+	// then there is nothing to do, and nothing to log twice.
+	cur, err := s.store.Get(ctx, it.msg.ID)
+	if err != nil {
+		return true // gone (deleted meanwhile) or unreadable: not sent either way
+	}
 	var ups []queue.Update
 	for _, rcpt := range it.rcpts {
-		ups = append(ups, queue.Update{Rcpt: rcpt, Status: queue.Held, HoldReason: breaker.Reason, At: now})
+		for _, r := range cur.Recipients {
+			if r.Address == rcpt && (r.Status == queue.Queued || r.Status == queue.Deferred) {
+				ups = append(ups, queue.Update{Rcpt: rcpt, Status: queue.Held, HoldReason: breaker.Reason, At: now})
+			}
+		}
 	}
-	defer s.done(it)
+	if len(ups) == 0 {
+		return true
+	}
 	if err := s.store.Record(ctx, it.msg.ID, ups); err != nil {
 		s.log.Error("record", "qid", string(it.msg.ID), "err", err)
 		return true
 	}
 	k := breaker.Key(key)
-	s.log.Info("held", "qid", string(it.msg.ID), "reason", breaker.Reason, k.Kind(), k.Value(), "nrcpt", len(it.rcpts))
+	s.log.Info("held", "qid", string(it.msg.ID), "reason", breaker.Reason, k.Kind(), k.Value(), "nrcpt", len(ups))
 	return true
 }
