@@ -89,7 +89,8 @@ func (g *breakerGuard) Observe(msg queue.Message, o breaker.Outcome) {
 		return
 	}
 	o.Sender = senderOf(msg)
-	trips := g.b.Observe(o, time.Now())
+	// The scheduler's clock read at the record is the breaker's now.
+	trips := g.b.Observe(o, o.At)
 	if len(trips) == 0 {
 		return
 	}

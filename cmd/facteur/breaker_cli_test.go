@@ -135,3 +135,35 @@ func TestBreakerCLIDaemonDown(t *testing.T) {
 		t.Errorf("other sender's message: %+v %v", m, err)
 	}
 }
+
+func TestBreakerResetDelete(t *testing.T) {
+	e := newCLIEnv(t, "breaker: {}\n")
+	cfg, err := config.Load(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := openStore(cfg, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := newBreakerGuard(context.Background(), cfg, store, maillog.New(io.Discard, "text"))
+	tripWWWData(g)
+	g.save(context.Background())
+	id, err := store.Enqueue(context.Background(), queue.Envelope{Sender: "noreply@shop.example", User: "www-data", UID: 33,
+		Recipients: []string{"a@example.org"}, Hold: breaker.Reason}, []byte("Subject: x\r\n\r\nx\r\n"), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store.Close()
+	if out := e.ok("", "breaker", "reset", "--delete", "user=www-data", "sender_domain=shop.example"); !strings.Contains(out, "1 held message deleted") {
+		t.Errorf("reset --delete: %s", out)
+	}
+	store, err = openStore(cfg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if _, err := store.Get(context.Background(), id); !errors.Is(err, queue.ErrNotFound) {
+		t.Errorf("held message after reset --delete: %v", err)
+	}
+}
