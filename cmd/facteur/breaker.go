@@ -151,7 +151,7 @@ func (g *breakerGuard) Run(ctx context.Context) error {
 func (g *breakerGuard) save(ctx context.Context) {
 	g.saveMu.Lock()
 	defer g.saveMu.Unlock()
-	b, err := g.b.MarshalState()
+	b, err := g.b.MarshalState(time.Now())
 	if err == nil {
 		err = g.store.PutState(ctx, breakerStateKey, b)
 	}

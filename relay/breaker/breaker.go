@@ -536,28 +536,69 @@ func (b *Breaker) Reset(k Key, now time.Time) (Trip, error) {
 	return *t, nil
 }
 
-// state is the saved form.
+// state is the saved form: the tripped keys, and for each key active in
+// the window its non-empty buckets and its last failures, so that a busy
+// server's state stays small (a few hundred bytes per active sender).
 type state struct {
-	Version int             `json:"version"`
-	Tripped []Trip          `json:"tripped"`
-	Senders map[Key]*sender `json:"senders,omitempty"`
-	Width   time.Duration   `json:"width"`
+	Version int                 `json:"version"`
+	Tripped []Trip              `json:"tripped"`
+	Senders map[Key]savedSender `json:"senders,omitempty"`
+	Width   time.Duration       `json:"width"`
 }
 
-const stateVersion = 1
+type savedSender struct {
+	Buckets []bucket  `json:"buckets,omitempty"`
+	ResetAt time.Time `json:"reset_at,omitzero"`
+	Recent  []sample  `json:"recent,omitempty"` // oldest first
+	Seen    time.Time `json:"seen"`
+}
 
-// MarshalState returns the tripped keys and the windows, for the queue's
-// state store. The pending deferrals are not saved: after a restart a
-// recipient deferred before it counts again if retried, which errs
-// towards tripping, for an hour at most.
-func (b *Breaker) MarshalState() ([]byte, error) {
+const (
+	stateVersion = 1
+	// savedRecent bounds the failures saved per key: enough for the top
+	// lists of a trip soon after a restart.
+	savedRecent = 64
+)
+
+// MarshalState returns the tripped keys and the windows as of now, for the
+// queue's state store. The pending deferrals are not saved: after a
+// restart a recipient deferred before counts again if retried, which errs
+// towards tripping, for one window at most.
+func (b *Breaker) MarshalState(now time.Time) ([]byte, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	st := state{Version: stateVersion, Senders: b.senders, Width: b.width}
+	st := state{Version: stateVersion, Senders: map[Key]savedSender{}, Width: b.width}
 	for _, t := range b.tripped {
 		st.Tripped = append(st.Tripped, *t)
 	}
 	sort.Slice(st.Tripped, func(i, j int) bool { return st.Tripped[i].Key < st.Tripped[j].Key })
+	cur := b.slot(now)
+	from := now.Add(-b.cfg.Window)
+	for k, s := range b.senders {
+		var sv savedSender
+		for _, bk := range s.Buckets {
+			if bk.Attempted > 0 && bk.Slot > cur-nBuckets && bk.Slot <= cur {
+				sv.Buckets = append(sv.Buckets, bk)
+			}
+		}
+		if len(sv.Buckets) == 0 && b.tripped[k] == nil {
+			continue
+		}
+		// The ring from its oldest entry, keeping the newest savedRecent
+		// of those inside the window.
+		n := len(s.Recent)
+		for i := range n {
+			sm := s.Recent[(s.Next+i)%n]
+			if !sm.At.Before(from) {
+				sv.Recent = append(sv.Recent, sm)
+			}
+		}
+		if len(sv.Recent) > savedRecent {
+			sv.Recent = sv.Recent[len(sv.Recent)-savedRecent:]
+		}
+		sv.ResetAt, sv.Seen = s.ResetAt, s.Seen
+		st.Senders[k] = sv
+	}
 	return json.Marshal(st)
 }
 
@@ -572,28 +613,34 @@ func (b *Breaker) RestoreState(data []byte) error {
 	if st.Version != stateVersion {
 		return fmt.Errorf("breaker state: version %d, want %d", st.Version, stateVersion)
 	}
+	for _, t := range st.Tripped {
+		if _, err := ParseKey(string(t.Key)); err != nil {
+			return fmt.Errorf("breaker state: %w", err)
+		}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, t := range st.Tripped {
 		t := t
-		if _, err := ParseKey(string(t.Key)); err != nil {
-			return fmt.Errorf("breaker state: %w", err)
-		}
 		b.tripped[t.Key] = &t
 	}
-	if st.Width == b.width {
-		for k, s := range st.Senders {
-			if s == nil {
+	if st.Width != b.width {
+		return nil
+	}
+	for k, sv := range st.Senders {
+		s := &sender{ResetAt: sv.ResetAt, Seen: sv.Seen}
+		for _, bk := range sv.Buckets {
+			if bk.Slot < 0 || bk.Attempted < 0 || bk.Failed < 0 || bk.Deferred < 0 {
 				continue
 			}
-			if len(s.Recent) > recentN {
-				s.Recent = s.Recent[:recentN]
-			}
-			if s.Next < 0 || s.Next >= recentN {
-				s.Next = 0
-			}
-			b.senders[k] = s
+			s.Buckets[bk.Slot%nBuckets] = bk
 		}
+		if len(sv.Recent) > recentN {
+			sv.Recent = sv.Recent[len(sv.Recent)-recentN:]
+		}
+		s.Recent = sv.Recent
+		s.Next = len(s.Recent) % recentN
+		b.senders[k] = s
 	}
 	return nil
 }

@@ -223,7 +223,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 	b := New(defaultConfig())
 	send{s: www, n: 20, status: Bounced}.run(b)
 	send{s: cron, n: 10, status: Bounced, rcpt: "c"}.run(b)
-	st, err := b.MarshalState()
+	st, err := b.MarshalState(t0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,5 +274,46 @@ func TestPerSelectsKeys(t *testing.T) {
 	c.Per = []string{PerUser}
 	if got := c.Keys(Sender{User: "u", AuthUser: "a", Address: "x@y.example"}); len(got) != 2 || got[0] != "user=u" || got[1] != "auth_user=a" {
 		t.Errorf("keys %v", got)
+	}
+}
+
+// A busy server's saved state stays small: only keys active in the window,
+// only their non-empty buckets, and a bounded number of failures.
+func TestStateIsCompact(t *testing.T) {
+	b := New(defaultConfig())
+	for i := range 500 {
+		s := Sender{Address: fmt.Sprintf("a@d%d.example", i)}
+		send{s: s, n: 3, status: Delivered, rcpt: fmt.Sprintf("k%d-", i)}.run(b)
+		send{s: s, n: 1, status: Bounced, rcpt: fmt.Sprintf("f%d-", i)}.run(b)
+	}
+	send{s: www, n: 300, status: Bounced, rcpt: "many"}.run(b)
+	st, err := b.MarshalState(t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("state: %d bytes", len(st))
+	if len(st) > 500*400 {
+		t.Errorf("state of 500 active senders is %d bytes", len(st))
+	}
+	// An hour later nothing is active: only the tripped keys remain.
+	later, err := b.MarshalState(t0.Add(2 * time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(later), "d1.example") {
+		t.Errorf("idle senders saved: %d bytes", len(later))
+	}
+	b2 := New(defaultConfig())
+	if err := b2.RestoreState(st); err != nil {
+		t.Fatal(err)
+	}
+	tr := b2.Tripped()
+	if len(tr) != 2 {
+		t.Fatalf("tripped after restore %+v", tr)
+	}
+	// The restored windows go on counting.
+	b2.Reset("sender_domain=shop.example", t0)
+	if w := b2.Watched(t0); len(w) == 0 || w[0].Key != "user=www-data" || w[0].Recipients != 300 {
+		t.Errorf("watched after restore %+v", w[:min(len(w), 2)])
 	}
 }
