@@ -181,11 +181,11 @@ type sample struct {
 }
 
 type sender struct {
-	Buckets [nBuckets]bucket `json:"buckets"`
-	ResetAt time.Time        `json:"reset_at,omitzero"`
-	Recent  []sample         `json:"recent,omitempty"` // ring of recentN
-	Next    int              `json:"next,omitempty"`
-	Seen    time.Time        `json:"seen"`
+	Buckets [nBuckets]bucket
+	ResetAt time.Time // Reset's time: earlier deferrals are not retracted
+	Recent  []sample  // ring of recentN failures, for the top lists
+	Next    int       // next slot of Recent once full
+	Seen    time.Time // last observation, for pruning
 }
 
 type pending struct {
