@@ -262,8 +262,8 @@ func (b *Breaker) slot(t time.Time) int64 { return t.UnixNano() / int64(b.width)
 // dropped.
 func (b *Breaker) add(s *sender, t time.Time, v verdict, now time.Time) {
 	slot := b.slot(t)
-	if slot <= b.slot(now)-nBuckets {
-		return
+	if slot < 0 || slot <= b.slot(now)-nBuckets {
+		return // before 1970 (a zero time) or older than the window
 	}
 	bk := &s.Buckets[slot%nBuckets]
 	if bk.Slot != slot {
@@ -287,6 +287,9 @@ func (b *Breaker) retract(s *sender, t time.Time) {
 		return
 	}
 	slot := b.slot(t)
+	if slot < 0 {
+		return
+	}
 	bk := &s.Buckets[slot%nBuckets]
 	if bk.Slot != slot || bk.Deferred == 0 || bk.Attempted == 0 {
 		return
@@ -324,6 +327,9 @@ func (b *Breaker) Observe(o Outcome, now time.Time) []Trip {
 	keys := b.cfg.Keys(o.Sender)
 	if len(keys) == 0 {
 		return nil
+	}
+	if o.At.IsZero() || o.At.After(now) {
+		o.At = now
 	}
 	v := judge(o)
 	if v == excused {

@@ -317,3 +317,15 @@ func TestStateIsCompact(t *testing.T) {
 		t.Errorf("watched after restore %+v", w[:min(len(w), 2)])
 	}
 }
+
+// Odd times never panic nor count outside the window.
+func TestOddTimes(t *testing.T) {
+	b := New(defaultConfig())
+	for _, at := range []time.Time{{}, time.Unix(-5, 0), t0.Add(48 * time.Hour)} {
+		b.Observe(Outcome{Sender: www, ID: "X", Rcpt: "a@example.org", Status: Bounced, At: at}, t0)
+	}
+	// The zero and the future time count as now; 1969 is out of the window.
+	if w := b.Watched(t0); len(w) != 2 || w[0].Recipients != 2 {
+		t.Errorf("watched %+v", w)
+	}
+}
