@@ -203,20 +203,15 @@ func (g *breakerGuard) tripped(ctx context.Context, trips []breaker.Trip) {
 // is rare, and the scheduler's check before each send covers what this
 // scan misses.
 func (g *breakerGuard) holdQueued(ctx context.Context) int {
-	msgs, err := g.store.List(ctx, queue.Filter{})
-	if err != nil {
-		g.log.Error("breaker: listing the queue", "err", err)
-		return 0
-	}
 	var ids []queue.ID
 	keys := map[queue.ID]breaker.Key{}
-	for _, m := range msgs {
+	err := g.store.Each(ctx, queue.Filter{}, func(m queue.Message) error {
 		if m.IsDSN {
-			continue
+			return nil
 		}
 		k, ok := g.b.Stopped(senderOf(m))
 		if !ok {
-			continue
+			return nil
 		}
 		for _, r := range m.Recipients {
 			if r.Status == queue.Queued || r.Status == queue.Deferred {
@@ -225,6 +220,10 @@ func (g *breakerGuard) holdQueued(ctx context.Context) int {
 				break
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		g.log.Error("breaker: reading the queue", "err", err)
 	}
 	if len(ids) == 0 {
 		return 0
@@ -296,17 +295,16 @@ func (g *breakerGuard) entries(ctx context.Context) ([]breakerEntry, error) {
 		return out, nil
 	}
 	held := map[breaker.Key]int{}
-	msgs, err := g.store.List(ctx, queue.Filter{Status: queue.Held})
+	err := g.store.Each(ctx, queue.Filter{Status: queue.Held}, func(m queue.Message) error {
+		if m.HoldReason == breaker.Reason {
+			for _, k := range g.b.Config().Keys(senderOf(m)) {
+				held[k]++
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
-	}
-	for _, m := range msgs {
-		if m.HoldReason != breaker.Reason {
-			continue
-		}
-		for _, k := range g.b.Config().Keys(senderOf(m)) {
-			held[k]++
-		}
 	}
 	for _, t := range trips {
 		out = append(out, breakerEntry{Trip: t, Held: held[t.Key]})
@@ -415,15 +413,19 @@ func (g *breakerGuard) reset(ctx context.Context, req breakerResetRequest, now t
 		return res, errors.Join(errs...)
 	}
 	g.save(ctx)
-	msgs, err := g.store.List(ctx, queue.Filter{Status: queue.Held})
+	// Collect first, then change: Each reads pages while we write.
+	var msgs []queue.Message
+	err := g.store.Each(ctx, queue.Filter{Status: queue.Held}, func(m queue.Message) error {
+		if m.HoldReason == breaker.Reason {
+			msgs = append(msgs, queue.Message{ID: m.ID, Sender: m.Sender, User: m.User, AuthUser: m.AuthUser})
+		}
+		return nil
+	})
 	if err != nil {
 		return res, err
 	}
 	perKey := map[breaker.Key]int{}
 	for _, m := range msgs {
-		if m.HoldReason != breaker.Reason {
-			continue
-		}
 		if _, still := g.b.Stopped(senderOf(m)); still {
 			continue
 		}
@@ -436,6 +438,7 @@ func (g *breakerGuard) reset(ctx context.Context, req breakerResetRequest, now t
 		if len(mine) == 0 {
 			continue
 		}
+		var err error
 		if req.Delete {
 			err = g.store.Delete(ctx, m.ID)
 		} else {
