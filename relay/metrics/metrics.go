@@ -55,6 +55,7 @@ type Metrics struct {
 	suspends   *prometheus.CounterVec
 	latency    prometheus.Histogram
 	trips      *prometheus.CounterVec
+	tls        *prometheus.CounterVec
 
 	mu     sync.Mutex // guards window
 	window [60]minute // the last hour, one slot per minute
@@ -86,7 +87,11 @@ func New(src Sources) *Metrics {
 	m.trips = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "facteur_breaker_trips_total", Help: "Circuit breaker trips, by what tripped (user, auth_user, sender_domain).",
 	}, []string{"per"})
-	m.reg.MustRegister(m.received, m.recipients, m.suspends, m.latency, m.trips,
+	m.tls = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "facteur_tls_deliveries_total",
+		Help: "Delivered recipients by what protected the session: dane, mta-sts, verify, encrypt, opportunistic or none (issue 15).",
+	}, []string{"tls"})
+	m.reg.MustRegister(m.received, m.recipients, m.suspends, m.latency, m.trips, m.tls,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&gauges{src: src})
 	return m
@@ -111,6 +116,10 @@ func (m *Metrics) Recipient(event, provider, class string, latency time.Duration
 
 // BreakerTrip counts one circuit breaker trip of a key of kind per.
 func (m *Metrics) BreakerTrip(per string) { m.trips.WithLabelValues(per).Inc() }
+
+// DeliveredTLS counts one delivered recipient by the protection of its
+// session (delivery.Prot*).
+func (m *Metrics) DeliveredTLS(mode string) { m.tls.WithLabelValues(mode).Inc() }
 
 // ProviderEvent counts a provider state change.
 func (m *Metrics) ProviderEvent(event, provider string) {
