@@ -176,3 +176,18 @@ func TestFlushAllAcrossBatches(t *testing.T) {
 		t.Fatalf("second Flush = %d, %v", got, err)
 	}
 }
+
+// GetMany returns the stored messages asked for, in order, leaving out the missing.
+func TestGetMany(t *testing.T) {
+	s := openTest(t, Options{NoSync: true})
+	a := enqueue(t, s, t0, "a@x.example")
+	b := enqueue(t, s, t0, "b@x.example")
+	if err := s.Delete(t.Context(), a); err != nil {
+		t.Fatal(err)
+	}
+	c := enqueue(t, s, t0, "c@x.example")
+	got, err := s.GetMany(t.Context(), []ID{c, a, b})
+	if err != nil || len(got) != 2 || got[0].ID != c || got[1].ID != b || got[1].Recipients[0].Address != "b@x.example" {
+		t.Fatalf("GetMany = %+v, %v", got, err)
+	}
+}
