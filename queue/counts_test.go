@@ -191,3 +191,36 @@ func TestGetMany(t *testing.T) {
 		t.Fatalf("GetMany = %+v, %v", got, err)
 	}
 }
+
+// A flush moves what was waiting when it was asked, once: a recipient tried since
+// (deferred again to a dead destination's next probe, say) stays where it was put, and
+// the flush goes on past it to the entries after it.
+func TestFlushLeavesWhatWasTriedSince(t *testing.T) {
+	s := openTest(t, Options{NoSync: true})
+	ctx := t.Context()
+	a := enqueue(t, s, t0, "a@x.example")
+	b := enqueue(t, s, t0, "b@x.example")
+	now := t0.Add(time.Second)
+	for _, u := range []struct {
+		id   ID
+		rcpt string
+		next time.Time
+		at   time.Time
+	}{
+		{a, "a@x.example", t0.Add(2 * time.Hour), now.Add(time.Second)}, // tried after the flush's now
+		{b, "b@x.example", t0.Add(3 * time.Hour), t0},
+	} {
+		if err := s.Record(ctx, u.id, []Update{{Rcpt: u.rcpt, Status: Deferred, NextAttempt: u.next, Attempted: true, At: u.at}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s.Flush(ctx, "", now); err != nil || n != 1 {
+		t.Fatalf("Flush = %d, %v; want 1", n, err)
+	}
+	if got := get(t, s, a).Recipients[0].NextAttempt; !got.Equal(t0.Add(2 * time.Hour)) {
+		t.Errorf("a moved to %v", got)
+	}
+	if got := get(t, s, b).Recipients[0].NextAttempt; !got.Equal(now) {
+		t.Errorf("b at %v, want %v", got, now)
+	}
+}
