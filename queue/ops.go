@@ -110,6 +110,9 @@ func (s *Store) Record(ctx context.Context, id ID, updates []Update) error {
 			if u.Class != "" {
 				slot.Class = u.Class
 			}
+			if u.TLS != "" {
+				slot.TLS, slot.TLSCipher, slot.TLSDN = u.TLS, u.TLSCipher, u.TLSDN
+			}
 			if u.Provider != "" {
 				slot.Provider = u.Provider
 			}

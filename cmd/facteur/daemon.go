@@ -109,13 +109,23 @@ func schedulerOptions(cfg *config.Config) (scheduler.Options, error) {
 		}
 		relay.Auth = &delivery.Auth{Username: a.Username, Password: strings.TrimRight(string(pw), "\r\n")}
 	}
+	routes, routeTLS := map[string]string{}, map[string]string{}
+	for dom, r := range cfg.Routes {
+		if r.To != "" {
+			routes[dom] = r.To
+		}
+		if r.TLS != "" {
+			routeTLS[dom] = r.TLS
+		}
+	}
 	return scheduler.Options{
 		Hostname:        cfg.Hostname,
 		Workers:         cfg.Delivery.Workers,
 		Dial:            dial,
 		Relayhost:       string(cfg.Delivery.Relayhost),
 		RelayhostDial:   relay,
-		Routes:          cfg.Routes,
+		Routes:          routes,
+		RouteTLS:        routeTLS,
 		MaxLifetime:     time.Duration(cfg.Delivery.MaxLifetime),
 		HostUnknownTTL:  time.Duration(cfg.Suppression.HostUnknownTTL),
 		Postmaster:      cfg.PostmasterAddress(),

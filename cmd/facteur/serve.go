@@ -177,6 +177,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if schedOpts.TLSPolicy, err = newTLSPolicy(cfg, res, store, log); err != nil {
+		return err
+	}
 	if d.verpSecret, err = verpSecret(cfg); err != nil {
 		return err
 	}
@@ -212,6 +215,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	schedOpts.OnEvent = func(e scheduler.DeliveryEvent) {
 		d.events.add(e)
 		d.metrics.Recipient(e.Event, e.Provider, e.Class, e.Latency, e.At)
+		if e.Event == "delivered" && e.TLS != "" {
+			d.metrics.DeliveredTLS(e.TLS)
+		}
 		for _, h := range hooks {
 			ev := webhook.Event{Event: webhook.Kind(e.Event), ID: string(e.ID), Sender: e.Sender, Recipient: e.Rcpt,
 				Provider: e.Provider, Class: e.Class, Response: e.Response, Timestamp: e.At}
