@@ -1,7 +1,9 @@
 package bounce
 
 import (
+	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"facteur/policy"
@@ -94,6 +96,7 @@ func itoa3(n int) string {
 
 func decideFailure(r *Recipient, p *policy.Policy) {
 	reply := replyFor(r)
+	reply.Stage = r.Stage
 	provider := policy.DefaultProvider
 	if _, dom, ok := strings.Cut(r.Address, "@"); ok {
 		var mx []string
@@ -103,10 +106,58 @@ func decideFailure(r *Recipient, p *policy.Policy) {
 		provider = p.Recognize(strings.ToLower(dom), mx)
 	}
 	d := p.Classify(provider, reply)
-	class, rule := refine(d.Class, d.Rule, reply, r)
+	class, rule, evidence := refine(d, reply, r)
 	r.Class, r.Rule = class, rule
-	permanent := r.Action == Failed && reply.Permanent() && !strings.HasPrefix(r.Status, "4.")
-	r.Suppress = permanent && (class == policy.UserUnknown || class == policy.HostUnknown)
+	failed := r.Action == Failed
+	permanent := failed && reply.Permanent() && !strings.HasPrefix(r.Status, "4.")
+	unknown := class == policy.UserUnknown || class == policy.HostUnknown
+	where := "the recipient's own lines"
+	switch {
+	case r.Stage != "" && r.attributed:
+		where = "reply to " + stageCommand(r.Stage) + " for this recipient"
+	case !r.attributed:
+		where = "a reason not tied to this recipient (the bounce lists several)"
+	}
+	switch {
+	case unknown && permanent && r.attributed && r.Stage != policy.StageData:
+		r.Suppress = true
+		evidence += " (" + where + ")"
+	case unknown && failed && r.attributed && r.Stage == policy.StageRcpt && heldUnknown(reply, r):
+		// The reporting MTA retried a temporary "user unknown" at RCPT
+		// until its queue lifetime ran out (a failed action on a 4xx):
+		// the address was refused, for this recipient, for days.
+		r.Suppress = true
+		evidence += " (a temporary reply to RCPT TO repeated until the sender's MTA gave up)"
+	case unknown && permanent:
+		r.Soft = true
+		evidence += " (" + where + "): not conclusive, soft bounce, " + p.Suppression.MailboxFull.String()
+	case class == policy.MailboxFull && permanent:
+		r.Soft = true
+		evidence += " (soft bounce, " + p.Suppression.MailboxFull.String() + ")"
+	}
+	r.Evidence = evidence
+}
+
+// heldUnknown: a 4xx reply whose words (not only its code) say the user is
+// unknown, with nothing saying the failure was passing.
+func heldUnknown(reply policy.Reply, r *Recipient) bool {
+	text := reply.Text + " " + r.Diagnostic
+	return reply.Temporary() && userUnknownText.MatchString(text) &&
+		!policy.ContraryWords.MatchString(text) && !policy.TransientDNSWords.MatchString(text) && !guard.MatchString(text)
+}
+
+func stageCommand(s policy.Stage) string {
+	switch s {
+	case policy.StageConnect:
+		return "the greeting or EHLO"
+	case policy.StageMail:
+		return "MAIL FROM"
+	case policy.StageRcpt:
+		return "RCPT TO"
+	case policy.StageData:
+		return "DATA"
+	}
+	return "an unknown command"
 }
 
 // mtaHost takes the host name out of a Remote-MTA value such as
@@ -134,54 +185,85 @@ var (
 	mailboxFullText = regexp.MustCompile(`(?i)mailbox (is )?full|over ?quota|quota exceeded|exceeds? (allowed|its|the) (size|storage|quota)|mailbox size|out of storage|storage quota|insufficient (storage|space) in mailbox|bo[iî]te (aux lettres )?pleine`)
 )
 
-// refine applies the bounce's own evidence to the policy's class.
-func refine(class policy.Class, rule string, reply policy.Reply, r *Recipient) (policy.Class, string) {
+// refine applies the bounce's own evidence to the policy's verdict d and
+// returns the class, the rule and the evidence.
+func refine(d policy.Decision, reply policy.Reply, r *Recipient) (policy.Class, string, string) {
+	class, rule := d.Class, d.Rule
 	text := urls.ReplaceAllString(reply.Text+" "+r.Diagnostic, " ")
 	enh := reply.Enhanced
+	if r.Stage == policy.StageMail || r.Stage == policy.StageConnect {
+		// A reply to MAIL FROM or to the greeting is about the sender or
+		// the connection: no word in it makes the recipient unknown.
+		if class == policy.UserUnknown || class == policy.HostUnknown {
+			return othersFor(reply), "stage:" + string(r.Stage), "reply to " + stageCommand(r.Stage) + ": not about the recipient"
+		}
+		return class, rule, d.Evidence
+	}
 	unknownish := class == policy.UserUnknown || class == policy.HostUnknown
-	defaulted := strings.HasPrefix(rule, "default") || class == policy.OtherPermanent || class == policy.OtherTemporary
+	defaulted := strings.HasPrefix(rule, "default")
+	contrary := guard.FindString(text)
+	if contrary == "" {
+		contrary = policy.ContraryWords.FindString(text)
+	}
 
 	var local policy.Class
-	switch {
-	case mailboxFullText.MatchString(text):
-		local = policy.MailboxFull
-	case hostUnknownText.MatchString(text) && !guard.MatchString(text):
-		local = policy.HostUnknown
-	case userUnknownText.MatchString(text) && !guard.MatchString(text):
-		local = policy.UserUnknown
+	var words string
+	if w := mailboxFullText.FindString(text); w != "" {
+		local, words = policy.MailboxFull, w
+	} else if w := hostUnknownText.FindString(text); w != "" && contrary == "" {
+		if t := policy.TransientDNSWords.FindString(text); t != "" {
+			// "Host not found, try again": the resolver's TRY_AGAIN.
+			return othersFor(reply), "bounce:transient-dns", fmt.Sprintf("%q with %q: a lookup failure for now, not a dead domain", w, t)
+		}
+		local, words = policy.HostUnknown, w
+	} else if w := userUnknownText.FindString(text); w != "" && contrary == "" {
+		local, words = policy.UserUnknown, w
 	}
-	senderStatus := enh == "5.1.7" || enh == "5.1.8" || enh == "4.1.7" || enh == "4.1.8"
+	senderStatus := isSenderStatus(enh) || isSenderStatus(r.Status)
 
 	switch {
-	case unknownish && (guard.MatchString(text) || senderStatus):
+	case unknownish && (contrary != "" || senderStatus):
 		// A block, a policy or the sender: whatever the rule said, the
 		// recipient is not shown to be unknown.
 		if local == policy.MailboxFull {
-			return local, "bounce:mailbox-full-text"
+			return local, "bounce:mailbox-full-text", quote(words)
 		}
-		return othersFor(reply), "bounce:guard"
+		if senderStatus {
+			return othersFor(reply), "bounce:guard", "status " + enh + r.Status + " is about the sender"
+		}
+		return othersFor(reply), "bounce:guard", fmt.Sprintf("%q in the text: not about the recipient's existence", contrary)
+	case unknownish && class == policy.HostUnknown && policy.TransientDNSWords.MatchString(text):
+		return othersFor(reply), "bounce:transient-dns", fmt.Sprintf("%q: a lookup failure for now, not a dead domain", policy.TransientDNSWords.FindString(text))
 	case local == policy.MailboxFull && class == policy.UserUnknown:
 		// "552 mailbox ... over quota (#5.1.1)": the words win.
-		return local, "bounce:mailbox-full-text"
+		return local, "bounce:mailbox-full-text", quote(words)
 	case class == policy.UserUnknown && strings.HasPrefix(enh, "5.7.") && local != policy.UserUnknown:
 		// "550 5.7.1 mailbox unavailable" is a block more often than not.
-		return othersFor(reply), "bounce:5.7-not-unknown"
+		return othersFor(reply), "bounce:5.7-not-unknown", "status " + enh + " (security or policy) without words of an unknown user"
 	case defaulted && local != "":
-		return local, "bounce:text"
-	case defaulted && !guard.MatchString(text) && !senderStatus && r.Action == Failed:
+		return local, "bounce:text", quote(words)
+	case defaulted && contrary == "" && !senderStatus && r.Action == Failed:
 		// RFC 3463 §3.2: X.1.1 bad destination mailbox, X.1.10 null MX
 		// / recipient not found, X.1.0 other address status, X.1.2 bad
 		// destination system.
 		for _, st := range []string{enh, r.Status} {
 			switch st {
 			case "5.1.1", "5.1.10", "5.1.0":
-				return policy.UserUnknown, "bounce:status-" + st
+				return policy.UserUnknown, "bounce:status-" + st, "status " + st + " in a per-recipient field"
 			case "5.1.2":
-				return policy.HostUnknown, "bounce:status-" + st
+				return policy.HostUnknown, "bounce:status-" + st, "status " + st + " in a per-recipient field"
 			}
 		}
 	}
-	return class, rule
+	return class, rule, d.Evidence
+}
+
+func quote(w string) string { return strconv.Quote(strings.TrimSpace(w)) }
+
+// isSenderStatus: RFC 3463 X.1.7 bad sender's mailbox address syntax, X.1.8
+// bad sender's system address.
+func isSenderStatus(st string) bool {
+	return st == "5.1.7" || st == "5.1.8" || st == "4.1.7" || st == "4.1.8"
 }
 
 func othersFor(r policy.Reply) policy.Class {

@@ -128,6 +128,7 @@ func parseDSN(rep *Report, w *walker, top mail.Header) {
 	// read as the human text around it would be.
 	text := w.humanText()
 	human := extractText(text, exclusions(top))
+	grouped := len(rep.Recipients) > 0
 	if len(rep.Recipients) == 0 {
 		rep.Recipients = human
 		if len(rep.Recipients) == 0 {
@@ -146,16 +147,33 @@ func parseDSN(rep *Report, w *walker, top mail.Header) {
 			// address.
 			r.Address = human[min(i, len(human)-1)].Address
 		}
-		if r.Diagnostic == "" {
-			// OpenSMTPD and Sendmail give only a Status; the reason is in
-			// the text ("Domain does not exist").
-			for _, h := range human {
-				if strings.EqualFold(h.Address, r.Address) {
-					r.Diagnostic = h.Diagnostic
-				}
+		for _, h := range human {
+			if !strings.EqualFold(h.Address, r.Address) {
+				continue
+			}
+			// The human part's block for this recipient says what the
+			// fields do not: the stage (Postfix's "(in reply to RCPT TO
+			// command)", Exim's "after RCPT TO:"), and, when the report
+			// gives only a Status (OpenSMTPD, Sendmail), the reason.
+			if h.attributed {
+				r.context = h.Diagnostic
+			}
+			if r.Stage == "" {
+				r.Stage = h.Stage
+			}
+			if r.Diagnostic == "" {
+				r.Diagnostic = h.Diagnostic
+				r.attributed = h.attributed
 			}
 		}
+		if grouped {
+			// A DSN's per-recipient group is about this recipient alone.
+			r.attributed = true
+		}
 		finish(r)
+	}
+	if len(rep.Recipients) == 1 {
+		rep.Recipients[0].attributed = true
 	}
 	if allSucceeded(rep.Recipients) {
 		rep.Kind = KindNotBounce
@@ -229,6 +247,9 @@ func failedRecipientsHeader(top mail.Header) []Recipient {
 			}
 		}
 	}
+	if len(out) == 1 {
+		out[0].attributed = true
+	}
 	return out
 }
 
@@ -292,6 +313,9 @@ func cleanAddr(s string) string {
 // finish derives what the fields imply: the remote reply code, a status
 // when the bounce gave none, and an action from the status class.
 func finish(r *Recipient) {
+	if r.Stage == "" {
+		r.Stage = stageIn(r.Diagnostic + "\n" + r.context)
+	}
 	rp := replyOf(r.Diagnostic)
 	r.RemoteCode = rp.Code
 	if r.Status == "" || r.Status[0] == '2' && r.Action == Failed {

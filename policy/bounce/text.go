@@ -129,10 +129,27 @@ var (
 	notRecipientLine   = regexp.MustCompile(`(?i)^\s*(from|to|cc|sender|reply-to|return-path|original[ -]sender|envelope-from|sent|subject|date|message-id|received|x-[a-z-]+|reporting-mta|sender-mta)\s*:`)
 	notRecipientBefore = regexp.MustCompile(`(?i)(mail from:?\s*<?|generated from\s*|envelope-from\s*<?|[=/]|\bby\s+|contact\s+<?|\bpostmaster at\s*)$`)
 	leadTrim           = regexp.MustCompile(`^[\s<>"'(\[]*`)
+	rcptToArg          = regexp.MustCompile(`(?i)\brcpt to:\s*<(` + addrRe.String() + `)>`)
+	// sendmailLine is a line of a Sendmail transcript that reports on one
+	// recipient or host: "550 5.1.1 <a@b>... User unknown",
+	// "550 example.org (smtp)... 550 Host unknown".
+	sendmailLine = regexp.MustCompile(`^\s*[245]\d\d(?:[ -][245]\.\d{1,3}\.\d{1,3})?\s+\S.*?\.\.\.\s`)
+	// transcriptBreak starts another part of a Sendmail transcript.
+	transcriptBreak = regexp.MustCompile(`(?i)^\s*(while talking to\b|>>> |<<< )`)
 )
 
 func mentions(lines []string, ex map[string]bool) []mention {
 	var out []mention
+	// An address the text shows as the argument of RCPT TO (Exim's "after
+	// RCPT TO:<a@b>", a transcript's ">>> RCPT To:<a@b>") was a recipient
+	// of the failed transaction, even when the bounce's own header also
+	// names it (a message sent to oneself): keep it.
+	rcptArg := map[string]bool{}
+	for _, l := range lines {
+		for _, m := range rcptToArg.FindAllStringSubmatch(l, 4) {
+			rcptArg[strings.ToLower(m[1])] = true
+		}
+	}
 	for i, l := range lines {
 		if notRecipientLine.MatchString(l) {
 			continue
@@ -142,7 +159,7 @@ func mentions(lines []string, ex map[string]bool) []mention {
 			// The words before an address are near it: look at a window,
 			// so that a line of thousands of addresses stays linear.
 			before := l[max(0, loc[0]-64):loc[0]]
-			if ex[strings.ToLower(a)] || notRecipientBefore.MatchString(before) {
+			if ex[strings.ToLower(a)] && !rcptArg[strings.ToLower(a)] || notRecipientBefore.MatchString(before) {
 				continue
 			}
 			lead := len(leadTrim.FindString(l[:loc[0]])) == loc[0]
@@ -187,11 +204,16 @@ func extractText(text string, ex map[string]bool) []Recipient {
 	}
 	out := make([]Recipient, 0, len(first))
 	for _, m := range first {
-		why := reasonFor(lines, m, starts)
+		why, own := reasonFor(lines, m, starts)
 		if len(why) > maxReason {
 			why = strings.ToValidUTF8(why[:maxReason], "")
 		}
-		out = append(out, Recipient{Address: m.addr, Diagnostic: why})
+		out = append(out, Recipient{Address: m.addr, Diagnostic: why, context: why,
+			Stage: stageOf(lines, m), attributed: own})
+	}
+	// With one recipient, whatever the bounce says is about it.
+	if len(out) == 1 {
+		out[0].attributed = true
 	}
 	return out
 }
@@ -207,8 +229,11 @@ func isLabel(s string) bool {
 	return !letter.MatchString(t) || strings.HasSuffix(t, ":") && len(t) < 60
 }
 
-// reasonFor gathers the reason text for the recipient mentioned at m.
-func reasonFor(lines []string, m mention, starts map[int]string) string {
+// reasonFor gathers the reason text for the recipient mentioned at m, and
+// says whether it was found in the recipient's own block (the lines that
+// start at its address and stop at the next recipient): only there is the
+// reason surely about this recipient when a bounce lists several.
+func reasonFor(lines []string, m mention, starts map[int]string) (string, bool) {
 	me := strings.ToLower(m.addr)
 	other := func(i int) bool { k, ok := starts[i]; return ok && k != me }
 	// The rest of the address's own line and the rest of its paragraph.
@@ -221,13 +246,22 @@ func reasonFor(lines []string, m mention, starts map[int]string) string {
 		own = l
 	}
 	own = strings.TrimSpace(strings.TrimLeft(removeAddr(own, me), ">\"')]:;,. "))
+	if sendmailLine.MatchString(l) {
+		// Sendmail gives one line per recipient ("550 <a@b>... User
+		// unknown"): the lines after it are about other recipients or
+		// hosts. The mailer's own output just above it ("mail.local:
+		// unknown user: a") is about it when it names its local part.
+		block := mailerLines(lines, m)
+		block = append(block, l)
+		return unfold(strings.Join(block, "\n")), true
+	}
 	block := []string{own}
 	i := m.line + 1
-	for ; i < len(lines) && i < m.line+maxBlock && !blank(lines[i]) && !other(i); i++ {
+	for ; i < len(lines) && i < m.line+maxBlock && !blank(lines[i]) && !other(i) && !sendmailLine.MatchString(lines[i]) && !transcriptBreak.MatchString(lines[i]); i++ {
 		block = append(block, lines[i])
 	}
 	if b := strings.Join(block, "\n"); hasReply(b) || !isLabel(strings.Join(block, " ")) && !onlyDate(own, block) {
-		return unfold(b)
+		return unfold(b), true
 	}
 	// The reply may sit in one of the next paragraphs (Gmail's "Technical
 	// details", DragonFly's "did not like our RCPT TO:").
@@ -248,7 +282,7 @@ func reasonFor(lines []string, m mention, starts map[int]string) string {
 		}
 		after = append(after, para...)
 		if hasReply(strings.Join(para, "\n")) {
-			return unfold(strings.Join(append(block, after...), "\n"))
+			return unfold(strings.Join(append(block, after...), "\n")), !stop && p == 0
 		}
 		if stop {
 			break
@@ -256,7 +290,7 @@ func reasonFor(lines []string, m mention, starts map[int]string) string {
 	}
 	// MailMarshal gives the reply before the list of recipients.
 	if p := previousReply(lines, m.line); p != "" {
-		return unfold(p)
+		return unfold(p), false
 	}
 	// Domino "because:", GMX "Reason:", 1&1 "For the following reason:".
 	j = i
@@ -271,7 +305,7 @@ func reasonFor(lines []string, m mention, starts map[int]string) string {
 		}
 		labelled = append(labelled, para...)
 		if !isLabel(strings.Join(para, " ")) {
-			return unfold(strings.Join(append(block, labelled...), "\n"))
+			return unfold(strings.Join(append(block, labelled...), "\n")), false
 		}
 	}
 	// Notes puts the reason on the lines above the address, IMail before
@@ -281,7 +315,29 @@ func reasonFor(lines []string, m mention, starts map[int]string) string {
 	for ; k >= 0 && !blank(lines[k]) && !other(k); k-- {
 		before = append([]string{lines[k]}, before...)
 	}
-	return unfold(strings.Join(append(before, block...), "\n"))
+	return unfold(strings.Join(append(before, block...), "\n")), false
+}
+
+// mailerLines returns the lines just above a Sendmail recipient line that
+// name the recipient's local part: the local mailer's complaint
+// ("mail.local: unknown user: bob"), which Sendmail follows with a terse
+// "554 <bob@...>... Service unavailable".
+func mailerLines(lines []string, m mention) []string {
+	local, _, _ := strings.Cut(strings.ToLower(m.addr), "@")
+	if local == "" {
+		return nil
+	}
+	word := regexp.MustCompile(`(?i)(^|[\s:"'<])` + regexp.QuoteMeta(local) + `($|[\s:"'>.,])`)
+	var out []string
+	for k := m.line - 1; k >= 0 && k > m.line-5; k-- {
+		if blank(lines[k]) || sendmailLine.MatchString(lines[k]) || transcriptBreak.MatchString(lines[k]) || addrRe.MatchString(lines[k]) {
+			break
+		}
+		if word.MatchString(lines[k]) {
+			out = append([]string{lines[k]}, out...)
+		}
+	}
+	return out
 }
 
 // removeAddr deletes other mentions of the recipient from its reason line

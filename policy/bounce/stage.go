@@ -1,0 +1,109 @@
+package bounce
+
+import (
+	"regexp"
+	"strings"
+
+	"facteur/policy"
+)
+
+// stagePhrases are the words each MTA uses to say which command a remote
+// reply answered. They come from the MTAs' bounce templates, not from
+// samples: Postfix's "(in reply to RCPT TO command)" and smtpd's
+// "Recipient address rejected" / "Sender address rejected" (only ever said
+// at RCPT and MAIL), Exim's "SMTP error from remote mail server after RCPT
+// TO:<a>:", qmail's "does not like recipient" / "sender was rejected" /
+// "failed after I sent the message", DragonFly's "did not like our RCPT
+// TO:", and Postfix's "refused to talk to me" for a greeting.
+var stagePhrases = []struct {
+	re    *regexp.Regexp
+	stage policy.Stage
+}{
+	{regexp.MustCompile(`(?i)in reply to rcpt to command|after rcpt to\b|after rcpt command|after pipelined rcpt|does not like recipient|did not like our rcpt|recipient address rejected|error in rcpt to|\bRCPT TO:?\s*<[^>]*>\s*\.{0,3}\s*(<<<\s*)?[45]\d\d\b`), policy.StageRcpt},
+	{regexp.MustCompile(`(?i)in reply to mail from command|after mail from\b|after mail command|after pipelined mail|sender was rejected|did not like our mail from|sender address rejected|error in mail from`), policy.StageMail},
+	{regexp.MustCompile(`(?i)in reply to (end of )?data command|after (end of )?data\b|after pipelined data|after data command|failed after i sent the message|did not like our data|error in data\b|after sending (the )?message (body|data)`), policy.StageData},
+	{regexp.MustCompile(`(?i)refused to talk to me|in reply to (initial greeting|ehlo|helo|lhlo|starttls) command|after initial connection|after (ehlo|helo|lhlo|starttls)\b|greeting failed|my name was rejected|in reply to (the )?greeting`), policy.StageConnect},
+}
+
+// stageIn returns the stage the earliest phrase of text names, or "".
+func stageIn(text string) policy.Stage {
+	best, at := policy.StageUnknown, -1
+	for _, p := range stagePhrases {
+		if loc := p.re.FindStringIndex(text); loc != nil && (at < 0 || loc[0] < at) {
+			best, at = p.stage, loc[0]
+		}
+	}
+	return best
+}
+
+var (
+	transcriptCmd   = regexp.MustCompile(`(?i)^\s*>>>\s*(\S+)(?:\s+(?:to|from):?\s*<?([^>\s]*)>?)?`)
+	transcriptReply = regexp.MustCompile(`^\s*<<<\s*[45]\d\d\b`)
+	talkingTo       = regexp.MustCompile(`(?i)^\s*while talking to\b`)
+)
+
+// cmdStage maps a transcript command to its stage.
+func cmdStage(cmd, arg, addr string) policy.Stage {
+	switch strings.ToUpper(cmd) {
+	case "MAIL":
+		return policy.StageMail
+	case "RCPT":
+		if strings.EqualFold(arg, addr) {
+			return policy.StageRcpt
+		}
+	case "DATA", ".":
+		return policy.StageData
+	case "EHLO", "HELO", "LHLO", "STARTTLS":
+		return policy.StageConnect
+	}
+	return policy.StageUnknown
+}
+
+// stageOf reads the stage of the recipient mentioned at m from an SMTP
+// transcript (Sendmail's "While talking to HOST:" / ">>> CMD" / "<<< REPLY",
+// Courier's and others' alike): a failing reply to ">>> RCPT To:<addr>" is
+// at RCPT; a Sendmail recipient line without a reply of its own ("554
+// <a@b>... Remote protocol error") takes the stage of the failing command
+// of the transcript section it closes. "" when no transcript says.
+func stageOf(lines []string, m mention) policy.Stage {
+	for i, l := range lines {
+		c := transcriptCmd.FindStringSubmatch(l)
+		if c == nil || !strings.EqualFold(c[1], "RCPT") || !strings.EqualFold(c[2], m.addr) {
+			continue
+		}
+		for j := i + 1; j < len(lines) && j <= i+3; j++ {
+			if transcriptReply.MatchString(lines[j]) {
+				return policy.StageRcpt
+			}
+			if transcriptCmd.MatchString(lines[j]) {
+				break
+			}
+		}
+	}
+	l := lines[m.line]
+	if !sendmailLine.MatchString(l) {
+		return policy.StageUnknown
+	}
+	_, rest, _ := strings.Cut(l, "...")
+	if hasReply(rest) {
+		// The line gives its own reason ("554 <a@b>... 550 Host unknown"):
+		// it is not the section's reply.
+		return policy.StageUnknown
+	}
+	failed := policy.StageUnknown
+	cmd, arg := "", ""
+	for k := m.line - 1; k >= 0 && k > m.line-maxBlock && !blank(lines[k]); k-- {
+		if talkingTo.MatchString(lines[k]) {
+			// Replay the section forward to find the command that failed.
+			for j := k + 1; j < m.line; j++ {
+				if c := transcriptCmd.FindStringSubmatch(lines[j]); c != nil {
+					cmd, arg = c[1], c[2]
+				} else if transcriptReply.MatchString(lines[j]) && failed == "" {
+					failed = cmdStage(cmd, arg, m.addr)
+				}
+			}
+			return failed
+		}
+	}
+	return policy.StageUnknown
+}
