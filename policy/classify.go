@@ -358,6 +358,12 @@ func (p *Policy) Classify(provider string, r Reply) Decision {
 	if d.Class == UserUnknown || d.Class == HostUnknown {
 		p.overrule(&d, r)
 	}
+	if r.Stage == StageConnect && (d.Class == OtherPermanent || d.Class == OtherTemporary) && (r.Permanent() || r.Temporary()) {
+		// Refused before any envelope was sent: the server refuses us (our IP, our name),
+		// not a recipient or a message.
+		d.Evidence = "refused at the greeting or EHLO, before any envelope: the connection is refused (" + d.Evidence + ")"
+		d.Class, d.Rule = IPBlocked, "stage:connect"
+	}
 	if d.Action == "" {
 		d.Action = Defer
 		if r.Permanent() {
@@ -402,7 +408,9 @@ var (
 	// TransientDNSWords say a lookup failed for now, which is not a dead domain (Postfix's
 	// "Host not found, try again" is the resolver's TRY_AGAIN; host_unknown needs NXDOMAIN,
 	// a null MX, or the MTA's words for them).
-	TransientDNSWords = regexp.MustCompile(`(?i)try again|temporar|timed? ?out|time-?out|servfail|server failure|lookup fail|no answer|not responding|unreachable`)
+	TransientDNSWords = regexp.MustCompile(`(?i)(not found|lookup|resolution|name service error)[^.;]{0,40}\btry again\b|temporar(y|ily)[^.;]{0,30}\b(dns|lookup|resolution|name ?server|name service|failure in name)|\b(dns|lookup|resolution|name ?server|query)\b[^.;]{0,30}(timed? ?out|time-?out|temporar|servfail|fail(ed|ure)?\b)|servfail|server failure`)
+	// urlRE finds URLs, whose query strings ("?ip=192.0.2.1") say nothing about the reply.
+	urlRE = regexp.MustCompile(`(?i)\b(https?|ftp)://\S+`)
 	// ipLiteral is an IPv4 address: when only the code says "unknown user", an IP in the text
 	// (a block naming our address) says otherwise.
 	ipLiteral = regexp.MustCompile(`\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b`)
@@ -424,19 +432,20 @@ func (p *Policy) overrule(d *Decision, r Reply) {
 		d.Class, d.Rule = other, "stage:"+string(r.Stage)
 		return
 	}
-	if w := ContraryWords.FindString(r.Text); w != "" {
+	text := urlRE.ReplaceAllString(r.Text, " ")
+	if w := ContraryWords.FindString(text); w != "" {
 		d.Evidence = fmt.Sprintf("%q in the text: not about the recipient's existence (%s)", w, d.Evidence)
 		d.Class, d.Rule = other, d.Rule+";text-not-"+string(d.Class)
 		return
 	}
 	if d.Class == HostUnknown {
-		if w := TransientDNSWords.FindString(r.Text); w != "" {
+		if w := TransientDNSWords.FindString(text); w != "" {
 			d.Evidence = fmt.Sprintf("%q: a lookup failure for now, not a dead domain (%s)", w, d.Evidence)
 			d.Class, d.Rule = other, d.Rule+";transient-dns"
 			return
 		}
 	}
-	if strings.HasPrefix(d.Evidence, "code ") && ipLiteral.MatchString(r.Text) {
+	if strings.HasPrefix(d.Evidence, "code ") && ipLiteral.MatchString(text) {
 		// Only the code said unknown, and the text names an IP: a block.
 		d.Evidence = "an IP in the text, only the code says unknown (" + d.Evidence + ")"
 		d.Class, d.Rule = other, d.Rule+";text-not-"+string(d.Class)

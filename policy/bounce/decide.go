@@ -36,7 +36,7 @@ func Decide(rep *Report, p *policy.Policy) {
 		switch {
 		case rep.Kind == KindARF:
 			decideARF(r, rep.FeedbackType)
-		case r.Action == Delivered || r.Action == Relayed || r.Action == Expanded:
+		case r.Action == Delivered || r.Action == Relayed || r.Action == Expanded || r.Action == Deliverable:
 			r.Class, r.Rule, r.Suppress = "", "bounce:delivered", false
 		default:
 			decideFailure(r, p)
@@ -180,9 +180,9 @@ var (
 
 	hostUnknownText = regexp.MustCompile(`(?i)unrou?teable address|domain (does not|doesn't) exist|no such domain|host or domain name not found|domain name not found|\bhost not found|\bdomain not found|host unknown|unknown host|nxdomain|illegal host/domain|domain is not reachable|no mx (record|host)|mx (record )?not found|domaine inexistant|domaine inconnu`)
 
-	userUnknownText = regexp.MustCompile(`(?i)user unknown|unknown user|no such (user|recipient|mailbox|account|address)|no mailbox|mailbox not found|mailbox (does not|doesn't) exist|recipient not found|unknown recipient|recipient unknown|invalid recipient|invalid mailbox|not a valid (mailbox|recipient|user)|(address|account|user|recipient|mailbox)( address)? (does not|doesn't) exist|does not exist|doesn't have an? \S+ account|user not found|not listed in (the )?(domino directory|public name & address book)|recipient name is not recognized|unknown or illegal (user|alias)|addressee unknown|recipnotfound|recipientnotfound|address (wasn.t|was not) found|destinataire inconnu|utilisateur inconnu|adresse (invalide|inconnue)|destinataire invalide|n'existe pas|bad destination (mailbox )?address|recipient address rejected: access denied`)
+	userUnknownText = regexp.MustCompile(`(?i)user unknown|unknown user|no such (user|recipient|mailbox|account|address)|no mailbox|mailbox not found|mailbox (does not|doesn't) exist|recipient not found|unknown recipient|recipient unknown|invalid recipient|invalid mailbox|not a valid (mailbox|recipient|user)|(address|account|user|recipient|mailbox)( address)? (does not|doesn't) exist|does not exist|doesn't have an? \S+ account|user not found|not listed in (the )?(domino directory|public name & address book)|recipient name is not recognized|unknown or illegal (user|alias)|addressee unknown|recipnotfound|recipientnotfound|address (wasn.t|was not) found|no valid recipients? for this (mm|message)|destinataire inconnu|utilisateur inconnu|adresse (invalide|inconnue)|destinataire invalide|n'existe pas|bad destination (mailbox )?address|recipient address rejected: access denied`)
 
-	mailboxFullText = regexp.MustCompile(`(?i)mailbox (is )?full|over ?quota|quota exceeded|exceeds? (allowed|its|the) (size|storage|quota)|mailbox size|out of storage|storage quota|insufficient (storage|space) in mailbox|bo[iî]te (aux lettres )?pleine`)
+	mailboxFullText = regexp.MustCompile(`(?i)mail ?(box|folder) (is )?full|over ?quota|quota exceeded|exceeds? (allowed|its|the) (size|storage|quota)|mailbox size|out of storage|storage quota|insufficient (storage|space) in mailbox|bo[iî]te (aux lettres )?pleine`)
 )
 
 // refine applies the bounce's own evidence to the policy's verdict d and

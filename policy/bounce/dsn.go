@@ -188,7 +188,7 @@ func allSucceeded(rs []Recipient) bool {
 	}
 	for _, r := range rs {
 		switch r.Action {
-		case Delivered, Relayed, Expanded:
+		case Delivered, Relayed, Expanded, Deliverable:
 		default:
 			return false
 		}

@@ -29,6 +29,9 @@ const (
 	Delivered Action = "delivered"
 	Relayed   Action = "relayed"
 	Expanded  Action = "expanded"
+	// Deliverable is the answer of an address verification request
+	// (Postfix's sendmail -bv, RFC 3464 §2.3.3 extension): not a failure.
+	Deliverable Action = "deliverable"
 )
 
 // Recipient is what a bounce says about one recipient. Parse fills the

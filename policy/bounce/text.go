@@ -31,8 +31,8 @@ func parseNonstandard(rep *Report, w *walker, top mail.Header) {
 
 var (
 	daemonSender  = regexp.MustCompile(`(?i)^(mailer-daemon|postmaster|mail-daemon|mailerdaemon|mdaemon|bounce[sd]?|nobody|mail\.delivery|maildelivery)@|^<>$|^$`)
-	bounceSubject = regexp.MustCompile(`(?i)undeliver|undelivered|delivery (status|failure|failed|notification|has failed|problem)|returned mail|mail delivery failed|failure notice|failure delivery|non[- ]?remis|non distribu|échec|echec|unzustellbar|could not be delivered|delivery status|mail failure|returning message|error sending|message delivery`)
-	bounceBody    = regexp.MustCompile(`(?i)could not be delivered|couldn't be delivered|was not delivered|not be delivered|undeliverable|unable to deliver|permanent error|permanent fatal error|failed permanently|delivery has failed|delivery to the following recipient|did not reach the following recipient|error delivering your mail|delivery failed|qmail-send program|mail delivery software|delivery problems|rejected recipient|failure reasons|has been delayed|is delayed|could not send message|n'a pas pu être (remis|distribué|délivré)|n'a pas été (remis|distribué)|impossible de (remettre|distribuer|délivrer)|nicht zugestellt`)
+	bounceSubject = regexp.MustCompile(`(?i)errors from \S+\[|undeliver|undelivered|delivery (status|failure|failed|notification|has failed|problem)|returned mail|mail delivery failed|failure notice|failure delivery|non[- ]?remis|non distribu|échec|echec|unzustellbar|could not be delivered|delivery status|mail failure|returning message|error sending|message delivery`)
+	bounceBody    = regexp.MustCompile(`(?i)could not be delivered|couldn't be delivered|was not delivered|not be delivered|undeliverable|unable to deliver|permanent error|permanent fatal error|failed permanently|delivery has failed|delivery to the following recipient|did not reach the following recipient|error delivering your mail|delivery failed|qmail-send program|mail delivery software|delivery problems|rejected recipient|failure reasons|has been delayed|is delayed|could not send message|error has occurred while attempting to deliver|transcript of session follows|message could not be delivered|n'a pas pu être (remis|distribué|délivré)|n'a pas été (remis|distribué)|impossible de (remettre|distribuer|délivrer)|nicht zugestellt`)
 )
 
 // looksLikeBounce weighs the evidence that a message without a report part is
@@ -48,8 +48,9 @@ func looksLikeBounce(top mail.Header, text string) bool {
 		from = as[0]
 	}
 	subj, _ := top.Subject()
+	lf := strings.ToLower(top.Get("From"))
 	daemon := daemonSender.MatchString(strings.TrimSpace(from)) ||
-		strings.Contains(strings.ToLower(top.Get("From")), "mail delivery")
+		strings.Contains(lf, "mail delivery") || strings.Contains(lf, "mailer daemon") || strings.Contains(lf, "mailer-daemon")
 	return bounceBody.MatchString(text) && (daemon || bounceSubject.MatchString(subj) || strings.TrimSpace(top.Get("Return-Path")) == "<>") ||
 		daemon && bounceSubject.MatchString(subj)
 }
@@ -127,7 +128,7 @@ type mention struct {
 var (
 	// Lines that name addresses which are not recipients.
 	notRecipientLine   = regexp.MustCompile(`(?i)^\s*(from|to|cc|sender|reply-to|return-path|original[ -]sender|envelope-from|sent|subject|date|message-id|received|x-[a-z-]+|reporting-mta|sender-mta)\s*:`)
-	notRecipientBefore = regexp.MustCompile(`(?i)(mail from:?\s*<?|generated from\s*|envelope-from\s*<?|[=/]|\bby\s+|contact\s+<?|\bpostmaster at\s*)$`)
+	notRecipientBefore = regexp.MustCompile(`(?i)(mail from:?\s*<?|^\s*from:\s*<|generated from\s*|envelope-from\s*<?|[=/]|\bby\s+|contact\s+<?|\bpostmaster at\s*)$`)
 	leadTrim           = regexp.MustCompile(`^[\s<>"'(\[]*`)
 	rcptToArg          = regexp.MustCompile(`(?i)\brcpt to:\s*<(` + addrRe.String() + `)>`)
 	// sendmailLine is a line of a Sendmail transcript that reports on one
