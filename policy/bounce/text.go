@@ -21,6 +21,9 @@ func parseNonstandard(rep *Report, w *walker, top mail.Header) {
 	if len(rep.Recipients) == 0 {
 		rep.Recipients = failedRecipientsHeader(top)
 	}
+	if len(rep.Recipients) == 0 {
+		rep.Recipients = returnedRecipients(w, text, exclusions(top))
+	}
 	act := textAction(text)
 	for i := range rep.Recipients {
 		r := &rep.Recipients[i]
@@ -130,6 +133,10 @@ var (
 	notRecipientLine   = regexp.MustCompile(`(?i)^\s*(from|to|cc|sender|reply-to|return-path|original[ -]sender|envelope-from|sent|subject|date|message-id|received|x-[a-z-]+|reporting-mta|sender-mta)\s*:`)
 	notRecipientBefore = regexp.MustCompile(`(?i)(mail from:?\s*<?|^\s*from:\s*<|generated from\s*|envelope-from\s*<?|[=/]|\bby\s+|contact\s+<?|\bpostmaster at\s*)$`)
 	leadTrim           = regexp.MustCompile(`^[\s<>"'(\[]*`)
+	qmailLead          = regexp.MustCompile(`^<(` + addrRe.String() + `)>:\s*$`)
+	sendmailRcpt       = regexp.MustCompile(`^\s*[245]\d\d(?:[ -][245]\.\d{1,3}\.\d{1,3})?\s+<(` + addrRe.String() + `)>\.\.\.\s`)
+	displayName        = regexp.MustCompile(`^\s+<` + addrRe.String() + `>`)
+	displayLeadRe      = regexp.MustCompile(`^\s*` + addrRe.String() + `\s+<$`)
 	rcptToArg          = regexp.MustCompile(`(?i)\brcpt to:\s*<(` + addrRe.String() + `)>`)
 	// sendmailLine is a line of a Sendmail transcript that reports on one
 	// recipient or host: "550 5.1.1 <a@b>... User unknown",
@@ -150,6 +157,14 @@ func mentions(lines []string, ex map[string]bool) []mention {
 		for _, m := range rcptToArg.FindAllStringSubmatch(l, 4) {
 			rcptArg[strings.ToLower(m[1])] = true
 		}
+		// qmail starts each failed recipient's block with "<a@b>:" alone
+		// on its line; Sendmail reports "550 <a@b>... reason".
+		if m := qmailLead.FindStringSubmatch(l); m != nil {
+			rcptArg[strings.ToLower(m[1])] = true
+		}
+		if m := sendmailRcpt.FindStringSubmatch(l); m != nil {
+			rcptArg[strings.ToLower(m[1])] = true
+		}
 	}
 	for i, l := range lines {
 		if notRecipientLine.MatchString(l) {
@@ -157,13 +172,18 @@ func mentions(lines []string, ex map[string]bool) []mention {
 		}
 		for _, loc := range addrRe.FindAllStringIndex(l, -1) {
 			a := strings.Trim(l[loc[0]:loc[1]], ".")
+			if displayName.MatchString(l[loc[1]:]) {
+				// "a@b <c@d>": a is the display name of c@d (Exim quotes
+				// the header form), not an address of its own.
+				continue
+			}
 			// The words before an address are near it: look at a window,
 			// so that a line of thousands of addresses stays linear.
 			before := l[max(0, loc[0]-64):loc[0]]
 			if ex[strings.ToLower(a)] && !rcptArg[strings.ToLower(a)] || notRecipientBefore.MatchString(before) {
 				continue
 			}
-			lead := len(leadTrim.FindString(l[:loc[0]])) == loc[0]
+			lead := len(leadTrim.FindString(l[:loc[0]])) == loc[0] || displayLead(l, loc[0])
 			out = append(out, mention{addr: a, line: i, lead: lead})
 			if len(out) >= maxMentions {
 				return out
@@ -172,6 +192,65 @@ func mentions(lines []string, ex map[string]bool) []mention {
 	}
 	return out
 }
+
+// displayLead: the address at i follows a display name that starts the line
+// ("  a@b <c@d>: malformed address").
+func displayLead(l string, i int) bool {
+	return i > 0 && displayLeadRe.MatchString(l[:i])
+}
+
+// returnedRecipients is the last resort of a bounce that names no recipient
+// in its text (Verizon's MMS gateway, old Sendmail's "Deferred: Connection
+// timed out"): the To and Cc of the returned message, which the bounce's
+// own text then concerns. Addresses of the bounce's header stay excluded.
+func returnedRecipients(w *walker, text string, ex map[string]bool) []Recipient {
+	src := string(w.returned)
+	if src == "" {
+		src = text
+	}
+	var addrs []string
+	seen := map[string]bool{}
+	for _, l := range strings.Split(normalize(src), "\n") {
+		m := origRcptLine.FindStringSubmatch(l)
+		if m == nil {
+			continue
+		}
+		for _, a := range findAddrs(m[1]) {
+			k := strings.ToLower(a)
+			if !ex[k] && !seen[k] && len(addrs) < maxRecipients {
+				seen[k] = true
+				addrs = append(addrs, a)
+			}
+		}
+	}
+	if len(addrs) == 0 {
+		return nil
+	}
+	var why []string
+	for _, l := range strings.Split(normalize(text), "\n") {
+		if blank(l) || notRecipientLine.MatchString(l) || headerLine.MatchString(strings.TrimSpace(l)) && addrRe.MatchString(l) {
+			continue
+		}
+		if origMarker.MatchString(l) {
+			break
+		}
+		why = append(why, l)
+	}
+	reason := unfold(strings.Join(why, "\n"))
+	if len(reason) > maxReason {
+		reason = strings.ToValidUTF8(reason[:maxReason], "")
+	}
+	out := make([]Recipient, 0, len(addrs))
+	for _, a := range addrs {
+		out = append(out, Recipient{Address: a, Diagnostic: reason, attributed: len(addrs) == 1})
+	}
+	return out
+}
+
+var (
+	origRcptLine = regexp.MustCompile(`(?i)^\s*(?:to|cc):\s*(.+)$`)
+	origMarker   = regexp.MustCompile(`(?i)original message|unsent message|returned message|copy of the message`)
+)
 
 // extractText finds the failed recipients of a human-readable bounce and the
 // reason given for each. Recipients are the addresses that start a line;
