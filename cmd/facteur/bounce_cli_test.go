@@ -18,6 +18,9 @@ type bounceJSON struct {
 		Class      string  `json:"class"`
 		Diagnostic *string `json:"diagnostic"`
 		Suppress   *bool   `json:"suppress"`
+		Rule       *string `json:"rule"`
+		Stage      *string `json:"stage"`
+		Evidence   *string `json:"evidence"`
 	} `json:"recipients"`
 }
 
@@ -189,6 +192,9 @@ func TestBounceParseCLI(t *testing.T) {
 			got := map[string]bool{}
 			for _, r := range rep.Recipients {
 				got[strings.ToLower(r.Address)] = *r.Suppress
+				if r.Stage == nil || r.Evidence == nil {
+					t.Errorf("%s: no stage or evidence in %s", r.Address, out)
+				}
 			}
 			if rep.Kind != tt.kind || len(got) != len(tt.suppress) {
 				t.Fatalf("kind %s, recipients %v; want %s, %v", rep.Kind, got, tt.kind, tt.suppress)

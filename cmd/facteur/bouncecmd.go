@@ -55,7 +55,7 @@ func cmdBounce(args []string) int {
 	}
 	sub := args[0]
 	fs, cfgPath := newFlags("bounce " + sub)
-	asJSON := fs.Bool("json", false, "print JSON: {kind, recipients: [{address, status, class, diagnostic, suppress, ...}], ...}")
+	asJSON := fs.Bool("json", false, "print JSON: {kind, recipients: [{address, status, class, rule, stage, evidence, diagnostic, suppress, soft, ...}], ...}")
 	pos, err := parseFlags(fs, args[1:])
 	if err != nil {
 		return 2
@@ -226,7 +226,11 @@ func printBounce(rep *bounce.Report, applied *suppressResult, asJSON bool) int {
 	}
 	fmt.Printf("%s, %d recipient%s\n", head, len(rep.Recipients), plural(len(rep.Recipients)))
 	for _, r := range rep.Recipients {
-		fmt.Printf("%s status=%s class=%s suppress=%t diagnostic=%q\n", r.Address, r.Status, r.Class, r.Suppress, r.Diagnostic)
+		soft := ""
+		if r.Soft {
+			soft = " soft=true"
+		}
+		fmt.Printf("%s status=%s class=%s suppress=%t%s diagnostic=%q stage=%s evidence=%q\n", r.Address, r.Status, r.Class, r.Suppress, soft, r.Diagnostic, r.Stage, r.Evidence)
 	}
 	if applied != nil {
 		for _, s := range applied.Suppressed {
