@@ -41,11 +41,11 @@ func Decide(rep *Report, p *policy.Policy) {
 		default:
 			decideFailure(r, p)
 		}
-		if rep.VERPRecipient != "" && !strings.EqualFold(r.Address, rep.VERPRecipient) && r.Suppress {
+		if rep.VERPRecipient != "" && !strings.EqualFold(r.Address, rep.VERPRecipient) && (r.Suppress || r.Soft) {
 			// The authenticated return path names whom the bounce is
 			// about; an address only the (forgeable) text names is not
-			// suppressed.
-			r.Suppress, r.Rule = false, r.Rule+";verp-mismatch"
+			// suppressed, nor counted towards a later suppression.
+			r.Suppress, r.Soft, r.Rule = false, false, r.Rule+";verp-mismatch"
 		}
 	}
 }
