@@ -374,3 +374,59 @@ func BenchmarkClassify(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "replies/s")
 }
+
+// TestClassifyStage: what the stage and the words change (issue 12). The same reply means
+// different things to different commands, and the text beats the code.
+func TestClassifyStage(t *testing.T) {
+	p := mustBuiltin(t)
+	tests := []struct {
+		name     string
+		stage    Stage
+		reply    string
+		class    Class
+		suppress bool
+		soft     bool
+		evidence string // a substring of the evidence
+	}{
+		{"user unknown at RCPT suppresses", StageRcpt, "550 5.1.1 <bob@example.org>: Recipient address rejected: User unknown", UserUnknown, true, false, "User unknown"},
+		{"no stage: the reply alone decides", StageUnknown, "550 5.1.1 User unknown", UserUnknown, true, false, "User unknown"},
+		{"user unknown to MAIL FROM is about the sender", StageMail, "550 5.1.1 <app@example.com>... User unknown", OtherPermanent, false, false, "MAIL FROM"},
+		{"no such domain to MAIL FROM is the sender's domain", StageMail, "553 5.1.0 example.com does not exist", OtherPermanent, false, false, "MAIL FROM"},
+		{"host unknown at the greeting is about the connection", StageConnect, "550 5.1.2 Host unknown", IPBlocked, false, false, "greeting"},
+		{"a refusal at the greeting is a block", StageConnect, "554 5.7.1 Access denied", IPBlocked, false, false, "greeting"},
+		{"user unknown to DATA is soft", StageData, "550 5.1.1 User unknown", UserUnknown, false, true, "DATA"},
+		{"a 4xx to DATA is not soft: it defers", StageData, "450 4.1.1 User unknown", UserUnknown, false, false, ""},
+		{"5.1.1 on a preference filter", StageRcpt, "550 5.1.1 RCP-P2 Refused due to recipient preferences", OtherPermanent, false, false, "preference"},
+		{"5.1.1 on a rate limit", StageRcpt, "550 5.1.1 <bob@example.org> - 192.0.2.7 has sent to too many recipients this hour", RateLimited, false, false, ""},
+		{"5.1.1 with an IP only", StageRcpt, "550 5.1.1 Refused 192.0.2.7", OtherPermanent, false, false, "IP"},
+		{"an IP in a URL is not an IP block", StageRcpt, "550 5.1.1 https://postmaster.example.com/codes?ip=192.0.2.7 Recipient address does not exist", UserUnknown, true, false, "does not exist"},
+		{"5.1.1 naming a policy", StageUnknown, "550 5.1.1 Recipient rejected by policy", PolicySpam, false, false, ""},
+		{"transient DNS is not a dead domain", StageUnknown, "550 5.1.2 Host or domain name not found. Name service error for name=example.org type=MX: Host not found, try again", OtherPermanent, false, false, "try again"},
+		{"NXDOMAIN is", StageRcpt, "550 5.1.2 <bob@nx.example>: Recipient address rejected: Domain not found", HostUnknown, true, false, "Domain not found"},
+		{"a full mailbox is soft", StageRcpt, "552 5.2.2 Mailbox full", MailboxFull, false, true, "suppressed after 3 bounces"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := ParseReply(tt.reply)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Stage = tt.stage
+			d := p.Classify(DefaultProvider, r)
+			if d.Class != tt.class || d.Suppress != tt.suppress || d.Soft != tt.soft || d.Stage != tt.stage || !strings.Contains(d.Evidence, tt.evidence) || d.Evidence == "" {
+				t.Errorf("%q at %q:\n got %s evidence=%q\nwant class=%s suppress=%t soft=%t evidence~%q", tt.reply, tt.stage, d, d.Evidence, tt.class, tt.suppress, tt.soft, tt.evidence)
+			}
+		})
+	}
+}
+
+func TestParseStage(t *testing.T) {
+	for in, want := range map[string]Stage{"": StageUnknown, "rcpt": StageRcpt, "MAIL": StageMail, " data ": StageData, "connect": StageConnect} {
+		if got, err := ParseStage(in); err != nil || got != want {
+			t.Errorf("ParseStage(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if _, err := ParseStage("quit"); err == nil {
+		t.Error("ParseStage(quit): no error")
+	}
+}

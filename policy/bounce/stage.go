@@ -85,9 +85,11 @@ func stageOf(lines []string, m mention) policy.Stage {
 		return policy.StageUnknown
 	}
 	_, rest, _ := strings.Cut(l, "...")
-	if hasReply(rest) {
-		// The line gives its own reason ("554 <a@b>... 550 Host unknown"):
-		// it is not the section's reply.
+	if hasReply(rest) || hostUnknownText.MatchString(rest) || userUnknownText.MatchString(rest) || mailboxFullText.MatchString(rest) {
+		// The line gives its own reason ("554 <a@b>... 550 Host unknown",
+		// Sendmail's own "Host unknown (Name server: ...)"): it is not the
+		// section's reply, which was only "Service unavailable" or
+		// "Remote protocol error" for the addresses it concerned.
 		return policy.StageUnknown
 	}
 	failed := policy.StageUnknown

@@ -135,6 +135,7 @@ var (
 	leadTrim           = regexp.MustCompile(`^[\s<>"'(\[]*`)
 	qmailLead          = regexp.MustCompile(`^<(` + addrRe.String() + `)>:\s*$`)
 	sendmailRcpt       = regexp.MustCompile(`^\s*[245]\d\d(?:[ -][245]\.\d{1,3}\.\d{1,3})?\s+<(` + addrRe.String() + `)>\.\.\.\s`)
+	bareAddrLine       = regexp.MustCompile(`^\s*<?` + addrRe.String() + `>?[:,;]?\s*$`)
 	displayName        = regexp.MustCompile(`^\s+<` + addrRe.String() + `>`)
 	displayLeadRe      = regexp.MustCompile(`^\s*` + addrRe.String() + `\s+<$`)
 	rcptToArg          = regexp.MustCompile(`(?i)\brcpt to:\s*<(` + addrRe.String() + `)>`)
@@ -271,13 +272,23 @@ func extractText(text string, ex map[string]bool) []Recipient {
 	if len(picked) == 0 {
 		picked = ms
 	}
-	seen := map[string]bool{}
+	idx := map[string]int{} // recipient → its mention in first
 	var first []mention
 	starts := map[int]string{} // line → recipient that a block starts there
 	for _, m := range picked {
 		k := strings.ToLower(m.addr)
-		if !seen[k] && len(first) < maxRecipients {
-			seen[k] = true
+		if i, ok := idx[k]; ok {
+			// Sendmail lists the failed addresses, then reports on each
+			// in its transcript ("550 <a@b>... User unknown"): the report
+			// is the recipient's reason, the listing is not.
+			if sendmailLine.MatchString(lines[m.line]) && !sendmailLine.MatchString(lines[first[i].line]) {
+				first[i] = m
+				starts[m.line] = k
+			}
+			continue
+		}
+		if len(first) < maxRecipients {
+			idx[k] = len(first)
 			first = append(first, m)
 			starts[m.line] = k
 		}
@@ -334,6 +345,27 @@ func reasonFor(lines []string, m mention, starts map[int]string) (string, bool) 
 		block := mailerLines(lines, m)
 		block = append(block, l)
 		return unfold(strings.Join(block, "\n")), true
+	}
+	if own == "" && (m.line > 0 && other(m.line-1) && bareAddrLine.MatchString(lines[m.line-1]) ||
+		m.line+1 < len(lines) && other(m.line+1) && bareAddrLine.MatchString(lines[m.line+1])) {
+		// One of a list of addresses ("a@b\nc@d\n\nreason"): the reason
+		// after the list is shared, so it is not this recipient's alone.
+		j := m.line + 1
+		for j < len(lines) && (blank(lines[j]) || bareAddrLine.MatchString(lines[j])) {
+			j++
+		}
+		var para []string
+		for p := 0; p < 3 && j < len(lines); p++ {
+			for ; j < len(lines) && !blank(lines[j]) && !bareAddrLine.MatchString(lines[j]); j++ {
+				para = append(para, lines[j])
+			}
+			if hasReply(strings.Join(para, "\n")) {
+				return unfold(strings.Join(para, "\n")), false
+			}
+			for j < len(lines) && blank(lines[j]) {
+				j++
+			}
+		}
 	}
 	block := []string{own}
 	i := m.line + 1
