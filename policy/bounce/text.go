@@ -329,7 +329,7 @@ func reasonFor(lines []string, m mention, starts map[int]string) (string, bool) 
 	other := func(i int) bool { k, ok := starts[i]; return ok && k != me }
 	// The rest of the address's own line and the rest of its paragraph.
 	l := lines[m.line]
-	idx := strings.Index(strings.ToLower(l), me)
+	idx := strings.Index(asciiLower(l), me)
 	prefix := l[max(0, idx-maxReason):idx]
 	own := l[idx+len(me) : idx+len(me)+min(maxReason, len(l)-idx-len(me))]
 	if hasReply(prefix) {
@@ -452,10 +452,23 @@ func mailerLines(lines []string, m mention) []string {
 	return out
 }
 
+// asciiLower lowers ASCII letters only, so that byte offsets in the result
+// are offsets in s (strings.ToLower rewrites invalid UTF-8, changing them).
+// Addresses are ASCII (addrRe), so folding ASCII is enough to find them.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
 // removeAddr deletes other mentions of the recipient from its reason line
 // (">>> a@b <a@b>", "a@b<mailto:a@b>").
 func removeAddr(s, addr string) string {
-	low := strings.ToLower(s)
+	low := asciiLower(s)
 	for _, form := range []string{"<mailto:" + addr + ">", "<" + addr + ">", addr} {
 		for {
 			i := strings.Index(low, form)
