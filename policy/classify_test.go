@@ -318,7 +318,8 @@ func TestMailboxFullSuppress(t *testing.T) {
 
 // FuzzClassify: any input parses or fails cleanly, never panics, and the verdict keeps issue
 // 7 §3's invariants: a 4xx never bounces nor suppresses; only user_unknown, host_unknown
-// (permanent) and complaint suppress.
+// (permanent) and complaint suppress; and issue 12's: a reply to MAIL FROM, the greeting or
+// DATA never suppresses at once, and every verdict carries its evidence.
 func FuzzClassify(f *testing.F) {
 	p, err := Builtin()
 	if err != nil {
@@ -326,10 +327,10 @@ func FuzzClassify(f *testing.F) {
 	}
 	for _, s := range []string{"550 5.1.1 user unknown", "421 4.7.0 [TSS04] deferred", "450-4.1.2 a\n450 4.1.2 Domain not found",
 		"550 5.5.0 mailbox unavailable", "451 too many errors from your ip", "5.1.1 x", "250 ok", "\x00\xff"} {
-		f.Add(s, "microsoft")
-		f.Add(s, "yahoo")
+		f.Add(s, "microsoft", uint8(0))
+		f.Add(s, "yahoo", uint8(2))
 	}
-	f.Fuzz(func(t *testing.T, s, provider string) {
+	f.Fuzz(func(t *testing.T, s, provider string, stage uint8) {
 		r, err := ParseReply(s)
 		if err != nil {
 			if !errors.Is(err, ErrBadReply) {
@@ -337,7 +338,19 @@ func FuzzClassify(f *testing.F) {
 			}
 			return
 		}
+		if i := int(stage) % (len(Stages) + 1); i > 0 {
+			r.Stage = Stages[i-1]
+		}
 		d := p.Classify(provider, r)
+		if d.Suppress && (r.Stage == StageMail || r.Stage == StageConnect || r.Stage == StageData) {
+			t.Fatalf("Classify(%q) at %s = %s: only a reply to RCPT (or of unknown stage) suppresses", s, r.Stage, d)
+		}
+		if d.Suppress && d.Soft {
+			t.Fatalf("Classify(%q) = %s: a soft bounce does not suppress at once", s, d)
+		}
+		if d.Evidence == "" {
+			t.Fatalf("Classify(%q) = %s: no evidence", s, d)
+		}
 		if !d.Class.Valid() || !d.Action.Valid() || d.Rule == "" {
 			t.Fatalf("Classify(%q) = %+v: incomplete decision", s, d)
 		}
