@@ -106,17 +106,20 @@ func decideFailure(r *Recipient, p *policy.Policy) {
 		provider = p.Recognize(strings.ToLower(dom), mx)
 	}
 	d := p.Classify(provider, reply)
+	// Softness is decided here, from what the bounce shows: drop the
+	// policy's note about it.
+	d.Evidence, _, _ = strings.Cut(d.Evidence, "; soft bounce:")
 	class, rule, evidence := refine(d, reply, r)
 	r.Class, r.Rule = class, rule
 	failed := r.Action == Failed
 	permanent := failed && reply.Permanent() && !strings.HasPrefix(r.Status, "4.")
 	unknown := class == policy.UserUnknown || class == policy.HostUnknown
-	where := "the recipient's own lines"
+	where := r.where
 	switch {
-	case r.Stage != "" && r.attributed:
-		where = "reply to " + stageCommand(r.Stage) + " for this recipient"
 	case !r.attributed:
 		where = "a reason not tied to this recipient (the bounce lists several)"
+	case r.Stage != "":
+		where = "reply to " + stageCommand(r.Stage) + ", " + where
 	}
 	switch {
 	case unknown && permanent && r.attributed && r.Stage != policy.StageData:
@@ -178,7 +181,7 @@ var (
 	// an account that exists but is closed: never grounds to suppress.
 	guard = regexp.MustCompile(`(?i)\bblock(ed|list|ing)?\b|black ?list|spamhaus|spamcop|\brbl\b|dnsbl|\bcbl\b|banned|reputation|client host|\bip\b|ip address|\bspam|\bpolic(y|ies)\b|\bdmarc\b|\bspf\b|\bdkim\b|relay(ing)? (access )?denied|not permitted to relay|unable to relay|\bsender\b|authenticat|\bdisabled\b|\binactive\b|suspended|\blocked\b|discontinued|deactivated|\bptr\b|reverse dns|helo|virus|content rejected`)
 
-	hostUnknownText = regexp.MustCompile(`(?i)unrou?teable address|domain (does not|doesn't) exist|no such domain|host or domain name not found|domain name not found|\bhost not found|\bdomain not found|host unknown|unknown host|nxdomain|illegal host/domain|domain is not reachable|no mx (record|host)|mx (record )?not found|domaine inexistant|domaine inconnu`)
+	hostUnknownText = regexp.MustCompile(`(?i)unrou?teable address|all relevant mx records point to non-existent hosts|couldn't find any host named|domain (does not|doesn't) exist|no such domain|host or domain name not found|domain name not found|\bhost not found|\bdomain not found|host unknown|unknown host|nxdomain|illegal host/domain|domain is not reachable|no mx (record|host)|mx (record )?not found|domaine inexistant|domaine inconnu`)
 
 	userUnknownText = regexp.MustCompile(`(?i)user unknown|unknown user|no such (user|recipient|mailbox|account|address)|no mailbox|mailbox not found|mailbox (does not|doesn't) exist|recipient not found|unknown recipient|recipient unknown|invalid recipient|invalid mailbox|not a valid (mailbox|recipient|user)|(address|account|user|recipient|mailbox)( address)? (does not|doesn't) exist|does not exist|doesn't have an? \S+ account|user not found|not listed in (the )?(domino directory|public name & address book)|recipient name is not recognized|unknown or illegal (user|alias)|addressee unknown|recipnotfound|recipientnotfound|address (wasn.t|was not) found|no valid recipients? for this (mm|message)|destinataire inconnu|utilisateur inconnu|adresse (invalide|inconnue)|destinataire invalide|n'existe pas|bad destination (mailbox )?address|recipient address rejected: access denied`)
 

@@ -163,17 +163,17 @@ func parseDSN(rep *Report, w *walker, top mail.Header) {
 			}
 			if r.Diagnostic == "" {
 				r.Diagnostic = h.Diagnostic
-				r.attributed = h.attributed
+				r.attributed, r.where = h.attributed, h.where
 			}
 		}
 		if grouped {
 			// A DSN's per-recipient group is about this recipient alone.
-			r.attributed = true
+			r.attributed, r.where = true, "a per-recipient DSN field"
 		}
 		finish(r)
 	}
 	if len(rep.Recipients) == 1 {
-		rep.Recipients[0].attributed = true
+		rep.Recipients[0].attribute("the bounce's only recipient")
 	}
 	if allSucceeded(rep.Recipients) {
 		rep.Kind = KindNotBounce
@@ -248,7 +248,7 @@ func failedRecipientsHeader(top mail.Header) []Recipient {
 		}
 	}
 	if len(out) == 1 {
-		out[0].attributed = true
+		out[0].attribute("the bounce's only recipient (X-Failed-Recipients)")
 	}
 	return out
 }

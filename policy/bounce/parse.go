@@ -506,7 +506,8 @@ func (w *walker) sesJSON(rep *Report) bool {
 		rep.ReportingMTA = stripType(n.Bounce.ReportingMTA)
 		for _, b := range n.Bounce.BouncedRecipients {
 			r := Recipient{Address: cleanAddr(b.EmailAddress), Action: Action(strings.ToLower(b.Action)),
-				Status: statusCode(b.Status), Diagnostic: unfold(b.DiagnosticCode), attributed: true}
+				Status: statusCode(b.Status), Diagnostic: unfold(b.DiagnosticCode),
+				attributed: true, where: "the recipient's entry of the JSON notification"}
 			if r.Action == "" {
 				r.Action = Failed
 				if strings.EqualFold(n.Bounce.BounceType, "Transient") {

@@ -85,6 +85,15 @@ type Recipient struct {
 	// recipient alone (a DSN per-recipient group, the recipient's own
 	// block of a human-readable bounce, a JSON notification's entry).
 	attributed bool
+	// where says, for the evidence, where the reason was found.
+	where string
+}
+
+// attribute marks the recipient's reason as its own, found where.
+func (r *Recipient) attribute(where string) {
+	if !r.attributed {
+		r.attributed, r.where = true, where
+	}
 }
 
 // Report is everything Parse found in one message.

@@ -19,14 +19,60 @@ var stagePhrases = []struct {
 	re    *regexp.Regexp
 	stage policy.Stage
 }{
-	{regexp.MustCompile(`(?i)in reply to rcpt to command|after rcpt to\b|after rcpt command|after pipelined rcpt|does not like recipient|did not like our rcpt|recipient address rejected|error in rcpt to|\bRCPT TO:?\s*<[^>]*>\s*\.{0,3}\s*(<<<\s*)?[45]\d\d\b`), policy.StageRcpt},
-	{regexp.MustCompile(`(?i)in reply to mail from command|after mail from\b|after mail command|after pipelined mail|sender was rejected|did not like our mail from|sender address rejected|error in mail from`), policy.StageMail},
+	// Yahoo marks the command after the reply: "... User unknown [RCPT_TO]".
+	{regexp.MustCompile(`(?i)\[rcpt_to\]|in reply to rcpt to command|after rcpt to\b|after rcpt command|after pipelined rcpt|does not like recipient|did not like our rcpt|recipient address rejected|error in rcpt to|\bRCPT TO:?\s*<[^>]*>\s*\.{0,3}\s*(<<<\s*)?[45]\d\d\b`), policy.StageRcpt},
+	{regexp.MustCompile(`(?i)\[mail_from\]|in reply to mail from command|after mail from\b|after mail command|after pipelined mail|sender was rejected|did not like our mail from|sender address rejected|error in mail from`), policy.StageMail},
 	{regexp.MustCompile(`(?i)in reply to (end of )?data command|after (end of )?data\b|after pipelined data|after data command|failed after i sent the message|did not like our data|error in data\b|after sending (the )?message (body|data)`), policy.StageData},
 	{regexp.MustCompile(`(?i)refused to talk to me|in reply to (initial greeting|ehlo|helo|lhlo|starttls) command|after initial connection|after (ehlo|helo|lhlo|starttls)\b|greeting failed|my name was rejected|in reply to (the )?greeting`), policy.StageConnect},
 }
 
-// stageIn returns the stage the earliest phrase of text names, or "".
+var (
+	// dialogueCmd and dialogueReply are the two sides of an SMTP dialogue
+	// pasted into a bounce: Sendmail and Courier write ">>> RCPT
+	// To:<a@b>" then "<<< 550 ...", InterScan writes "Sent <<< RCPT
+	// TO:<a@b>" then "Received >>> 550 ...".
+	dialogueCmd   = regexp.MustCompile(`(?i)(?:>>>|sent\s*<<<)\s*(ehlo|helo|lhlo|starttls|mail from|rcpt to|data|\.)(?:\W|$)`)
+	dialogueReply = regexp.MustCompile(`(?i)(?:<<<|received\s*>>>)\s*([245])\d\d\b`)
+)
+
+// dialogueStage replays an SMTP dialogue in text and returns the stage of
+// the command that got the first failing reply, or "".
+func dialogueStage(text string) policy.Stage {
+	cmds := dialogueCmd.FindAllStringSubmatchIndex(text, 50)
+	if len(cmds) == 0 {
+		return policy.StageUnknown
+	}
+	for _, r := range dialogueReply.FindAllStringSubmatchIndex(text, 50) {
+		if text[r[2]] == '2' {
+			continue
+		}
+		last := ""
+		for _, c := range cmds {
+			if c[0] < r[0] {
+				last = strings.ToLower(text[c[2]:c[3]])
+			}
+		}
+		switch last {
+		case "mail from":
+			return policy.StageMail
+		case "rcpt to":
+			return policy.StageRcpt
+		case "data", ".":
+			return policy.StageData
+		case "ehlo", "helo", "lhlo", "starttls":
+			return policy.StageConnect
+		}
+		return policy.StageUnknown
+	}
+	return policy.StageUnknown
+}
+
+// stageIn returns the stage a pasted dialogue shows, else the one the
+// earliest phrase of text names, or "".
 func stageIn(text string) policy.Stage {
+	if st := dialogueStage(text); st != policy.StageUnknown {
+		return st
+	}
 	best, at := policy.StageUnknown, -1
 	for _, p := range stagePhrases {
 		if loc := p.re.FindStringIndex(text); loc != nil && (at < 0 || loc[0] < at) {

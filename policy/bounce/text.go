@@ -243,7 +243,11 @@ func returnedRecipients(w *walker, text string, ex map[string]bool) []Recipient 
 	}
 	out := make([]Recipient, 0, len(addrs))
 	for _, a := range addrs {
-		out = append(out, Recipient{Address: a, Diagnostic: reason, attributed: len(addrs) == 1})
+		r := Recipient{Address: a, Diagnostic: reason}
+		if len(addrs) == 1 {
+			r.attribute("the returned message's only recipient")
+		}
+		out = append(out, r)
 	}
 	return out
 }
@@ -299,12 +303,15 @@ func extractText(text string, ex map[string]bool) []Recipient {
 		if len(why) > maxReason {
 			why = strings.ToValidUTF8(why[:maxReason], "")
 		}
-		out = append(out, Recipient{Address: m.addr, Diagnostic: why, context: why,
-			Stage: stageOf(lines, m), attributed: own})
+		r := Recipient{Address: m.addr, Diagnostic: why, context: why, Stage: stageOf(lines, m)}
+		if own {
+			r.attribute("the recipient's own lines")
+		}
+		out = append(out, r)
 	}
 	// With one recipient, whatever the bounce says is about it.
 	if len(out) == 1 {
-		out[0].attributed = true
+		out[0].attribute("the bounce's only recipient")
 	}
 	return out
 }
