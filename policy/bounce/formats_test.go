@@ -240,6 +240,121 @@ FYI, this bounced:
 >     550 5.1.1 <rita@example.org>: Recipient address rejected: User unknown
 `
 
+const interscan = `From: InterScan MSS <postmaster@relay.example.net>
+To: app@example.com
+Subject: Mail could not be delivered
+
+This message was created automatically by mail delivery software.
+
+Message could not be delivered to: <sam@example.org>
+
+Sent <<< RCPT TO:<sam@example.org>
+Received >>> 550 5.1.1 <sam@example.org>... User unknown
+`
+
+const yahooStyle = `From: MAILER-DAEMON@mta.example.net
+To: app@example.com
+Subject: Failure Notice
+
+Sorry, we were unable to deliver your message to the following address.
+
+<tom@example.org>:
+Remote host said: 550 5.1.1 <tom@example.org>: Recipient address rejected: User unknown [RCPT_TO]
+
+--- Below this line is a copy of the message.
+`
+
+const gmailStyle = `From: Mail Delivery Subsystem <mailer-daemon@mail.example.net>
+To: app@example.com
+Subject: Delivery Status Notification (Failure)
+
+** Address not found **
+
+Your message wasn't delivered to uma@example.org because the address couldn't be found, or is unable to receive mail.
+
+The response from the remote server was:
+550 5.1.1 The email account that you tried to reach does not exist. Please try double-checking the recipient's email address for typos or unnecessary spaces.
+`
+
+const gmailBlocked = `From: Mail Delivery Subsystem <mailer-daemon@mail.example.net>
+To: app@example.com
+Subject: Delivery Status Notification (Failure)
+
+** Message blocked **
+
+Your message to vic@example.org has been blocked. See technical details below for more information.
+
+The response from the remote server was:
+550 5.1.1 Message rejected: the sending IP 192.0.2.1 is listed on a block list
+`
+
+const exchange2003 = `From: System Administrator <postmaster@mail.example.net>
+To: app@example.com
+Subject: Undeliverable: hello
+
+Your message did not reach some or all of the intended recipients.
+
+      Subject:  hello
+      Sent:     1/1/2026 10:00 AM
+
+The following recipient(s) could not be reached:
+
+      wendy@example.org on 1/1/2026 10:00 AM
+            The e-mail account does not exist at the organization this message was sent to.
+            <mail.example.net #5.1.1>
+`
+
+const postfixData = `From: MAILER-DAEMON@relay.example.net (Mail Delivery System)
+To: app@example.com
+Subject: Undelivered Mail Returned to Sender
+
+This is the mail system at host relay.example.net.
+
+<xena@example.org>: host mx.example.org[192.0.2.9] said: 550 5.1.1 User
+    unknown (in reply to end of DATA command)
+`
+
+const eximNoMX = `From: Mail Delivery System <Mailer-Daemon@mx.example.net>
+To: app@example.com
+Subject: Mail delivery failed: returning message to sender
+
+A message that you sent could not be delivered to one or more of its
+recipients. This is a permanent error. The following address(es) failed:
+
+  yann@example.org
+    all relevant MX records point to non-existent hosts
+`
+
+const qmailNoHost = `From: MAILER-DAEMON@relay.example.net
+To: app@example.com
+Subject: failure notice
+
+Hi. This is the qmail-send program at relay.example.net.
+I'm afraid I wasn't able to deliver your message to the following addresses.
+This is a permanent error; I've given up. Sorry it didn't work out.
+
+<zoe@example.org>:
+Sorry, I couldn't find any host named example.org. (#5.1.2)
+
+--- Below this line is a copy of the message.
+`
+
+const courierGreeting = `From: Courier mail server at relay.example.net <@>
+To: app@example.com
+Subject: NOTICE: mail delivery status.
+
+This is a delivery status notification from relay.example.net,
+running the Courier mail server.
+
+The original message was received on Thu, 1 Jan 2026 10:00:00 +0000
+from localhost [127.0.0.1]
+
+<abe@example.org>: delivery to this address failed:
+
+>>> EHLO relay.example.net
+<<< 554 5.7.1 Your host is not allowed to connect
+`
+
 func TestFormats(t *testing.T) {
 	p := builtin(t)
 	type want struct {
@@ -284,6 +399,24 @@ func TestFormats(t *testing.T) {
 			map[string]want{"5550100@mms.example.net": {policy.UserUnknown, "", true, false}}},
 		{"a bounce quoted in a forward", quotedForward,
 			map[string]want{"rita@example.org": {policy.UserUnknown, policy.StageRcpt, true, false}}},
+		{"InterScan: Sent <<< RCPT TO / Received >>>", interscan,
+			map[string]want{"sam@example.org": {policy.UserUnknown, policy.StageRcpt, true, false}}},
+		{"Yahoo: [RCPT_TO]", yahooStyle,
+			map[string]want{"tom@example.org": {policy.UserUnknown, policy.StageRcpt, true, false}}},
+		{"Gmail: address not found", gmailStyle,
+			map[string]want{"uma@example.org": {policy.UserUnknown, "", true, false}}},
+		{"Gmail: 5.1.1 on a block list", gmailBlocked,
+			map[string]want{"vic@example.org": {policy.IPBlocked, "", false, false}}},
+		{"Exchange 2003: account does not exist", exchange2003,
+			map[string]want{"wendy@example.org": {policy.UserUnknown, "", true, false}}},
+		{"Postfix: user unknown in reply to DATA is soft", postfixData,
+			map[string]want{"xena@example.org": {policy.UserUnknown, policy.StageData, false, true}}},
+		{"Exim: MX to nowhere", eximNoMX,
+			map[string]want{"yann@example.org": {policy.HostUnknown, "", true, false}}},
+		{"qmail: no host by that name", qmailNoHost,
+			map[string]want{"zoe@example.org": {policy.HostUnknown, "", true, false}}},
+		{"Courier: refused at EHLO", courierGreeting,
+			map[string]want{"abe@example.org": {policy.IPBlocked, policy.StageConnect, false, false}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -379,11 +379,12 @@ func reasonFor(lines []string, m mention, starts map[int]string) (string, bool) 
 	for ; i < len(lines) && i < m.line+maxBlock && !blank(lines[i]) && !other(i) && !sendmailLine.MatchString(lines[i]) && !transcriptBreak.MatchString(lines[i]); i++ {
 		block = append(block, lines[i])
 	}
-	if b := strings.Join(block, "\n"); hasReply(b) || !isLabel(strings.Join(block, " ")) && !onlyDate(own, block) {
+	if b := strings.Join(block, "\n"); hasReply(b) {
 		return unfold(b), true
 	}
-	// The reply may sit in one of the next paragraphs (Gmail's "Technical
-	// details", DragonFly's "did not like our RCPT TO:").
+	// The reply may sit in one of the next paragraphs (Gmail's "The
+	// response from the remote server was:", DragonFly's "did not like our
+	// RCPT TO:"): before any other recipient's line, it is this one's.
 	var after []string
 	j := i
 	for p := 0; p < 3 && j < len(lines); p++ {
@@ -401,11 +402,14 @@ func reasonFor(lines []string, m mention, starts map[int]string) (string, bool) 
 		}
 		after = append(after, para...)
 		if hasReply(strings.Join(para, "\n")) {
-			return unfold(strings.Join(append(block, after...), "\n")), !stop && p == 0
+			return unfold(strings.Join(append(block, after...), "\n")), true
 		}
 		if stop {
 			break
 		}
+	}
+	if b := strings.Join(block, "\n"); !isLabel(strings.Join(block, " ")) && !onlyDate(own, block) {
+		return unfold(b), true
 	}
 	// MailMarshal gives the reply before the list of recipients.
 	if p := previousReply(lines, m.line); p != "" {
