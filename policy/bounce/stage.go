@@ -9,21 +9,42 @@ import (
 
 // stagePhrases are the words each MTA uses to say which command a remote
 // reply answered. They come from the MTAs' bounce templates, not from
-// samples: Postfix's "(in reply to RCPT TO command)" and smtpd's
-// "Recipient address rejected" / "Sender address rejected" (only ever said
-// at RCPT and MAIL), Exim's "SMTP error from remote mail server after RCPT
-// TO:<a>:", qmail's "does not like recipient" / "sender was rejected" /
-// "failed after I sent the message", DragonFly's "did not like our RCPT
-// TO:", and Postfix's "refused to talk to me" for a greeting.
-var stagePhrases = []struct {
-	re    *regexp.Regexp
-	stage policy.Stage
-}{
-	// Yahoo marks the command after the reply: "... User unknown [RCPT_TO]".
-	{regexp.MustCompile(`(?i)\[rcpt_to\]|in reply to rcpt to command|after rcpt to\b|after rcpt command|after pipelined rcpt|does not like recipient|did not like our rcpt|recipient address rejected|error in rcpt to|\bRCPT TO:?\s*<[^>]*>\s*\.{0,3}\s*(<<<\s*)?[45]\d\d\b`), policy.StageRcpt},
-	{regexp.MustCompile(`(?i)\[mail_from\]|in reply to mail from command|after mail from\b|after mail command|after pipelined mail|sender was rejected|did not like our mail from|sender address rejected|error in mail from`), policy.StageMail},
+// samples: Postfix's "(in reply to RCPT TO command)", Exim's "SMTP error
+// from remote mail server after RCPT TO:<a>:", qmail's "does not like
+// recipient" / "sender was rejected" / "failed after I sent the message",
+// DragonFly's "did not like our RCPT TO:", Yahoo's "[RCPT_TO]", and
+// Postfix's "refused to talk to me" for a greeting.
+var stagePhrases = []stagePhrase{
+	{regexp.MustCompile(`(?i)\[rcpt_to\]|in reply to rcpt to command|after rcpt to\b|after rcpt command|after pipelined rcpt|does not like recipient|did not like our rcpt|error in rcpt to|\bRCPT TO:?\s*<[^>]*>\s*\.{0,3}\s*(<<<\s*)?[45]\d\d\b`), policy.StageRcpt},
+	{regexp.MustCompile(`(?i)\[mail_from\]|in reply to mail from command|after mail from\b|after mail command|after pipelined mail|sender was rejected|did not like our mail from|error in mail from`), policy.StageMail},
 	{regexp.MustCompile(`(?i)in reply to (end of )?data command|after (end of )?data\b|after pipelined data|after data command|failed after i sent the message|did not like our data|error in data\b|after sending (the )?message (body|data)`), policy.StageData},
 	{regexp.MustCompile(`(?i)refused to talk to me|in reply to (initial greeting|ehlo|helo|lhlo|starttls) command|after initial connection|after (ehlo|helo|lhlo|starttls)\b|greeting failed|my name was rejected|in reply to (the )?greeting`), policy.StageConnect},
+}
+
+// replyPhrases name the stage by what the reply says, not by the command,
+// so they count only when no command is named: Postfix's smtpd says
+// "Recipient address rejected" only to RCPT TO and "Sender address
+// rejected" to MAIL FROM, or to RCPT TO when it delays its restrictions
+// (smtpd_delay_reject): the reply is about the sender either way.
+var replyPhrases = []stagePhrase{
+	{regexp.MustCompile(`(?i)recipient address rejected`), policy.StageRcpt},
+	{regexp.MustCompile(`(?i)sender address rejected`), policy.StageMail},
+}
+
+type stagePhrase struct {
+	re    *regexp.Regexp
+	stage policy.Stage
+}
+
+// earliest returns the stage of the phrase that comes first in text.
+func earliest(text string, phrases []stagePhrase) policy.Stage {
+	best, at := policy.StageUnknown, -1
+	for _, p := range phrases {
+		if loc := p.re.FindStringIndex(text); loc != nil && (at < 0 || loc[0] < at) {
+			best, at = p.stage, loc[0]
+		}
+	}
+	return best
 }
 
 var (
@@ -68,18 +89,16 @@ func dialogueStage(text string) policy.Stage {
 }
 
 // stageIn returns the stage a pasted dialogue shows, else the one the
-// earliest phrase of text names, or "".
+// earliest phrase naming a command gives, else the one the reply's own
+// words imply, or "".
 func stageIn(text string) policy.Stage {
 	if st := dialogueStage(text); st != policy.StageUnknown {
 		return st
 	}
-	best, at := policy.StageUnknown, -1
-	for _, p := range stagePhrases {
-		if loc := p.re.FindStringIndex(text); loc != nil && (at < 0 || loc[0] < at) {
-			best, at = p.stage, loc[0]
-		}
+	if st := earliest(text, stagePhrases); st != policy.StageUnknown {
+		return st
 	}
-	return best
+	return earliest(text, replyPhrases)
 }
 
 var (
