@@ -490,6 +490,11 @@ func TestStageIn(t *testing.T) {
 		"Connected to 192.0.2.1 but sender was rejected.":                                 policy.StageMail,
 		"192.0.2.1 failed after I sent the message.":                                      policy.StageData,
 		"550 5.1.1 user unknown": policy.StageUnknown,
+		"554 5.7.1 <a@example.com>: Sender address rejected: Access denied (in reply to RCPT TO command)": policy.StageRcpt,
+		"553 5.1.8 <a@example.com>: Sender address rejected: Domain not found":                            policy.StageMail,
+		"550 5.1.1 <b@example.org>: Recipient address rejected: User unknown":                             policy.StageRcpt,
+		">>> RCPT To:<b@example.org> <<< 250 ok >>> DATA <<< 554 5.7.1 rejected":                          policy.StageData,
+		"Sent <<< MAIL FROM:<a@example.com> Received >>> 553 sender rejected":                             policy.StageMail,
 	}
 	for in, want := range tests {
 		if got := stageIn(in); got != want {
