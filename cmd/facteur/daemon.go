@@ -194,7 +194,8 @@ func (d *daemon) Flush(ctx context.Context, id queue.ID) (admin.FlushReport, err
 			}
 		}
 	}
-	d.sched.Wake()
+	// As Postfix's flush, it revives dead destinations: try them now.
+	d.sched.Revive()
 	return rep, nil
 }
 
