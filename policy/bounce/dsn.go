@@ -134,6 +134,9 @@ func parseDSN(rep *Report, w *walker, top mail.Header) {
 		if len(rep.Recipients) == 0 {
 			rep.Recipients = failedRecipientsHeader(top)
 		}
+		if len(rep.Recipients) == 0 {
+			rep.Recipients = returnedRecipients(w, text, exclusions(top))
+		}
 		for i := range rep.Recipients {
 			if rep.Recipients[i].Action == "" {
 				rep.Recipients[i].Action = textAction(text)

@@ -381,6 +381,23 @@ recipients. This is a permanent error. The following address(es) failed:
     mailbox is full: retry timeout exceeded
 `
 
+const quotedPostfix = `From: Quinn <quinn@example.com>
+To: app@example.com
+Subject: Fwd: Undelivered Mail Returned to Sender
+
+Can you check this one?
+
+> This is the mail system at host relay.example.net.
+>
+> <bill@example.org>: host mx.example.org[192.0.2.9] said: 550 5.1.1
+> <bill@example.org>: Recipient address rejected: User unknown (in reply to
+> RCPT TO command)
+>
+> From: App <app@example.com>
+> To: carl@example.net
+> Subject: hello
+`
+
 func TestFormats(t *testing.T) {
 	p := builtin(t)
 	type want struct {
@@ -425,6 +442,8 @@ func TestFormats(t *testing.T) {
 			map[string]want{"5550100@mms.example.net": {policy.UserUnknown, "", true, false}}},
 		{"a bounce quoted in a forward", quotedForward,
 			map[string]want{"rita@example.org": {policy.UserUnknown, policy.StageRcpt, true, false}}},
+		{"a Postfix bounce quoted in a forward", quotedPostfix,
+			map[string]want{"bill@example.org": {policy.UserUnknown, policy.StageRcpt, true, false}}},
 		{"InterScan: Sent <<< RCPT TO / Received >>>", interscan,
 			map[string]want{"sam@example.org": {policy.UserUnknown, policy.StageRcpt, true, false}}},
 		{"Yahoo: [RCPT_TO]", yahooStyle,
