@@ -428,7 +428,7 @@ func (p *Policy) overrule(d *Decision, r Reply) {
 		if r.Stage == StageConnect {
 			what = "the connection"
 		}
-		d.Evidence = fmt.Sprintf("reply to %s: about %s, not the recipient (%s)", stageCommand(r.Stage), what, d.Evidence)
+		d.Evidence = fmt.Sprintf("reply to %s: about %s, not the recipient (%s)", r.Stage.Command(), what, d.Evidence)
 		d.Class, d.Rule = other, "stage:"+string(r.Stage)
 		return
 	}
@@ -457,7 +457,8 @@ func (p *Policy) overrule(d *Decision, r Reply) {
 	}
 }
 
-func stageCommand(s Stage) string {
+// Command names the command a stage answers, for evidence: "RCPT TO".
+func (s Stage) Command() string {
 	switch s {
 	case StageConnect:
 		return "the greeting or EHLO"

@@ -118,8 +118,10 @@ func decideFailure(r *Recipient, p *policy.Policy) {
 	switch {
 	case !r.attributed:
 		where = "a reason not tied to this recipient (the bounce lists several)"
+	case r.Stage == policy.StageData:
+		where = "reply to DATA, which concerns every recipient of the transaction"
 	case r.Stage != "":
-		where = "reply to " + stageCommand(r.Stage) + ", " + where
+		where = "reply to " + r.Stage.Command() + ", " + where
 	}
 	switch {
 	case unknown && permanent && r.attributed && r.Stage != policy.StageData:
@@ -147,20 +149,6 @@ func heldUnknown(reply policy.Reply, r *Recipient) bool {
 	text := reply.Text + " " + r.Diagnostic
 	return reply.Temporary() && userUnknownText.MatchString(text) &&
 		!policy.ContraryWords.MatchString(text) && !policy.TransientDNSWords.MatchString(text) && !guard.MatchString(text)
-}
-
-func stageCommand(s policy.Stage) string {
-	switch s {
-	case policy.StageConnect:
-		return "the greeting or EHLO"
-	case policy.StageMail:
-		return "MAIL FROM"
-	case policy.StageRcpt:
-		return "RCPT TO"
-	case policy.StageData:
-		return "DATA"
-	}
-	return "an unknown command"
 }
 
 // mtaHost takes the host name out of a Remote-MTA value such as
@@ -198,7 +186,7 @@ func refine(d policy.Decision, reply policy.Reply, r *Recipient) (policy.Class, 
 		// A reply to MAIL FROM or to the greeting is about the sender or
 		// the connection: no word in it makes the recipient unknown.
 		if class == policy.UserUnknown || class == policy.HostUnknown {
-			return othersFor(reply), "stage:" + string(r.Stage), "reply to " + stageCommand(r.Stage) + ": not about the recipient"
+			return othersFor(reply), "stage:" + string(r.Stage), "reply to " + r.Stage.Command() + ": not about the recipient"
 		}
 		return class, rule, d.Evidence
 	}
