@@ -215,9 +215,13 @@ func displayLead(l string, i int) bool {
 // timed out"): the To and Cc of the returned message, which the bounce's
 // own text then concerns. Addresses of the bounce's header stay excluded.
 func returnedRecipients(w *walker, text string, ex map[string]bool) []Recipient {
-	src := string(w.returned)
-	if src == "" {
-		src = text
+	src := text
+	if len(w.returned) > 0 {
+		// The returned message's header only: its body may quote others.
+		src = strings.TrimLeft(normalize(string(w.returned)), "\n")
+		if i := strings.Index(src, "\n\n"); i >= 0 {
+			src = src[:i]
+		}
 	}
 	var addrs []string
 	seen := map[string]bool{}
