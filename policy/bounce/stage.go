@@ -107,6 +107,29 @@ var (
 	talkingTo       = regexp.MustCompile(`(?i)^\s*while talking to\b`)
 )
 
+// refusedRcpts lists the addresses a transcript shows refused at RCPT: a
+// failing "<<<" reply within three lines after ">>> RCPT To:<addr>". One
+// pass over the text, whatever the number of recipients.
+func refusedRcpts(lines []string) map[string]bool {
+	out := map[string]bool{}
+	for i, l := range lines {
+		c := transcriptCmd.FindStringSubmatch(l)
+		if c == nil || !strings.EqualFold(c[1], "RCPT") || c[2] == "" {
+			continue
+		}
+		for j := i + 1; j < len(lines) && j <= i+3; j++ {
+			if transcriptReply.MatchString(lines[j]) {
+				out[strings.ToLower(c[2])] = true
+				break
+			}
+			if transcriptCmd.MatchString(lines[j]) {
+				break
+			}
+		}
+	}
+	return out
+}
+
 // cmdStage maps a transcript command to its stage.
 func cmdStage(cmd, arg, addr string) policy.Stage {
 	switch strings.ToUpper(cmd) {
@@ -130,20 +153,9 @@ func cmdStage(cmd, arg, addr string) policy.Stage {
 // at RCPT; a Sendmail recipient line without a reply of its own ("554
 // <a@b>... Remote protocol error") takes the stage of the failing command
 // of the transcript section it closes. "" when no transcript says.
-func stageOf(lines []string, m mention) policy.Stage {
-	for i, l := range lines {
-		c := transcriptCmd.FindStringSubmatch(l)
-		if c == nil || !strings.EqualFold(c[1], "RCPT") || !strings.EqualFold(c[2], m.addr) {
-			continue
-		}
-		for j := i + 1; j < len(lines) && j <= i+3; j++ {
-			if transcriptReply.MatchString(lines[j]) {
-				return policy.StageRcpt
-			}
-			if transcriptCmd.MatchString(lines[j]) {
-				break
-			}
-		}
+func stageOf(lines []string, m mention, refused map[string]bool) policy.Stage {
+	if refused[strings.ToLower(m.addr)] {
+		return policy.StageRcpt
 	}
 	l := lines[m.line]
 	if !sendmailLine.MatchString(l) {

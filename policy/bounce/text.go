@@ -318,12 +318,13 @@ func extractText(text string, ex map[string]bool) []Recipient {
 		}
 	}
 	out := make([]Recipient, 0, len(first))
+	refused := refusedRcpts(lines)
 	for _, m := range first {
 		why, own := reasonFor(lines, m, starts)
 		if len(why) > maxReason {
 			why = strings.ToValidUTF8(why[:maxReason], "")
 		}
-		r := Recipient{Address: m.addr, Diagnostic: why, context: why, Stage: stageOf(lines, m)}
+		r := Recipient{Address: m.addr, Diagnostic: why, context: why, Stage: stageOf(lines, m, refused)}
 		if own {
 			r.attribute("the recipient's own lines")
 		}
