@@ -143,6 +143,11 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 	base := []any{"qid", string(it.msg.ID), "rcpt", "<" + rcpt + ">", "provider", provider}
 	base = append(base, connAttrs(c)...)
 	base = append(base, "attempt", attempt, "delay", now.Sub(it.msg.Created), "class", string(d.Class), "rule", d.Rule)
+	if r.Stage != "" {
+		// The command the reply answered: a refusal of MAIL FROM reads
+		// differently from one of RCPT TO (issue 12).
+		base = append(base, "stage", string(r.Stage))
+	}
 	if len(d.Auth) > 0 {
 		base = append(base, "missing", strings.Join(d.Auth, ","))
 	}
