@@ -465,13 +465,14 @@ func TestOutcomeDuringShutdownIsRecorded(t *testing.T) {
 func TestReplyStageDecidesSuppression(t *testing.T) {
 	unknown := &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "User unknown"}
 	tests := []struct {
-		name string
-		opts relaytest.SinkOptions
-		want []bool // suppressed after each of three bounces, two days apart
+		name  string
+		opts  relaytest.SinkOptions
+		stage string
+		want  []bool // suppressed after each of three bounces, two days apart
 	}{
-		{"reply to MAIL FROM", relaytest.SinkOptions{Mail: func(string) error { return unknown }}, []bool{false, false, false}},
-		{"reply to RCPT TO", relaytest.SinkOptions{Rcpt: func(string) error { return unknown }}, []bool{true}},
-		{"reply to DATA", relaytest.SinkOptions{Data: func([]string, []byte) error { return unknown }}, []bool{false, false, true}},
+		{"reply to MAIL FROM", relaytest.SinkOptions{Mail: func(string) error { return unknown }}, "mail", []bool{false, false, false}},
+		{"reply to RCPT TO", relaytest.SinkOptions{Rcpt: func(string) error { return unknown }}, "rcpt", []bool{true}},
+		{"reply to DATA", relaytest.SinkOptions{Data: func([]string, []byte) error { return unknown }}, "data", []bool{false, false, true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -492,9 +493,14 @@ func TestReplyStageDecidesSuppression(t *testing.T) {
 					}
 				}
 				_, ok, _ := h.store.Suppressed(t.Context(), "bob@example.org", h.clock.Now())
+				h.logMu.Lock()
+				log := h.log.String()
+				h.logMu.Unlock()
 				if ok != want {
-					h.logMu.Lock()
-					t.Fatalf("after bounce %d: suppressed=%v, want %v\nlog:\n%s", i+1, ok, want, h.log.String())
+					t.Fatalf("after bounce %d: suppressed=%v, want %v\nlog:\n%s", i+1, ok, want, log)
+				}
+				if !strings.Contains(log, " stage="+tt.stage+" ") {
+					t.Fatalf("no stage=%s on the bounced line:\n%s", tt.stage, log)
 				}
 				h.clock.Advance(2 * 24 * time.Hour)
 			}
