@@ -416,6 +416,10 @@ func TestClassifyStage(t *testing.T) {
 		{"5.1.1 naming a policy", StageUnknown, "550 5.1.1 Recipient rejected by policy", PolicySpam, false, false, ""},
 		{"transient DNS is not a dead domain", StageUnknown, "550 5.1.2 Host or domain name not found. Name service error for name=example.org type=MX: Host not found, try again", OtherPermanent, false, false, "try again"},
 		{"NXDOMAIN is", StageRcpt, "550 5.1.2 <bob@nx.example>: Recipient address rejected: Domain not found", HostUnknown, true, false, "Domain not found"},
+		{"relay tables are not a relay refusal", StageRcpt, "550 5.1.1 <bob@example.org>: Recipient address rejected: User unknown in relay recipient table", UserUnknown, true, false, "User unknown"},
+		{"a relay refusal naming the recipient domain", StageRcpt, "554 5.7.1 <bob@example.org>: Relay access denied for the recipient domain", OtherPermanent, false, false, ""},
+		{"Exim's unknown local part", StageRcpt, "550 Unknown local part bob in <bob@example.org>", UserUnknown, true, false, "Unknown local part"},
+		{"the domain name does not exist", StageUnknown, "550 The domain name example.invalid does not exist", HostUnknown, true, false, "does not exist"},
 		{"a full mailbox is soft", StageRcpt, "552 5.2.2 Mailbox full", MailboxFull, false, true, "suppressed after 3 bounces"},
 	}
 	for _, tt := range tests {
