@@ -10,21 +10,28 @@ import (
 )
 
 // Decide classifies every recipient of rep with p and decides suppression,
-// filling Class, Rule and Suppress. The SMTP reply found in the diagnostic
-// goes through p.Classify (for the provider p recognises from the
-// recipient's domain and the Remote-MTA); what only a bounce says is then
-// applied on top:
+// filling Class, Rule, Evidence, Suppress and Soft. The SMTP reply found in
+// the diagnostic goes, with the stage Parse read, through p.Classify (for
+// the provider p recognises from the recipient's domain and the
+// Remote-MTA), which already puts the text above the code and never makes
+// a recipient unknown on a reply to MAIL FROM or the greeting; what only a
+// bounce says is then applied on top:
 //   - the DSN Status counts: a failed 5.1.1 / 5.1.10 / 5.1.0 is user_unknown
 //     and 5.1.2 host_unknown even when the text is vague (RFC 3463 §3.2);
 //   - reasons that only bounces word (Exim's "Unrouteable address", Domino's
 //     "not listed in Domino Directory", Exchange's "recipient name is not
 //     recognized") are read when the rules found nothing;
-//   - a text naming a block list, an IP, a policy, the sender, or a disabled
-//     account is never user_unknown or host_unknown, whatever the code says
-//     ("mailbox unavailable" on a block, issue 7 §1);
-//   - suppression needs permanent evidence: Action failed and a 5xx reply
-//     (or a 5.x.x status without one). A delayed report or a 4xx never
-//     suppresses, even when the queue gave up on it.
+//   - a text naming a block list, an IP, a policy, the sender (or a 5.1.7 /
+//     5.1.8 status), or a disabled account is never user_unknown or
+//     host_unknown, whatever the code says; nor is a transient DNS failure
+//     host_unknown (issue 12);
+//   - suppression at once needs positive evidence: Action failed and a 5xx
+//     reply (or a 5.x.x status without one), a reason that belongs to this
+//     recipient, and a stage that is RCPT or not said. A user unknown on a
+//     reply to DATA, or on a reason the bounce shares among several
+//     recipients, is a soft bounce, like a full mailbox. A delayed report
+//     never suppresses; a 4xx only when it is a user unknown at RCPT that
+//     the reporting MTA retried until it gave up.
 //
 // When ApplyVERP found a valid token, only its recipient may be suppressed.
 //
@@ -38,6 +45,7 @@ func Decide(rep *Report, p *policy.Policy) {
 			decideARF(r, rep.FeedbackType)
 		case r.Action == Delivered || r.Action == Relayed || r.Action == Expanded || r.Action == Deliverable:
 			r.Class, r.Rule, r.Suppress = "", "bounce:delivered", false
+			r.Evidence = "action " + string(r.Action) + ": not a failure"
 		default:
 			decideFailure(r, p)
 		}
@@ -64,6 +72,7 @@ func decideARF(r *Recipient, typ string) {
 			r.Rule = "arf:abuse"
 		}
 	}
+	r.Evidence = "feedback report (" + strings.TrimPrefix(r.Rule, "arf:") + ")"
 }
 
 // replyFor builds the policy's view of the remote reply from a recipient.
