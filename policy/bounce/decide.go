@@ -220,6 +220,12 @@ func refine(d policy.Decision, reply policy.Reply, r *Recipient) (policy.Class, 
 		local, words = policy.UserUnknown, w
 	}
 	senderStatus := isSenderStatus(enh) || isSenderStatus(r.Status)
+	if other := otherAddress(reply.Text, r); other != "" && (unknownish || local == policy.UserUnknown || local == policy.HostUnknown) {
+		// "550 5.1.0 <app@example.com>: address rejected": the reply is
+		// about another address (most often our sender's), not this
+		// recipient.
+		return othersFor(reply), "bounce:other-address", fmt.Sprintf("the reply names %s, not this recipient", other)
+	}
 
 	switch {
 	case unknownish && (contrary != "" || senderStatus):
@@ -256,6 +262,24 @@ func refine(d policy.Decision, reply policy.Reply, r *Recipient) (policy.Class, 
 		}
 	}
 	return class, rule, d.Evidence
+}
+
+// otherAddress returns an address the remote reply names when it names
+// addresses and none of them is the recipient (its final or original
+// address); "" otherwise. An encoded local part ("=?utf-8?...") cannot be
+// compared, and is taken as a match.
+func otherAddress(text string, r *Recipient) string {
+	addrs := findAddrs(text)
+	if len(addrs) == 0 || strings.Contains(r.Address, "=?") {
+		return ""
+	}
+	for _, a := range addrs {
+		a = strings.Trim(a, ".")
+		if strings.EqualFold(a, r.Address) || r.OriginalRecipient != "" && strings.EqualFold(a, r.OriginalRecipient) {
+			return ""
+		}
+	}
+	return strings.Trim(addrs[0], ".")
 }
 
 func quote(w string) string { return strconv.Quote(strings.TrimSpace(w)) }

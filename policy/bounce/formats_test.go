@@ -398,6 +398,30 @@ Can you check this one?
 > Subject: hello
 `
 
+const dsnOtherAddress = `From: MAILER-DAEMON@relay.example.net
+To: app@example.com
+Subject: Delivery Status Notification (Failure)
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="oa"
+
+--oa
+Content-Type: text/plain
+
+Delivery to the following recipient failed permanently.
+
+--oa
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; relay.example.net
+
+Final-Recipient: rfc822; dan@example.org
+Action: failed
+Status: 5.1.0
+Diagnostic-Code: smtp; 550 5.1.0 <app@example.com>: Address rejected
+
+--oa--
+`
+
 func TestFormats(t *testing.T) {
 	p := builtin(t)
 	type want struct {
@@ -444,6 +468,8 @@ func TestFormats(t *testing.T) {
 			map[string]want{"rita@example.org": {policy.UserUnknown, policy.StageRcpt, true, false}}},
 		{"a Postfix bounce quoted in a forward", quotedPostfix,
 			map[string]want{"bill@example.org": {policy.UserUnknown, policy.StageRcpt, true, false}}},
+		{"a reply about another address (the sender's)", dsnOtherAddress,
+			map[string]want{"dan@example.org": {policy.OtherPermanent, "", false, false}}},
 		{"InterScan: Sent <<< RCPT TO / Received >>>", interscan,
 			map[string]want{"sam@example.org": {policy.UserUnknown, policy.StageRcpt, true, false}}},
 		{"Yahoo: [RCPT_TO]", yahooStyle,
