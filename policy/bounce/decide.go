@@ -220,7 +220,8 @@ func refine(d policy.Decision, reply policy.Reply, r *Recipient) (policy.Class, 
 		local, words = policy.UserUnknown, w
 	}
 	senderStatus := isSenderStatus(enh) || isSenderStatus(r.Status)
-	if other := otherAddress(reply.Text, r); other != "" && (unknownish || local == policy.UserUnknown || local == policy.HostUnknown) {
+	other := otherAddress(reply.Text, r)
+	if other != "" && (unknownish || local == policy.UserUnknown || local == policy.HostUnknown) {
 		// "550 5.1.0 <app@example.com>: address rejected": the reply is
 		// about another address (most often our sender's), not this
 		// recipient.
@@ -248,7 +249,7 @@ func refine(d policy.Decision, reply policy.Reply, r *Recipient) (policy.Class, 
 		return othersFor(reply), "bounce:5.7-not-unknown", "status " + enh + " (security or policy) without words of an unknown user"
 	case defaulted && local != "":
 		return local, "bounce:text", quote(words)
-	case defaulted && contrary == "" && !senderStatus && r.Action == Failed:
+	case defaulted && contrary == "" && !senderStatus && other == "" && r.Action == Failed:
 		// RFC 3463 §3.2: X.1.1 bad destination mailbox, X.1.10 null MX
 		// / recipient not found, X.1.0 other address status, X.1.2 bad
 		// destination system.
