@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -363,46 +364,65 @@ func (s *Store) Flush(ctx context.Context, id ID, now time.Time) (int, error) {
 		return n, nil
 	}
 	total := 0
-	for {
-		n, more, err := s.FlushBatch(ctx, now)
+	var c FlushCursor
+	for !c.Done() {
+		n, err := s.FlushBatch(ctx, now, &c)
 		total += n
 		if err != nil {
 			return total, err
 		}
-		if !more {
-			return total, nil
-		}
 	}
+	return total, nil
 }
 
-// FlushBatch is one step of a whole-queue flush: in one transaction it makes due at
-// now the next bulkBatch messages that have a recipient due later, and returns how
-// many it moved and whether any may be left. It seeks the due index past now: the
-// messages it moves go before that point, so the next call finds the following ones.
-// Nothing is collected (a flush of a million messages holds one batch in memory), and
-// the group commit is never held by one huge transaction. The daemon calls it in a
-// loop of its own, so that `queue flush` answers at once and the scheduler sends what
-// each batch made due while the rest is still being moved.
-func (s *Store) FlushBatch(ctx context.Context, now time.Time) (int, bool, error) {
+// FlushCursor is where a whole-queue flush resumes; its zero value starts one.
+type FlushCursor struct {
+	after []byte // the last due key looked at; nil: from now on
+	done  bool
+}
+
+// Done reports whether the flush has looked at the whole due index.
+func (c *FlushCursor) Done() bool { return c.done }
+
+// FlushBatch is one step of a whole-queue flush as of now: in one transaction it makes
+// due at now the recipients of the next bulkBatch messages found in the due index
+// after now (or after c), and returns how many messages it moved. A recipient tried
+// since now (the scheduler deferred it again meanwhile, say to a dead destination's
+// next probe) is left alone: the flush moves what was waiting when it was asked, once.
+// What it moves goes before the cursor, so nothing is collected (a flush of a million
+// messages holds one batch in memory), and the group commit is never held by one huge
+// transaction. The daemon calls it in a loop of its own, so that `queue flush` answers
+// at once and the scheduler sends what each batch made due while the rest moves.
+func (s *Store) FlushBatch(ctx context.Context, now time.Time, c *FlushCursor) (int, error) {
+	if c.done {
+		return 0, nil
+	}
 	now = norm(now)
-	seek := putU64(int64(dueNanos(now)) + 1)
-	var n, found int
+	seek := c.after
+	if seek == nil {
+		seek = putU64(int64(dueNanos(now)) + 1)
+	}
+	var n int
+	var last []byte
 	err := s.write(ctx, func(w *wtx) error {
-		n, found = 0, 0
+		n, last = 0, nil
 		var ids []ID
 		seen := map[ID]bool{}
-		c := w.due.Cursor()
-		for k, _ := c.Seek(seek); k != nil && len(ids) < bulkBatch; k, _ = c.Next() {
+		cur := w.due.Cursor()
+		for k, _ := cur.Seek(seek); k != nil && len(ids) < bulkBatch; k, _ = cur.Next() {
+			if c.after != nil && bytes.Equal(k, c.after) {
+				continue
+			}
 			d, err := parseDueKey(k)
 			if err != nil {
 				return err
 			}
+			last = bytes.Clone(k)
 			if !seen[d.ID] {
 				seen[d.ID] = true
 				ids = append(ids, d.ID)
 			}
 		}
-		found = len(ids)
 		for _, id := range ids {
 			r, err := w.load(id)
 			if err != nil {
@@ -419,17 +439,20 @@ func (s *Store) FlushBatch(ctx context.Context, now time.Time) (int, bool, error
 		return nil
 	})
 	if err != nil {
-		return 0, false, fmt.Errorf("flush: %w", err)
+		return 0, fmt.Errorf("flush: %w", err)
 	}
-	// found without n cannot happen while the index matches the records (Check), but
-	// must never make a caller loop forever.
-	return n, found > 0 && n > 0, nil
+	if last == nil {
+		c.done = true
+	}
+	c.after = last
+	return n, nil
 }
 
 func (w *wtx) flushRecord(id ID, r *record, now time.Time) (bool, error) {
 	moved := false
 	for i, slot := range r.Rcpts {
-		if slot.Status.scheduled() && slot.NextAttempt.After(now) {
+		// A recipient tried after now was deferred again since the flush began.
+		if slot.Status.scheduled() && slot.NextAttempt.After(now) && !slot.LastAttempt.After(now) {
 			if err := w.setRcpt(id, r, i, slot.Status, now); err != nil {
 				return false, err
 			}

@@ -287,14 +287,14 @@ func (s *Scheduler) fill(ctx context.Context, now time.Time) error {
 		}
 		byID[d.ID] = append(byID[d.ID], d.Rcpt)
 	}
-	for _, id := range order {
-		msg, err := s.store.Get(ctx, id)
-		if errors.Is(err, queue.ErrNotFound) {
-			continue // deleted meanwhile
-		}
-		if err != nil {
-			return err
-		}
+	// One read transaction for the window; a message deleted meanwhile is
+	// left out.
+	msgs, err := s.store.GetMany(ctx, order)
+	if err != nil {
+		return err
+	}
+	for _, msg := range msgs {
+		id := msg.ID
 		groups := map[string][]string{}
 		var keys []string
 		for _, r := range byID[id] {
