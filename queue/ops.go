@@ -513,18 +513,12 @@ func (s *Store) matching(ctx context.Context, f Filter) ([]ID, error) {
 	if f.empty() && !f.All {
 		return nil, fmt.Errorf("filter selects every message but All is not set: %w", ErrInvalid)
 	}
+	// A page per read transaction (Each): one long reader would stop bbolt from
+	// growing the file, and so hold every Enqueue, for as long as the walk takes.
 	var ids []ID
-	err := s.view(ctx, func(w *wtx) error {
-		return w.msgs.ForEach(func(k, v []byte) error {
-			r, err := decodeRecord(ID(k), v)
-			if err != nil {
-				return err
-			}
-			if f.match(r) {
-				ids = append(ids, ID(k))
-			}
-			return nil
-		})
+	err := s.Each(ctx, f, func(m Message) error {
+		ids = append(ids, m.ID)
+		return nil
 	})
 	return ids, err
 }
