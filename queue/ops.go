@@ -195,21 +195,13 @@ func (s *Store) List(ctx context.Context, f Filter) ([]Message, error) {
 		return nil, fmt.Errorf("list: %w", err)
 	}
 	var out []Message
-	err := s.view(ctx, func(w *wtx) error {
-		return w.msgs.ForEach(func(k, v []byte) error {
-			id := ID(k)
-			r, err := decodeRecord(id, v)
-			if err != nil {
-				return err
-			}
-			if f.match(r) {
-				out = append(out, r.message(id))
-			}
-			return ctx.Err()
-		})
+	// Paged (Each), so that a long listing never holds one read transaction.
+	err := s.Each(ctx, f, func(m Message) error {
+		out = append(out, m)
+		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list: %w", err)
+		return nil, err
 	}
 	return out, nil
 }
