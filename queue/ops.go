@@ -174,14 +174,14 @@ func (s *Store) Get(ctx context.Context, id ID) (Message, error) {
 // Body returns a copy of the bytes of message id, as accepted.
 func (s *Store) Body(ctx context.Context, id ID) ([]byte, error) {
 	var body []byte
-	err := s.view(ctx, func(w *wtx) error {
+	err := s.viewSome(ctx, func(w *wtx) error {
 		b, ok, err := w.body(id)
 		if !ok {
 			return fmt.Errorf("message %s: %w", id, ErrNotFound)
 		}
 		body = b
 		return err
-	})
+	}, bucketBodies, bucketZBodies)
 	if err != nil {
 		return nil, fmt.Errorf("body: %w", err)
 	}
@@ -216,7 +216,7 @@ func (s *Store) Due(ctx context.Context, now time.Time, max int, skip func(ID, s
 	}
 	end := dueNanos(now)
 	var out []Due
-	err := s.view(ctx, func(w *wtx) error {
+	err := s.viewSome(ctx, func(w *wtx) error {
 		c := w.due.Cursor()
 		for k, _ := c.First(); k != nil && len(out) < max; k, _ = c.Next() {
 			d, err := parseDueKey(k)
@@ -232,7 +232,7 @@ func (s *Store) Due(ctx context.Context, now time.Time, max int, skip func(ID, s
 			out = append(out, d)
 		}
 		return nil
-	})
+	}, bucketDue)
 	if err != nil {
 		return nil, fmt.Errorf("due: %w", err)
 	}
@@ -243,7 +243,7 @@ func (s *Store) Due(ctx context.Context, now time.Time, max int, skip func(ID, s
 func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 	var at time.Time
 	var ok bool
-	err := s.view(ctx, func(w *wtx) error {
+	err := s.viewSome(ctx, func(w *wtx) error {
 		k, _ := w.due.Cursor().First()
 		if k == nil {
 			return nil
@@ -254,7 +254,7 @@ func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 		}
 		at, ok = d.At, true
 		return nil
-	})
+	}, bucketDue)
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("next due: %w", err)
 	}
@@ -560,7 +560,7 @@ func (s *Store) HoldMatching(ctx context.Context, f Filter) (int, error) {
 // Stats reads the counters and the oldest message; it costs two key lookups per status.
 func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	st := Stats{Recipients: map[Status]int{}}
-	err := s.view(ctx, func(w *wtx) error {
+	err := s.viewSome(ctx, func(w *wtx) error {
 		st.Messages = int(getU64(w.meta.Get(metaMessages)))
 		for _, s := range Statuses() {
 			st.Recipients[s] = int(getU64(w.meta.Get(metaStatusKey(s))))
@@ -575,7 +575,7 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 		}
 		st.Oldest = r.Created
 		return nil
-	})
+	}, bucketMeta, bucketMsgs)
 	if err != nil {
 		return Stats{}, fmt.Errorf("stats: %w", err)
 	}
