@@ -120,6 +120,8 @@ type daemon struct {
 	// verpSecret keys the VERP tokens; nil when bounces.domain is unset.
 	verpSecret []byte
 	inbound    []*inbound.Server
+	// breaker is the per-sender circuit breaker; nil when it is off.
+	breaker *breakerGuard
 	// flushReq asks flushLoop for a whole-queue flush as of the time sent.
 	flushReq chan time.Time
 
@@ -232,6 +234,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			}
 		}
 	}
+	if cfg.Breaker != nil {
+		d.breaker = newBreakerGuard(ctx, cfg, store, log)
+		d.breaker.d, d.breaker.hooks = d, hooks
+		schedOpts.Breaker = d.breaker
+	}
 	d.sched = scheduler.New(schedOpts, store, res, scheduler.EngineShaper{E: d.engine}, scheduler.RealClock{}, log)
 
 	d.cleanup = cleanup.New(cleanup.Options{
@@ -240,6 +247,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Aliases:     cfg.Aliases,
 		Senders:     cfg.Senders,
 		MaxHops:     cfg.MaxHops,
+		Hold:        d.breaker.Hold, // nil-safe: no breaker, no hold
 		Notify: func() {
 			d.metrics.Received()
 			d.sched.Wake()
@@ -366,6 +374,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	g.Go(func() error { return d.flushLoop(gctx) })
 	g.Go(func() error { return d.reloadOnHUP(gctx) })
 	g.Go(func() error { return d.alarmLoop(gctx) })
+	if d.breaker != nil {
+		g.Go(func() error { return d.breaker.Run(gctx) })
+	}
 	for _, h := range hooks {
 		g.Go(func() error { return h.Run(gctx) })
 	}
