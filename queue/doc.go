@@ -38,7 +38,9 @@
 //
 // Buckets: messages (ID -> JSON record: envelope and recipients), bodies (ID -> bytes
 // as accepted) or zbodies (ID -> the same, Snappy-compressed, when that saves an
-// eighth), due (8-byte big-endian Unix nanoseconds | ID | 0x00 | recipient), addrs
+// eighth; body.go), where a body of 64 KiB or more is a bucket of its own holding
+// "b" -> bytes (written once, never rewritten with its neighbours' leaf), due (8-byte
+// big-endian Unix nanoseconds | ID | 0x00 | recipient), addrs
 // (lower-cased recipient | 0x00 | ID), suppressions (lower-cased address -> JSON),
 // state (caller's key -> caller's bytes), meta (schema version, counters), counts
 // (provider | 0x00 | domain | 0x00 | status -> non-final recipients so placed). The
