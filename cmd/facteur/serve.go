@@ -156,7 +156,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	d.engine = policy.NewEngine(pol, time.Now())
 	if st, err := store.State(ctx, policyStateKey); err == nil {
 		if err := d.engine.RestoreState(st, time.Now()); err != nil {
-			log.Warn("policy state not restored", "err", err)
+			log.Warn(maillog.PolicyStateNotRestored, "err", err)
 		}
 	}
 
@@ -167,7 +167,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			return err
 		}
 		for _, w := range warnings {
-			log.Warn("dkim", "warning", w)
+			log.Warn(maillog.DKIMWarning, "warning", w)
 		}
 		signer = s
 	}
@@ -224,7 +224,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			ev := webhook.Event{Event: webhook.Kind(e.Event), ID: string(e.ID), Sender: e.Sender, Recipient: e.Rcpt,
 				Provider: e.Provider, Class: e.Class, Response: e.Response, Timestamp: e.At}
 			if err := h.Add(hookCtx, ev); err != nil {
-				log.Error("webhook outbox", "qid", string(e.ID), "err", err)
+				log.Error(maillog.WebhookOutbox, "qid", string(e.ID), "err", err)
 			}
 		}
 	}
@@ -277,7 +277,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			for _, r := range rcpts {
 				for _, x := range d.cleanup.ExpandRecipient(r) {
 					if why, ok := sup.Suppressed(ctx, x, time.Now()); ok {
-						log.Info("suppressed", "rcpt", "<"+x+">", "client", "maildrop", "resp", "dropped: "+why)
+						log.Info(maillog.Suppressed, "rcpt", "<"+x+">", "client", "maildrop", "resp", "dropped: "+why)
 						continue
 					}
 					keep = append(keep, x)
@@ -386,9 +386,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 		return err
 	})
-	log.Info("started", "listen", fmt.Sprint(cfg.Listen), "admin", string(cfg.Admin), "data_dir", cfg.DataDir, "pid", os.Getpid())
+	log.Info(maillog.Started, "listen", fmt.Sprint(cfg.Listen), "admin", string(cfg.Admin), "data_dir", cfg.DataDir, "pid", os.Getpid())
 	err = g.Wait()
-	log.Info("stopped")
+	log.Info(maillog.Stopped)
 	return err
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"facteur/queue/maildrop"
 	"facteur/relay/cleanup"
+	"facteur/relay/maillog"
 )
 
 // Pickup scans one maildrop directory.
@@ -47,7 +48,7 @@ func (p *Pickup) Run(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		if _, err := p.Scan(ctx); err != nil {
-			p.Log.Error("pickup scan", "err", err)
+			p.Log.Error(maillog.PickupScan, "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -63,7 +64,7 @@ func (p *Pickup) Scan(ctx context.Context) (int, error) {
 		// A shim killed mid-write leaves a dot file; a day is far longer
 		// than any write.
 		if _, err := maildrop.RemoveStale(p.Dir, now.Add(-24*time.Hour)); err != nil {
-			p.Log.Error("maildrop sweep", "err", err)
+			p.Log.Error(maillog.MaildropSweep, "err", err)
 		}
 		p.lastSweep = now
 	}
@@ -97,7 +98,7 @@ func (p *Pickup) ingest(ctx context.Context, path string) (bool, error) {
 	env, body, err := maildrop.Read(path)
 	if err != nil {
 		if errors.Is(err, maildrop.ErrCorrupt) {
-			p.Log.Error("maildrop file quarantined", "file", path, "err", err)
+			p.Log.Error(maillog.MaildropQuarantined, "file", path, "err", err)
 			return false, maildrop.Quarantine(path, err.Error())
 		}
 		return false, err
@@ -131,7 +132,7 @@ func (p *Pickup) ingest(ctx context.Context, path string) (bool, error) {
 	if err != nil {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) && se.Code/100 == 5 {
-			p.Log.Error("maildrop message refused", "file", path, "resp", se.Error())
+			p.Log.Error(maillog.MaildropRefused, "file", path, "resp", se.Error())
 			return false, maildrop.Quarantine(path, se.Error())
 		}
 		// Temporary (store full, database error): leave the file for the
@@ -140,7 +141,7 @@ func (p *Pickup) ingest(ctx context.Context, path string) (bool, error) {
 	}
 	if err := maildrop.Remove(path); err != nil {
 		// Queued already: never queue it twice; retry the removal only.
-		p.Log.Error("maildrop remove", "qid", string(id), "file", path, "err", err)
+		p.Log.Error(maillog.MaildropRemove, "qid", string(id), "file", path, "err", err)
 		if p.done == nil {
 			p.done = map[string]bool{}
 		}

@@ -27,6 +27,7 @@ import (
 
 	"facteur/relay/address"
 	"facteur/relay/cleanup"
+	"facteur/relay/maillog"
 )
 
 // Suppressions answers whether a recipient is suppressed (issue 7). The
@@ -275,7 +276,7 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	// must not spend the app's per-sender budget (it gets 554 at RCPT).
 	if g := ss.s.opts.Guard; g != nil && (ss.trusted || ss.user != "") {
 		if err := g.Admit(ss.clientIP.String(), from, ss.user, ss.s.opts.Now()); err != nil {
-			ss.s.log.Warn("refused", "client", ss.clientIP.String(), "from", "<"+from+">", "resp", fmt.Sprintf("%d %s", err.Code, err.Message))
+			ss.s.log.Warn(maillog.Refused, "client", ss.clientIP.String(), "from", "<"+from+">", "resp", fmt.Sprintf("%d %s", err.Code, err.Message))
 			return err
 		}
 	}
@@ -288,7 +289,7 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	// information: an untrusted, unauthenticated client gets 554 5.7.1 for
 	// every recipient, local_domain, %-hacks and source routes included.
 	if !ss.trusted && ss.user == "" {
-		ss.s.log.Warn("relay denied", "client", ss.clientIP.String(), "rcpt", "<"+to+">")
+		ss.s.log.Warn(maillog.RelayDenied, "client", ss.clientIP.String(), "rcpt", "<"+to+">")
 		return errRelayDenied(to)
 	}
 	utf8, err := address.Check(to)
@@ -307,7 +308,7 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		if sup := ss.s.opts.Suppressions; sup != nil {
 			if why, ok := sup.Suppressed(context.Background(), r, ss.s.opts.Now()); ok {
 				if ss.s.opts.DropSuppressed || len(expanded) > 1 {
-					ss.s.log.Info("suppressed", "rcpt", "<"+r+">", "client", ss.clientIP.String(), "resp", "accepted and dropped: "+why)
+					ss.s.log.Info(maillog.Suppressed, "rcpt", "<"+r+">", "client", ss.clientIP.String(), "resp", "accepted and dropped: "+why)
 				} else {
 					refusal = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "<" + r + ">: " + why}
 				}
@@ -343,7 +344,7 @@ func (ss *session) Data(r io.Reader) error {
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Error reading message"}
 	}
 	if ss.watch != nil && ss.watch.take() {
-		ss.s.log.Warn("refused", "client", ss.clientIP.String(), "from", "<"+ss.from+">", "resp", "550 5.5.2 smuggling")
+		ss.s.log.Warn(maillog.Refused, "client", ss.clientIP.String(), "from", "<"+ss.from+">", "resp", "550 5.5.2 smuggling")
 		return errSmuggling
 	}
 	if len(ss.rcpts) == 0 {
