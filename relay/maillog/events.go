@@ -43,6 +43,14 @@ const (
 	Refused       = "refused"
 	RelayDenied   = "relay denied"
 	EnqueueFailed = "enqueue failed"
+	AuthFailed    = "auth failed"
+	AuthBlocked   = "auth blocked"
+	// Data is a DATA transfer that failed on the client's side (warn) or
+	// on the relay's (error).
+	Data = "data"
+	// MaildropWaits: a local user's maildrop message is over its quota
+	// and waits in the maildrop.
+	MaildropWaits = "maildrop message waits"
 
 	// Asynchronous bounces received on the inbound listener.
 	BounceReceived       = "bounce received"
@@ -76,6 +84,7 @@ const (
 	MaildropQuarantined = "maildrop file quarantined"
 	MaildropRefused     = "maildrop message refused"
 	MaildropRemove      = "maildrop remove"
+	MaildropRecount     = "maildrop quota recount"
 	DSNBuild            = "dsn build"
 	DSNEnqueue          = "dsn enqueue"
 	Record              = "record"
@@ -93,11 +102,11 @@ var Events = []string{
 	DestinationDead, DestinationAlive, TLSFallback, MTASTS,
 	BreakerTripped, BreakerReset, BreakerStateNotRestored, BreakerStateNotSaved,
 	BreakerReadQueue, BreakerHold, BreakerNotify, BreakerNotified,
-	Refused, RelayDenied, EnqueueFailed,
+	Refused, RelayDenied, EnqueueFailed, AuthFailed, AuthBlocked, Data, MaildropWaits,
 	BounceReceived, BounceUnreadable, BounceHandlingFailed,
 	WebhookDelivered, WebhookFailed, WebhookDropped, WebhookOutbox,
 	Started, Stopped, QueueAlarm, QueueAlarmCleared, PolicyStateNotRestored, PolicyStateNotSaved,
 	PolicyReloaded, PolicyReloadRefused, QueueFlush, QueueFlushed, DKIMWarning, DANEOff,
-	QueueList, PickupScan, MaildropSweep, MaildropQuarantined, MaildropRefused, MaildropRemove,
+	QueueList, PickupScan, MaildropSweep, MaildropQuarantined, MaildropRefused, MaildropRemove, MaildropRecount,
 	DSNBuild, DSNEnqueue, Record, ReadBody, ReadDue, Suppress, CancelSuppressed, SuppressionHistory,
 }
