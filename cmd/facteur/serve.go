@@ -129,6 +129,12 @@ type daemon struct {
 }
 
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	// Listening before anything else, the queue's opening included.
+	early, err := bindEarly(cfg)
+	if err != nil {
+		return err
+	}
+	defer early.closeRest()
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
 	}
@@ -315,7 +321,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 	}
 	for _, addr := range cfg.Listen {
-		ln, err := net.Listen("tcp", string(addr))
+		ln, err := early.listen(string(addr))
 		if err != nil {
 			closeAll()
 			return fmt.Errorf("listen %s: %w", addr, err)
@@ -338,7 +344,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			return fmt.Errorf("submission[%d]: %w", i, err)
 		}
 		l.Users = users
-		ln, err := net.Listen("tcp", string(s.Listen))
+		ln, err := early.listen(string(s.Listen))
 		if err != nil {
 			closeAll()
 			return fmt.Errorf("listen %s: %w", s.Listen, err)
