@@ -103,6 +103,10 @@ func (s *Store) Record(ctx context.Context, id ID, updates []Update) error {
 			if u.Attempted {
 				slot.Attempts++
 				slot.LastAttempt = norm(u.At)
+				slot.History = append(slot.History, Attempt{At: norm(u.At), MX: u.MX, Response: u.Response})
+				if n := len(slot.History); n > MaxHistory {
+					slot.History = append([]Attempt(nil), slot.History[n-MaxHistory:]...)
+				}
 			}
 			if u.Response != "" {
 				slot.LastResponse = u.Response
@@ -193,13 +197,29 @@ func (s *Store) List(ctx context.Context, f Filter) ([]Message, error) {
 	}
 	var out []Message
 	err := s.view(ctx, func(w *wtx) error {
+		if len(f.IDs) > 0 {
+			// A list of IDs is read by key, not by walking the queue.
+			for _, id := range uniqueIDs(f.IDs) {
+				r, err := w.load(id)
+				if errors.Is(err, ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				if f.match(id, r) {
+					out = append(out, r.message(id))
+				}
+			}
+			return nil
+		}
 		return w.msgs.ForEach(func(k, v []byte) error {
 			id := ID(k)
 			r, err := decodeRecord(id, v)
 			if err != nil {
 				return err
 			}
-			if f.match(r) {
+			if f.match(id, r) {
 				out = append(out, r.message(id))
 			}
 			return ctx.Err()
@@ -316,24 +336,35 @@ func (s *Store) Release(ctx context.Context, id ID, now time.Time) error {
 		if err != nil {
 			return reject(err)
 		}
-		for i, slot := range r.Rcpts {
-			if slot.Status != Held {
-				continue
-			}
-			st := Queued
-			if slot.Attempts > 0 {
-				st = Deferred
-			}
-			if err := w.setRcpt(id, r, i, st, now); err != nil {
-				return err
-			}
-		}
-		return w.save(id, r)
+		_, err = w.release(id, r, norm(now))
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("release %s: %w", id, err)
 	}
 	return nil
+}
+
+// release makes the held recipients of r due at now and says whether there was one.
+func (w *wtx) release(id ID, r *record, now time.Time) (bool, error) {
+	changed := false
+	for i, slot := range r.Rcpts {
+		if slot.Status != Held {
+			continue
+		}
+		st := Queued
+		if slot.Attempts > 0 {
+			st = Deferred
+		}
+		if err := w.setRcpt(id, r, i, st, now); err != nil {
+			return false, err
+		}
+		changed = true
+	}
+	if !changed {
+		return false, nil
+	}
+	return true, w.save(id, r)
 }
 
 // Flush makes every queued or deferred recipient due later than now due at now, for
@@ -454,6 +485,10 @@ func (s *Store) matching(ctx context.Context, f Filter) ([]ID, error) {
 	if f.empty() && !f.All {
 		return nil, fmt.Errorf("filter selects every message but All is not set: %w", ErrInvalid)
 	}
+	if len(f.IDs) > 0 {
+		// Matched again, in its transaction, by each operation.
+		return uniqueIDs(f.IDs), nil
+	}
 	var ids []ID
 	err := s.view(ctx, func(w *wtx) error {
 		return w.msgs.ForEach(func(k, v []byte) error {
@@ -461,13 +496,40 @@ func (s *Store) matching(ctx context.Context, f Filter) ([]ID, error) {
 			if err != nil {
 				return err
 			}
-			if f.match(r) {
+			if f.match(ID(k), r) {
 				ids = append(ids, ID(k))
 			}
 			return nil
 		})
 	})
 	return ids, err
+}
+
+func uniqueIDs(ids []ID) []ID {
+	seen := make(map[ID]bool, len(ids))
+	out := make([]ID, 0, len(ids))
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// Missing returns those of ids that are not in the queue, so that an operator's
+// mistyped or already delivered ID is refused rather than silently skipped.
+func (s *Store) Missing(ctx context.Context, ids []ID) ([]ID, error) {
+	var out []ID
+	err := s.view(ctx, func(w *wtx) error {
+		for _, id := range uniqueIDs(ids) {
+			if w.msgs.Get([]byte(id)) == nil {
+				out = append(out, id)
+			}
+		}
+		return nil
+	})
+	return out, err
 }
 
 // DeleteMatching deletes the messages f selects and returns how many it deleted. Each
@@ -478,7 +540,7 @@ func (s *Store) DeleteMatching(ctx context.Context, f Filter) (int, error) {
 		return 0, fmt.Errorf("delete matching: %w", err)
 	}
 	n, err := s.eachBatch(ctx, ids, func(w *wtx, id ID, r *record) (bool, error) {
-		if !f.match(r) {
+		if !f.match(id, r) {
 			return false, nil
 		}
 		return true, w.remove(id, r)
@@ -496,7 +558,7 @@ func (s *Store) HoldMatching(ctx context.Context, f Filter) (int, error) {
 		return 0, fmt.Errorf("hold matching: %w", err)
 	}
 	n, err := s.eachBatch(ctx, ids, func(w *wtx, id ID, r *record) (bool, error) {
-		if !f.match(r) {
+		if !f.match(id, r) {
 			return false, nil
 		}
 		for _, slot := range r.Rcpts {
@@ -508,6 +570,52 @@ func (s *Store) HoldMatching(ctx context.Context, f Filter) (int, error) {
 	})
 	if err != nil {
 		return n, fmt.Errorf("hold matching: %w", err)
+	}
+	return n, nil
+}
+
+// ReleaseMatching releases the messages f selects (see Release) and returns how many
+// had a held recipient.
+func (s *Store) ReleaseMatching(ctx context.Context, f Filter, now time.Time) (int, error) {
+	ids, err := s.matching(ctx, f)
+	if err != nil {
+		return 0, fmt.Errorf("release matching: %w", err)
+	}
+	now = norm(now)
+	n, err := s.eachBatch(ctx, ids, func(w *wtx, id ID, r *record) (bool, error) {
+		if !f.match(id, r) {
+			return false, nil
+		}
+		return w.release(id, r, now)
+	})
+	if err != nil {
+		return n, fmt.Errorf("release matching: %w", err)
+	}
+	return n, nil
+}
+
+// FlushMatching makes the queued or deferred recipients of the messages f selects due
+// at now, and returns how many messages had a recipient moved. The empty filter is
+// the whole queue (postqueue -f); nothing outside f is touched, so that flushing a
+// flood never retries legitimate mail early nor pushes its schedule out.
+func (s *Store) FlushMatching(ctx context.Context, f Filter, now time.Time) (int, error) {
+	if f.empty() {
+		return s.Flush(ctx, "", now)
+	}
+	f.All = true
+	ids, err := s.matching(ctx, f)
+	if err != nil {
+		return 0, fmt.Errorf("flush matching: %w", err)
+	}
+	now = norm(now)
+	n, err := s.eachBatch(ctx, ids, func(w *wtx, id ID, r *record) (bool, error) {
+		if !f.match(id, r) {
+			return false, nil
+		}
+		return w.flushRecord(id, r, now)
+	})
+	if err != nil {
+		return n, fmt.Errorf("flush matching: %w", err)
 	}
 	return n, nil
 }

@@ -66,6 +66,7 @@ type rcptSlot struct {
 	LastAttempt  time.Time `json:"last,omitzero"`
 	LastResponse string    `json:"resp,omitempty"`
 	Class        string    `json:"class,omitempty"`
+	History      []Attempt `json:"h,omitempty"`
 }
 
 func decodeRecord(id ID, b []byte) (*record, error) {
@@ -88,7 +89,11 @@ func (r *record) message(id ID) Message {
 		m.UID = &uid
 	}
 	for i, s := range r.Rcpts {
-		m.Recipients[i] = Recipient(s)
+		m.Recipients[i] = Recipient{
+			Address: s.Address, Status: s.Status, Provider: s.Provider, Attempts: s.Attempts,
+			NextAttempt: s.NextAttempt, LastAttempt: s.LastAttempt, LastResponse: s.LastResponse,
+			Class: s.Class, History: append([]Attempt(nil), s.History...),
+		}
 	}
 	return m
 }
