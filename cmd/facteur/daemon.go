@@ -165,25 +165,18 @@ func (d *daemon) reloadOnHUP(ctx context.Context) error {
 	}
 }
 
-// Flush makes recipients due now and reports those a provider suspension
-// still holds (issue 3 §6, issue 5 §6).
-func (d *daemon) Flush(ctx context.Context, id queue.ID) (admin.FlushReport, error) {
+// Flush makes the recipients of the messages f selects due now (the whole
+// queue for the empty filter) and reports those a provider suspension still
+// holds (issue 3 §6, issue 5 §6). Nothing outside f is touched.
+func (d *daemon) Flush(ctx context.Context, f queue.Filter) (admin.FlushReport, error) {
 	now := time.Now()
-	n, err := d.store.Flush(ctx, id, now)
+	n, err := d.store.FlushMatching(ctx, f, now)
 	if err != nil {
 		return admin.FlushReport{}, err
 	}
 	rep := admin.FlushReport{Flushed: n}
-	f := queue.Filter{}
-	var msgs []queue.Message
-	if id != "" {
-		m, err := d.store.Get(ctx, id)
-		if err == nil {
-			msgs = []queue.Message{m}
-		}
-	} else {
-		msgs, _ = d.store.List(ctx, f)
-	}
+	f.All = true
+	msgs, _ := d.store.List(ctx, f)
 	for _, m := range msgs {
 		for _, r := range m.Recipients {
 			if r.Status.Final() || r.Status == queue.Held || r.Provider == "" {
