@@ -56,7 +56,7 @@ func (s *Scheduler) record(ctx context.Context, it *item, provider, domain strin
 		switch {
 		case ok && rr.Delivered():
 			s.logEvents(s.shaper.Delivered(provider, domain, now))
-			out.ups = append(out.ups, queue.Update{Rcpt: rcpt, Status: queue.Delivered, Response: rr.Reply.String(), Provider: provider, Attempted: true, At: now})
+			out.ups = append(out.ups, queue.Update{Rcpt: rcpt, Status: queue.Delivered, Response: rr.Reply.String(), Provider: provider, Attempted: true, At: now, MX: c.Host()})
 			attrs := []any{"qid", string(it.msg.ID), "rcpt", "<" + rcpt + ">", "provider", provider}
 			attrs = append(attrs, connAttrs(c)...)
 			attrs = append(attrs, "attempt", s.attempts(it, rcpt)+1, "delay", now.Sub(it.msg.Created), "resp", rr.Reply.String())
@@ -133,6 +133,7 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 	if c != nil {
 		mx = c.Host()
 	}
+	u.MX = mx
 	if d.Action == policy.Bounce {
 		u.Status = queue.Bounced
 		s.log.Info("bounced", append(base, "resp", r.String())...)
@@ -146,7 +147,14 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 		out.bounced = append(out.bounced, b)
 		return
 	}
-	next, expired := s.nextAttempt(provider, attempt, it.msg.Created, now)
+	// Through a relayhost or a route the provider was never contacted: the
+	// retry follows facteur's own schedule (the default policy), not, say,
+	// Yahoo's four hours (issue 13 §9).
+	sched := provider
+	if s.viaHost(domain) {
+		sched = policy.DefaultProvider
+	}
+	next, expired := s.nextAttempt(sched, attempt, it.msg.Created, now)
 	if !expired {
 		if until, _, ok := s.shaper.Suspended(provider, domain, now); ok && until.After(next) {
 			next = until

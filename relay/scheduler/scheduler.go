@@ -656,6 +656,15 @@ func (s *Scheduler) dial(ctx context.Context, targets []target) (*delivery.Conn,
 	return nil, last
 }
 
+// viaHost reports whether mail for domain goes to a configured host (a
+// route host:port or the relayhost) rather than to the domain's MX.
+func (s *Scheduler) viaHost(domain string) bool {
+	if r, ok := s.opts.Routes[domain]; ok {
+		return r != "hold" && r != "discard"
+	}
+	return s.opts.Relayhost != ""
+}
+
 // resolve finds the hosts of l and its provider.
 func (s *Scheduler) resolve(ctx context.Context, l *lane) ([]target, string, error) {
 	if route, ok := s.opts.Routes[l.domain]; ok {

@@ -456,3 +456,31 @@ func TestOutcomeDuringShutdownIsRecorded(t *testing.T) {
 		t.Fatalf("the delivery acknowledged during shutdown was not recorded: %+v", m)
 	}
 }
+
+// A relayhost that defers a Yahoo recipient: Yahoo was never contacted, so
+// the retry follows facteur's default schedule (+5 min), not Yahoo's; the
+// attempt is kept in the recipient's history with the host it talked to.
+func TestRelayhostDeferralFollowsOwnSchedule(t *testing.T) {
+	sink := relaytest.NewSink(t, "127.0.0.6:0", relaytest.SinkOptions{Rcpt: func(string) error {
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "relay busy"}
+	}})
+	h := newHarness(t, sink.Port(), nil, func(o *Options) {
+		o.Relayhost = fmt.Sprintf("127.0.0.6:%d", sink.Port())
+		o.RelayhostDial = o.Dial
+	})
+	id := h.enqueue("app@example.com", []string{"a@yahoo.com"}, msgBody)
+	if e := h.expect(1); e[0].Event != "deferred" {
+		t.Fatalf("%+v", e)
+	}
+	m, err := h.store.Get(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := m.Recipients[0]
+	if !r.NextAttempt.Equal(t0.Add(5 * time.Minute)) {
+		t.Errorf("next attempt %v, want the default schedule's %v", r.NextAttempt, t0.Add(5*time.Minute))
+	}
+	if len(r.History) != 1 || r.History[0].MX != "127.0.0.6" || !strings.Contains(r.History[0].Response, "451 4.3.0 relay busy") {
+		t.Errorf("history %+v", r.History)
+	}
+}
