@@ -263,13 +263,16 @@ var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("facteur-dummy"), bcrypt.M
 func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	ss.reset()
 	if from != "" {
-		utf8, err := address.Check(from)
+		// One parser (relay/address) for the daemon and the shim; the wire
+		// form keeps a quoted local part quoted.
+		mb, err := address.FromSMTP(from)
 		if err != nil {
 			return errBadSender(err)
 		}
-		if utf8 && !opts.UTF8 {
+		if mb.UTF8() && !opts.UTF8 {
 			return errSMTPUTF8Needed
 		}
+		from = mb.String()
 	}
 	// The guard counts only clients that may relay: an outsider's MAIL
 	// must not spend the app's per-sender budget (it gets 554 at RCPT).
@@ -291,13 +294,14 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		ss.s.log.Warn("relay denied", "client", ss.clientIP.String(), "rcpt", "<"+to+">")
 		return errRelayDenied(to)
 	}
-	utf8, err := address.Check(to)
+	mb, err := address.FromSMTP(to)
 	if err != nil {
 		return errBadRcpt(err)
 	}
-	if utf8 && !ss.utf8 {
+	if mb.UTF8() && !ss.utf8 {
 		return errSMTPUTF8Needed
 	}
+	to = mb.String()
 	// Aliases are expanded here so that a suppressed member is refused
 	// (or dropped) alone: the other members of `root` still get the mail.
 	expanded := ss.s.cleanup.ExpandRecipient(to)
