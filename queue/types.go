@@ -220,7 +220,7 @@ type Filter struct {
 	Provider string
 	// ProviderOf names the provider of a recipient never tried (the policy's
 	// recognition by domain); nil: only the stored provider counts.
-	ProviderOf func(domain string) string
+	ProviderOf  func(domain string) string
 	OlderThan   time.Time // created strictly before
 	YoungerThan time.Time // created strictly after
 	Status      Status    // some recipient has this status

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -228,10 +229,25 @@ func Load(path string) (*Config, error) {
 	if c.Senders == nil {
 		c.Senders = map[string]string{}
 	}
+	c.resolvePaths(path)
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// resolvePaths makes a relative data_dir relative to the config file's
+// directory, not to wherever a command happens to run: `facteur queue list`
+// from another directory must find the daemon's queue, not an empty one.
+func (c *Config) resolvePaths(file string) {
+	if c.DataDir == "" || filepath.IsAbs(c.DataDir) {
+		return
+	}
+	dir := filepath.Dir(file)
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	c.DataDir = filepath.Join(dir, c.DataDir)
 }
 
 // Parse decodes data as a config file named name (tests, policy check).

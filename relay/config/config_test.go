@@ -97,3 +97,27 @@ func TestDurationRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestSizeUnitsCaseInsensitive(t *testing.T) {
+	for in, want := range map[string]int64{"10MB": 10_000_000, "10mb": 10_000_000, "10Mb": 10_000_000, "512mib": 512 << 20, "1k": 1024, "7": 7} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+}
+
+// A relative data_dir is relative to the config file, wherever the command runs.
+func TestRelativeDataDir(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "facteur.yaml")
+	if err := os.WriteFile(p, []byte("data_dir: ./data\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(dir, "data"); c.DataDir != want {
+		t.Errorf("data_dir = %q, want %q", c.DataDir, want)
+	}
+}

@@ -268,7 +268,7 @@ func (s *Scheduler) fill(ctx context.Context, now time.Time) error {
 		}
 		for _, k := range keys {
 			rcpts := groups[k]
-			if route, ok := s.opts.Routes[address.Domain(rcpts[0])]; ok && (route == "hold" || route == "discard") {
+			if route, ok := s.route(address.Domain(rcpts[0])); ok && (route == "hold" || route == "discard") {
 				s.applyRoute(ctx, msg, rcpts, route, now)
 				continue
 			}
@@ -656,10 +656,20 @@ func (s *Scheduler) dial(ctx context.Context, targets []target) (*delivery.Conn,
 	return nil, last
 }
 
+// route returns the route for domain: its own, else the "*" route (every
+// other domain: the dev config holds everything so that nothing leaves).
+func (s *Scheduler) route(domain string) (string, bool) {
+	if r, ok := s.opts.Routes[domain]; ok {
+		return r, true
+	}
+	r, ok := s.opts.Routes["*"]
+	return r, ok
+}
+
 // viaHost reports whether mail for domain goes to a configured host (a
 // route host:port or the relayhost) rather than to the domain's MX.
 func (s *Scheduler) viaHost(domain string) bool {
-	if r, ok := s.opts.Routes[domain]; ok {
+	if r, ok := s.route(domain); ok {
 		return r != "hold" && r != "discard"
 	}
 	return s.opts.Relayhost != ""
@@ -667,7 +677,7 @@ func (s *Scheduler) viaHost(domain string) bool {
 
 // resolve finds the hosts of l and its provider.
 func (s *Scheduler) resolve(ctx context.Context, l *lane) ([]target, string, error) {
-	if route, ok := s.opts.Routes[l.domain]; ok {
+	if route, ok := s.route(l.domain); ok {
 		ts, err := s.hostTargets(ctx, route, s.opts.Dial)
 		p := s.shaper.Recognize(l.domain, nil)
 		s.setProvider(l, p)
