@@ -138,12 +138,14 @@ data_dir: %s
 local_domain: example.com
 aliases:
   root: ops@example.org
+aliases_file: ""
+mail_spool: %s
 senders:
   www-data: noreply@example.com
 resolver: %s
 delivery:
   port: %d
-%s`, r.smtp, r.admin, filepath.Join(dir, "data"), dns.Addr(), sink.Port(), o.extraConfig)
+%s`, r.smtp, r.admin, filepath.Join(dir, "data"), filepath.Join(dir, "spool"), dns.Addr(), sink.Port(), o.extraConfig)
 	if err := os.WriteFile(r.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

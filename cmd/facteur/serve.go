@@ -27,10 +27,12 @@ import (
 	"facteur/queue"
 	"facteur/queue/maildrop"
 	"facteur/relay/admin"
+	"facteur/relay/aliases"
 	"facteur/relay/cleanup"
 	"facteur/relay/config"
 	"facteur/relay/guard"
 	"facteur/relay/inbound"
+	"facteur/relay/local"
 	"facteur/relay/maillog"
 	"facteur/relay/metrics"
 	"facteur/relay/pickup"
@@ -207,19 +209,36 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			}
 		}
 	}
-	d.sched = scheduler.New(schedOpts, store, res, scheduler.EngineShaper{E: d.engine}, scheduler.RealClock{}, log)
-
-	d.cleanup = cleanup.New(cleanup.Options{
+	cleanOpts := cleanup.Options{
 		Hostname:    cfg.Hostname,
 		LocalDomain: cfg.LocalDomain,
-		Aliases:     cfg.Aliases,
+		Aliases:     loadAliases(cfg, log),
 		Senders:     cfg.Senders,
 		MaxHops:     cfg.MaxHops,
 		Notify: func() {
 			d.metrics.Received()
 			d.sched.Wake()
 		},
-	}, store, signer, log)
+	}
+	schedOpts.OwnDomains = []string{cfg.LocalDomain}
+	if cfg.MailSpool != "" {
+		boxes := &local.Mailboxes{Dir: cfg.MailSpool, LockTimeout: 10 * time.Second}
+		cleanOpts.LocalUser = boxes.Exists
+		schedOpts.Local = boxes
+	}
+	if cfg.Postmaster == "" {
+		// Double bounces go where mail to postmaster goes: its alias, else
+		// root's, else root's mailbox.
+		if pm := cleanup.New(cleanOpts, nil, nil, log).ExpandRecipient("postmaster"); len(pm) > 0 {
+			schedOpts.Postmaster = pm[0]
+		}
+	}
+	if _, ok := cleanOpts.Aliases["root"]; !ok {
+		log.Warn("root has no alias: cron's and the system's mail to root goes to the local mailbox "+cfg.MailSpool+"/root; set one with aliases: {root: you@example.com} or in "+cfg.AliasesFile, "hostname", cfg.Hostname)
+	}
+	d.sched = scheduler.New(schedOpts, store, res, scheduler.EngineShaper{E: d.engine}, scheduler.RealClock{}, log)
+
+	d.cleanup = cleanup.New(cleanOpts, store, signer, log)
 	d.smtp = submission.New(submission.Options{
 		Hostname:       cfg.Hostname,
 		MaxMessageSize: int64(cfg.MaxMessageSize),
@@ -391,4 +410,29 @@ func parseAddr(s string) (netip.Addr, error) {
 		return netip.Addr{}, fmt.Errorf("bad address %q: %w", s, err)
 	}
 	return a, nil
+}
+
+// loadAliases merges the aliases file (/etc/aliases) under the config's
+// aliases, which win, and gives postmaster to root when neither names it
+// (RFC 5321 §4.5.1: postmaster must reach someone). Entries the file has
+// that facteur cannot honour (|command, :include:, /file) are logged and
+// skipped.
+func loadAliases(cfg *config.Config, log *slog.Logger) map[string]string {
+	fileAliases := map[string]string{}
+	if cfg.AliasesFile != "" {
+		m, probs, err := aliases.Load(cfg.AliasesFile)
+		if err != nil {
+			log.Warn("aliases_file not read", "err", err)
+		} else {
+			fileAliases = m
+		}
+		for _, p := range probs {
+			log.Warn("alias refused", "err", p.Error())
+		}
+	}
+	merged := aliases.Merge(fileAliases, cfg.Aliases)
+	if _, ok := merged["postmaster"]; !ok {
+		merged["postmaster"] = "root"
+	}
+	return merged
 }

@@ -24,6 +24,8 @@ type Config struct {
 	AdminToken      string            `yaml:"admin_token" json:"-"`
 	LocalDomain     string            `yaml:"local_domain" json:"local_domain"`
 	Aliases         map[string]string `yaml:"aliases" json:"aliases"`
+	AliasesFile     string            `yaml:"aliases_file" json:"aliases_file"`
+	MailSpool       string            `yaml:"mail_spool" json:"mail_spool"`
 	Senders         map[string]string `yaml:"senders" json:"senders"`
 	MaxMessageSize  Size              `yaml:"max_message_size" json:"max_message_size"`
 	MaxRecipients   int               `yaml:"max_recipients" json:"max_recipients"`
@@ -163,6 +165,8 @@ func Default() *Config {
 		DataDir:         "/var/lib/facteur",
 		Admin:           "127.0.0.1:8025",
 		Aliases:         map[string]string{},
+		AliasesFile:     "/etc/aliases",
+		MailSpool:       "/var/mail",
 		Senders:         map[string]string{},
 		MaxMessageSize:  10240000,
 		MaxRecipients:   1000,

@@ -12,7 +12,9 @@ import (
 
 	"facteur/policy"
 	"facteur/queue"
+	"facteur/relay/address"
 	"facteur/relay/delivery"
+	"facteur/relay/local"
 )
 
 // connInfo is what the log says about the connection an attempt used.
@@ -345,7 +347,13 @@ func (s *Scheduler) mailboxFullAgain(ctx context.Context, rcpt string, now time.
 }
 
 // suppress adds rcpt to the suppression list and cancels its queued mail.
+// This host's own addresses are never suppressed: cron's mail to root is
+// often the only alarm, and one DNS failure must not silence it for a month.
 func (s *Scheduler) suppress(ctx context.Context, rcpt string, d policy.Decision, r policy.Reply, now time.Time) {
+	if s.isOwn(rcpt) {
+		s.log.Info("not suppressed", "rcpt", "<"+rcpt+">", "class", string(d.Class), "reason", "own address", "resp", r.String())
+		return
+	}
 	sup := queue.Suppression{Address: rcpt, Reason: string(d.Class), Response: r.String(), Source: queue.SourceSMTP, FirstSeen: now, LastSeen: now}
 	if d.Class == policy.HostUnknown && s.opts.HostUnknownTTL > 0 {
 		sup.Expires = now.Add(s.opts.HostUnknownTTL)
@@ -401,4 +409,41 @@ func (s *Scheduler) emit(e DeliveryEvent) {
 	if s.opts.OnEvent != nil {
 		s.opts.OnEvent(e)
 	}
+}
+
+// deliverLocal appends a message to the mailboxes of its local recipients
+// (relay/local), judged like any attempt: a missing account bounces (never
+// suppressed: see suppress), a busy or unwritable mailbox defers on the
+// default schedule.
+func (s *Scheduler) deliverLocal(ctx context.Context, msg queue.Message, rcpts []string, now time.Time) {
+	it := &item{msg: msg, rcpts: rcpts}
+	provider := policy.DefaultProvider
+	if s.expire(ctx, it, provider, now) {
+		return
+	}
+	body, berr := s.store.Body(ctx, msg.ID)
+	var out outcome
+	for _, rcpt := range rcpts {
+		name, domain := address.Split(rcpt)
+		var err error
+		if berr != nil {
+			err = fmt.Errorf("message body unreadable: %w", berr)
+		} else {
+			err = s.opts.Local.Deliver(name, msg.Sender, rcpt, body, now)
+		}
+		if err == nil {
+			resp := "250 2.0.0 delivered to mailbox"
+			out.ups = append(out.ups, queue.Update{Rcpt: rcpt, Status: queue.Delivered, Response: resp, Provider: "local", Attempted: true, At: now, MX: "local"})
+			s.log.Info("delivered", "qid", string(msg.ID), "rcpt", "<"+rcpt+">", "provider", "local", "mx", "local",
+				"attempt", s.attempts(it, rcpt)+1, "delay", now.Sub(msg.Created), "resp", resp)
+			out.events = append(out.events, DeliveryEvent{Event: "delivered", ID: msg.ID, Sender: msg.Sender, Rcpt: rcpt, Provider: "local", Response: resp, At: now, Latency: now.Sub(msg.Created)})
+			continue
+		}
+		reply := policy.Reply{Code: 451, Enhanced: "4.2.0", Text: "local mailbox: " + err.Error()}
+		if errors.Is(err, local.ErrNoUser) {
+			reply = policy.Reply{Code: 550, Enhanced: "5.1.1", Text: "<" + rcpt + ">: no such user on this host (no alias and no account " + name + ")"}
+		}
+		s.judge(&out, it, rcpt, provider, domain, nil, reply, true, now)
+	}
+	s.commit(ctx, it, out, now)
 }

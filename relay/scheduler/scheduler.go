@@ -57,6 +57,20 @@ type Options struct {
 	// OnProviderEvent is called after provider state changes (the daemon
 	// saves the policy state then); may be nil.
 	OnProviderEvent func(evs []policy.Event)
+	// Local delivers mail for the host's own users (NAME@Hostname and
+	// NAME@localhost) to their mailbox; nil: such mail goes out like any.
+	Local LocalDeliverer
+	// OwnDomains are this host's domains (hostname, local_domain): an
+	// address there is never suppressed, whatever its bounce says, so
+	// that root's and postmaster's mail is never cut off (issue 13 §5).
+	OwnDomains []string
+}
+
+// LocalDeliverer appends a message to a local user's mailbox (relay/local).
+// Deliver is called from the scheduler's goroutine, one message at a time;
+// an error wrapping local.ErrNoUser is permanent, any other temporary.
+type LocalDeliverer interface {
+	Deliver(name, sender, rcpt string, msg []byte, at time.Time) error
 }
 
 // DeliveryEvent is one recipient outcome, for webhooks and metrics.
@@ -268,6 +282,22 @@ func (s *Scheduler) fill(ctx context.Context, now time.Time) error {
 		}
 		for _, k := range keys {
 			rcpts := groups[k]
+			if s.isLocal(address.Domain(rcpts[0])) {
+				// Off the scheduling goroutine: a MUA may hold the mailbox
+				// lock for a while.
+				s.mu.Lock()
+				for _, r := range rcpts {
+					s.inflight[rkey{id, r}] = struct{}{}
+				}
+				s.mu.Unlock()
+				s.wg.Add(1)
+				go func(msg queue.Message, rcpts []string) {
+					defer s.wg.Done()
+					defer s.Wake()
+					s.deliverLocal(context.WithoutCancel(ctx), msg, rcpts, now)
+				}(msg, rcpts)
+				continue
+			}
 			if route, ok := s.route(address.Domain(rcpts[0])); ok && (route == "hold" || route == "discard") {
 				s.applyRoute(ctx, msg, rcpts, route, now)
 				continue
@@ -654,6 +684,27 @@ func (s *Scheduler) dial(ctx context.Context, targets []target) (*delivery.Conn,
 		last = errors.New("no host to connect to")
 	}
 	return nil, last
+}
+
+// isLocal reports whether mail for domain goes to a local mailbox: the
+// host's own name and localhost, when local delivery is on.
+func (s *Scheduler) isLocal(domain string) bool {
+	return s.opts.Local != nil && domain != "" && (strings.EqualFold(domain, s.opts.Hostname) || strings.EqualFold(domain, "localhost"))
+}
+
+// isOwn reports whether addr is one of this host's addresses, never to be
+// suppressed.
+func (s *Scheduler) isOwn(addr string) bool {
+	d := address.Domain(addr)
+	if d == "" || d == "localhost" || strings.EqualFold(d, s.opts.Hostname) {
+		return true
+	}
+	for _, o := range s.opts.OwnDomains {
+		if o != "" && strings.EqualFold(d, o) {
+			return true
+		}
+	}
+	return false
 }
 
 // route returns the route for domain: its own, else the "*" route (every

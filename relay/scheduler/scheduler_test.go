@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"facteur/policy/bounce"
 	"facteur/queue"
 	"facteur/relay/delivery"
+	"facteur/relay/local"
 	"facteur/relay/relaytest"
 	"facteur/relay/resolver"
 )
@@ -482,5 +484,46 @@ func TestRelayhostDeferralFollowsOwnSchedule(t *testing.T) {
 	}
 	if len(r.History) != 1 || r.History[0].MX != "127.0.0.6" || !strings.Contains(r.History[0].Response, "451 4.3.0 relay busy") {
 		t.Errorf("history %+v", r.History)
+	}
+}
+
+// Mail for the host's own users goes to their mailbox; an unknown local name
+// bounces; and neither that nor an NXDOMAIN for an own domain ever
+// suppresses the address (issue 13: root@vm suppressed for 30 days).
+func TestLocalDeliveryAndOwnAddressesNeverSuppressed(t *testing.T) {
+	spool := t.TempDir()
+	uid, gid := os.Getuid(), os.Getgid()
+	boxes := &local.Mailboxes{Dir: spool, Lookup: func(name string) (int, int, error) {
+		if name == "root" {
+			return uid, gid, nil
+		}
+		return 0, 0, local.ErrNoUser
+	}}
+	h := newHarness(t, 25, nil, func(o *Options) {
+		o.Local = boxes
+		o.OwnDomains = []string{"corp.example"}
+	})
+	h.enqueue("", []string{"root@relay.test", "ghost@relay.test", "root@corp.example"}, "Subject: cron\r\n\r\nFrom the cron job\r\n")
+	got := eventNames(h.expect(3))
+	want := map[string]string{"root@relay.test": "delivered", "ghost@relay.test": "bounced", "root@corp.example": "bounced"}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: %q, want %q (all %v)", k, got[k], v, got)
+		}
+	}
+	mbox, err := os.ReadFile(filepath.Join(spool, "root"))
+	if err != nil || !strings.HasPrefix(string(mbox), "From MAILER-DAEMON ") || !strings.Contains(string(mbox), "\n>From the cron job\n") {
+		t.Errorf("mailbox: %v\n%s", err, mbox)
+	}
+	for _, a := range []string{"ghost@relay.test", "root@corp.example"} {
+		if _, ok, _ := h.store.Suppressed(t.Context(), a, t0); ok {
+			t.Errorf("%s was suppressed", a)
+		}
+	}
+	// The NXDOMAIN asked for a suppression, which was refused and logged.
+	h.logMu.Lock()
+	defer h.logMu.Unlock()
+	if !strings.Contains(h.log.String(), `msg="not suppressed" rcpt=<root@corp.example>`) {
+		t.Errorf("no 'not suppressed' line:\n%s", h.log.String())
 	}
 }
