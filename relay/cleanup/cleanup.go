@@ -24,9 +24,9 @@ type Options struct {
 	// LocalUser reports whether a name is an account of this host, whose
 	// mail with no alias goes to its local mailbox (relay/local); nil: none.
 	LocalUser func(name string) bool
-	Senders     map[string]string // bare local sender -> address (sender_canonical)
-	MaxHops     int               // Received headers at which a message is a loop
-	Notify      func()            // called after each message is queued (wakes the scheduler); may be nil
+	Senders   map[string]string // bare local sender -> address (sender_canonical)
+	MaxHops   int               // Received headers at which a message is a loop
+	Notify    func()            // called after each message is queued (wakes the scheduler); may be nil
 }
 
 // Store is the part of queue.Store cleanup needs.
