@@ -116,37 +116,15 @@ type daemon struct {
 }
 
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-		return fmt.Errorf("data_dir: %w", err)
+	for _, w := range cfg.Warnings() {
+		log.Warn("config", "warning", w)
 	}
-	store, err := queue.Open(filepath.Join(cfg.DataDir, "queue.db"), queue.Options{})
-	if err != nil {
-		return fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
-	}
-	defer store.Close()
-
-	dropDir := filepath.Join(cfg.DataDir, "maildrop")
-	gid := -1
-	if g, err := user.LookupGroup(dropGroup); err == nil {
-		gid, _ = strconv.Atoi(g.Gid)
-	}
-	if err := maildrop.Init(dropDir, gid); err != nil {
-		return err
-	}
-
-	d := &daemon{cfg: cfg, log: log, store: store, events: newEventRing(1000)}
-
+	// Everything that can refuse the start is checked before anything is
+	// created: a start that fails leaves no data_dir behind.
 	pol, err := loadPolicy(cfg)
 	if err != nil {
 		return err
 	}
-	d.engine = policy.NewEngine(pol, time.Now())
-	if st, err := store.State(ctx, policyStateKey); err == nil {
-		if err := d.engine.RestoreState(st, time.Now()); err != nil {
-			log.Warn("policy state not restored", "err", err)
-		}
-	}
-
 	var signer cleanup.Signer
 	if len(cfg.DKIM) > 0 {
 		s, warnings, err := newSigner(cfg)
@@ -166,9 +144,37 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	if d.verpSecret, err = verpSecret(cfg); err != nil {
+	vsecret, err := verpSecret(cfg)
+	if err != nil {
 		return err
 	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("data_dir: %w", err)
+	}
+	store, err := queue.Open(filepath.Join(cfg.DataDir, "queue.db"), queue.Options{})
+	if err != nil {
+		return fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
+	}
+	defer store.Close()
+
+	dropDir := filepath.Join(cfg.DataDir, "maildrop")
+	gid := -1
+	if g, err := user.LookupGroup(dropGroup); err == nil {
+		gid, _ = strconv.Atoi(g.Gid)
+	}
+	if err := maildrop.Init(dropDir, gid); err != nil {
+		return err
+	}
+
+	d := &daemon{cfg: cfg, log: log, store: store, events: newEventRing(1000), verpSecret: vsecret}
+
+	d.engine = policy.NewEngine(pol, time.Now())
+	if st, err := store.State(ctx, policyStateKey); err == nil {
+		if err := d.engine.RestoreState(st, time.Now()); err != nil {
+			log.Warn("policy state not restored", "err", err)
+		}
+	}
+
 	if cfg.Bounces.Domain != "" {
 		secret, domain := d.verpSecret, cfg.Bounces.Domain
 		schedOpts.ReturnPath = func(id queue.ID, rcpt string) string {

@@ -433,6 +433,17 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// Warnings are what is valid but likely wrong, for the log at start and
+// `facteur config check`: they never stop the daemon.
+func (c *Config) Warnings() []string {
+	var w []string
+	h := strings.ToLower(strings.TrimSuffix(c.Hostname, "."))
+	if !strings.Contains(h, ".") || h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		w = append(w, fmt.Sprintf("%s: hostname %q is not a fully qualified domain name: receivers check the EHLO name, and mail to root@%s cannot be answered; set hostname: web1.example.com (facteur install --hostname FQDN)", c.fileName(), c.Hostname, c.Hostname))
+	}
+	return w
+}
+
 func (c *Config) fileName() string {
 	if c.File == "" {
 		return "(defaults)"

@@ -121,3 +121,13 @@ func TestRelativeDataDir(t *testing.T) {
 		t.Errorf("data_dir = %q, want %q", c.DataDir, want)
 	}
 }
+
+func TestHostnameWarning(t *testing.T) {
+	for h, warn := range map[string]bool{"vm": true, "localhost": true, "facteur.localhost": true, "web1.example.com": false} {
+		c := Default()
+		c.Hostname = h
+		if got := len(c.Warnings()) > 0; got != warn {
+			t.Errorf("hostname %q: warnings %v, want warning=%v", h, c.Warnings(), warn)
+		}
+	}
+}

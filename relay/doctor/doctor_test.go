@@ -352,3 +352,12 @@ func TestTXTRecordSplitsLongValues(t *testing.T) {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
 }
+
+func TestCheckHostname(t *testing.T) {
+	for h, ok := range map[string]bool{"web1.example.com": true, "web1.example.com.": true, "vm": false, "localhost": false, "facteur.localhost": false, "": false, "a..b": false} {
+		f := checkHostname(h)
+		if (f.Status == OK) != ok || f.Check != CheckHostname || (!ok && f.Fix == "") {
+			t.Errorf("checkHostname(%q) = %+v, want ok=%v", h, f, ok)
+		}
+	}
+}
