@@ -249,3 +249,80 @@ func TestQueueNoDatabase(t *testing.T) {
 		t.Errorf("queue list without a database: exit %d\nstdout %s\nstderr %s", r.code, r.stdout, r.stderr)
 	}
 }
+
+// TestTop finds the hacked site from the queue alone (daemon down): the user,
+// client, recipient domain and subject of the flood come first.
+func TestTop(t *testing.T) {
+	e := newCLIEnv(t, "")
+	seedFlood(t, e)
+	var rep struct {
+		Messages int `json:"messages"`
+		LastHour int `json:"last_hour"`
+		Users    []struct {
+			Key   string `json:"key"`
+			Queue struct {
+				Messages int            `json:"messages"`
+				States   map[string]int `json:"states"`
+			} `json:"queue"`
+			LastHour struct {
+				Messages int `json:"messages"`
+			} `json:"last_hour"`
+		} `json:"users"`
+		Clients  []struct{ Key string } `json:"clients"`
+		Domains  []struct{ Key string } `json:"domains"`
+		Subjects []struct{ Key string } `json:"subjects"`
+		Senders  []struct{ Key string } `json:"senders"`
+	}
+	if err := json.Unmarshal([]byte(e.ok("", "top", "--json")), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Messages != 7 || rep.LastHour != 5 {
+		t.Errorf("messages %d, last hour %d; want 7 and 5", rep.Messages, rep.LastHour)
+	}
+	u := rep.Users[0]
+	if u.Key != "www-data" || u.Queue.Messages != 5 || u.Queue.States["queued"] != 5 || u.LastHour.Messages != 5 {
+		t.Errorf("top user %+v", u)
+	}
+	if rep.Clients[0].Key != "127.0.0.3" || rep.Domains[0].Key != "victim.example" || rep.Subjects[0].Key != "Cheap pills" || rep.Senders[0].Key != "shop@legit.example" {
+		t.Errorf("top client %v, domain %v, subject %v, sender %v", rep.Clients[0], rep.Domains[0], rep.Subjects[0], rep.Senders[0])
+	}
+	out := e.ok("", "top")
+	for _, want := range []string{"Local users", "www-data", "queued 5", "Cheap pills", "daemon is not running"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("top lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestTopLastHourWithDaemon: messages already delivered still count in the
+// last hour, with their outcome.
+func TestTopLastHourWithDaemon(t *testing.T) {
+	r := startRelay(t, relayOpts{})
+	env := []string{"FACTEUR_CONFIG=" + r.config}
+	for i := range 3 {
+		runTool(t, env, "Subject: Flood\n\nx\n", r.shim, "-i", "-f", "wp@hacked.example", fmt.Sprintf("v%d@example.org", i))
+	}
+	r.wait(3)
+	r.waitLog(" delivered rcpt=<v2@example.org>")
+	out, err := r.cli("top", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		LastHour int `json:"last_hour"`
+		Senders  []struct {
+			Key      string `json:"key"`
+			LastHour struct {
+				Messages int            `json:"messages"`
+				States   map[string]int `json:"states"`
+			} `json:"last_hour"`
+		} `json:"senders"`
+		Subjects []struct{ Key string } `json:"subjects"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if rep.LastHour != 3 || len(rep.Senders) == 0 || rep.Senders[0].Key != "wp@hacked.example" || rep.Senders[0].LastHour.States["delivered"] != 3 || rep.Subjects[0].Key != "Flood" {
+		t.Errorf("top: %s", out)
+	}
+}

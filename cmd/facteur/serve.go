@@ -111,6 +111,8 @@ type daemon struct {
 	// verpSecret keys the VERP tokens; nil when bounces.domain is unset.
 	verpSecret []byte
 	inbound    []*inbound.Server
+	// arrivals remembers the last hour's messages for facteur top.
+	arrivals admin.Arrivals
 
 	policyMu sync.Mutex // serialises reloads and state saves
 }
@@ -206,6 +208,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	hookCtx := context.WithoutCancel(ctx)
 	schedOpts.OnEvent = func(e scheduler.DeliveryEvent) {
 		d.events.add(e)
+		d.arrivals.Event(e.ID, e.Rcpt, e.Event)
 		d.metrics.Recipient(e.Event, e.Provider, e.Class, e.Latency, e.At)
 		for _, h := range hooks {
 			ev := webhook.Event{Event: webhook.Kind(e.Event), ID: string(e.ID), Sender: e.Sender, Recipient: e.Rcpt,
@@ -224,6 +227,13 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Notify: func() {
 			d.metrics.Received()
 			d.sched.Wake()
+		},
+		Queued: func(env queue.Envelope, subject string, at time.Time) {
+			m := queue.Message{ID: env.ID, Sender: env.Sender, Created: at, ClientIP: env.ClientIP, User: env.User}
+			for _, r := range env.Recipients {
+				m.Recipients = append(m.Recipients, queue.Recipient{Address: r})
+			}
+			d.arrivals.Add(m, admin.Subject(subject))
 		},
 	}
 	schedOpts.OwnDomains = []string{cfg.LocalDomain}
@@ -265,7 +275,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			},
 		}),
 	}, d.cleanup, log)
-	d.admin = &admin.Server{Store: store, Token: cfg.AdminToken, Log: log, Flusher: d, Extra: d.routes(), Decorate: d.decorate}
+	d.admin = &admin.Server{Store: store, Token: cfg.AdminToken, Log: log, Flusher: d, Extra: d.routes(), Decorate: d.decorate, Arrivals: &d.arrivals}
 	d.pickup = &pickup.Pickup{Dir: dropDir, Cleanup: d.cleanup, Log: log,
 		// The shim could not learn at RCPT time that a recipient is
 		// suppressed when the daemon was down: drop it here, with a line.

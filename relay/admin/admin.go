@@ -58,6 +58,9 @@ type Server struct {
 	// Decorate fills derived fields before messages are shown: the
 	// provider of a recipient not tried yet, recognised by its domain.
 	Decorate func(msgs []queue.Message)
+	// Arrivals remembers the last hour's messages after they leave the
+	// queue, for top; nil (the CLI with the daemon down): the queue only.
+	Arrivals *Arrivals
 
 	mux *http.ServeMux
 }
@@ -69,6 +72,7 @@ func (s *Server) Handler() http.Handler {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /queue", s.list)
+	mux.HandleFunc("GET /queue/top", s.top)
 	mux.HandleFunc("GET /queue/{id}", s.show)
 	mux.HandleFunc("GET /queue/{id}/message", s.message)
 	mux.HandleFunc("DELETE /queue/{id}", s.bulk("delete"))

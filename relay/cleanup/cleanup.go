@@ -27,6 +27,9 @@ type Options struct {
 	Senders   map[string]string // bare local sender -> address (sender_canonical)
 	MaxHops   int               // Received headers at which a message is a loop
 	Notify    func()            // called after each message is queued (wakes the scheduler); may be nil
+	// Queued is called after each message is queued, with its Subject
+	// field (facteur top); may be nil.
+	Queued func(env queue.Envelope, subject string, at time.Time)
 }
 
 // Store is the part of queue.Store cleanup needs.
@@ -237,6 +240,10 @@ func (c *Cleanup) Process(ctx context.Context, m Message, now time.Time) (queue.
 		attrs = append(attrs, "dkim", dkimNote)
 	}
 	c.log.Info("received", attrs...)
+	if c.opts.Queued != nil {
+		env.ID = qid
+		c.opts.Queued(env, h.value("Subject"), now)
+	}
 	if c.opts.Notify != nil {
 		c.opts.Notify()
 	}
