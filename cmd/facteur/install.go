@@ -62,7 +62,7 @@ const shimPackage = "facteur/cmd/sendmail"
 //go:embed facteur.service
 var installUnitText []byte
 
-const installUsage = `usage: facteur install [--dry-run] [--root DIR] [--no-start] [--shim PATH] [--hostname NAME]
+const installUsage = `usage: facteur install [--dry-run] [--root DIR] [--no-start] [--shim PATH] [--hostname FQDN] [--root-alias ADDR]
 
 Sets up facteur on a Debian/Ubuntu server: the facteur-drop group and the
 facteur user, ` + installDataDir + ` and its maildrop, ` + installBin + `,
@@ -75,8 +75,8 @@ func cmdInstall(args []string) int {
 	fs := flag.NewFlagSet("facteur install", flag.ContinueOnError)
 	fs.SetOutput(os.Stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(os.Stderr, installUsage)
-		fmt.Fprintln(os.Stderr, "\nflags:")
+		fmt.Fprintln(fs.Output(), installUsage)
+		fmt.Fprintln(fs.Output(), "\nflags:")
 		fs.PrintDefaults()
 	}
 	dryRun := fs.Bool("dry-run", false, "print each step, change nothing")

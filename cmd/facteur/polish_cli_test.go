@@ -38,3 +38,45 @@ func TestConfigCheckWarnsOnHostname(t *testing.T) {
 		t.Errorf("config check with an unknown key: %d\n%s", r.code, r.stderr)
 	}
 }
+
+// --help and help CMD exit 0 and print the command's usage on stdout, with
+// only the flags that command takes.
+func TestHelpExitsZero(t *testing.T) {
+	e := newCLIEnv(t, "")
+	tests := []struct {
+		args    []string
+		want    string
+		notWant string
+	}{
+		{[]string{"--help"}, "usage: facteur COMMAND", ""},
+		{[]string{"help"}, "usage: facteur COMMAND", ""},
+		{[]string{"policy", "--help"}, "facteur policy check", ""},
+		{[]string{"help", "policy"}, "facteur policy check", ""},
+		{[]string{"suppress", "--help"}, "facteur suppress list", ""},
+		{[]string{"suppress", "add", "--help"}, "-reason", "-json"},
+		{[]string{"suppress", "list", "-h"}, "-all", "-reason"},
+		{[]string{"status", "--help"}, "-top", ""},
+		{[]string{"top", "--help"}, "-n", ""},
+		{[]string{"classify", "--help"}, "-provider", ""},
+		{[]string{"bounce", "--help"}, "facteur bounce parse", ""},
+		{[]string{"dkim", "--help"}, "facteur dkim keygen", ""},
+		{[]string{"provider", "--help"}, "facteur provider resume", ""},
+		{[]string{"queue", "--help"}, "facteur queue list", ""},
+		{[]string{"help", "queue", "flush"}, "-client-ip", "-all"},
+		{[]string{"config", "--help"}, "facteur config check", ""},
+		{[]string{"doctor", "--help"}, "-domain", ""},
+		{[]string{"serve", "--help"}, "-config", ""},
+		{[]string{"install", "--help"}, "-root-alias", ""},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			r := e.run("", tt.args...)
+			if r.code != 0 || !strings.Contains(r.stdout, tt.want) || (tt.notWant != "" && strings.Contains(r.stdout, tt.notWant)) {
+				t.Errorf("exit %d\nstdout %s\nstderr %s", r.code, r.stdout, r.stderr)
+			}
+		})
+	}
+	if r := e.run("", "suppress", "add", "--json", "a@example.org"); r.code == 0 {
+		t.Errorf("suppress add --json was accepted")
+	}
+}
