@@ -282,6 +282,12 @@ func (s *Scheduler) suspendLane(ctx context.Context, l *lane, provider string, u
 		}
 		if err := s.store.Record(ctx, it.msg.ID, ups); err != nil {
 			s.log.Error("record", "qid", string(it.msg.ID), "err", err)
+		} else {
+			// No attempt was made, but the log still tells why the
+			// message waits (Postfix: "delivery temporarily suspended").
+			for _, rcpt := range it.rcpts {
+				s.log.Info("deferred", "qid", string(it.msg.ID), "rcpt", "<"+rcpt+">", "provider", provider, "next", next, "resp", "not tried: provider suspended: "+why)
+			}
 		}
 		s.done(it)
 	}
