@@ -187,7 +187,8 @@ func (d *daemon) Flush(ctx context.Context, f queue.Filter) (admin.FlushReport, 
 			}
 		}
 	}
-	d.sched.Wake()
+	// As Postfix's flush, it revives dead destinations: try them now.
+	d.sched.Revive()
 	return rep, nil
 }
 
