@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"facteur/queue"
+	"facteur/relay/relaytest"
 )
 
 // seedFlood fills a fresh queue database with the night a site is hacked:
@@ -324,5 +326,86 @@ func TestTopLastHourWithDaemon(t *testing.T) {
 	}
 	if rep.LastHour != 3 || len(rep.Senders) == 0 || rep.Senders[0].Key != "wp@hacked.example" || rep.Senders[0].LastHour.States["delivered"] != 3 || rep.Subjects[0].Key != "Flood" {
 		t.Errorf("top: %s", out)
+	}
+}
+
+// TestHackedSiteNight is the issue's scenario with a running daemon: a flood
+// from one sender and client (python smtplib from 127.0.0.3) among
+// legitimate mail that a receiver greylists; top finds it, it is held,
+// inspected with show --body, deleted by filter and by IDs on stdin, and the
+// legitimate mail's attempts and next_attempt never change.
+func TestHackedSiteNight(t *testing.T) {
+	need(t, "python3")
+	r := startRelay(t, relayOpts{sinkOpts: relaytest.SinkOptions{Rcpt: func(string) error {
+		return &smtpError{Code: 451, EnhancedCode: [3]int{4, 7, 1}, Message: "greylisted, try again later"}
+	}}})
+	env := []string{"FACTEUR_CONFIG=" + r.config}
+	for i := range 2 {
+		runTool(t, env, "Subject: Your order\n\nthanks\n", r.shim, "-i", "-f", "shop@legit.example", fmt.Sprintf("customer%d@example.org", i))
+	}
+	r.waitLog(" deferred rcpt=<customer1@example.org>")
+	legit := func() string {
+		out, err := r.cli("queue", "list", "--json", "--sender", "shop@legit.example")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	before := legit()
+	flood := `
+import smtplib, sys
+s = smtplib.SMTP(sys.argv[1], int(sys.argv[2]), source_address=("127.0.0.3", 0))
+for i in range(6):
+    s.sendmail("wp-%d@hacked.example" % i, ["victim%d@example.org" % i], "Subject: Cheap pills\r\n\r\nbuy now\r\n")
+s.quit()
+`
+	host, port, _ := strings.Cut(r.smtp, ":")
+	runTool(t, nil, "", "python3", "-c", flood, host, port)
+	r.waitLog(" deferred rcpt=<victim5@example.org>")
+
+	out, err := r.cli("top", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var top struct {
+		Clients  []struct{ Key string } `json:"clients"`
+		Subjects []struct{ Key string } `json:"subjects"`
+	}
+	if err := json.Unmarshal([]byte(out), &top); err != nil || top.Clients[0].Key != "127.0.0.3" || top.Subjects[0].Key != "Cheap pills" {
+		t.Fatalf("top: %v\n%s", err, out)
+	}
+	if out, err := r.cli("queue", "hold", "--client-ip", "127.0.0.3", "--sender", "*@hacked.example"); err != nil || !strings.Contains(out, "6 messages held") {
+		t.Fatalf("hold: %v %q", err, out)
+	}
+	out, err = r.cli("queue", "list", "--json", "--status", "held")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []queue.Message
+	if err := json.Unmarshal([]byte(out), &held); err != nil || len(held) != 6 {
+		t.Fatalf("held: %v %d", err, len(held))
+	}
+	if out, err := r.cli("queue", "show", string(held[0].ID), "--body"); err != nil || !strings.Contains(out, "buy now") || !strings.Contains(out, "client:    127.0.0.3") {
+		t.Fatalf("show --body: %v\n%s", err, out)
+	}
+	if out, err := r.cli("queue", "flush", "--client-ip", "127.0.0.3"); err != nil || !strings.Contains(out, "0 messages flushed") {
+		t.Fatalf("flush of held mail: %v %q", err, out)
+	}
+	ids := string(held[0].ID) + "\n" + string(held[1].ID) + "\n"
+	cmd := exec.Command(r.bin, "queue", "delete", "-", "-config", r.config)
+	cmd.Stdin = strings.NewReader(ids)
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "2 messages deleted") {
+		t.Fatalf("delete -: %v %s", err, out)
+	}
+	if out, err := r.cli("queue", "delete", "--sender", "*@hacked.example"); err != nil || !strings.Contains(out, "4 messages deleted") {
+		t.Fatalf("delete by filter: %v %q", err, out)
+	}
+	if after := legit(); after != before {
+		t.Errorf("the legitimate mail changed:\nbefore %s\nafter  %s", before, after)
+	}
+	for _, ev := range []string{" held ", " deleted "} {
+		if !strings.Contains(r.logText(), ev) {
+			t.Errorf("no%sline in the log", ev)
+		}
 	}
 }
