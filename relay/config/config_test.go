@@ -131,3 +131,19 @@ func TestHostnameWarning(t *testing.T) {
 		}
 	}
 }
+
+// The dev config sends nothing outside the host (issue 13 §8).
+func TestDevConfigIsSafe(t *testing.T) {
+	c, err := Load("../../testdata/facteur.dev.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Routes["*"] != "hold" || c.Delivery.Relayhost != "" {
+		t.Errorf("dev config routes %v relayhost %q: want every domain held", c.Routes, c.Delivery.Relayhost)
+	}
+	for d, r := range c.Routes {
+		if r != "hold" && r != "discard" && !strings.HasPrefix(r, "127.") {
+			t.Errorf("dev config routes %s to %s, outside the host", d, r)
+		}
+	}
+}

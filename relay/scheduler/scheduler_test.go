@@ -527,3 +527,24 @@ func TestLocalDeliveryAndOwnAddressesNeverSuppressed(t *testing.T) {
 		t.Errorf("no 'not suppressed' line:\n%s", h.log.String())
 	}
 }
+
+// The dev config's "*": hold keeps every domain on the host; a domain's own
+// route still wins over it.
+func TestStarRouteHoldsEverythingElse(t *testing.T) {
+	sink := relaytest.NewSink(t, "127.0.0.7:0", relaytest.SinkOptions{})
+	h := newHarness(t, sink.Port(), nil, func(o *Options) {
+		o.Routes = map[string]string{"*": "hold", "sink.example": fmt.Sprintf("127.0.0.7:%d", sink.Port())}
+	})
+	id := h.enqueue("app@example.com", []string{"a@gmail.com", "b@sink.example"}, msgBody)
+	got := eventNames(h.expect(1))
+	if got["b@sink.example"] != "delivered" {
+		t.Fatalf("events %v", got)
+	}
+	m, err := h.store.Get(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := m.Recipients[0]; r.Address != "a@gmail.com" || r.Status != queue.Held || r.Attempts != 0 {
+		t.Errorf("a@gmail.com: %+v, want held without an attempt", r)
+	}
+}
