@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"facteur/queue"
+	"facteur/queue/maildrop"
 	"facteur/relay/relaytest"
 )
 
@@ -407,5 +408,28 @@ s.quit()
 		if !strings.Contains(r.logText(), ev) {
 			t.Errorf("no%sline in the log", ev)
 		}
+	}
+}
+
+// With the daemon down and mail in the maildrop, queue list says so rather
+// than "Mail queue is empty".
+func TestQueueListShowsMaildrop(t *testing.T) {
+	e := newCLIEnv(t, "")
+	os.MkdirAll(e.dataDir, 0o750)
+	s, err := queue.Open(filepath.Join(e.dataDir, "queue.db"), queue.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	drop := filepath.Join(e.dataDir, "maildrop")
+	if err := maildrop.Init(drop, -1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := maildrop.Write(drop, maildrop.Envelope{Sender: "root", Recipients: []string{"root"}, UID: os.Getuid(), User: "root", Time: time.Now()}, strings.NewReader("Subject: cron\r\n\r\nout\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	out := e.ok("", "queue", "list")
+	if strings.Contains(out, "Mail queue is empty") || !strings.Contains(out, "1 message waiting in the maildrop") {
+		t.Errorf("queue list with mail in the maildrop:\n%s", out)
 	}
 }
