@@ -32,6 +32,7 @@ const queueUsage = `usage: facteur queue list [--json] [ID...] [FILTERS]
        facteur queue hold    ID... | - | FILTERS | --all
        facteur queue release ID... | - | FILTERS | --all
        facteur queue flush   [ID... | - | FILTERS]      (nothing: the whole queue)
+       facteur queue compact     (daemon stopped: give back the space a drained queue left)
 FILTERS (all of those given must match):
   --sender ADDR        envelope sender; * matches any run of characters (*@example.com), <> the null sender
   --client-ip IP|CIDR  the client that submitted it (127.0.0.3, 10.0.0.0/8)
@@ -61,6 +62,7 @@ var queueCmds = map[string]queueCmd{
 	"hold":    {args: "ID... | - | FILTERS | --all", filters: true, all: true},
 	"release": {args: "ID... | - | FILTERS | --all", filters: true, all: true},
 	"flush":   {args: "[ID... | - | FILTERS]", filters: true},
+	"compact": {args: "(the daemon stopped)"},
 }
 
 // queueFilterFlags maps each filter flag to its admin query key.
@@ -103,7 +105,10 @@ func cmdQueue(args []string) int {
 		fmt.Fprintf(fs.Output(), "usage: facteur queue %s %s\n", sub, spec.args)
 		fs.PrintDefaults()
 	}
-	asJSON := fs.Bool("json", false, "print JSON")
+	asJSON := new(bool)
+	if sub != "compact" {
+		asJSON = fs.Bool("json", false, "print JSON")
+	}
 	values := map[string]*string{}
 	if spec.filters {
 		for _, f := range queueFilterFlags {
@@ -133,6 +138,24 @@ func cmdQueue(args []string) int {
 	if err := checkFilterValues(q); err != nil {
 		fmt.Fprintf(os.Stderr, "facteur: queue %s: %v\n", sub, err)
 		return 2
+	}
+	if sub == "compact" {
+		if len(pos) > 0 {
+			fmt.Fprintln(os.Stderr, "usage: facteur queue compact")
+			return 2
+		}
+		cfg, err := loadConfig(*cfgPath)
+		if err != nil {
+			return failErr(err)
+		}
+		// Offline, like postsuper's maintenance: the file is rewritten with
+		// only its live pages (issue 19 §5).
+		before, after, err := queue.Compact(dbPath(cfg), queue.Options{})
+		if err != nil {
+			return failErr(err)
+		}
+		fmt.Printf("%s: %s -> %s\n", dbPath(cfg), humanBytes(before), humanBytes(after))
+		return 0
 	}
 	var ids []string
 	if sub == "show" {
@@ -186,6 +209,15 @@ func cmdQueue(args []string) int {
 		for _, s := range rep.Skipped {
 			fmt.Printf("skipped %s %s: provider %s suspended until %s (%s)\n", s.ID, s.Rcpt, s.Provider, s.Until.Local().Format(admin.TextTime), s.Reason)
 		}
+		return 0
+	case "compact":
+		// Offline, like postsuper's maintenance: the file is rewritten with
+		// only its live pages (issue 19 §5).
+		before, after, err := queue.Compact(dbPath(cfg), queue.Options{})
+		if err != nil {
+			return failErr(err)
+		}
+		fmt.Printf("%s: %s -> %s\n", dbPath(cfg), humanBytes(before), humanBytes(after))
 		return 0
 	default:
 		var rep admin.BulkReport
@@ -277,32 +309,40 @@ func (qc *queueClient) do(method, path string, q url.Values, out any) error {
 	case *[]byte:
 		*o = raw
 		return nil
+	case io.Writer:
+		_, err := o.Write(raw)
+		return err
 	default:
 		return json.Unmarshal(raw, out)
 	}
 }
 
 func (qc *queueClient) list(q url.Values, asJSON bool) int {
-	var msgs []queue.Message
-	if err := qc.do("GET", "/queue", q, &msgs); err != nil {
+	filtered := len(q) > 0
+	if !asJSON {
+		q.Set("format", "text")
+	}
+	// Streamed from the daemon: the first lines print at once.
+	err := qc.c.do("GET", "/queue", q, nil, os.Stdout)
+	if err == nil {
+		return 0
+	}
+	if !errors.Is(err, errDaemonDown) {
 		return failErr(err)
 	}
-	if asJSON {
-		b, _ := json.MarshalIndent(msgs, "", "  ")
-		os.Stdout.Write(append(b, '\n'))
+	qc.offline = true
+	raw, err := offlineDo(qc.cfg, "GET", "/queue", q)
+	if err != nil {
+		return failErr(err)
 	}
-	filtered := len(q) > 0
 	waiting := 0
-	if qc.offline && !filtered {
+	if !filtered {
 		waiting = qc.maildrop(asJSON)
 	}
-	if asJSON {
+	if !asJSON && waiting > 0 && string(raw) == "Mail queue is empty\n" {
 		return 0
 	}
-	if len(msgs) == 0 && waiting > 0 {
-		return 0
-	}
-	admin.FormatQueue(os.Stdout, msgs, filtered)
+	os.Stdout.Write(raw)
 	return 0
 }
 
@@ -462,6 +502,19 @@ func writeShow(w io.Writer, m queue.Message, raw []byte, body bool) {
 
 func oneLineText(s string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", " "), "\n", " ")
+}
+
+// humanBytes writes n as ops read a file size.
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 func plural(n int) string {

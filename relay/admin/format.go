@@ -19,44 +19,70 @@ const TextTime = "2006-01-02 15:04:05 MST"
 // filtered says the list was selected by a filter: an empty one then says
 // that nothing matched, not that the queue is empty.
 func FormatQueue(w io.Writer, msgs []queue.Message, filtered bool) {
-	if len(msgs) == 0 {
-		if filtered {
-			fmt.Fprintln(w, "No queued message matches")
+	q := QueueText{W: w, Filtered: filtered}
+	for _, m := range msgs {
+		q.Add(m)
+	}
+	q.End()
+}
+
+// QueueText writes FormatQueue's text one message at a time, so that a
+// listing streams: Add each message, then End.
+type QueueText struct {
+	W io.Writer
+	// Filtered: the listing is a filter's selection, so that an empty one
+	// says nothing matched rather than that the queue is empty.
+	Filtered bool
+	n        int
+	total    int64
+}
+
+// Add writes one message's block (after the header, before the first).
+func (q *QueueText) Add(m queue.Message) {
+	w := q.W
+	if q.n == 0 {
+		fmt.Fprintf(w, "%-12s %9s %-23s %s\n", "-Queue ID-", "--Size--", "-----Arrival Time------", "-Sender/Recipient-------")
+	}
+	q.n++
+	q.total += m.Size
+	sender := m.Sender
+	if sender == "" {
+		sender = "MAILER-DAEMON"
+	}
+	fmt.Fprintf(w, "%-12s %9d %-23s %s\n", m.ID, m.Size, m.Created.Local().Format(TextTime), sender)
+	fmt.Fprintf(w, "%-46s %s\n", "", submitter(m))
+	for _, r := range m.Recipients {
+		line := fmt.Sprintf("%-46s %s [%s", "", r.Address, r.Status)
+		if r.Provider != "" {
+			line += " " + r.Provider
+		}
+		if r.Attempts > 0 {
+			line += fmt.Sprintf(", %d attempt%s", r.Attempts, plural(r.Attempts))
+		}
+		if !r.NextAttempt.IsZero() && r.Status != queue.Queued {
+			line += ", next " + r.NextAttempt.Local().Format(TextTime)
+		}
+		line += "]"
+		fmt.Fprintln(w, line)
+		if r.LastResponse != "" {
+			fmt.Fprintf(w, "%-46s (%s)\n", "", oneLine(r.LastResponse))
+		}
+	}
+	fmt.Fprintln(w)
+}
+
+// End writes the totals, or that the queue is empty (or that nothing
+// matched the filter).
+func (q *QueueText) End() {
+	if q.n == 0 {
+		if q.Filtered {
+			fmt.Fprintln(q.W, "No queued message matches")
 		} else {
-			fmt.Fprintln(w, "Mail queue is empty")
+			fmt.Fprintln(q.W, "Mail queue is empty")
 		}
 		return
 	}
-	fmt.Fprintf(w, "%-12s %9s %-23s %s\n", "-Queue ID-", "--Size--", "-----Arrival Time------", "-Sender/Recipient-------")
-	var total int64
-	for _, m := range msgs {
-		total += m.Size
-		sender := m.Sender
-		if sender == "" {
-			sender = "MAILER-DAEMON"
-		}
-		fmt.Fprintf(w, "%-12s %9d %-23s %s\n", m.ID, m.Size, m.Created.Local().Format(TextTime), sender)
-		fmt.Fprintf(w, "%-46s %s\n", "", submitter(m))
-		for _, r := range m.Recipients {
-			line := fmt.Sprintf("%-46s %s [%s", "", r.Address, r.Status)
-			if r.Provider != "" {
-				line += " " + r.Provider
-			}
-			if r.Attempts > 0 {
-				line += fmt.Sprintf(", %d attempt%s", r.Attempts, plural(r.Attempts))
-			}
-			if !r.NextAttempt.IsZero() && r.Status != queue.Queued {
-				line += ", next " + r.NextAttempt.Local().Format(TextTime)
-			}
-			line += "]"
-			fmt.Fprintln(w, line)
-			if r.LastResponse != "" {
-				fmt.Fprintf(w, "%-46s (%s)\n", "", oneLine(r.LastResponse))
-			}
-		}
-		fmt.Fprintln(w)
-	}
-	fmt.Fprintf(w, "-- %d Kbytes in %d Request%s.\n", (total+1023)/1024, len(msgs), plural(len(msgs)))
+	fmt.Fprintf(q.W, "-- %d Kbytes in %d Request%s.\n", (q.total+1023)/1024, q.n, plural(q.n))
 }
 
 // submitter says who handed m in: client IP (or the local pickup), the
