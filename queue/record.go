@@ -67,6 +67,9 @@ type rcptSlot struct {
 	LastResponse string    `json:"resp,omitempty"`
 	Class        string    `json:"class,omitempty"`
 	History      []Attempt `json:"h,omitempty"`
+	TLS          string    `json:"tls,omitempty"`
+	TLSCipher    string    `json:"tlsc,omitempty"`
+	TLSDN        string    `json:"tlsdn,omitempty"`
 }
 
 func decodeRecord(id ID, b []byte) (*record, error) {
@@ -93,6 +96,7 @@ func (r *record) message(id ID) Message {
 			Address: s.Address, Status: s.Status, Provider: s.Provider, Attempts: s.Attempts,
 			NextAttempt: s.NextAttempt, LastAttempt: s.LastAttempt, LastResponse: s.LastResponse,
 			Class: s.Class, History: append([]Attempt(nil), s.History...),
+			TLS: s.TLS, TLSCipher: s.TLSCipher, TLSDN: s.TLSDN,
 		}
 	}
 	return m

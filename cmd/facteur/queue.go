@@ -331,19 +331,32 @@ func (qc *queueClient) list(q url.Values, asJSON bool) int {
 		return failErr(err)
 	}
 	qc.offline = true
-	raw, err := offlineDo(qc.cfg, "GET", "/queue", q)
-	if err != nil {
-		return failErr(err)
-	}
 	waiting := 0
 	if !filtered {
 		waiting = qc.maildrop(asJSON)
 	}
-	if !asJSON && waiting > 0 && string(raw) == "Mail queue is empty\n" {
-		return 0
+	var w io.Writer = os.Stdout
+	if !asJSON && waiting > 0 {
+		// The maildrop was listed: an empty queue is not an empty system.
+		w = dropWrite{w: w, drop: "Mail queue is empty\n"}
 	}
-	os.Stdout.Write(raw)
+	if err := offlineList(qc.cfg, q, w); err != nil {
+		return failErr(err)
+	}
 	return 0
+}
+
+// dropWrite passes writes on but one equal to drop.
+type dropWrite struct {
+	w    io.Writer
+	drop string
+}
+
+func (d dropWrite) Write(b []byte) (int, error) {
+	if string(b) == d.drop {
+		return len(b), nil
+	}
+	return d.w.Write(b)
 }
 
 // maildrop lists, with the daemon down, what the shim left in the maildrop
@@ -524,6 +537,17 @@ func plural(n int) string {
 	return "s"
 }
 
+// errNoDatabase: there is no database and no daemon. This config's daemon
+// never ran; saying "Mail queue is empty" could hide the queue of the daemon
+// that does run (another config, another data_dir).
+func errNoDatabase(cfg *config.Config) error {
+	where := "the built-in defaults (no config file)"
+	if cfg.File != "" {
+		where = cfg.File
+	}
+	return fmt.Errorf("no queue database at %s and the daemon is not running (config: %s); check data_dir, or pass -config", dbPath(cfg), where)
+}
+
 // offlineDo answers a request to the admin endpoint from the database, with
 // the endpoint's own handler, while the daemon is down.
 func offlineDo(cfg *config.Config, method, path string, q url.Values) ([]byte, error) {
@@ -532,13 +556,7 @@ func offlineDo(cfg *config.Config, method, path string, q url.Values) ([]byte, e
 		return nil, err
 	}
 	if store == nil {
-		// No database: this config's daemon never ran. Saying "Mail queue
-		// is empty" could hide the queue of the daemon that does run.
-		where := "the built-in defaults (no config file)"
-		if cfg.File != "" {
-			where = cfg.File
-		}
-		return nil, fmt.Errorf("no queue database at %s and the daemon is not running (config: %s); check data_dir, or pass -config", dbPath(cfg), where)
+		return nil, errNoDatabase(cfg)
 	}
 	defer store.Close()
 	pol, err := loadPolicy(cfg)

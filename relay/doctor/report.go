@@ -14,6 +14,8 @@ var checkTitles = map[string]string{
 	CheckPTR:      "Reverse DNS (PTR, FCrDNS)",
 	CheckDNSBL:    "DNS block lists",
 	CheckHostname: "Host name (EHLO)",
+	CheckMTASTS:   "MTA-STS (the domain's own MX)",
+	CheckDANE:     "DANE (the domain's own MX)",
 }
 
 // WriteText writes the report for people: one section per check, each
