@@ -205,7 +205,13 @@ func cmdQueue(args []string) int {
 			json.NewEncoder(os.Stdout).Encode(rep)
 			return 0
 		}
-		fmt.Printf("%d message%s flushed\n", rep.Flushed, plural(rep.Flushed))
+		if len(q) == 0 {
+			// The whole queue: the daemon's flush loop moves it in the
+			// background; the count is of the recipients waiting.
+			fmt.Printf("queue flushed: %d recipient%s due now\n", rep.Flushed, plural(rep.Flushed))
+		} else {
+			fmt.Printf("%d message%s flushed\n", rep.Flushed, plural(rep.Flushed))
+		}
 		for _, s := range rep.Skipped {
 			fmt.Printf("skipped %s %s: provider %s suspended until %s (%s)\n", s.ID, s.Rcpt, s.Provider, s.Until.Local().Format(admin.TextTime), s.Reason)
 		}

@@ -32,7 +32,10 @@ type Flusher interface {
 
 // FlushReport is the answer to a flush.
 type FlushReport struct {
-	Flushed int            `json:"flushed"` // messages with a recipient made due now
+	// Flushed: with a filter or IDs, the messages that had a recipient made
+	// due now; for the whole queue, the recipients waiting (the daemon's
+	// flush loop moves them in the background).
+	Flushed int            `json:"flushed"`
 	Skipped []SkippedEntry `json:"skipped"`
 }
 
