@@ -31,7 +31,11 @@ func (s *Store) Enqueue(ctx context.Context, env Envelope, body []byte, now time
 		Sender: env.Sender, Size: int64(len(body)), Created: now, ClientIP: env.ClientIP,
 		Helo: env.Helo, AuthUser: env.AuthUser, User: env.User, UID: env.UID,
 		SMTPUTF8: env.SMTPUTF8, EightBit: env.EightBit,
-		IsDSN: env.IsDSN, Expires: norm(env.Expires),
+		IsDSN: env.IsDSN, Expires: norm(env.Expires), HoldReason: env.Hold,
+	}
+	first, next := Queued, now
+	if env.Hold != "" {
+		first, next = Held, time.Time{}
 	}
 	seen := make(map[string]bool, len(env.Recipients))
 	for _, a := range env.Recipients {
@@ -42,7 +46,7 @@ func (s *Store) Enqueue(ctx context.Context, env Envelope, body []byte, now time
 			continue
 		}
 		seen[a] = true
-		r.Rcpts = append(r.Rcpts, rcptSlot{Address: a, Status: Queued, NextAttempt: now})
+		r.Rcpts = append(r.Rcpts, rcptSlot{Address: a, Status: first, NextAttempt: next})
 	}
 	const draws = 5
 	for i := range draws {
@@ -124,6 +128,9 @@ func (s *Store) Record(ctx context.Context, id ID, updates []Update) error {
 				// An operator held the message while this attempt was in flight: the
 				// attempt is recorded, the hold stands until Release.
 				continue
+			}
+			if u.Status == Held && u.HoldReason != "" {
+				r.HoldReason = u.HoldReason
 			}
 			if err := w.setRcpt(id, r, i, u.Status, u.NextAttempt); err != nil {
 				return err
@@ -367,7 +374,50 @@ func (w *wtx) release(id ID, r *record, now time.Time) (bool, error) {
 	if !changed {
 		return false, nil
 	}
+	r.HoldReason = ""
 	return true, w.save(id, r)
+}
+
+// HoldIDs holds the queued and deferred recipients of the messages ids with
+// reason recorded as their HoldReason, in transactions of bulkBatch, and
+// returns the messages that had a recipient to hold (so that the caller
+// logs each hold once). Messages gone since are skipped. The breaker
+// (issue 21) holds a stopped sender's mail with it.
+func (s *Store) HoldIDs(ctx context.Context, ids []ID, reason string) ([]ID, error) {
+	var held []ID
+	for len(ids) > 0 {
+		chunk := ids[:min(bulkBatch, len(ids))]
+		ids = ids[len(chunk):]
+		var got []ID
+		err := s.write(ctx, func(w *wtx) error {
+			got = got[:0] // the write may run again: start over
+			for _, id := range chunk {
+				r, err := w.load(id)
+				if errors.Is(err, ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				for _, slot := range r.Rcpts {
+					if slot.Status.scheduled() {
+						r.HoldReason = reason
+						if err := w.hold(id, r); err != nil {
+							return err
+						}
+						got = append(got, id)
+						break
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return held, fmt.Errorf("hold: %w", err)
+		}
+		held = append(held, got...)
+	}
+	return held, nil
 }
 
 // Flush makes every queued or deferred recipient due later than now due at now, for

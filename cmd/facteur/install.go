@@ -998,6 +998,19 @@ limits:
 max_queue_messages: 10000
 min_free_disk: 512MiB
 
+# Circuit breaker: a sender (local user such as www-data, authenticated
+# user, sender domain) whose recipients bounce or are deferred too often in
+# an hour is stopped, its mail held, and root is told, before the server's
+# IP lands on a block list. Release: facteur breaker reset SENDER.
+breaker:
+  window: 1h
+  min_recipients: 20
+  max_failed: 0.25
+  max_deferred: 0.5
+  action: hold
+  notify: []                     # empty: root, through its alias
+  per: [user, sender_domain]
+
 ` + rootBlock + `
 # PHP mail() without -f sends as the web server's user: map it to an
 # address of a domain whose SPF, DKIM and DMARC allow this server.

@@ -124,6 +124,8 @@ type daemon struct {
 	inbound    []*inbound.Server
 	// arrivals remembers the last hour's messages for facteur top.
 	arrivals admin.Arrivals
+	// breaker is the per-sender circuit breaker; nil when it is off.
+	breaker *breakerGuard
 	// flushReq asks flushLoop for a whole-queue flush as of the time sent.
 	flushReq chan time.Time
 
@@ -237,20 +239,30 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			}
 		}
 	}
+	if cfg.Breaker != nil {
+		d.breaker = newBreakerGuard(ctx, cfg, store, log)
+		d.breaker.d, d.breaker.hooks = d, hooks
+		schedOpts.Breaker = d.breaker
+	}
 	cleanOpts := cleanup.Options{
 		Hostname:    cfg.Hostname,
 		LocalDomain: cfg.LocalDomain,
 		Aliases:     loadAliases(cfg, log),
 		Senders:     cfg.Senders,
 		MaxHops:     cfg.MaxHops,
+		Hold:        d.breaker.Hold, // nil-safe: no breaker, no hold
 		Notify: func() {
 			d.metrics.Received()
 			d.sched.Wake()
 		},
 		Queued: func(env queue.Envelope, subject string, at time.Time) {
 			m := queue.Message{ID: env.ID, Sender: env.Sender, Created: at, ClientIP: env.ClientIP, User: env.User}
+			st := queue.Queued
+			if env.Hold != "" {
+				st = queue.Held // the breaker held it at acceptance
+			}
 			for _, r := range env.Recipients {
-				m.Recipients = append(m.Recipients, queue.Recipient{Address: r})
+				m.Recipients = append(m.Recipients, queue.Recipient{Address: r, Status: st})
 			}
 			d.arrivals.Add(m, admin.Subject(subject))
 		},
@@ -395,6 +407,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	g.Go(func() error { return d.flushLoop(gctx) })
 	g.Go(func() error { return d.reloadOnHUP(gctx) })
 	g.Go(func() error { return d.alarmLoop(gctx) })
+	if d.breaker != nil {
+		g.Go(func() error { return d.breaker.Run(gctx) })
+	}
 	for _, h := range hooks {
 		g.Go(func() error { return h.Run(gctx) })
 	}

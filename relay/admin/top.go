@@ -77,7 +77,11 @@ func (a *Arrivals) Add(m queue.Message, subject string) {
 	}
 	ar := &Arrival{ID: m.ID, At: m.Created, Sender: m.Sender, ClientIP: m.ClientIP, User: m.User, Subject: subject, Rcpts: map[string]string{}}
 	for _, r := range m.Recipients {
-		ar.Rcpts[r.Address] = string(queue.Queued)
+		st := r.Status
+		if st == "" {
+			st = queue.Queued
+		}
+		ar.Rcpts[r.Address] = string(st)
 	}
 	a.byID[m.ID] = ar
 	a.order = append(a.order, m.ID)

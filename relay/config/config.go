@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	yaml "go.yaml.in/yaml/v4"
 )
 
 // DefaultPath is where the daemon, the CLI and the sendmail shim look for the
@@ -48,6 +50,7 @@ type Config struct {
 	QueueAlarm      QueueAlarm        `yaml:"queue_alarm" json:"queue_alarm"`
 	Webhooks        []Webhook         `yaml:"webhooks" json:"webhooks"`
 	Bounces         Bounces           `yaml:"bounces" json:"bounces"`
+	Breaker         *Breaker          `yaml:"breaker" json:"breaker"`
 
 	// File is the path the config was read from ("" for built-in defaults).
 	File string `yaml:"-" json:"-"`
@@ -153,6 +156,50 @@ type Webhook struct {
 	Timeout    Duration `yaml:"timeout" json:"timeout"`
 }
 
+// Breaker is the per-sender circuit breaker (issue 21): it stops a sender
+// (local user, authenticated user, sender domain) whose recipients fail or
+// are deferred too often. nil, the key absent, is off; a `breaker:` block
+// starts from DefaultBreaker and overrides what it names.
+type Breaker struct {
+	Window        Duration `yaml:"window" json:"window"`
+	MinRecipients int      `yaml:"min_recipients" json:"min_recipients"`
+	MaxFailed     float64  `yaml:"max_failed" json:"max_failed"`
+	MaxDeferred   float64  `yaml:"max_deferred" json:"max_deferred"`
+	Action        string   `yaml:"action" json:"action"` // hold or refuse
+	Notify        []string `yaml:"notify" json:"notify"` // empty: root (its alias)
+	Per           []string `yaml:"per" json:"per"`       // user, sender_domain
+}
+
+// DefaultBreaker is the breaker a `breaker:` block starts from, and the one
+// `facteur install` writes (issue 21 §1).
+func DefaultBreaker() *Breaker {
+	return &Breaker{
+		Window:        Duration(time.Hour),
+		MinRecipients: 20,
+		MaxFailed:     0.25,
+		MaxDeferred:   0.5,
+		Action:        "hold",
+		Notify:        []string{},
+		Per:           []string{"user", "sender_domain"},
+	}
+}
+
+// presetOptional gives the optional blocks present in data their defaults
+// before the strict decode overlays the file on them: a block's absence
+// means off, its presence means the defaults plus what it sets.
+func presetOptional(data []byte, c *Config) {
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return // decodeStrict reports the problem
+	}
+	m := doc.Content[0]
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == "breaker" && m.Content[i+1].Kind == yaml.MappingNode {
+			c.Breaker = DefaultBreaker()
+		}
+	}
+}
+
 // Suppression configures the suppression list (issue 7).
 type Suppression struct {
 	HostUnknownTTL Duration `yaml:"host_unknown_ttl" json:"host_unknown_ttl"`
@@ -233,6 +280,7 @@ func Load(path string) (*Config, error) {
 	c.File = path
 	// Maps replace, not merge: a file that lists aliases gives all of them.
 	c.Aliases, c.Senders = nil, nil
+	presetOptional(data, c)
 	if err := decodeStrict(path, data, c); err != nil {
 		return nil, err
 	}
@@ -268,6 +316,7 @@ func Parse(name string, data []byte) (*Config, error) {
 	c := Default()
 	c.File = name
 	c.Aliases, c.Senders = nil, nil
+	presetOptional(data, c)
 	if err := decodeStrict(name, data, c); err != nil {
 		return nil, err
 	}
@@ -441,7 +490,7 @@ func (c *Config) Validate() error {
 		}
 		for _, e := range w.Events {
 			switch e {
-			case "delivered", "deferred", "bounced", "suppressed", "expired":
+			case "delivered", "deferred", "bounced", "suppressed", "expired", "breaker":
 			default:
 				bad(key+".events", "unknown event %q", e)
 			}
@@ -452,6 +501,40 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Bounces.Listen) > 0 && c.Bounces.Domain == "" {
 		bad("bounces.domain", "the bounce listener needs the domain it accepts mail for")
+	}
+	if b := c.Breaker; b != nil {
+		if b.Window <= 0 {
+			bad("breaker.window", "must be positive")
+		}
+		if b.MinRecipients < 1 {
+			bad("breaker.min_recipients", "must be at least 1")
+		}
+		if b.MaxFailed <= 0 || b.MaxFailed > 1 {
+			bad("breaker.max_failed", "want a share of the recipients in (0, 1], e.g. 0.25, got %v", b.MaxFailed)
+		}
+		if b.MaxDeferred <= 0 || b.MaxDeferred > 1 {
+			bad("breaker.max_deferred", "want a share of the recipients in (0, 1], e.g. 0.5, got %v", b.MaxDeferred)
+		}
+		switch b.Action {
+		case "hold", "refuse":
+		default:
+			bad("breaker.action", "want hold or refuse, got %q", b.Action)
+		}
+		for _, a := range b.Notify {
+			if !plausibleAddress(a) {
+				bad("breaker.notify", "bad address %q", a)
+			}
+		}
+		if len(b.Per) == 0 {
+			bad("breaker.per", "name at least one of user, sender_domain")
+		}
+		for _, p := range b.Per {
+			switch p {
+			case "user", "sender_domain":
+			default:
+				bad("breaker.per", "want user or sender_domain, got %q", p)
+			}
+		}
 	}
 	switch c.Suppression.OnRcpt {
 	case "refuse", "drop":

@@ -13,6 +13,7 @@ import (
 	"facteur/policy"
 	"facteur/queue"
 	"facteur/relay/address"
+	"facteur/relay/breaker"
 	"facteur/relay/delivery"
 	"facteur/relay/local"
 	"facteur/relay/tlspolicy"
@@ -80,6 +81,7 @@ func (s *Scheduler) record(ctx context.Context, it *item, provider, domain strin
 			attrs = append(attrs, connAttrs(c)...)
 			attrs = append(attrs, "attempt", s.attempts(it, rcpt)+1, "delay", now.Sub(it.msg.Created), "resp", rr.Reply.String())
 			s.log.Info("delivered", attrs...)
+			out.observe(it, rcpt, breaker.Delivered, policy.Decision{}, rr.Reply.String(), now)
 			out.events = append(out.events, DeliveryEvent{Event: "delivered", ID: it.msg.ID, Sender: it.msg.Sender, Rcpt: rcpt, Provider: provider, Response: rr.Reply.String(), At: now, Latency: now.Sub(it.msg.Created), TLS: mode})
 		case ok && rr.Reply.Known():
 			s.judge(&out, it, rcpt, provider, domain, c, toPolicy(rr.Reply), rr.Reply.Local, now)
@@ -126,6 +128,16 @@ type outcome struct {
 	// refusal is the TLS policy that kept the item from any connection:
 	// its host and mode go in the log and the queue instead of a session's.
 	refusal *tlspolicy.Refusal
+	// seen are the attempts' outcomes for the breaker (issue 21).
+	seen []breaker.Outcome
+}
+
+func (o *outcome) observe(it *item, rcpt string, st breaker.Status, d policy.Decision, reply string, now time.Time) {
+	// A deferral by our own TLS policy is the destination's doing, as a
+	// provider-wide action is: not the sender's.
+	wide := d.Action.ProviderWide() || o.refusal != nil
+	o.seen = append(o.seen, breaker.Outcome{ID: string(it.msg.ID), Rcpt: rcpt, Status: st, Class: string(d.Class),
+		ProviderWide: wide, Reply: reply, At: now})
 }
 
 // judge turns a failing reply into the recipient's update, logging it; a
@@ -175,6 +187,7 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 			b.suppress = &d
 		}
 		b.mailboxFull = d.Class == policy.MailboxFull && r.Permanent()
+		out.observe(it, rcpt, breaker.Bounced, d, r.String(), now)
 		out.ups = append(out.ups, u)
 		out.bounced = append(out.bounced, b)
 		return
@@ -202,8 +215,10 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 		out.events = append(out.events, DeliveryEvent{Event: "expired", ID: it.msg.ID, Sender: it.msg.Sender, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now, TLS: mode})
 		out.ups = append(out.ups, u)
 		out.bounced = append(out.bounced, bouncedRcpt{rcpt: rcpt, reply: r, mx: mx, expired: true, lastTime: now})
+		out.observe(it, rcpt, breaker.Expired, d, r.String(), now)
 		return
 	}
+	out.observe(it, rcpt, breaker.Deferred, d, r.String(), now)
 	u.Status = queue.Deferred
 	u.NextAttempt = next
 	s.log.Info("deferred", append(base, "next", next, "resp", r.String())...)
@@ -354,6 +369,11 @@ func (s *Scheduler) commit(ctx context.Context, it *item, out outcome, now time.
 		s.log.Error("record", "qid", string(it.msg.ID), "err", err)
 		return
 	}
+	if s.opts.Breaker != nil {
+		for _, o := range out.seen {
+			s.opts.Breaker.Observe(it.msg, o)
+		}
+	}
 	for _, e := range out.events {
 		s.emit(e)
 	}
@@ -438,6 +458,11 @@ func (s *Scheduler) CancelSuppressed(ctx context.Context, rcpt, why string, now 
 	reply := policy.Reply{Code: 550, Enhanced: "5.1.1", Text: "recipient is suppressed: " + why}
 	for _, c := range cancelled {
 		s.log.Info("suppressed", "qid", string(c.ID), "rcpt", "<"+c.Rcpt+">", "resp", reply.String())
+		if s.opts.Breaker != nil && !c.IsDSN {
+			// Found suppressed: a failure of its sender (issue 21 §1).
+			s.opts.Breaker.Observe(queue.Message{ID: c.ID, Sender: c.Sender, User: c.User, AuthUser: c.AuthUser},
+				breaker.Outcome{ID: string(c.ID), Rcpt: c.Rcpt, Status: breaker.Suppressed, Reply: reply.String(), At: now})
+		}
 		s.emit(DeliveryEvent{Event: "suppressed", ID: c.ID, Sender: c.Sender, Rcpt: c.Rcpt, Response: reply.String(), At: now})
 		s.dsn.bounce(ctx, queue.Message{ID: c.ID, Sender: c.Sender, IsDSN: c.IsDSN, Created: now}, nil,
 			[]bouncedRcpt{{rcpt: c.Rcpt, reply: reply, lastTime: now}}, now)
@@ -495,4 +520,44 @@ func (s *Scheduler) deliverLocal(ctx context.Context, msg queue.Message, rcpts [
 		s.judge(&out, it, rcpt, provider, domain, nil, reply, true, now)
 	}
 	s.commit(ctx, it, out, now)
+}
+
+// stopped holds an item whose sender's breaker is tripped (issue 21): it
+// was due before the trip, or is in a lane already, and must not go out.
+// The hold is recorded with its reason; the recipients wait for
+// `facteur breaker reset`.
+func (s *Scheduler) stopped(ctx context.Context, it *item) bool {
+	if s.opts.Breaker == nil || it.msg.IsDSN {
+		return false
+	}
+	key, ok := s.opts.Breaker.Stopped(it.msg)
+	if !ok {
+		return false
+	}
+	defer s.done(it)
+	now := s.clock.Now()
+	// The daemon's sweep at the trip may have held it since it was read:
+	// then there is nothing to do, and nothing to log twice.
+	cur, err := s.store.Get(ctx, it.msg.ID)
+	if err != nil {
+		return true // gone (deleted meanwhile) or unreadable: not sent either way
+	}
+	var ups []queue.Update
+	for _, rcpt := range it.rcpts {
+		for _, r := range cur.Recipients {
+			if r.Address == rcpt && (r.Status == queue.Queued || r.Status == queue.Deferred) {
+				ups = append(ups, queue.Update{Rcpt: rcpt, Status: queue.Held, HoldReason: breaker.Reason, At: now})
+			}
+		}
+	}
+	if len(ups) == 0 {
+		return true
+	}
+	if err := s.store.Record(ctx, it.msg.ID, ups); err != nil {
+		s.log.Error("record", "qid", string(it.msg.ID), "err", err)
+		return true
+	}
+	k := breaker.Key(key)
+	s.log.Info("held", "qid", string(it.msg.ID), "reason", breaker.Reason, k.Kind(), k.Value(), "nrcpt", len(ups))
+	return true
 }

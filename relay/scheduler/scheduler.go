@@ -17,6 +17,7 @@ import (
 	"facteur/policy"
 	"facteur/queue"
 	"facteur/relay/address"
+	"facteur/relay/breaker"
 	"facteur/relay/delivery"
 	"facteur/relay/resolver"
 	"facteur/relay/tlspolicy"
@@ -83,6 +84,19 @@ type Options struct {
 	// (default 1 h).
 	DeadBackoff    time.Duration
 	DeadMaxBackoff time.Duration
+
+	// Breaker is the per-sender circuit breaker (issue 21); nil: none.
+	Breaker Breaker
+}
+
+// Breaker is the per-sender circuit breaker as the scheduler sees it: it
+// is told every recipient outcome once recorded, and asked before a
+// message goes out whether its sender is stopped. Both are called from the
+// delivery workers, concurrently.
+type Breaker interface {
+	Observe(msg queue.Message, o breaker.Outcome)
+	// Stopped returns the key ("user=www-data") that stops msg's sender.
+	Stopped(msg queue.Message) (key string, ok bool)
 }
 
 // LocalDeliverer appends a message to a local user's mailbox (relay/local).
@@ -710,6 +724,9 @@ func (s *Scheduler) connection(ctx, wctx context.Context, l *lane, provider stri
 // send runs one transaction and records its outcome; false when shutdown
 // cut it (then nothing is recorded: the attempt counts as none).
 func (s *Scheduler) send(ctx, wctx context.Context, it *item, provider, domain string, conn *delivery.Conn) bool {
+	if s.stopped(wctx, it) {
+		return true
+	}
 	body, err := s.store.Body(wctx, it.msg.ID)
 	if err != nil {
 		// Without its body the message cannot go; defer it on its
