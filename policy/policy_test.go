@@ -222,7 +222,7 @@ providers:
 	if got := strings.Join(names, ","); got != "ops-first,yahoo-tss-deferral,yahoo-ip-blocked" {
 		t.Errorf("yahoo rules %s", got)
 	}
-	if d := p.Classify("yahoo", Reply{421, "4.7.0", "[TSS04] deferred"}); d.Duration != 6*time.Hour {
+	if d := p.Classify("yahoo", Reply{Code: 421, Enhanced: "4.7.0", Text: "[TSS04] deferred"}); d.Duration != 6*time.Hour {
 		t.Errorf("replaced rule not used: %s", d)
 	}
 	n, ok := p.Lookup("newco")

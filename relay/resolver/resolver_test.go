@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"facteur/relay/address"
 	"facteur/relay/relaytest"
 )
 
@@ -721,7 +722,7 @@ func FuzzCanonical(f *testing.F) {
 			return
 		}
 		// Property: the result is a valid, idempotent, ASCII FQDN.
-		if !ascii(got) || !strings.HasSuffix(got, ".") || checkName(display(got)) != nil {
+		if !address.IsASCII(got) || !strings.HasSuffix(got, ".") || checkName(display(got)) != nil {
 			t.Fatalf("canonical(%q) = %q: not a valid ASCII FQDN", s, got)
 		}
 		if again, err := canonical(got); err != nil || again != got {

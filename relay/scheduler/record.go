@@ -84,7 +84,9 @@ func (s *Scheduler) record(ctx context.Context, it *item, provider, domain strin
 			out.observe(it, rcpt, breaker.Delivered, policy.Decision{}, rr.Reply.String(), now)
 			out.events = append(out.events, DeliveryEvent{Event: "delivered", ID: it.msg.ID, Sender: it.msg.Sender, Rcpt: rcpt, Provider: provider, Response: rr.Reply.String(), At: now, Latency: now.Sub(it.msg.Created), TLS: mode})
 		case ok && rr.Reply.Known():
-			s.judge(&out, it, rcpt, provider, domain, c, toPolicy(rr.Reply), rr.Reply.Local, now)
+			r := toPolicy(rr.Reply)
+			r.Stage = replyStage(res, rr)
+			s.judge(&out, it, rcpt, provider, domain, c, r, rr.Reply.Local, now)
 		default:
 			// No reply for this recipient: the connection broke before the
 			// server answered. Nothing was acknowledged: defer.
@@ -96,6 +98,21 @@ func (s *Scheduler) record(ctx context.Context, it *item, provider, domain strin
 		}
 	}
 	s.commit(ctx, it, out, now)
+}
+
+// replyStage says which command rr's reply answered, so that the policy
+// never reads a refusal of MAIL FROM (about the sender) as the recipient's
+// (issue 12): MAIL when MAIL was refused, RCPT when this recipient's RCPT
+// was, else DATA.
+func replyStage(res delivery.Result, rr delivery.RcptResult) policy.Stage {
+	switch {
+	case res.Mail.Code >= 400:
+		return policy.StageMail
+	case !rr.Accepted:
+		return policy.StageRcpt
+	default:
+		return policy.StageData
+	}
 }
 
 func (s *Scheduler) attempts(it *item, rcpt string) int {
@@ -114,9 +131,10 @@ type bouncedRcpt struct {
 	expired  bool
 	lastTime time.Time
 	suppress *policy.Decision // the address is to be suppressed, after the record
-	// mailboxFull: a permanent mailbox_full bounce, counted towards the
-	// repeated-bounce suppression of issue 7 §3.
-	mailboxFull bool
+	// soft: a permanent mailbox_full bounce, or another soft bounce (issue
+	// 12), counted towards the repeated-bounce suppression of issue 7 §3.
+	soft  bool
+	class policy.Class
 }
 
 // outcome is what one item's attempt produced: the store updates, then,
@@ -168,6 +186,11 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 		mode = out.refusal.Mode
 	}
 	base = append(base, "attempt", attempt, "delay", now.Sub(it.msg.Created), "class", string(d.Class), "rule", d.Rule)
+	if r.Stage != "" {
+		// The command the reply answered: a refusal of MAIL FROM reads
+		// differently from one of RCPT TO (issue 12).
+		base = append(base, "stage", string(r.Stage))
+	}
 	if len(d.Auth) > 0 {
 		base = append(base, "missing", strings.Join(d.Auth, ","))
 	}
@@ -186,7 +209,10 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 		if d.Suppress {
 			b.suppress = &d
 		}
-		b.mailboxFull = d.Class == policy.MailboxFull && r.Permanent()
+		// A soft bounce (a full mailbox, an unknown user on evidence that
+		// is not conclusive) counts towards the repeated-bounce rule.
+		b.soft = (d.Soft || d.Class == policy.MailboxFull) && r.Permanent()
+		b.class = d.Class
 		out.observe(it, rcpt, breaker.Bounced, d, r.String(), now)
 		out.ups = append(out.ups, u)
 		out.bounced = append(out.bounced, b)
@@ -297,7 +323,7 @@ func (s *Scheduler) failItem(ctx context.Context, it *item, provider, domain str
 	if errors.As(err, &se) {
 		// The server spoke (a 421 or 554 banner, a refused EHLO): judge it
 		// like any reply, so that RP-001 at connect throttles microsoft.
-		reply = policy.Reply{Code: se.Code, Text: se.Message}
+		reply = policy.Reply{Code: se.Code, Text: se.Message, Stage: policy.StageConnect}
 		if se.EnhancedCode != (smtp.EnhancedCode{}) && se.EnhancedCode[0] > 0 {
 			reply.Enhanced = fmt.Sprintf("%d.%d.%d", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
 		}
@@ -384,18 +410,19 @@ func (s *Scheduler) commit(ctx context.Context, it *item, out outcome, now time.
 		switch {
 		case b.suppress != nil:
 			s.suppress(ctx, b.rcpt, *b.suppress, b.reply, now)
-		case b.mailboxFull && s.mailboxFullAgain(ctx, b.rcpt, now):
-			d := policy.Decision{Class: policy.MailboxFull, Action: policy.Bounce, Rule: "mailbox_full repeated", Suppress: true}
+		case b.soft && s.softAgain(ctx, b.class, b.rcpt, now):
+			d := policy.Decision{Class: b.class, Action: policy.Bounce, Rule: string(b.class) + " repeated", Suppress: true}
 			s.suppress(ctx, b.rcpt, d, b.reply, now)
 		}
 	}
 }
 
-// mailboxFullAgain records a permanent mailbox_full bounce of rcpt and
-// says whether the address has now been full long enough to suppress it
-// (the history lives in the queue database, so it survives restarts).
-func (s *Scheduler) mailboxFullAgain(ctx context.Context, rcpt string, now time.Time) bool {
-	key := "mailbox_full/" + strings.ToLower(rcpt)
+// softAgain records a permanent soft bounce of rcpt (mailbox_full, or a
+// class whose evidence was not conclusive) and says whether the address has
+// now bounced so for long enough to suppress it (the history lives in the
+// queue database, so it survives restarts; one history per class).
+func (s *Scheduler) softAgain(ctx context.Context, class policy.Class, rcpt string, now time.Time) bool {
+	key := string(class) + "/" + strings.ToLower(rcpt)
 	var times []time.Time
 	if b, err := s.store.State(ctx, key); err == nil {
 		_ = json.Unmarshal(b, &times)
@@ -410,7 +437,7 @@ func (s *Scheduler) mailboxFullAgain(ctx context.Context, rcpt string, now time.
 		err = s.store.PutState(ctx, key, b)
 	}
 	if err != nil {
-		s.log.Error("mailbox_full history", "rcpt", "<"+rcpt+">", "err", err)
+		s.log.Error(string(class)+" history", "rcpt", "<"+rcpt+">", "err", err)
 	}
 	return s.shaper.MailboxFullSuppress(times, now)
 }

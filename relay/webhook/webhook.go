@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -408,7 +409,7 @@ func (w *Webhook) load(ctx context.Context) ([]stored, error) {
 			}
 			got = append(got, stored{seq: seq, key: k, raw: v})
 		}
-		slices.SortFunc(got, func(a, b stored) int { return cmpU64(a.seq, b.seq) })
+		slices.SortFunc(got, func(a, b stored) int { return cmp.Compare(a.seq, b.seq) })
 		out = append(out, got...)
 		from = min(start+w.block, limit)
 		if len(out) == 0 {
@@ -419,16 +420,6 @@ func (w *Webhook) load(ctx context.Context) ([]stored, error) {
 		out = out[:w.opts.BatchSize]
 	}
 	return out, nil
-}
-
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Run posts the outbox to the URL until ctx is done, then returns nil.
