@@ -37,7 +37,9 @@
 // # Layout and invariants
 //
 // Buckets: messages (ID -> JSON record: envelope and recipients), bodies (ID -> bytes
-// as accepted), due (8-byte big-endian Unix nanoseconds | ID | 0x00 | recipient), addrs
+// as accepted) and zbodies (ID -> Snappy bytes; body.go), where a body of 64 KiB or
+// more is a bucket of its own holding "b" -> bytes (written once, never rewritten with
+// its neighbours' leaf), due (8-byte big-endian Unix nanoseconds | ID | 0x00 | recipient), addrs
 // (lower-cased recipient | 0x00 | ID), suppressions (lower-cased address -> JSON),
 // state (caller's key -> caller's bytes), meta (schema version, counters).
 //

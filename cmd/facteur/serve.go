@@ -286,28 +286,43 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	d.sched = scheduler.New(schedOpts, store, res, scheduler.EngineShaper{E: d.engine}, scheduler.RealClock{}, log)
 
 	d.cleanup = cleanup.New(cleanOpts, store, signer, log)
+	// Issue 11: one guard for the SMTP path and pickup, so that the
+	// maildrop is no way around a limit.
+	abuse := guard.New(guard.Options{
+		PerClientIP:        cfg.Limits.PerClientIP.Rate,
+		PerClientIPTrusted: cfg.Limits.PerClientIPTrusted,
+		PerSender:          cfg.Limits.PerSender.Rate,
+		PerUser:            cfg.Limits.PerUser.Rate,
+		MaxQueue:           cfg.MaxQueue,
+		MinFreeDisk:        cfg.FreeDiskFloor(),
+		DataDir:            cfg.DataDir,
+		QueueSize: func(ctx context.Context) (int, error) {
+			st, err := store.Stats(ctx)
+			return st.Messages, err
+		},
+	})
+	// Large messages spill here while they arrive (issue 11 §3).
+	spoolDir := filepath.Join(cfg.DataDir, "tmp")
+	if err := os.MkdirAll(spoolDir, 0o700); err != nil {
+		return fmt.Errorf("data_dir: %w", err)
+	}
 	d.smtp = submission.New(submission.Options{
-		Hostname:       cfg.Hostname,
-		MaxMessageSize: int64(cfg.MaxMessageSize),
-		MaxRecipients:  cfg.MaxRecipients,
-		Trusted:        prefixes(cfg),
-		DropSuppressed: cfg.Suppression.OnRcpt == "drop",
-		Suppressions:   storeSuppressions{store},
-		Guard: guard.New(guard.Options{
-			PerClientIP: cfg.Limits.PerClientIP.Rate,
-			PerSender:   cfg.Limits.PerSender.Rate,
-			PerUser:     cfg.Limits.PerUser.Rate,
-			MaxQueue:    cfg.MaxQueue,
-			MinFreeDisk: cfg.FreeDiskFloor(),
-			DataDir:     cfg.DataDir,
-			QueueSize: func(ctx context.Context) (int, error) {
-				st, err := store.Stats(ctx)
-				return st.Messages, err
-			},
-		}),
+		Hostname:            cfg.Hostname,
+		MaxMessageSize:      int64(cfg.MaxMessageSize),
+		MaxRecipients:       cfg.MaxRecipients,
+		Trusted:             prefixes(cfg),
+		DropSuppressed:      cfg.Suppression.OnRcpt == "drop",
+		Suppressions:        storeSuppressions{store},
+		Guard:               abuse,
+		MaxConnections:      cfg.MaxConnections,
+		MaxConnectionsPerIP: cfg.MaxConnectionsPerIP,
+		MaxAuthFailures:     cfg.MaxAuthFailures,
+		SenderLogin:         cfg.SenderLogin,
+		SpoolDir:            spoolDir,
 	}, d.cleanup, log)
 	d.admin = &admin.Server{Store: store, Token: cfg.AdminToken, Log: log, Flusher: d, Extra: d.routes(), Decorate: d.decorate, Arrivals: &d.arrivals}
-	d.pickup = &pickup.Pickup{Dir: dropDir, Cleanup: d.cleanup, Log: log,
+	d.pickup = &pickup.Pickup{Dir: dropDir, Cleanup: d.cleanup, Log: log, Guard: abuse,
+		SenderCheck: d.smtp.CheckSenderLogin,
 		// The shim could not learn at RCPT time that a recipient is
 		// suppressed when the daemon was down: drop it here, with a line.
 		Filter: func(ctx context.Context, rcpts []string) []string {
@@ -380,6 +395,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		d.inbound = append(d.inbound, &inbound.Server{Domain: cfg.Bounces.Domain, Hostname: cfg.Hostname,
 			MaxMessageSize: int64(cfg.MaxMessageSize), Handle: d.handleInbound, Log: log})
 	}
+	// The shim's socket (issue 11 §1): DATA_DIR/public, reachable by the
+	// facteur-drop group only, as Postfix's public/ and postdrop.
+	localLn, err := submission.ListenLocal(filepath.Join(cfg.DataDir, "public"), gid)
+	if err != nil {
+		closeAll()
+		return err
+	}
+	smtpLns = append(smtpLns, smtpListener{localLn, submission.Listener{Addr: localLn.Addr().String(), Local: true}})
 	adminLn, err := net.Listen("tcp", string(cfg.Admin))
 	if err != nil {
 		closeAll()
