@@ -185,14 +185,14 @@ func (s *Store) Get(ctx context.Context, id ID) (Message, error) {
 // Body returns a copy of the bytes of message id, as accepted.
 func (s *Store) Body(ctx context.Context, id ID) ([]byte, error) {
 	var body []byte
-	err := s.view(ctx, func(w *wtx) error {
+	err := s.viewSome(ctx, func(w *wtx) error {
 		b, ok, err := w.body(id)
 		if !ok {
 			return fmt.Errorf("message %s: %w", id, ErrNotFound)
 		}
 		body = b
 		return err
-	})
+	}, bucketBodies, bucketZBodies)
 	if err != nil {
 		return nil, fmt.Errorf("body: %w", err)
 	}
@@ -206,37 +206,13 @@ func (s *Store) List(ctx context.Context, f Filter) ([]Message, error) {
 		return nil, fmt.Errorf("list: %w", err)
 	}
 	var out []Message
-	err := s.view(ctx, func(w *wtx) error {
-		if len(f.IDs) > 0 {
-			// A list of IDs is read by key, not by walking the queue.
-			for _, id := range uniqueIDs(f.IDs) {
-				r, err := w.load(id)
-				if errors.Is(err, ErrNotFound) {
-					continue
-				}
-				if err != nil {
-					return err
-				}
-				if f.match(id, r) {
-					out = append(out, r.message(id))
-				}
-			}
-			return nil
-		}
-		return w.msgs.ForEach(func(k, v []byte) error {
-			id := ID(k)
-			r, err := decodeRecord(id, v)
-			if err != nil {
-				return err
-			}
-			if f.match(id, r) {
-				out = append(out, r.message(id))
-			}
-			return ctx.Err()
-		})
+	// Paged (Each), so that a long listing never holds one read transaction.
+	err := s.Each(ctx, f, func(m Message) error {
+		out = append(out, m)
+		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list: %w", err)
+		return nil, err
 	}
 	return out, nil
 }
@@ -251,7 +227,7 @@ func (s *Store) Due(ctx context.Context, now time.Time, max int, skip func(ID, s
 	}
 	end := dueNanos(now)
 	var out []Due
-	err := s.view(ctx, func(w *wtx) error {
+	err := s.viewSome(ctx, func(w *wtx) error {
 		c := w.due.Cursor()
 		for k, _ := c.First(); k != nil && len(out) < max; k, _ = c.Next() {
 			d, err := parseDueKey(k)
@@ -267,7 +243,7 @@ func (s *Store) Due(ctx context.Context, now time.Time, max int, skip func(ID, s
 			out = append(out, d)
 		}
 		return nil
-	})
+	}, bucketDue)
 	if err != nil {
 		return nil, fmt.Errorf("due: %w", err)
 	}
@@ -278,7 +254,7 @@ func (s *Store) Due(ctx context.Context, now time.Time, max int, skip func(ID, s
 func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 	var at time.Time
 	var ok bool
-	err := s.view(ctx, func(w *wtx) error {
+	err := s.viewSome(ctx, func(w *wtx) error {
 		k, _ := w.due.Cursor().First()
 		if k == nil {
 			return nil
@@ -289,7 +265,7 @@ func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 		}
 		at, ok = d.At, true
 		return nil
-	})
+	}, bucketDue)
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("next due: %w", err)
 	}
@@ -598,18 +574,12 @@ func (s *Store) matching(ctx context.Context, f Filter) ([]ID, error) {
 		// Matched again, in its transaction, by each operation.
 		return uniqueIDs(f.IDs), nil
 	}
+	// A page per read transaction (Each): one long reader would stop bbolt from
+	// growing the file, and so hold every Enqueue, for as long as the walk takes.
 	var ids []ID
-	err := s.view(ctx, func(w *wtx) error {
-		return w.msgs.ForEach(func(k, v []byte) error {
-			r, err := decodeRecord(ID(k), v)
-			if err != nil {
-				return err
-			}
-			if f.match(ID(k), r) {
-				ids = append(ids, ID(k))
-			}
-			return nil
-		})
+	err := s.Each(ctx, f, func(m Message) error {
+		ids = append(ids, m.ID)
+		return nil
 	})
 	return ids, err
 }
@@ -732,7 +702,7 @@ func (s *Store) FlushMatching(ctx context.Context, f Filter, now time.Time) (int
 // Stats reads the counters and the oldest message; it costs two key lookups per status.
 func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	st := Stats{Recipients: map[Status]int{}}
-	err := s.view(ctx, func(w *wtx) error {
+	err := s.viewSome(ctx, func(w *wtx) error {
 		st.Messages = int(getU64(w.meta.Get(metaMessages)))
 		for _, s := range Statuses() {
 			st.Recipients[s] = int(getU64(w.meta.Get(metaStatusKey(s))))
@@ -747,7 +717,7 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 		}
 		st.Oldest = r.Created
 		return nil
-	})
+	}, bucketMeta, bucketMsgs)
 	if err != nil {
 		return Stats{}, fmt.Errorf("stats: %w", err)
 	}

@@ -3,6 +3,7 @@ package queue
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 )
 
@@ -21,10 +22,26 @@ func (s *Store) Each(ctx context.Context, f Filter, fn func(Message) error) erro
 		return fmt.Errorf("list: %w", err)
 	}
 	if len(f.IDs) > 0 {
-		// A list of IDs is read by key, not by walking the queue.
-		msgs, err := s.List(ctx, f)
+		// A list of IDs (an operator's few) is read by key, not by walking
+		// the queue.
+		var msgs []Message
+		err := s.view(ctx, func(w *wtx) error {
+			for _, id := range uniqueIDs(f.IDs) {
+				r, err := w.load(id)
+				if errors.Is(err, ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				if f.match(id, r) {
+					msgs = append(msgs, r.message(id))
+				}
+			}
+			return nil
+		})
 		if err != nil {
-			return err
+			return fmt.Errorf("list: %w", err)
 		}
 		for _, m := range msgs {
 			if err := fn(m); err != nil {
@@ -82,7 +99,7 @@ func (s *Store) Each(ctx context.Context, f Filter, fn func(Message) error) erro
 // window with it: one transaction per fetch instead of one per message.
 func (s *Store) GetMany(ctx context.Context, ids []ID) ([]Message, error) {
 	out := make([]Message, 0, len(ids))
-	err := s.view(ctx, func(w *wtx) error {
+	err := s.viewSome(ctx, func(w *wtx) error {
 		for _, id := range ids {
 			b := w.msgs.Get([]byte(id))
 			if b == nil {
@@ -95,7 +112,7 @@ func (s *Store) GetMany(ctx context.Context, ids []ID) ([]Message, error) {
 			out = append(out, r.message(id))
 		}
 		return nil
-	})
+	}, bucketMsgs)
 	if err != nil {
 		return nil, fmt.Errorf("get: %w", err)
 	}

@@ -165,6 +165,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// Listening before anything else, the queue's opening included (and
+	// once the config and policy are known good: a start that fails on
+	// them creates nothing).
+	early, err := bindEarly(cfg)
+	if err != nil {
+		return err
+	}
+	defer early.closeRest()
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
 	}
@@ -354,7 +362,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 	}
 	for _, addr := range cfg.Listen {
-		ln, err := net.Listen("tcp", string(addr))
+		ln, err := early.listen(string(addr))
 		if err != nil {
 			closeAll()
 			return fmt.Errorf("listen %s: %w", addr, err)
@@ -377,7 +385,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			return fmt.Errorf("submission[%d]: %w", i, err)
 		}
 		l.Users = users
-		ln, err := net.Listen("tcp", string(s.Listen))
+		ln, err := early.listen(string(s.Listen))
 		if err != nil {
 			closeAll()
 			return fmt.Errorf("listen %s: %w", s.Listen, err)
