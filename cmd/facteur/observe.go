@@ -19,6 +19,7 @@ import (
 	"facteur/policy"
 	"facteur/relay/admin"
 	"facteur/relay/config"
+	"facteur/relay/maillog"
 	"facteur/relay/metrics"
 )
 
@@ -105,9 +106,9 @@ func (d *daemon) alarmLoop(ctx context.Context) error {
 			if over != d.alarm.Load() {
 				d.alarm.Store(over)
 				if over {
-					d.log.Warn("queue alarm", "messages", st.Messages, "oldest", st.Oldest)
+					d.log.Warn(maillog.QueueAlarm, "messages", st.Messages, "oldest", st.Oldest)
 				} else {
-					d.log.Info("queue alarm cleared", "messages", st.Messages)
+					d.log.Info(maillog.QueueAlarmCleared, "messages", st.Messages)
 				}
 			}
 		}

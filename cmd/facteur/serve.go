@@ -134,7 +134,7 @@ type daemon struct {
 
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	for _, w := range cfg.Warnings() {
-		log.Warn("config", "warning", w)
+		log.Warn(maillog.ConfigWarning, "warning", w)
 	}
 	// Everything that can refuse the start is checked before anything is
 	// created: a start that fails leaves no data_dir behind.
@@ -149,7 +149,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			return err
 		}
 		for _, w := range warnings {
-			log.Warn("dkim", "warning", w)
+			log.Warn(maillog.DKIMWarning, "warning", w)
 		}
 		signer = s
 	}
@@ -199,7 +199,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	d.engine = policy.NewEngine(pol, time.Now())
 	if st, err := store.State(ctx, policyStateKey); err == nil {
 		if err := d.engine.RestoreState(st, time.Now()); err != nil {
-			log.Warn("policy state not restored", "err", err)
+			log.Warn(maillog.PolicyStateNotRestored, "err", err)
 		}
 	}
 
@@ -243,7 +243,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			ev := webhook.Event{Event: webhook.Kind(e.Event), ID: string(e.ID), Sender: e.Sender, Recipient: e.Rcpt,
 				Provider: e.Provider, Class: e.Class, Response: e.Response, Timestamp: e.At}
 			if err := h.Add(hookCtx, ev); err != nil {
-				log.Error("webhook outbox", "qid", string(e.ID), "err", err)
+				log.Error(maillog.WebhookOutbox, "qid", string(e.ID), "err", err)
 			}
 		}
 	}
@@ -289,7 +289,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 	}
 	if _, ok := cleanOpts.Aliases["root"]; !ok {
-		log.Warn("root has no alias: cron's and the system's mail to root goes to the local mailbox "+cfg.MailSpool+"/root; set one with aliases: {root: you@example.com} or in "+cfg.AliasesFile, "hostname", cfg.Hostname)
+		log.Warn(maillog.RootNoAlias, "warning", "cron's and the system's mail to root goes to the local mailbox "+cfg.MailSpool+"/root; set aliases: {root: you@example.com} in the config or root: in "+cfg.AliasesFile)
 	}
 	d.sched = scheduler.New(schedOpts, store, res, scheduler.EngineShaper{E: d.engine}, scheduler.RealClock{}, log)
 
@@ -339,7 +339,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			for _, r := range rcpts {
 				for _, x := range d.cleanup.ExpandRecipient(r) {
 					if why, ok := sup.Suppressed(ctx, x, time.Now()); ok {
-						log.Info("suppressed", "rcpt", "<"+x+">", "client", "maildrop", "resp", "dropped: "+why)
+						log.Info(maillog.Suppressed, "rcpt", "<"+x+">", "client", "maildrop", "resp", "dropped: "+why)
 						continue
 					}
 					keep = append(keep, x)
@@ -456,9 +456,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 		return err
 	})
-	log.Info("started", "listen", fmt.Sprint(cfg.Listen), "admin", string(cfg.Admin), "data_dir", cfg.DataDir, "pid", os.Getpid())
+	log.Info(maillog.Started, "listen", fmt.Sprint(cfg.Listen), "admin", string(cfg.Admin), "data_dir", cfg.DataDir, "pid", os.Getpid())
 	err = g.Wait()
-	log.Info("stopped")
+	log.Info(maillog.Stopped)
 	return err
 }
 
@@ -504,12 +504,12 @@ func loadAliases(cfg *config.Config, log *slog.Logger) map[string]string {
 	if cfg.AliasesFile != "" {
 		m, probs, err := aliases.Load(cfg.AliasesFile)
 		if err != nil {
-			log.Warn("aliases_file not read", "err", err)
+			log.Warn(maillog.AliasesFileUnread, "err", err)
 		} else {
 			fileAliases = m
 		}
 		for _, p := range probs {
-			log.Warn("alias refused", "err", p.Error())
+			log.Warn(maillog.AliasRefused, "err", p.Error())
 		}
 	}
 	merged := aliases.Merge(fileAliases, cfg.Aliases)

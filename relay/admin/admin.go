@@ -20,6 +20,7 @@ import (
 
 	"facteur/policy"
 	"facteur/queue"
+	"facteur/relay/maillog"
 )
 
 // Flusher makes the recipients of the messages f selects due now (the empty
@@ -284,7 +285,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		}
 		// Too late for a status: cut the stream short, so that the client
 		// sees a truncated listing (invalid JSON) rather than a complete one.
-		s.Log.Error("queue list", "err", err)
+		s.Log.Error(maillog.QueueList, "err", err)
 		panic(http.ErrAbortHandler)
 	}
 	out.end()
@@ -417,7 +418,7 @@ func (s *Server) bulk(op string) http.HandlerFunc {
 			WriteError(w, statusFor(err), err)
 			return
 		}
-		event := map[string]string{"delete": "deleted", "hold": "held", "release": "released"}[op]
+		event := map[string]string{"delete": maillog.Deleted, "hold": maillog.Held, "release": maillog.Released}[op]
 		rep := BulkReport{Count: n, IDs: []queue.ID{}}
 		for _, m := range msgs {
 			if !changedBy(op, m) {
