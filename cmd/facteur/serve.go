@@ -162,7 +162,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	d.engine = policy.NewEngine(pol, time.Now())
 	if st, err := store.State(ctx, policyStateKey); err == nil {
 		if err := d.engine.RestoreState(st, time.Now()); err != nil {
-			log.Warn("policy state not restored", "err", err)
+			log.Warn(maillog.PolicyStateNotRestored, "err", err)
 		}
 	}
 
@@ -173,7 +173,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			return err
 		}
 		for _, w := range warnings {
-			log.Warn("dkim", "warning", w)
+			log.Warn(maillog.DKIMWarning, "warning", w)
 		}
 		signer = s
 	}
@@ -230,7 +230,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			ev := webhook.Event{Event: webhook.Kind(e.Event), ID: string(e.ID), Sender: e.Sender, Recipient: e.Rcpt,
 				Provider: e.Provider, Class: e.Class, Response: e.Response, Timestamp: e.At}
 			if err := h.Add(hookCtx, ev); err != nil {
-				log.Error("webhook outbox", "qid", string(e.ID), "err", err)
+				log.Error(maillog.WebhookOutbox, "qid", string(e.ID), "err", err)
 			}
 		}
 	}
@@ -298,7 +298,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			for _, r := range rcpts {
 				for _, x := range d.cleanup.ExpandRecipient(r) {
 					if why, ok := sup.Suppressed(ctx, x, time.Now()); ok {
-						log.Info("suppressed", "rcpt", "<"+x+">", "client", "maildrop", "resp", "dropped: "+why)
+						log.Info(maillog.Suppressed, "rcpt", "<"+x+">", "client", "maildrop", "resp", "dropped: "+why)
 						continue
 					}
 					keep = append(keep, x)
@@ -415,9 +415,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 		return err
 	})
-	log.Info("started", "listen", fmt.Sprint(cfg.Listen), "admin", string(cfg.Admin), "data_dir", cfg.DataDir, "pid", os.Getpid())
+	log.Info(maillog.Started, "listen", fmt.Sprint(cfg.Listen), "admin", string(cfg.Admin), "data_dir", cfg.DataDir, "pid", os.Getpid())
 	err = g.Wait()
-	log.Info("stopped")
+	log.Info(maillog.Stopped)
 	return err
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"facteur/queue"
 	"facteur/relay/address"
+	"facteur/relay/maillog"
 )
 
 // Options are the config values cleanup applies.
@@ -228,7 +229,7 @@ func (c *Cleanup) Process(ctx context.Context, m Message, now time.Time) (queue.
 			if errors.As(err, &se) {
 				resp = fmt.Sprintf("%d %d.%d.%d %s", se.Code, se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2], se.Message)
 			}
-			c.log.Warn("refused", append([]any{"from", "<" + sender + ">", "client", m.ClientIP, "resp", resp}, attrs...)...)
+			c.log.Warn(maillog.Refused, append([]any{"from", "<" + sender + ">", "client", m.ClientIP, "resp", resp}, attrs...)...)
 			return "", err
 		}
 		env.Hold, holdAttrs = reason, attrs
@@ -238,7 +239,7 @@ func (c *Cleanup) Process(ctx context.Context, m Message, now time.Time) (queue.
 		if errors.Is(err, queue.ErrFull) {
 			return "", errStoreFull
 		}
-		c.log.Error("enqueue failed", "err", err)
+		c.log.Error(maillog.EnqueueFailed, "err", err)
 		return "", errStore
 	}
 	attrs := []any{"qid", string(qid), "from", "<" + sender + ">", "size", len(msg), "nrcpt", len(rcpts),
@@ -266,9 +267,9 @@ func (c *Cleanup) Process(ctx context.Context, m Message, now time.Time) (queue.
 	if dkimNote != "" {
 		attrs = append(attrs, "dkim", dkimNote)
 	}
-	c.log.Info("received", attrs...)
+	c.log.Info(maillog.Received, attrs...)
 	if env.Hold != "" {
-		c.log.Info("held", append([]any{"qid", string(qid), "reason", env.Hold}, holdAttrs...)...)
+		c.log.Info(maillog.Held, append([]any{"qid", string(qid), "reason", env.Hold}, holdAttrs...)...)
 	}
 	if c.opts.Notify != nil {
 		c.opts.Notify()

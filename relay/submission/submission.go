@@ -35,6 +35,7 @@ import (
 	"facteur/relay/address"
 	"facteur/relay/cleanup"
 	"facteur/relay/guard"
+	"facteur/relay/maillog"
 )
 
 // Suppressions answers whether a recipient is suppressed (issue 7). The
@@ -358,7 +359,7 @@ func (ss *session) refuse(err *smtp.SMTPError, kv ...any) error {
 	}
 	attrs = append(attrs, kv...)
 	attrs = append(attrs, "resp", formatReply(err))
-	ss.s.log.Warn("refused", attrs...)
+	ss.s.log.Warn(maillog.Refused, attrs...)
 	if ss.c != nil {
 		ss.c.logged.Store(true)
 	}
@@ -507,7 +508,7 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		if sup := ss.s.opts.Suppressions; sup != nil {
 			if why, ok := sup.Suppressed(context.Background(), r, ss.s.opts.Now()); ok {
 				if ss.s.opts.DropSuppressed || len(expanded) > 1 {
-					ss.s.log.Info("suppressed", "rcpt", "<"+r+">", "client", ss.client(), "resp", "accepted and dropped: "+why)
+					ss.s.log.Info(maillog.Suppressed, "rcpt", "<"+r+">", "client", ss.client(), "resp", "accepted and dropped: "+why)
 				} else {
 					refusal = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "<" + r + ">: " + why}
 				}
@@ -558,7 +559,7 @@ func (ss *session) Data(r io.Reader) error {
 		if errors.As(err, &se) {
 			return ss.refuse(se)
 		}
-		ss.s.log.Warn("data", "client", ss.client(), "err", err)
+		ss.s.log.Warn(maillog.Data, "client", ss.client(), "err", err)
 		return ss.refuse(&smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Error reading message"})
 	}
 	if ss.c != nil {
@@ -583,7 +584,7 @@ func (ss *session) Data(r io.Reader) error {
 	defer release()
 	data, err := sp.bytes()
 	if err != nil {
-		ss.s.log.Error("data", "client", ss.client(), "err", err)
+		ss.s.log.Error(maillog.Data, "client", ss.client(), "err", err)
 		return ss.refuse(errBusy)
 	}
 	sp.close()
