@@ -456,7 +456,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 		return err
 	})
-	log.Info(maillog.Started, "listen", fmt.Sprint(cfg.Listen), "admin", string(cfg.Admin), "data_dir", cfg.DataDir, "pid", os.Getpid())
+	log.Info(maillog.Started, "listen", fmt.Sprint(cfg.Listen), "socket", localLn.Addr().String(), "admin", string(cfg.Admin), "data_dir", cfg.DataDir, "pid", os.Getpid())
 	err = g.Wait()
 	log.Info(maillog.Stopped)
 	return err

@@ -20,6 +20,7 @@ import (
 	"facteur/policy"
 	"facteur/policy/bounce"
 	"facteur/queue"
+	"facteur/relay/clock"
 	"facteur/relay/delivery"
 	"facteur/relay/local"
 	"facteur/relay/relaytest"
@@ -33,7 +34,7 @@ var t0 = time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 type harness struct {
 	t      *testing.T
 	store  *queue.Store
-	clock  *FakeClock
+	clock  *clock.Fake
 	sched  *Scheduler
 	engine *policy.Engine
 	dns    *relaytest.DNSServer
@@ -73,7 +74,7 @@ func newHarnessWith(t *testing.T, port int, zones map[string]relaytest.Zone, twe
 		t.Fatal(err)
 	}
 	dnsSrv := relaytest.NewDNS(t, zones)
-	clock := NewFakeClock(t0)
+	clock := clock.NewFake(t0)
 	res, err := resolver.New(resolver.Options{Server: dnsSrv.Addr(), Timeout: 2 * time.Second, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
