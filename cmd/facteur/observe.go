@@ -244,7 +244,7 @@ func cmdStatus(args []string) int {
 		lh["delivered"], lh["deferred"], lh["bounced"], lh["expired"], lh["suppressed"])
 	for _, b := range st.Breaker {
 		fmt.Printf("\nbreaker: %s stopped since %s, %s, %d message%s held (facteur breaker reset %s)\n",
-			b.Key, b.At.Local().Format(time.DateTime), b.Summary(), b.Held, plural(b.Held), b.Key)
+			b.Key, b.At.Local().Format(admin.TextTime), b.Summary(), b.Held, plural(b.Held), b.Key)
 	}
 	if len(st.Suspended) == 0 {
 		fmt.Println("\nno provider suspended")
