@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,7 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -80,11 +81,8 @@ func (d *daemon) queueDepth(ctx context.Context) ([]metrics.QueueDepth, error) {
 	for k, n := range counts {
 		out = append(out, metrics.QueueDepth{Provider: k[0], Status: k[1], Count: n})
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Provider != out[j].Provider {
-			return out[i].Provider < out[j].Provider
-		}
-		return out[i].Status < out[j].Status
+	slices.SortFunc(out, func(a, b metrics.QueueDepth) int {
+		return cmp.Or(cmp.Compare(a.Provider, b.Provider), cmp.Compare(a.Status, b.Status))
 	})
 	return out, nil
 }
