@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"facteur/relay/relaytest"
 )
@@ -265,6 +266,12 @@ try { $m->send(); echo "sent\n"; } catch (Exception $e) { echo "failed: ", $m->E
 	r.waitLog(" rcpt=<down3@example.org>")
 	r.waitLog(" rcpt=<down0@example.org>,<down0b@example.org>")
 	r.waitLog(fmt.Sprintf("maildrop message waits level=warn file=%s", filepath.Join(data, "maildrop")))
+	// Pickup logs a file's acceptance just before it removes it: wait for
+	// the removals, then alice's second file must still be there.
+	deadline := time.Now().Add(10 * time.Second)
+	for dropped(t, data) > 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if n := dropped(t, data); n != 1 {
 		t.Errorf("the maildrop should keep alice's second file: %d files", n)
 	}
