@@ -49,6 +49,8 @@ type scope struct {
 	until  time.Time // no new connection before this
 	reason string    // the reply that caused the suspension
 	cause  Action    // Suspend or Backoff
+	// scope is what the reply that caused the window judged (issue 14).
+	scope Scope
 	// backoff is the number of backoff windows since the last delivery.
 	backoff int
 	// throttle is the number of rate divisions in force; throttledAt the last change.
@@ -321,7 +323,7 @@ func (e *Engine) Observe(provider, domain string, r Reply, now time.Time) Outcom
 	switch d.Action {
 	case Suspend:
 		if until := now.Add(d.Duration); until.After(s.until) {
-			s.until, s.reason, s.cause = until, r.String(), Suspend
+			s.until, s.reason, s.cause, s.scope = until, r.String(), Suspend, ScopeOf(d, r)
 			ev.Kind, ev.Until = Suspended, until
 			out.Events = append(out.Events, ev)
 		}
@@ -334,7 +336,7 @@ func (e *Engine) Observe(provider, domain string, r Reply, now time.Time) Outcom
 		if until := now.Add(win); until.After(s.until) {
 			s.until = until
 		}
-		s.reason, s.cause = r.String(), Backoff
+		s.reason, s.cause, s.scope = r.String(), Backoff, ScopeOf(d, r)
 		ev.Kind, ev.Until, ev.BackoffLevel = Suspended, s.until, s.backoff
 		out.Events = append(out.Events, ev)
 	case Throttle:

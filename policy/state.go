@@ -21,6 +21,12 @@ type ProviderState struct {
 	// SuspendedUntil is RFC 3339, null when not suspended.
 	SuspendedUntil  *time.Time `json:"suspended_until"`
 	SuspendedReason *string    `json:"suspended_reason"`
+	// Scope is what the reply behind the suspension judged (ip, domain,
+	// provider), null when not suspended (issue 14).
+	Scope *Scope `json:"scope"`
+	// ClusterConnections counts the connections open from every node of
+	// the cluster sending from this node's IP; absent without a cluster.
+	ClusterConnections *int `json:"cluster_connections,omitempty"`
 	// ThrottledRate is the rate in force while throttled (`500/h`), null otherwise.
 	ThrottledRate *string `json:"throttled_rate"`
 	BackoffLevel  int     `json:"backoff_level"`
@@ -36,8 +42,11 @@ type DestinationState struct {
 	Deferred        int        `json:"deferred"`
 	SuspendedUntil  *time.Time `json:"suspended_until"`
 	SuspendedReason *string    `json:"suspended_reason"`
+	Scope           *Scope     `json:"scope"`
 	ThrottledRate   *string    `json:"throttled_rate"`
 	BackoffLevel    int        `json:"backoff_level"`
+	// ClusterConnections: as ProviderState's.
+	ClusterConnections *int `json:"cluster_connections,omitempty"`
 }
 
 // Snapshot returns the state of every provider of the policy in force, sorted by name, the
@@ -69,6 +78,7 @@ func (e *Engine) Snapshot(now time.Time) []ProviderState {
 				}
 				if s := e.scopes[k]; s != nil {
 					ds.SuspendedUntil, ds.SuspendedReason, ds.ThrottledRate, ds.BackoffLevel = e.scopeState(pr, s, now)
+					ds.Scope = scopeOf(s, now)
 				}
 				ps.Destinations = append(ps.Destinations, ds)
 			}
@@ -79,11 +89,25 @@ func (e *Engine) Snapshot(now time.Time) []ProviderState {
 			_, _, sk := e.keys(pr.Name, "")
 			if s := e.scopes[sk]; s != nil {
 				ps.SuspendedUntil, ps.SuspendedReason, ps.ThrottledRate, ps.BackoffLevel = e.scopeState(pr, s, now)
+				ps.Scope = scopeOf(s, now)
 			}
 		}
 		out = append(out, ps)
 	}
 	return out
+}
+
+// scopeOf is the scope of s's window in force, nil when none (a window
+// restored from a state saved before issue 14 is the provider's).
+func scopeOf(s *scope, now time.Time) *Scope {
+	if !now.Before(s.until) {
+		return nil
+	}
+	sc := s.scope
+	if sc == "" {
+		sc = ScopeProvider
+	}
+	return &sc
 }
 
 func (e *Engine) scopeState(pr *Provider, s *scope, now time.Time) (*time.Time, *string, *string, int) {
@@ -143,6 +167,7 @@ type savedScope struct {
 	SuspendedUntil time.Time `json:"suspended_until,omitzero"`
 	Reason         string    `json:"reason,omitempty"`
 	Cause          Action    `json:"cause,omitempty"`
+	Scope          Scope     `json:"scope,omitempty"`
 	BackoffLevel   int       `json:"backoff_level,omitempty"`
 	ThrottleLevel  int       `json:"throttle_level,omitempty"`
 	ThrottledAt    time.Time `json:"throttled_at,omitzero"`
@@ -160,7 +185,7 @@ func (e *Engine) MarshalState() ([]byte, error) {
 		if s.until.IsZero() && s.backoff == 0 && s.throttle == 0 {
 			continue
 		}
-		st.Scopes = append(st.Scopes, savedScope{Key: k, SuspendedUntil: s.until.UTC(), Reason: s.reason, Cause: s.cause,
+		st.Scopes = append(st.Scopes, savedScope{Key: k, SuspendedUntil: s.until.UTC(), Reason: s.reason, Cause: s.cause, Scope: s.scope,
 			BackoffLevel: s.backoff, ThrottleLevel: s.throttle, ThrottledAt: s.throttledAt.UTC()})
 	}
 	b, err := json.Marshal(st)
@@ -191,7 +216,7 @@ func (e *Engine) RestoreState(b []byte, now time.Time) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, s := range st.Scopes {
-		sc := &scope{until: s.SuspendedUntil, reason: s.Reason, cause: s.Cause, backoff: s.BackoffLevel,
+		sc := &scope{until: s.SuspendedUntil, reason: s.Reason, cause: s.Cause, scope: s.Scope, backoff: s.BackoffLevel,
 			throttle: s.ThrottleLevel, throttledAt: s.ThrottledAt}
 		if sc.idle(now) {
 			continue

@@ -45,6 +45,9 @@ type Store struct {
 
 	// commits counts bolt write transactions, for the benchmarks' writes-per-commit.
 	commits atomic.Int64
+
+	// suppHook, when set, is told of every change of the suppression list (issue 14).
+	suppHook atomic.Pointer[SuppressionHook]
 }
 
 // Open opens or creates the queue database at path. It starts no goroutine.

@@ -80,6 +80,36 @@ func (w *wtx) putSupp(s Suppression) error {
 	return nil
 }
 
+// SuppressionHook is told of each change of the suppression list made through a Store,
+// after its commit: added is the entry as stored, or removed the address that left the list.
+// A fleet of nodes shares its list through it (issue 14).
+type SuppressionHook func(ctx context.Context, added *Suppression, removed string)
+
+// OnSuppression sets the hook (nil: none).
+func (s *Store) OnSuppression(h SuppressionHook) {
+	if h == nil {
+		s.suppHook.Store(nil)
+		return
+	}
+	s.suppHook.Store(&h)
+}
+
+type replicatedKey struct{}
+
+// Replicated marks ctx as applying a change another node made: the hook is not told of it,
+// so that it does not go back to where it came from.
+func Replicated(ctx context.Context) context.Context {
+	return context.WithValue(ctx, replicatedKey{}, true)
+}
+
+func (s *Store) suppChanged(ctx context.Context, added *Suppression, removed string) {
+	h := s.suppHook.Load()
+	if h == nil || ctx.Value(replicatedKey{}) != nil {
+		return
+	}
+	(*h)(ctx, added, removed)
+}
+
 // Suppress adds s to the list, or merges it into the entry for the same address: that
 // keeps its FirstSeen, takes LastSeen, Reason, Response, Source and Expires from s, and
 // counts one more. s.LastSeen is required (time is the caller's); FirstSeen defaults to
@@ -112,6 +142,7 @@ func (s *Store) Suppress(ctx context.Context, sup Suppression) (Suppression, err
 	if err != nil {
 		return Suppression{}, fmt.Errorf("suppress: %w", err)
 	}
+	s.suppChanged(ctx, &out, "")
 	return out, nil
 }
 
@@ -128,6 +159,7 @@ func (s *Store) PutSuppression(ctx context.Context, sup Suppression) error {
 	if err != nil {
 		return fmt.Errorf("put suppression: %w", err)
 	}
+	s.suppChanged(ctx, &sup, "")
 	return nil
 }
 
@@ -162,6 +194,9 @@ func (s *Store) Unsuppress(ctx context.Context, addr string) (bool, error) {
 	})
 	if err != nil {
 		return false, fmt.Errorf("unsuppress %s: %w", addr, err)
+	}
+	if found {
+		s.suppChanged(ctx, nil, string(key))
 	}
 	return found, nil
 }

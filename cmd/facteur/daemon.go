@@ -394,6 +394,7 @@ func (d *daemon) providers(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	d.clusterConnections(states)
 	admin.WriteJSON(w, http.StatusOK, states)
 }
 
@@ -404,6 +405,7 @@ func (d *daemon) resume(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d.log.Info(string(ev.Kind), ev.LogAttrs()...)
+	d.clusterResumed(ev, time.Now())
 	d.savePolicyState(r.Context())
 	d.sched.Wake()
 	admin.WriteJSON(w, http.StatusOK, map[string]string{"resumed": r.PathValue("name")})

@@ -21,6 +21,7 @@ import (
 	"facteur/relay/admin"
 	"facteur/relay/config"
 	"facteur/relay/maillog"
+	"facteur/relay/cluster"
 	"facteur/relay/metrics"
 	"facteur/relay/scheduler"
 )
@@ -58,7 +59,16 @@ func (d *daemon) newMetrics() *metrics.Metrics {
 		Alarm:          d.alarm.Load,
 		WebhookPending: d.webhookPending,
 		BreakerTripped: d.breakerTripped,
+		ClusterUp:      d.clusterUp(),
 	})
+}
+
+// clusterUp is the source of facteur_cluster_up, nil alone.
+func (d *daemon) clusterUp() func() bool {
+	if d.cluster == nil {
+		return nil
+	}
+	return d.cluster.Up
 }
 
 // queueDepth counts recipients by provider and status, from the queue's
@@ -133,6 +143,8 @@ type Status struct {
 	// Dead lists the destinations that do not answer, their mail deferred
 	// until a probe at Until finds them alive (issue 19 §4).
 	Dead []scheduler.DeadDest `json:"dead"`
+	// Cluster is the link to the fleet (issue 14); absent alone.
+	Cluster *cluster.Status `json:"cluster,omitempty"`
 }
 
 // SuspendedProvider names a provider (or default destination) on hold.
@@ -157,6 +169,10 @@ func (d *daemon) status(w http.ResponseWriter, r *http.Request) {
 	out := Status{Now: now, Messages: st.Messages, Queue: depth, LastHour: d.metrics.LastHour(now), Alarm: d.alarm.Load(), Suspended: []SuspendedProvider{}, Dead: d.sched.Dead()}
 	if !st.Oldest.IsZero() {
 		out.Oldest = &st.Oldest
+	}
+	if d.cluster != nil {
+		cs := d.cluster.Status()
+		out.Cluster = &cs
 	}
 	if out.Queue == nil {
 		out.Queue = []metrics.QueueDepth{}
@@ -248,6 +264,7 @@ func cmdStatus(args []string) int {
 		fmt.Printf("\nbreaker: %s stopped since %s, %s, %d message%s held (facteur breaker reset %s)\n",
 			b.Key, b.At.Local().Format(admin.TextTime), b.Summary(), b.Held, plural(b.Held), b.Key)
 	}
+	printClusterStatus(st.Cluster)
 	for _, x := range st.Dead {
 		fmt.Printf("\ndead: %s, next probe %s (in %s): %s\n", x.Dest, x.Until.Local().Format(time.DateTime), time.Until(x.Until).Round(time.Second), strings.TrimSpace(x.Reason))
 	}

@@ -30,6 +30,7 @@ import (
 	"facteur/relay/admin"
 	"facteur/relay/aliases"
 	"facteur/relay/cleanup"
+	"facteur/relay/cluster"
 	"facteur/relay/config"
 	"facteur/relay/guard"
 	"facteur/relay/inbound"
@@ -131,6 +132,9 @@ type daemon struct {
 	flushReq chan time.Time
 
 	policyMu sync.Mutex // serialises reloads and state saves
+
+	// cluster is the link to the fleet's Redis (issue 14); nil alone.
+	cluster *cluster.Cluster
 }
 
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
@@ -221,6 +225,12 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 		return n
 	}
+	if d.cluster, err = newCluster(cfg, log); err != nil {
+		return err
+	}
+	if d.cluster != nil {
+		defer d.cluster.Close()
+	}
 	d.metrics = d.newMetrics()
 	schedOpts.OnProviderEvent = func(evs []policy.Event) {
 		// Saved even during shutdown's grace period: the state must
@@ -292,7 +302,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if _, ok := cleanOpts.Aliases["root"]; !ok {
 		log.Warn(maillog.RootNoAlias, "warning", "cron's and the system's mail to root goes to the local mailbox "+cfg.MailSpool+"/root; set aliases: {root: you@example.com} in the config or root: in "+cfg.AliasesFile)
 	}
-	d.sched = scheduler.New(schedOpts, store, res, scheduler.EngineShaper{E: d.engine}, scheduler.RealClock{}, log)
+	shaper := scheduler.EngineShaper{E: d.engine}
+	if d.cluster != nil {
+		shaper.Fleet = d.cluster
+	}
+	d.sched = scheduler.New(schedOpts, store, res, shaper, scheduler.RealClock{}, log)
+	if d.cluster != nil {
+		d.wireCluster(ctx)
+	}
 
 	d.cleanup = cleanup.New(cleanOpts, store, signer, log)
 	// Issue 11: one guard for the SMTP path and pickup, so that the
@@ -440,6 +457,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	g.Go(func() error { return d.pickup.Run(gctx) })
 	g.Go(func() error { return d.sched.Run(gctx) })
+	if d.cluster != nil {
+		g.Go(func() error { return d.cluster.Run(gctx) })
+	}
 	g.Go(func() error { return d.flushLoop(gctx) })
 	g.Go(func() error { return d.reloadOnHUP(gctx) })
 	g.Go(func() error { return d.alarmLoop(gctx) })

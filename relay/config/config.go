@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -53,6 +54,10 @@ type Config struct {
 	Webhooks        []Webhook         `yaml:"webhooks" json:"webhooks"`
 	Bounces         Bounces           `yaml:"bounces" json:"bounces"`
 	Breaker         *Breaker          `yaml:"breaker" json:"breaker"`
+	// Cluster shares shaping state and the suppression list with other
+	// facteur nodes through Redis (issue 14); nil, the key absent, is a
+	// single node.
+	Cluster *Cluster `yaml:"cluster" json:"cluster"`
 	// Issue 11: connection and AUTH limits of the SMTP listeners, the
 	// senders a local user may use, and the maildrop's per-user quota.
 	MaxConnections      int                 `yaml:"max_connections" json:"max_connections"`
@@ -191,6 +196,26 @@ type Breaker struct {
 	Per           []string `yaml:"per" json:"per"`       // user, sender_domain
 }
 
+// Cluster is the `cluster:` block (issue 14): the Redis the fleet shares
+// (one server, a Sentinel set with master_name, or a Redis Cluster: the
+// addresses of its nodes), this node's name, the key prefix and the
+// connection-lease period.
+type Cluster struct {
+	Redis        []string `yaml:"redis" json:"redis"`
+	MasterName   string   `yaml:"master_name" json:"master_name"`
+	PasswordFile string   `yaml:"password_file" json:"password_file"`
+	TLS          bool     `yaml:"tls" json:"tls"`
+	Node         string   `yaml:"node" json:"node"`
+	Prefix       string   `yaml:"prefix" json:"prefix"`
+	Lease        Duration `yaml:"lease" json:"lease"`
+}
+
+// DefaultCluster is what a `cluster:` block starts from.
+func DefaultCluster() *Cluster {
+	host, _ := os.Hostname()
+	return &Cluster{Node: host, Prefix: "facteur:", Lease: Duration(30 * time.Second)}
+}
+
 // DefaultBreaker is the breaker a `breaker:` block starts from, and the one
 // `facteur install` writes (issue 21 §1).
 func DefaultBreaker() *Breaker {
@@ -217,6 +242,9 @@ func presetOptional(data []byte, c *Config) {
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		if m.Content[i].Value == "breaker" && m.Content[i+1].Kind == yaml.MappingNode {
 			c.Breaker = DefaultBreaker()
+		}
+		if m.Content[i].Value == "cluster" && m.Content[i+1].Kind == yaml.MappingNode {
+			c.Cluster = DefaultCluster()
 		}
 	}
 }
@@ -574,6 +602,32 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Bounces.Listen) > 0 && c.Bounces.Domain == "" {
 		bad("bounces.domain", "the bounce listener needs the domain it accepts mail for")
+	}
+	if cl := c.Cluster; cl != nil {
+		if len(cl.Redis) == 0 {
+			bad("cluster.redis", "at least one Redis address (host:port) is needed")
+		}
+		for _, a := range cl.Redis {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				bad("cluster.redis", "bad address %q: want host:port", a)
+			}
+		}
+		if strings.TrimSpace(cl.Node) == "" || strings.ContainsAny(cl.Node, " \t\r\n:") {
+			// Two nodes with one name would share one heartbeat and
+			// release each other's connection leases.
+			bad("cluster.node", "each node needs its own name (no blanks or colons), got %q", cl.Node)
+		}
+		if cl.Prefix == "" {
+			bad("cluster.prefix", "must not be empty (it keeps facteur's keys apart in a shared Redis)")
+		}
+		if cl.Lease < Duration(3*time.Second) {
+			bad("cluster.lease", "must be at least 3s (leases are renewed every third of it), got %s", FormatDuration(time.Duration(cl.Lease)))
+		}
+		if cl.PasswordFile != "" {
+			if _, err := os.ReadFile(cl.PasswordFile); err != nil {
+				bad("cluster.password_file", "cannot read it: %v", err)
+			}
+		}
 	}
 	if b := c.Breaker; b != nil {
 		if b.Window <= 0 {

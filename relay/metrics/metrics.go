@@ -38,6 +38,9 @@ type Sources struct {
 	// BreakerTripped returns the senders the circuit breaker stops now
 	// ("user=www-data"); may be nil.
 	BreakerTripped func() []string
+	// ClusterUp reports whether the link to the fleet's Redis is up; nil
+	// without a cluster (issue 14).
+	ClusterUp func() bool
 }
 
 // ProviderGauge is a provider's live state.
@@ -168,10 +171,11 @@ var (
 	alarmDesc = prometheus.NewDesc("facteur_queue_alarm", "1 while the queue is deeper or older than queue_alarm.", nil, nil)
 	breakDesc = prometheus.NewDesc("facteur_breaker_tripped", "1 for each sender the circuit breaker stops, until breaker reset.",
 		[]string{"sender"}, nil)
+	clusterDesc = prometheus.NewDesc("facteur_cluster_up", "1 while the link to the cluster's Redis is up, 0 while the node shapes alone on its share.", nil, nil)
 )
 
 func (g *gauges) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{depthDesc, oldestDesc, connsDesc, suspDesc, hookDesc, alarmDesc, breakDesc} {
+	for _, d := range []*prometheus.Desc{depthDesc, oldestDesc, connsDesc, suspDesc, hookDesc, alarmDesc, breakDesc, clusterDesc} {
 		ch <- d
 	}
 }
@@ -207,6 +211,13 @@ func (g *gauges) Collect(ch chan<- prometheus.Metric) {
 			v = 1
 		}
 		ch <- prometheus.MustNewConstMetric(alarmDesc, prometheus.GaugeValue, v)
+	}
+	if g.src.ClusterUp != nil {
+		v := 0.0
+		if g.src.ClusterUp() {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(clusterDesc, prometheus.GaugeValue, v)
 	}
 	if g.src.BreakerTripped != nil {
 		for _, k := range g.src.BreakerTripped() {

@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"fmt"
 	"time"
 
 	"facteur/policy"
@@ -52,8 +53,28 @@ type Verdict struct {
 	Events   []policy.Event
 }
 
-// EngineShaper is the Shaper of a running facteur: the policy engine.
-type EngineShaper struct{ E *policy.Engine }
+// EngineShaper is the Shaper of a running facteur: the policy engine, and
+// the fleet's shared counts when Fleet is set (issue 14).
+type EngineShaper struct {
+	E     *policy.Engine
+	Fleet Fleet
+}
+
+// Fleet is what the scheduler asks of the nodes it shares its limits and
+// reputation with (relay/cluster): connection slots and rates counted for
+// every node sending from the same source IP, and the news of what this
+// node learned. Its calls have short timeouts and fall back to this node's
+// share of each limit by themselves.
+type Fleet interface {
+	// Acquire takes one of limit slots of budget (0: no limit).
+	Acquire(budget string, limit int) (release func(), ok bool)
+	// Allow takes one message of budget's rate, one per interval (0:
+	// unlimited), or says when to ask again.
+	Allow(budget string, interval time.Duration, now time.Time) (ok bool, at time.Time)
+	// Learned tells the others of a suspension, backoff or throttle of
+	// scope key (the engine's scope key) with the scope of the reply.
+	Learned(scope policy.Scope, key string, st policy.ScopeState, now time.Time)
+}
 
 func (s EngineShaper) Recognize(domain string, mx []string) string {
 	return s.E.Policy().Recognize(domain, mx)
@@ -66,11 +87,29 @@ func (s EngineShaper) Limits(provider string) Limits {
 
 func (s EngineShaper) Acquire(provider, domain string, now time.Time) (func(), bool, time.Time, bool, string) {
 	release, wait, why, ok := s.E.Acquire(provider, domain, now)
-	return release, ok, wait, !ok && !wait.IsZero(), why
+	if !ok || s.Fleet == nil {
+		return release, ok, wait, !ok && !wait.IsZero(), why
+	}
+	budget, _, limit := s.E.Shape(provider, domain, now)
+	shared, ok := s.Fleet.Acquire(budget, limit)
+	if !ok {
+		release()
+		return nil, false, time.Time{}, false, fmt.Sprintf("connections: %d in use by the nodes sending from this IP", limit)
+	}
+	return func() { shared(); release() }, true, time.Time{}, false, ""
 }
 
 func (s EngineShaper) Allow(provider, domain string, now time.Time) (bool, time.Time) {
-	return s.E.Allow(provider, domain, now)
+	if s.Fleet == nil {
+		return s.E.Allow(provider, domain, now)
+	}
+	// The shared rate replaces the node's own: a suspension still stops
+	// the message first.
+	if until, _ := s.E.SuspendedUntil(provider, domain, now); !until.IsZero() {
+		return false, until
+	}
+	budget, r, _ := s.E.Shape(provider, domain, now)
+	return s.Fleet.Allow(budget, r.Interval(), now)
 }
 
 func (s EngineShaper) Suspended(provider, domain string, now time.Time) (time.Time, string, bool) {
@@ -80,10 +119,15 @@ func (s EngineShaper) Suspended(provider, domain string, now time.Time) (time.Ti
 
 func (s EngineShaper) Observe(provider, domain string, r policy.Reply, now time.Time) Verdict {
 	o := s.E.Observe(provider, domain, r, now)
+	if s.Fleet != nil && len(o.Events) > 0 {
+		_, key := s.E.Keys(provider, domain)
+		s.Fleet.Learned(policy.ScopeOf(o.Decision, r), key, s.E.ScopeOfKey(key), now)
+	}
 	return Verdict{Decision: o.Decision, Events: o.Events}
 }
 
 func (s EngineShaper) Delivered(provider, domain string, now time.Time) []policy.Event {
+	// A throttle recovers at each node by its own deliveries.
 	return s.E.Delivered(provider, domain, now)
 }
 

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"facteur/policy"
+	"facteur/relay/cluster"
+	"facteur/relay/config"
+)
+
+// newCluster returns the node's link to the fleet (issue 14), nil without
+// a cluster block. It connects nothing yet.
+func newCluster(cfg *config.Config, log interface {
+	Warn(string, ...any)
+}) (*cluster.Cluster, error) {
+	cl := cfg.Cluster
+	if cl == nil {
+		return nil, nil
+	}
+	pw := ""
+	if cl.PasswordFile != "" {
+		b, err := os.ReadFile(cl.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("cluster.password_file: %w", err)
+		}
+		pw = strings.TrimSpace(string(b))
+	}
+	return cluster.New(cluster.Options{Redis: cl.Redis, MasterName: cl.MasterName, Password: pw, TLS: cl.TLS,
+		Node: cl.Node, Prefix: cl.Prefix, Lease: time.Duration(cl.Lease), SourceIP: cfg.Delivery.SourceIP})
+}
+
+// wireCluster connects the fleet to this node's engine and queue: the
+// others' news in, this node's suppressions out.
+func (d *daemon) wireCluster(ctx context.Context) {
+	c := d.cluster
+	c.SetHandler(&cluster.NodeHandler{Store: d.store, Engine: d.engine, Log: d.log,
+		Changed: func(cluster.Reputation) {
+			d.savePolicyState(context.WithoutCancel(ctx))
+			d.sched.Wake() // a resume frees work; a suspension is read at the next connection
+		}})
+	d.store.OnSuppression(c.Hook())
+}
+
+// clusterResumed tells the others of an operator's resume.
+func (d *daemon) clusterResumed(ev policy.Event, now time.Time) {
+	if d.cluster == nil {
+		return
+	}
+	key := ev.Provider
+	switch {
+	case ev.Group != "":
+		key = ev.Group
+	case ev.Domain != "":
+		key = policy.DefaultProvider + ":" + ev.Domain
+	}
+	name := key
+	if ev.Group == "" && ev.Domain == "" {
+		name = ev.Provider
+	}
+	d.cluster.Resumed(name, key, now)
+}
+
+// clusterConnections fills cluster_connections of `providers --json`.
+func (d *daemon) clusterConnections(states []policy.ProviderState) {
+	if d.cluster == nil {
+		return
+	}
+	n := func(provider, domain string) *int {
+		bk, _ := d.engine.Keys(provider, domain)
+		v := d.cluster.Connections(bk)
+		if v < 0 {
+			return nil
+		}
+		return &v
+	}
+	for i := range states {
+		s := &states[i]
+		if s.Name != policy.DefaultProvider {
+			s.ClusterConnections = n(s.Name, "")
+			continue
+		}
+		for j := range s.Destinations {
+			s.Destinations[j].ClusterConnections = n(s.Name, s.Destinations[j].Domain)
+		}
+	}
+}
+
+// printClusterStatus is the cluster part of `facteur status`.
+func printClusterStatus(st *cluster.Status) {
+	if st == nil {
+		return
+	}
+	link := "up"
+	if !st.Up {
+		link = "DOWN (this node shapes alone on its share of each limit)"
+		if st.LastErr != "" {
+			link += ": " + st.LastErr
+		}
+	}
+	fmt.Printf("\ncluster: node %s, redis %s, link %s\n", st.Node, strings.Join(st.Redis, ","), link)
+	for _, n := range st.Nodes {
+		state := "alive"
+		if !n.Alive {
+			state = "silent"
+		}
+		fmt.Printf("  %s\t%s, heartbeat %.1fs ago\n", n.Name, state, n.AgeSeconds)
+	}
+	if st.Pending > 0 {
+		fmt.Printf("  %d change%s waiting for the link\n", st.Pending, plural(st.Pending))
+	}
+}

@@ -1,0 +1,27 @@
+package cluster
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+type redisMessage = redis.Message
+
+// redisChannelOpts: a big enough buffer that a burst of news never drops
+// (the channel is drained by one goroutine applying to memory).
+func redisChannelOpts() []redis.ChannelOption {
+	return []redis.ChannelOption{redis.WithChannelSize(1000)}
+}
+
+func splitID(id string) (ms, seq uint64) {
+	a, b, _ := strings.Cut(id, "-")
+	ms, _ = strconv.ParseUint(a, 10, 64)
+	seq, _ = strconv.ParseUint(b, 10, 64)
+	return ms, seq
+}
+
+func formatID(ms, seq uint64) string {
+	return strconv.FormatUint(ms, 10) + "-" + strconv.FormatUint(seq, 10)
+}
