@@ -246,7 +246,7 @@ func cmdStatus(args []string) int {
 		lh["delivered"], lh["deferred"], lh["bounced"], lh["expired"], lh["suppressed"])
 	for _, b := range st.Breaker {
 		fmt.Printf("\nbreaker: %s stopped since %s, %s, %d message%s held (facteur breaker reset %s)\n",
-			b.Key, b.At.Local().Format(time.DateTime), b.Summary(), b.Held, plural(b.Held), b.Key)
+			b.Key, b.At.Local().Format(admin.TextTime), b.Summary(), b.Held, plural(b.Held), b.Key)
 	}
 	for _, x := range st.Dead {
 		fmt.Printf("\ndead: %s, next probe %s (in %s): %s\n", x.Dest, x.Until.Local().Format(time.DateTime), time.Until(x.Until).Round(time.Second), strings.TrimSpace(x.Reason))
