@@ -98,6 +98,9 @@ type daemon struct {
 	cleanup *cleanup.Cleanup
 	smtp    *submission.Server
 	admin   *admin.Server
+	showq   *admin.Showq
+	// adminPeers are who may use the admin socket.
+	adminPeers admin.Peers
 	pickup  *pickup.Pickup
 	sched   *scheduler.Scheduler
 	engine  *policy.Engine
@@ -114,6 +117,11 @@ type daemon struct {
 }
 
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	// Secrets other users can read are refused before anything starts,
+	// as DKIM keys are (issue 11 §9).
+	if err := cfg.CheckSecrets(); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
 	}
@@ -240,7 +248,15 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			},
 		}),
 	}, d.cleanup, log)
-	d.admin = &admin.Server{Store: store, Token: cfg.AdminToken, Log: log, Flusher: d, Extra: d.routes(), Decorate: d.decorate}
+	token, err := adminToken(cfg)
+	if err != nil {
+		return err
+	}
+	d.admin = &admin.Server{Store: store, Token: token, Log: log, Flusher: d, Extra: d.routes(), Decorate: d.decorate, Pprof: cfg.AdminPprof}
+	d.showq = &admin.Showq{Store: store, Decorate: d.decorate}
+	if d.adminPeers, err = adminPeers(cfg); err != nil {
+		return err
+	}
 	d.pickup = &pickup.Pickup{Dir: dropDir, Cleanup: d.cleanup, Log: log,
 		// The shim could not learn at RCPT time that a recipient is
 		// suppressed when the daemon was down: drop it here, with a line.
@@ -314,17 +330,28 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		d.inbound = append(d.inbound, &inbound.Server{Domain: cfg.Bounces.Domain, Hostname: cfg.Hostname,
 			MaxMessageSize: int64(cfg.MaxMessageSize), Handle: d.handleInbound, Log: log})
 	}
-	adminLn, err := net.Listen("tcp", string(cfg.Admin))
+	adminSock, showqSock, err := d.bindAdminSockets(gid)
 	if err != nil {
 		closeAll()
-		return fmt.Errorf("admin %s: %w", cfg.Admin, err)
+		return err
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	for _, s := range smtpLns {
 		g.Go(func() error { return d.smtp.Serve(gctx, s.ln, s.l) })
 	}
-	g.Go(func() error { return d.admin.Serve(gctx, adminLn) })
+	g.Go(func() error { return d.admin.Serve(gctx, adminSock, d.admin.UnixHandler(d.adminPeers)) })
+	g.Go(func() error { return d.showq.Serve(gctx, showqSock) })
+	if cfg.Admin != "" {
+		// Bound now when free, so that /metrics answers once "started" is
+		// logged; taken, it is retried in the background.
+		adminLn, err := net.Listen("tcp", string(cfg.Admin))
+		if err != nil {
+			log.Error("admin listen failed", "admin", string(cfg.Admin), "err", err.Error())
+			adminLn = nil
+		}
+		g.Go(func() error { return d.serveAdminTCP(gctx, string(cfg.Admin), adminLn) })
+	}
 	for i, srv := range d.inbound {
 		ln := inboundLns[i]
 		g.Go(func() error { return srv.Serve(ln) })
@@ -355,7 +382,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 		return err
 	})
-	log.Info("started", "listen", fmt.Sprint(cfg.Listen), "admin", string(cfg.Admin), "data_dir", cfg.DataDir, "pid", os.Getpid())
+	log.Info("started", "listen", fmt.Sprint(cfg.Listen), "admin", string(cfg.Admin), "admin_socket", cfg.AdminSocketPath(), "data_dir", cfg.DataDir, "pid", os.Getpid())
 	err = g.Wait()
 	log.Info("stopped")
 	return err

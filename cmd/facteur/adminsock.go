@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"facteur/relay/admin"
+	"facteur/relay/config"
+	"facteur/relay/unixsock"
+)
+
+// The daemon's local sockets (issue 11 §4), Postfix's layout:
+//   data_dir/private/admin.sock  every admin action; private/ is 0700, the
+//                                daemon's user's (0750 and admin_group's
+//                                with admin_group), peers checked with
+//                                SO_PEERCRED
+//   data_dir/public/showq.sock   the queue listing for mailq, nothing else;
+//                                public/ is 0710, group facteur-drop, the
+//                                setgid shim's group (shared with the
+//                                shim's submission socket)
+
+// adminToken is admin_token, or the content of admin_token_file.
+func adminToken(cfg *config.Config) (string, error) {
+	if cfg.AdminTokenFile == "" {
+		return cfg.AdminToken, nil
+	}
+	b, err := os.ReadFile(cfg.AdminTokenFile)
+	if err != nil {
+		return "", fmt.Errorf("admin_token_file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if len(tok) < 16 {
+		return "", fmt.Errorf("admin_token_file %s: want a token of at least 16 characters", cfg.AdminTokenFile)
+	}
+	return tok, nil
+}
+
+// adminPeers: root, the daemon's uid, and admin_group's members.
+func adminPeers(cfg *config.Config) (admin.Peers, error) {
+	p := admin.Peers{DaemonUID: os.Geteuid(), GID: -1}
+	if cfg.AdminGroup != "" {
+		gid, err := lookupGID(cfg.AdminGroup)
+		if err != nil {
+			return p, fmt.Errorf("admin_group: %w", err)
+		}
+		p.GID = gid
+	}
+	return p, nil
+}
+
+func lookupGID(name string) (int, error) {
+	if n, err := strconv.Atoi(name); err == nil {
+		return n, nil
+	}
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		return -1, err
+	}
+	return strconv.Atoi(g.Gid)
+}
+
+// bindAdminSockets prepares private/ and public/ and binds the admin and
+// showq sockets; dropGID is the facteur-drop group (-1: none on this host).
+func (d *daemon) bindAdminSockets(dropGID int) (net.Listener, net.Listener, error) {
+	cfg := d.cfg
+	sockMode, dirMode := os.FileMode(0o600), os.FileMode(0o700)
+	if d.adminPeers.GID >= 0 {
+		sockMode, dirMode = 0o660, 0o750
+	}
+	path := cfg.AdminSocketPath()
+	if cfg.AdminSocket == "" {
+		if err := unixsock.PrepareDir(filepath.Dir(path), dirMode, d.adminPeers.GID); err != nil {
+			return nil, nil, fmt.Errorf("admin socket directory: %w", err)
+		}
+	}
+	adminLn, err := unixsock.Listen(path, sockMode, d.adminPeers.GID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("admin_socket: %w", err)
+	}
+	// public/: the drop group may enter; without that group (a
+	// development setup) anyone may, which exposes only the listing that
+	// Postfix's mailq shows to any user.
+	pubMode := os.FileMode(0o710)
+	if dropGID < 0 {
+		pubMode = 0o711
+	}
+	showq := cfg.ShowqSocketPath()
+	if err := unixsock.PrepareDir(filepath.Dir(showq), pubMode, dropGID); err != nil {
+		adminLn.Close()
+		return nil, nil, fmt.Errorf("public socket directory: %w", err)
+	}
+	showqLn, err := unixsock.Listen(showq, 0o666, -1)
+	if err != nil {
+		adminLn.Close()
+		return nil, nil, fmt.Errorf("showq socket: %w", err)
+	}
+	return adminLn, showqLn, nil
+}
+
+// serveAdminTCP runs the optional TCP admin listener. A port someone else
+// holds does not stop the daemon from delivering: it logs and tries the
+// bind again, with a backoff, until it gets the port or the daemon stops.
+// ln is the listener bound at start, or nil when that bind failed.
+func (d *daemon) serveAdminTCP(ctx context.Context, addr string, ln net.Listener) error {
+	const maxWait = 30 * time.Second
+	wait := time.Second
+	for {
+		var err error
+		if ln == nil {
+			ln, err = net.Listen("tcp", addr)
+		}
+		if err == nil {
+			hostAddr := addr
+			if _, port, _ := net.SplitHostPort(addr); port == "0" {
+				hostAddr = ln.Addr().String()
+			}
+			err = d.admin.Serve(ctx, ln, d.admin.TCPHandler(hostAddr))
+			ln = nil
+			if err == nil || ctx.Err() != nil {
+				return nil
+			}
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		d.log.Error("admin listen failed", "admin", addr, "err", err.Error(), "next", wait.String())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, maxWait)
+	}
+}
