@@ -101,12 +101,12 @@ type daemon struct {
 	showq   *admin.Showq
 	// adminPeers are who may use the admin socket.
 	adminPeers admin.Peers
-	pickup  *pickup.Pickup
-	sched   *scheduler.Scheduler
-	engine  *policy.Engine
-	events  *eventRing
-	metrics *metrics.Metrics
-	alarm   atomic.Bool // the queue-depth alarm is raised
+	pickup     *pickup.Pickup
+	sched      *scheduler.Scheduler
+	engine     *policy.Engine
+	events     *eventRing
+	metrics    *metrics.Metrics
+	alarm      atomic.Bool // the queue-depth alarm is raised
 	// webhookPending reports the webhook outbox size (0 without webhooks).
 	webhookPending func() int
 	// verpSecret keys the VERP tokens; nil when bounces.domain is unset.
