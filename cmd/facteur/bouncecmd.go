@@ -264,7 +264,7 @@ func (d *daemon) ingestBounce(w http.ResponseWriter, r *http.Request) {
 
 // handleInbound applies a bounce received by the inbound listener: the
 // RCPT addresses carry the VERP tokens.
-func (d *daemon) handleInbound(ctx context.Context, rcpts []string, raw []byte) error {
+func (d *daemon) handleInbound(ctx context.Context, client string, rcpts []string, raw []byte) error {
 	rep, err := decideBounce(raw, d.engine.Policy(), d.verpSecret, rcpts...)
 	if err != nil {
 		// Unparseable junk sent to the bounce domain: accept and log it,
@@ -273,8 +273,14 @@ func (d *daemon) handleInbound(ctx context.Context, rcpts []string, raw []byte) 
 		return nil
 	}
 	now := time.Now()
-	sups := bounceSuppressions(rep, time.Duration(d.cfg.Suppression.HostUnknownTTL), now)
-	d.log.Info("bounce received", "qid", rep.QueueID, "kind", string(rep.Kind), "rcpt", strings.Join(rcpts, ","), "suppress", len(sups))
+	// Only what a valid VERP token proves is applied (issue 11 §5).
+	trusted, untrusted := trustedRecipients(rep, d.cfg.Bounces.TrustUntokened)
+	d.reportUntrusted(ctx, rep, client, untrusted)
+	applied := *rep
+	applied.Recipients = trusted
+	sups := bounceSuppressions(&applied, time.Duration(d.cfg.Suppression.HostUnknownTTL), now)
+	d.log.Info("bounce received", "qid", rep.QueueID, "kind", string(rep.Kind), "rcpt", strings.Join(rcpts, ","), "client", client,
+		"verified", rep.VERPRecipient != "", "suppress", len(sups))
 	_, err = d.suppress(ctx, sups, false, now)
 	return err
 }

@@ -109,6 +109,7 @@ type daemon struct {
 	alarm      atomic.Bool // the queue-depth alarm is raised
 	// webhookPending reports the webhook outbox size (0 without webhooks).
 	webhookPending func() int
+	hooks          []*webhook.Webhook
 	// verpSecret keys the VERP tokens; nil when bounces.domain is unset.
 	verpSecret []byte
 	inbound    []*inbound.Server
@@ -185,6 +186,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	d.hooks = hooks
 	d.webhookPending = func() int {
 		n := 0
 		for _, h := range hooks {

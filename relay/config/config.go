@@ -429,7 +429,7 @@ func (c *Config) Validate() error {
 		}
 		for _, e := range w.Events {
 			switch e {
-			case "delivered", "deferred", "bounced", "suppressed", "expired":
+			case "delivered", "deferred", "bounced", "suppressed", "expired", "unverified_report":
 			default:
 				bad(key+".events", "unknown event %q", e)
 			}

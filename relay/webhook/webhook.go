@@ -31,10 +31,14 @@ const (
 	Bounced    Kind = "bounced"
 	Expired    Kind = "expired"
 	Suppressed Kind = "suppressed"
+	// UnverifiedReport is a bounce or feedback report the inbound listener
+	// got without a valid VERP token: it names Recipient but proves
+	// nothing, so nothing was suppressed (issue 11 §5).
+	UnverifiedReport Kind = "unverified_report"
 )
 
 // Kinds lists every event, for config validation.
-var Kinds = []Kind{Delivered, Deferred, Bounced, Expired, Suppressed}
+var Kinds = []Kind{Delivered, Deferred, Bounced, Expired, Suppressed, UnverifiedReport}
 
 // Event is one recipient outcome as the receiving app sees it. Every key is
 // always present, empty when unknown (a suppression found by a bounce has no
