@@ -86,14 +86,16 @@ func (s *Server) TCPHandler(addr string) http.Handler {
 	h := s.Handler()
 	want := []byte("Bearer " + s.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Metrics and health are read-only and name no address: any Host,
+		// so that Prometheus may scrape by the machine's name.
+		if publicRoutes[r.URL.Path] && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			h.ServeHTTP(w, r)
+			return
+		}
 		// DNS rebinding: a page of evil.example whose name now resolves to
 		// 127.0.0.1 sends Host: evil.example.
 		if !hostMatches(r.Host, addr) {
 			WriteError(w, http.StatusMisdirectedRequest, fmt.Errorf("Host %q is not this listener's address %s", r.Host, addr))
-			return
-		}
-		if publicRoutes[r.URL.Path] && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
-			h.ServeHTTP(w, r)
 			return
 		}
 		if s.Token == "" {
