@@ -106,17 +106,25 @@ func (d *daemon) bindAdminSockets(dropGID int) (net.Listener, net.Listener, erro
 
 // serveAdminTCP runs the optional TCP admin listener. A port someone else
 // holds does not stop the daemon from delivering: it logs and tries the
-// bind again, with a backoff, until it gets the port or the daemon stops.
-// ln is the listener bound at start, or nil when that bind failed.
+// bind again every few seconds until it gets the port or the daemon stops.
+// ln is the listener bound at start, or nil when that bind failed (serve
+// logged it).
 func (d *daemon) serveAdminTCP(ctx context.Context, addr string, ln net.Listener) error {
-	const maxWait = 30 * time.Second
-	wait := time.Second
+	const maxWait = 5 * time.Second
+	wait := 250 * time.Millisecond
+	lastErr := ""
+	if ln == nil {
+		lastErr = "bind failed at start"
+	}
 	for {
 		var err error
 		if ln == nil {
 			ln, err = net.Listen("tcp", addr)
 		}
 		if err == nil {
+			if lastErr != "" {
+				d.log.Info("admin listening", "admin", ln.Addr().String())
+			}
 			hostAddr := addr
 			if _, port, _ := net.SplitHostPort(addr); port == "0" {
 				hostAddr = ln.Addr().String()
@@ -130,7 +138,12 @@ func (d *daemon) serveAdminTCP(ctx context.Context, addr string, ln net.Listener
 		if ctx.Err() != nil {
 			return nil
 		}
-		d.log.Error("admin listen failed", "admin", addr, "err", err.Error(), "next", wait.String())
+		// One line per new error, not one per try: a squatter that stays
+		// would fill the log.
+		if err.Error() != lastErr && lastErr != "bind failed at start" {
+			d.log.Error("admin listen failed", "admin", addr, "err", err.Error())
+		}
+		lastErr = err.Error()
 		select {
 		case <-ctx.Done():
 			return nil

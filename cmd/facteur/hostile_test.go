@@ -8,11 +8,16 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net"
 	"os"
+	"os/exec"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -176,5 +181,272 @@ func TestForgedBounceSuppressesNobody(t *testing.T) {
 			t.Fatalf("webhook events %v, want unverified_report for victim and victim3", events)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// throwawayUser creates a local user for the test and removes it after.
+// It needs root: elsewhere the test skips, and fails when CI is set.
+func throwawayUser(t *testing.T) (name string, uid, gid uint32) {
+	t.Helper()
+	if os.Getuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("cmd/facteur: this test creates a local user and needs root, and CI is set")
+		}
+		t.Skip("cmd/facteur: needs root to create a throwaway local user (useradd); skipping")
+	}
+	name = fmt.Sprintf("fct%d", os.Getpid()%1000000)
+	if out, err := exec.Command("useradd", "--system", "--no-create-home", "--user-group", "--shell", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {
+		t.Fatalf("useradd %s: %v\n%s", name, err, out)
+	}
+	t.Cleanup(func() { exec.Command("userdel", name).Run() })
+	u, err := user.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(u.Uid)
+	g, _ := strconv.Atoi(u.Gid)
+	return name, uint32(n), uint32(g)
+}
+
+// openUpTo makes dir and its parents up to /tmp searchable by others
+// (t.TempDir creates them 0700).
+func openUpTo(t *testing.T, dir string, mode os.FileMode) {
+	t.Helper()
+	for d := dir; d != os.TempDir() && d != "/" && d != "."; d = filepath.Dir(d) {
+		if err := os.Chmod(d, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// runAsUser runs a program with the given credentials.
+func runAsUser(t *testing.T, uid, gid uint32, env []string, name string, args ...string) cliResult {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), name, args...)
+	cmd.Env = append([]string{"PATH=/usr/bin:/bin"}, env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	res := cliResult{stdout: out.String(), stderr: errb.String()}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		res.code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("%s %v: %v", name, args, err)
+	}
+	return res
+}
+
+// Issue 11 §4, "How it will be checked": an unprivileged local user reaches
+// no admin action (the admin socket, TCP without the token, a foreign Host,
+// a form POST) while root's CLI works; mailq works for that user and leaks
+// no token, also while a squatter holds the TCP admin port, and the daemon
+// runs (and delivers) all the same.
+func TestUnprivilegedUserReachesNoAdmin(t *testing.T) {
+	_, uid, gid := throwawayUser(t)
+	bin, shim := binaries(t)
+	dir := t.TempDir()
+	openUpTo(t, dir, 0o755)
+	binDir := filepath.Join(dir, "bin")
+	if err := os.Mkdir(binDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for src, dst := range map[string]string{bin: "facteur", shim: "sendmail"} {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(binDir, dst), data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("sendmail", filepath.Join(binDir, "mailq")); err != nil {
+		t.Fatal(err)
+	}
+	const token = "tok-4f1d2c9a8b7e6d5c4b3a"
+	tokenFile := filepath.Join(dir, "admin.token")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The squatter takes the admin port before facteur starts.
+	squat, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminAddr := squat.Addr().String()
+	var squatMu sync.Mutex
+	var squatGot strings.Builder
+	go func() {
+		for {
+			c, err := squat.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(3 * time.Second))
+				b := make([]byte, 4096)
+				n, _ := c.Read(b)
+				squatMu.Lock()
+				squatGot.Write(b[:n])
+				squatGot.WriteString("<conn>")
+				squatMu.Unlock()
+			}()
+		}
+	}()
+	squatted := func() string {
+		squatMu.Lock()
+		defer squatMu.Unlock()
+		return squatGot.String()
+	}
+	dataDir := filepath.Join(dir, "data")
+	smtpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
+	cfg := filepath.Join(dir, "facteur.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("hostname: relay.test\nlisten: [%s]\nadmin: %s\nadmin_token_file: %s\ndata_dir: %s\nresolver: 127.0.0.1:%d\n",
+		smtpAddr, adminAddr, tokenFile, dataDir, freePort(t, "127.0.0.1"))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"FACTEUR_CONFIG=" + cfg}
+	log := &syncBuffer{}
+	daemon := exec.Command(bin, "serve", "-config", cfg)
+	daemon.Stdout, daemon.Stderr = log, log
+	if err := daemon.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- daemon.Wait() }()
+	t.Cleanup(func() {
+		daemon.Process.Signal(syscall.SIGTERM)
+		<-done
+	})
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); !ok(); {
+			select {
+			case err := <-done:
+				t.Fatalf("facteur serve exited: %v\n%s", err, log.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 20s\n%s", what, log.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitFor("started", func() bool { return strings.Contains(log.String(), " started ") })
+	if !strings.Contains(log.String(), "admin listen failed") {
+		t.Errorf("the daemon did not say the admin port is taken:\n%s", log.String())
+	}
+	// Mail is still accepted while the port is squatted.
+	c, err := smtp.Dial(smtpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SendMail("app@example.com", []string{"rcpt@example.org"}, strings.NewReader("Subject: hi\r\n\r\nbody\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	waitFor("received", func() bool { return strings.Contains(log.String(), " received ") })
+	// Development layout (no facteur-drop group here): the user may enter
+	// data_dir, as the setgid shim's group does in production.
+	if err := os.Chmod(dataDir, 0o711); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("root's CLI works and sends nothing to the squatter", func(t *testing.T) {
+		out, err := exec.Command(bin, "queue", "list", "--json", "-config", cfg).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "rcpt@example.org") {
+			t.Fatalf("root: queue list: %v\n%s", err, out)
+		}
+		if got := squatted(); got != "" {
+			t.Errorf("the squatter got %q", got)
+		}
+	})
+	t.Run("mailq works for the user and leaks no token", func(t *testing.T) {
+		r := runAsUser(t, uid, gid, env, filepath.Join(binDir, "mailq"))
+		if r.code != 0 || !strings.Contains(r.stdout, "rcpt@example.org") {
+			t.Fatalf("mailq: exit %d\nstdout %s\nstderr %s", r.code, r.stdout, r.stderr)
+		}
+		if strings.Contains(r.stdout+r.stderr, token) {
+			t.Errorf("mailq printed the token")
+		}
+		if got := squatted(); got != "" {
+			t.Errorf("the squatter got %q", got)
+		}
+	})
+	t.Run("the user's CLI cannot reach the admin socket", func(t *testing.T) {
+		for _, args := range [][]string{{"queue", "list"}, {"queue", "delete", "--older-than", "0s"}, {"suppress", "add", "victim@example.org"}, {"policy", "reload"}} {
+			r := runAsUser(t, uid, gid, env, filepath.Join(binDir, "facteur"), args...)
+			if r.code == 0 || !strings.Contains(r.stderr, "permission denied") {
+				t.Errorf("%v as the user: exit %d\nstdout %s\nstderr %s", args, r.code, r.stdout, r.stderr)
+			}
+		}
+	})
+	t.Run("a socket moved somewhere open still checks the peer", func(t *testing.T) {
+		priv := filepath.Join(dataDir, "private")
+		if err := os.Chmod(priv, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(filepath.Join(priv, "admin.sock"), 0o666); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Chmod(priv, 0o700)
+		r := runAsUser(t, uid, gid, env, filepath.Join(binDir, "facteur"), "queue", "delete", "--older-than", "0s")
+		if r.code == 0 || !strings.Contains(r.stderr, "may not use the admin socket") {
+			t.Errorf("exit %d\nstdout %s\nstderr %s", r.code, r.stdout, r.stderr)
+		}
+	})
+
+	// The squatter goes; the daemon takes its port back.
+	squat.Close()
+	client := &http.Client{Timeout: 5 * time.Second}
+	waitFor("admin port bound again", func() bool {
+		resp, err := client.Get("http://" + adminAddr + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	t.Run("TCP admin", func(t *testing.T) {
+		for _, tc := range []struct {
+			name   string
+			method string
+			path   string
+			host   string
+			header map[string]string
+			want   int
+		}{
+			{"metrics without token", "GET", "/metrics", "", nil, 200},
+			{"delete all without token", "POST", "/queue/delete?all=1", "", map[string]string{"Content-Type": "application/json"}, 401},
+			{"suppress without token", "POST", "/suppressions", "", map[string]string{"Content-Type": "application/json"}, 401},
+			{"pprof", "GET", "/debug/pprof/", "", map[string]string{"Authorization": "Bearer " + token}, 404},
+			{"foreign Host", "POST", "/queue/delete?all=1", "evil.example", map[string]string{"Authorization": "Bearer " + token, "Content-Type": "application/json"}, 421},
+			{"form POST", "POST", "/queue/delete?all=1", "", map[string]string{"Authorization": "Bearer " + token, "Content-Type": "application/x-www-form-urlencoded"}, 415},
+			{"listing with the token", "GET", "/queue", "", map[string]string{"Authorization": "Bearer " + token}, 200},
+		} {
+			req, _ := http.NewRequest(tc.method, "http://"+adminAddr+tc.path, strings.NewReader("{}"))
+			if tc.host != "" {
+				req.Host = tc.host
+			}
+			for k, v := range tc.header {
+				req.Header.Set(k, v)
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("%s: %d, want %d", tc.name, resp.StatusCode, tc.want)
+			}
+		}
+	})
+	// Nothing the user tried removed the message.
+	out, err := exec.Command(bin, "queue", "list", "--json", "-config", cfg).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "rcpt@example.org") {
+		t.Fatalf("root: queue list at the end: %v\n%s", err, out)
 	}
 }
