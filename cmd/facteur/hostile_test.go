@@ -450,3 +450,21 @@ func TestUnprivilegedUserReachesNoAdmin(t *testing.T) {
 		t.Fatalf("root: queue list at the end: %v\n%s", err, out)
 	}
 }
+
+// Issue 11 §9: the daemon does not start with a secret others can read.
+func TestServeRefusesReadableSecret(t *testing.T) {
+	bin, _ := binaries(t)
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "relay.pw")
+	if err := os.WriteFile(pw, []byte("s3cret\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(pw, 0o644)
+	cfg := filepath.Join(dir, "f.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("listen: [127.0.0.1:%d]\nadmin: \"\"\ndata_dir: %s\ndelivery:\n  relayhost: smtp.example.com:587\n  relayhost_auth: {username: u, password_file: %q}\n",
+		freePort(t, "127.0.0.1"), filepath.Join(dir, "data"), pw)), 0o644)
+	out, err := exec.Command(bin, "serve", "-config", cfg).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), pw) || !strings.Contains(string(out), "group or world") {
+		t.Fatalf("serve started or did not name the file: %v\n%s", err, out)
+	}
+}
