@@ -1,7 +1,6 @@
 package queue
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -172,12 +171,12 @@ func (s *Store) Get(ctx context.Context, id ID) (Message, error) {
 func (s *Store) Body(ctx context.Context, id ID) ([]byte, error) {
 	var body []byte
 	err := s.view(ctx, func(w *wtx) error {
-		b := w.bodies.Get([]byte(id))
-		if b == nil {
+		b, ok, err := w.body(id)
+		if !ok {
 			return fmt.Errorf("message %s: %w", id, ErrNotFound)
 		}
-		body = bytes.Clone(b)
-		return nil
+		body = b
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("body: %w", err)
@@ -360,34 +359,56 @@ func (s *Store) Flush(ctx context.Context, id ID, now time.Time) (int, error) {
 		}
 		return n, nil
 	}
-	// Only entries after now move: seek there in the due index, then rewrite whole
-	// messages in batches so the group commit is never held by one huge transaction.
-	var ids []ID
-	err := s.view(ctx, func(w *wtx) error {
-		seen := map[ID]bool{}
-		c := w.due.Cursor()
-		for k, _ := c.Seek(putU64(int64(dueNanos(now)) + 1)); k != nil; k, _ = c.Next() {
-			d, err := parseDueKey(k)
-			if err != nil {
-				return err
+	// Only entries after now move. Each transaction seeks there in the due index and
+	// rewrites the next bulkBatch messages it finds; they move to now, before the seek
+	// point, so the next transaction finds the following ones. Nothing is collected
+	// (a flush of a million messages holds one batch in memory), and the group commit
+	// is never held by one huge transaction.
+	seek := putU64(int64(dueNanos(now)) + 1)
+	total := 0
+	for {
+		var n, found int
+		err := s.write(ctx, func(w *wtx) error {
+			n, found = 0, 0
+			var ids []ID
+			seen := map[ID]bool{}
+			c := w.due.Cursor()
+			for k, _ := c.Seek(seek); k != nil && len(ids) < bulkBatch; k, _ = c.Next() {
+				d, err := parseDueKey(k)
+				if err != nil {
+					return err
+				}
+				if !seen[d.ID] {
+					seen[d.ID] = true
+					ids = append(ids, d.ID)
+				}
 			}
-			if !seen[d.ID] {
-				seen[d.ID] = true
-				ids = append(ids, d.ID)
+			found = len(ids)
+			for _, id := range ids {
+				r, err := w.load(id)
+				if err != nil {
+					return fmt.Errorf("due index names %s: %w", id, err)
+				}
+				moved, err := w.flushRecord(id, r, now)
+				if err != nil {
+					return err
+				}
+				if moved {
+					n++
+				}
 			}
+			return nil
+		})
+		if err != nil {
+			return total, fmt.Errorf("flush: %w", err)
 		}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("flush: %w", err)
+		total += n
+		if found == 0 || n == 0 {
+			// n == 0 with entries found would loop forever: it cannot happen while
+			// the index matches the records (Check), but never spin on it.
+			return total, nil
+		}
 	}
-	n, err := s.eachBatch(ctx, ids, func(w *wtx, id ID, r *record) (bool, error) {
-		return w.flushRecord(id, r, now)
-	})
-	if err != nil {
-		return n, fmt.Errorf("flush: %w", err)
-	}
-	return n, nil
 }
 
 func (w *wtx) flushRecord(id ID, r *record, now time.Time) (bool, error) {

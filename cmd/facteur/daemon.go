@@ -199,28 +199,57 @@ func (d *daemon) Flush(ctx context.Context, id queue.ID) (admin.FlushReport, err
 		return admin.FlushReport{}, err
 	}
 	rep := admin.FlushReport{Flushed: n}
-	f := queue.Filter{}
-	var msgs []queue.Message
-	if id != "" {
-		m, err := d.store.Get(ctx, id)
-		if err == nil {
-			msgs = []queue.Message{m}
-		}
-	} else {
-		msgs, _ = d.store.List(ctx, f)
-	}
-	for _, m := range msgs {
+	skip := func(m queue.Message) error {
 		for _, r := range m.Recipients {
 			if r.Status.Final() || r.Status == queue.Held || r.Provider == "" {
 				continue
 			}
 			if until, why := d.engine.SuspendedUntil(r.Provider, domainOf(r.Address), now); !until.IsZero() {
+				if len(rep.Skipped) == maxSkippedReport {
+					return errSkippedFull
+				}
 				rep.Skipped = append(rep.Skipped, admin.SkippedEntry{ID: m.ID, Rcpt: r.Address, Provider: r.Provider, Until: until, Reason: why})
 			}
 		}
+		return nil
 	}
-	d.sched.Wake()
+	switch {
+	case id != "":
+		if m, err := d.store.Get(ctx, id); err == nil {
+			skip(m)
+		}
+	case d.anySuspended(now):
+		// Only a suspension can hold a recipient back: without one there is
+		// nothing to walk. The walk reads a page at a time and the report is
+		// bounded, so a flush of a million messages holds no memory.
+		if err := d.store.Each(ctx, queue.Filter{}, skip); err != nil && !errors.Is(err, errSkippedFull) {
+			return admin.FlushReport{}, err
+		}
+	}
+	// As Postfix's flush, it revives dead destinations: try them now.
+	d.sched.Revive()
 	return rep, nil
+}
+
+// maxSkippedReport bounds the recipients a flush lists as held back by a
+// suspension; the log and `facteur providers` say the rest.
+const maxSkippedReport = 1000
+
+var errSkippedFull = errors.New("skipped report full")
+
+// anySuspended reports whether a provider or a destination is suspended.
+func (d *daemon) anySuspended(now time.Time) bool {
+	for _, p := range d.engine.Snapshot(now) {
+		if p.SuspendedUntil != nil {
+			return true
+		}
+		for _, dst := range p.Destinations {
+			if dst.SuspendedUntil != nil {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // decorate gives a recipient not tried yet the provider its domain names
@@ -270,7 +299,8 @@ func (d *daemon) baseRoutes() map[string]http.Handler {
 func (d *daemon) providers(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	states := d.engine.Snapshot(now)
-	msgs, err := d.store.List(r.Context(), queue.Filter{})
+	// From the queue's per-destination counters: no scan (issue 19 §3).
+	cs, err := d.store.Counts(r.Context())
 	if err != nil {
 		admin.WriteError(w, http.StatusInternalServerError, err)
 		return
@@ -278,30 +308,28 @@ func (d *daemon) providers(w http.ResponseWriter, r *http.Request) {
 	type counts struct{ queued, deferred int }
 	byProv := map[string]*counts{}
 	byDest := map[string]*counts{}
-	for _, m := range msgs {
-		for _, rc := range m.Recipients {
-			p := rc.Provider
-			if p == "" {
-				p = d.engine.Policy().Recognize(domainOf(rc.Address), nil)
-			}
-			c := byProv[p]
-			if c == nil {
-				c = &counts{}
-				byProv[p] = c
-			}
-			dc := byDest[domainOf(rc.Address)]
-			if dc == nil {
-				dc = &counts{}
-				byDest[domainOf(rc.Address)] = dc
-			}
-			switch rc.Status {
-			case queue.Queued:
-				c.queued++
-				dc.queued++
-			case queue.Deferred:
-				c.deferred++
-				dc.deferred++
-			}
+	for _, qc := range cs {
+		p := qc.Provider
+		if p == "" {
+			p = d.engine.Policy().Recognize(qc.Domain, nil)
+		}
+		c := byProv[p]
+		if c == nil {
+			c = &counts{}
+			byProv[p] = c
+		}
+		dc := byDest[qc.Domain]
+		if dc == nil {
+			dc = &counts{}
+			byDest[qc.Domain] = dc
+		}
+		switch qc.Status {
+		case queue.Queued:
+			c.queued += qc.Count
+			dc.queued += qc.Count
+		case queue.Deferred:
+			c.deferred += qc.Count
+			dc.deferred += qc.Count
 		}
 	}
 	for i := range states {

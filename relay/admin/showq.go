@@ -1,8 +1,9 @@
 package admin
 
 import (
-	"bytes"
+	"bufio"
 	"context"
+	"fmt"
 	"errors"
 	"net"
 	"time"
@@ -61,16 +62,25 @@ func (q *Showq) Serve(ctx context.Context, ln net.Listener) error {
 	}
 }
 
+// write streams the listing a page of the queue at a time, as GET /queue
+// does: a large queue holds no memory here and the first lines leave at
+// once.
 func (q *Showq) write(ctx context.Context, c net.Conn) {
-	msgs, err := q.Store.List(ctx, queue.Filter{})
+	bw := bufio.NewWriter(c)
+	defer bw.Flush()
+	out := &QueueText{W: bw}
+	err := q.Store.Each(ctx, queue.Filter{}, func(m queue.Message) error {
+		if q.Decorate != nil {
+			one := []queue.Message{m}
+			q.Decorate(one)
+			m = one[0]
+		}
+		out.Add(m)
+		return nil
+	})
 	if err != nil {
-		c.Write([]byte("mailq: reading the queue: " + err.Error() + "\n"))
+		fmt.Fprintf(bw, "mailq: reading the queue: %v\n", err)
 		return
 	}
-	if q.Decorate != nil {
-		q.Decorate(msgs)
-	}
-	var buf bytes.Buffer
-	FormatQueue(&buf, msgs)
-	c.Write(buf.Bytes())
+	out.End()
 }

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/emersion/go-smtp"
+
 	"facteur/policy"
 	"facteur/queue"
 	"facteur/relay/address"
@@ -57,6 +59,16 @@ type Options struct {
 	// OnProviderEvent is called after provider state changes (the daemon
 	// saves the policy state then); may be nil.
 	OnProviderEvent func(evs []policy.Event)
+
+	// DeadCohort is how many connection failures in a row, none
+	// succeeding, mark a destination dead (dead.go); default 1, as
+	// Postfix's default_destination_concurrency_failed_cohort_limit.
+	DeadCohort int
+	// DeadBackoff is how long a destination stays dead before one probe
+	// (default 5 min); each failed probe doubles it up to DeadMaxBackoff
+	// (default 1 h).
+	DeadBackoff    time.Duration
+	DeadMaxBackoff time.Duration
 }
 
 // DeliveryEvent is one recipient outcome, for webhooks and metrics.
@@ -84,10 +96,11 @@ type Scheduler struct {
 
 	wake chan struct{}
 
-	mu       sync.Mutex // guards inflight, lanes and workers
+	mu       sync.Mutex // guards inflight, lanes, workers and dead
 	inflight map[rkey]struct{}
 	lanes    map[string]*lane
 	workers  int
+	dead     map[string]*deadDest // by destKey
 
 	wg      sync.WaitGroup
 	sendCtx context.Context // cancelled ShutdownTimeout after Run's ctx
@@ -110,6 +123,7 @@ type lane struct {
 	workers   int
 	notBefore time.Time // connection limit: no worker before this
 	limitWait bool      // notBefore comes from a connection limit, lifted when a connection ends
+	probe     bool      // its worker is the probe of a dead destination
 }
 
 // target is one host to try, in order.
@@ -139,6 +153,15 @@ func New(opts Options, store *queue.Store, res *resolver.Resolver, shaper Shaper
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = 10 * time.Second
 	}
+	if opts.DeadCohort <= 0 {
+		opts.DeadCohort = defaultDeadCohort
+	}
+	if opts.DeadBackoff <= 0 {
+		opts.DeadBackoff = defaultDeadBackoff
+	}
+	if opts.DeadMaxBackoff < opts.DeadBackoff {
+		opts.DeadMaxBackoff = max(defaultDeadMaxBackoff, opts.DeadBackoff)
+	}
 	if clock == nil {
 		clock = RealClock{}
 	}
@@ -147,6 +170,7 @@ func New(opts Options, store *queue.Store, res *resolver.Resolver, shaper Shaper
 		wake:     make(chan struct{}, 1),
 		inflight: map[rkey]struct{}{},
 		lanes:    map[string]*lane{},
+		dead:     map[string]*deadDest{},
 	}
 	s.dsn = &dsnMaker{s: s}
 	return s
@@ -209,6 +233,7 @@ func (s *Scheduler) cycle(ctx context.Context) time.Time {
 		s.log.Error("scheduler: reading due recipients", "err", err)
 		return now.Add(time.Second)
 	}
+	s.deferDead(ctx, now)
 	next := s.startWorkers(ctx, now)
 	if t, ok, err := s.store.NextDue(ctx); err == nil && ok && (next.IsZero() || t.Before(next)) {
 		next = t
@@ -345,6 +370,21 @@ func (s *Scheduler) startWorkers(ctx context.Context, now time.Time) time.Time {
 				want = lim
 			}
 		}
+		if d := s.deadLocked(s.destKey(l.domain)); d != nil {
+			// Dead: its items are deferred by deferDead until the
+			// period is over, then one worker probes.
+			if now.Before(d.until) || d.probing || len(l.pending) == 0 {
+				continue
+			}
+			if l.workers == 0 && s.workers < s.opts.Workers && ctx.Err() == nil {
+				d.probing, l.probe = true, true
+				l.workers++
+				s.workers++
+				s.wg.Add(1)
+				go s.worker(ctx, l)
+			}
+			continue
+		}
 		for l.workers < want && s.workers < s.opts.Workers && ctx.Err() == nil {
 			l.workers++
 			s.workers++
@@ -410,6 +450,14 @@ func (s *Scheduler) workerExit(l *lane) {
 	s.mu.Lock()
 	l.workers--
 	s.workers--
+	if l.probe {
+		// A probe that ended without connecting (a suspension, a rate
+		// limit, shutdown) leaves the next cycle to start another.
+		l.probe = false
+		if d := s.dead[s.destKey(l.domain)]; d != nil {
+			d.probing = false
+		}
+	}
 	// A connection slot of this provider is free again.
 	for _, o := range s.lanes {
 		if o.limitWait && o.provider == l.provider {
@@ -444,6 +492,11 @@ func (s *Scheduler) worker(ctx context.Context, l *lane) {
 		if ctx.Err() != nil {
 			s.abandon(l)
 			return
+		}
+		if resolver.Temporary(err) {
+			// The relayhost, the route or the MX set cannot be looked up:
+			// as good as a refused connection for the lanes behind it.
+			s.connFailed(s.destKey(l.domain), err.Error(), s.clock.Now())
 		}
 		s.routeFailed(wctx, l, provider, err)
 		return
@@ -556,14 +609,20 @@ func (s *Scheduler) connection(ctx, wctx context.Context, l *lane, provider stri
 		if ctx.Err() != nil {
 			return stop(it, rateShutdown)
 		}
-		// Nothing answered. With no other connection of this lane up, the
-		// whole destination waits (Postfix's dead destination); otherwise
-		// only this item does: the others are being delivered.
+		// Nothing answered, or the server refused to talk (then the policy
+		// judges its reply). A destination that does not answer is marked
+		// dead after a cohort of failures (dead.go): the rest of its work
+		// is deferred in bulk, without a connection each.
+		// Otherwise, with no other connection of this lane up, the lane's
+		// items all take this failure; with one up, only this item does:
+		// the others are being delivered.
+		var se *smtp.SMTPError
+		dead := !errors.As(dialErr, &se) && s.connFailed(s.destKey(l.domain), dialErr.Error(), s.clock.Now())
 		items := []*item{it}
 		s.mu.Lock()
 		alone := l.workers <= 1
 		s.mu.Unlock()
-		if alone {
+		if alone && !dead {
 			items = append(items, s.drain(l)...)
 		}
 		for _, x := range items {
@@ -571,6 +630,7 @@ func (s *Scheduler) connection(ctx, wctx context.Context, l *lane, provider stri
 		}
 		return false
 	}
+	s.connOK(s.destKey(l.domain))
 	defer conn.Close()
 	for {
 		if !s.expire(wctx, it, provider, s.clock.Now()) {
