@@ -540,12 +540,20 @@ func TestMetricsAndStatus(t *testing.T) {
 	runTool(t, nil, "", "swaks", "--server", r.smtp, "--from", "app@example.com", "--to", "m1@example.org")
 	r.wait(1)
 	r.waitLog(" delivered rcpt=<m1@example.org>")
-	resp, err := http.Get("http://" + r.admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
+	// The delivered line is logged before the event's counters move: poll
+	// (bounded) until the delivery shows.
+	var body []byte
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		resp, err := http.Get("http://" + r.admin + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if bytes.Contains(body, []byte(`event="delivered"`)) || time.Now().After(deadline) {
+			break
+		}
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
 	for _, want := range []string{"facteur_messages_received_total 1", `facteur_recipients_total{class="",event="delivered",provider="default"} 1`,
 		"facteur_delivery_latency_seconds_bucket", "facteur_queue_oldest_message_age_seconds", "facteur_connections_in_flight"} {
 		if !bytes.Contains(body, []byte(want)) {
