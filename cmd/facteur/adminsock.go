@@ -84,15 +84,11 @@ func (d *daemon) bindAdminSockets(dropGID int) (net.Listener, net.Listener, erro
 	if err != nil {
 		return nil, nil, fmt.Errorf("admin_socket: %w", err)
 	}
-	// public/: the drop group may enter; without that group (a
-	// development setup) anyone may, which exposes only the listing that
-	// Postfix's mailq shows to any user.
-	pubMode := os.FileMode(0o710)
-	if dropGID < 0 {
-		pubMode = 0o711
-	}
+	// public/: the drop group may enter (the setgid shim has it); without
+	// that group (a development setup) only root and the daemon's user.
+	// The shim's submission socket shares the directory and its mode.
 	showq := cfg.ShowqSocketPath()
-	if err := unixsock.PrepareDir(filepath.Dir(showq), pubMode, dropGID); err != nil {
+	if err := unixsock.PrepareDir(filepath.Dir(showq), 0o710, dropGID); err != nil {
 		adminLn.Close()
 		return nil, nil, fmt.Errorf("public socket directory: %w", err)
 	}

@@ -349,10 +349,16 @@ func TestUnprivilegedUserReachesNoAdmin(t *testing.T) {
 	}
 	c.Close()
 	waitFor("received", func() bool { return strings.Contains(log.String(), " received ") })
-	// Development layout (no facteur-drop group here): the user may enter
-	// data_dir, as the setgid shim's group does in production.
-	if err := os.Chmod(dataDir, 0o711); err != nil {
-		t.Fatal(err)
+	// Production layout: data_dir and public/ are 0710 with the group the
+	// setgid shim runs with (facteur-drop); the user's own group plays it
+	// here. private/ stays the daemon's alone.
+	for _, d := range []string{dataDir, filepath.Join(dataDir, "public")} {
+		if err := os.Chown(d, -1, int(gid)); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(d, 0o710); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	t.Run("root's CLI works and sends nothing to the squatter", func(t *testing.T) {
