@@ -66,6 +66,12 @@ func destCounts(r *record) map[countKey]int64 {
 // apply the difference whatever the caller changed in between (status, provider):
 // the counts follow every write without each write path saying what it moved.
 func (w *wtx) track(id ID, r *record) {
+	if !w.tx.Writable() {
+		return // a read changes no count
+	}
+	if w.orig == nil {
+		w.orig = map[ID]map[countKey]int64{}
+	}
 	if _, ok := w.orig[id]; !ok {
 		w.orig[id] = destCounts(r)
 	}
@@ -74,6 +80,12 @@ func (w *wtx) track(id ID, r *record) {
 // recount applies the difference between what id counted when loaded (or last saved)
 // and what r counts now (r nil: the message is gone).
 func (w *wtx) recount(id ID, r *record) {
+	if w.dest == nil {
+		w.dest = map[countKey]int64{}
+	}
+	if w.orig == nil {
+		w.orig = map[ID]map[countKey]int64{}
+	}
 	now := destCounts(r)
 	for k, n := range w.orig[id] {
 		w.dest[k] -= n

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -30,7 +31,11 @@ func (s *Store) Enqueue(ctx context.Context, env Envelope, body []byte, now time
 		Sender: env.Sender, Size: int64(len(body)), Created: now, ClientIP: env.ClientIP,
 		Helo: env.Helo, AuthUser: env.AuthUser, User: env.User, UID: env.UID,
 		SMTPUTF8: env.SMTPUTF8, EightBit: env.EightBit,
-		IsDSN: env.IsDSN, Expires: norm(env.Expires),
+		IsDSN: env.IsDSN, Expires: norm(env.Expires), HoldReason: env.Hold,
+	}
+	first, next := Queued, now
+	if env.Hold != "" {
+		first, next = Held, time.Time{}
 	}
 	seen := make(map[string]bool, len(env.Recipients))
 	for _, a := range env.Recipients {
@@ -41,7 +46,7 @@ func (s *Store) Enqueue(ctx context.Context, env Envelope, body []byte, now time
 			continue
 		}
 		seen[a] = true
-		r.Rcpts = append(r.Rcpts, rcptSlot{Address: a, Status: Queued, NextAttempt: now})
+		r.Rcpts = append(r.Rcpts, rcptSlot{Address: a, Status: first, NextAttempt: next})
 	}
 	const draws = 5
 	for i := range draws {
@@ -109,6 +114,9 @@ func (s *Store) Record(ctx context.Context, id ID, updates []Update) error {
 			if u.Class != "" {
 				slot.Class = u.Class
 			}
+			if u.TLS != "" {
+				slot.TLS, slot.TLSCipher, slot.TLSDN = u.TLS, u.TLSCipher, u.TLSDN
+			}
 			if u.Provider != "" {
 				slot.Provider = u.Provider
 			}
@@ -116,6 +124,9 @@ func (s *Store) Record(ctx context.Context, id ID, updates []Update) error {
 				// An operator held the message while this attempt was in flight: the
 				// attempt is recorded, the hold stands until Release.
 				continue
+			}
+			if u.Status == Held && u.HoldReason != "" {
+				r.HoldReason = u.HoldReason
 			}
 			if err := w.setRcpt(id, r, i, u.Status, u.NextAttempt); err != nil {
 				return err
@@ -327,12 +338,55 @@ func (s *Store) Release(ctx context.Context, id ID, now time.Time) error {
 				return err
 			}
 		}
+		r.HoldReason = ""
 		return w.save(id, r)
 	})
 	if err != nil {
 		return fmt.Errorf("release %s: %w", id, err)
 	}
 	return nil
+}
+
+// HoldIDs holds the queued and deferred recipients of the messages ids with
+// reason recorded as their HoldReason, in transactions of bulkBatch, and
+// returns the messages that had a recipient to hold (so that the caller
+// logs each hold once). Messages gone since are skipped. The breaker
+// (issue 21) holds a stopped sender's mail with it.
+func (s *Store) HoldIDs(ctx context.Context, ids []ID, reason string) ([]ID, error) {
+	var held []ID
+	for len(ids) > 0 {
+		chunk := ids[:min(bulkBatch, len(ids))]
+		ids = ids[len(chunk):]
+		var got []ID
+		err := s.write(ctx, func(w *wtx) error {
+			got = got[:0] // the write may run again: start over
+			for _, id := range chunk {
+				r, err := w.load(id)
+				if errors.Is(err, ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				for _, slot := range r.Rcpts {
+					if slot.Status.scheduled() {
+						r.HoldReason = reason
+						if err := w.hold(id, r); err != nil {
+							return err
+						}
+						got = append(got, id)
+						break
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return held, fmt.Errorf("hold: %w", err)
+		}
+		held = append(held, got...)
+	}
+	return held, nil
 }
 
 // Flush makes every queued or deferred recipient due later than now due at now, for
@@ -359,62 +413,96 @@ func (s *Store) Flush(ctx context.Context, id ID, now time.Time) (int, error) {
 		}
 		return n, nil
 	}
-	// Only entries after now move. Each transaction seeks there in the due index and
-	// rewrites the next bulkBatch messages it finds; they move to now, before the seek
-	// point, so the next transaction finds the following ones. Nothing is collected
-	// (a flush of a million messages holds one batch in memory), and the group commit
-	// is never held by one huge transaction.
-	seek := putU64(int64(dueNanos(now)) + 1)
 	total := 0
-	for {
-		var n, found int
-		err := s.write(ctx, func(w *wtx) error {
-			n, found = 0, 0
-			var ids []ID
-			seen := map[ID]bool{}
-			c := w.due.Cursor()
-			for k, _ := c.Seek(seek); k != nil && len(ids) < bulkBatch; k, _ = c.Next() {
-				d, err := parseDueKey(k)
-				if err != nil {
-					return err
-				}
-				if !seen[d.ID] {
-					seen[d.ID] = true
-					ids = append(ids, d.ID)
-				}
-			}
-			found = len(ids)
-			for _, id := range ids {
-				r, err := w.load(id)
-				if err != nil {
-					return fmt.Errorf("due index names %s: %w", id, err)
-				}
-				moved, err := w.flushRecord(id, r, now)
-				if err != nil {
-					return err
-				}
-				if moved {
-					n++
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return total, fmt.Errorf("flush: %w", err)
-		}
+	var c FlushCursor
+	for !c.Done() {
+		n, err := s.FlushBatch(ctx, now, &c)
 		total += n
-		if found == 0 || n == 0 {
-			// n == 0 with entries found would loop forever: it cannot happen while
-			// the index matches the records (Check), but never spin on it.
-			return total, nil
+		if err != nil {
+			return total, err
 		}
 	}
+	return total, nil
+}
+
+// FlushCursor is where a whole-queue flush resumes; its zero value starts one.
+type FlushCursor struct {
+	after []byte // the last due key looked at; nil: from now on
+	done  bool
+}
+
+// Done reports whether the flush has looked at the whole due index.
+func (c *FlushCursor) Done() bool { return c.done }
+
+// FlushBatch is one step of a whole-queue flush as of now: in one transaction it makes
+// due at now the recipients of the next bulkBatch messages found in the due index
+// after now (or after c), and returns how many messages it moved. A recipient tried
+// since now (the scheduler deferred it again meanwhile, say to a dead destination's
+// next probe) is left alone: the flush moves what was waiting when it was asked, once.
+// What it moves goes before the cursor, so nothing is collected (a flush of a million
+// messages holds one batch in memory), and the group commit is never held by one huge
+// transaction. The daemon calls it in a loop of its own, so that `queue flush` answers
+// at once and the scheduler sends what each batch made due while the rest moves.
+func (s *Store) FlushBatch(ctx context.Context, now time.Time, c *FlushCursor) (int, error) {
+	if c.done {
+		return 0, nil
+	}
+	now = norm(now)
+	seek := c.after
+	if seek == nil {
+		seek = putU64(int64(dueNanos(now)) + 1)
+	}
+	var n int
+	var last []byte
+	err := s.write(ctx, func(w *wtx) error {
+		n, last = 0, nil
+		var ids []ID
+		seen := map[ID]bool{}
+		cur := w.due.Cursor()
+		for k, _ := cur.Seek(seek); k != nil && len(ids) < bulkBatch; k, _ = cur.Next() {
+			if c.after != nil && bytes.Equal(k, c.after) {
+				continue
+			}
+			d, err := parseDueKey(k)
+			if err != nil {
+				return err
+			}
+			last = bytes.Clone(k)
+			if !seen[d.ID] {
+				seen[d.ID] = true
+				ids = append(ids, d.ID)
+			}
+		}
+		for _, id := range ids {
+			r, err := w.load(id)
+			if err != nil {
+				return fmt.Errorf("due index names %s: %w", id, err)
+			}
+			moved, err := w.flushRecord(id, r, now)
+			if err != nil {
+				return err
+			}
+			if moved {
+				n++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("flush: %w", err)
+	}
+	if last == nil {
+		c.done = true
+	}
+	c.after = last
+	return n, nil
 }
 
 func (w *wtx) flushRecord(id ID, r *record, now time.Time) (bool, error) {
 	moved := false
 	for i, slot := range r.Rcpts {
-		if slot.Status.scheduled() && slot.NextAttempt.After(now) {
+		// A recipient tried after now was deferred again since the flush began.
+		if slot.Status.scheduled() && slot.NextAttempt.After(now) && !slot.LastAttempt.After(now) {
 			if err := w.setRcpt(id, r, i, slot.Status, now); err != nil {
 				return false, err
 			}

@@ -226,7 +226,7 @@ func (s *Store) CancelSuppressed(ctx context.Context, addr string, now time.Time
 					return err
 				}
 				r.Rcpts[i].Class, r.Rcpts[i].LastResponse = sup.Reason, sup.Response
-				out = append(out, Cancelled{ID: id, Sender: r.Sender, Rcpt: slot.Address, IsDSN: r.IsDSN})
+				out = append(out, Cancelled{ID: id, Sender: r.Sender, Rcpt: slot.Address, IsDSN: r.IsDSN, User: r.User, AuthUser: r.AuthUser})
 				changed = true
 			}
 			if changed {

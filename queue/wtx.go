@@ -34,9 +34,9 @@ func newWtx(tx *bolt.Tx) *wtx {
 		state:  tx.Bucket(bucketState),
 		meta:   tx.Bucket(bucketMeta),
 		counts: tx.Bucket(bucketCounts),
-		delta:  map[string]int64{},
-		dest:   map[countKey]int64{},
-		orig:   map[ID]map[countKey]int64{},
+		// delta, dest and orig are made by the first write that needs them: most
+		// transactions are reads (a lookup per RCPT, per delivery), and three maps
+		// each showed in the submission path's profile.
 	}
 	w.zbodies = tx.Bucket(bucketZBodies)
 	for _, b := range []*bolt.Bucket{w.msgs, w.bodies, w.zbodies} {
@@ -47,7 +47,12 @@ func newWtx(tx *bolt.Tx) *wtx {
 	return w
 }
 
-func (w *wtx) count(key []byte, d int64) { w.delta[string(key)] += d }
+func (w *wtx) count(key []byte, d int64) {
+	if w.delta == nil {
+		w.delta = map[string]int64{}
+	}
+	w.delta[string(key)] += d
+}
 
 func (w *wtx) flushCounters() error {
 	if err := w.flushDestCounts(); err != nil {

@@ -133,13 +133,23 @@ func schedulerOptions(cfg *config.Config) (scheduler.Options, error) {
 		}
 		relay.Auth = &delivery.Auth{Username: a.Username, Password: strings.TrimRight(string(pw), "\r\n")}
 	}
+	routes, routeTLS := map[string]string{}, map[string]string{}
+	for dom, r := range cfg.Routes {
+		if r.To != "" {
+			routes[dom] = r.To
+		}
+		if r.TLS != "" {
+			routeTLS[dom] = r.TLS
+		}
+	}
 	return scheduler.Options{
 		Hostname:        cfg.Hostname,
 		Workers:         cfg.Delivery.Workers,
 		Dial:            dial,
 		Relayhost:       string(cfg.Delivery.Relayhost),
 		RelayhostDial:   relay,
-		Routes:          cfg.Routes,
+		Routes:          routes,
+		RouteTLS:        routeTLS,
 		MaxLifetime:     time.Duration(cfg.Delivery.MaxLifetime),
 		HostUnknownTTL:  time.Duration(cfg.Suppression.HostUnknownTTL),
 		Postmaster:      cfg.PostmasterAddress(),
@@ -194,11 +204,29 @@ func (d *daemon) reloadOnHUP(ctx context.Context) error {
 // still holds (issue 3 §6, issue 5 §6).
 func (d *daemon) Flush(ctx context.Context, id queue.ID) (admin.FlushReport, error) {
 	now := time.Now()
-	n, err := d.store.Flush(ctx, id, now)
-	if err != nil {
-		return admin.FlushReport{}, err
+	var rep admin.FlushReport
+	if id != "" {
+		n, err := d.store.Flush(ctx, id, now)
+		if err != nil {
+			return admin.FlushReport{}, err
+		}
+		rep.Flushed = n
+	} else {
+		// The whole queue is moved by flushLoop, a batch per transaction,
+		// while the scheduler sends what each batch made due: a flush of a
+		// million messages answers at once (issue 19 §2), as Postfix's
+		// postqueue -f only signals qmgr. The count is of the recipients
+		// waiting, from the counters.
+		st, err := d.store.Stats(ctx)
+		if err != nil {
+			return admin.FlushReport{}, err
+		}
+		rep.Flushed = st.Recipients[queue.Queued] + st.Recipients[queue.Deferred]
+		select {
+		case d.flushReq <- now:
+		default: // one is pending already; it flushes everything
+		}
 	}
-	rep := admin.FlushReport{Flushed: n}
 	skip := func(m queue.Message) error {
 		for _, r := range m.Recipients {
 			if r.Status.Final() || r.Status == queue.Held || r.Provider == "" {
@@ -218,10 +246,10 @@ func (d *daemon) Flush(ctx context.Context, id queue.ID) (admin.FlushReport, err
 		if m, err := d.store.Get(ctx, id); err == nil {
 			skip(m)
 		}
-	case d.anySuspended(now):
-		// Only a suspension can hold a recipient back: without one there is
-		// nothing to walk. The walk reads a page at a time and the report is
-		// bounded, so a flush of a million messages holds no memory.
+	case d.suspendedWaiting(ctx, now):
+		// Only a suspension can hold a recipient back, and the counters say
+		// whether one holds any: without, there is nothing to walk. The walk
+		// reads a page at a time and the report is bounded.
 		if err := d.store.Each(ctx, queue.Filter{}, skip); err != nil && !errors.Is(err, errSkippedFull) {
 			return admin.FlushReport{}, err
 		}
@@ -237,19 +265,50 @@ const maxSkippedReport = 1000
 
 var errSkippedFull = errors.New("skipped report full")
 
-// anySuspended reports whether a provider or a destination is suspended.
-func (d *daemon) anySuspended(now time.Time) bool {
-	for _, p := range d.engine.Snapshot(now) {
-		if p.SuspendedUntil != nil {
-			return true
+// suspendedWaiting reports whether a suspended provider or destination has
+// recipients waiting, from the queue's counters.
+func (d *daemon) suspendedWaiting(ctx context.Context, now time.Time) bool {
+	cs, err := d.store.Counts(ctx)
+	if err != nil {
+		return true // walk, rather than leave out what a flush skips
+	}
+	for _, c := range cs {
+		if c.Provider == "" || !(c.Status == queue.Queued || c.Status == queue.Deferred) {
+			continue
 		}
-		for _, dst := range p.Destinations {
-			if dst.SuspendedUntil != nil {
-				return true
-			}
+		if until, _ := d.engine.SuspendedUntil(c.Provider, c.Domain, now); !until.IsZero() {
+			return true
 		}
 	}
 	return false
+}
+
+// flushLoop runs the whole-queue flushes `queue flush` asks for, one batch
+// per transaction, waking the scheduler after each so that delivery starts
+// with the first batch.
+func (d *daemon) flushLoop(ctx context.Context) error {
+	for {
+		var now time.Time
+		select {
+		case <-ctx.Done():
+			return nil
+		case now = <-d.flushReq:
+		}
+		total := 0
+		var c queue.FlushCursor
+		for !c.Done() {
+			n, err := d.store.FlushBatch(ctx, now, &c)
+			total += n
+			if err != nil {
+				if ctx.Err() == nil {
+					d.log.Error("queue flush", "err", err)
+				}
+				break
+			}
+			d.sched.Wake()
+		}
+		d.log.Info("queue flushed", "messages", total)
+	}
 }
 
 // decorate gives a recipient not tried yet the provider its domain names

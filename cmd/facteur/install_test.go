@@ -461,6 +461,10 @@ func TestInstallConfigParses(t *testing.T) {
 					t.Errorf("limits.%s = %v, want %s", l.key, l.got, l.want)
 				}
 			}
+			// Issue 21 §1: install turns the breaker on with the documented values.
+			if b, want := c.Breaker, config.DefaultBreaker(); b == nil || fmt.Sprint(*b) != fmt.Sprint(*want) {
+				t.Errorf("breaker %+v, want %+v", b, want)
+			}
 			if tc.name == "examples uncommented" && (c.Aliases["root"] != "ops@example.com" || c.Senders["www-data"] != "noreply@example.com" || len(c.DKIM) != 1) {
 				t.Errorf("examples: aliases %v senders %v dkim %v", c.Aliases, c.Senders, c.DKIM)
 			}

@@ -87,10 +87,7 @@ func cmdQueue(args []string) int {
 		// Streamed from the daemon: the first lines print at once.
 		err := c.do("GET", "/queue", filters, nil, os.Stdout)
 		if errors.Is(err, errDaemonDown) {
-			var raw []byte
-			if raw, err = offlineGet(cfg, "/queue", filters); err == nil {
-				os.Stdout.Write(raw)
-			}
+			err = offlineList(cfg, filters, os.Stdout)
 		}
 		if err != nil {
 			return failErr(err)

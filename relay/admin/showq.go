@@ -3,8 +3,8 @@ package admin
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"errors"
+	"fmt"
 	"net"
 	"time"
 

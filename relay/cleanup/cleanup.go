@@ -24,6 +24,11 @@ type Options struct {
 	Senders     map[string]string // bare local sender -> address (sender_canonical)
 	MaxHops     int               // Received headers at which a message is a loop
 	Notify      func()            // called after each message is queued (wakes the scheduler); may be nil
+	// Hold is asked, just before the commit, whether the message is to be
+	// queued held, why, and what to log about it (issue 21: its sender's
+	// breaker is tripped); an error refuses the message instead (an
+	// *smtp.SMTPError for the client). nil: every message is queued.
+	Hold func(env queue.Envelope, now time.Time) (reason string, attrs []any, err error)
 }
 
 // Store is the part of queue.Store cleanup needs.
@@ -44,6 +49,8 @@ type Message struct {
 	ClientIP   string
 	Helo       string
 	AuthUser   string
+	User       string // local submitter ("" unknown), see queue.Envelope
+	UID        int
 	Protocol   string // "ESMTP", "SMTP", "ESMTPA", "ESMTPS", "local"
 	SMTPUTF8   bool
 	Data       []byte
@@ -193,6 +200,8 @@ func (c *Cleanup) Process(ctx context.Context, m Message, now time.Time) (queue.
 		ClientIP:   m.ClientIP,
 		Helo:       m.Helo,
 		AuthUser:   m.AuthUser,
+		User:       m.User,
+		UID:        m.UID,
 		SMTPUTF8:   m.SMTPUTF8 || needsUTF8(sender, rcpts),
 		EightBit:   has8bit(msg),
 	}
@@ -207,6 +216,20 @@ func (c *Cleanup) Process(ctx context.Context, m Message, now time.Time) (queue.
 			msg = signed
 			dkimNote = note
 		}
+	}
+	var holdAttrs []any
+	if c.opts.Hold != nil {
+		reason, attrs, err := c.opts.Hold(env, now)
+		if err != nil {
+			resp := err.Error()
+			var se *smtp.SMTPError
+			if errors.As(err, &se) {
+				resp = fmt.Sprintf("%d %d.%d.%d %s", se.Code, se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2], se.Message)
+			}
+			c.log.Warn("refused", append([]any{"from", "<" + sender + ">", "client", m.ClientIP, "resp", resp}, attrs...)...)
+			return "", err
+		}
+		env.Hold, holdAttrs = reason, attrs
 	}
 	qid, err := c.store.Enqueue(ctx, env, msg, now)
 	if err != nil {
@@ -226,6 +249,9 @@ func (c *Cleanup) Process(ctx context.Context, m Message, now time.Time) (queue.
 		attrs = append(attrs, "dkim", dkimNote)
 	}
 	c.log.Info("received", attrs...)
+	if env.Hold != "" {
+		c.log.Info("held", append([]any{"qid", string(qid), "reason", env.Hold}, holdAttrs...)...)
+	}
 	if c.opts.Notify != nil {
 		c.opts.Notify()
 	}

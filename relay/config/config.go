@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	yaml "go.yaml.in/yaml/v4"
 )
 
 // DefaultPath is where the daemon, the CLI and the sendmail shim look for the
@@ -36,7 +38,7 @@ type Config struct {
 	Policy          string            `yaml:"policy" json:"policy"`
 	Resolver        HostPort          `yaml:"resolver" json:"resolver"`
 	Delivery        Delivery          `yaml:"delivery" json:"delivery"`
-	Routes          map[string]string `yaml:"routes" json:"routes"`
+	Routes          map[string]Route  `yaml:"routes" json:"routes"`
 	Postmaster      string            `yaml:"postmaster" json:"postmaster"`
 	ShutdownTimeout Duration          `yaml:"shutdown_timeout" json:"shutdown_timeout"`
 	LogFile         string            `yaml:"log_file" json:"log_file"`
@@ -50,6 +52,7 @@ type Config struct {
 	QueueAlarm      QueueAlarm        `yaml:"queue_alarm" json:"queue_alarm"`
 	Webhooks        []Webhook         `yaml:"webhooks" json:"webhooks"`
 	Bounces         Bounces           `yaml:"bounces" json:"bounces"`
+	Breaker         *Breaker          `yaml:"breaker" json:"breaker"`
 
 	// File is the path the config was read from ("" for built-in defaults).
 	File string `yaml:"-" json:"-"`
@@ -82,6 +85,13 @@ type Delivery struct {
 	Workers            int      `yaml:"workers" json:"workers"`
 	MaxLifetime        Duration `yaml:"max_lifetime" json:"max_lifetime"`
 	TLS                string   `yaml:"tls" json:"tls"`
+	// MTASTS honours the recipient domains' MTA-STS policies (RFC 8461,
+	// issue 15): on or off.
+	MTASTS string `yaml:"mta_sts" json:"mta_sts"`
+	// DANE authenticates MX hosts with DNSSEC-signed TLSA records (RFC
+	// 7672): auto (only when the resolver is on loopback, where its AD bit
+	// can be trusted), on, or off.
+	DANE string `yaml:"dane" json:"dane"`
 }
 
 // RelayAuth is the smarthost login; the password lives in its own file so
@@ -157,6 +167,50 @@ type Webhook struct {
 	Timeout    Duration `yaml:"timeout" json:"timeout"`
 }
 
+// Breaker is the per-sender circuit breaker (issue 21): it stops a sender
+// (local user, authenticated user, sender domain) whose recipients fail or
+// are deferred too often. nil, the key absent, is off; a `breaker:` block
+// starts from DefaultBreaker and overrides what it names.
+type Breaker struct {
+	Window        Duration `yaml:"window" json:"window"`
+	MinRecipients int      `yaml:"min_recipients" json:"min_recipients"`
+	MaxFailed     float64  `yaml:"max_failed" json:"max_failed"`
+	MaxDeferred   float64  `yaml:"max_deferred" json:"max_deferred"`
+	Action        string   `yaml:"action" json:"action"` // hold or refuse
+	Notify        []string `yaml:"notify" json:"notify"` // empty: root (its alias)
+	Per           []string `yaml:"per" json:"per"`       // user, sender_domain
+}
+
+// DefaultBreaker is the breaker a `breaker:` block starts from, and the one
+// `facteur install` writes (issue 21 §1).
+func DefaultBreaker() *Breaker {
+	return &Breaker{
+		Window:        Duration(time.Hour),
+		MinRecipients: 20,
+		MaxFailed:     0.25,
+		MaxDeferred:   0.5,
+		Action:        "hold",
+		Notify:        []string{},
+		Per:           []string{"user", "sender_domain"},
+	}
+}
+
+// presetOptional gives the optional blocks present in data their defaults
+// before the strict decode overlays the file on them: a block's absence
+// means off, its presence means the defaults plus what it sets.
+func presetOptional(data []byte, c *Config) {
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return // decodeStrict reports the problem
+	}
+	m := doc.Content[0]
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == "breaker" && m.Content[i+1].Kind == yaml.MappingNode {
+			c.Breaker = DefaultBreaker()
+		}
+	}
+}
+
 // Suppression configures the suppression list (issue 7).
 type Suppression struct {
 	HostUnknownTTL Duration `yaml:"host_unknown_ttl" json:"host_unknown_ttl"`
@@ -199,6 +253,8 @@ func Default() *Config {
 			Workers:     100,
 			MaxLifetime: Duration(5 * 24 * time.Hour),
 			TLS:         "may",
+			MTASTS:      "on",
+			DANE:        "auto",
 		},
 		Suppression: Suppression{
 			HostUnknownTTL: Duration(30 * 24 * time.Hour),
@@ -249,6 +305,7 @@ func Load(path string) (*Config, error) {
 	c.File = path
 	// Maps replace, not merge: a file that lists aliases gives all of them.
 	c.Aliases, c.Senders = nil, nil
+	presetOptional(data, c)
 	if err := decodeStrict(path, data, c); err != nil {
 		return nil, err
 	}
@@ -269,6 +326,7 @@ func Parse(name string, data []byte) (*Config, error) {
 	c := Default()
 	c.File = name
 	c.Aliases, c.Senders = nil, nil
+	presetOptional(data, c)
 	if err := decodeStrict(name, data, c); err != nil {
 		return nil, err
 	}
@@ -381,6 +439,16 @@ func (c *Config) Validate() error {
 	default:
 		bad("delivery.tls", "want may or none, got %q", d.TLS)
 	}
+	switch d.MTASTS {
+	case "on", "off":
+	default:
+		bad("delivery.mta_sts", "want on or off, got %q", d.MTASTS)
+	}
+	switch d.DANE {
+	case "auto", "on", "off":
+	default:
+		bad("delivery.dane", "want auto, on or off, got %q", d.DANE)
+	}
 	if d.RelayhostAuth != nil && (d.RelayhostAuth.Username == "" || d.RelayhostAuth.PasswordFile == "") {
 		bad("delivery.relayhost_auth", "needs username and password_file")
 	}
@@ -391,12 +459,21 @@ func (c *Config) Validate() error {
 		bad("delivery.max_lifetime", "must be positive")
 	}
 	for dom, r := range c.Routes {
-		switch r {
+		switch r.To {
 		case "hold", "discard":
+		case "":
+			if r.TLS == "" {
+				bad("routes."+dom, "want host:port, hold, discard or {to, tls}")
+			}
 		default:
-			if err := checkHostPort(r); err != nil {
+			if err := checkHostPort(r.To); err != nil {
 				bad("routes."+dom, "want host:port, hold or discard: %v", err)
 			}
+		}
+		switch r.TLS {
+		case "", "none", "may", "encrypt", "verify":
+		default:
+			bad("routes."+dom+".tls", "want none, may, encrypt or verify, got %q", r.TLS)
 		}
 	}
 	for i, k := range c.DKIM {
@@ -429,7 +506,7 @@ func (c *Config) Validate() error {
 		}
 		for _, e := range w.Events {
 			switch e {
-			case "delivered", "deferred", "bounced", "suppressed", "expired", "unverified_report":
+			case "delivered", "deferred", "bounced", "suppressed", "expired", "unverified_report", "breaker":
 			default:
 				bad(key+".events", "unknown event %q", e)
 			}
@@ -440,6 +517,40 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Bounces.Listen) > 0 && c.Bounces.Domain == "" {
 		bad("bounces.domain", "the bounce listener needs the domain it accepts mail for")
+	}
+	if b := c.Breaker; b != nil {
+		if b.Window <= 0 {
+			bad("breaker.window", "must be positive")
+		}
+		if b.MinRecipients < 1 {
+			bad("breaker.min_recipients", "must be at least 1")
+		}
+		if b.MaxFailed <= 0 || b.MaxFailed > 1 {
+			bad("breaker.max_failed", "want a share of the recipients in (0, 1], e.g. 0.25, got %v", b.MaxFailed)
+		}
+		if b.MaxDeferred <= 0 || b.MaxDeferred > 1 {
+			bad("breaker.max_deferred", "want a share of the recipients in (0, 1], e.g. 0.5, got %v", b.MaxDeferred)
+		}
+		switch b.Action {
+		case "hold", "refuse":
+		default:
+			bad("breaker.action", "want hold or refuse, got %q", b.Action)
+		}
+		for _, a := range b.Notify {
+			if !plausibleAddress(a) {
+				bad("breaker.notify", "bad address %q", a)
+			}
+		}
+		if len(b.Per) == 0 {
+			bad("breaker.per", "name at least one of user, sender_domain")
+		}
+		for _, p := range b.Per {
+			switch p {
+			case "user", "sender_domain":
+			default:
+				bad("breaker.per", "want user or sender_domain, got %q", p)
+			}
+		}
 	}
 	switch c.Suppression.OnRcpt {
 	case "refuse", "drop":

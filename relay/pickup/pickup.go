@@ -122,6 +122,8 @@ func (p *Pickup) ingest(ctx context.Context, path string) (bool, error) {
 		Recipients: rcpts,
 		ClientIP:   "127.0.0.1",
 		Helo:       user,
+		User:       user,
+		UID:        env.UID,
 		Protocol:   "local",
 		SMTPUTF8:   env.SMTPUTF8,
 		Data:       body,

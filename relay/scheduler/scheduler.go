@@ -17,8 +17,10 @@ import (
 	"facteur/policy"
 	"facteur/queue"
 	"facteur/relay/address"
+	"facteur/relay/breaker"
 	"facteur/relay/delivery"
 	"facteur/relay/resolver"
+	"facteur/relay/tlspolicy"
 )
 
 // Options configure the scheduler; cmd/facteur fills them from the config.
@@ -39,6 +41,12 @@ type Options struct {
 	RelayhostDial delivery.Options
 	// Routes are per-domain overrides: "host:port", "hold" or "discard".
 	Routes map[string]string
+	// RouteTLS pins a domain's TLS level ("none", "may", "encrypt",
+	// "verify": a routes entry's tls), instead of MTA-STS and DANE.
+	RouteTLS map[string]string
+	// TLSPolicy decides MTA-STS and DANE per MX host (issue 15); nil:
+	// opportunistic STARTTLS only.
+	TLSPolicy *tlspolicy.Policy
 	// MaxLifetime is the queue lifetime when the provider sets none.
 	MaxLifetime time.Duration
 	// HostUnknownTTL is how long a host_unknown suppression lasts.
@@ -69,6 +77,19 @@ type Options struct {
 	// (default 1 h).
 	DeadBackoff    time.Duration
 	DeadMaxBackoff time.Duration
+
+	// Breaker is the per-sender circuit breaker (issue 21); nil: none.
+	Breaker Breaker
+}
+
+// Breaker is the per-sender circuit breaker as the scheduler sees it: it
+// is told every recipient outcome once recorded, and asked before a
+// message goes out whether its sender is stopped. Both are called from the
+// delivery workers, concurrently.
+type Breaker interface {
+	Observe(msg queue.Message, o breaker.Outcome)
+	// Stopped returns the key ("user=www-data") that stops msg's sender.
+	Stopped(msg queue.Message) (key string, ok bool)
 }
 
 // DeliveryEvent is one recipient outcome, for webhooks and metrics.
@@ -82,6 +103,10 @@ type DeliveryEvent struct {
 	Response string
 	At       time.Time
 	Latency  time.Duration
+	// TLS is what protected the session of a delivery: dane, mta-sts,
+	// verify, encrypt, opportunistic or none (delivery.Prot*); "" when no
+	// session was made.
+	TLS string
 }
 
 // Scheduler moves due recipients from the queue to delivery connections.
@@ -131,6 +156,8 @@ type target struct {
 	host string
 	ip   netip.Addr
 	opts delivery.Options
+	// refused: the TLS policy forbids this host; it is not dialled.
+	refused *tlspolicy.Refusal
 }
 
 // item is the recipients of one message that go in one transaction.
@@ -274,14 +301,14 @@ func (s *Scheduler) fill(ctx context.Context, now time.Time) error {
 		}
 		byID[d.ID] = append(byID[d.ID], d.Rcpt)
 	}
-	for _, id := range order {
-		msg, err := s.store.Get(ctx, id)
-		if errors.Is(err, queue.ErrNotFound) {
-			continue // deleted meanwhile
-		}
-		if err != nil {
-			return err
-		}
+	// One read transaction for the window; a message deleted meanwhile is
+	// left out.
+	msgs, err := s.store.GetMany(ctx, order)
+	if err != nil {
+		return err
+	}
+	for _, msg := range msgs {
+		id := msg.ID
 		groups := map[string][]string{}
 		var keys []string
 		for _, r := range byID[id] {
@@ -616,8 +643,11 @@ func (s *Scheduler) connection(ctx, wctx context.Context, l *lane, provider stri
 		// Otherwise, with no other connection of this lane up, the lane's
 		// items all take this failure; with one up, only this item does:
 		// the others are being delivered.
+		// A TLS policy refusal (issue 15) is no dead destination either:
+		// each recipient must keep saying, with 4.7.5, which policy holds it.
 		var se *smtp.SMTPError
-		dead := !errors.As(dialErr, &se) && s.connFailed(s.destKey(l.domain), dialErr.Error(), s.clock.Now())
+		var ref *tlspolicy.Refusal
+		dead := !errors.As(dialErr, &se) && !errors.As(dialErr, &ref) && s.connFailed(s.destKey(l.domain), dialErr.Error(), s.clock.Now())
 		items := []*item{it}
 		s.mu.Lock()
 		alone := l.workers <= 1
@@ -664,6 +694,9 @@ func (s *Scheduler) connection(ctx, wctx context.Context, l *lane, provider stri
 // send runs one transaction and records its outcome; false when shutdown
 // cut it (then nothing is recorded: the attempt counts as none).
 func (s *Scheduler) send(ctx, wctx context.Context, it *item, provider, domain string, conn *delivery.Conn) bool {
+	if s.stopped(wctx, it) {
+		return true
+	}
 	body, err := s.store.Body(wctx, it.msg.ID)
 	if err != nil {
 		// Without its body the message cannot go; defer it on its
@@ -694,10 +727,17 @@ func (s *Scheduler) send(ctx, wctx context.Context, it *item, provider, domain s
 }
 
 // dial tries each target in order; on failure it returns the last error
-// (an *smtp.SMTPError inside when the server refused the greeting).
+// (an *smtp.SMTPError inside when the server refused the greeting), or,
+// when the TLS policy refused a host or a session, that refusal (a
+// *tlspolicy.Refusal): the recipients are deferred with 4.7.5 for it.
 func (s *Scheduler) dial(ctx context.Context, targets []target) (*delivery.Conn, error) {
 	var last error
+	var refused *tlspolicy.Refusal
 	for _, t := range targets {
+		if t.refused != nil {
+			refused = t.refused
+			continue
+		}
 		c, err := delivery.Dial(ctx, t.host, t.ip, t.opts)
 		if err == nil {
 			if fb := c.TLSFallback(); fb != nil {
@@ -706,9 +746,17 @@ func (s *Scheduler) dial(ctx context.Context, targets []target) (*delivery.Conn,
 			return c, nil
 		}
 		last = err
+		if sec := t.opts.Security; sec != nil && required(sec.Mode) && delivery.PolicyFailure(err) {
+			// Never retried in plaintext: the policy says this host
+			// must authenticate (or at least encrypt), and it did not.
+			refused = &tlspolicy.Refusal{Mode: sec.Mode, Host: t.host, IP: t.ip, Err: err}
+		}
 		if ctx.Err() != nil {
 			break
 		}
+	}
+	if refused != nil && ctx.Err() == nil {
+		return nil, refused
 	}
 	if last == nil {
 		last = errors.New("no host to connect to")
@@ -716,10 +764,22 @@ func (s *Scheduler) dial(ctx context.Context, targets []target) (*delivery.Conn,
 	return nil, last
 }
 
+// required reports whether a Security mode refuses a session without TLS.
+func required(mode string) bool {
+	switch mode {
+	case delivery.ProtEncrypt, delivery.ProtVerify, delivery.ProtMTASTS, delivery.ProtDANE:
+		return true
+	}
+	return false
+}
+
 // resolve finds the hosts of l and its provider.
 func (s *Scheduler) resolve(ctx context.Context, l *lane) ([]target, string, error) {
+	pin := tlspolicy.Pin(s.opts.RouteTLS[l.domain])
 	if route, ok := s.opts.Routes[l.domain]; ok {
-		ts, err := s.hostTargets(ctx, route, s.opts.Dial)
+		dial := s.opts.Dial
+		dial.Security = pin
+		ts, err := s.hostTargets(ctx, route, dial)
 		p := s.shaper.Recognize(l.domain, nil)
 		s.setProvider(l, p)
 		return ts, p, err
@@ -737,16 +797,48 @@ func (s *Scheduler) resolve(ctx context.Context, l *lane) ([]target, string, err
 		return nil, p, err
 	}
 	var names []string
-	var ts []target
 	for _, h := range route.MX {
 		names = append(names, h.Name)
-		for _, ip := range h.Addrs {
-			ts = append(ts, target{host: h.Name, ip: ip, opts: s.opts.Dial})
-		}
 	}
+	ts := s.mxTargets(ctx, route, pin)
 	p := s.shaper.Recognize(l.domain, names)
 	s.setProvider(l, p)
 	return ts, p, nil
+}
+
+// mxTargets lists the addresses of a domain's MX hosts with the TLS each
+// connection must reach: the routes pin when there is one, else what
+// MTA-STS and DANE demand (relay/tlspolicy).
+func (s *Scheduler) mxTargets(ctx context.Context, route resolver.Route, pin *delivery.Security) []target {
+	secs := make([]*delivery.Security, len(route.MX))
+	refusals := make([]*tlspolicy.Refusal, len(route.MX))
+	switch {
+	case pin != nil:
+		for i := range secs {
+			secs[i] = pin
+		}
+	case s.opts.TLSPolicy != nil && !s.opts.Dial.NoTLS:
+		plan := s.opts.TLSPolicy.Plan(ctx, route)
+		if plan.STS.Note != "" {
+			s.log.Warn("mta-sts", "domain", route.Domain, "note", plan.STS.Note)
+		}
+		for i, h := range plan.Hosts {
+			secs[i], refusals[i] = h.Security, h.Refused
+		}
+	}
+	var ts []target
+	for i, h := range route.MX {
+		if refusals[i] != nil {
+			ts = append(ts, target{host: h.Name, refused: refusals[i]})
+			continue
+		}
+		opts := s.opts.Dial
+		opts.Security = secs[i]
+		for _, ip := range h.Addrs {
+			ts = append(ts, target{host: h.Name, ip: ip, opts: opts})
+		}
+	}
+	return ts
 }
 
 func (s *Scheduler) setProvider(l *lane, p string) {

@@ -55,6 +55,17 @@ func (w syncWriter) Write(p []byte) (int, error) {
 
 func newHarness(t *testing.T, port int, zones map[string]relaytest.Zone, tweak func(*Options)) *harness {
 	t.Helper()
+	return newHarnessWith(t, port, zones, func(_ *harness, _ *resolver.Resolver, o *Options) {
+		if tweak != nil {
+			tweak(o)
+		}
+	})
+}
+
+// newHarnessWith is newHarness whose tweak also sees the harness (its DNS
+// server and clock) and the resolver, to build what needs them.
+func newHarnessWith(t *testing.T, port int, zones map[string]relaytest.Zone, tweak func(*harness, *resolver.Resolver, *Options)) *harness {
+	t.Helper()
 	st, err := queue.Open(filepath.Join(t.TempDir(), "q.db"), queue.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +93,7 @@ func newHarness(t *testing.T, port int, zones map[string]relaytest.Zone, tweak f
 		OnEvent:        func(e DeliveryEvent) { h.events <- e },
 	}
 	if tweak != nil {
-		tweak(&opts)
+		tweak(h, res, &opts)
 	}
 	log := slog.New(slog.NewTextHandler(syncWriter{h.logMu, h.log}, nil))
 	h.sched = New(opts, st, res, EngineShaper{eng}, clock, log)
@@ -424,7 +435,7 @@ func TestSTARTTLSRecordedInLog(t *testing.T) {
 	h.logMu.Lock()
 	log := h.log.String()
 	h.logMu.Unlock()
-	for _, want := range []string{"tls=TLS1.3:", "cv=no", `dn=CN=mx.example.org`, "mx=mx.example.org", "ip=127.0.0.8"} {
+	for _, want := range []string{"tls=opportunistic", "cipher=TLS1.3:", "cv=no", `dn=CN=mx.example.org`, "mx=mx.example.org", "ip=127.0.0.8"} {
 		if !strings.Contains(log, want) && !strings.Contains(log, strings.ReplaceAll(want, `dn=`, `dn="`)) {
 			t.Errorf("log lacks %q:\n%s", want, log)
 		}
@@ -454,5 +465,56 @@ func TestOutcomeDuringShutdownIsRecorded(t *testing.T) {
 	if _, err := h.store.Get(t.Context(), id); !errors.Is(err, queue.ErrNotFound) {
 		m, _ := h.store.Get(t.Context(), id)
 		t.Fatalf("the delivery acknowledged during shutdown was not recorded: %+v", m)
+	}
+}
+
+// TestReplyStageDecidesSuppression: the same "550 5.1.1 User unknown" means
+// three things depending on the command it answers (issue 12). To MAIL FROM
+// it is about the sender and never suppresses the recipient; to RCPT TO it
+// suppresses at once; to DATA it concerns every recipient of the
+// transaction, a soft bounce suppressed only when repeated over days.
+func TestReplyStageDecidesSuppression(t *testing.T) {
+	unknown := &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "User unknown"}
+	tests := []struct {
+		name  string
+		opts  relaytest.SinkOptions
+		stage string
+		want  []bool // suppressed after each of three bounces, two days apart
+	}{
+		{"reply to MAIL FROM", relaytest.SinkOptions{Mail: func(string) error { return unknown }}, "mail", []bool{false, false, false}},
+		{"reply to RCPT TO", relaytest.SinkOptions{Rcpt: func(string) error { return unknown }}, "rcpt", []bool{true}},
+		{"reply to DATA", relaytest.SinkOptions{Data: func([]string, []byte) error { return unknown }}, "data", []bool{false, false, true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sink := relaytest.NewSink(t, "127.0.0.2:0", tt.opts)
+			h := newHarness(t, sink.Port(), map[string]relaytest.Zone{
+				"example.org":    {MX: []relaytest.MX{{Host: "mx.example.org", Pref: 10}}},
+				"mx.example.org": {A: []string{"127.0.0.2"}},
+			}, nil)
+			for i, want := range tt.want {
+				h.enqueue("", []string{"bob@example.org"}, msgBody)
+				evs := h.expect(1)
+				if evs[0].Event != "bounced" {
+					t.Fatalf("bounce %d: %+v", i+1, evs)
+				}
+				if want {
+					if e := h.expect(1); e[0].Event != "suppressed" {
+						t.Fatalf("bounce %d: %+v, want suppressed", i+1, e)
+					}
+				}
+				_, ok, _ := h.store.Suppressed(t.Context(), "bob@example.org", h.clock.Now())
+				h.logMu.Lock()
+				log := h.log.String()
+				h.logMu.Unlock()
+				if ok != want {
+					t.Fatalf("after bounce %d: suppressed=%v, want %v\nlog:\n%s", i+1, ok, want, log)
+				}
+				if !strings.Contains(log, " stage="+tt.stage+" ") {
+					t.Fatalf("no stage=%s on the bounced line:\n%s", tt.stage, log)
+				}
+				h.clock.Advance(2 * 24 * time.Hour)
+			}
+		})
 	}
 }
