@@ -13,6 +13,7 @@ import (
 
 	"facteur/relay/admin"
 	"facteur/relay/config"
+	"facteur/relay/maillog"
 	"facteur/relay/unixsock"
 )
 
@@ -119,7 +120,7 @@ func (d *daemon) serveAdminTCP(ctx context.Context, addr string, ln net.Listener
 		}
 		if err == nil {
 			if lastErr != "" {
-				d.log.Info("admin listening", "admin", ln.Addr().String())
+				d.log.Info(maillog.AdminListening, "admin", ln.Addr().String())
 			}
 			hostAddr := addr
 			if _, port, _ := net.SplitHostPort(addr); port == "0" {
@@ -137,7 +138,7 @@ func (d *daemon) serveAdminTCP(ctx context.Context, addr string, ln net.Listener
 		// One line per new error, not one per try: a squatter that stays
 		// would fill the log.
 		if err.Error() != lastErr && lastErr != "bind failed at start" {
-			d.log.Error("admin listen failed", "admin", addr, "err", err.Error())
+			d.log.Error(maillog.AdminListenFailed, "admin", addr, "err", err.Error())
 		}
 		lastErr = err.Error()
 		select {

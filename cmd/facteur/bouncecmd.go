@@ -17,6 +17,7 @@ import (
 	"facteur/queue"
 	"facteur/relay/admin"
 	"facteur/relay/config"
+	"facteur/relay/maillog"
 )
 
 // facteur bounce parse / ingest (issue 7 §2) and the daemon's POST /bounces.
@@ -339,7 +340,7 @@ func (d *daemon) handleInbound(ctx context.Context, client string, rcpts []strin
 	if err != nil {
 		// Unparseable junk sent to the bounce domain: accept and log it,
 		// a retry would not make it readable.
-		d.log.Info("bounce unreadable", "rcpt", strings.Join(rcpts, ","), "err", err.Error())
+		d.log.Info(maillog.BounceUnreadable, "rcpt", strings.Join(rcpts, ","), "err", err.Error())
 		return nil
 	}
 	now := time.Now()
@@ -354,7 +355,7 @@ func (d *daemon) handleInbound(ctx context.Context, client string, rcpts []strin
 		return err
 	}
 	sups = append(sups, soft...)
-	d.log.Info("bounce received", "qid", rep.QueueID, "kind", string(rep.Kind), "rcpt", strings.Join(rcpts, ","), "client", client,
+	d.log.Info(maillog.BounceReceived, "qid", rep.QueueID, "kind", string(rep.Kind), "rcpt", strings.Join(rcpts, ","), "client", client,
 		"verified", rep.VERPRecipient != "", "suppress", len(sups))
 	_, err = d.suppress(ctx, sups, false, now)
 	return err

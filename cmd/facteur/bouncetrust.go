@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"facteur/policy/bounce"
+	"facteur/relay/maillog"
 	"facteur/relay/webhook"
 )
 
@@ -53,13 +54,13 @@ func trustedRecipients(rep *bounce.Report, trustUntokened bool) (trusted, untrus
 func (d *daemon) reportUntrusted(ctx context.Context, rep *bounce.Report, client string, rs []bounce.Recipient) {
 	now := time.Now()
 	for _, r := range rs {
-		d.log.Info("bounce unverified", "qid", rep.QueueID, "kind", string(rep.Kind), "rcpt", "<"+r.Address+">", "client", client,
+		d.log.Info(maillog.BounceUnverified, "qid", rep.QueueID, "kind", string(rep.Kind), "rcpt", "<"+r.Address+">", "client", client,
 			"class", string(r.Class), "resp", r.Diagnostic)
 		ev := webhook.Event{Event: webhook.UnverifiedReport, ID: rep.QueueID, Recipient: r.Address, Class: string(r.Class),
 			Response: r.Diagnostic, Timestamp: now}
 		for _, h := range d.hooks {
 			if err := h.Add(context.WithoutCancel(ctx), ev); err != nil {
-				d.log.Error("webhook outbox", "qid", rep.QueueID, "err", err.Error())
+				d.log.Error(maillog.WebhookOutbox, "qid", rep.QueueID, "err", err.Error())
 			}
 		}
 	}

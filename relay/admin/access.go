@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 
+	"facteur/relay/maillog"
 	"facteur/relay/unixsock"
 )
 
@@ -64,7 +65,7 @@ func (s *Server) UnixHandler(p Peers) http.Handler {
 			err = p.Allowed(cred)
 		}
 		if err != nil {
-			s.Log.Warn("admin refused", "client", "admin-socket", "err", err.Error())
+			s.Log.Warn(maillog.AdminRefused, "client", "admin-socket", "err", err.Error())
 			WriteError(w, http.StatusForbidden, err)
 			return
 		}
@@ -103,7 +104,7 @@ func (s *Server) TCPHandler(addr string) http.Handler {
 			return
 		}
 		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
-			s.Log.Warn("admin refused", "client", r.RemoteAddr, "err", "bad or missing token")
+			s.Log.Warn(maillog.AdminRefused, "client", r.RemoteAddr, "err", "bad or missing token")
 			WriteError(w, http.StatusUnauthorized, errors.New("admin token required"))
 			return
 		}
