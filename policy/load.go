@@ -6,7 +6,6 @@ import (
 	"os"
 	"regexp"
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -85,16 +84,8 @@ func build(name string, user *source) (*Policy, error) {
 // last returns the last source that mentions path (or a parent of it), for positions.
 func last(srcs []*source, path string) *source {
 	for i := len(srcs) - 1; i >= 0; i-- {
-		p := path
-		for p != "" {
-			if _, ok := srcs[i].lines[p]; ok {
-				return srcs[i]
-			}
-			j := strings.LastIndexAny(p, ".[")
-			if j < 0 {
-				break
-			}
-			p = p[:j]
+		if srcs[i].Line(path) > 0 {
+			return srcs[i]
 		}
 	}
 	return srcs[len(srcs)-1]
@@ -104,7 +95,7 @@ func last(srcs []*source, path string) *source {
 func resolve(name string, doc *fileDoc, srcs []*source) (*Policy, Errors) {
 	var errs Errors
 	errorf := func(path, format string, args ...any) {
-		errs = append(errs, last(srcs, path).errorf(path, format, args...))
+		errs = append(errs, last(srcs, path).Errorf(path, format, args...))
 	}
 	p := &Policy{Name: name, byName: map[string]*Provider{}, exact: map[string]*Provider{}}
 	if doc.Defaults == nil {

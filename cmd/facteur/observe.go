@@ -1,12 +1,17 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
-	"sort"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"text/tabwriter"
@@ -14,12 +19,15 @@ import (
 
 	"facteur/policy"
 	"facteur/relay/admin"
+	"facteur/relay/config"
 	"facteur/relay/maillog"
 	"facteur/relay/metrics"
+	"facteur/relay/scheduler"
 )
 
 func init() {
 	register("status", "one-screen summary of the queue, deliveries and providers", cmdStatus)
+	register("top", "the senders, users, clients, domains and subjects with the most mail, queued and in the last hour", cmdTop)
 	routeRegistrars = append(routeRegistrars, func(d *daemon, m map[string]http.Handler) {
 		m["GET /metrics"] = d.metrics.Handler()
 		m["GET /status"] = http.HandlerFunc(d.status)
@@ -74,11 +82,8 @@ func (d *daemon) queueDepth(ctx context.Context) ([]metrics.QueueDepth, error) {
 	for k, n := range counts {
 		out = append(out, metrics.QueueDepth{Provider: k[0], Status: k[1], Count: n})
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Provider != out[j].Provider {
-			return out[i].Provider < out[j].Provider
-		}
-		return out[i].Status < out[j].Status
+	slices.SortFunc(out, func(a, b metrics.QueueDepth) int {
+		return cmp.Or(cmp.Compare(a.Provider, b.Provider), cmp.Compare(a.Status, b.Status))
 	})
 	return out, nil
 }
@@ -125,6 +130,9 @@ type Status struct {
 	Alarm     bool                   `json:"alarm"`
 	Providers []policy.ProviderState `json:"-"`
 	Breaker   []breakerEntry         `json:"breaker"` // senders the circuit breaker stops
+	// Dead lists the destinations that do not answer, their mail deferred
+	// until a probe at Until finds them alive (issue 19 §4).
+	Dead []scheduler.DeadDest `json:"dead"`
 }
 
 // SuspendedProvider names a provider (or default destination) on hold.
@@ -146,7 +154,7 @@ func (d *daemon) status(w http.ResponseWriter, r *http.Request) {
 		admin.WriteError(w, http.StatusInternalServerError, err)
 		return
 	}
-	out := Status{Now: now, Messages: st.Messages, Queue: depth, LastHour: d.metrics.LastHour(now), Alarm: d.alarm.Load(), Suspended: []SuspendedProvider{}}
+	out := Status{Now: now, Messages: st.Messages, Queue: depth, LastHour: d.metrics.LastHour(now), Alarm: d.alarm.Load(), Suspended: []SuspendedProvider{}, Dead: d.sched.Dead()}
 	if !st.Oldest.IsZero() {
 		out.Oldest = &st.Oldest
 	}
@@ -180,7 +188,16 @@ func deref(s *string) string {
 func cmdStatus(args []string) int {
 	fs, cfgPath := newFlags("status")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := parseFlags(fs, args); err != nil {
+	top := fs.Bool("top", false, "also show the top senders, users, clients, domains and subjects (facteur top)")
+	pos, err := parseFlags(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		return 2
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(os.Stderr, "facteur status: unexpected argument %q\n", pos[0])
 		return 2
 	}
 	cfg, err := loadConfig(*cfgPath)
@@ -191,18 +208,25 @@ func cmdStatus(args []string) int {
 	if err := newAdminClient(cfg).do("GET", "/status", nil, nil, &raw); err != nil {
 		return failErr(err)
 	}
-	if *asJSON {
+	if *asJSON && !*top {
 		os.Stdout.Write(raw)
 		return 0
+	}
+	if *top {
+		defer func() { printTop(cfg, 10, *asJSON) }()
+		if *asJSON {
+			os.Stdout.Write(raw)
+			return 0
+		}
 	}
 	var st Status
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return failErr(err)
 	}
-	fmt.Printf("facteur on %s at %s\n\n", cfg.Hostname, st.Now.Local().Format(time.DateTime))
+	fmt.Printf("facteur on %s at %s\n\n", cfg.Hostname, st.Now.Local().Format(admin.TextTime))
 	oldest := "none"
 	if st.Oldest != nil {
-		oldest = fmt.Sprintf("%s (%s ago)", st.Oldest.Local().Format(time.DateTime), time.Since(*st.Oldest).Round(time.Second))
+		oldest = fmt.Sprintf("%s (%s ago)", st.Oldest.Local().Format(admin.TextTime), time.Since(*st.Oldest).Round(time.Second))
 	}
 	fmt.Printf("queue: %d message%s, oldest %s", st.Messages, plural(st.Messages), oldest)
 	if st.Alarm {
@@ -222,7 +246,10 @@ func cmdStatus(args []string) int {
 		lh["delivered"], lh["deferred"], lh["bounced"], lh["expired"], lh["suppressed"])
 	for _, b := range st.Breaker {
 		fmt.Printf("\nbreaker: %s stopped since %s, %s, %d message%s held (facteur breaker reset %s)\n",
-			b.Key, b.At.Local().Format(time.DateTime), b.Summary(), b.Held, plural(b.Held), b.Key)
+			b.Key, b.At.Local().Format(admin.TextTime), b.Summary(), b.Held, plural(b.Held), b.Key)
+	}
+	for _, x := range st.Dead {
+		fmt.Printf("\ndead: %s, next probe %s (in %s): %s\n", x.Dest, x.Until.Local().Format(time.DateTime), time.Until(x.Until).Round(time.Second), strings.TrimSpace(x.Reason))
 	}
 	if len(st.Suspended) == 0 {
 		fmt.Println("\nno provider suspended")
@@ -230,9 +257,54 @@ func cmdStatus(args []string) int {
 	}
 	fmt.Println("\nsuspended:")
 	for _, s := range st.Suspended {
-		fmt.Printf("  %s until %s (in %s): %s\n", s.Provider, s.Until.Local().Format(time.DateTime), time.Until(s.Until).Round(time.Second), strings.TrimSpace(s.Reason))
+		fmt.Printf("  %s until %s (in %s): %s\n", s.Provider, s.Until.Local().Format(admin.TextTime), time.Until(s.Until).Round(time.Second), strings.TrimSpace(s.Reason))
 	}
 	return 0
 }
 
 var _ atomic.Bool
+
+// cmdTop is `facteur top`: who is sending all this mail (the screen that
+// finds the hacked site), from the daemon or, when it is down, the queue.
+func cmdTop(args []string) int {
+	fs, cfgPath := newFlags("top")
+	asJSON := fs.Bool("json", false, "print JSON")
+	n := fs.Int("n", 10, "entries per table")
+	pos, err := parseFlags(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		return 2
+	}
+	if len(pos) > 0 || *n <= 0 {
+		fmt.Fprintln(os.Stderr, "usage: facteur top [-n N] [--json]")
+		return 2
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return failErr(err)
+	}
+	return printTop(cfg, *n, *asJSON)
+}
+
+func printTop(cfg *config.Config, n int, asJSON bool) int {
+	qc := &queueClient{cfg: cfg, c: newAdminClient(cfg)}
+	var raw []byte
+	if err := qc.do("GET", "/queue/top", url.Values{"n": {strconv.Itoa(n)}}, &raw); err != nil {
+		return failErr(err)
+	}
+	if asJSON {
+		os.Stdout.Write(raw)
+		return 0
+	}
+	var rep admin.TopReport
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		return failErr(err)
+	}
+	if qc.offline {
+		fmt.Println("(the daemon is not running: the last hour counts only what is still queued)")
+	}
+	admin.WriteTop(os.Stdout, rep)
+	return 0
+}

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -27,10 +28,12 @@ import (
 	"facteur/queue"
 	"facteur/queue/maildrop"
 	"facteur/relay/admin"
+	"facteur/relay/aliases"
 	"facteur/relay/cleanup"
 	"facteur/relay/config"
 	"facteur/relay/guard"
 	"facteur/relay/inbound"
+	"facteur/relay/local"
 	"facteur/relay/maillog"
 	"facteur/relay/metrics"
 	"facteur/relay/pickup"
@@ -124,6 +127,8 @@ type daemon struct {
 	// verpSecret keys the VERP tokens; nil when bounces.domain is unset.
 	verpSecret []byte
 	inbound    []*inbound.Server
+	// arrivals remembers the last hour's messages for facteur top.
+	arrivals admin.Arrivals
 	// breaker is the per-sender circuit breaker; nil when it is off.
 	breaker *breakerGuard
 	// flushReq asks flushLoop for a whole-queue flush as of the time sent.
@@ -138,7 +143,41 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err := cfg.CheckSecrets(); err != nil {
 		return err
 	}
-	// Listening before anything else, the queue's opening included.
+	for _, w := range cfg.Warnings() {
+		log.Warn(maillog.ConfigWarning, "warning", w)
+	}
+	// Everything that can refuse the start is checked before anything is
+	// created: a start that fails leaves no data_dir behind.
+	pol, err := loadPolicy(cfg)
+	if err != nil {
+		return err
+	}
+	var signer cleanup.Signer
+	if len(cfg.DKIM) > 0 {
+		s, warnings, err := newSigner(cfg)
+		if err != nil {
+			return err
+		}
+		for _, w := range warnings {
+			log.Warn(maillog.DKIMWarning, "warning", w)
+		}
+		signer = s
+	}
+	res, err := resolver.New(resolver.Options{Server: string(cfg.Resolver), IPVersion: cfg.Delivery.IPVersion})
+	if err != nil {
+		return fmt.Errorf("resolver: %w", err)
+	}
+	schedOpts, err := schedulerOptions(cfg)
+	if err != nil {
+		return err
+	}
+	vsecret, err := verpSecret(cfg)
+	if err != nil {
+		return err
+	}
+	// Listening before anything else, the queue's opening included (and
+	// once the config and policy are known good: a start that fails on
+	// them creates nothing).
 	early, err := bindEarly(cfg)
 	if err != nil {
 		return err
@@ -162,12 +201,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 
-	d := &daemon{cfg: cfg, log: log, store: store, events: newEventRing(1000), flushReq: make(chan time.Time, 1)}
-
-	pol, err := loadPolicy(cfg)
-	if err != nil {
+	d := &daemon{cfg: cfg, log: log, store: store, events: newEventRing(1000), verpSecret: vsecret, flushReq: make(chan time.Time, 1)}
+	if schedOpts.TLSPolicy, err = newTLSPolicy(cfg, res, store, log); err != nil {
 		return err
 	}
+
 	d.engine = policy.NewEngine(pol, time.Now())
 	if st, err := store.State(ctx, policyStateKey); err == nil {
 		if err := d.engine.RestoreState(st, time.Now()); err != nil {
@@ -175,31 +213,6 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 	}
 
-	var signer cleanup.Signer
-	if len(cfg.DKIM) > 0 {
-		s, warnings, err := newSigner(cfg)
-		if err != nil {
-			return err
-		}
-		for _, w := range warnings {
-			log.Warn(maillog.DKIMWarning, "warning", w)
-		}
-		signer = s
-	}
-	res, err := resolver.New(resolver.Options{Server: string(cfg.Resolver), IPVersion: cfg.Delivery.IPVersion})
-	if err != nil {
-		return fmt.Errorf("resolver: %w", err)
-	}
-	schedOpts, err := schedulerOptions(cfg)
-	if err != nil {
-		return err
-	}
-	if schedOpts.TLSPolicy, err = newTLSPolicy(cfg, res, store, log); err != nil {
-		return err
-	}
-	if d.verpSecret, err = verpSecret(cfg); err != nil {
-		return err
-	}
 	if cfg.Bounces.Domain != "" {
 		secret, domain := d.verpSecret, cfg.Bounces.Domain
 		schedOpts.ReturnPath = func(id queue.ID, rcpt string) string {
@@ -232,6 +245,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	hookCtx := context.WithoutCancel(ctx)
 	schedOpts.OnEvent = func(e scheduler.DeliveryEvent) {
 		d.events.add(e)
+		d.arrivals.Event(e.ID, e.Rcpt, e.Event)
 		d.metrics.Recipient(e.Event, e.Provider, e.Class, e.Latency, e.At)
 		if e.Event == "delivered" && e.TLS != "" {
 			d.metrics.DeliveredTLS(e.TLS)
@@ -249,12 +263,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		d.breaker.d, d.breaker.hooks = d, hooks
 		schedOpts.Breaker = d.breaker
 	}
-	d.sched = scheduler.New(schedOpts, store, res, scheduler.EngineShaper{E: d.engine}, scheduler.RealClock{}, log)
-
-	d.cleanup = cleanup.New(cleanup.Options{
+	cleanOpts := cleanup.Options{
 		Hostname:    cfg.Hostname,
 		LocalDomain: cfg.LocalDomain,
-		Aliases:     cfg.Aliases,
+		Aliases:     loadAliases(cfg, log),
 		Senders:     cfg.Senders,
 		MaxHops:     cfg.MaxHops,
 		Hold:        d.breaker.Hold, // nil-safe: no breaker, no hold
@@ -262,7 +274,37 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			d.metrics.Received()
 			d.sched.Wake()
 		},
-	}, store, signer, log)
+		Queued: func(env queue.Envelope, subject string, at time.Time) {
+			m := queue.Message{ID: env.ID, Sender: env.Sender, Created: at, ClientIP: env.ClientIP, User: env.User}
+			st := queue.Queued
+			if env.Hold != "" {
+				st = queue.Held // the breaker held it at acceptance
+			}
+			for _, r := range env.Recipients {
+				m.Recipients = append(m.Recipients, queue.Recipient{Address: r, Status: st})
+			}
+			d.arrivals.Add(m, admin.Subject(subject))
+		},
+	}
+	schedOpts.OwnDomains = []string{cfg.LocalDomain}
+	if cfg.MailSpool != "" {
+		boxes := &local.Mailboxes{Dir: cfg.MailSpool, LockTimeout: 10 * time.Second}
+		cleanOpts.LocalUser = boxes.Exists
+		schedOpts.Local = boxes
+	}
+	if cfg.Postmaster == "" {
+		// Double bounces go where mail to postmaster goes: its alias, else
+		// root's, else root's mailbox.
+		if pm := cleanup.New(cleanOpts, nil, nil, log).ExpandRecipient("postmaster"); len(pm) > 0 {
+			schedOpts.Postmaster = pm[0]
+		}
+	}
+	if _, ok := cleanOpts.Aliases["root"]; !ok {
+		log.Warn(maillog.RootNoAlias, "warning", "cron's and the system's mail to root goes to the local mailbox "+cfg.MailSpool+"/root; set aliases: {root: you@example.com} in the config or root: in "+cfg.AliasesFile)
+	}
+	d.sched = scheduler.New(schedOpts, store, res, scheduler.EngineShaper{E: d.engine}, scheduler.RealClock{}, log)
+
+	d.cleanup = cleanup.New(cleanOpts, store, signer, log)
 	// Issue 11: one guard for the SMTP path and pickup, so that the
 	// maildrop is no way around a limit.
 	abuse := guard.New(guard.Options{
@@ -289,7 +331,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		MaxRecipients:       cfg.MaxRecipients,
 		Trusted:             prefixes(cfg),
 		DropSuppressed:      cfg.Suppression.OnRcpt == "drop",
-		Suppressions:        storeSuppressions{store},
+		Suppressions:        storeSuppressions{store, cfg},
 		Guard:               abuse,
 		MaxConnections:      cfg.MaxConnections,
 		MaxConnectionsPerIP: cfg.MaxConnectionsPerIP,
@@ -301,7 +343,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	d.admin = &admin.Server{Store: store, Token: token, Log: log, Flusher: d, Extra: d.routes(), Decorate: d.decorate, Pprof: cfg.AdminPprof}
+	d.admin = &admin.Server{Store: store, Token: token, Log: log, Flusher: d, Extra: d.routes(), Decorate: d.decorate, Pprof: cfg.AdminPprof, Arrivals: &d.arrivals}
 	d.showq = &admin.Showq{Store: store, Decorate: d.decorate}
 	if d.adminPeers, err = adminPeers(cfg); err != nil {
 		return err
@@ -311,7 +353,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		// The shim could not learn at RCPT time that a recipient is
 		// suppressed when the daemon was down: drop it here, with a line.
 		Filter: func(ctx context.Context, rcpts []string) []string {
-			sup := storeSuppressions{store}
+			sup := storeSuppressions{store, cfg}
 			var keep []string
 			for _, r := range rcpts {
 				for _, x := range d.cleanup.ExpandRecipient(r) {
@@ -448,7 +490,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 		return err
 	})
-	log.Info(maillog.Started, "listen", fmt.Sprint(cfg.Listen), "admin", string(cfg.Admin), "admin_socket", cfg.AdminSocketPath(), "data_dir", cfg.DataDir, "pid", os.Getpid())
+	log.Info(maillog.Started, "listen", fmt.Sprint(cfg.Listen), "socket", localLn.Addr().String(), "admin", string(cfg.Admin), "admin_socket", cfg.AdminSocketPath(), "data_dir", cfg.DataDir, "pid", os.Getpid())
 	err = g.Wait()
 	log.Info(maillog.Stopped)
 	return err
@@ -464,9 +506,18 @@ func prefixes(cfg *config.Config) []netip.Prefix {
 
 // storeSuppressions answers the submission server's RCPT-time question from
 // the suppression list.
-type storeSuppressions struct{ store *queue.Store }
+// storeSuppressions answers the submission's and the pickup's question;
+// this host's own addresses are never refused, whatever the list says
+// (root's mail is often the only alarm).
+type storeSuppressions struct {
+	store *queue.Store
+	cfg   *config.Config
+}
 
 func (s storeSuppressions) Suppressed(ctx context.Context, addr string, now time.Time) (string, bool) {
+	if s.cfg != nil && ownAddress(s.cfg, addr) {
+		return "", false
+	}
 	sup, ok, err := s.store.Suppressed(ctx, addr, now)
 	if err != nil || !ok {
 		return "", false
@@ -484,4 +535,53 @@ func parseAddr(s string) (netip.Addr, error) {
 		return netip.Addr{}, fmt.Errorf("bad address %q: %w", s, err)
 	}
 	return a, nil
+}
+
+// loadAliases merges the aliases file (/etc/aliases) under the config's
+// aliases, which win, and gives postmaster to root when neither names it
+// (RFC 5321 §4.5.1: postmaster must reach someone). Entries the file has
+// that facteur cannot honour (|command, :include:, /file) are logged and
+// skipped.
+func loadAliases(cfg *config.Config, log *slog.Logger) map[string]string {
+	fileAliases := map[string]string{}
+	if cfg.AliasesFile != "" {
+		m, probs, err := aliases.Load(cfg.AliasesFile)
+		if err != nil {
+			log.Warn(maillog.AliasesFileUnread, "err", err)
+		} else {
+			fileAliases = m
+		}
+		for _, p := range probs {
+			log.Warn(maillog.AliasRefused, "err", p.Error())
+		}
+	}
+	merged := aliases.Merge(fileAliases, cfg.Aliases)
+	if _, ok := merged["postmaster"]; !ok {
+		merged["postmaster"] = "root"
+	}
+	return merged
+}
+
+// ownAddress reports whether addr is one of this host's: a bare name, or
+// one at hostname, local_domain or localhost. Such an address is never
+// suppressed (issue 13 §5: root@vm went on the list for 30 days).
+func ownAddress(cfg *config.Config, addr string) bool {
+	i := strings.LastIndexByte(addr, '@')
+	if i < 0 {
+		return true
+	}
+	d := strings.TrimSuffix(addr[i+1:], ".")
+	return strings.EqualFold(d, cfg.Hostname) || strings.EqualFold(d, "localhost") || (cfg.LocalDomain != "" && strings.EqualFold(d, cfg.LocalDomain))
+}
+
+// dropOwn leaves this host's own addresses out of suppressions a bounce
+// asks for.
+func dropOwn(cfg *config.Config, sups []queue.Suppression) []queue.Suppression {
+	out := sups[:0:0]
+	for _, s := range sups {
+		if !ownAddress(cfg, s.Address) {
+			out = append(out, s)
+		}
+	}
+	return out
 }

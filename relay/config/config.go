@@ -10,6 +10,8 @@ import (
 	"time"
 
 	yaml "go.yaml.in/yaml/v4"
+
+	"facteur/strictyaml"
 )
 
 // DefaultPath is where the daemon, the CLI and the sendmail shim look for the
@@ -30,6 +32,8 @@ type Config struct {
 	AdminPprof      bool              `yaml:"admin_pprof" json:"admin_pprof"`
 	LocalDomain     string            `yaml:"local_domain" json:"local_domain"`
 	Aliases         map[string]string `yaml:"aliases" json:"aliases"`
+	AliasesFile     string            `yaml:"aliases_file" json:"aliases_file"`
+	MailSpool       string            `yaml:"mail_spool" json:"mail_spool"`
 	Senders         map[string]string `yaml:"senders" json:"senders"`
 	MaxMessageSize  Size              `yaml:"max_message_size" json:"max_message_size"`
 	MaxRecipients   int               `yaml:"max_recipients" json:"max_recipients"`
@@ -220,7 +224,7 @@ func DefaultBreaker() *Breaker {
 func presetOptional(data []byte, c *Config) {
 	var doc yaml.Node
 	if yaml.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
-		return // decodeStrict reports the problem
+		return // Decode reports the problem
 	}
 	m := doc.Content[0]
 	for i := 0; i+1 < len(m.Content); i += 2 {
@@ -249,6 +253,8 @@ func Default() *Config {
 		DataDir:         "/var/lib/facteur",
 		Admin:           "127.0.0.1:8025",
 		Aliases:         map[string]string{},
+		AliasesFile:     "/etc/aliases",
+		MailSpool:       "/var/mail",
 		Senders:         map[string]string{},
 		MaxMessageSize:  10240000,
 		MaxRecipients:   1000,
@@ -317,46 +323,36 @@ func (c *Config) FreeDiskFloor() int64 {
 // file is not an error when it is the default path: facteur must be useful
 // with no config at all.
 func Load(path string) (*Config, error) {
-	c := Default()
 	if path == "" {
 		path = DefaultPath
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) && path == DefaultPath {
+			c := Default()
 			return c, c.Validate()
 		}
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	c.File = path
-	// Maps replace, not merge: a file that lists aliases gives all of them.
-	c.Aliases, c.Senders, c.SenderLogin = nil, nil, nil
-	presetOptional(data, c)
-	if err := decodeStrict(path, data, c); err != nil {
+	c, err := decode(path, data)
+	if err != nil {
 		return nil, err
 	}
-	if c.Aliases == nil {
-		c.Aliases = map[string]string{}
-	}
-	if c.Senders == nil {
-		c.Senders = map[string]string{}
-	}
-	if c.SenderLogin == nil {
-		c.SenderLogin = map[string][]string{}
-	}
+	c.resolvePaths(path)
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-// Parse decodes data as a config file named name (tests, policy check).
-func Parse(name string, data []byte) (*Config, error) {
+// decode is Default() with the file strictly decoded over it.
+func decode(name string, data []byte) (*Config, error) {
 	c := Default()
 	c.File = name
+	// Maps replace, not merge: a file that lists aliases gives all of them.
 	c.Aliases, c.Senders, c.SenderLogin = nil, nil, nil
 	presetOptional(data, c)
-	if err := decodeStrict(name, data, c); err != nil {
+	if _, err := strictyaml.Decode(name, data, c, movedKey); err != nil {
 		return nil, err
 	}
 	if c.Aliases == nil {
@@ -368,12 +364,51 @@ func Parse(name string, data []byte) (*Config, error) {
 	if c.SenderLogin == nil {
 		c.SenderLogin = map[string][]string{}
 	}
+	return c, nil
+}
+
+// movedKeys are keys the config once had, with where they went: an old
+// config gets told what to change, not only that a key is unknown.
+var movedKeys = map[string]string{
+	"delivery.retry":                   "retry schedules live in the policy file (policy:), as defaults.retry or providers.NAME.retry; see facteur policy show",
+	"delivery.connections":             "connection limits live in the policy file (policy:), as defaults.connections or providers.NAME.connections",
+	"delivery.messages_per_connection": "it lives in the policy file (policy:), as defaults.messages_per_connection or providers.NAME.messages_per_connection",
+	"delay_warning":                    "facteur sends no delay warnings; remove the key",
+}
+
+func movedKey(path string) string {
+	if to, ok := movedKeys[path]; ok {
+		return "removed, " + to
+	}
+	return ""
+}
+
+// resolvePaths makes a relative data_dir relative to the config file's
+// directory, not to wherever a command happens to run: `facteur queue list`
+// from another directory must find the daemon's queue, not an empty one.
+func (c *Config) resolvePaths(file string) {
+	if c.DataDir == "" || filepath.IsAbs(c.DataDir) {
+		return
+	}
+	dir := filepath.Dir(file)
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	c.DataDir = filepath.Join(dir, c.DataDir)
+}
+
+// Parse decodes data as a config file named name (tests, policy check).
+func Parse(name string, data []byte) (*Config, error) {
+	c, err := decode(name, data)
+	if err != nil {
+		return nil, err
+	}
 	return c, c.Validate()
 }
 
 // Validate checks what the decoder cannot, and reports every problem.
 func (c *Config) Validate() error {
-	var errs []error
+	var errs strictyaml.Errors
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, &Error{File: c.fileName(), Key: key, Msg: fmt.Sprintf(format, args...)})
 	}
@@ -614,7 +649,21 @@ func (c *Config) Validate() error {
 	default:
 		bad("suppression.on_rcpt", "want refuse or drop, got %q", c.Suppression.OnRcpt)
 	}
-	return errors.Join(errs...)
+	if len(errs) == 0 {
+		return nil
+	}
+	return errs
+}
+
+// Warnings are what is valid but likely wrong, for the log at start and
+// `facteur config check`: they never stop the daemon.
+func (c *Config) Warnings() []string {
+	var w []string
+	h := strings.ToLower(strings.TrimSuffix(c.Hostname, "."))
+	if !strings.Contains(h, ".") || h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		w = append(w, fmt.Sprintf("%s: hostname %q is not a fully qualified domain name: receivers check the EHLO name, and mail to root@%s cannot be answered; set hostname: web1.example.com (facteur install --hostname FQDN)", c.fileName(), c.Hostname, c.Hostname))
+	}
+	return w
 }
 
 func (c *Config) fileName() string {
