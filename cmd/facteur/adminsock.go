@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -81,22 +82,42 @@ func (d *daemon) bindAdminSockets(dropGID int) (net.Listener, net.Listener, erro
 			return nil, nil, fmt.Errorf("admin socket directory: %w", err)
 		}
 	}
-	adminLn, err := unixsock.Listen(path, sockMode, d.adminPeers.GID)
-	if err != nil {
+	// A path the kernel cannot bind (a data_dir deeper than a socket
+	// address allows) is said, not fatal: the daemon still delivers, the
+	// CLI then answers from the database where it can. A live socket is
+	// fatal: another daemon runs on this data_dir.
+	var adminLn, showqLn net.Listener
+	ln, err := unixsock.Listen(path, sockMode, d.adminPeers.GID)
+	switch {
+	case errors.Is(err, unixsock.ErrPathTooLong):
+		d.log.Error(maillog.AdminListenFailed, "admin_socket", path, "err", err.Error())
+	case err != nil:
 		return nil, nil, fmt.Errorf("admin_socket: %w", err)
+	default:
+		adminLn = ln
+	}
+	closeAdmin := func() {
+		if adminLn != nil {
+			adminLn.Close()
+		}
 	}
 	// public/: the drop group may enter (the setgid shim has it); without
 	// that group (a development setup) only root and the daemon's user.
 	// The shim's submission socket shares the directory and its mode.
 	showq := cfg.ShowqSocketPath()
 	if err := unixsock.PrepareDir(filepath.Dir(showq), 0o710, dropGID); err != nil {
-		adminLn.Close()
+		closeAdmin()
 		return nil, nil, fmt.Errorf("public socket directory: %w", err)
 	}
-	showqLn, err := unixsock.Listen(showq, 0o666, -1)
-	if err != nil {
-		adminLn.Close()
+	ln, err = unixsock.Listen(showq, 0o666, -1)
+	switch {
+	case errors.Is(err, unixsock.ErrPathTooLong):
+		d.log.Error(maillog.AdminListenFailed, "showq_socket", showq, "err", err.Error())
+	case err != nil:
+		closeAdmin()
 		return nil, nil, fmt.Errorf("showq socket: %w", err)
+	default:
+		showqLn = ln
 	}
 	return adminLn, showqLn, nil
 }

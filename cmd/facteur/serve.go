@@ -206,7 +206,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 
-	d.engine = policy.NewEngine(pol, time.Now())
+	d.engine = policy.NewEngine(pol)
 	if st, err := store.State(ctx, policyStateKey); err == nil {
 		if err := d.engine.RestoreState(st, time.Now()); err != nil {
 			log.Warn(maillog.PolicyStateNotRestored, "err", err)
@@ -431,21 +431,27 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	// The shim's socket (issue 11 §1): DATA_DIR/public, reachable by the
 	// facteur-drop group only, as Postfix's public/ and postdrop.
-	localLn, err := submission.ListenLocal(filepath.Join(cfg.DataDir, "public"), gid)
-	if err != nil {
-		adminSock.Close()
-		showqSock.Close()
-		closeAll()
-		return err
+	// Without it (a data_dir path past the 108 bytes of a socket address,
+	// a read-only public/) the shim still submits over loopback TCP, where
+	// the kernel's sock_diag names its uid: said, not fatal.
+	socketAddr := "-"
+	if localLn, err := submission.ListenLocal(filepath.Join(cfg.DataDir, "public"), gid); err != nil {
+		log.Error(maillog.LocalSocket, "err", err)
+	} else {
+		socketAddr = localLn.Addr().String()
+		smtpLns = append(smtpLns, smtpListener{localLn, submission.Listener{Addr: socketAddr, Local: true}})
 	}
-	smtpLns = append(smtpLns, smtpListener{localLn, submission.Listener{Addr: localLn.Addr().String(), Local: true}})
 
 	g, gctx := errgroup.WithContext(ctx)
 	for _, s := range smtpLns {
 		g.Go(func() error { return d.smtp.Serve(gctx, s.ln, s.l) })
 	}
-	g.Go(func() error { return d.admin.Serve(gctx, adminSock, d.admin.UnixHandler(d.adminPeers)) })
-	g.Go(func() error { return d.showq.Serve(gctx, showqSock) })
+	if adminSock != nil {
+		g.Go(func() error { return d.admin.Serve(gctx, adminSock, d.admin.UnixHandler(d.adminPeers)) })
+	}
+	if showqSock != nil {
+		g.Go(func() error { return d.showq.Serve(gctx, showqSock) })
+	}
 	if cfg.Admin != "" {
 		// Bound now when free, so that /metrics answers once "started" is
 		// logged; taken, it is retried in the background.
@@ -490,7 +496,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 		return err
 	})
-	log.Info(maillog.Started, "listen", fmt.Sprint(cfg.Listen), "socket", localLn.Addr().String(), "admin", string(cfg.Admin), "admin_socket", cfg.AdminSocketPath(), "data_dir", cfg.DataDir, "pid", os.Getpid())
+	log.Info(maillog.Started, "listen", fmt.Sprint(cfg.Listen), "socket", socketAddr, "admin", string(cfg.Admin), "admin_socket", cfg.AdminSocketPath(), "data_dir", cfg.DataDir, "pid", os.Getpid())
 	err = g.Wait()
 	log.Info(maillog.Stopped)
 	return err

@@ -23,13 +23,16 @@ const MaxPath = 107
 // ErrInUse is returned when a live daemon already listens on the path.
 var ErrInUse = errors.New("another process listens on this socket")
 
+// ErrPathTooLong is returned for a path the kernel cannot bind.
+var ErrPathTooLong = errors.New("socket path too long")
+
 // Listen binds a stream socket at path with the given mode and group (gid
 // < 0: the process's group). A socket file left by a daemon that died is
 // removed; one a live process answers on is not (ErrInUse), so that a
 // second daemon cannot steal the first one's clients.
 func Listen(path string, mode fs.FileMode, gid int) (*net.UnixListener, error) {
 	if len(path) > MaxPath {
-		return nil, fmt.Errorf("socket path %s is %d bytes, longer than the kernel's %d", path, len(path), MaxPath)
+		return nil, fmt.Errorf("%w: %s is %d bytes, the kernel takes %d", ErrPathTooLong, path, len(path), MaxPath)
 	}
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode().Type() != fs.ModeSocket {
