@@ -52,8 +52,8 @@ type Cluster struct {
 	up    atomic.Bool
 	alive atomic.Int64 // nodes seen alive at the last heartbeat, at least 1
 
-	mu      sync.Mutex // guards all below
-	nodes   []Node     // as of the last heartbeat
+	mu      sync.Mutex        // guards all below
+	nodes   []Node            // as of the last heartbeat
 	leases  map[string]string // lease member → Redis key, held now
 	local   map[string]int    // budget key → connections open from this node
 	share   map[string]*shareLimiter
@@ -124,6 +124,7 @@ func New(o Options) (*Cluster, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
+	silenceRedisLog()
 	uo := &redis.UniversalOptions{
 		Addrs:      o.Redis,
 		MasterName: o.MasterName,

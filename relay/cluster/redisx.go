@@ -1,13 +1,25 @@
 package cluster
 
 import (
+	"context"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/redis/go-redis/v9"
 )
 
 type redisMessage = redis.Message
+
+// quietLogger silences go-redis's own log (a dial failure per attempt
+// while Redis is down): the link's state is said once, by setUp.
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}
+
+var quietOnce sync.Once
+
+func silenceRedisLog() { quietOnce.Do(func() { redis.SetLogger(quietLogger{}) }) }
 
 // redisChannelOpts: a big enough buffer that a burst of news never drops
 // (the channel is drained by one goroutine applying to memory).

@@ -1,0 +1,112 @@
+package relaytest
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Redis is a real redis-server (Debian's) started by a test on a loopback
+// port, with no persistence, in the test's temporary directory. Kill and
+// Start stop and restart it on the same port, as an outage does.
+type Redis struct {
+	Addr string
+	t    testing.TB
+	dir  string
+	port int
+	cmd  *exec.Cmd
+}
+
+// StartRedis starts a redis-server for t, stopped at the end of the test.
+// Without redis-server the test is skipped, or fails when CI is set.
+func StartRedis(t testing.TB) *Redis {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("redis-server not installed, and CI is set (apt-get install redis-server)")
+		}
+		t.Skip("redis-server not installed; skipping (apt-get install redis-server)")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	r := &Redis{t: t, dir: t.TempDir(), port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
+	r.Start()
+	t.Cleanup(r.Kill)
+	return r
+}
+
+// Start starts the server (again) and returns once it answers PING.
+func (r *Redis) Start() {
+	r.t.Helper()
+	if r.cmd != nil {
+		return
+	}
+	cmd := exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", r.dir, "--protected-mode", "no", "--loglevel", "warning")
+	cmd.Stdout, cmd.Stderr = nil, nil
+	if err := cmd.Start(); err != nil {
+		r.t.Fatalf("redis-server: %v", err)
+	}
+	r.cmd = cmd
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if r.ping() == nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond) // polling a real process's start, with a deadline
+	}
+	r.t.Fatalf("redis-server on %s did not answer within 10s", r.Addr)
+}
+
+// Kill stops the server at once (SIGKILL): connections drop, nothing is
+// saved.
+func (r *Redis) Kill() {
+	if r.cmd == nil {
+		return
+	}
+	_ = r.cmd.Process.Kill()
+	_ = r.cmd.Wait()
+	r.cmd = nil
+}
+
+// Stop pauses the server (SIGSTOP): a hung Redis, whose connections stay
+// open and never answer. Cont resumes it.
+func (r *Redis) Stop() { _ = r.cmd.Process.Signal(stopSignal) }
+
+// Cont resumes a stopped server.
+func (r *Redis) Cont() { _ = r.cmd.Process.Signal(contSignal) }
+
+// ping sends PING in RESP and waits for +PONG.
+func (r *Redis) ping() error {
+	c, err := net.DialTimeout("tcp", r.Addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("*1\r\n$4\r\nPING\r\n")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(line, "+PONG") {
+		return fmt.Errorf("redis: %q", line)
+	}
+	return nil
+}
+
+// Dir is the server's working directory.
+func (r *Redis) Dir() string { return filepath.Clean(r.dir) }

@@ -1,0 +1,8 @@
+package relaytest
+
+import "syscall"
+
+var (
+	stopSignal = syscall.SIGSTOP
+	contSignal = syscall.SIGCONT
+)
