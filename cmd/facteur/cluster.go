@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -14,9 +15,7 @@ import (
 
 // newCluster returns the node's link to the fleet (issue 14), nil without
 // a cluster block. It connects nothing yet.
-func newCluster(cfg *config.Config, log interface {
-	Warn(string, ...any)
-}) (*cluster.Cluster, error) {
+func newCluster(cfg *config.Config, log *slog.Logger) (*cluster.Cluster, error) {
 	cl := cfg.Cluster
 	if cl == nil {
 		return nil, nil
@@ -30,7 +29,7 @@ func newCluster(cfg *config.Config, log interface {
 		pw = strings.TrimSpace(string(b))
 	}
 	return cluster.New(cluster.Options{Redis: cl.Redis, MasterName: cl.MasterName, Password: pw, TLS: cl.TLS,
-		Node: cl.Node, Prefix: cl.Prefix, Lease: time.Duration(cl.Lease), SourceIP: cfg.Delivery.SourceIP})
+		Node: cl.Node, Prefix: cl.Prefix, Lease: time.Duration(cl.Lease), SourceIP: cfg.Delivery.SourceIP, Log: log})
 }
 
 // wireCluster connects the fleet to this node's engine and queue: the
