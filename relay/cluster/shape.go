@@ -115,9 +115,14 @@ func (c *Cluster) Acquire(budget string, limit int) (release func(), ok bool) {
 			if !c.Up() {
 				return // the lease expires by itself
 			}
-			ctx, cancel := c.callCtx()
-			c.failed(c.rdb.ZRem(ctx, key, member).Err())
-			cancel()
+			// Off the worker's path: the slot is free for this node now,
+			// and for the others one round trip later (or at the lease's
+			// expiry if that fails).
+			go func() {
+				ctx, cancel := c.callCtx()
+				defer cancel()
+				c.failed(c.rdb.ZRem(ctx, key, member).Err())
+			}()
 		})
 	}, true
 }
