@@ -976,7 +976,3 @@ func (s *Scheduler) routeFailed(ctx context.Context, l *lane, provider string, e
 		s.settle(ctx, it, provider, l.domain, nil, reply, "", s.clock.Now(), false)
 	}
 }
-
-// RealClock is clock.Real, under the name cmd/facteur still uses until its
-// pending changes have landed.
-type RealClock = clock.Real
