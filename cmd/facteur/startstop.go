@@ -2,8 +2,10 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 
+	"facteur/queue"
 	"facteur/relay/config"
 )
 
@@ -55,4 +57,24 @@ func (e earlyListeners) closeRest() {
 		ln.Close()
 		delete(e, a)
 	}
+}
+
+// closeStore closes the queue at the daemon's stop and, when a large queue drained
+// left the file mostly free pages, compacts it then (issue 19 §5): the copy costs what
+// is still queued, and the next start opens a file without the dead weight.
+func closeStore(store *queue.Store, log *slog.Logger) {
+	sparse := store.Sparse()
+	if err := store.Close(); err != nil {
+		log.Error("closing the queue", "err", err)
+		return
+	}
+	if !sparse {
+		return
+	}
+	before, after, err := queue.Compact(store.Path(), queue.Options{})
+	if err != nil {
+		log.Error("queue compaction", "err", err)
+		return
+	}
+	log.Info("queue compacted", "before", before, "after", after)
 }
