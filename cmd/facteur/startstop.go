@@ -7,6 +7,7 @@ import (
 
 	"facteur/queue"
 	"facteur/relay/config"
+	"facteur/relay/maillog"
 )
 
 // earlyListeners are the SMTP listeners, bound before the queue is opened (issue 19
@@ -65,7 +66,7 @@ func (e earlyListeners) closeRest() {
 func closeStore(store *queue.Store, log *slog.Logger) {
 	sparse := store.Sparse()
 	if err := store.Close(); err != nil {
-		log.Error("closing the queue", "err", err)
+		log.Error(maillog.QueueClose, "err", err)
 		return
 	}
 	if !sparse {
@@ -73,8 +74,8 @@ func closeStore(store *queue.Store, log *slog.Logger) {
 	}
 	before, after, err := queue.Compact(store.Path(), queue.Options{})
 	if err != nil {
-		log.Error("queue compaction", "err", err)
+		log.Error(maillog.QueueCompaction, "err", err)
 		return
 	}
-	log.Info("queue compacted", "before", before, "after", after)
+	log.Info(maillog.QueueCompacted, "before", before, "after", after)
 }
