@@ -406,12 +406,16 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	// The shim's socket (issue 11 §1): DATA_DIR/public, reachable by the
 	// facteur-drop group only, as Postfix's public/ and postdrop.
-	localLn, err := submission.ListenLocal(filepath.Join(cfg.DataDir, "public"), gid)
-	if err != nil {
-		closeAll()
-		return err
+	// Without it (a data_dir path past the 108 bytes of a socket address,
+	// a read-only public/) the shim still submits over loopback TCP, where
+	// the kernel's sock_diag names its uid: said, not fatal.
+	socketAddr := "-"
+	if localLn, err := submission.ListenLocal(filepath.Join(cfg.DataDir, "public"), gid); err != nil {
+		log.Error(maillog.LocalSocket, "err", err)
+	} else {
+		socketAddr = localLn.Addr().String()
+		smtpLns = append(smtpLns, smtpListener{localLn, submission.Listener{Addr: socketAddr, Local: true}})
 	}
-	smtpLns = append(smtpLns, smtpListener{localLn, submission.Listener{Addr: localLn.Addr().String(), Local: true}})
 	adminLn, err := net.Listen("tcp", string(cfg.Admin))
 	if err != nil {
 		closeAll()
@@ -457,7 +461,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 		return err
 	})
-	log.Info(maillog.Started, "listen", fmt.Sprint(cfg.Listen), "socket", localLn.Addr().String(), "admin", string(cfg.Admin), "data_dir", cfg.DataDir, "pid", os.Getpid())
+	log.Info(maillog.Started, "listen", fmt.Sprint(cfg.Listen), "socket", socketAddr, "admin", string(cfg.Admin), "data_dir", cfg.DataDir, "pid", os.Getpid())
 	err = g.Wait()
 	log.Info(maillog.Stopped)
 	return err

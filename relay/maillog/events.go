@@ -102,6 +102,7 @@ const (
 	MaildropRefused     = "maildrop message refused"
 	MaildropRemove      = "maildrop remove"
 	MaildropRecount     = "maildrop quota recount"
+	LocalSocket         = "local socket unavailable"
 	DSNBuild            = "dsn build"
 	DSNEnqueue          = "dsn enqueue"
 	Record              = "record"
@@ -125,6 +126,6 @@ var Events = []string{
 	Started, Stopped, QueueAlarm, QueueAlarmCleared, PolicyStateNotRestored, PolicyStateNotSaved,
 	PolicyReloaded, PolicyReloadRefused, QueueFlush, QueueFlushed, QueueCompacted, DKIMWarning,
 	ConfigWarning, RootNoAlias, AliasRefused, AliasesFileUnread, NotSuppressed, DANEOff,
-	QueueList, QueueClose, QueueCompaction, PickupScan, MaildropSweep, MaildropQuarantined, MaildropRefused, MaildropRemove, MaildropRecount,
+	QueueList, QueueClose, QueueCompaction, PickupScan, MaildropSweep, MaildropQuarantined, MaildropRefused, MaildropRemove, MaildropRecount, LocalSocket,
 	DSNBuild, DSNEnqueue, Record, ReadBody, ReadDue, Suppress, CancelSuppressed, SuppressionHistory,
 }
