@@ -191,7 +191,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
 	}
-	defer store.Close()
+	defer closeStore(store, log)
 
 	dropDir := filepath.Join(cfg.DataDir, "maildrop")
 	gid := -1
