@@ -317,6 +317,7 @@ func (d *daemon) ingestBounce(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now()
+	d.countComplaints(r.Context(), rep, now)
 	res := bounceResult{Report: rep}
 	sups := bounceSuppressions(rep, time.Duration(d.cfg.Suppression.HostUnknownTTL), now)
 	soft, err := softSuppressions(r.Context(), d.store, d.engine.Policy(), rep, now)
@@ -343,6 +344,7 @@ func (d *daemon) handleInbound(ctx context.Context, rcpts []string, raw []byte) 
 		return nil
 	}
 	now := time.Now()
+	d.countComplaints(ctx, rep, now)
 	sups := bounceSuppressions(rep, time.Duration(d.cfg.Suppression.HostUnknownTTL), now)
 	soft, err := softSuppressions(ctx, d.store, d.engine.Policy(), rep, now)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"os/user"
@@ -29,6 +30,7 @@ import (
 	"facteur/relay/admin"
 	"facteur/relay/cleanup"
 	"facteur/relay/config"
+	"facteur/relay/dashboard"
 	"facteur/relay/guard"
 	"facteur/relay/inbound"
 	"facteur/relay/maillog"
@@ -113,6 +115,8 @@ type daemon struct {
 	sched   *scheduler.Scheduler
 	engine  *policy.Engine
 	events  *eventRing
+	// tally counts outcomes and complaints for the dashboard (issue 18).
+	tally   *dashboard.Tally
 	metrics *metrics.Metrics
 	alarm   atomic.Bool // the queue-depth alarm is raised
 	// webhookPending reports the webhook outbox size (0 without webhooks).
@@ -129,6 +133,10 @@ type daemon struct {
 }
 
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	// The dashboard shows a message's log lines: every line with a queue
+	// ID is kept in memory (bounded) as well as written.
+	book := dashboard.NewLogBook()
+	log = slog.New(book.Handler(log.Handler()))
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
 	}
@@ -147,7 +155,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 
-	d := &daemon{cfg: cfg, log: log, store: store, events: newEventRing(1000), flushReq: make(chan time.Time, 1)}
+	d := &daemon{cfg: cfg, log: log, store: store, events: newEventRing(1000), tally: dashboard.NewTally(), flushReq: make(chan time.Time, 1)}
 
 	pol, err := loadPolicy(cfg)
 	if err != nil {
@@ -216,6 +224,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	hookCtx := context.WithoutCancel(ctx)
 	schedOpts.OnEvent = func(e scheduler.DeliveryEvent) {
 		d.events.add(e)
+		d.tally.Record(dashboard.Event{Kind: e.Event, ID: e.ID, Sender: e.Sender, User: e.User, Rcpt: e.Rcpt,
+			Provider: e.Provider, Class: e.Class, Response: e.Response, At: e.At})
 		d.metrics.Recipient(e.Event, e.Provider, e.Class, e.Latency, e.At)
 		if e.Event == "delivered" && e.TLS != "" {
 			d.metrics.DeliveredTLS(e.TLS)
@@ -268,6 +278,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}),
 	}, d.cleanup, log)
 	d.admin = &admin.Server{Store: store, Token: cfg.AdminToken, Log: log, Flusher: d, Extra: d.routes(), Decorate: d.decorate}
+	dash := &dashboard.Dashboard{Source: dashSource{d}, Stats: d.tally, Book: book, Token: cfg.AdminToken, Log: log}
+	d.admin.Front = func(api http.Handler) http.Handler {
+		dash.API = api
+		return dash.Handler()
+	}
 	d.pickup = &pickup.Pickup{Dir: dropDir, Cleanup: d.cleanup, Log: log,
 		// The shim could not learn at RCPT time that a recipient is
 		// suppressed when the daemon was down: drop it here, with a line.
@@ -346,6 +361,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		closeAll()
 		return fmt.Errorf("admin %s: %w", cfg.Admin, err)
 	}
+	// The Host check accepts the address as configured (a name such as
+	// localhost:8025) and as bound.
+	dash.Hosts = append(dashboard.AllowedHosts(adminLn.Addr().String()), string(cfg.Admin))
 
 	g, gctx := errgroup.WithContext(ctx)
 	for _, s := range smtpLns {

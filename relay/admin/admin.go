@@ -54,6 +54,9 @@ type Server struct {
 	// Decorate fills derived fields before messages are shown: the
 	// provider of a recipient not tried yet, recognised by its domain.
 	Decorate func(msgs []queue.Message)
+	// Front, when set, gets every request first and passes the API what
+	// it does not serve itself: the web dashboard (issue 18) at "/".
+	Front func(api http.Handler) http.Handler
 
 	mux *http.ServeMux
 }
@@ -89,7 +92,11 @@ func (s *Server) Handler() http.Handler {
 
 // Serve runs the endpoint on ln until ctx is done.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	h := s.Handler()
+	if s.Front != nil {
+		h = s.Front(h)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
