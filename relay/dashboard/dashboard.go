@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"facteur/policy"
 	"facteur/queue"
 )
 
@@ -443,11 +444,14 @@ func domainOf(addr string) string {
 
 // ProviderView is one provider on the providers page.
 type ProviderView struct {
-	State any `json:"state"`
+	State policy.ProviderState `json:"state"`
 	// Name etc. are copied out of State for the template.
 	Name            string     `json:"-"`
 	SuspendedUntil  *time.Time `json:"-"`
 	SuspendedReason string     `json:"-"`
+	// Active: suspended, throttled, backing off, with mail waiting or
+	// replies seen; the page details these and lists the others.
+	Active bool `json:"-"`
 	// RatePerMin is the deliveries per minute over the last 5 minutes.
 	RatePerMin float64 `json:"rate_per_min"`
 	Hour       Counts  `json:"last_hour"`
@@ -469,6 +473,7 @@ func (d *Dashboard) providers(r *http.Request) (string, any, error) {
 		if p.SuspendedReason != nil {
 			v.SuspendedReason = *p.SuspendedReason
 		}
+		v.Active = p.SuspendedUntil != nil || p.ThrottledRate != nil || p.BackoffLevel > 0 || p.Queued+p.Deferred > 0 || len(v.Replies) > 0
 		out = append(out, v)
 	}
 	// Those in trouble first: suspended, then by what waits.
@@ -480,7 +485,7 @@ func (d *Dashboard) providers(r *http.Request) (string, any, error) {
 
 func (d *Dashboard) confirmResume(r *http.Request) (string, any, error) {
 	name := r.PathValue("name")
-	return "Resume " + name, confirmView{Question: "Resume provider " + name + "? Its suspension, backoff and throttle are lifted and its mail is tried now.",
+	return "Resume " + name, confirmView{Question: "Resume provider " + name + "? Its suspension, backoff and throttle are lifted; its deferred mail goes at its next attempt, or at once after a queue flush (facteur queue flush).",
 		Action: "/ui/providers/" + name + "/resume", Button: "Resume " + name, Cancel: "/ui/providers"}, nil
 }
 

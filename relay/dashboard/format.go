@@ -155,6 +155,6 @@ func chart(points []Point, label string) template.HTML {
 			fmt.Fprintf(&b, `<text x="%.1f" y="%d">%s</text>`, x, h+pad-4, p.Start.UTC().Format("15:04"))
 		}
 	}
-	fmt.Fprintf(&b, `<text class="max" x="%d" y="10">%d</text></svg>`, w-4, max)
+	fmt.Fprintf(&b, `<text class="max" x="4" y="10">max %d</text></svg>`, max)
 	return template.HTML(b.String())
 }
