@@ -29,8 +29,8 @@ func (s dashSource) Resume(ctx context.Context, name string) error {
 	return nil
 }
 
-func (s dashSource) Each(ctx context.Context, fn func(queue.Message) error) error {
-	return s.d.store.Each(ctx, queue.Filter{}, func(m queue.Message) error {
+func (s dashSource) Each(ctx context.Context, after queue.ID, fn func(queue.Message) error) error {
+	return s.d.store.EachAfter(ctx, queue.Filter{}, after, func(m queue.Message) error {
 		one := []queue.Message{m}
 		s.d.decorate(one)
 		return fn(one[0])

@@ -213,6 +213,16 @@ s.quit()
 	if !strings.Contains(text, "gone@example.org") || !strings.Contains(text, "user_unknown") {
 		t.Errorf("suppressions:\n%s", text)
 	}
+	run("unsuppress", chromedp.SendKeys(chromedp.CSS("#q"), "gone@"), chromedp.Submit(chromedp.CSS("#q")),
+		chromedp.WaitVisible(chromedp.CSS("#suppressions a.button")), chromedp.Click(chromedp.CSS("#suppressions a.button")),
+		chromedp.WaitVisible(chromedp.CSS("#confirm")), chromedp.Click(chromedp.CSS("#confirm")),
+		chromedp.WaitVisible(chromedp.CSS("#flash")), textOf("#suppressions", &text))
+	if strings.Contains(text, "gone@example.org") {
+		t.Errorf("gone@example.org still listed after its removal:\n%s", text)
+	}
+	if out, _ := r.cli("suppress", "list"); strings.Contains(out, "gone@example.org") {
+		t.Errorf("gone@example.org still suppressed:\n%s", out)
+	}
 
 	// Forged requests, with the browser's own session cookie.
 	var cookies []*network.Cookie

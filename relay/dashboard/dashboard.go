@@ -380,7 +380,7 @@ func (d *Dashboard) overview(r *http.Request) (string, any, error) {
 	}
 	var last time.Time
 	n := 0
-	err = d.Source.Each(ctx, func(m queue.Message) error {
+	err = d.Source.Each(ctx, "", func(m queue.Message) error {
 		n++
 		last = m.Created
 		for _, rc := range m.Recipients {
@@ -586,18 +586,22 @@ func (d *Dashboard) senders(r *http.Request) (string, any, error) {
 
 // QueueView is the queue page: a search and its results.
 type QueueView struct {
-	Query     string          `json:"query"`
-	Field     string          `json:"field"`
-	Messages  []queue.Message `json:"messages"`
-	Truncated bool            `json:"truncated"`
-	Scanned   int             `json:"scanned"`
+	Query    string          `json:"query"`
+	Field    string          `json:"field"`
+	Messages []queue.Message `json:"messages"`
+	// Scanned counts the messages this page read; Next, when set, is where
+	// the search stopped (time or page size): ?after=Next continues it.
+	Scanned int      `json:"scanned"`
+	After   queue.ID `json:"after,omitempty"`
+	Next    queue.ID `json:"next,omitempty"`
 }
 
 const (
 	queueShown = 100
-	// queueScan bounds a search's walk: a page view reads at most this
-	// many messages (the oldest first), and says so when it stopped.
-	queueScan = 20000
+	// queueBudget bounds a search's walk in time, so that a page stays
+	// under 200 ms (issue 18 §5) whatever the queue holds: past it the
+	// page offers to search further from where it stopped.
+	queueBudget = 120 * time.Millisecond
 )
 
 // match reports whether m matches q in field (any, rcpt, sender, id,
@@ -636,24 +640,34 @@ func (d *Dashboard) queue(r *http.Request) (string, any, error) {
 		return "", nil, fmt.Errorf("unknown search field %q: %w", field, errBadRequest)
 	}
 	v := QueueView{Query: q, Field: field, Messages: []queue.Message{}}
+	if a := r.URL.Query().Get("after"); a != "" {
+		id, err := queue.ParseID(a)
+		if err != nil {
+			return "", nil, fmt.Errorf("after: %w: %w", err, errBadRequest)
+		}
+		v.After = id
+	}
 	// An exact queue ID is one read, not a walk.
-	if id, err := queue.ParseID(q); err == nil && (field == "" || field == "id") {
+	if id, err := queue.ParseID(q); err == nil && (field == "" || field == "id") && v.After == "" {
 		if m, err := d.Source.Get(r.Context(), id); err == nil {
 			v.Messages = append(v.Messages, m)
 			return "Queue", v, nil
 		}
 	}
-	err := d.Source.Each(r.Context(), func(m queue.Message) error {
+	// The clock of the budget is the real one: it bounds work, it
+	// schedules nothing.
+	start := time.Now()
+	err := d.Source.Each(r.Context(), v.After, func(m queue.Message) error {
 		v.Scanned++
 		if q == "" || match(m, field, q) {
+			v.Messages = append(v.Messages, m)
 			if len(v.Messages) == queueShown {
-				v.Truncated = true
+				v.Next = m.ID
 				return errStop
 			}
-			v.Messages = append(v.Messages, m)
 		}
-		if v.Scanned >= queueScan {
-			v.Truncated = true
+		if v.Scanned%64 == 0 && time.Since(start) > queueBudget {
+			v.Next = m.ID
 			return errStop
 		}
 		return nil

@@ -20,9 +20,10 @@ type Source interface {
 	// Resume lifts a provider's suspension, backoff and throttle; an
 	// unknown provider is an error wrapping queue.ErrNotFound.
 	Resume(ctx context.Context, provider string) error
-	// Each walks the queue in arrival order until fn returns an error,
-	// which it returns.
-	Each(ctx context.Context, fn func(queue.Message) error) error
+	// Each walks the queue in arrival order, from the message after
+	// `after` ("" for the first), until fn returns an error, which it
+	// returns.
+	Each(ctx context.Context, after queue.ID, fn func(queue.Message) error) error
 	Get(ctx context.Context, id queue.ID) (queue.Message, error)
 	// Body is the message as queued (headers and body).
 	Body(ctx context.Context, id queue.ID) ([]byte, error)
