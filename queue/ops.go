@@ -181,14 +181,14 @@ func (s *Store) Get(ctx context.Context, id ID) (Message, error) {
 // Body returns a copy of the bytes of message id, as accepted.
 func (s *Store) Body(ctx context.Context, id ID) ([]byte, error) {
 	var body []byte
-	err := s.view(ctx, func(w *wtx) error {
+	err := s.viewSome(ctx, func(w *wtx) error {
 		b, ok, err := w.body(id)
 		if !ok {
 			return fmt.Errorf("message %s: %w", id, ErrNotFound)
 		}
 		body = b
 		return err
-	})
+	}, bucketBodies, bucketZBodies)
 	if err != nil {
 		return nil, fmt.Errorf("body: %w", err)
 	}
@@ -202,21 +202,13 @@ func (s *Store) List(ctx context.Context, f Filter) ([]Message, error) {
 		return nil, fmt.Errorf("list: %w", err)
 	}
 	var out []Message
-	err := s.view(ctx, func(w *wtx) error {
-		return w.msgs.ForEach(func(k, v []byte) error {
-			id := ID(k)
-			r, err := decodeRecord(id, v)
-			if err != nil {
-				return err
-			}
-			if f.match(r) {
-				out = append(out, r.message(id))
-			}
-			return ctx.Err()
-		})
+	// Paged (Each), so that a long listing never holds one read transaction.
+	err := s.Each(ctx, f, func(m Message) error {
+		out = append(out, m)
+		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list: %w", err)
+		return nil, err
 	}
 	return out, nil
 }
@@ -231,7 +223,7 @@ func (s *Store) Due(ctx context.Context, now time.Time, max int, skip func(ID, s
 	}
 	end := dueNanos(now)
 	var out []Due
-	err := s.view(ctx, func(w *wtx) error {
+	err := s.viewSome(ctx, func(w *wtx) error {
 		c := w.due.Cursor()
 		for k, _ := c.First(); k != nil && len(out) < max; k, _ = c.Next() {
 			d, err := parseDueKey(k)
@@ -247,7 +239,7 @@ func (s *Store) Due(ctx context.Context, now time.Time, max int, skip func(ID, s
 			out = append(out, d)
 		}
 		return nil
-	})
+	}, bucketDue)
 	if err != nil {
 		return nil, fmt.Errorf("due: %w", err)
 	}
@@ -258,7 +250,7 @@ func (s *Store) Due(ctx context.Context, now time.Time, max int, skip func(ID, s
 func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 	var at time.Time
 	var ok bool
-	err := s.view(ctx, func(w *wtx) error {
+	err := s.viewSome(ctx, func(w *wtx) error {
 		k, _ := w.due.Cursor().First()
 		if k == nil {
 			return nil
@@ -269,7 +261,7 @@ func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 		}
 		at, ok = d.At, true
 		return nil
-	})
+	}, bucketDue)
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("next due: %w", err)
 	}
@@ -563,18 +555,12 @@ func (s *Store) matching(ctx context.Context, f Filter) ([]ID, error) {
 	if f.empty() && !f.All {
 		return nil, fmt.Errorf("filter selects every message but All is not set: %w", ErrInvalid)
 	}
+	// A page per read transaction (Each): one long reader would stop bbolt from
+	// growing the file, and so hold every Enqueue, for as long as the walk takes.
 	var ids []ID
-	err := s.view(ctx, func(w *wtx) error {
-		return w.msgs.ForEach(func(k, v []byte) error {
-			r, err := decodeRecord(ID(k), v)
-			if err != nil {
-				return err
-			}
-			if f.match(r) {
-				ids = append(ids, ID(k))
-			}
-			return nil
-		})
+	err := s.Each(ctx, f, func(m Message) error {
+		ids = append(ids, m.ID)
+		return nil
 	})
 	return ids, err
 }
@@ -624,7 +610,7 @@ func (s *Store) HoldMatching(ctx context.Context, f Filter) (int, error) {
 // Stats reads the counters and the oldest message; it costs two key lookups per status.
 func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	st := Stats{Recipients: map[Status]int{}}
-	err := s.view(ctx, func(w *wtx) error {
+	err := s.viewSome(ctx, func(w *wtx) error {
 		st.Messages = int(getU64(w.meta.Get(metaMessages)))
 		for _, s := range Statuses() {
 			st.Recipients[s] = int(getU64(w.meta.Get(metaStatusKey(s))))
@@ -639,7 +625,7 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 		}
 		st.Oldest = r.Created
 		return nil
-	})
+	}, bucketMeta, bucketMsgs)
 	if err != nil {
 		return Stats{}, fmt.Errorf("stats: %w", err)
 	}

@@ -135,11 +135,11 @@ func (s *Store) PutSuppression(ctx context.Context, sup Suppression) error {
 func (s *Store) Suppressed(ctx context.Context, addr string, now time.Time) (Suppression, bool, error) {
 	var out Suppression
 	var ok bool
-	err := s.view(ctx, func(w *wtx) error {
+	err := s.viewSome(ctx, func(w *wtx) error {
 		var err error
 		out, ok, err = w.getSupp(addrNorm(addr))
 		return err
-	})
+	}, bucketSupp)
 	if err != nil {
 		return Suppression{}, false, fmt.Errorf("suppressed: %w", err)
 	}

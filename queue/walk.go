@@ -79,7 +79,7 @@ func (s *Store) EachAfter(ctx context.Context, f Filter, from ID, fn func(Messag
 // window with it: one transaction per fetch instead of one per message.
 func (s *Store) GetMany(ctx context.Context, ids []ID) ([]Message, error) {
 	out := make([]Message, 0, len(ids))
-	err := s.view(ctx, func(w *wtx) error {
+	err := s.viewSome(ctx, func(w *wtx) error {
 		for _, id := range ids {
 			b := w.msgs.Get([]byte(id))
 			if b == nil {
@@ -92,7 +92,7 @@ func (s *Store) GetMany(ctx context.Context, ids []ID) ([]Message, error) {
 			out = append(out, r.message(id))
 		}
 		return nil
-	})
+	}, bucketMsgs)
 	if err != nil {
 		return nil, fmt.Errorf("get: %w", err)
 	}

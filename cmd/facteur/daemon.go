@@ -21,6 +21,7 @@ import (
 	"facteur/relay/admin"
 	"facteur/relay/config"
 	"facteur/relay/delivery"
+	"facteur/relay/maillog"
 	"facteur/relay/scheduler"
 	"facteur/relay/webhook"
 )
@@ -142,7 +143,7 @@ func (d *daemon) savePolicyState(ctx context.Context) {
 		err = d.store.PutState(ctx, policyStateKey, b)
 	}
 	if err != nil {
-		d.log.Error("saving policy state", "err", err)
+		d.log.Error(maillog.PolicyStateNotSaved, "err", err)
 	}
 }
 
@@ -153,11 +154,11 @@ func (d *daemon) reloadPolicy() error {
 	defer d.policyMu.Unlock()
 	p, err := loadPolicy(d.cfg)
 	if err != nil {
-		d.log.Error("policy reload refused", "err", err)
+		d.log.Error(maillog.PolicyReloadRefused, "err", err)
 		return err
 	}
 	d.engine.Swap(p, time.Now())
-	d.log.Info("policy reloaded", "file", d.cfg.Policy)
+	d.log.Info(maillog.PolicyReloaded, "file", d.cfg.Policy)
 	d.sched.Wake()
 	return nil
 }
@@ -277,13 +278,13 @@ func (d *daemon) flushLoop(ctx context.Context) error {
 			total += n
 			if err != nil {
 				if ctx.Err() == nil {
-					d.log.Error("queue flush", "err", err)
+					d.log.Error(maillog.QueueFlush, "err", err)
 				}
 				break
 			}
 			d.sched.Wake()
 		}
-		d.log.Info("queue flushed", "messages", total)
+		d.log.Info(maillog.QueueFlushed, "messages", total)
 	}
 }
 

@@ -809,12 +809,19 @@ func TestGracefulStopKeepsInFlight(t *testing.T) {
 	var mu sync.Mutex
 	stall := make(chan struct{})
 	stalled := true
+	// inData is signalled once the sink has the whole message and has not
+	// answered: DATA is in flight, unacknowledged.
+	inData := make(chan struct{}, 1)
 	r := startRelay(t, relayOpts{extraConfig: "shutdown_timeout: 1s\n", sinkOpts: relaytest.SinkOptions{
 		Data: func(rcpts []string, body []byte) error {
 			mu.Lock()
 			s := stalled
 			mu.Unlock()
 			if s {
+				select {
+				case inData <- struct{}{}:
+				default:
+				}
 				<-stall
 				return &smtpError{Code: 451, EnhancedCode: [3]int{4, 3, 0}, Message: "too late"}
 			}
@@ -823,9 +830,10 @@ func TestGracefulStopKeepsInFlight(t *testing.T) {
 	}})
 	defer close(stall)
 	runTool(t, nil, "", "swaks", "--server", r.smtp, "--from", "app@example.com", "--to", "inflight@example.org")
-	deadline := time.Now().Add(10 * time.Second)
-	for r.sink.Connections() == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+	select {
+	case <-inData:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the delivery never reached the end of DATA: nothing would be in flight at the stop")
 	}
 	start := time.Now()
 	r.stop()

@@ -14,6 +14,7 @@ import (
 
 	"facteur/policy"
 	"facteur/relay/admin"
+	"facteur/relay/maillog"
 	"facteur/relay/metrics"
 )
 
@@ -99,9 +100,9 @@ func (d *daemon) alarmLoop(ctx context.Context) error {
 			if over != d.alarm.Load() {
 				d.alarm.Store(over)
 				if over {
-					d.log.Warn("queue alarm", "messages", st.Messages, "oldest", st.Oldest)
+					d.log.Warn(maillog.QueueAlarm, "messages", st.Messages, "oldest", st.Oldest)
 				} else {
-					d.log.Info("queue alarm cleared", "messages", st.Messages)
+					d.log.Info(maillog.QueueAlarmCleared, "messages", st.Messages)
 				}
 			}
 		}

@@ -137,6 +137,12 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	// ID is kept in memory (bounded) as well as written.
 	book := dashboard.NewLogBook()
 	log = slog.New(book.Handler(log.Handler()))
+	// Listening before anything else, the queue's opening included.
+	early, err := bindEarly(cfg)
+	if err != nil {
+		return err
+	}
+	defer early.closeRest()
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
 	}
@@ -164,7 +170,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	d.engine = policy.NewEngine(pol, time.Now())
 	if st, err := store.State(ctx, policyStateKey); err == nil {
 		if err := d.engine.RestoreState(st, time.Now()); err != nil {
-			log.Warn("policy state not restored", "err", err)
+			log.Warn(maillog.PolicyStateNotRestored, "err", err)
 		}
 	}
 
@@ -175,7 +181,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			return err
 		}
 		for _, w := range warnings {
-			log.Warn("dkim", "warning", w)
+			log.Warn(maillog.DKIMWarning, "warning", w)
 		}
 		signer = s
 	}
@@ -234,7 +240,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			ev := webhook.Event{Event: webhook.Kind(e.Event), ID: string(e.ID), Sender: e.Sender, Recipient: e.Rcpt,
 				Provider: e.Provider, Class: e.Class, Response: e.Response, Timestamp: e.At}
 			if err := h.Add(hookCtx, ev); err != nil {
-				log.Error("webhook outbox", "qid", string(e.ID), "err", err)
+				log.Error(maillog.WebhookOutbox, "qid", string(e.ID), "err", err)
 			}
 		}
 	}
@@ -257,25 +263,39 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			d.sched.Wake()
 		},
 	}, store, signer, log)
+	// Issue 11: one guard for the SMTP path and pickup, so that the
+	// maildrop is no way around a limit.
+	abuse := guard.New(guard.Options{
+		PerClientIP:        cfg.Limits.PerClientIP.Rate,
+		PerClientIPTrusted: cfg.Limits.PerClientIPTrusted,
+		PerSender:          cfg.Limits.PerSender.Rate,
+		PerUser:            cfg.Limits.PerUser.Rate,
+		MaxQueue:           cfg.MaxQueue,
+		MinFreeDisk:        cfg.FreeDiskFloor(),
+		DataDir:            cfg.DataDir,
+		QueueSize: func(ctx context.Context) (int, error) {
+			st, err := store.Stats(ctx)
+			return st.Messages, err
+		},
+	})
+	// Large messages spill here while they arrive (issue 11 §3).
+	spoolDir := filepath.Join(cfg.DataDir, "tmp")
+	if err := os.MkdirAll(spoolDir, 0o700); err != nil {
+		return fmt.Errorf("data_dir: %w", err)
+	}
 	d.smtp = submission.New(submission.Options{
-		Hostname:       cfg.Hostname,
-		MaxMessageSize: int64(cfg.MaxMessageSize),
-		MaxRecipients:  cfg.MaxRecipients,
-		Trusted:        prefixes(cfg),
-		DropSuppressed: cfg.Suppression.OnRcpt == "drop",
-		Suppressions:   storeSuppressions{store},
-		Guard: guard.New(guard.Options{
-			PerClientIP: cfg.Limits.PerClientIP.Rate,
-			PerSender:   cfg.Limits.PerSender.Rate,
-			PerUser:     cfg.Limits.PerUser.Rate,
-			MaxQueue:    cfg.MaxQueue,
-			MinFreeDisk: cfg.FreeDiskFloor(),
-			DataDir:     cfg.DataDir,
-			QueueSize: func(ctx context.Context) (int, error) {
-				st, err := store.Stats(ctx)
-				return st.Messages, err
-			},
-		}),
+		Hostname:            cfg.Hostname,
+		MaxMessageSize:      int64(cfg.MaxMessageSize),
+		MaxRecipients:       cfg.MaxRecipients,
+		Trusted:             prefixes(cfg),
+		DropSuppressed:      cfg.Suppression.OnRcpt == "drop",
+		Suppressions:        storeSuppressions{store},
+		Guard:               abuse,
+		MaxConnections:      cfg.MaxConnections,
+		MaxConnectionsPerIP: cfg.MaxConnectionsPerIP,
+		MaxAuthFailures:     cfg.MaxAuthFailures,
+		SenderLogin:         cfg.SenderLogin,
+		SpoolDir:            spoolDir,
 	}, d.cleanup, log)
 	d.admin = &admin.Server{Store: store, Token: cfg.AdminToken, Log: log, Flusher: d, Extra: d.routes(), Decorate: d.decorate}
 	dash := &dashboard.Dashboard{Source: dashSource{d}, Stats: d.tally, Book: book, Token: cfg.AdminToken, Log: log}
@@ -283,7 +303,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		dash.API = api
 		return dash.Handler()
 	}
-	d.pickup = &pickup.Pickup{Dir: dropDir, Cleanup: d.cleanup, Log: log,
+	d.pickup = &pickup.Pickup{Dir: dropDir, Cleanup: d.cleanup, Log: log, Guard: abuse,
+		SenderCheck: d.smtp.CheckSenderLogin,
 		// The shim could not learn at RCPT time that a recipient is
 		// suppressed when the daemon was down: drop it here, with a line.
 		Filter: func(ctx context.Context, rcpts []string) []string {
@@ -292,7 +313,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			for _, r := range rcpts {
 				for _, x := range d.cleanup.ExpandRecipient(r) {
 					if why, ok := sup.Suppressed(ctx, x, time.Now()); ok {
-						log.Info("suppressed", "rcpt", "<"+x+">", "client", "maildrop", "resp", "dropped: "+why)
+						log.Info(maillog.Suppressed, "rcpt", "<"+x+">", "client", "maildrop", "resp", "dropped: "+why)
 						continue
 					}
 					keep = append(keep, x)
@@ -315,7 +336,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 	}
 	for _, addr := range cfg.Listen {
-		ln, err := net.Listen("tcp", string(addr))
+		ln, err := early.listen(string(addr))
 		if err != nil {
 			closeAll()
 			return fmt.Errorf("listen %s: %w", addr, err)
@@ -338,7 +359,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			return fmt.Errorf("submission[%d]: %w", i, err)
 		}
 		l.Users = users
-		ln, err := net.Listen("tcp", string(s.Listen))
+		ln, err := early.listen(string(s.Listen))
 		if err != nil {
 			closeAll()
 			return fmt.Errorf("listen %s: %w", s.Listen, err)
@@ -356,6 +377,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		d.inbound = append(d.inbound, &inbound.Server{Domain: cfg.Bounces.Domain, Hostname: cfg.Hostname,
 			MaxMessageSize: int64(cfg.MaxMessageSize), Handle: d.handleInbound, Log: log})
 	}
+	// The shim's socket (issue 11 §1): DATA_DIR/public, reachable by the
+	// facteur-drop group only, as Postfix's public/ and postdrop.
+	localLn, err := submission.ListenLocal(filepath.Join(cfg.DataDir, "public"), gid)
+	if err != nil {
+		closeAll()
+		return err
+	}
+	smtpLns = append(smtpLns, smtpListener{localLn, submission.Listener{Addr: localLn.Addr().String(), Local: true}})
 	adminLn, err := net.Listen("tcp", string(cfg.Admin))
 	if err != nil {
 		closeAll()
@@ -404,9 +433,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 		return err
 	})
-	log.Info("started", "listen", fmt.Sprint(cfg.Listen), "admin", string(cfg.Admin), "data_dir", cfg.DataDir, "pid", os.Getpid())
+	log.Info(maillog.Started, "listen", fmt.Sprint(cfg.Listen), "admin", string(cfg.Admin), "data_dir", cfg.DataDir, "pid", os.Getpid())
 	err = g.Wait()
-	log.Info("stopped")
+	log.Info(maillog.Stopped)
 	return err
 }
 

@@ -580,7 +580,7 @@ func (d *daemon) addSuppressions(w http.ResponseWriter, r *http.Request) {
 // cancelled recipient and sends the DSNs).
 func (d *daemon) suppress(ctx context.Context, list []queue.Suppression, replace bool, now time.Time) (suppressResult, error) {
 	logIt := func(s queue.Suppression) {
-		d.log.Info("suppressed", "rcpt", "<"+s.Address+">", "class", s.Reason, "source", string(s.Source), "resp", s.Response)
+		d.log.Info(maillog.Suppressed, "rcpt", "<"+s.Address+">", "class", s.Reason, "source", string(s.Source), "resp", s.Response)
 	}
 	return applySuppressions(ctx, d.store, list, replace, now, logIt, func(addr, why string, now time.Time) (int, error) {
 		return d.sched.CancelSuppressed(ctx, addr, why, now)

@@ -498,5 +498,18 @@ func Init(dir string, gid int) error {
 	if err := os.Chmod(dir, dirMode); err != nil {
 		return fmt.Errorf("maildrop init: %w", err)
 	}
+	// The quota ledgers (quota.go) live in a directory of the same mode.
+	qdir := filepath.Join(dir, quotaDir)
+	if err := os.MkdirAll(qdir, 0o700); err != nil {
+		return fmt.Errorf("maildrop init: %w", err)
+	}
+	if gid >= 0 {
+		if err := os.Chown(qdir, -1, gid); err != nil {
+			return fmt.Errorf("maildrop init: %w", err)
+		}
+	}
+	if err := os.Chmod(qdir, dirMode); err != nil {
+		return fmt.Errorf("maildrop init: %w", err)
+	}
 	return nil
 }

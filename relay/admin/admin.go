@@ -18,6 +18,7 @@ import (
 
 	"facteur/policy"
 	"facteur/queue"
+	"facteur/relay/maillog"
 )
 
 // Flusher makes recipients due now and reports what provider suspensions
@@ -69,10 +70,10 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /queue", s.list)
 	mux.HandleFunc("GET /queue/{id}", s.show)
-	mux.HandleFunc("DELETE /queue/{id}", s.one("deleted", s.deleteOne))
-	mux.HandleFunc("POST /queue/{id}/delete", s.one("deleted", s.deleteOne))
-	mux.HandleFunc("POST /queue/{id}/hold", s.one("held", s.holdOne))
-	mux.HandleFunc("POST /queue/{id}/release", s.one("released", s.releaseOne))
+	mux.HandleFunc("DELETE /queue/{id}", s.one(maillog.Deleted, s.deleteOne))
+	mux.HandleFunc("POST /queue/{id}/delete", s.one(maillog.Deleted, s.deleteOne))
+	mux.HandleFunc("POST /queue/{id}/hold", s.one(maillog.Held, s.holdOne))
+	mux.HandleFunc("POST /queue/{id}/release", s.one(maillog.Released, s.releaseOne))
 	mux.HandleFunc("POST /queue/flush", s.flush)
 	mux.HandleFunc("POST /queue/{id}/flush", s.flush)
 	mux.HandleFunc("POST /queue/delete", s.bulk("delete"))
@@ -200,7 +201,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		}
 		// Too late for a status: cut the stream short, so that the client
 		// sees a truncated listing (invalid JSON) rather than a complete one.
-		s.Log.Error("queue list", "err", err)
+		s.Log.Error(maillog.QueueList, "err", err)
 		panic(http.ErrAbortHandler)
 	}
 	out.end()
@@ -315,7 +316,7 @@ func (s *Server) bulk(op string) http.HandlerFunc {
 			WriteError(w, statusFor(err), err)
 			return
 		}
-		event := map[string]string{"delete": "deleted", "hold": "held"}[op]
+		event := map[string]string{"delete": maillog.Deleted, "hold": maillog.Held}[op]
 		for _, m := range msgs {
 			s.Log.Info(event, "qid", string(m.ID), "by", "admin", "from", "<"+m.Sender+">")
 		}

@@ -14,6 +14,7 @@ import (
 
 	"facteur/queue"
 	"facteur/relay/address"
+	"facteur/relay/maillog"
 )
 
 // Options are the config values cleanup applies.
@@ -187,8 +188,10 @@ func (c *Cleanup) Process(ctx context.Context, m Message, now time.Time) (queue.
 	if h.count("Date") == 0 {
 		appendFields = append(appendFields, "Date: "+now.Format(time.RFC1123Z)+"\r\n")
 	}
+	messageID := ""
 	if h.count("Message-ID") == 0 {
-		appendFields = append(appendFields, "Message-ID: <"+string(id)+"."+randomHex(6)+"@"+c.opts.Hostname+">\r\n")
+		messageID = "<" + string(id) + "." + randomHex(6) + "@" + c.opts.Hostname + ">"
+		appendFields = append(appendFields, "Message-ID: "+messageID+"\r\n")
 	}
 	received := c.received(m, id, rcpts, now)
 	msg := h.bytes([]string{received}, appendFields)
@@ -226,7 +229,7 @@ func (c *Cleanup) Process(ctx context.Context, m Message, now time.Time) (queue.
 			if errors.As(err, &se) {
 				resp = fmt.Sprintf("%d %d.%d.%d %s", se.Code, se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2], se.Message)
 			}
-			c.log.Warn("refused", append([]any{"from", "<" + sender + ">", "client", m.ClientIP, "resp", resp}, attrs...)...)
+			c.log.Warn(maillog.Refused, append([]any{"from", "<" + sender + ">", "client", m.ClientIP, "resp", resp}, attrs...)...)
 			return "", err
 		}
 		env.Hold, holdAttrs = reason, attrs
@@ -236,21 +239,37 @@ func (c *Cleanup) Process(ctx context.Context, m Message, now time.Time) (queue.
 		if errors.Is(err, queue.ErrFull) {
 			return "", errStoreFull
 		}
-		c.log.Error("enqueue failed", "err", err)
+		c.log.Error(maillog.EnqueueFailed, "err", err)
 		return "", errStore
 	}
 	attrs := []any{"qid", string(qid), "from", "<" + sender + ">", "size", len(msg), "nrcpt", len(rcpts),
 		"client", m.ClientIP, "proto", m.Protocol}
-	if m.AuthUser != "" {
+	switch {
+	case m.User != "":
+		attrs = append(attrs, "uid", m.UID, "user", m.User)
+		if m.AuthUser != "" {
+			attrs = append(attrs, "sasl_user", m.AuthUser)
+		}
+	case m.AuthUser != "":
 		attrs = append(attrs, "user", m.AuthUser)
+	}
+	if mid := h.value("Message-ID"); mid != "" {
+		attrs = append(attrs, "message-id", mid)
+	} else {
+		attrs = append(attrs, "message-id", messageID)
+	}
+	if script := h.value("X-PHP-Originating-Script"); script != "" {
+		// PHP's mail.add_x_header names the script that called mail():
+		// where a hacked site's mail comes from (issue 11 §1).
+		attrs = append(attrs, "script", script)
 	}
 	attrs = append(attrs, "rcpt", "<"+strings.Join(rcpts, ">,<")+">")
 	if dkimNote != "" {
 		attrs = append(attrs, "dkim", dkimNote)
 	}
-	c.log.Info("received", attrs...)
+	c.log.Info(maillog.Received, attrs...)
 	if env.Hold != "" {
-		c.log.Info("held", append([]any{"qid", string(qid), "reason", env.Hold}, holdAttrs...)...)
+		c.log.Info(maillog.Held, append([]any{"qid", string(qid), "reason", env.Hold}, holdAttrs...)...)
 	}
 	if c.opts.Notify != nil {
 		c.opts.Notify()
@@ -263,23 +282,27 @@ func (c *Cleanup) received(m Message, id queue.ID, rcpts []string, now time.Time
 	if helo == "" {
 		helo = "localhost"
 	}
-	from := fmt.Sprintf("from %s ([%s])", sanitize(helo), m.ClientIP)
-	if m.Protocol == "local" {
-		from = "from local (uid " + sanitize(m.Helo) + ")"
+	// Postfix's form for a local submission: "by host (Postfix, from
+	// userid 33)"; the uid is the kernel's word, never the client's.
+	by := c.opts.Hostname + " (facteur)"
+	if m.User != "" {
+		by = fmt.Sprintf("%s (facteur, from userid %d)", c.opts.Hostname, m.UID)
 	}
 	proto := m.Protocol
 	if proto == "" {
 		proto = "SMTP"
 	}
-	if proto == "local" {
-		proto = "local"
-	}
 	forPart := ""
 	if len(rcpts) == 1 {
 		forPart = "\r\n\tfor <" + rcpts[0] + ">"
 	}
-	return fmt.Sprintf("Received: %s\r\n\tby %s (facteur) with %s id %s%s;\r\n\t%s\r\n",
-		from, c.opts.Hostname, proto, id, forPart, now.Format(time.RFC1123Z))
+	if proto == "local" {
+		return fmt.Sprintf("Received: by %s\r\n\twith local id %s%s;\r\n\t%s\r\n",
+			by, id, forPart, now.Format(time.RFC1123Z))
+	}
+	from := fmt.Sprintf("from %s ([%s])", sanitize(helo), m.ClientIP)
+	return fmt.Sprintf("Received: %s\r\n\tby %s with %s id %s%s;\r\n\t%s\r\n",
+		from, by, proto, id, forPart, now.Format(time.RFC1123Z))
 }
 
 // sanitize keeps a client-supplied HELO from breaking the header.

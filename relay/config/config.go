@@ -48,6 +48,13 @@ type Config struct {
 	Webhooks        []Webhook         `yaml:"webhooks" json:"webhooks"`
 	Bounces         Bounces           `yaml:"bounces" json:"bounces"`
 	Breaker         *Breaker          `yaml:"breaker" json:"breaker"`
+	// Issue 11: connection and AUTH limits of the SMTP listeners, the
+	// senders a local user may use, and the maildrop's per-user quota.
+	MaxConnections      int                 `yaml:"max_connections" json:"max_connections"`
+	MaxConnectionsPerIP int                 `yaml:"max_connections_per_ip" json:"max_connections_per_ip"`
+	MaxAuthFailures     int                 `yaml:"max_auth_failures" json:"max_auth_failures"`
+	SenderLogin         map[string][]string `yaml:"sender_login" json:"sender_login"`
+	MaildropQuota       MaildropQuota       `yaml:"maildrop_quota" json:"maildrop_quota"`
 
 	// File is the path the config was read from ("" for built-in defaults).
 	File string `yaml:"-" json:"-"`
@@ -120,6 +127,18 @@ type Limits struct {
 	PerClientIP Rate `yaml:"per_client_ip" json:"per_client_ip"`
 	PerSender   Rate `yaml:"per_sender" json:"per_sender"`
 	PerUser     Rate `yaml:"per_user" json:"per_user"`
+	// PerClientIPTrusted applies per_client_ip to trusted_networks (and
+	// loopback) too. Off by default: every PHP site of a web server
+	// connects from 127.0.0.1, and one hacked site must not spend the
+	// others' budget; per_user tells them apart instead (issue 11 §2).
+	PerClientIPTrusted bool `yaml:"per_client_ip_trusted" json:"per_client_ip_trusted"`
+}
+
+// MaildropQuota bounds what one local user may leave in the maildrop while
+// the daemon is down (issue 11 §2); 0 is no limit.
+type MaildropQuota struct {
+	Files int  `yaml:"files" json:"files"`
+	Bytes Size `yaml:"bytes" json:"bytes"`
 }
 
 // QueueAlarm logs and raises a metric when the queue holds more than
@@ -245,6 +264,13 @@ func Default() *Config {
 			HostUnknownTTL: Duration(30 * 24 * time.Hour),
 			OnRcpt:         "refuse",
 		},
+		// Postfix's default_process_limit is 100 smtpd processes and its
+		// smtpd_client_connection_count_limit 50; a Go session is cheaper.
+		MaxConnections:      200,
+		MaxConnectionsPerIP: 20,
+		MaxAuthFailures:     3,
+		SenderLogin:         map[string][]string{},
+		MaildropQuota:       MaildropQuota{Files: 1000, Bytes: 100 << 20},
 	}
 }
 
@@ -274,7 +300,7 @@ func Load(path string) (*Config, error) {
 	}
 	c.File = path
 	// Maps replace, not merge: a file that lists aliases gives all of them.
-	c.Aliases, c.Senders = nil, nil
+	c.Aliases, c.Senders, c.SenderLogin = nil, nil, nil
 	presetOptional(data, c)
 	if err := decodeStrict(path, data, c); err != nil {
 		return nil, err
@@ -284,6 +310,9 @@ func Load(path string) (*Config, error) {
 	}
 	if c.Senders == nil {
 		c.Senders = map[string]string{}
+	}
+	if c.SenderLogin == nil {
+		c.SenderLogin = map[string][]string{}
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -295,7 +324,7 @@ func Load(path string) (*Config, error) {
 func Parse(name string, data []byte) (*Config, error) {
 	c := Default()
 	c.File = name
-	c.Aliases, c.Senders = nil, nil
+	c.Aliases, c.Senders, c.SenderLogin = nil, nil, nil
 	presetOptional(data, c)
 	if err := decodeStrict(name, data, c); err != nil {
 		return nil, err
@@ -305,6 +334,9 @@ func Parse(name string, data []byte) (*Config, error) {
 	}
 	if c.Senders == nil {
 		c.Senders = map[string]string{}
+	}
+	if c.SenderLogin == nil {
+		c.SenderLogin = map[string][]string{}
 	}
 	return c, c.Validate()
 }
@@ -453,6 +485,31 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxQueue < 0 {
 		bad("max_queue_messages", "must not be negative")
+	}
+	if c.MaxConnections <= 0 {
+		bad("max_connections", "must be positive")
+	}
+	if c.MaxConnectionsPerIP <= 0 {
+		bad("max_connections_per_ip", "must be positive")
+	}
+	if c.MaxAuthFailures <= 0 {
+		bad("max_auth_failures", "must be positive")
+	}
+	if c.MaildropQuota.Files < 0 || c.MaildropQuota.Bytes < 0 {
+		bad("maildrop_quota", "must not be negative")
+	}
+	for user, pats := range c.SenderLogin {
+		if user == "" || strings.ContainsAny(user, "@ \t") {
+			bad("sender_login."+user, "keys are local user names")
+		}
+		if len(pats) == 0 {
+			bad("sender_login."+user, "lists no sender: write [\"<>\"] to allow only the null sender")
+		}
+		for _, p := range pats {
+			if p != "<>" && (!strings.Contains(p, "@") || strings.ContainsAny(p, " \t\r\n<>,;")) {
+				bad("sender_login."+user, "bad pattern %q: want an address, *@domain, local@* or <>", p)
+			}
+		}
 	}
 	seenHooks := map[string]bool{}
 	for i, w := range c.Webhooks {

@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -62,10 +63,14 @@ func ParseSize(s string) (int64, error) {
 		}
 	}
 	f, err := strconv.ParseFloat(num, 64)
-	if err != nil || f < 0 {
+	// NaN compares false with everything and 1e30 overflows int64: both
+	// would convert to an arbitrary size, so only a finite product that
+	// fits is a size.
+	v := f * float64(mult)
+	if err != nil || math.IsNaN(v) || v < 0 || v >= math.MaxInt64 {
 		return 0, fmt.Errorf("bad size %q (want bytes, or e.g. 512MiB)", s)
 	}
-	return int64(f * float64(mult)), nil
+	return int64(v), nil
 }
 
 func (z *Size) UnmarshalYAML(n *yaml.Node) error {

@@ -14,6 +14,7 @@ import (
 	"facteur/queue"
 	"facteur/relay/breaker"
 	"facteur/relay/delivery"
+	"facteur/relay/maillog"
 	"facteur/relay/tlspolicy"
 )
 
@@ -60,7 +61,7 @@ func toPolicy(r delivery.Reply) policy.Reply {
 func (s *Scheduler) record(ctx context.Context, it *item, provider, domain string, c *delivery.Conn, res delivery.Result, sendErr error, start time.Time) {
 	now := s.clock.Now()
 	if res.Note != "" {
-		s.log.Info("note", "qid", string(it.msg.ID), "note", res.Note)
+		s.log.Info(maillog.Note, "qid", string(it.msg.ID), "note", res.Note)
 	}
 	byAddr := map[string]delivery.RcptResult{}
 	for _, r := range res.Rcpts {
@@ -78,7 +79,7 @@ func (s *Scheduler) record(ctx context.Context, it *item, provider, domain strin
 			attrs := []any{"qid", string(it.msg.ID), "rcpt", "<" + rcpt + ">", "provider", provider}
 			attrs = append(attrs, connAttrs(c)...)
 			attrs = append(attrs, "attempt", s.attempts(it, rcpt)+1, "delay", now.Sub(it.msg.Created), "resp", rr.Reply.String())
-			s.log.Info("delivered", attrs...)
+			s.log.Info(maillog.Delivered, attrs...)
 			out.observe(it, rcpt, breaker.Delivered, policy.Decision{}, rr.Reply.String(), now)
 			out.events = append(out.events, DeliveryEvent{Event: "delivered", ID: it.msg.ID, Sender: it.msg.Sender, User: it.msg.User, Rcpt: rcpt, Provider: provider, Response: rr.Reply.String(), At: now, Latency: now.Sub(it.msg.Created), TLS: mode})
 		case ok && rr.Reply.Known():
@@ -200,7 +201,7 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 	}
 	if d.Action == policy.Bounce {
 		u.Status = queue.Bounced
-		s.log.Info("bounced", append(base, "resp", r.String())...)
+		s.log.Info(maillog.Bounced, append(base, "resp", r.String())...)
 		out.events = append(out.events, DeliveryEvent{Event: "bounced", ID: it.msg.ID, Sender: it.msg.Sender, User: it.msg.User, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now, TLS: mode})
 		b := bouncedRcpt{rcpt: rcpt, reply: r, mx: mx, lastTime: now}
 		if d.Suppress {
@@ -227,7 +228,7 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 	}
 	if expired {
 		u.Status = queue.Bounced
-		s.log.Info("expired", append(base, "resp", r.String())...)
+		s.log.Info(maillog.Expired, append(base, "resp", r.String())...)
 		out.events = append(out.events, DeliveryEvent{Event: "expired", ID: it.msg.ID, Sender: it.msg.Sender, User: it.msg.User, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now, TLS: mode})
 		out.ups = append(out.ups, u)
 		out.bounced = append(out.bounced, bouncedRcpt{rcpt: rcpt, reply: r, mx: mx, expired: true, lastTime: now})
@@ -237,7 +238,7 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 	out.observe(it, rcpt, breaker.Deferred, d, r.String(), now)
 	u.Status = queue.Deferred
 	u.NextAttempt = next
-	s.log.Info("deferred", append(base, "next", next, "resp", r.String())...)
+	s.log.Info(maillog.Deferred, append(base, "next", next, "resp", r.String())...)
 	out.events = append(out.events, DeliveryEvent{Event: "deferred", ID: it.msg.ID, Sender: it.msg.Sender, User: it.msg.User, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now, TLS: mode})
 	out.ups = append(out.ups, u)
 }
@@ -280,7 +281,7 @@ func (s *Scheduler) expire(ctx context.Context, it *item, provider string, now t
 			}
 		}
 		out.ups = append(out.ups, queue.Update{Rcpt: rcpt, Status: queue.Bounced, Response: last.String(), Provider: provider, At: now})
-		s.log.Info("expired", "qid", string(it.msg.ID), "rcpt", "<"+rcpt+">", "provider", provider, "delay", now.Sub(it.msg.Created), "resp", last.String())
+		s.log.Info(maillog.Expired, "qid", string(it.msg.ID), "rcpt", "<"+rcpt+">", "provider", provider, "delay", now.Sub(it.msg.Created), "resp", last.String())
 		out.events = append(out.events, DeliveryEvent{Event: "expired", ID: it.msg.ID, Sender: it.msg.Sender, User: it.msg.User, Rcpt: rcpt, Provider: provider, Response: last.String(), At: now})
 		out.bounced = append(out.bounced, bouncedRcpt{rcpt: rcpt, reply: last, expired: true, lastTime: now})
 	}
@@ -355,7 +356,7 @@ func (s *Scheduler) suspendLane(ctx context.Context, l *lane, provider string, u
 			ups = append(ups, queue.Update{Rcpt: rcpt, Status: st, NextAttempt: next, Provider: provider, At: now})
 		}
 		if err := s.store.Record(ctx, it.msg.ID, ups); err != nil {
-			s.log.Error("record", "qid", string(it.msg.ID), "err", err)
+			s.log.Error(maillog.Record, "qid", string(it.msg.ID), "err", err)
 		}
 		s.done(it)
 	}
@@ -376,7 +377,7 @@ func (s *Scheduler) commit(ctx context.Context, it *item, out outcome, now time.
 	if err := s.store.Record(ctx, it.msg.ID, out.ups); err != nil {
 		// The recipients stay due at their old time and will be tried
 		// again: a duplicate is better than a loss.
-		s.log.Error("record", "qid", string(it.msg.ID), "err", err)
+		s.log.Error(maillog.Record, "qid", string(it.msg.ID), "err", err)
 		return
 	}
 	if s.opts.Breaker != nil {
@@ -421,7 +422,7 @@ func (s *Scheduler) softAgain(ctx context.Context, class policy.Class, rcpt stri
 		err = s.store.PutState(ctx, key, b)
 	}
 	if err != nil {
-		s.log.Error(string(class)+" history", "rcpt", "<"+rcpt+">", "err", err)
+		s.log.Error(maillog.SuppressionHistory, "class", string(class), "rcpt", "<"+rcpt+">", "err", err)
 	}
 	return s.shaper.MailboxFullSuppress(times, now)
 }
@@ -439,10 +440,10 @@ func (s *Scheduler) suppress(ctx context.Context, rcpt string, d policy.Decision
 		_, err = s.store.Suppress(ctx, sup)
 	}
 	if err != nil {
-		s.log.Error("suppress", "rcpt", "<"+rcpt+">", "err", err)
+		s.log.Error(maillog.Suppress, "rcpt", "<"+rcpt+">", "err", err)
 		return
 	}
-	s.log.Info("suppressed", "rcpt", "<"+rcpt+">", "class", string(d.Class), "source", "smtp", "resp", r.String())
+	s.log.Info(maillog.Suppressed, "rcpt", "<"+rcpt+">", "class", string(d.Class), "source", "smtp", "resp", r.String())
 	s.emit(DeliveryEvent{Event: "suppressed", Rcpt: rcpt, Class: string(d.Class), Response: r.String(), At: now})
 	s.CancelSuppressed(ctx, rcpt, r.String(), now)
 }
@@ -457,12 +458,12 @@ func (s *Scheduler) CancelSuppressed(ctx context.Context, rcpt, why string, now 
 		return 0, nil
 	}
 	if err != nil {
-		s.log.Error("cancel suppressed", "rcpt", "<"+rcpt+">", "err", err)
+		s.log.Error(maillog.CancelSuppressed, "rcpt", "<"+rcpt+">", "err", err)
 		return 0, err
 	}
 	reply := policy.Reply{Code: 550, Enhanced: "5.1.1", Text: "recipient is suppressed: " + why}
 	for _, c := range cancelled {
-		s.log.Info("suppressed", "qid", string(c.ID), "rcpt", "<"+c.Rcpt+">", "resp", reply.String())
+		s.log.Info(maillog.Suppressed, "qid", string(c.ID), "rcpt", "<"+c.Rcpt+">", "resp", reply.String())
 		if s.opts.Breaker != nil && !c.IsDSN {
 			// Found suppressed: a failure of its sender (issue 21 §1).
 			s.opts.Breaker.Observe(queue.Message{ID: c.ID, Sender: c.Sender, User: c.User, AuthUser: c.AuthUser},
@@ -522,10 +523,10 @@ func (s *Scheduler) stopped(ctx context.Context, it *item) bool {
 		return true
 	}
 	if err := s.store.Record(ctx, it.msg.ID, ups); err != nil {
-		s.log.Error("record", "qid", string(it.msg.ID), "err", err)
+		s.log.Error(maillog.Record, "qid", string(it.msg.ID), "err", err)
 		return true
 	}
 	k := breaker.Key(key)
-	s.log.Info("held", "qid", string(it.msg.ID), "reason", breaker.Reason, k.Kind(), k.Value(), "nrcpt", len(ups))
+	s.log.Info(maillog.Held, "qid", string(it.msg.ID), "reason", breaker.Reason, k.Kind(), k.Value(), "nrcpt", len(ups))
 	return true
 }

@@ -19,6 +19,7 @@ import (
 	"facteur/relay/address"
 	"facteur/relay/breaker"
 	"facteur/relay/delivery"
+	"facteur/relay/maillog"
 	"facteur/relay/resolver"
 	"facteur/relay/tlspolicy"
 )
@@ -260,7 +261,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 func (s *Scheduler) cycle(ctx context.Context) time.Time {
 	now := s.clock.Now()
 	if err := s.fill(ctx, now); err != nil {
-		s.log.Error("scheduler: reading due recipients", "err", err)
+		s.log.Error(maillog.ReadDue, "err", err)
 		return now.Add(time.Second)
 	}
 	s.deferDead(ctx, now)
@@ -366,10 +367,10 @@ func (s *Scheduler) applyRoute(ctx context.Context, msg queue.Message, rcpts []s
 		ups = append(ups, u)
 	}
 	if err := s.store.Record(ctx, msg.ID, ups); err != nil {
-		s.log.Error("record", "qid", string(msg.ID), "err", err)
+		s.log.Error(maillog.Record, "qid", string(msg.ID), "err", err)
 		return
 	}
-	event := map[string]string{"hold": "held", "discard": "delivered"}[route]
+	event := map[string]string{"hold": maillog.Held, "discard": maillog.Delivered}[route]
 	for _, r := range rcpts {
 		s.log.Info(event, "qid", string(msg.ID), "rcpt", "<"+r+">", "route", route)
 	}
@@ -704,7 +705,7 @@ func (s *Scheduler) send(ctx, wctx context.Context, it *item, provider, domain s
 	if err != nil {
 		// Without its body the message cannot go; defer it on its
 		// schedule rather than refetch it at once, and say why.
-		s.log.Error("read body", "qid", string(it.msg.ID), "err", err)
+		s.log.Error(maillog.ReadBody, "qid", string(it.msg.ID), "err", err)
 		s.settle(wctx, it, provider, domain, nil, policy.Reply{Code: 451, Enhanced: "4.3.0", Text: "local error: message body unreadable: " + err.Error()}, "", s.clock.Now(), true)
 		return true
 	}
@@ -744,7 +745,7 @@ func (s *Scheduler) dial(ctx context.Context, targets []target) (*delivery.Conn,
 		c, err := delivery.Dial(ctx, t.host, t.ip, t.opts)
 		if err == nil {
 			if fb := c.TLSFallback(); fb != nil {
-				s.log.Info("tls fallback", "mx", t.host, "ip", t.ip.String(), "err", fb.Error())
+				s.log.Info(maillog.TLSFallback, "mx", t.host, "ip", t.ip.String(), "err", fb.Error())
 			}
 			return c, nil
 		}
@@ -823,7 +824,7 @@ func (s *Scheduler) mxTargets(ctx context.Context, route resolver.Route, pin *de
 	case s.opts.TLSPolicy != nil && !s.opts.Dial.NoTLS:
 		plan := s.opts.TLSPolicy.Plan(ctx, route)
 		if plan.STS.Note != "" {
-			s.log.Warn("mta-sts", "domain", route.Domain, "note", plan.STS.Note)
+			s.log.Warn(maillog.MTASTS, "domain", route.Domain, "note", plan.STS.Note)
 		}
 		for i, h := range plan.Hosts {
 			secs[i], refusals[i] = h.Security, h.Refused
