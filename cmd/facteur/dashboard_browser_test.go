@@ -325,4 +325,3 @@ func qidOf(t *testing.T, log, s string) string {
 	t.Fatalf("no %q in the log", s)
 	return ""
 }
-
