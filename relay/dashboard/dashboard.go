@@ -1,7 +1,6 @@
 package dashboard
 
 import (
-	"context"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -16,6 +15,7 @@ import (
 
 	"facteur/policy"
 	"facteur/queue"
+	"facteur/relay/maillog"
 )
 
 //go:embed templates/*.html static/*
@@ -215,7 +215,7 @@ func (d *Dashboard) render(w http.ResponseWriter, code int, name string, v view)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	var b strings.Builder
 	if err := d.pages[name].Execute(&b, v); err != nil {
-		d.Log.Error("dashboard render", "page", name, "err", err)
+		d.Log.Error(maillog.DashboardRender, "page", name, "err", err)
 		http.Error(w, "render error", http.StatusInternalServerError)
 		return
 	}
@@ -268,14 +268,14 @@ func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 	}
 	next := safeNext(r.PostFormValue("next"))
 	if !hmacEqual(r.PostFormValue("token"), d.Token) {
-		d.Log.Warn("dashboard login refused", "client", r.RemoteAddr)
+		d.Log.Warn(maillog.DashboardLoginRefused, "client", r.RemoteAddr)
 		d.render(w, http.StatusUnauthorized, "login", view{Title: "Log in", Data: loginView{Next: next, Error: "Wrong token."}})
 		return
 	}
 	id := d.sess.open(d.Now())
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: "/", HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, MaxAge: int(sessionTTL / time.Second)})
-	d.Log.Info("dashboard login", "client", r.RemoteAddr)
+	d.Log.Info(maillog.DashboardLogin, "client", r.RemoteAddr)
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
@@ -728,7 +728,7 @@ func (d *Dashboard) message(r *http.Request) (string, any, error) {
 func (d *Dashboard) body(r *http.Request) (string, any, error) {
 	v, err := d.load(r, true)
 	if err == nil {
-		d.Log.Info("dashboard body shown", "qid", string(v.Message.ID), "client", r.RemoteAddr)
+		d.Log.Info(maillog.DashboardBodyShown, "qid", string(v.Message.ID), "client", r.RemoteAddr)
 	}
 	return "Body of " + string(v.Message.ID), v, err
 }
@@ -768,19 +768,24 @@ func (d *Dashboard) queueOp(r *http.Request) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", err, errBadRequest)
 	}
-	var do func(context.Context, queue.ID) error
+	var err2 error
 	switch r.PathValue("op") {
 	case "hold":
-		do = d.Source.Hold
+		if err2 = d.Source.Hold(r.Context(), id); err2 == nil {
+			d.Log.Info(maillog.Held, "qid", string(id), "by", "dashboard")
+		}
 	case "release":
-		do = d.Source.Release
+		if err2 = d.Source.Release(r.Context(), id); err2 == nil {
+			d.Log.Info(maillog.Released, "qid", string(id), "by", "dashboard")
+		}
 	case "delete":
-		do = d.Source.Delete
+		if err2 = d.Source.Delete(r.Context(), id); err2 == nil {
+			d.Log.Info(maillog.Deleted, "qid", string(id), "by", "dashboard")
+		}
 	}
-	if err := do(r.Context(), id); err != nil {
-		return "", fmt.Errorf("%s: %w", id, err)
+	if err2 != nil {
+		return "", fmt.Errorf("%s: %w", id, err2)
 	}
-	d.Log.Info(op.done, "qid", string(id), "by", "dashboard")
 	if op.done == "deleted" {
 		return "/ui/queue?done=" + urlQueryEscape("deleted "+string(id)), nil
 	}
@@ -836,6 +841,6 @@ func (d *Dashboard) unsuppress(r *http.Request) (string, error) {
 	if !found {
 		return "", fmt.Errorf("%s is not suppressed: %w", addr, queue.ErrNotFound)
 	}
-	d.Log.Info("unsuppressed", "rcpt", "<"+strings.ToLower(addr)+">", "by", "dashboard")
+	d.Log.Info(maillog.Unsuppressed, "rcpt", "<"+strings.ToLower(addr)+">", "by", "dashboard")
 	return "/ui/suppressions?done=" + urlQueryEscape("removed "+addr), nil
 }

@@ -77,7 +77,15 @@ const (
 	DKIMWarning            = "dkim"
 	DANEOff                = "dane off: the resolver is not on loopback, its AD bit cannot be trusted (set delivery.dane: on to trust it)"
 
+	// The web dashboard (issue 18): who logged in, whose body was read,
+	// what an operator removed from the suppression list.
+	DashboardLogin        = "dashboard login"
+	DashboardLoginRefused = "dashboard login refused"
+	DashboardBodyShown    = "dashboard body shown"
+	Unsuppressed          = "unsuppressed"
+
 	// Local failures: something facteur could not do, with err=.
+	DashboardRender     = "dashboard render"
 	QueueList           = "queue list"
 	PickupScan          = "pickup scan"
 	MaildropSweep       = "maildrop sweep"
@@ -107,6 +115,7 @@ var Events = []string{
 	WebhookDelivered, WebhookFailed, WebhookDropped, WebhookOutbox,
 	Started, Stopped, QueueAlarm, QueueAlarmCleared, PolicyStateNotRestored, PolicyStateNotSaved,
 	PolicyReloaded, PolicyReloadRefused, QueueFlush, QueueFlushed, DKIMWarning, DANEOff,
-	QueueList, PickupScan, MaildropSweep, MaildropQuarantined, MaildropRefused, MaildropRemove, MaildropRecount,
+	DashboardLogin, DashboardLoginRefused, DashboardBodyShown, Unsuppressed,
+	DashboardRender, QueueList, PickupScan, MaildropSweep, MaildropQuarantined, MaildropRefused, MaildropRemove, MaildropRecount,
 	DSNBuild, DSNEnqueue, Record, ReadBody, ReadDue, Suppress, CancelSuppressed, SuppressionHistory,
 }
