@@ -14,8 +14,18 @@ import (
 // same store, engine and scheduler the admin API reads.
 type dashSource struct{ d *daemon }
 
+func (s dashSource) Stats(ctx context.Context) (queue.Stats, error) { return s.d.store.Stats(ctx) }
+
+// Counts names the provider of destinations not tried yet, as GET
+// /providers does, from the domain alone.
 func (s dashSource) Counts(ctx context.Context) ([]queue.DestCount, error) {
-	return s.d.store.Counts(ctx)
+	cs, err := s.d.store.Counts(ctx)
+	for i := range cs {
+		if cs[i].Provider == "" {
+			cs[i].Provider = s.d.engine.Policy().Recognize(cs[i].Domain, nil)
+		}
+	}
+	return cs, err
 }
 
 func (s dashSource) Providers(ctx context.Context, now time.Time) ([]policy.ProviderState, error) {

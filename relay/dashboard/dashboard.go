@@ -311,7 +311,8 @@ type ProviderQueue struct {
 
 // Overview is the overview page's data (GET /?format=json).
 type Overview struct {
-	Messages   int             `json:"messages_waiting"`
+	Messages   int             `json:"messages"`
+	Oldest     *time.Time      `json:"oldest_message,omitempty"`
 	Waiting    int             `json:"recipients_waiting"`
 	Held       int             `json:"recipients_held"`
 	Providers  []ProviderQueue `json:"providers"`
@@ -426,9 +427,13 @@ func (d *Dashboard) overview(r *http.Request) (string, any, error) {
 		}
 		return a.Provider < b.Provider
 	})
-	ov.Messages = n
-	if need > 0 || n >= ageWalk {
-		ov.Messages = -1 // not counted: the walk stopped early
+	st, err := d.Source.Stats(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	ov.Messages = st.Messages
+	if !st.Oldest.IsZero() {
+		ov.Oldest = &st.Oldest
 	}
 	ov.HourSeries = d.Stats.Series(now, 5*time.Minute, 12)
 	ov.DaySeries = d.Stats.Series(now, time.Hour, 24)

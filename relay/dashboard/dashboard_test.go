@@ -29,6 +29,8 @@ type storeSource struct {
 	resumed []string
 }
 
+func (s *storeSource) Stats(ctx context.Context) (queue.Stats, error) { return s.st.Stats(ctx) }
+
 func (s *storeSource) Counts(ctx context.Context) ([]queue.DestCount, error) { return s.st.Counts(ctx) }
 func (s *storeSource) Providers(ctx context.Context, now time.Time) ([]policy.ProviderState, error) {
 	until, why := now.Add(4*time.Hour), "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred"
@@ -445,5 +447,33 @@ func TestQueueSearchContinues(t *testing.T) {
 				after = v.Next
 			}
 		})
+	}
+}
+
+func TestOverviewFromCounters(t *testing.T) {
+	f := newFixture(t, testToken)
+	ctx := context.Background()
+	if err := f.src.st.Hold(ctx, f.id); err != nil {
+		t.Fatal(err)
+	}
+	f.src.st.Enqueue(ctx, queue.Envelope{Sender: "a@b.example", Recipients: []string{"x@c.example", "y@c.example"}}, []byte("\r\n"), f.src.now)
+	f.d.Stats.Record(Event{Kind: "delivered", Provider: "default", Sender: "a@b.example", At: f.src.now.Add(-10 * time.Minute)})
+	_, v, err := f.d.overview(httptest.NewRequest("GET", "/", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ov := v.(Overview)
+	if ov.Messages != 2 || ov.Waiting != 2 || ov.Held != 1 {
+		t.Errorf("totals: %+v", ov)
+	}
+	got := map[string]ProviderQueue{}
+	for _, p := range ov.Providers {
+		got[p.Provider] = p
+	}
+	if p := got["default"]; p.Queued != 3-1 || p.Held != 1 || p.Hour.Delivered != 1 || !p.OldestExact || !p.Oldest.Equal(f.src.now.Add(-time.Hour)) {
+		t.Errorf("default: %+v", p)
+	}
+	if p := got["yahoo"]; !p.Suspended {
+		t.Errorf("yahoo: %+v", p)
 	}
 }

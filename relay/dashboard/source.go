@@ -14,6 +14,8 @@ import (
 type Source interface {
 	// Counts are the queue's per-destination counters (no scan).
 	Counts(ctx context.Context) ([]queue.DestCount, error)
+	// Stats are the queue's totals and its oldest message (no scan).
+	Stats(ctx context.Context) (queue.Stats, error)
 	// Providers is the live state of every provider, with its queued and
 	// deferred counts, as GET /providers answers.
 	Providers(ctx context.Context, now time.Time) ([]policy.ProviderState, error)
