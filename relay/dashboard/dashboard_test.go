@@ -477,3 +477,25 @@ func TestOverviewFromCounters(t *testing.T) {
 		t.Errorf("yahoo: %+v", p)
 	}
 }
+
+func TestSeriesOnRoundTimes(t *testing.T) {
+	now := time.Date(2026, 11, 22, 14, 37, 0, 0, time.UTC)
+	tl := NewTally()
+	for _, e := range []struct {
+		kind string
+		ago  time.Duration
+	}{{"delivered", 2 * time.Minute}, {"bounced", 40 * time.Minute}, {"deferred", 23 * time.Hour}, {"delivered", 25 * time.Hour}} {
+		tl.Record(Event{Kind: e.kind, Provider: "p", At: now.Add(-e.ago)})
+	}
+	day := tl.Series(now, time.Hour, 24)
+	if len(day) != 24 || !day[23].Start.Equal(time.Date(2026, 11, 22, 14, 0, 0, 0, time.UTC)) {
+		t.Fatalf("last hour bar starts %v", day[23].Start)
+	}
+	if day[23].Counts != (Counts{Delivered: 1}) || day[22].Counts != (Counts{Bounced: 1}) || day[0].Counts != (Counts{Deferred: 1}) {
+		t.Errorf("day series: %+v", day)
+	}
+	hour := tl.Series(now, 5*time.Minute, 12)
+	if hour[11].Counts != (Counts{Delivered: 1}) || hour[3].Counts != (Counts{Bounced: 1}) {
+		t.Errorf("hour series: %+v", hour)
+	}
+}

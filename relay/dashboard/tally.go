@@ -241,7 +241,9 @@ type Point struct {
 // Series returns n consecutive intervals of width step ending at now,
 // oldest first, summed over providers (the overview's chart).
 func (t *Tally) Series(now time.Time, step time.Duration, n int) []Point {
-	end := now.Truncate(bucketWidth).Add(bucketWidth)
+	// Intervals on round times (an hour's bar is 13:00-14:00); step is
+	// a multiple of the bucket width.
+	end := now.Truncate(step).Add(step)
 	start := end.Add(-step * time.Duration(n))
 	out := make([]Point, n)
 	for i := range out {
