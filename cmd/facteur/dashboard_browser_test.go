@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -102,7 +103,10 @@ for r in sys.argv[2:]:
 s.quit()
 `
 	runTool(t, nil, "", "python3", "-c", script, r.smtp, "a@example.org", "b@example.org", "gone@example.org", "y@yahoo-hosted.example")
+	// A local user's mail, through the sendmail shim (cron's way).
+	runTool(t, []string{"FACTEUR_CONFIG=" + r.config}, "Subject: backup\n\nbackup done\n", r.shim, "-i", "c@example.org")
 	r.waitLog(" delivered rcpt=<b@example.org>")
+	r.waitLog(" delivered rcpt=<c@example.org>")
 	r.waitLog(" bounced rcpt=<gone@example.org>")
 	r.waitLog(" deferred rcpt=<y@yahoo-hosted.example> provider=yahoo")
 	// A complaint about a@example.org's message, found by its queue ID.
@@ -158,7 +162,11 @@ s.quit()
 
 	run("senders", chromedp.Navigate(base+"/ui/senders"), chromedp.WaitVisible(chromedp.CSS("table.senders")),
 		textOf("main", &text), shoot("senders"))
-	for _, want := range []string{"example.com", "> 5 %", "≥ 0.3 %"} {
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"example.com", "> 5 %", "≥ 0.3 %", me.Username} {
 		if !strings.Contains(text, want) {
 			t.Errorf("senders page lacks %q:\n%s", want, text)
 		}
