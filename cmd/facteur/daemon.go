@@ -177,13 +177,16 @@ func (d *daemon) reloadOnHUP(ctx context.Context) error {
 	}
 }
 
-// Flush makes recipients due now and reports those a provider suspension
-// still holds (issue 3 §6, issue 5 §6).
-func (d *daemon) Flush(ctx context.Context, id queue.ID) (admin.FlushReport, error) {
+// Flush makes the recipients of the messages f selects due now (the whole
+// queue for the empty filter) and reports those a provider suspension still
+// holds (issue 3 §6, issue 5 §6). Nothing outside f is touched.
+func (d *daemon) Flush(ctx context.Context, f queue.Filter) (admin.FlushReport, error) {
 	now := time.Now()
 	var rep admin.FlushReport
-	if id != "" {
-		n, err := d.store.Flush(ctx, id, now)
+	if !f.Empty() {
+		// Only what f selects moves (issue 13: a filtered flush must not
+		// retry the rest early nor push its schedule out).
+		n, err := d.store.FlushMatching(ctx, f, now)
 		if err != nil {
 			return admin.FlushReport{}, err
 		}
@@ -218,16 +221,12 @@ func (d *daemon) Flush(ctx context.Context, id queue.ID) (admin.FlushReport, err
 		}
 		return nil
 	}
-	switch {
-	case id != "":
-		if m, err := d.store.Get(ctx, id); err == nil {
-			skip(m)
-		}
-	case d.suspendedWaiting(ctx, now):
+	if d.suspendedWaiting(ctx, now) {
 		// Only a suspension can hold a recipient back, and the counters say
 		// whether one holds any: without, there is nothing to walk. The walk
-		// reads a page at a time and the report is bounded.
-		if err := d.store.Each(ctx, queue.Filter{}, skip); err != nil && !errors.Is(err, errSkippedFull) {
+		// reads a page at a time (or only the IDs given) and the report is
+		// bounded.
+		if err := d.store.Each(ctx, f, skip); err != nil && !errors.Is(err, errSkippedFull) {
 			return admin.FlushReport{}, err
 		}
 	}

@@ -69,7 +69,7 @@ func (s dashSource) Release(ctx context.Context, id queue.ID) error {
 	if err := s.d.store.Release(ctx, id, time.Now()); err != nil {
 		return err
 	}
-	_, err := s.d.Flush(ctx, id)
+	_, err := s.d.Flush(ctx, queue.Filter{IDs: []queue.ID{id}})
 	return err
 }
 

@@ -138,12 +138,14 @@ data_dir: %s
 local_domain: example.com
 aliases:
   root: ops@example.org
+aliases_file: ""
+mail_spool: %s
 senders:
   www-data: noreply@example.com
 resolver: %s
 delivery:
   port: %d
-%s`, r.smtp, r.admin, filepath.Join(dir, "data"), dns.Addr(), sink.Port(), o.extraConfig)
+%s`, r.smtp, r.admin, filepath.Join(dir, "data"), filepath.Join(dir, "spool"), dns.Addr(), sink.Port(), o.extraConfig)
 	if err := os.WriteFile(r.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -513,7 +515,7 @@ func TestQueueCLI(t *testing.T) {
 	if out, err := r.cli("queue", "delete", "--sender", "spam1@example.com"); err != nil || !strings.Contains(out, "1 message deleted") {
 		t.Fatalf("bulk delete: %v %q", err, out)
 	}
-	if out, err := r.cli("queue", "flush"); err != nil || !strings.Contains(out, "due now") {
+	if out, err := r.cli("queue", "flush"); err != nil || !strings.Contains(out, "flushed") {
 		t.Fatalf("flush: %v %q", err, out)
 	}
 	if out, err := r.cli("queue", "list"); err != nil || !strings.Contains(out, "spam0@example.com") || strings.Contains(out, "spam1@example.com") {

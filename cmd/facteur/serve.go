@@ -28,11 +28,13 @@ import (
 	"facteur/queue"
 	"facteur/queue/maildrop"
 	"facteur/relay/admin"
+	"facteur/relay/aliases"
 	"facteur/relay/cleanup"
 	"facteur/relay/config"
 	"facteur/relay/dashboard"
 	"facteur/relay/guard"
 	"facteur/relay/inbound"
+	"facteur/relay/local"
 	"facteur/relay/maillog"
 	"facteur/relay/metrics"
 	"facteur/relay/pickup"
@@ -124,6 +126,8 @@ type daemon struct {
 	// verpSecret keys the VERP tokens; nil when bounces.domain is unset.
 	verpSecret []byte
 	inbound    []*inbound.Server
+	// arrivals remembers the last hour's messages for facteur top.
+	arrivals admin.Arrivals
 	// breaker is the per-sender circuit breaker; nil when it is off.
 	breaker *breakerGuard
 	// flushReq asks flushLoop for a whole-queue flush as of the time sent.
@@ -137,7 +141,41 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	// ID is kept in memory (bounded) as well as written.
 	book := dashboard.NewLogBook()
 	log = slog.New(book.Handler(log.Handler()))
-	// Listening before anything else, the queue's opening included.
+	for _, w := range cfg.Warnings() {
+		log.Warn(maillog.ConfigWarning, "warning", w)
+	}
+	// Everything that can refuse the start is checked before anything is
+	// created: a start that fails leaves no data_dir behind.
+	pol, err := loadPolicy(cfg)
+	if err != nil {
+		return err
+	}
+	var signer cleanup.Signer
+	if len(cfg.DKIM) > 0 {
+		s, warnings, err := newSigner(cfg)
+		if err != nil {
+			return err
+		}
+		for _, w := range warnings {
+			log.Warn(maillog.DKIMWarning, "warning", w)
+		}
+		signer = s
+	}
+	res, err := resolver.New(resolver.Options{Server: string(cfg.Resolver), IPVersion: cfg.Delivery.IPVersion})
+	if err != nil {
+		return fmt.Errorf("resolver: %w", err)
+	}
+	schedOpts, err := schedulerOptions(cfg)
+	if err != nil {
+		return err
+	}
+	vsecret, err := verpSecret(cfg)
+	if err != nil {
+		return err
+	}
+	// Listening before anything else, the queue's opening included (and
+	// once the config and policy are known good: a start that fails on
+	// them creates nothing).
 	early, err := bindEarly(cfg)
 	if err != nil {
 		return err
@@ -161,12 +199,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 
-	d := &daemon{cfg: cfg, log: log, store: store, events: newEventRing(1000), tally: dashboard.NewTally(), flushReq: make(chan time.Time, 1)}
-
-	pol, err := loadPolicy(cfg)
-	if err != nil {
+	d := &daemon{cfg: cfg, log: log, store: store, events: newEventRing(1000), tally: dashboard.NewTally(), verpSecret: vsecret, flushReq: make(chan time.Time, 1)}
+	if schedOpts.TLSPolicy, err = newTLSPolicy(cfg, res, store, log); err != nil {
 		return err
 	}
+
 	d.engine = policy.NewEngine(pol, time.Now())
 	if st, err := store.State(ctx, policyStateKey); err == nil {
 		if err := d.engine.RestoreState(st, time.Now()); err != nil {
@@ -174,31 +211,6 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 	}
 
-	var signer cleanup.Signer
-	if len(cfg.DKIM) > 0 {
-		s, warnings, err := newSigner(cfg)
-		if err != nil {
-			return err
-		}
-		for _, w := range warnings {
-			log.Warn(maillog.DKIMWarning, "warning", w)
-		}
-		signer = s
-	}
-	res, err := resolver.New(resolver.Options{Server: string(cfg.Resolver), IPVersion: cfg.Delivery.IPVersion})
-	if err != nil {
-		return fmt.Errorf("resolver: %w", err)
-	}
-	schedOpts, err := schedulerOptions(cfg)
-	if err != nil {
-		return err
-	}
-	if schedOpts.TLSPolicy, err = newTLSPolicy(cfg, res, store, log); err != nil {
-		return err
-	}
-	if d.verpSecret, err = verpSecret(cfg); err != nil {
-		return err
-	}
 	if cfg.Bounces.Domain != "" {
 		secret, domain := d.verpSecret, cfg.Bounces.Domain
 		schedOpts.ReturnPath = func(id queue.ID, rcpt string) string {
@@ -232,6 +244,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		d.events.add(e)
 		d.tally.Record(dashboard.Event{Kind: e.Event, ID: e.ID, Sender: e.Sender, User: e.User, Rcpt: e.Rcpt,
 			Provider: e.Provider, Class: e.Class, Response: e.Response, At: e.At})
+		d.arrivals.Event(e.ID, e.Rcpt, e.Event)
 		d.metrics.Recipient(e.Event, e.Provider, e.Class, e.Latency, e.At)
 		if e.Event == "delivered" && e.TLS != "" {
 			d.metrics.DeliveredTLS(e.TLS)
@@ -249,12 +262,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		d.breaker.d, d.breaker.hooks = d, hooks
 		schedOpts.Breaker = d.breaker
 	}
-	d.sched = scheduler.New(schedOpts, store, res, scheduler.EngineShaper{E: d.engine}, scheduler.RealClock{}, log)
-
-	d.cleanup = cleanup.New(cleanup.Options{
+	cleanOpts := cleanup.Options{
 		Hostname:    cfg.Hostname,
 		LocalDomain: cfg.LocalDomain,
-		Aliases:     cfg.Aliases,
+		Aliases:     loadAliases(cfg, log),
 		Senders:     cfg.Senders,
 		MaxHops:     cfg.MaxHops,
 		Hold:        d.breaker.Hold, // nil-safe: no breaker, no hold
@@ -262,7 +273,37 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			d.metrics.Received()
 			d.sched.Wake()
 		},
-	}, store, signer, log)
+		Queued: func(env queue.Envelope, subject string, at time.Time) {
+			m := queue.Message{ID: env.ID, Sender: env.Sender, Created: at, ClientIP: env.ClientIP, User: env.User}
+			st := queue.Queued
+			if env.Hold != "" {
+				st = queue.Held // the breaker held it at acceptance
+			}
+			for _, r := range env.Recipients {
+				m.Recipients = append(m.Recipients, queue.Recipient{Address: r, Status: st})
+			}
+			d.arrivals.Add(m, admin.Subject(subject))
+		},
+	}
+	schedOpts.OwnDomains = []string{cfg.LocalDomain}
+	if cfg.MailSpool != "" {
+		boxes := &local.Mailboxes{Dir: cfg.MailSpool, LockTimeout: 10 * time.Second}
+		cleanOpts.LocalUser = boxes.Exists
+		schedOpts.Local = boxes
+	}
+	if cfg.Postmaster == "" {
+		// Double bounces go where mail to postmaster goes: its alias, else
+		// root's, else root's mailbox.
+		if pm := cleanup.New(cleanOpts, nil, nil, log).ExpandRecipient("postmaster"); len(pm) > 0 {
+			schedOpts.Postmaster = pm[0]
+		}
+	}
+	if _, ok := cleanOpts.Aliases["root"]; !ok {
+		log.Warn(maillog.RootNoAlias, "warning", "cron's and the system's mail to root goes to the local mailbox "+cfg.MailSpool+"/root; set aliases: {root: you@example.com} in the config or root: in "+cfg.AliasesFile)
+	}
+	d.sched = scheduler.New(schedOpts, store, res, scheduler.EngineShaper{E: d.engine}, scheduler.RealClock{}, log)
+
+	d.cleanup = cleanup.New(cleanOpts, store, signer, log)
 	// Issue 11: one guard for the SMTP path and pickup, so that the
 	// maildrop is no way around a limit.
 	abuse := guard.New(guard.Options{
@@ -297,7 +338,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		SenderLogin:         cfg.SenderLogin,
 		SpoolDir:            spoolDir,
 	}, d.cleanup, log)
-	d.admin = &admin.Server{Store: store, Token: cfg.AdminToken, Log: log, Flusher: d, Extra: d.routes(), Decorate: d.decorate}
+	d.admin = &admin.Server{Store: store, Token: cfg.AdminToken, Log: log, Flusher: d, Extra: d.routes(), Decorate: d.decorate, Arrivals: &d.arrivals}
 	dash := &dashboard.Dashboard{Source: dashSource{d}, Stats: d.tally, Book: book, Token: cfg.AdminToken, Log: log}
 	d.admin.Front = func(api http.Handler) http.Handler {
 		dash.API = api
@@ -433,7 +474,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 		return err
 	})
-	log.Info(maillog.Started, "listen", fmt.Sprint(cfg.Listen), "admin", string(cfg.Admin), "data_dir", cfg.DataDir, "pid", os.Getpid())
+	log.Info(maillog.Started, "listen", fmt.Sprint(cfg.Listen), "socket", localLn.Addr().String(), "admin", string(cfg.Admin), "data_dir", cfg.DataDir, "pid", os.Getpid())
 	err = g.Wait()
 	log.Info(maillog.Stopped)
 	return err
@@ -469,4 +510,29 @@ func parseAddr(s string) (netip.Addr, error) {
 		return netip.Addr{}, fmt.Errorf("bad address %q: %w", s, err)
 	}
 	return a, nil
+}
+
+// loadAliases merges the aliases file (/etc/aliases) under the config's
+// aliases, which win, and gives postmaster to root when neither names it
+// (RFC 5321 §4.5.1: postmaster must reach someone). Entries the file has
+// that facteur cannot honour (|command, :include:, /file) are logged and
+// skipped.
+func loadAliases(cfg *config.Config, log *slog.Logger) map[string]string {
+	fileAliases := map[string]string{}
+	if cfg.AliasesFile != "" {
+		m, probs, err := aliases.Load(cfg.AliasesFile)
+		if err != nil {
+			log.Warn(maillog.AliasesFileUnread, "err", err)
+		} else {
+			fileAliases = m
+		}
+		for _, p := range probs {
+			log.Warn(maillog.AliasRefused, "err", p.Error())
+		}
+	}
+	merged := aliases.Merge(fileAliases, cfg.Aliases)
+	if _, ok := merged["postmaster"]; !ok {
+		merged["postmaster"] = "root"
+	}
+	return merged
 }

@@ -67,9 +67,17 @@ func cmdSuppress(args []string) int {
 	}
 	sub := args[0]
 	fs, cfgPath := newFlags("suppress " + sub)
-	asJSON := fs.Bool("json", false, "list: print JSON")
-	all := fs.Bool("all", false, "list: include expired entries")
-	reason := fs.String("reason", manualReason, "add: the reason recorded")
+	// Each subcommand defines only the flags it takes, so that its --help
+	// shows those and any other is refused.
+	asJSON, all, reason := new(bool), new(bool), new(string)
+	*reason = manualReason
+	switch sub {
+	case "list":
+		asJSON = fs.Bool("json", false, "print JSON")
+		all = fs.Bool("all", false, "include expired entries")
+	case "add":
+		reason = fs.String("reason", manualReason, "the reason recorded")
+	}
 	pos, err := parseFlags(fs, args[1:])
 	if err != nil {
 		return 2

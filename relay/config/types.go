@@ -56,9 +56,10 @@ func ParseSize(s string) (int64, error) {
 	mult := int64(1)
 	num := s
 	for _, u := range sizeUnits {
-		if strings.HasSuffix(s, u.suffix) {
+		// Units are case-insensitive: 10mb is 10MB (issue 13 §9).
+		if len(s) >= len(u.suffix) && strings.EqualFold(s[len(s)-len(u.suffix):], u.suffix) {
 			mult = u.mult
-			num = strings.TrimSpace(strings.TrimSuffix(s, u.suffix))
+			num = strings.TrimSpace(s[:len(s)-len(u.suffix)])
 			break
 		}
 	}

@@ -75,7 +75,19 @@ const (
 	QueueFlush             = "queue flush"
 	QueueFlushed           = "queue flushed"
 	DKIMWarning            = "dkim"
-	DANEOff                = "dane off: the resolver is not on loopback, its AD bit cannot be trusted (set delivery.dane: on to trust it)"
+	// ConfigWarning: a config value that is valid but likely wrong (a
+	// hostname not fully qualified), at start.
+	ConfigWarning = "config"
+	// RootNoAlias: root has no alias; its mail stays in the local mailbox.
+	RootNoAlias = "root has no alias"
+	// AliasRefused: an aliases_file entry facteur cannot honour (|command,
+	// :include:, /file), skipped; AliasesFileUnread: the file could not be read.
+	AliasRefused      = "alias refused"
+	AliasesFileUnread = "aliases_file not read"
+	// NotSuppressed: a bounce asked to suppress one of this host's own
+	// addresses (root@hostname...), which never are.
+	NotSuppressed = "not suppressed"
+	DANEOff       = "dane off: the resolver is not on loopback, its AD bit cannot be trusted (set delivery.dane: on to trust it)"
 
 	// The web dashboard (issue 18): who logged in, whose body was read,
 	// what an operator removed from the suppression list.
@@ -114,7 +126,8 @@ var Events = []string{
 	BounceReceived, BounceUnreadable, BounceHandlingFailed,
 	WebhookDelivered, WebhookFailed, WebhookDropped, WebhookOutbox,
 	Started, Stopped, QueueAlarm, QueueAlarmCleared, PolicyStateNotRestored, PolicyStateNotSaved,
-	PolicyReloaded, PolicyReloadRefused, QueueFlush, QueueFlushed, DKIMWarning, DANEOff,
+	PolicyReloaded, PolicyReloadRefused, QueueFlush, QueueFlushed, DKIMWarning,
+	ConfigWarning, RootNoAlias, AliasRefused, AliasesFileUnread, NotSuppressed, DANEOff,
 	DashboardLogin, DashboardLoginRefused, DashboardBodyShown, Unsuppressed,
 	DashboardRender, QueueList, PickupScan, MaildropSweep, MaildropQuarantined, MaildropRefused, MaildropRemove, MaildropRecount,
 	DSNBuild, DSNEnqueue, Record, ReadBody, ReadDue, Suppress, CancelSuppressed, SuppressionHistory,

@@ -12,8 +12,10 @@ import (
 
 	"facteur/policy"
 	"facteur/queue"
+	"facteur/relay/address"
 	"facteur/relay/breaker"
 	"facteur/relay/delivery"
+	"facteur/relay/local"
 	"facteur/relay/maillog"
 	"facteur/relay/tlspolicy"
 )
@@ -75,7 +77,7 @@ func (s *Scheduler) record(ctx context.Context, it *item, provider, domain strin
 			s.logEvents(s.shaper.Delivered(provider, domain, now))
 			mode, cipher, dn := tlsOf(c)
 			out.ups = append(out.ups, queue.Update{Rcpt: rcpt, Status: queue.Delivered, Response: rr.Reply.String(), Provider: provider, Attempted: true, At: now,
-				TLS: mode, TLSCipher: cipher, TLSDN: dn})
+				TLS: mode, TLSCipher: cipher, TLSDN: dn, MX: c.Host()})
 			attrs := []any{"qid", string(it.msg.ID), "rcpt", "<" + rcpt + ">", "provider", provider}
 			attrs = append(attrs, connAttrs(c)...)
 			attrs = append(attrs, "attempt", s.attempts(it, rcpt)+1, "delay", now.Sub(it.msg.Created), "resp", rr.Reply.String())
@@ -199,6 +201,7 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 	if c != nil {
 		mx = c.Host()
 	}
+	u.MX = mx
 	if d.Action == policy.Bounce {
 		u.Status = queue.Bounced
 		s.log.Info(maillog.Bounced, append(base, "resp", r.String())...)
@@ -216,7 +219,14 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 		out.bounced = append(out.bounced, b)
 		return
 	}
-	next, expired := s.nextAttempt(provider, attempt, it.msg.Created, now)
+	// Through a relayhost or a route the provider was never contacted: the
+	// retry follows facteur's own schedule (the default policy), not, say,
+	// Yahoo's four hours (issue 13 §9).
+	sched := provider
+	if s.viaHost(domain) {
+		sched = policy.DefaultProvider
+	}
+	next, expired := s.nextAttempt(sched, attempt, it.msg.Created, now)
 	if !expired {
 		if until, _, ok := s.shaper.Suspended(provider, domain, now); ok && until.After(next) {
 			next = until
@@ -357,6 +367,12 @@ func (s *Scheduler) suspendLane(ctx context.Context, l *lane, provider string, u
 		}
 		if err := s.store.Record(ctx, it.msg.ID, ups); err != nil {
 			s.log.Error(maillog.Record, "qid", string(it.msg.ID), "err", err)
+		} else {
+			// No attempt was made, but the log still tells why the
+			// message waits (Postfix: "delivery temporarily suspended").
+			for _, rcpt := range it.rcpts {
+				s.log.Info(maillog.Deferred, "qid", string(it.msg.ID), "rcpt", "<"+rcpt+">", "provider", provider, "next", next, "resp", "not tried: provider suspended: "+why)
+			}
 		}
 		s.done(it)
 	}
@@ -428,7 +444,13 @@ func (s *Scheduler) softAgain(ctx context.Context, class policy.Class, rcpt stri
 }
 
 // suppress adds rcpt to the suppression list and cancels its queued mail.
+// This host's own addresses are never suppressed: cron's mail to root is
+// often the only alarm, and one DNS failure must not silence it for a month.
 func (s *Scheduler) suppress(ctx context.Context, rcpt string, d policy.Decision, r policy.Reply, now time.Time) {
+	if s.isOwn(rcpt) {
+		s.log.Info(maillog.NotSuppressed, "rcpt", "<"+rcpt+">", "class", string(d.Class), "reason", "own address", "resp", r.String())
+		return
+	}
 	sup := queue.Suppression{Address: rcpt, Reason: string(d.Class), Response: r.String(), Source: queue.SourceSMTP, FirstSeen: now, LastSeen: now}
 	if d.Class == policy.HostUnknown && s.opts.HostUnknownTTL > 0 {
 		sup.Expires = now.Add(s.opts.HostUnknownTTL)
@@ -489,6 +511,43 @@ func (s *Scheduler) emit(e DeliveryEvent) {
 	if s.opts.OnEvent != nil {
 		s.opts.OnEvent(e)
 	}
+}
+
+// deliverLocal appends a message to the mailboxes of its local recipients
+// (relay/local), judged like any attempt: a missing account bounces (never
+// suppressed: see suppress), a busy or unwritable mailbox defers on the
+// default schedule.
+func (s *Scheduler) deliverLocal(ctx context.Context, msg queue.Message, rcpts []string, now time.Time) {
+	it := &item{msg: msg, rcpts: rcpts}
+	provider := policy.DefaultProvider
+	if s.expire(ctx, it, provider, now) {
+		return
+	}
+	body, berr := s.store.Body(ctx, msg.ID)
+	var out outcome
+	for _, rcpt := range rcpts {
+		name, domain := address.Split(rcpt)
+		var err error
+		if berr != nil {
+			err = fmt.Errorf("message body unreadable: %w", berr)
+		} else {
+			err = s.opts.Local.Deliver(name, msg.Sender, rcpt, body, now)
+		}
+		if err == nil {
+			resp := "250 2.0.0 delivered to mailbox"
+			out.ups = append(out.ups, queue.Update{Rcpt: rcpt, Status: queue.Delivered, Response: resp, Provider: "local", Attempted: true, At: now, MX: "local"})
+			s.log.Info(maillog.Delivered, "qid", string(msg.ID), "rcpt", "<"+rcpt+">", "provider", "local", "mx", "local",
+				"attempt", s.attempts(it, rcpt)+1, "delay", now.Sub(msg.Created), "resp", resp)
+			out.events = append(out.events, DeliveryEvent{Event: "delivered", ID: msg.ID, Sender: msg.Sender, Rcpt: rcpt, Provider: "local", Response: resp, At: now, Latency: now.Sub(msg.Created)})
+			continue
+		}
+		reply := policy.Reply{Code: 451, Enhanced: "4.2.0", Text: "local mailbox: " + err.Error()}
+		if errors.Is(err, local.ErrNoUser) {
+			reply = policy.Reply{Code: 550, Enhanced: "5.1.1", Text: "<" + rcpt + ">: no such user on this host (no alias and no account " + name + ")"}
+		}
+		s.judge(&out, it, rcpt, provider, domain, nil, reply, true, now)
+	}
+	s.commit(ctx, it, out, now)
 }
 
 // stopped holds an item whose sender's breaker is tripped (issue 21): it

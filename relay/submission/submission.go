@@ -418,13 +418,16 @@ var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("facteur-dummy"), bcrypt.M
 func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	ss.reset()
 	if from != "" {
-		utf8, err := address.Check(from)
+		// One parser (relay/address) for the daemon and the shim; the wire
+		// form keeps a quoted local part quoted.
+		mb, err := address.FromSMTP(from)
 		if err != nil {
 			return ss.refuse(errBadSender(err), "from", "<"+from+">")
 		}
-		if utf8 && !opts.UTF8 {
+		if mb.UTF8() && !opts.UTF8 {
 			return ss.refuse(errSMTPUTF8Needed, "from", "<"+from+">")
 		}
+		from = mb.String()
 	}
 	if ss.trusted || ss.user != "" {
 		if p := ss.localPeer(); p.Known && ss.user == "" {
@@ -492,13 +495,14 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if !ss.trusted && ss.user == "" {
 		return ss.refuse(errRelayDenied(to), "rcpt", rcpt)
 	}
-	utf8, err := address.Check(to)
+	mb, err := address.FromSMTP(to)
 	if err != nil {
 		return ss.refuse(errBadRcpt(err), "rcpt", rcpt)
 	}
-	if utf8 && !ss.utf8 {
+	if mb.UTF8() && !ss.utf8 {
 		return ss.refuse(errSMTPUTF8Needed, "rcpt", rcpt)
 	}
+	to = mb.String()
 	// Aliases are expanded here so that a suppressed member is refused
 	// (or dropped) alone: the other members of `root` still get the mail.
 	expanded := ss.s.cleanup.ExpandRecipient(to)

@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"facteur/relay/clock"
 	"facteur/relay/maillog"
 )
 
@@ -80,18 +81,6 @@ type Outbox interface {
 	States(ctx context.Context, prefix string) (map[string][]byte, error)
 }
 
-// Clock is the webhook's time: Now for the signature timestamp, After for
-// batch_wait and backoff. scheduler.RealClock satisfies it.
-type Clock interface {
-	Now() time.Time
-	After(d time.Duration) <-chan time.Time
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
-
 // Options configure one webhook; cmd/facteur fills them from the config's
 // webhooks list.
 type Options struct {
@@ -147,7 +136,7 @@ var ErrConfig = errors.New("webhook config")
 type Webhook struct {
 	opts   Options
 	out    Outbox
-	clock  Clock
+	clock  clock.Clock
 	log    *slog.Logger
 	prefix string // "webhook/<hash of URL>/"
 	url    string // redacted, for logs
@@ -180,7 +169,7 @@ type Webhook struct {
 // The restore reads the whole outbox once (queue.Store.States copies every
 // value), so a backlog of n events costs about n×300 bytes of memory for
 // the duration of New; Run then reads it a block at a time.
-func New(ctx context.Context, opts Options, out Outbox, clock Clock, log *slog.Logger) (*Webhook, error) {
+func New(ctx context.Context, opts Options, out Outbox, clk clock.Clock, log *slog.Logger) (*Webhook, error) {
 	if out == nil {
 		return nil, fmt.Errorf("%w: no outbox", ErrConfig)
 	}
@@ -236,8 +225,8 @@ func New(ctx context.Context, opts Options, out Outbox, clock Clock, log *slog.L
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
 	}
-	if clock == nil {
-		clock = realClock{}
+	if clk == nil {
+		clk = clock.Real{}
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -245,7 +234,7 @@ func New(ctx context.Context, opts Options, out Outbox, clock Clock, log *slog.L
 	w := &Webhook{
 		opts:     opts,
 		out:      out,
-		clock:    clock,
+		clock:    clk,
 		log:      log,
 		prefix:   Prefix(opts.URL),
 		url:      u.Redacted(),
