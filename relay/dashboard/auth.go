@@ -24,9 +24,40 @@ const (
 // sessions are the browser sessions opened by a login. They are in
 // memory: a restart logs everyone out, which is fine for an admin page.
 type sessions struct {
-	mu     sync.Mutex // guards byID
+	mu     sync.Mutex // guards byID, failures and lastFail
 	byID   map[string]time.Time
 	secret []byte // keys the CSRF tokens
+	// failures counts wrong tokens in a row: past loginTries, a login is
+	// refused unchecked until a minute after the last failure, so that a
+	// local process cannot guess the token at network speed.
+	failures int
+	lastFail time.Time
+}
+
+const (
+	loginTries   = 5
+	loginPenalty = time.Minute
+)
+
+// throttled reports whether logins are refused at now.
+func (s *sessions) throttled(now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failures >= loginTries && now.Before(s.lastFail.Add(loginPenalty))
+}
+
+// failed records a wrong token; ok a right one.
+func (s *sessions) failed(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failures++
+	s.lastFail = now
+}
+
+func (s *sessions) ok() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failures = 0
 }
 
 func newSessions() *sessions {

@@ -106,6 +106,16 @@ type view struct {
 	Now   time.Time
 	Data  any
 	Flash string
+	// JSON is this page's address as JSON; "" for forms and errors.
+	JSON string
+}
+
+// jsonURL is the request's URL with format=json, for the footer's link.
+func jsonURL(r *http.Request) string {
+	q := r.URL.Query()
+	q.Del("done")
+	q.Set("format", "json")
+	return r.URL.Path + "?" + q.Encode()
 }
 
 // auth lets a request through with the bearer token or a live session, and
@@ -157,7 +167,11 @@ func (d *Dashboard) page(name string, build func(r *http.Request) (string, any, 
 			writeJSON(w, http.StatusOK, data)
 			return
 		}
-		d.render(w, http.StatusOK, name, view{Title: title, Nav: navOf(name), CSRF: csrf, Now: d.Now(), Data: data, Flash: r.URL.Query().Get("done")})
+		v := view{Title: title, Nav: navOf(name), CSRF: csrf, Now: d.Now(), Data: data, Flash: r.URL.Query().Get("done")}
+		if name != "confirm" {
+			v.JSON = jsonURL(r)
+		}
+		d.render(w, http.StatusOK, name, v)
 	}
 }
 
@@ -244,7 +258,8 @@ func statusFor(err error) int {
 }
 
 func (d *Dashboard) loginForm(w http.ResponseWriter, r *http.Request) {
-	if !d.hostAllowed(r.Host) {
+	if d.Token == "" {
+		d.auth(w, r) // the page that says why
 		return
 	}
 	d.render(w, http.StatusOK, "login", view{Title: "Log in", Data: loginView{Next: safeNext(r.URL.Query().Get("next"))}})
@@ -267,12 +282,20 @@ func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	next := safeNext(r.PostFormValue("next"))
+	now := d.Now()
+	if d.sess.throttled(now) {
+		d.Log.Warn(maillog.DashboardLoginRefused, "client", r.RemoteAddr, "reason", "too many wrong tokens")
+		d.render(w, http.StatusTooManyRequests, "login", view{Title: "Log in", Data: loginView{Next: next, Error: "Too many wrong tokens: wait a minute."}})
+		return
+	}
 	if !hmacEqual(r.PostFormValue("token"), d.Token) {
-		d.Log.Warn(maillog.DashboardLoginRefused, "client", r.RemoteAddr)
+		d.sess.failed(now)
+		d.Log.Warn(maillog.DashboardLoginRefused, "client", r.RemoteAddr, "reason", "wrong token")
 		d.render(w, http.StatusUnauthorized, "login", view{Title: "Log in", Data: loginView{Next: next, Error: "Wrong token."}})
 		return
 	}
-	id := d.sess.open(d.Now())
+	d.sess.ok()
+	id := d.sess.open(now)
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: "/", HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, MaxAge: int(sessionTTL / time.Second)})
 	d.Log.Info(maillog.DashboardLogin, "client", r.RemoteAddr)

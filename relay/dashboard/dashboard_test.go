@@ -219,9 +219,11 @@ func TestPagesNeedAuthentication(t *testing.T) {
 
 func TestNoTokenNoDashboard(t *testing.T) {
 	f := newFixture(t, "")
-	code, body := f.get(t, "/", "")
-	if code != http.StatusForbidden || !strings.Contains(body, "admin_token") {
-		t.Errorf("without admin_token: %d\n%s", code, body)
+	for _, p := range []string{"/", "/ui/login", "/ui/queue"} {
+		code, body := f.get(t, p, "")
+		if code != http.StatusForbidden || !strings.Contains(body, "admin_token") {
+			t.Errorf("GET %s without admin_token: %d\n%s", p, code, body)
+		}
 	}
 }
 
@@ -269,6 +271,35 @@ func TestLoginRefusals(t *testing.T) {
 				t.Errorf("status %d cookies %v, want %d and none", resp.StatusCode, resp.Cookies(), tt.want)
 			}
 		})
+	}
+}
+
+func TestLoginThrottled(t *testing.T) {
+	f := newFixture(t, testToken)
+	now := f.src.now
+	f.d.Now = func() time.Time { return now }
+	try := func(token string) int {
+		req, _ := http.NewRequest("POST", f.srv.URL+"/ui/login", strings.NewReader(url.Values{"token": {token}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", f.srv.URL)
+		resp, err := (&http.Client{CheckRedirect: noRedirect}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for i := range loginTries {
+		if got := try(fmt.Sprint("guess", i)); got != http.StatusUnauthorized {
+			t.Fatalf("guess %d: %d", i, got)
+		}
+	}
+	if got := try(testToken); got != http.StatusTooManyRequests {
+		t.Errorf("the right token during the penalty: %d, want 429", got)
+	}
+	now = now.Add(loginPenalty)
+	if got := try(testToken); got != http.StatusSeeOther {
+		t.Errorf("the right token after the penalty: %d", got)
 	}
 }
 
