@@ -59,8 +59,9 @@ const (
 	RepliesKept = 20
 	// originsKept bounds the queue ID → sender map a complaint is
 	// attributed by (feedback reports arrive hours or days later; older
-	// ones are counted by the report's own sender when it has one).
-	originsKept = 200000
+	// ones are counted by the sender of the message if it is still
+	// queued): some 5 MB.
+	originsKept = 50000
 )
 
 type bucket struct {
