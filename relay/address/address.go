@@ -51,7 +51,7 @@ func (m Mailbox) String() string {
 }
 
 // UTF8 reports whether the mailbox needs SMTPUTF8 (RFC 6531).
-func (m Mailbox) UTF8() bool { return !isASCII(m.Local) || !isASCII(m.Domain) }
+func (m Mailbox) UTF8() bool { return !IsASCII(m.Local) || !IsASCII(m.Domain) }
 
 // FromSMTP reads an address as go-smtp hands it over from MAIL FROM or RCPT
 // TO: brackets and source route stripped, a quoted local part unquoted. The
@@ -182,17 +182,10 @@ func checkLength(m Mailbox) error {
 	return nil
 }
 
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
-}
-
 // isAtext: RFC 5322 §3.2.3 atext, widened to UTF-8 by RFC 6531.
-func isAtext(r rune) bool {
+// IsAtext reports whether r is RFC 5322 §3.2.3 atext (UTF-8 per RFC 6531):
+// what a Dot-string's atoms and an unquoted display name are made of.
+func IsAtext(r rune) bool {
 	switch {
 	case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
 		return true
@@ -210,7 +203,7 @@ func checkDotString(l string) error {
 			return fmt.Errorf("%w: empty atom in local part (leading, trailing or double dot)", ErrSyntax)
 		}
 		for _, r := range atom {
-			if !isAtext(r) {
+			if !IsAtext(r) {
 				return fmt.Errorf("%w: character %q not allowed in local part", ErrSyntax, r)
 			}
 		}

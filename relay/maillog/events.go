@@ -105,6 +105,7 @@ const (
 	MaildropRefused     = "maildrop message refused"
 	MaildropRemove      = "maildrop remove"
 	MaildropRecount     = "maildrop quota recount"
+	LocalSocket         = "local socket unavailable"
 	DSNBuild            = "dsn build"
 	DSNEnqueue          = "dsn enqueue"
 	Record              = "record"
@@ -129,6 +130,6 @@ var Events = []string{
 	PolicyReloaded, PolicyReloadRefused, QueueFlush, QueueFlushed, DKIMWarning,
 	ConfigWarning, RootNoAlias, AliasRefused, AliasesFileUnread, NotSuppressed, DANEOff,
 	DashboardLogin, DashboardLoginRefused, DashboardBodyShown, Unsuppressed,
-	DashboardRender, QueueList, PickupScan, MaildropSweep, MaildropQuarantined, MaildropRefused, MaildropRemove, MaildropRecount,
+	DashboardRender, QueueList, PickupScan, MaildropSweep, MaildropQuarantined, MaildropRefused, MaildropRemove, MaildropRecount, LocalSocket,
 	DSNBuild, DSNEnqueue, Record, ReadBody, ReadDue, Suppress, CancelSuppressed, SuppressionHistory,
 }
