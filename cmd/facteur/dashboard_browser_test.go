@@ -175,7 +175,8 @@ s.quit()
 	// The queue: find the Yahoo message by recipient, see its life.
 	run("queue search", chromedp.Navigate(base+"/ui/queue"), chromedp.WaitVisible(chromedp.CSS("#q")),
 		chromedp.SendKeys(chromedp.CSS("#q"), "y@yahoo-hosted"), chromedp.Click(chromedp.CSS("#search")),
-		chromedp.WaitVisible(chromedp.CSS("#results a")), textOf("#results", &text), shoot("queue"))
+		// The page of results, not the one the search was typed in.
+		chromedp.WaitVisible(chromedp.CSS(`input#q[value="y@yahoo-hosted"]`)), chromedp.WaitVisible(chromedp.CSS("#results a")), textOf("#results", &text), shoot("queue"))
 	if !strings.Contains(text, "y@yahoo-hosted.example") || strings.Contains(text, "b@example.org") {
 		t.Errorf("search by recipient found:\n%s", text)
 	}
@@ -221,8 +222,11 @@ s.quit()
 	if !strings.Contains(text, "gone@example.org") || !strings.Contains(text, "user_unknown") {
 		t.Errorf("suppressions:\n%s", text)
 	}
+	// Search, then remove gone@ (its own link: the page before the search
+	// has a Remove link too, for a@example.org's complaint).
 	run("unsuppress", chromedp.SendKeys(chromedp.CSS("#q"), "gone@"), chromedp.Submit(chromedp.CSS("#q")),
-		chromedp.WaitVisible(chromedp.CSS("#suppressions a.button")), chromedp.Click(chromedp.CSS("#suppressions a.button")),
+		chromedp.WaitNotPresent(chromedp.CSS(`a[href*="a%40example.org"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`a[href*="gone%40example.org"]`)), chromedp.Click(chromedp.CSS(`a[href*="gone%40example.org"]`)),
 		chromedp.WaitVisible(chromedp.CSS("#confirm")), chromedp.Click(chromedp.CSS("#confirm")),
 		chromedp.WaitVisible(chromedp.CSS("#flash")), textOf("#suppressions", &text))
 	if strings.Contains(text, "gone@example.org") {
