@@ -3,12 +3,31 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"strings"
 	"time"
 
 	"facteur/policy"
 	"facteur/policy/bounce"
 	"facteur/queue"
+	"facteur/relay/dashboard"
 )
+
+// dashboardFront puts the web dashboard (issue 18) in front of the admin
+// TCP listener's handler: a browser cannot use the admin socket. The Host
+// check accepts the address as configured (a name such as localhost:8025)
+// and as bound.
+func (d *daemon) dashboardFront(boundAddr string, api http.Handler) http.Handler {
+	d.dash.SetHosts(append(dashboard.AllowedHosts(boundAddr), string(d.cfg.Admin)))
+	h := d.dash.Handler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" && !strings.HasPrefix(r.URL.Path, "/ui/") {
+			api.ServeHTTP(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
 
 // dashSource gives the dashboard (issue 18) the daemon's admin data: the
 // same store, engine and scheduler the admin API reads.

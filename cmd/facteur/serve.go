@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"os/user"
@@ -114,16 +113,22 @@ type daemon struct {
 	cleanup *cleanup.Cleanup
 	smtp    *submission.Server
 	admin   *admin.Server
-	pickup  *pickup.Pickup
-	sched   *scheduler.Scheduler
-	engine  *policy.Engine
-	events  *eventRing
+	showq   *admin.Showq
+	// adminPeers are who may use the admin socket.
+	adminPeers admin.Peers
+	pickup     *pickup.Pickup
+	sched      *scheduler.Scheduler
+	engine     *policy.Engine
+	events     *eventRing
 	// tally counts outcomes and complaints for the dashboard (issue 18).
-	tally   *dashboard.Tally
+	tally *dashboard.Tally
+	// dash is the web dashboard, served on the admin TCP listener.
+	dash    *dashboard.Dashboard
 	metrics *metrics.Metrics
 	alarm   atomic.Bool // the queue-depth alarm is raised
 	// webhookPending reports the webhook outbox size (0 without webhooks).
 	webhookPending func() int
+	hooks          []*webhook.Webhook
 	// verpSecret keys the VERP tokens; nil when bounces.domain is unset.
 	verpSecret []byte
 	inbound    []*inbound.Server
@@ -142,6 +147,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	// ID is kept in memory (bounded) as well as written.
 	book := dashboard.NewLogBook()
 	log = slog.New(book.Handler(log.Handler()))
+	// Secrets other users can read are refused before anything starts,
+	// as DKIM keys are (issue 11 §9).
+	if err := cfg.CheckSecrets(); err != nil {
+		return err
+	}
 	for _, w := range cfg.Warnings() {
 		log.Warn(maillog.ConfigWarning, "warning", w)
 	}
@@ -222,6 +232,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	d.hooks = hooks
 	d.webhookPending = func() int {
 		n := 0
 		for _, h := range hooks {
@@ -339,12 +350,16 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		SenderLogin:         cfg.SenderLogin,
 		SpoolDir:            spoolDir,
 	}, d.cleanup, log)
-	d.admin = &admin.Server{Store: store, Token: cfg.AdminToken, Log: log, Flusher: d, Extra: d.routes(), Decorate: d.decorate, Arrivals: &d.arrivals}
-	dash := &dashboard.Dashboard{Source: dashSource{d}, Stats: d.tally, Book: book, Token: cfg.AdminToken, Log: log}
-	d.admin.Front = func(api http.Handler) http.Handler {
-		dash.API = api
-		return dash.Handler()
+	token, err := adminToken(cfg)
+	if err != nil {
+		return err
 	}
+	d.admin = &admin.Server{Store: store, Token: token, Log: log, Flusher: d, Extra: d.routes(), Decorate: d.decorate, Pprof: cfg.AdminPprof, Arrivals: &d.arrivals}
+	d.showq = &admin.Showq{Store: store, Decorate: d.decorate}
+	if d.adminPeers, err = adminPeers(cfg); err != nil {
+		return err
+	}
+	d.dash = &dashboard.Dashboard{Source: dashSource{d}, Stats: d.tally, Book: book, Token: token, Log: log}
 	d.pickup = &pickup.Pickup{Dir: dropDir, Cleanup: d.cleanup, Log: log, Guard: abuse,
 		SenderCheck: d.smtp.CheckSenderLogin,
 		// The shim could not learn at RCPT time that a recipient is
@@ -419,6 +434,13 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		d.inbound = append(d.inbound, &inbound.Server{Domain: cfg.Bounces.Domain, Hostname: cfg.Hostname,
 			MaxMessageSize: int64(cfg.MaxMessageSize), Handle: d.handleInbound, Log: log})
 	}
+	// The admin and showq sockets first: binding the admin socket refuses
+	// a live one, which proves no other daemon runs on this data_dir.
+	adminSock, showqSock, err := d.bindAdminSockets(gid)
+	if err != nil {
+		closeAll()
+		return err
+	}
 	// The shim's socket (issue 11 §1): DATA_DIR/public, reachable by the
 	// facteur-drop group only, as Postfix's public/ and postdrop.
 	// Without it (a data_dir path past the 108 bytes of a socket address,
@@ -431,20 +453,27 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		socketAddr = localLn.Addr().String()
 		smtpLns = append(smtpLns, smtpListener{localLn, submission.Listener{Addr: socketAddr, Local: true}})
 	}
-	adminLn, err := net.Listen("tcp", string(cfg.Admin))
-	if err != nil {
-		closeAll()
-		return fmt.Errorf("admin %s: %w", cfg.Admin, err)
-	}
-	// The Host check accepts the address as configured (a name such as
-	// localhost:8025) and as bound.
-	dash.Hosts = append(dashboard.AllowedHosts(adminLn.Addr().String()), string(cfg.Admin))
 
 	g, gctx := errgroup.WithContext(ctx)
 	for _, s := range smtpLns {
 		g.Go(func() error { return d.smtp.Serve(gctx, s.ln, s.l) })
 	}
-	g.Go(func() error { return d.admin.Serve(gctx, adminLn) })
+	if adminSock != nil {
+		g.Go(func() error { return d.admin.Serve(gctx, adminSock, d.admin.UnixHandler(d.adminPeers)) })
+	}
+	if showqSock != nil {
+		g.Go(func() error { return d.showq.Serve(gctx, showqSock) })
+	}
+	if cfg.Admin != "" {
+		// Bound now when free, so that /metrics answers once "started" is
+		// logged; taken, it is retried in the background.
+		adminLn, err := net.Listen("tcp", string(cfg.Admin))
+		if err != nil {
+			log.Error(maillog.AdminListenFailed, "admin", string(cfg.Admin), "err", err.Error())
+			adminLn = nil
+		}
+		g.Go(func() error { return d.serveAdminTCP(gctx, string(cfg.Admin), adminLn) })
+	}
 	for i, srv := range d.inbound {
 		ln := inboundLns[i]
 		g.Go(func() error { return srv.Serve(ln) })
@@ -479,7 +508,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 		return err
 	})
-	log.Info(maillog.Started, "listen", fmt.Sprint(cfg.Listen), "socket", socketAddr, "admin", string(cfg.Admin), "data_dir", cfg.DataDir, "pid", os.Getpid())
+	log.Info(maillog.Started, "listen", fmt.Sprint(cfg.Listen), "socket", socketAddr, "admin", string(cfg.Admin), "admin_socket", cfg.AdminSocketPath(), "data_dir", cfg.DataDir, "pid", os.Getpid())
 	err = g.Wait()
 	log.Info(maillog.Stopped)
 	return err

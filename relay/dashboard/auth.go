@@ -106,6 +106,8 @@ func (s *sessions) csrf(id string) string {
 // its DNS points at 127.0.0.1 reaches us with Host: evil.example. Only the
 // admin address itself is accepted, and localhost for a loopback one.
 func (d *Dashboard) hostAllowed(host string) bool {
+	d.hostsMu.Lock()
+	defer d.hostsMu.Unlock()
 	if len(d.Hosts) == 0 {
 		// A Unix socket: no browser reaches it through DNS.
 		return true
@@ -116,6 +118,14 @@ func (d *Dashboard) hostAllowed(host string) bool {
 		}
 	}
 	return false
+}
+
+// SetHosts replaces Hosts while the dashboard serves (the listener was
+// bound again, on another port).
+func (d *Dashboard) SetHosts(hosts []string) {
+	d.hostsMu.Lock()
+	defer d.hostsMu.Unlock()
+	d.Hosts = hosts
 }
 
 // AllowedHosts returns the Host values for an admin listener at addr: the

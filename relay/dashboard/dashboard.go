@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"facteur/policy"
@@ -31,19 +32,29 @@ type Dashboard struct {
 	// otherwise hold and delete mail and read bodies).
 	Token string
 	// Hosts are the Host values accepted (AllowedHosts of the admin
-	// address); empty for a Unix socket.
-	Hosts []string
-	Now   func() time.Time
-	Log   *slog.Logger
-	// API handles every path that is not the dashboard's.
+	// address); empty for a Unix socket. SetHosts changes it later.
+	Hosts   []string
+	hostsMu sync.Mutex // guards Hosts once serving
+	Now     func() time.Time
+	Log     *slog.Logger
+	// API handles every path that is not the dashboard's; nil: 404 (the
+	// caller routes them itself).
 	API http.Handler
 
-	sess  *sessions
-	pages map[string]*template.Template
+	once    sync.Once // builds what follows: Handler may be called again
+	sess    *sessions
+	pages   map[string]*template.Template
+	handler http.Handler
 }
 
-// Handler returns the HTTP handler of the whole admin listener.
+// Handler returns the HTTP handler of the whole admin listener. It may be
+// called again (the listener rebound): the sessions are kept.
 func (d *Dashboard) Handler() http.Handler {
+	d.once.Do(d.build)
+	return d.handler
+}
+
+func (d *Dashboard) build() {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
@@ -77,8 +88,12 @@ func (d *Dashboard) Handler() http.Handler {
 	mux.HandleFunc("POST /ui/login", d.login)
 	mux.HandleFunc("POST /ui/logout", d.action(d.logout))
 	mux.Handle("GET /ui/static/", http.StripPrefix("/ui/static/", http.FileServerFS(static)))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	d.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" && !strings.HasPrefix(r.URL.Path, "/ui/") {
+			if d.API == nil {
+				http.NotFound(w, r)
+				return
+			}
 			d.API.ServeHTTP(w, r)
 			return
 		}
