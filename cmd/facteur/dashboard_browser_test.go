@@ -81,7 +81,11 @@ func TestDashboardInBrowser(t *testing.T) {
 	dir := t.TempDir()
 	pol := filepath.Join(dir, "policy.yaml")
 	os.WriteFile(pol, []byte("providers:\n  default:\n    rate: 50/s\n"), 0o644)
-	r := startRelay(t, relayOpts{extraConfig: "admin_token: " + dashToken + "\npolicy: " + pol + "\n", sinkOpts: relaytest.SinkOptions{Rcpt: func(a string) error {
+	tokenFile := filepath.Join(dir, "admin.token")
+	if err := os.WriteFile(tokenFile, []byte(dashToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := startRelay(t, relayOpts{extraConfig: "admin_token_file: " + tokenFile + "\npolicy: " + pol + "\n", sinkOpts: relaytest.SinkOptions{Rcpt: func(a string) error {
 		mu.Lock()
 		defer mu.Unlock()
 		switch {
