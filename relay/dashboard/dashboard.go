@@ -37,6 +37,8 @@ type Dashboard struct {
 	hostsMu sync.Mutex // guards Hosts once serving
 	Now     func() time.Time
 	Log     *slog.Logger
+	// SearchBudget bounds a queue search's walk in time (0: 120 ms).
+	SearchBudget time.Duration
 	// API handles every path that is not the dashboard's; nil: 404 (the
 	// caller routes them itself).
 	API http.Handler
@@ -700,6 +702,10 @@ func (d *Dashboard) queue(r *http.Request) (string, any, error) {
 	// The clock of the budget is the real one: it bounds work, it
 	// schedules nothing.
 	start := time.Now()
+	budget := d.SearchBudget
+	if budget == 0 {
+		budget = queueBudget
+	}
 	err := d.Source.Each(r.Context(), v.After, func(m queue.Message) error {
 		v.Scanned++
 		if q == "" || match(m, field, q) {
@@ -709,7 +715,7 @@ func (d *Dashboard) queue(r *http.Request) (string, any, error) {
 				return errStop
 			}
 		}
-		if v.Scanned%64 == 0 && time.Since(start) > queueBudget {
+		if v.Scanned%64 == 0 && time.Since(start) > budget {
 			v.Next = m.ID
 			return errStop
 		}

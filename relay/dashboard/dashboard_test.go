@@ -438,6 +438,8 @@ func BenchmarkPages100k(b *testing.B) {
 
 func TestQueueSearchContinues(t *testing.T) {
 	f := newFixture(t, testToken)
+	// Pages end by their size here, not by the time budget.
+	f.d.SearchBudget = time.Hour
 	ctx := context.Background()
 	for i := range 150 {
 		if _, err := f.src.st.Enqueue(ctx, queue.Envelope{Sender: "news@list.example", Recipients: []string{fmt.Sprintf("r%d@gmail.example", i)}, ClientIP: "127.0.0.9"},
