@@ -389,7 +389,7 @@ for rc, bt, sub, status, diag, reason, supp, action in [
  ("s1@example.net", "Permanent", "General", "5.1.1", "smtp; 550 5.1.1 user unknown", U, "yes", "failed"),
  ("s2@example.net", "Permanent", "NoEmail", "5.1.1", "smtp; 550 5.1.1 <s2@example.net>: Recipient address rejected: User unknown in relay recipient table", U, "yes", "failed"),
  ("s3@example.net", "Transient", "MailboxFull", "5.2.2", "smtp; 552 5.2.2 Mailbox full", "mailboxfull", "no", "failed"),
- ("s4@example.net", "Permanent", "Suppressed", "5.1.1", "Amazon SES has suppressed sending to this address because it has a recent history of bouncing as an invalid address.", U, "no", "failed"),
+ ("s4@example.net", "Permanent", "Suppressed", "5.1.1", "Amazon SES has suppressed sending to this address because it has a recent history of bouncing as an invalid address.", "suppressed", "no", "failed"),
  ("s5@example.net", "Transient", "General", "4.4.7", "smtp; 421 4.4.7 Message expired: unable to deliver in 840 minutes.<421 4.4.0 Unable to lookup DNS for example.net>", "expired", "no", "failed"),
  ("s6@example.net", "Permanent", "General", "5.7.1", "smtp; 550 5.7.1 Message rejected due to content restrictions", "contenterror", "no", "failed"),
  ("s7@example.net", "Transient", "ContentRejected", "5.3.0", "smtp; 554 5.3.0 message rejected by spam filter", "spamdetected", "no", "failed"),
@@ -471,7 +471,7 @@ write(generic_text("Mail Delivery Subsystem <mailer-daemon@googlemail.com>", "De
 # Quoted bounce inside a forward
 write(generic_text("Alice <alice@example.org>", "Fwd: Undelivered Mail Returned to Sender",
     "Any idea why this bounced?\n\n---------- Forwarded message ----------\nFrom: MAILER-DAEMON@relay.example.org\nSubject: Undelivered Mail Returned to Sender\n\n> This is the mail system at host relay.example.org.\n>\n> <fw1@example.net>: host mx.example.net[192.0.2.25] said: 550 5.1.1\n>     <fw1@example.net>: Recipient address rejected: User unknown (in reply to\n>     RCPT TO command)\n"),
-    [("fw1@example.net", U, "5.1.1", "no", "Forwarded bounce (from a person)")])
+    [("fw1@example.net", U, "5.1.1", "yes", "Forwarded bounce (from a person)")])
 
 # ---------------- not bounces ----------------
 for frm, subj, hdr, body, mta in [
