@@ -67,4 +67,11 @@ func TestClassifyHoldout(t *testing.T) {
 	pc := func(a int) float64 { return 100 * float64(a) / float64(n) }
 	t.Logf("holdout replies %d: decisions right %d (%.1f%%), valid recipients suppressed %d, unknown missed %d, class exact %d (%.1f%%)",
 		n, decided, pc(decided), wrongSupp, missed, exact, pc(exact))
+	// Wrong suppressions fail above, one by one.
+	if pc(decided) < 98 {
+		t.Errorf("decisions right for %.1f%% of the replies, want at least 98%%", pc(decided))
+	}
+	if pc(exact) < 90 {
+		t.Errorf("class exact for %.1f%% of the replies, want at least 90%%", pc(exact))
+	}
 }

@@ -85,6 +85,16 @@ func TestHoldout(t *testing.T) {
 	n := len(rows)
 	t.Logf("holdout %d rows: decisions right %d/%d (%.1f%%), valid recipients suppressed %d, unknown missed %d, class compatible %d/%d (%.1f%%), recipients found %d/%d (%.1f%%)",
 		n, suppOK, n, pct(suppOK, n), wrongSupp, missed, classOK, n, pct(classOK, n), found, n, pct(found, n))
+	// Wrong suppressions fail above, one by one.
+	if pct(suppOK, n) < 98 {
+		t.Errorf("decisions right for %.1f%% of the rows, want at least 98%%", pct(suppOK, n))
+	}
+	if pct(found, n) < 98 {
+		t.Errorf("recipient found for %.1f%% of the rows, want at least 98%%", pct(found, n))
+	}
+	if pct(classOK, n) < 90 {
+		t.Errorf("class compatible for %.1f%% of the rows, want at least 90%%", pct(classOK, n))
+	}
 }
 
 func anyRow(rows []corpusRow, file, addr string) bool {

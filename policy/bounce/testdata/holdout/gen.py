@@ -488,6 +488,140 @@ d = dsn_part("relay.example.org", [dict(rcpt="okay@example.net", status="2.0.0",
 write(report("MAILER-DAEMON@relay.example.org (Mail Delivery System)", "Successful Mail Delivery Report", "This is the mail system at host relay.example.org.\n\nYour message was successfully delivered to the destination(s)\nlisted below.\n\n<okay@example.net>: delivery via mx.example.net[192.0.2.25]:25: 250 2.0.0 OK\n", d, "okay@example.net"),
       [("okay@example.net", "delivered", "2.0.0", "no", "Postfix (success DSN)")])
 
+
+# ---------------- second batch: harder shapes ----------------
+# Postfix, two recipients at two hosts: one unknown, one full.
+human = ("This is the mail system at host relay.example.org.\n\nI'm sorry to have to inform you that your message could not\n"
+         "be delivered to one or more recipients. It's attached below.\n\n                   The mail system\n\n"
+         "<m.gone@example.net>: host mx.example.net[192.0.2.25] said: 550 5.1.1\n    <m.gone@example.net>: Recipient address rejected: User unknown in virtual\n    mailbox table (in reply to RCPT TO command)\n\n"
+         "<m.full@example.com.invalid>: host mx.example.com.invalid[198.51.100.8] said: 552 5.2.2\n    <m.full@example.com.invalid>: Mailbox full (in reply to RCPT TO command)\n")
+d = dsn_part("relay.example.org", [dict(rcpt="m.gone@example.net", status="5.1.1", rmta="mx.example.net", diag="550 5.1.1 <m.gone@example.net>: Recipient address rejected: User unknown in virtual mailbox table"),
+                                    dict(rcpt="m.full@example.com.invalid", status="5.2.2", rmta="mx.example.com.invalid", diag="552 5.2.2 <m.full@example.com.invalid>: Mailbox full")])
+write(report("MAILER-DAEMON@relay.example.org (Mail Delivery System)", "Undelivered Mail Returned to Sender", human, d, "m.gone@example.net"),
+      [("m.gone@example.net", U, "5.1.1", "yes", "Postfix (2 rcpts)"), ("m.full@example.com.invalid", "mailboxfull", "5.2.2", "no", "Postfix (2 rcpts)")])
+# Postfix, the reply to MAIL FROM names "user unknown" (about the sender).
+write(postfix("mf1@example.net", "550 5.1.0 <app@example.org>: Sender address rejected: User unknown in local recipient table", "mail", "5.1.0"),
+      [("mf1@example.net", "rejected", "5.1.0", "no", "Postfix")])
+write(postfix("mf2@example.net", "550 5.7.1 User unknown", "mail", "5.7.1"), [("mf2@example.net", "rejected", "5.7.1", "no", "Postfix")])
+# Postfix, the greeting refused: 554 with words that would read as unknown.
+write(postfix("gr1@example.net", "554 5.7.1 mx.example.net ESMTP not accepting messages from unknown hosts", "connect", "5.7.1"), [("gr1@example.net", "blocked", "5.7.1", "no", "Postfix")])
+# DSN without Diagnostic-Code: the Status alone, per recipient.
+d = "Reporting-MTA: dns; mta.example.org\n\nFinal-Recipient: rfc822; st1@example.net\nAction: failed\nStatus: 5.1.1\n"
+write(report("MAILER-DAEMON@mta.example.org", "Delivery Status Notification (Failure)", "Delivery to the following recipient failed permanently:\n\n     st1@example.net\n", d, "st1@example.net"),
+      [("st1@example.net", U, "5.1.1", "yes", "RFC3464 DSN (status only)")])
+# DSN 5.1.1 whose text names a block: the words win.
+d = "Reporting-MTA: dns; mta.example.org\n\nFinal-Recipient: rfc822; st2@example.net\nAction: failed\nStatus: 5.1.1\nDiagnostic-Code: smtp; 550 5.1.1 Message from 192.0.2.1 blocked: listed at bl.example.net\n"
+write(report("MAILER-DAEMON@mta.example.org", "Delivery Status Notification (Failure)", "Delivery to the following recipient failed permanently:\n\n     st2@example.net\n", d, "st2@example.net"),
+      [("st2@example.net", "blocked", "5.1.1", "no", "RFC3464 DSN")])
+# DSN 5.0.0 whose text says user unknown, per recipient.
+d = "Reporting-MTA: dns; mta.example.org\n\nFinal-Recipient: rfc822; st3@example.net\nAction: failed\nStatus: 5.0.0\nDiagnostic-Code: smtp; 550 <st3@example.net>... User unknown\n"
+write(report("MAILER-DAEMON@mta.example.org", "Delivery Status Notification (Failure)", "Delivery to the following recipient failed permanently:\n\n     st3@example.net\n", d, "st3@example.net"),
+      [("st3@example.net", U, "5.0.0", "yes", "RFC3464 DSN")])
+# DSN generic 5.0.0 with no words: doubt.
+d = "Reporting-MTA: dns; mta.example.org\n\nFinal-Recipient: rfc822; st4@example.net\nAction: failed\nStatus: 5.0.0\nDiagnostic-Code: smtp; 550 5.0.0 Requested action not taken\n"
+write(report("MAILER-DAEMON@mta.example.org", "Delivery Status Notification (Failure)", "Delivery to the following recipient failed permanently:\n\n     st4@example.net\n", d, "st4@example.net"),
+      [("st4@example.net", "systemerror", "5.0.0", "no", "RFC3464 DSN")])
+# Original-Recipient differs from Final-Recipient (an alias expanded remotely).
+d = "Reporting-MTA: dns; mta.example.org\n\nOriginal-Recipient: rfc822; alias@example.net\nFinal-Recipient: rfc822; real.person@example.net\nAction: failed\nStatus: 5.1.1\nDiagnostic-Code: smtp; 550 5.1.1 <real.person@example.net>: Recipient address rejected: User unknown\n"
+write(report("MAILER-DAEMON@mta.example.org", "Delivery Status Notification (Failure)", "Delivery to the following recipient failed permanently:\n\n     real.person@example.net\n", d, "alias@example.net"),
+      [("real.person@example.net", U, "5.1.1", "yes", "RFC3464 DSN (alias)")])
+# Exchange 2007/2010 relay NDR (#550 ... ## form), HTML-free.
+body = ("Delivery has failed to these recipients or groups:\n\nx7@example.net\nThe e-mail address you entered couldn't be found. Please check the recipient's e-mail address and try to resend the message. If the problem continues, please contact your helpdesk.\n\n"
+        "Diagnostic information for administrators:\n\nGenerating server: EXCH02.corp.example.org\n\nx7@example.net\n#550 5.1.1 RESOLVER.ADR.RecipNotFound; not found ##\n")
+write(plain("postmaster@corp.example.org", "Undeliverable: " + SUBJ, body), [("x7@example.net", U, "5.1.1", "yes", "Exchange2007")])
+body = ("Delivery has failed to these recipients or groups:\n\nx8@example.net\nYour message wasn't delivered because the recipient's e-mail provider rejected it.\n\n"
+        "Diagnostic information for administrators:\n\nGenerating server: EXCH02.corp.example.org\n\nx8@example.net\nmx.example.net #550 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using dnsbl.example.net ##\n")
+write(plain("postmaster@corp.example.org", "Undeliverable: " + SUBJ, body), [("x8@example.net", "blocked", "5.7.1", "no", "Exchange2007")])
+# Office 365 HTML-only human part plus DSN.
+html = ("<html><body><p><b><font color=\"#000066\" size=\"3\">Your message to <a href=\"mailto:o20@example.net\">o20@example.net</a> couldn't be delivered.</font></b></p>"
+        "<p>o20 wasn't found at example.net.</p><p><b>Action Required</b></p><p>Recipient</p><p>Unknown To address</p>"
+        "<pre>Remote Server returned '550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup'</pre></body></html>\n")
+b = "BOUNDARY.{N}.html"
+text = ("From: Microsoft Outlook <postmaster@example.net>\nTo: <app@example.org>\nSubject: Undeliverable: %s\nDate: %s\nMIME-Version: 1.0\n"
+        "Content-Type: multipart/report; report-type=delivery-status; boundary=\"%s\"\n\n--%s\nContent-Type: multipart/alternative; boundary=\"alt-%s\"\n\n--alt-%s\nContent-Type: text/html; charset=us-ascii\n\n%s\n--alt-%s--\n\n"
+        "--%s\nContent-Type: message/delivery-status\n\nReporting-MTA: dns;AM0PR00MB0001.eurprd00.prod.outlook.com\n\nFinal-Recipient: rfc822;o20@example.net\nAction: failed\nStatus: 5.1.10\nDiagnostic-Code: smtp;550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup\n\n--%s--\n") % (SUBJ, DATE, b, b, b, b, html, b, b, b)
+write(text, [("o20@example.net", U, "5.1.10", "yes", "Office365 (HTML)")])
+# Base64-encoded human part of a text bounce (qmail relayed through a gateway).
+import base64
+raw = "Hi. This is the qmail-send program at mail.example.org.\nI'm afraid I wasn't able to deliver your message to the following addresses.\nThis is a permanent error; I've given up. Sorry it didn't work out.\n\n<b64@example.net>:\n203.0.113.9 does not like recipient.\nRemote host said: 550 5.1.1 <b64@example.net>: Recipient address rejected: User unknown\nGiving up on 203.0.113.9.\n"
+text = ("From: MAILER-DAEMON@mail.example.org\nTo: <app@example.org>\nSubject: failure notice\nDate: %s\nMIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: base64\n\n%s\n") % (DATE, base64.encodebytes(raw.encode()).decode())
+write(text, [("b64@example.net", U, "5.1.1", "yes", "qmail (base64)")])
+# CRLF line endings, Exim.
+write(exim("crlf@example.net", "550 5.1.1 <crlf@example.net>: Recipient address rejected: User unknown", "rcpt").replace("\n", "\r\n"), [("crlf@example.net", U, "5.1.1", "yes", "Exim (CRLF)")])
+# Exim two recipients: one unknown at one host, one refused after MAIL FROM at another.
+body = ("This message was created automatically by mail delivery software.\n\nA message that you sent could not be delivered to one or more of its\nrecipients. This is a permanent error. The following address(es) failed:\n\n"
+        "  two.a@example.net\n    host mx.example.net [198.51.100.7]\n    SMTP error from remote mail server after RCPT TO:<two.a@example.net>:\n    550 5.1.1 <two.a@example.net>: Recipient address rejected: User unknown\n"
+        "  two.b@example.com.invalid\n    host mx.example.com.invalid [198.51.100.9]\n    SMTP error from remote mail server after MAIL FROM:<app@example.org> SIZE=2048:\n    550 5.1.1 <app@example.org>: Sender address rejected: User unknown\n"
+        "\n------ This is a copy of the message, including all the headers. ------\n\n") + ORIG.replace("{rcpt}", "two.a@example.net")
+write(plain("Mail Delivery System <Mailer-Daemon@smtp.example.org>", "Mail delivery failed: returning message to sender", body, "X-Failed-Recipients: two.a@example.net, two.b@example.com.invalid\nAuto-Submitted: auto-replied\n"),
+      [("two.a@example.net", U, "5.1.1", "yes", "Exim (2 rcpts)"), ("two.b@example.com.invalid", "rejected", "5.1.1", "no", "Exim (2 rcpts)")])
+# qmail, two recipients.
+body = ("Hi. This is the qmail-send program at mail.example.org.\nI'm afraid I wasn't able to deliver your message to the following addresses.\nThis is a permanent error; I've given up. Sorry it didn't work out.\n\n"
+        "<qa@example.net>:\n203.0.113.9 does not like recipient.\nRemote host said: 550 5.1.1 <qa@example.net>... User unknown\nGiving up on 203.0.113.9.\n\n"
+        "<qb@example.com.invalid>:\n198.51.100.77 failed after I sent the message.\nRemote host said: 554 5.7.1 Message rejected as spam\n\n--- Below this line is a copy of the message.\n\n") + ORIG.replace("{rcpt}", "qa@example.net")
+write(plain("MAILER-DAEMON@mail.example.org", "failure notice", body), [("qa@example.net", U, "5.1.1", "yes", "qmail (2 rcpts)"), ("qb@example.com.invalid", "spamdetected", "5.7.1", "no", "qmail (2 rcpts)")])
+# Sendmail, Host unknown for one of two recipients in different domains.
+body = ("The original message was received at %s\nfrom localhost [127.0.0.1]\n\n   ----- The following addresses had permanent fatal errors -----\n<h.a@gone.example.invalid>\n    (reason: 550 Host unknown)\n<h.b@example.net>\n    (reason: 552 5.2.2 Mailbox full)\n\n"
+        "   ----- Transcript of session follows -----\n550 5.1.2 <h.a@gone.example.invalid>... Host unknown (Name server: gone.example.invalid: host not found)\n... while talking to mx.example.net.:\n>>> RCPT To:<h.b@example.net>\n<<< 552 5.2.2 <h.b@example.net>... Mailbox full\n552 5.2.2 <h.b@example.net>... Mailbox full\n") % DATE
+d = ("Reporting-MTA: dns; smtp.example.org\n\nFinal-Recipient: RFC822; h.a@gone.example.invalid\nAction: failed\nStatus: 5.1.2\n\n"
+     "Final-Recipient: RFC822; h.b@example.net\nAction: failed\nStatus: 5.2.2\nRemote-MTA: DNS; mx.example.net\nDiagnostic-Code: SMTP; 552 5.2.2 <h.b@example.net>... Mailbox full\n")
+write(report("Mail Delivery Subsystem <MAILER-DAEMON@smtp.example.org>", "Returned mail: see transcript for details", body, d, "h.a@gone.example.invalid"),
+      [("h.a@gone.example.invalid", H, "5.1.2", "yes", "Sendmail (2 rcpts)"), ("h.b@example.net", "mailboxfull", "5.2.2", "no", "Sendmail (2 rcpts)")])
+# Sendmail, name server timeout (transient).
+body = ("The original message was received at %s\nfrom localhost [127.0.0.1]\n\n   ----- The following addresses had permanent fatal errors -----\n<ns@slow.example.net>\n    (reason: Name server timeout)\n\n"
+        "   ----- Transcript of session follows -----\n<ns@slow.example.net>... Deferred: Name server: slow.example.net.: host name lookup failure\nMessage could not be delivered for 5 days\nMessage will be deleted from queue\n") % DATE
+d = "Reporting-MTA: dns; smtp.example.org\n\nFinal-Recipient: RFC822; ns@slow.example.net\nAction: failed\nStatus: 4.4.7\n"
+write(report("Mail Delivery Subsystem <MAILER-DAEMON@smtp.example.org>", "Returned mail: see transcript for details", body, d, "ns@slow.example.net"),
+      [("ns@slow.example.net", "expired", "4.4.7", "no", "Sendmail (expired)")])
+# Postfix expired after 4xx greylisting.
+write(postfix("gx@example.net", "450 4.7.1 <gx@example.net>: Recipient address rejected: Greylisted for 5 minutes", "rcpt", "4.7.1"), [("gx@example.net", "expired", "4.7.1", "no", "Postfix (expired)")])
+# Gmail old text template ("The error that the other server returned was").
+write(plain("Mail Delivery Subsystem <mailer-daemon@googlemail.com>", "Delivery Status Notification (Failure)",
+    "Delivery to the following recipient failed permanently:\n\n     gold@example.net\n\nTechnical details of permanent failure:\nGoogle tried to deliver your message, but it was rejected by the server for the recipient domain example.net by mx.example.net. [198.51.100.3].\n\nThe error that the other server returned was:\n550 5.1.1 <gold@example.net>: Recipient address rejected: User unknown in virtual mailbox table\n"),
+    [("gold@example.net", U, "5.1.1", "yes", "Gmail (old)")])
+write(plain("Mail Delivery Subsystem <mailer-daemon@googlemail.com>", "Delivery Status Notification (Failure)",
+    "Delivery to the following recipient failed permanently:\n\n     gold2@example.net\n\nTechnical details of permanent failure:\nGoogle tried to deliver your message, but it was rejected by the server for the recipient domain example.net by mx.example.net. [198.51.100.3].\n\nThe error that the other server returned was:\n550 5.7.1 Our system has detected an unusual rate of unsolicited mail originating from your IP address\n"),
+    [("gold2@example.net", "blocked", "5.7.1", "no", "Gmail (old)")])
+# German-language GMX/Web.de bounce.
+write(plain("Mail Delivery System <mailer-daemon@gmx.net>", "Mail delivery failed: returning message to sender",
+    "This message was created automatically by mail delivery software.\n\nA message that you sent could not be delivered to one or more of\nits recipients. This is a permanent error. The following address\nfailed:\n\n\"de1@example.net\":\nSMTP error from remote server for RCPT TO command, host: mx.example.net (198.51.100.40) reason: 550 5.1.1 <de1@example.net>... Benutzer unbekannt\n"),
+    [("de1@example.net", U, "5.1.1", "yes", "GMX")])
+write(plain("Mail Delivery System <mailer-daemon@gmx.net>", "Mail delivery failed: returning message to sender",
+    "This message was created automatically by mail delivery software.\n\nA message that you sent could not be delivered to one or more of\nits recipients. This is a permanent error. The following address\nfailed:\n\n\"de2@example.net\":\nSMTP error from remote server for MAIL FROM command, host: mx.example.net (198.51.100.40) reason: 550 5.7.1 Sender unknown\n"),
+    [("de2@example.net", "rejected", "5.7.1", "no", "GMX")])
+# Verizon-style / vtext text bounce.
+write(plain("post_master@vtext.example.net", "Undeliverable Message",
+    "Message could not be delivered to mobile.\nError: No valid recipients for this MM\nRecipient: 5551234567@vtext.example.net\n"),
+    [("5551234567@vtext.example.net", U, "5.0.0", "yes", "Verizon")])
+# InterScan-style.
+write(plain("InterScan MSS <postmaster@example.net>", "Mail could not be delivered",
+    "******   Message from InterScan Messaging Security Suite   ******\n\nSent <<< RCPT TO:<is1@example.net>\nReceived >>> 550 5.1.1 <is1@example.net>... User unknown\n\nUnable to deliver message to <is1@example.net>.\n"),
+    [("is1@example.net", U, "5.1.1", "yes", "InterScanMSS")])
+# IMail-style.
+write(plain("postmaster@mail.example.net", "Undeliverable Mail",
+    "Unknown user: im1@example.net\n\nOriginal message follows.\n\n" + ORIG.replace("{rcpt}", "im1@example.net")),
+    [("im1@example.net", U, "5.0.0", "yes", "IMail")])
+# MessageLabs-style.
+write(plain("MAILER-DAEMON@messagelabs.example.net", "Mail Delivery Failure",
+    "This is an automatically generated Delivery Status Notification.\n\nDelivery to the following recipients failed.\n\n       ml1@example.net\n\nReason: 553-mail rejected because your IP is in the PBL. See http://www.spamhaus.org/pbl\n"),
+    [("ml1@example.net", "blocked", "5.0.0", "no", "MessageLabs")])
+# SES text notification sent as a bounce (email feedback forwarding).
+d = "Reporting-MTA: dns; a2-3.smtp-out.eu-west-1.amazonses.com\n\nAction: failed\nFinal-Recipient: rfc822; sest@example.net\nDiagnostic-Code: smtp; 550 5.1.1 sest@example.net: Recipient address rejected: User unknown in relay recipient table\nStatus: 5.1.1\n"
+write(report("MAILER-DAEMON@amazonses.com", "Delivery Status Notification (Failure)", "An error occurred while trying to deliver the mail to the following recipients:\nsest@example.net\n", d, "sest@example.net"),
+      [("sest@example.net", U, "5.1.1", "yes", "AmazonSES (email feedback)")])
+
+# ---------------- not bounces that use a bounce's words ----------------
+for frm, subj, hdr, body, mta in [
+ ("Gina <gina@example.net>", "Automatic reply: Your invoice", "X-Auto-Response-Suppress: All\n", "Hello, I have left the company and this mailbox is no longer monitored. Your message has not been forwarded. Please write to accounts@example.net instead.\n", "Outlook auto-reply (left the company)"),
+ ("team-owner@example.net", "Your message to team awaits moderator approval", "Auto-Submitted: auto-generated\nPrecedence: bulk\n", "Your mail to 'team' with the subject\n\n    Your invoice\n\nIs being held until the list moderator can review it for approval.\n\nThe reason it is being held:\n\n    Post by non-member to a members-only list\n", "Mailman moderation"),
+ ("noreply@example.net", "Re: Your invoice", "Auto-Submitted: auto-replied\n", "This is an unattended mailbox: replies to this address are not read and will not be delivered to a person. The recipient you wrote to does not exist as a human; please use the contact form.\n", "No-reply auto-answer"),
+]:
+    write(plain(frm, subj, body, hdr), [(frm.split("<")[-1].rstrip(">"), "vacation", "", "no", mta)])
+# A delayed DSN whose status says user unknown (the MTA is still trying).
+d = dsn_part("relay.example.org", [dict(rcpt="late@example.net", status="4.1.1", rmta="mx.example.net", diag="450 4.1.1 <late@example.net>: Recipient address rejected: User unknown in local recipient table", action="delayed")])
+write(report("MAILER-DAEMON@relay.example.org (Mail Delivery System)", "Delayed Mail (still being retried)", "This is the mail system at host relay.example.org.\n\n# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #\n\n<late@example.net>: host mx.example.net[192.0.2.25] said: 450 4.1.1 <late@example.net>: Recipient address rejected: User unknown in local recipient table (in reply to RCPT TO command)\n", d, "late@example.net"),
+      [("late@example.net", "expired", "4.1.1", "no", "Postfix delay")])
+
 with open("expected.tsv", "w") as f:
     f.write("file\trecipient\treason\tstatus\tsuppress\tsource_mta\n")
     for r in rows:
