@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"facteur/relay/relaytest"
 )
@@ -265,6 +266,12 @@ try { $m->send(); echo "sent\n"; } catch (Exception $e) { echo "failed: ", $m->E
 	r.waitLog(" rcpt=<down3@example.org>")
 	r.waitLog(" rcpt=<down0@example.org>,<down0b@example.org>")
 	r.waitLog(fmt.Sprintf("maildrop message waits level=warn file=%s", filepath.Join(data, "maildrop")))
+	// Pickup logs a file's acceptance just before it removes it: wait for
+	// the removals, then alice's second file must still be there.
+	deadline := time.Now().Add(10 * time.Second)
+	for dropped(t, data) > 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if n := dropped(t, data); n != 1 {
 		t.Errorf("the maildrop should keep alice's second file: %d files", n)
 	}
@@ -283,4 +290,18 @@ func dropped(t *testing.T, data string) int {
 		}
 	}
 	return n
+}
+
+// A data_dir too long for a socket address (108 bytes) costs the local
+// socket, not the start: the shim submits over loopback TCP instead.
+func TestLongDataDirKeepsTheDaemon(t *testing.T) {
+	r := startRelay(t, relayOpts{})
+	r.stop()
+	long := filepath.Join(r.dir, strings.Repeat("d", 110))
+	cfg, _ := os.ReadFile(r.config)
+	os.WriteFile(r.config, []byte(strings.Replace(string(cfg), "data_dir: "+filepath.Join(r.dir, "data"), "data_dir: "+long, 1)), 0o644)
+	r.start()
+	r.waitLog(" local socket unavailable ")
+	runTool(t, []string{"FACTEUR_CONFIG=" + r.config}, "Subject: x\n\ny\n", r.shim, "-i", "long@example.org")
+	r.waitLog(" rcpt=<long@example.org>")
 }
