@@ -324,7 +324,7 @@ for rc, text, reason, supp in [
  ("ql3@nowhere.example.invalid", "Sorry, I couldn't find any host named nowhere.example.invalid. (#5.1.2)", H, "yes"),
  ("ql4@example.net", "Sorry, I couldn't find any host by that name. (#4.1.2)", "networkerror", "no"),
  ("ql5@example.net", "Sorry, I wasn't able to establish an SMTP connection. (#4.4.1)", "networkerror", "no"),
- ("ql6@example.net", "This address no longer accepts mail.", U, "no"),
+ ("ql6@example.net", "This address no longer accepts mail.", U, "yes"),
 ]:
     write(qmail_local(rc, text), [(rc, reason, "5.0.0", supp, "qmail (local)")])
 
