@@ -178,7 +178,7 @@ var (
 	// an account that exists but is closed: never grounds to suppress.
 	guard = regexp.MustCompile(`(?i)\bblock(ed|list|ing)?\b|black ?list|spamhaus|spamcop|\brbl\b|dnsbl|\bcbl\b|banned|reputation|client host|\bip\b|ip address|\bspam|\bpolic(y|ies)\b|\bdmarc\b|\bspf\b|\bdkim\b|relay(ing)? (access )?denied|not permitted to relay|unable to relay|\bsender\b|authenticat|\bdisabled\b|\binactive\b|suspended|\blocked\b|discontinued|deactivated|\bptr\b|reverse dns|helo|virus|content rejected|suppress(ed|ion)|(server|host|route) (could not|cannot|can.t|couldn.t) be (found|reached)`)
 
-	hostUnknownText = regexp.MustCompile(`(?i)unrou?teable address|null ?mx|unknown domain|non-?existent domain|all relevant mx records point to non-existent hosts|couldn't find any host named|domain( name)?( \S+)? (does not|doesn't) exist|no such domain|host or domain name not found|domain name not found|\bhost not found|\bdomain not found|host unknown|unknown host|nxdomain|illegal host/domain|domain is not reachable|no mx (record|host)|mx (record )?not found|domaine inexistant|domaine inconnu`)
+	hostUnknownText = regexp.MustCompile(`(?i)unrou?teable address|null ?mx|(could not|couldn.t) find a mail exchanger|unknown domain|non-?existent domain|all relevant mx records point to non-existent hosts|couldn't find any host named|domain( name)?( \S+)? (does not|doesn't) exist|no such domain|host or domain name not found|domain name not found|\bhost not found|\bdomain not found|host unknown|unknown host|nxdomain|illegal host/domain|domain is not reachable|no mx (record|host)|mx (record )?not found|domaine inexistant|domaine inconnu`)
 
 	userUnknownText = regexp.MustCompile(`(?i)user unknown|unknown user|unknown local[- ]part|no such (local )?(user|recipient|mailbox|account|address)|(benutzer|empf(ä|ae)nger) (ist )?unbekannt|usuario desconocido|utente sconosciuto|no mailbox|mailbox not found|mailbox (does not|doesn't) exist|recipient not found|unknown recipient|recipient unknown|invalid recipient|invalid mailbox|not a valid (mailbox|recipient|user)|(address|account|user|recipient|mailbox)( address)? (does not|doesn't) exist|does not exist|doesn't have an? \S+ account|user not found|not listed in (the )?(domino directory|public name & address book)|recipient name is not recognized|unknown or illegal (user|alias)|addressee unknown|recipnotfound|recipientnotfound|address (wasn.t|was not) found|no valid recipients? for this (mm|message)|destinataire inconnu|utilisateur inconnu|adresse (invalide|inconnue)|destinataire invalide|n'existe pas|(is )?not a known user|no (account|mailbox) (here )?by that name|no such (person|mail ?drop)|there is no one at this address|unknown virtual user|(user|recipient) not known|not present in (the )?directory|no longer accepts mail|bad ?rcpt ?to|badrecipientto|validrcptto|bad destination (mailbox )?address|5\.4\.1 [^;]{0,80}recipient address rejected: access denied`)
 
@@ -189,7 +189,7 @@ var (
 // returns the class, the rule and the evidence.
 func refine(d policy.Decision, reply policy.Reply, r *Recipient) (policy.Class, string, string) {
 	class, rule := d.Class, d.Rule
-	text := urls.ReplaceAllString(reply.Text+" "+r.Diagnostic, " ")
+	text := policy.NeutralWords.ReplaceAllString(urls.ReplaceAllString(reply.Text+" "+r.Diagnostic, " "), "mail exchanger")
 	enh := reply.Enhanced
 	if r.Stage == policy.StageMail || r.Stage == policy.StageConnect {
 		// A reply to MAIL FROM or to the greeting is about the sender or

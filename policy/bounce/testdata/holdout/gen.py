@@ -152,7 +152,7 @@ def exchange_relay(rcpt, diag, status, remote_host="mx.example.invalid"):
 def gmail(rcpt, diag, status, title="Address not found", lead=None):
     lead = lead or "Your message wasn't delivered to %s because the address couldn't be found, or is unable to receive mail." % rcpt
     human = ("\n** %s **\n\n%s\n\nThe response from the remote server was:\n%s\n") % (title, lead, diag)
-    d = ("Reporting-MTA: dns; googlemail.com\nArrival-Date: %s\n\nFinal-Recipient: rfc822; %s\nAction: failed\nStatus: %s\nRemote-MTA: dns; mx.example.net. (198.51.100.3, the server for the domain example.net.)\nDiagnostic-Code: smtp; %s\nLast-Attempt-Date: %s\n") % (DATE, rcpt, status, diag, DATE)
+    d = ("Reporting-MTA: dns; googlemail.com\nArrival-Date: %s\n\nFinal-Recipient: rfc822; %s\nAction: failed\nStatus: %s\nRemote-MTA: dns; mx.example.net. (198.51.100.3, the server for the domain example.net.)\nDiagnostic-Code: smtp; %s\nLast-Attempt-Date: %s\n") % (DATE, rcpt, status, diag.replace("\n", "\n "), DATE)
     return report("Mail Delivery Subsystem <mailer-daemon@googlemail.com>", "Delivery Status Notification (Failure)", human, d, rcpt)
 
 def courier(rcpt, diag, stage, status, host="mx.example.net"):
@@ -621,6 +621,27 @@ for frm, subj, hdr, body, mta in [
 d = dsn_part("relay.example.org", [dict(rcpt="late@example.net", status="4.1.1", rmta="mx.example.net", diag="450 4.1.1 <late@example.net>: Recipient address rejected: User unknown in local recipient table", action="delayed")])
 write(report("MAILER-DAEMON@relay.example.org (Mail Delivery System)", "Delayed Mail (still being retried)", "This is the mail system at host relay.example.org.\n\n# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #\n\n<late@example.net>: host mx.example.net[192.0.2.25] said: 450 4.1.1 <late@example.net>: Recipient address rejected: User unknown in local recipient table (in reply to RCPT TO command)\n", d, "late@example.net"),
       [("late@example.net", "expired", "4.1.1", "no", "Postfix delay")])
+
+# ---------------- DNS outcomes as each MTA words them ----------------
+for rc, text, reason, supp, mta in [
+ ("dn1@nodata.example.net", "Host or domain name not found. Name service error for name=nodata.example.net type=AAAA: Host found but no data record of requested type", H, "yes", "Postfix (local)"),
+ ("dn2@example.net", "conversation with mx.example.net[198.51.100.5] timed out while receiving the initial server greeting", "networkerror", "no", "Postfix (local)"),
+ ("dn3@example.net", "lost connection with mx.example.net[198.51.100.5] while receiving the initial server greeting", "networkerror", "no", "Postfix (local)"),
+]:
+    write(postfix_local(rc, text, "5.4.4" if reason == H else "4.4.2"), [(rc, reason, "5.4.4" if reason == H else "4.4.2", supp, mta)])
+write(qmail_local("dn4@nomx.example.net", "Sorry, I couldn't find a mail exchanger or IP address. (#5.4.4)"), [("dn4@nomx.example.net", H, "5.4.4", "yes", "qmail (local)")])
+write(qmail_local("dn5@example.net", "CNAME lookup failed temporarily. (#4.4.3)\nI'm not going to try again; this message has been in the queue too long."), [("dn5@example.net", "expired", "4.4.3", "no", "qmail (local)")])
+write(exim_local("dn6@example.net", "host lookup did not complete: retry timeout exceeded"), [("dn6@example.net", "expired", "5.0.0", "no", "Exim (local)")])
+body = ("The original message was received at %s\nfrom localhost [127.0.0.1]\n\n   ----- The following addresses had permanent fatal errors -----\n<dn7@nodata.example.net>\n    (reason: 550 Host unknown)\n\n"
+        "   ----- Transcript of session follows -----\n550 5.1.2 <dn7@nodata.example.net>... Host unknown (Name server: nodata.example.net: no data known)\n") % DATE
+d = "Reporting-MTA: dns; smtp.example.org\n\nFinal-Recipient: RFC822; dn7@nodata.example.net\nAction: failed\nStatus: 5.1.2\n"
+write(report("Mail Delivery Subsystem <MAILER-DAEMON@smtp.example.org>", "Returned mail: see transcript for details", body, d, "dn7@nodata.example.net"), [("dn7@nodata.example.net", H, "5.1.2", "yes", "Sendmail")])
+write(exchange("dn8@gone.example.invalid", "554 5.4.4 SMTPSEND.DNS.NonExistentDomain; nonexistent domain", "5.4.4"), [("dn8@gone.example.invalid", H, "5.4.4", "yes", "Exchange2013")])
+write(exchange("dn9@example.net", "451 4.4.0 DNS query failed. The error was: SMTPSEND.DNS.NonExistentDomain; nonexistent domain", "4.4.0"), [("dn9@example.net", "networkerror", "4.4.0", "no", "Exchange2013 (transient)")])
+write(gmail("dn10@nodata.example.net", "DNS Error: DNS type 'mx' lookup of nodata.example.net responded with code NOERROR\nDNS type 'aaaa' lookup of nodata.example.net responded with code NOERROR\nDNS type 'a' lookup of nodata.example.net responded with code NOERROR\nThe domain nodata.example.net doesn't receive email according to the administrator: returned NULL MX", "5.1.10", "Address not found",
+      "Your message wasn't delivered to dn10@nodata.example.net because the domain nodata.example.net couldn't be found."), [("dn10@nodata.example.net", H, "5.1.10", "yes", "Gmail")])
+write(gmail("dn11@example.net", "DNS Error: DNS type 'mx' lookup of example.net responded with code SERVFAIL\nDNS type 'a' lookup of example.net responded with code SERVFAIL", "5.4.4", "Message not delivered",
+      "Your message couldn't be delivered to dn11@example.net. Gmail tried for 48 hours but the domain example.net couldn't be resolved."), [("dn11@example.net", "networkerror", "5.4.4", "no", "Gmail")])
 
 with open("expected.tsv", "w") as f:
     f.write("file\trecipient\treason\tstatus\tsuppress\tsource_mta\n")
