@@ -643,6 +643,18 @@ write(gmail("dn10@nodata.example.net", "DNS Error: DNS type 'mx' lookup of nodat
 write(gmail("dn11@example.net", "DNS Error: DNS type 'mx' lookup of example.net responded with code SERVFAIL\nDNS type 'a' lookup of example.net responded with code SERVFAIL", "5.4.4", "Message not delivered",
       "Your message couldn't be delivered to dn11@example.net. Gmail tried for 48 hours but the domain example.net couldn't be resolved."), [("dn11@example.net", "networkerror", "5.4.4", "no", "Gmail")])
 
+# ---------------- reports that are not failures ----------------
+# A read receipt (RFC 8098 MDN): multipart/report, but a disposition, not a delivery status.
+b = "MDN.{N}"
+text = ("From: Hugo <hugo@example.net>\nTo: <app@example.org>\nSubject: Read: %s\nDate: %s\nMIME-Version: 1.0\n"
+        "Content-Type: multipart/report; report-type=disposition-notification; boundary=\"%s\"\n\n--%s\nContent-Type: text/plain\n\nYour message was displayed on %s.\n\n"
+        "--%s\nContent-Type: message/disposition-notification\n\nReporting-UA: hugo-pc.example.net; Mail Client\nOriginal-Recipient: rfc822;hugo@example.net\nFinal-Recipient: rfc822;hugo@example.net\nOriginal-Message-ID: <inv-1@example.org>\nDisposition: manual-action/MDN-sent-manually; displayed\n\n--%s--\n") % (SUBJ, DATE, b, b, DATE, b, b)
+write(text, [("hugo@example.net", "delivered", "", "no", "MDN (read receipt)")])
+# Exchange "relayed" report.
+d = "Reporting-MTA: dns;EXCH01.corp.example.org\n\nFinal-Recipient: rfc822;ivy@example.net\nAction: relayed\nStatus: 2.0.0\nRemote-MTA: dns;mx.example.net\n"
+write(report("postmaster@corp.example.org", "Relayed: " + SUBJ, "Delivery to these recipients or groups is complete, but no delivery notification was sent by the destination server:\n\nivy@example.net\n", d, "ivy@example.net"),
+      [("ivy@example.net", "delivered", "2.0.0", "no", "Exchange (relayed)")])
+
 with open("expected.tsv", "w") as f:
     f.write("file\trecipient\treason\tstatus\tsuppress\tsource_mta\n")
     for r in rows:
