@@ -154,7 +154,7 @@ func offlineEngine(ctx context.Context, cfg *config.Config, store *queue.Store, 
 	if err != nil {
 		return nil, err
 	}
-	e := policy.NewEngine(pol, now)
+	e := policy.NewEngine(pol)
 	if store == nil {
 		return e, nil
 	}

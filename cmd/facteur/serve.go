@@ -197,7 +197,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 
-	d.engine = policy.NewEngine(pol, time.Now())
+	d.engine = policy.NewEngine(pol)
 	if st, err := store.State(ctx, policyStateKey); err == nil {
 		if err := d.engine.RestoreState(st, time.Now()); err != nil {
 			log.Warn(maillog.PolicyStateNotRestored, "err", err)
