@@ -877,7 +877,7 @@ func (in *installer) start() error {
 // default so that a bulk sender or a benchmark does not trip them.
 func installConfigText(hostname string) string {
 	return `# facteur configuration, written by facteur install; it is never overwritten.
-# Every key and its default: README.md, "Config reference". After a change:
+# Every key and its default: man 5 facteur.yaml. After a change:
 # systemctl restart facteur (the policy file alone: systemctl reload facteur).
 hostname: ` + hostname + `        # EHLO name; make its A record and the IP's PTR agree
 listen: [127.0.0.1:25]           # local apps only (PHP, cron through the sendmail shim)
@@ -922,7 +922,7 @@ const installPolicyText = `# facteur provider policy overlay, written by facteur
 # overwritten. Empty: the built-in policy applies (facteur policy show prints
 # it). A key set here changes only that key of the built-in policy; check
 # with facteur policy check ` + installPolicy + `, apply with
-# systemctl reload facteur. Schema: policy/doc.go.
+# systemctl reload facteur. Every key: man 5 facteur-policy.
 #
 # providers:
 #   microsoft:
