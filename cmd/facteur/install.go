@@ -804,8 +804,14 @@ func (in *installer) divert(p string) error {
 	}
 	// A file no package owns that is already the shim (or a link to it)
 	// is ours from an earlier install: nothing to keep.
-	owner := exec.Command("dpkg-query", append(dpkgRoot, "--search", p)...).Run() == nil
+	owners, err := exec.Command("dpkg-query", append(dpkgRoot, "--search", p)...).Output()
+	owner := err == nil
 	if !owner && in.isOurs(p, fi) {
+		return nil
+	}
+	// The facteur package's own file (build/deb) is the shim: diverting
+	// it would hide the package's upgrades.
+	if owner && strings.HasPrefix(string(owners), "facteur: ") && in.isOurs(p, fi) {
 		return nil
 	}
 	args := append(dpkgRoot, "--local", "--rename", "--add", p)
