@@ -166,3 +166,25 @@ func fillStore(b *testing.B, path string, n int, array bool) {
 		}
 	}
 }
+
+// BenchmarkFlush measures `queue flush` of a whole queue of -queue.prefill messages
+// (half of them deleted as in BenchmarkCommitLatency, four deferred recipients each),
+// fsync on: the rate at which a flush makes deferred messages due.
+func BenchmarkFlush(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "queue.db")
+	fillStore(b, path, *prefill, false)
+	s := openAt(b, path, Options{})
+	now := t0
+	var moved int
+	for b.Loop() {
+		// Each round flushes everything again: entries later than now move, and the
+		// last round left them all at its now.
+		now = now.Add(-time.Hour)
+		n, err := s.Flush(b.Context(), "", now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		moved += n
+	}
+	b.ReportMetric(float64(moved)/b.Elapsed().Seconds(), "msgs/s")
+}

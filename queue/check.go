@@ -43,6 +43,7 @@ func (s *Store) Check() error {
 		due := map[string]bool{}
 		addrs := map[string]bool{}
 		counts := map[Status]int64{}
+		dests := map[countKey]int64{}
 		var messages int64
 		err := w.msgs.ForEach(func(k, v []byte) error {
 			id := ID(k)
@@ -55,9 +56,13 @@ func (s *Store) Check() error {
 				report("%w", err)
 				return nil
 			}
-			body := w.bodies.Get(k)
+			body, ok, err := w.body(id)
 			switch {
-			case body == nil:
+			case err != nil:
+				report("%w", err)
+			case w.bodies.Get(k) != nil && w.zbodies.Get(k) != nil:
+				report("message %s: body stored twice, raw and compressed", id)
+			case !ok:
 				report("message %s: no body", id)
 			case int64(len(body)) != r.Size:
 				report("message %s: body of %d bytes, record says %d", id, len(body), r.Size)
@@ -66,6 +71,9 @@ func (s *Store) Check() error {
 				report("message %s: no recipients", id)
 			} else if r.allFinal() {
 				report("message %s: every recipient is final but the message is still stored", id)
+			}
+			for k, n := range destCounts(r) {
+				dests[k] += n
 			}
 			seen := map[string]bool{}
 			for _, slot := range r.Rcpts {
@@ -113,14 +121,16 @@ func (s *Store) Check() error {
 		if err := checkIndex("address", w.addrs, addrs); err != nil {
 			return err
 		}
-		err = w.bodies.ForEach(func(k, _ []byte) error {
-			if w.msgs.Get(k) == nil {
-				report("body %s: no message", k)
+		for _, b := range []*bolt.Bucket{w.bodies, w.zbodies} {
+			err = b.ForEach(func(k, _ []byte) error {
+				if w.msgs.Get(k) == nil {
+					report("body %s: no message", k)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
 			}
-			return nil
-		})
-		if err != nil {
-			return err
 		}
 		if got := getU64(w.meta.Get(metaMessages)); got != messages {
 			report("counter messages = %d, scan finds %d", got, messages)
@@ -129,6 +139,9 @@ func (s *Store) Check() error {
 			if got := getU64(w.meta.Get(metaStatusKey(st))); got != counts[st] {
 				report("counter %s = %d, scan finds %d", st, got, counts[st])
 			}
+		}
+		if err := checkCounts(w, dests, report); err != nil {
+			return err
 		}
 		return w.supp.ForEach(func(k, v []byte) error {
 			var sup Suppression

@@ -1,7 +1,6 @@
 package queue
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -110,6 +109,9 @@ func (s *Store) Record(ctx context.Context, id ID, updates []Update) error {
 			if u.Class != "" {
 				slot.Class = u.Class
 			}
+			if u.TLS != "" {
+				slot.TLS, slot.TLSCipher, slot.TLSDN = u.TLS, u.TLSCipher, u.TLSDN
+			}
 			if u.Provider != "" {
 				slot.Provider = u.Provider
 			}
@@ -172,12 +174,12 @@ func (s *Store) Get(ctx context.Context, id ID) (Message, error) {
 func (s *Store) Body(ctx context.Context, id ID) ([]byte, error) {
 	var body []byte
 	err := s.view(ctx, func(w *wtx) error {
-		b := w.bodies.Get([]byte(id))
-		if b == nil {
+		b, ok, err := w.body(id)
+		if !ok {
 			return fmt.Errorf("message %s: %w", id, ErrNotFound)
 		}
-		body = bytes.Clone(b)
-		return nil
+		body = b
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("body: %w", err)
@@ -360,13 +362,37 @@ func (s *Store) Flush(ctx context.Context, id ID, now time.Time) (int, error) {
 		}
 		return n, nil
 	}
-	// Only entries after now move: seek there in the due index, then rewrite whole
-	// messages in batches so the group commit is never held by one huge transaction.
-	var ids []ID
-	err := s.view(ctx, func(w *wtx) error {
+	total := 0
+	for {
+		n, more, err := s.FlushBatch(ctx, now)
+		total += n
+		if err != nil {
+			return total, err
+		}
+		if !more {
+			return total, nil
+		}
+	}
+}
+
+// FlushBatch is one step of a whole-queue flush: in one transaction it makes due at
+// now the next bulkBatch messages that have a recipient due later, and returns how
+// many it moved and whether any may be left. It seeks the due index past now: the
+// messages it moves go before that point, so the next call finds the following ones.
+// Nothing is collected (a flush of a million messages holds one batch in memory), and
+// the group commit is never held by one huge transaction. The daemon calls it in a
+// loop of its own, so that `queue flush` answers at once and the scheduler sends what
+// each batch made due while the rest is still being moved.
+func (s *Store) FlushBatch(ctx context.Context, now time.Time) (int, bool, error) {
+	now = norm(now)
+	seek := putU64(int64(dueNanos(now)) + 1)
+	var n, found int
+	err := s.write(ctx, func(w *wtx) error {
+		n, found = 0, 0
+		var ids []ID
 		seen := map[ID]bool{}
 		c := w.due.Cursor()
-		for k, _ := c.Seek(putU64(int64(dueNanos(now)) + 1)); k != nil; k, _ = c.Next() {
+		for k, _ := c.Seek(seek); k != nil && len(ids) < bulkBatch; k, _ = c.Next() {
 			d, err := parseDueKey(k)
 			if err != nil {
 				return err
@@ -376,18 +402,28 @@ func (s *Store) Flush(ctx context.Context, id ID, now time.Time) (int, error) {
 				ids = append(ids, d.ID)
 			}
 		}
+		found = len(ids)
+		for _, id := range ids {
+			r, err := w.load(id)
+			if err != nil {
+				return fmt.Errorf("due index names %s: %w", id, err)
+			}
+			moved, err := w.flushRecord(id, r, now)
+			if err != nil {
+				return err
+			}
+			if moved {
+				n++
+			}
+		}
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("flush: %w", err)
+		return 0, false, fmt.Errorf("flush: %w", err)
 	}
-	n, err := s.eachBatch(ctx, ids, func(w *wtx, id ID, r *record) (bool, error) {
-		return w.flushRecord(id, r, now)
-	})
-	if err != nil {
-		return n, fmt.Errorf("flush: %w", err)
-	}
-	return n, nil
+	// found without n cannot happen while the index matches the records (Check), but
+	// must never make a caller loop forever.
+	return n, found > 0 && n > 0, nil
 }
 
 func (w *wtx) flushRecord(id ID, r *record, now time.Time) (bool, error) {

@@ -27,7 +27,7 @@ var (
 	// bucketMeta: schema version and counters (8-byte big-endian).
 	bucketMeta = []byte("meta")
 
-	allBuckets = [][]byte{bucketMsgs, bucketBodies, bucketDue, bucketAddrs, bucketSupp, bucketState, bucketMeta}
+	allBuckets = [][]byte{bucketMsgs, bucketBodies, bucketDue, bucketAddrs, bucketSupp, bucketState, bucketMeta, bucketCounts, bucketZBodies}
 )
 
 var (
@@ -66,6 +66,9 @@ type rcptSlot struct {
 	LastAttempt  time.Time `json:"last,omitzero"`
 	LastResponse string    `json:"resp,omitempty"`
 	Class        string    `json:"class,omitempty"`
+	TLS          string    `json:"tls,omitempty"`
+	TLSCipher    string    `json:"tlsc,omitempty"`
+	TLSDN        string    `json:"tlsdn,omitempty"`
 }
 
 func decodeRecord(id ID, b []byte) (*record, error) {

@@ -82,9 +82,16 @@ func Open(path string, opts Options) (*Store, error) {
 }
 
 func initBuckets(tx *bolt.Tx) error {
+	// A database from before the counts bucket gets it filled once, here.
+	newCounts := tx.Bucket(bucketMsgs) != nil && tx.Bucket(bucketCounts) == nil
 	for _, name := range allBuckets {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+	}
+	if newCounts {
+		if err := buildCounts(tx); err != nil {
+			return err
 		}
 	}
 	meta := tx.Bucket(bucketMeta)
@@ -100,7 +107,24 @@ func initBuckets(tx *bolt.Tx) error {
 
 // Close waits for the commit in progress and closes the database. Writes queued after
 // it fail.
+//
+// A clean close writes the freelist once, so that the next Open reads it (a few pages)
+// instead of walking every page of the file to rebuild it, which takes seconds with a
+// million messages queued (issue 19: the SMTP listener must be up in under 2 s). After
+// a crash the freelist is not on disk and Open walks the file, as before.
 func (s *Store) Close() error {
+	if !s.db.IsReadOnly() {
+		// Set inside the write transaction: bbolt reads the field in Commit under the
+		// same lock, and every later commit (none is expected) would sync it too.
+		err := s.db.Update(func(*bolt.Tx) error {
+			s.db.NoFreelistSync = false
+			return nil
+		})
+		if err != nil && !errors.Is(err, berrors.ErrDatabaseNotOpen) {
+			s.db.Close()
+			return fmt.Errorf("close queue %s: write freelist: %w", s.path, err)
+		}
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close queue %s: %w", s.path, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -633,7 +634,11 @@ func TestOpenRejectsFutureSchema(t *testing.T) {
 func TestFullStorage(t *testing.T) {
 	s := openTest(t, Options{NoSync: true, MaxSize: 1 << 20})
 	ctx := t.Context()
-	if _, err := s.Enqueue(ctx, Envelope{Recipients: []string{"a@x.example"}}, make([]byte, 2<<20), t0); !errors.Is(err, ErrFull) {
+	// Random bytes: zeros would compress to a few KiB and fit.
+	big := make([]byte, 2<<20)
+	rng := mrand.NewChaCha8([32]byte{1})
+	rng.Read(big)
+	if _, err := s.Enqueue(ctx, Envelope{Recipients: []string{"a@x.example"}}, big, t0); !errors.Is(err, ErrFull) {
 		t.Fatalf("Enqueue past MaxSize = %v, want ErrFull", err)
 	}
 	// The failed write left nothing behind and the store still takes what fits.

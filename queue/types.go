@@ -94,6 +94,13 @@ type Recipient struct {
 	LastAttempt  time.Time // zero before the first attempt
 	LastResponse string    // the remote's reply verbatim, or facteur's reason
 	Class        string    // policy class of LastResponse
+	// TLS is what protected (or, deferred by a TLS policy, what was
+	// required for) the last attempt: dane, mta-sts, verify, encrypt,
+	// opportunistic or none (issue 15 §4); TLSCipher ("TLS1.3:TLS_AES_...")
+	// and TLSDN (the peer certificate's subject) describe its session.
+	TLS       string
+	TLSCipher string
+	TLSDN     string
 }
 
 // recipientJSON is the CLI contract for a recipient: next_attempt is null when nothing
@@ -107,6 +114,9 @@ type recipientJSON struct {
 	LastAttempt  *time.Time `json:"last_attempt,omitempty"`
 	LastResponse string     `json:"last_response"`
 	Class        string     `json:"class,omitempty"`
+	TLS          string     `json:"tls,omitempty"`
+	TLSCipher    string     `json:"tls_cipher,omitempty"`
+	TLSDN        string     `json:"tls_dn,omitempty"`
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -129,6 +139,7 @@ func (r Recipient) MarshalJSON() ([]byte, error) {
 		Address: r.Address, Status: r.Status, Provider: r.Provider, Attempts: r.Attempts,
 		NextAttempt: timePtr(r.NextAttempt), LastAttempt: timePtr(r.LastAttempt),
 		LastResponse: r.LastResponse, Class: r.Class,
+		TLS: r.TLS, TLSCipher: r.TLSCipher, TLSDN: r.TLSDN,
 	})
 }
 
@@ -142,6 +153,7 @@ func (r *Recipient) UnmarshalJSON(b []byte) error {
 		Address: j.Address, Status: j.Status, Provider: j.Provider, Attempts: j.Attempts,
 		NextAttempt: timeVal(j.NextAttempt), LastAttempt: timeVal(j.LastAttempt),
 		LastResponse: j.LastResponse, Class: j.Class,
+		TLS: j.TLS, TLSCipher: j.TLSCipher, TLSDN: j.TLSDN,
 	}
 	return nil
 }
@@ -182,6 +194,9 @@ type Update struct {
 	Provider    string    // "" keeps the provider
 	Attempted   bool      // an attempt was made: Attempts++ and LastAttempt = At
 	At          time.Time // when the attempt was made; required with Attempted
+	// TLS, when set, replaces the recipient's TLS, TLSCipher and TLSDN
+	// (an attempt without TLS clears the last session's details).
+	TLS, TLSCipher, TLSDN string
 }
 
 // Filter selects messages for List and the bulk admin operations. Every set field must

@@ -34,7 +34,8 @@ func newAdminClient(c *config.Config) *adminClient {
 var errDaemonDown = errors.New("the facteur daemon is not running (admin endpoint unreachable)")
 
 // do sends body (nil, or a value encoded as JSON) and decodes the JSON
-// answer into out (nil: ignored; *[]byte: raw).
+// answer into out (nil: ignored; *[]byte: raw; an io.Writer: copied as it
+// arrives, without the client's timeout).
 func (a *adminClient) do(method, path string, q url.Values, body any, out any) error {
 	if body == nil {
 		return a.send(method, path, q, "", nil, out)
@@ -62,7 +63,15 @@ func (a *adminClient) send(method, path string, q url.Values, contentType string
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	resp, err := a.http.Do(req)
+	hc := a.http
+	if _, ok := out.(io.Writer); ok {
+		// A streamed answer (queue list) may take longer than the client's
+		// timeout to arrive whole, while its first line comes at once.
+		c := *a.http
+		c.Timeout = 0
+		hc = &c
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		if isDialError(err) {
 			return errDaemonDown
@@ -70,6 +79,10 @@ func (a *adminClient) send(method, path string, q url.Values, contentType string
 		return err
 	}
 	defer resp.Body.Close()
+	if w, ok := out.(io.Writer); ok && resp.StatusCode/100 == 2 {
+		_, err := io.Copy(w, resp.Body)
+		return err
+	}
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -108,13 +109,23 @@ func schedulerOptions(cfg *config.Config) (scheduler.Options, error) {
 		}
 		relay.Auth = &delivery.Auth{Username: a.Username, Password: strings.TrimRight(string(pw), "\r\n")}
 	}
+	routes, routeTLS := map[string]string{}, map[string]string{}
+	for dom, r := range cfg.Routes {
+		if r.To != "" {
+			routes[dom] = r.To
+		}
+		if r.TLS != "" {
+			routeTLS[dom] = r.TLS
+		}
+	}
 	return scheduler.Options{
 		Hostname:        cfg.Hostname,
 		Workers:         cfg.Delivery.Workers,
 		Dial:            dial,
 		Relayhost:       string(cfg.Delivery.Relayhost),
 		RelayhostDial:   relay,
-		Routes:          cfg.Routes,
+		Routes:          routes,
+		RouteTLS:        routeTLS,
 		MaxLifetime:     time.Duration(cfg.Delivery.MaxLifetime),
 		HostUnknownTTL:  time.Duration(cfg.Suppression.HostUnknownTTL),
 		Postmaster:      cfg.PostmasterAddress(),
@@ -169,33 +180,113 @@ func (d *daemon) reloadOnHUP(ctx context.Context) error {
 // still holds (issue 3 §6, issue 5 §6).
 func (d *daemon) Flush(ctx context.Context, id queue.ID) (admin.FlushReport, error) {
 	now := time.Now()
-	n, err := d.store.Flush(ctx, id, now)
-	if err != nil {
-		return admin.FlushReport{}, err
-	}
-	rep := admin.FlushReport{Flushed: n}
-	f := queue.Filter{}
-	var msgs []queue.Message
+	var rep admin.FlushReport
 	if id != "" {
-		m, err := d.store.Get(ctx, id)
-		if err == nil {
-			msgs = []queue.Message{m}
+		n, err := d.store.Flush(ctx, id, now)
+		if err != nil {
+			return admin.FlushReport{}, err
 		}
+		rep.Flushed = n
 	} else {
-		msgs, _ = d.store.List(ctx, f)
+		// The whole queue is moved by flushLoop, a batch per transaction,
+		// while the scheduler sends what each batch made due: a flush of a
+		// million messages answers at once (issue 19 §2), as Postfix's
+		// postqueue -f only signals qmgr. The count is of the recipients
+		// waiting, from the counters.
+		st, err := d.store.Stats(ctx)
+		if err != nil {
+			return admin.FlushReport{}, err
+		}
+		rep.Flushed = st.Recipients[queue.Queued] + st.Recipients[queue.Deferred]
+		select {
+		case d.flushReq <- now:
+		default: // one is pending already; it flushes everything
+		}
 	}
-	for _, m := range msgs {
+	skip := func(m queue.Message) error {
 		for _, r := range m.Recipients {
 			if r.Status.Final() || r.Status == queue.Held || r.Provider == "" {
 				continue
 			}
 			if until, why := d.engine.SuspendedUntil(r.Provider, domainOf(r.Address), now); !until.IsZero() {
+				if len(rep.Skipped) == maxSkippedReport {
+					return errSkippedFull
+				}
 				rep.Skipped = append(rep.Skipped, admin.SkippedEntry{ID: m.ID, Rcpt: r.Address, Provider: r.Provider, Until: until, Reason: why})
 			}
 		}
+		return nil
 	}
-	d.sched.Wake()
+	switch {
+	case id != "":
+		if m, err := d.store.Get(ctx, id); err == nil {
+			skip(m)
+		}
+	case d.suspendedWaiting(ctx, now):
+		// Only a suspension can hold a recipient back, and the counters say
+		// whether one holds any: without, there is nothing to walk. The walk
+		// reads a page at a time and the report is bounded.
+		if err := d.store.Each(ctx, queue.Filter{}, skip); err != nil && !errors.Is(err, errSkippedFull) {
+			return admin.FlushReport{}, err
+		}
+	}
+	// As Postfix's flush, it revives dead destinations: try them now.
+	d.sched.Revive()
 	return rep, nil
+}
+
+// maxSkippedReport bounds the recipients a flush lists as held back by a
+// suspension; the log and `facteur providers` say the rest.
+const maxSkippedReport = 1000
+
+var errSkippedFull = errors.New("skipped report full")
+
+// suspendedWaiting reports whether a suspended provider or destination has
+// recipients waiting, from the queue's counters.
+func (d *daemon) suspendedWaiting(ctx context.Context, now time.Time) bool {
+	cs, err := d.store.Counts(ctx)
+	if err != nil {
+		return true // walk, rather than leave out what a flush skips
+	}
+	for _, c := range cs {
+		if c.Provider == "" || !(c.Status == queue.Queued || c.Status == queue.Deferred) {
+			continue
+		}
+		if until, _ := d.engine.SuspendedUntil(c.Provider, c.Domain, now); !until.IsZero() {
+			return true
+		}
+	}
+	return false
+}
+
+// flushLoop runs the whole-queue flushes `queue flush` asks for, one batch
+// per transaction, waking the scheduler after each so that delivery starts
+// with the first batch.
+func (d *daemon) flushLoop(ctx context.Context) error {
+	for {
+		var now time.Time
+		select {
+		case <-ctx.Done():
+			return nil
+		case now = <-d.flushReq:
+		}
+		total := 0
+		for {
+			n, more, err := d.store.FlushBatch(ctx, now)
+			total += n
+			if err != nil {
+				if ctx.Err() == nil {
+					d.log.Error("queue flush", "err", err)
+				}
+				break
+			}
+			d.sched.Wake()
+			if !more {
+				break
+			}
+		}
+		d.log.Info("queue flushed", "messages", total)
+	}
 }
 
 // decorate gives a recipient not tried yet the provider its domain names
@@ -245,7 +336,8 @@ func (d *daemon) baseRoutes() map[string]http.Handler {
 func (d *daemon) providers(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	states := d.engine.Snapshot(now)
-	msgs, err := d.store.List(r.Context(), queue.Filter{})
+	// From the queue's per-destination counters: no scan (issue 19 §3).
+	cs, err := d.store.Counts(r.Context())
 	if err != nil {
 		admin.WriteError(w, http.StatusInternalServerError, err)
 		return
@@ -253,30 +345,28 @@ func (d *daemon) providers(w http.ResponseWriter, r *http.Request) {
 	type counts struct{ queued, deferred int }
 	byProv := map[string]*counts{}
 	byDest := map[string]*counts{}
-	for _, m := range msgs {
-		for _, rc := range m.Recipients {
-			p := rc.Provider
-			if p == "" {
-				p = d.engine.Policy().Recognize(domainOf(rc.Address), nil)
-			}
-			c := byProv[p]
-			if c == nil {
-				c = &counts{}
-				byProv[p] = c
-			}
-			dc := byDest[domainOf(rc.Address)]
-			if dc == nil {
-				dc = &counts{}
-				byDest[domainOf(rc.Address)] = dc
-			}
-			switch rc.Status {
-			case queue.Queued:
-				c.queued++
-				dc.queued++
-			case queue.Deferred:
-				c.deferred++
-				dc.deferred++
-			}
+	for _, qc := range cs {
+		p := qc.Provider
+		if p == "" {
+			p = d.engine.Policy().Recognize(qc.Domain, nil)
+		}
+		c := byProv[p]
+		if c == nil {
+			c = &counts{}
+			byProv[p] = c
+		}
+		dc := byDest[qc.Domain]
+		if dc == nil {
+			dc = &counts{}
+			byDest[qc.Domain] = dc
+		}
+		switch qc.Status {
+		case queue.Queued:
+			c.queued += qc.Count
+			dc.queued += qc.Count
+		case queue.Deferred:
+			c.deferred += qc.Count
+			dc.deferred += qc.Count
 		}
 	}
 	for i := range states {

@@ -23,7 +23,7 @@ func init() {
 	register("doctor", "check SPF, DKIM, DMARC, reverse DNS and block lists for a sending domain", cmdDoctor)
 }
 
-const doctorUsage = `usage: facteur doctor -domain D [-ip A] [-dnsbl ZONE ...] [--json]`
+const doctorUsage = `usage: facteur doctor -domain D [-ip A] [-dnsbl ZONE ...] [-mx] [--json]`
 
 // doctorZones collects repeated -dnsbl flags.
 type doctorZones []string
@@ -44,6 +44,7 @@ func cmdDoctor(args []string) int {
 	domain := fs.String("domain", "", "sending domain to check (required)")
 	ipFlag := fs.String("ip", "", "the relay's outbound IP address (default: delivery.source_ip)")
 	asJSON := fs.Bool("json", false, "print a JSON list of {check, status, detail, fix}")
+	withMX := fs.Bool("mx", false, "also check MTA-STS and DANE on the domain's own MX hosts (connects to them)")
 	var zones doctorZones
 	fs.Var(&zones, "dnsbl", "DNS block-list zone to query, repeatable (default: "+strings.Join(doctor.DefaultDNSBL(), ", ")+")")
 	pos, err := parseFlags(fs, args)
@@ -94,6 +95,9 @@ func cmdDoctor(args []string) int {
 	opts := doctor.Options{Domain: d, IP: ip, Hostname: cfg.Hostname, DKIM: cfg.DKIM}
 	if len(zones) > 0 {
 		opts.DNSBL = zones
+	}
+	if *withMX {
+		opts.MX = func(ctx context.Context, domain string) []doctor.Finding { return mxTLSFindings(ctx, cfg, res, domain) }
 	}
 	findings := doctor.Run(ctx, doctor.ResolverDNS{Resolver: res}, opts)
 	if *asJSON {

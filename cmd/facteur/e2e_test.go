@@ -536,12 +536,21 @@ func TestMetricsAndStatus(t *testing.T) {
 	runTool(t, nil, "", "swaks", "--server", r.smtp, "--from", "app@example.com", "--to", "m1@example.org")
 	r.wait(1)
 	r.waitLog(" delivered rcpt=<m1@example.org>")
-	resp, err := http.Get("http://" + r.admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
+	// The line is logged before the outcome is committed and counted:
+	// poll the counter, with a deadline, rather than race it.
+	var body []byte
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		resp, err := http.Get("http://" + r.admin + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if bytes.Contains(body, []byte(`event="delivered"`)) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
 	for _, want := range []string{"facteur_messages_received_total 1", `facteur_recipients_total{class="",event="delivered",provider="default"} 1`,
 		"facteur_delivery_latency_seconds_bucket", "facteur_queue_oldest_message_age_seconds", "facteur_connections_in_flight"} {
 		if !bytes.Contains(body, []byte(want)) {

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"facteur/policy"
-	"facteur/queue"
 	"facteur/relay/admin"
 	"facteur/relay/metrics"
 )
@@ -26,10 +25,6 @@ func init() {
 	})
 }
 
-// metricsScanLimit bounds the per-provider queue scan of a scrape; past it
-// the depth is given by status only (provider "all"), from counters.
-const metricsScanLimit = 50000
-
 func (d *daemon) newMetrics() *metrics.Metrics {
 	return metrics.New(metrics.Sources{
 		Queue: func(ctx context.Context) ([]metrics.QueueDepth, time.Duration, error) {
@@ -40,15 +35,6 @@ func (d *daemon) newMetrics() *metrics.Metrics {
 			var oldest time.Duration
 			if !st.Oldest.IsZero() {
 				oldest = time.Since(st.Oldest)
-			}
-			if st.Messages > metricsScanLimit {
-				var out []metrics.QueueDepth
-				for _, s := range queue.Statuses() {
-					if !s.Final() {
-						out = append(out, metrics.QueueDepth{Provider: "all", Status: string(s), Count: st.Recipients[s]})
-					}
-				}
-				return out, oldest, nil
 			}
 			depth, err := d.queueDepth(ctx)
 			return depth, oldest, err
@@ -65,24 +51,22 @@ func (d *daemon) newMetrics() *metrics.Metrics {
 	})
 }
 
-// queueDepth counts recipients by provider and status.
+// queueDepth counts recipients by provider and status, from the queue's
+// per-destination counters (issue 19 §3: no scan, whatever the queue's size).
+// A recipient not tried yet has no provider stored: its domain names one.
 func (d *daemon) queueDepth(ctx context.Context) ([]metrics.QueueDepth, error) {
-	msgs, err := d.store.List(ctx, queue.Filter{})
+	cs, err := d.store.Counts(ctx)
 	if err != nil {
 		return nil, err
 	}
+	pol := d.engine.Policy()
 	counts := map[[2]string]int{}
-	for _, m := range msgs {
-		for _, r := range m.Recipients {
-			if r.Status.Final() {
-				continue
-			}
-			p := r.Provider
-			if p == "" {
-				p = d.engine.Policy().Recognize(domainOf(r.Address), nil)
-			}
-			counts[[2]string{p, string(r.Status)}]++
+	for _, c := range cs {
+		p := c.Provider
+		if p == "" {
+			p = pol.Recognize(c.Domain, nil)
 		}
+		counts[[2]string{p, string(c.Status)}] += c.Count
 	}
 	out := make([]metrics.QueueDepth, 0, len(counts))
 	for k, n := range counts {

@@ -28,6 +28,7 @@ const queueUsage = `usage: facteur queue list [--json] [filters]
        facteur queue hold ID | facteur queue hold FILTERS
        facteur queue release ID
        facteur queue flush [ID]
+       facteur queue compact     (daemon stopped: give back the space a drained queue left)
 filters: --sender ADDR --client-ip IP --domain D --older-than DURATION (e.g. 2h, 3d)`
 
 func cmdQueue(args []string) int {
@@ -83,11 +84,14 @@ func cmdQueue(args []string) int {
 		if !*asJSON {
 			filters.Set("format", "text")
 		}
-		raw, err := get("/queue", filters)
+		// Streamed from the daemon: the first lines print at once.
+		err := c.do("GET", "/queue", filters, nil, os.Stdout)
+		if errors.Is(err, errDaemonDown) {
+			err = offlineList(cfg, filters, os.Stdout)
+		}
 		if err != nil {
 			return failErr(err)
 		}
-		os.Stdout.Write(raw)
 		return 0
 	case "show":
 		id, ok := needID()
@@ -163,10 +167,32 @@ func cmdQueue(args []string) int {
 			fmt.Printf("skipped %s %s: provider %s suspended until %s (%s)\n", s.ID, s.Rcpt, s.Provider, s.Until.Format(time.RFC3339), s.Reason)
 		}
 		return 0
+	case "compact":
+		// Offline, like postsuper's maintenance: the file is rewritten with
+		// only its live pages (issue 19 §5).
+		before, after, err := queue.Compact(dbPath(cfg), queue.Options{})
+		if err != nil {
+			return failErr(err)
+		}
+		fmt.Printf("%s: %s -> %s\n", dbPath(cfg), humanBytes(before), humanBytes(after))
+		return 0
 	default:
 		fmt.Fprintln(os.Stderr, queueUsage)
 		return 2
 	}
+}
+
+// humanBytes writes n as ops read a file size.
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 func plural(n int) string {

@@ -109,6 +109,8 @@ type daemon struct {
 	// verpSecret keys the VERP tokens; nil when bounces.domain is unset.
 	verpSecret []byte
 	inbound    []*inbound.Server
+	// flushReq asks flushLoop for a whole-queue flush as of the time sent.
+	flushReq chan time.Time
 
 	policyMu sync.Mutex // serialises reloads and state saves
 }
@@ -132,7 +134,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 
-	d := &daemon{cfg: cfg, log: log, store: store, events: newEventRing(1000)}
+	d := &daemon{cfg: cfg, log: log, store: store, events: newEventRing(1000), flushReq: make(chan time.Time, 1)}
 
 	pol, err := loadPolicy(cfg)
 	if err != nil {
@@ -162,6 +164,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	schedOpts, err := schedulerOptions(cfg)
 	if err != nil {
+		return err
+	}
+	if schedOpts.TLSPolicy, err = newTLSPolicy(cfg, res, store, log); err != nil {
 		return err
 	}
 	if d.verpSecret, err = verpSecret(cfg); err != nil {
@@ -199,6 +204,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	schedOpts.OnEvent = func(e scheduler.DeliveryEvent) {
 		d.events.add(e)
 		d.metrics.Recipient(e.Event, e.Provider, e.Class, e.Latency, e.At)
+		if e.Event == "delivered" && e.TLS != "" {
+			d.metrics.DeliveredTLS(e.TLS)
+		}
 		for _, h := range hooks {
 			ev := webhook.Event{Event: webhook.Kind(e.Event), ID: string(e.ID), Sender: e.Sender, Recipient: e.Rcpt,
 				Provider: e.Provider, Class: e.Class, Response: e.Response, Timestamp: e.At}
@@ -338,6 +346,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	g.Go(func() error { return d.pickup.Run(gctx) })
 	g.Go(func() error { return d.sched.Run(gctx) })
+	g.Go(func() error { return d.flushLoop(gctx) })
 	g.Go(func() error { return d.reloadOnHUP(gctx) })
 	g.Go(func() error { return d.alarmLoop(gctx) })
 	for _, h := range hooks {

@@ -174,23 +174,29 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusBadRequest, err)
 		return
 	}
-	msgs, err := s.Store.List(r.Context(), f)
+	// Streamed (issue 19 §3): the store is read a page per transaction and
+	// each message written as it comes, so the first line leaves at once
+	// and a million messages hold no memory here.
+	out := newListStream(w, r.URL.Query().Get("format") == "text")
+	err = s.Store.Each(r.Context(), f, func(m queue.Message) error {
+		if s.Decorate != nil {
+			one := []queue.Message{m}
+			s.Decorate(one)
+			m = one[0]
+		}
+		return out.add(m)
+	})
 	if err != nil {
-		WriteError(w, statusFor(err), err)
-		return
+		if !out.started {
+			WriteError(w, statusFor(err), err)
+			return
+		}
+		// Too late for a status: cut the stream short, so that the client
+		// sees a truncated listing (invalid JSON) rather than a complete one.
+		s.Log.Error("queue list", "err", err)
+		panic(http.ErrAbortHandler)
 	}
-	if msgs == nil {
-		msgs = []queue.Message{}
-	}
-	if s.Decorate != nil {
-		s.Decorate(msgs)
-	}
-	if r.URL.Query().Get("format") == "text" {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		FormatQueue(w, msgs)
-		return
-	}
-	WriteJSON(w, http.StatusOK, msgs)
+	out.end()
 }
 
 func (s *Server) id(w http.ResponseWriter, r *http.Request) (queue.ID, bool) {

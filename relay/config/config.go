@@ -31,7 +31,7 @@ type Config struct {
 	Policy          string            `yaml:"policy" json:"policy"`
 	Resolver        HostPort          `yaml:"resolver" json:"resolver"`
 	Delivery        Delivery          `yaml:"delivery" json:"delivery"`
-	Routes          map[string]string `yaml:"routes" json:"routes"`
+	Routes          map[string]Route  `yaml:"routes" json:"routes"`
 	Postmaster      string            `yaml:"postmaster" json:"postmaster"`
 	ShutdownTimeout Duration          `yaml:"shutdown_timeout" json:"shutdown_timeout"`
 	LogFile         string            `yaml:"log_file" json:"log_file"`
@@ -72,6 +72,13 @@ type Delivery struct {
 	Workers       int        `yaml:"workers" json:"workers"`
 	MaxLifetime   Duration   `yaml:"max_lifetime" json:"max_lifetime"`
 	TLS           string     `yaml:"tls" json:"tls"`
+	// MTASTS honours the recipient domains' MTA-STS policies (RFC 8461,
+	// issue 15): on or off.
+	MTASTS string `yaml:"mta_sts" json:"mta_sts"`
+	// DANE authenticates MX hosts with DNSSEC-signed TLSA records (RFC
+	// 7672): auto (only when the resolver is on loopback, where its AD bit
+	// can be trusted), on, or off.
+	DANE string `yaml:"dane" json:"dane"`
 }
 
 // RelayAuth is the smarthost login; the password lives in its own file so
@@ -184,6 +191,8 @@ func Default() *Config {
 			Workers:     100,
 			MaxLifetime: Duration(5 * 24 * time.Hour),
 			TLS:         "may",
+			MTASTS:      "on",
+			DANE:        "auto",
 		},
 		Suppression: Suppression{
 			HostUnknownTTL: Duration(30 * 24 * time.Hour),
@@ -345,6 +354,16 @@ func (c *Config) Validate() error {
 	default:
 		bad("delivery.tls", "want may or none, got %q", d.TLS)
 	}
+	switch d.MTASTS {
+	case "on", "off":
+	default:
+		bad("delivery.mta_sts", "want on or off, got %q", d.MTASTS)
+	}
+	switch d.DANE {
+	case "auto", "on", "off":
+	default:
+		bad("delivery.dane", "want auto, on or off, got %q", d.DANE)
+	}
 	if d.RelayhostAuth != nil && (d.RelayhostAuth.Username == "" || d.RelayhostAuth.PasswordFile == "") {
 		bad("delivery.relayhost_auth", "needs username and password_file")
 	}
@@ -355,12 +374,21 @@ func (c *Config) Validate() error {
 		bad("delivery.max_lifetime", "must be positive")
 	}
 	for dom, r := range c.Routes {
-		switch r {
+		switch r.To {
 		case "hold", "discard":
+		case "":
+			if r.TLS == "" {
+				bad("routes."+dom, "want host:port, hold, discard or {to, tls}")
+			}
 		default:
-			if err := checkHostPort(r); err != nil {
+			if err := checkHostPort(r.To); err != nil {
 				bad("routes."+dom, "want host:port, hold or discard: %v", err)
 			}
+		}
+		switch r.TLS {
+		case "", "none", "may", "encrypt", "verify":
+		default:
+			bad("routes."+dom+".tls", "want none, may, encrypt or verify, got %q", r.TLS)
 		}
 	}
 	for i, k := range c.DKIM {

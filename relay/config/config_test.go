@@ -97,3 +97,29 @@ func TestDurationRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestRouteForms(t *testing.T) {
+	c, err := Parse("routes.yaml", []byte(`routes:
+  a.example: "mx.a.example:2525"
+  b.example: hold
+  c.example: {tls: may}
+  d.example: {to: "[192.0.2.1]:25", tls: verify}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]Route{
+		"a.example": {To: "mx.a.example:2525"},
+		"b.example": {To: "hold"},
+		"c.example": {TLS: "may"},
+		"d.example": {To: "[192.0.2.1]:25", TLS: "verify"},
+	}
+	for k, v := range want {
+		if c.Routes[k] != v {
+			t.Errorf("routes[%s] = %+v, want %+v", k, c.Routes[k], v)
+		}
+	}
+	if c.Delivery.MTASTS != "on" || c.Delivery.DANE != "auto" {
+		t.Errorf("defaults mta_sts=%q dane=%q, want on and auto", c.Delivery.MTASTS, c.Delivery.DANE)
+	}
+}

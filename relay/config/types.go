@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -168,4 +169,62 @@ func splitHostPort(s string) (string, string, error) {
 	host, port := s[:i], s[i+1:]
 	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
 	return host, port, nil
+}
+
+// Route is a routes entry (Postfix's transport_maps and smtp_tls_policy_maps
+// in one): where a domain's mail goes, "host:port", "hold" or "discard"
+// ("" for its MX hosts), and the TLS level pinned for it, "none", "may",
+// "encrypt" or "verify" ("" for MTA-STS and DANE as usual). It is written as
+// a bare string (example.com: "host:port") or as a mapping
+// (example.com: {to: "host:port", tls: verify}, or {tls: may} alone).
+type Route struct {
+	To  string
+	TLS string
+}
+
+// UnmarshalYAML reads the two forms. The mapping is read key by key, not
+// with node.Decode, so that an unknown key is still refused (go-yaml issue
+// 460, STYLE.md §4).
+func (r *Route) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		*r = Route{To: n.Value}
+		return nil
+	case yaml.MappingNode:
+		*r = Route{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if v.Kind != yaml.ScalarNode {
+				return fmt.Errorf("%s: want a string", k.Value)
+			}
+			switch k.Value {
+			case "to":
+				r.To = v.Value
+			case "tls":
+				r.TLS = v.Value
+			default:
+				return fmt.Errorf("unknown key %q in a route (want to, tls)", k.Value)
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("want host:port, hold, discard or {to, tls}")
+}
+
+// MarshalYAML writes the bare form when no TLS level is pinned.
+func (r Route) MarshalYAML() (any, error) {
+	if r.TLS == "" {
+		return r.To, nil
+	}
+	m := map[string]string{"tls": r.TLS}
+	if r.To != "" {
+		m["to"] = r.To
+	}
+	return m, nil
+}
+
+// MarshalJSON is MarshalYAML's form in JSON.
+func (r Route) MarshalJSON() ([]byte, error) {
+	v, _ := r.MarshalYAML()
+	return json.Marshal(v)
 }

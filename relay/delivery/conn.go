@@ -79,6 +79,9 @@ type Options struct {
 	ImplicitTLS bool
 	// Auth, when set, authenticates with AUTH PLAIN after TLS.
 	Auth *Auth
+	// Security, when set, is the TLS policy of an MX connection (issue
+	// 15): it sets NoTLS, RequireTLS and VerifyTLS itself (see security.go).
+	Security *Security
 }
 
 func (o Options) normalize() (Options, error) {
@@ -93,6 +96,11 @@ func (o Options) normalize() (Options, error) {
 	}
 	if o.Port < 0 || o.Port > 65535 {
 		return o, fmt.Errorf("delivery: Options.Port %d out of range", o.Port)
+	}
+	if o.Security != nil {
+		if err := o.Security.apply(&o); err != nil {
+			return o, err
+		}
 	}
 	if o.NoTLS && (o.RequireTLS || o.ImplicitTLS || o.VerifyTLS || o.Auth != nil) {
 		return o, errors.New("delivery: Options.NoTLS contradicts RequireTLS, ImplicitTLS, VerifyTLS and Auth")
@@ -368,7 +376,13 @@ func (c *Conn) handshake(ctx context.Context, phase Phase) (*tls.Conn, error) {
 		if name == "" {
 			name = c.ip.String()
 		}
-		_, err := leaf.Verify(x509.VerifyOptions{DNSName: name, Roots: c.opts.RootCAs, Intermediates: inter})
+		var err error
+		if sec := c.opts.Security; sec != nil && sec.VerifyPeer != nil {
+			// DANE: the TLSA records decide, not the PKIX roots.
+			err = sec.VerifyPeer(st.PeerCertificates)
+		} else {
+			_, err = leaf.Verify(x509.VerifyOptions{DNSName: name, Roots: c.opts.RootCAs, Intermediates: inter})
+		}
 		if err != nil {
 			info.VerifyError = err.Error()
 		}

@@ -9,6 +9,14 @@
 // connection when TLS negotiation itself fails, AUTH PLAIN to a relayhost,
 // and MAIL/RCPT/DATA with the per-phase timeouts of RFC 5321 §4.5.3.2.
 //
+// For an MX connection the caller may give a Security (issue 15), decided
+// by relay/tlspolicy: it makes STARTTLS mandatory (encrypt), the PKIX
+// certificate check fatal (verify, mta-sts) or replaces that check by DANE
+// TLSA matching (dane); a session that does not reach it is refused
+// (PolicyFailure), never retried in plaintext. Conn.Protection says what
+// protected a session, Conn.Report what an MTA-STS policy in testing mode
+// would have refused.
+//
 // It does not own routing, queueing, policy or logging: Dial and Send return
 // what happened (replies verbatim, TLS details, which phase failed) and the
 // caller decides and logs.

@@ -30,6 +30,9 @@ const (
 	CheckDMARC = "dmarc"
 	CheckPTR   = "ptr"
 	CheckDNSBL = "dnsbl"
+	// With -mx: the domain's own MX hosts as a sender sees them (issue 15).
+	CheckMTASTS = "mta-sts"
+	CheckDANE   = "dane"
 )
 
 // Finding is the outcome of one check.
@@ -58,6 +61,9 @@ type Options struct {
 	DKIM []config.DKIMKey
 	// DNSBL is the block-list zones to query; nil means DefaultDNSBL().
 	DNSBL []string
+	// MX, when set (doctor -mx), checks the MTA-STS and DANE protection of
+	// the domain's own MX hosts; its findings come last.
+	MX func(ctx context.Context, domain string) []Finding
 }
 
 // DefaultDNSBL is the block lists checked when Options.DNSBL is nil: the
@@ -77,6 +83,9 @@ func Run(ctx context.Context, dns DNS, o Options) []Finding {
 	out = append(out, checkDMARC(ctx, dns, o))
 	out = append(out, checkPTR(ctx, dns, o))
 	out = append(out, checkDNSBLs(ctx, dns, o)...)
+	if o.MX != nil {
+		out = append(out, o.MX(ctx, o.Domain)...)
+	}
 	return out
 }
 

@@ -51,6 +51,7 @@ type Metrics struct {
 	recipients *prometheus.CounterVec
 	suspends   *prometheus.CounterVec
 	latency    prometheus.Histogram
+	tls        *prometheus.CounterVec
 
 	mu     sync.Mutex // guards window
 	window [60]minute // the last hour, one slot per minute
@@ -79,7 +80,11 @@ func New(src Sources) *Metrics {
 		Help:    "Time from acceptance to delivery, per delivered recipient.",
 		Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 86400},
 	})
-	m.reg.MustRegister(m.received, m.recipients, m.suspends, m.latency,
+	m.tls = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "facteur_tls_deliveries_total",
+		Help: "Delivered recipients by what protected the session: dane, mta-sts, verify, encrypt, opportunistic or none (issue 15).",
+	}, []string{"tls"})
+	m.reg.MustRegister(m.received, m.recipients, m.suspends, m.latency, m.tls,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&gauges{src: src})
 	return m
@@ -101,6 +106,10 @@ func (m *Metrics) Recipient(event, provider, class string, latency time.Duration
 	}
 	m.count(event, at)
 }
+
+// DeliveredTLS counts one delivered recipient by the protection of its
+// session (delivery.Prot*).
+func (m *Metrics) DeliveredTLS(mode string) { m.tls.WithLabelValues(mode).Inc() }
 
 // ProviderEvent counts a provider state change.
 func (m *Metrics) ProviderEvent(event, provider string) {

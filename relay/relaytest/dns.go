@@ -6,6 +6,7 @@ package relaytest
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/netip"
@@ -36,6 +37,13 @@ type Zone struct {
 	TXT   []string // one TXT record per string; longer than 255 bytes is split into character-strings
 	PTR   []string // host names, for a reverse name such as dns.ReverseAddr("127.0.0.2")
 	CNAME string   // an alias: the server follows it through the zone map, as a recursive resolver would
+	TLSA  []TLSA   // DANE records, for an owner such as "_25._tcp.mx.example.org"
+
+	// Secure sets the AD bit on answers for this name (and on its
+	// NXDOMAIN or NODATA, an authenticated denial), as a validating
+	// resolver does for a DNSSEC-signed zone. Through a CNAME every name of
+	// the chain must be Secure.
+	Secure bool
 
 	// TTL of every record and the SOA minimum of negative answers; 0 means DNSDefaultTTL.
 	TTL uint32
@@ -50,6 +58,13 @@ type Zone struct {
 	// closed (or the server shuts down): a test can keep a lookup in flight
 	// for as long as it needs, without sleeping.
 	Block <-chan struct{}
+}
+
+// TLSA is one DANE record (RFC 6698): usage, selector, matching type and
+// the certificate association data in hex. TLSAFor computes one.
+type TLSA struct {
+	Usage, Selector, MatchingType uint8
+	Data                          string
 }
 
 // DNSQuery is one query the server received.
@@ -194,6 +209,7 @@ func (s *DNSServer) set(name string, z Zone) error {
 	z.MX = slices.Clone(z.MX)
 	z.A, z.AAAA = slices.Clone(z.A), slices.Clone(z.AAAA)
 	z.TXT, z.PTR = slices.Clone(z.TXT), slices.Clone(z.PTR)
+	z.TLSA = slices.Clone(z.TLSA)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.zones[zoneKey(name)] = z
@@ -214,6 +230,11 @@ func checkZone(name string, z Zone) error {
 	for _, a := range z.AAAA {
 		if ip, err := netip.ParseAddr(a); err != nil || !ip.Is6() || ip.Is4In6() {
 			return fmt.Errorf("zone %q: AAAA %q is not an IPv6 address", name, a)
+		}
+	}
+	for _, r := range z.TLSA {
+		if _, err := hex.DecodeString(r.Data); err != nil || r.Data == "" {
+			return fmt.Errorf("zone %q: TLSA data %q is not hex", name, r.Data)
 		}
 	}
 	hosts := slices.Clone(z.PTR)
@@ -318,8 +339,12 @@ func (s *DNSServer) answer(resp *dns.Msg, q dns.Question) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	owner := q.Name
+	// AD is set when every name of the answer is in a signed zone
+	// (RFC 4035 §3.2.3); an unknown name is not.
+	resp.AuthenticatedData = true
 	for range 16 {
 		z, ok := s.zones[zoneKey(owner)]
+		resp.AuthenticatedData = resp.AuthenticatedData && ok && z.Secure
 		if !ok || z.NXDomain {
 			resp.Rcode = dns.RcodeNameError
 			resp.Ns = append(resp.Ns, soa(owner, z.ttl()))
@@ -348,6 +373,7 @@ func (s *DNSServer) answer(resp *dns.Msg, q dns.Question) {
 	}
 	// A CNAME loop: what a recursive resolver reports.
 	resp.Answer = nil
+	resp.AuthenticatedData = false
 	resp.Rcode = dns.RcodeServerFailure
 }
 
@@ -403,6 +429,11 @@ func (z Zone) records(owner string, qtype uint16) []dns.RR {
 	case dns.TypePTR:
 		for _, p := range z.PTR {
 			rrs = append(rrs, &dns.PTR{Hdr: hdr(owner, dns.TypePTR, ttl), Ptr: dns.Fqdn(p)})
+		}
+	case dns.TypeTLSA:
+		for _, r := range z.TLSA {
+			rrs = append(rrs, &dns.TLSA{Hdr: hdr(owner, dns.TypeTLSA, ttl), Usage: r.Usage, Selector: r.Selector,
+				MatchingType: r.MatchingType, Certificate: strings.ToLower(r.Data)})
 		}
 	case dns.TypeCNAME:
 		if z.CNAME != "" {

@@ -54,7 +54,7 @@ func (r *Resolver) LookupIP(ctx context.Context, name string) ([]netip.Addr, err
 	if err != nil {
 		return nil, err
 	}
-	addrs, _, err := r.addresses(ctx, host)
+	addrs, _, _, err := r.addresses(ctx, host)
 	return addrs, err
 }
 
@@ -75,6 +75,36 @@ func (r *Resolver) LookupPTR(ctx context.Context, ip netip.Addr) ([]string, erro
 	var out []string
 	for _, rr := range rrs {
 		out = append(out, display(strings.ToLower(rr.(*dns.PTR).Ptr)))
+	}
+	return out, nil
+}
+
+// TLSA is the answer to a TLSA query (RFC 6698) for DANE (RFC 7672).
+type TLSA struct {
+	// Records are the TLSA records found; empty for NXDOMAIN or NODATA.
+	Records []*dns.TLSA
+	// Secure is the AD bit: the answer, or the denial that there is one,
+	// was authenticated by the (validating) server.
+	Secure bool
+}
+
+// LookupTLSA looks up the TLSA records of port/tcp at host
+// ("_25._tcp.mx.example.org"). A name that does not exist is not an error
+// here: for DANE an authenticated denial means "no TLSA" (RFC 7672 §2.2.3).
+// Errors (SERVFAIL, which a validating resolver answers for bogus data,
+// timeouts) are temporary: the caller must not fall back to plaintext.
+func (r *Resolver) LookupTLSA(ctx context.Context, port int, host string) (TLSA, error) {
+	cname, err := canonical(fmt.Sprintf("_%d._tcp.%s", port, strings.TrimSuffix(host, ".")))
+	if err != nil {
+		return TLSA{}, err
+	}
+	a, err := r.lookup(ctx, cname, dns.TypeTLSA)
+	if err != nil {
+		return TLSA{}, err
+	}
+	out := TLSA{Secure: a.secure}
+	for _, rr := range a.rrs {
+		out.Records = append(out.Records, rr.(*dns.TLSA))
 	}
 	return out, nil
 }

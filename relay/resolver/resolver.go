@@ -158,6 +158,10 @@ type answer struct {
 	nxdomain bool
 	rrs      []dns.RR // records of the asked type at the end of the CNAME chain
 	expires  time.Time
+	// secure is the AD bit of the response: the server says it validated
+	// the whole answer with DNSSEC (RFC 4035 §3.2.3). Whether to believe it
+	// is the caller's decision (config delivery.dane, issue 15).
+	secure bool
 }
 
 // lookup returns the answer for name (canonical) and qtype, from the cache or
@@ -270,6 +274,10 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*answe
 	req := new(dns.Msg)
 	req.SetQuestion(name, qtype)
 	req.RecursionDesired = true
+	// RFC 6840 §5.7: AD in a query asks a validating resolver to say
+	// whether the answer is authenticated, without the RRSIGs that DO would
+	// bring. DANE (issue 15) reads it; nothing else depends on it.
+	req.AuthenticatedData = true
 	req.SetEdns0(ednsSize, false)
 
 	resp, err := r.exchange(ctx, "udp", req)
@@ -326,9 +334,9 @@ func (r *Resolver) read(resp *dns.Msg, name string, qtype uint16) (*answer, erro
 	if len(rrs) > 0 {
 		// An NXDOMAIN with records of the asked type would be
 		// contradictory; the records win.
-		return &answer{rrs: rrs, expires: now.Add(min(ttl, MaxTTL))}, nil
+		return &answer{rrs: rrs, expires: now.Add(min(ttl, MaxTTL)), secure: resp.AuthenticatedData}, nil
 	}
-	a := &answer{nxdomain: resp.Rcode == dns.RcodeNameError}
+	a := &answer{nxdomain: resp.Rcode == dns.RcodeNameError, secure: resp.AuthenticatedData}
 	// RFC 2308 §5: a negative answer is cached for min(SOA TTL, SOA
 	// MINIMUM), and not at all without an SOA. The CNAMEs that led to it
 	// bound it too.

@@ -28,6 +28,10 @@ type Route struct {
 	// Expires is when the first of the DNS answers this route was built
 	// from runs out; a caller keeping the route longer should ask again.
 	Expires time.Time
+	// Secure is true when the server set the AD bit on the MX answer (for
+	// an implicit MX, on the domain's address answers): DNSSEC says these
+	// are the domain's hosts. DANE (RFC 7672 §2.2.1) starts from there.
+	Secure bool
 }
 
 // Host is one mail exchanger and its addresses.
@@ -42,6 +46,10 @@ type Host struct {
 	// broken one costs at most every other attempt. Within a family the
 	// DNS order is kept (RFC 5321 §5.1).
 	Addrs []netip.Addr
+	// Secure is true when every address answer used was authenticated
+	// (AD bit): the host's zone is signed, so its TLSA records may be
+	// looked up (RFC 7672 §2.2.2).
+	Secure bool
 }
 
 // Route looks up the mail exchangers of domain (U-labels are accepted and
@@ -63,7 +71,7 @@ func (r *Resolver) Route(ctx context.Context, domain string) (Route, error) {
 	if mx.nxdomain {
 		return Route{}, r.fail(name, dns.TypeMX, ErrNXDomain)
 	}
-	route := Route{Domain: display(name), Expires: mx.expires}
+	route := Route{Domain: display(name), Expires: mx.expires, Secure: mx.secure}
 	if len(mx.rrs) == 0 {
 		return r.implicit(ctx, route, name)
 	}
@@ -104,7 +112,7 @@ func (r *Resolver) Route(ctx context.Context, domain string) (Route, error) {
 			}
 			continue
 		}
-		addrs, expires, err := r.addresses(ctx, host)
+		addrs, expires, secure, err := r.addresses(ctx, host)
 		if err != nil {
 			if ctx.Err() != nil {
 				return Route{}, err
@@ -116,7 +124,7 @@ func (r *Resolver) Route(ctx context.Context, domain string) (Route, error) {
 			reasons = append(reasons, fmt.Sprintf("%s: no address", h.Name))
 			continue
 		}
-		h.Addrs = addrs
+		h.Addrs, h.Secure = addrs, secure
 		route.MX = append(route.MX, h)
 		route.Expires = earliest(route.Expires, expires)
 	}
@@ -133,7 +141,7 @@ func (r *Resolver) Route(ctx context.Context, domain string) (Route, error) {
 // implicit builds the route of a domain without MX records: the domain
 // itself at preference 0 (RFC 5321 §5.1).
 func (r *Resolver) implicit(ctx context.Context, route Route, name string) (Route, error) {
-	addrs, expires, err := r.addresses(ctx, name)
+	addrs, expires, secure, err := r.addresses(ctx, name)
 	if err != nil {
 		return Route{}, err
 	}
@@ -141,7 +149,10 @@ func (r *Resolver) implicit(ctx context.Context, route Route, name string) (Rout
 		return Route{}, r.fail(name, dns.TypeMX, ErrNoAddress)
 	}
 	route.Implicit = true
-	route.MX = []Host{{Name: route.Domain, Addrs: addrs}}
+	// The authenticated denial of MX and secure addresses make the domain
+	// itself a secure host (RFC 7672 §2.2.1).
+	route.Secure = route.Secure && secure
+	route.MX = []Host{{Name: route.Domain, Addrs: addrs, Secure: secure}}
 	route.Expires = earliest(route.Expires, expires)
 	return route, nil
 }
@@ -150,7 +161,8 @@ func (r *Resolver) implicit(ctx context.Context, route Route, name string) (Rout
 // by the IP version, ordered as Host.Addrs says. A failure of one family is
 // tolerated when the other has addresses. A name that does not exist is an
 // error wrapping ErrNXDomain; a name without addresses is (nil, nil).
-func (r *Resolver) addresses(ctx context.Context, host string) ([]netip.Addr, time.Time, error) {
+// secure says every answer used carried the AD bit.
+func (r *Resolver) addresses(ctx context.Context, host string) ([]netip.Addr, time.Time, bool, error) {
 	var types []uint16
 	switch r.ipVersion {
 	case IPv4:
@@ -164,12 +176,13 @@ func (r *Resolver) addresses(ctx context.Context, host string) ([]netip.Addr, ti
 		byFamily [2][]netip.Addr
 		expires  time.Time
 		firstErr error
+		secure   = true
 	)
 	for i, qtype := range types {
 		a, err := r.lookup(ctx, host, qtype)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, time.Time{}, err
+				return nil, time.Time{}, false, err
 			}
 			firstErr = cmp.Or(firstErr, err)
 			continue
@@ -177,18 +190,19 @@ func (r *Resolver) addresses(ctx context.Context, host string) ([]netip.Addr, ti
 		if a.nxdomain {
 			// The name does not exist, whatever the type: no need to ask
 			// for the other family.
-			return nil, time.Time{}, r.fail(host, qtype, ErrNXDomain)
+			return nil, time.Time{}, false, r.fail(host, qtype, ErrNXDomain)
 		}
 		byFamily[i] = addrsOf(a.rrs)
 		expires = earliest(expires, a.expires)
+		secure = secure && a.secure
 	}
 	if len(byFamily[0])+len(byFamily[1]) == 0 {
-		return nil, time.Time{}, firstErr
+		return nil, time.Time{}, false, firstErr
 	}
 	if len(types) == 2 && r.coin() {
 		byFamily[0], byFamily[1] = byFamily[1], byFamily[0]
 	}
-	return interleave(byFamily[0], byFamily[1]), expires, nil
+	return interleave(byFamily[0], byFamily[1]), expires, secure, nil
 }
 
 // filter keeps ip if its family is allowed.

@@ -14,7 +14,11 @@
 // DSN, and suppress, throttle, suspend or back off as the policy says). A
 // suspended provider's recipients are deferred to the end of the
 // suspension without an attempt; nothing extends a recipient's lifetime,
-// at whose end it expires with a DSN.
+// at whose end it expires with a DSN. A destination that does not answer
+// (the relayhost, a route, a domain's MX set) is marked dead after a
+// failed connection: its due recipients are deferred in bulk as they come
+// due, without a connection each, until one probe at the end of a back-off
+// period finds it alive (dead.go, Postfix's dead-site logic).
 //
 // Invariants: a recipient is in flight in at most one lane; its status
 // changes only on a remote reply (or a local verdict such as expiry, NXDOMAIN

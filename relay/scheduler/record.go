@@ -13,6 +13,7 @@ import (
 	"facteur/policy"
 	"facteur/queue"
 	"facteur/relay/delivery"
+	"facteur/relay/tlspolicy"
 )
 
 // connInfo is what the log says about the connection an attempt used.
@@ -20,20 +21,34 @@ func connAttrs(c *delivery.Conn) []any {
 	if c == nil {
 		return nil
 	}
-	attrs := []any{"mx", c.Host(), "ip", c.IP().String()}
+	// tls is what protected the session (issue 15 §4); cipher, cv and dn
+	// describe the TLS session itself.
+	attrs := []any{"mx", c.Host(), "ip", c.IP().String(), "tls", c.Protection()}
 	if t, ok := c.TLS(); ok {
 		cv := "no"
 		if t.Verified {
 			cv = "yes"
 		}
-		attrs = append(attrs, "tls", t.Version+":"+t.Cipher, "cv", cv)
+		attrs = append(attrs, "cipher", t.Version+":"+t.Cipher, "cv", cv)
 		if t.PeerDN != "" {
 			attrs = append(attrs, "dn", t.PeerDN)
 		}
-	} else {
-		attrs = append(attrs, "tls", "none")
+	}
+	if r := c.Report(); r != "" {
+		attrs = append(attrs, "tls_report", r)
 	}
 	return attrs
+}
+
+// tlsOf is the queue's record of a session's TLS for a recipient.
+func tlsOf(c *delivery.Conn) (mode, cipher, dn string) {
+	if c == nil {
+		return "", "", ""
+	}
+	if t, ok := c.TLS(); ok {
+		return c.Protection(), t.Version + ":" + t.Cipher, t.PeerDN
+	}
+	return c.Protection(), "", ""
 }
 
 func toPolicy(r delivery.Reply) policy.Reply {
@@ -56,12 +71,14 @@ func (s *Scheduler) record(ctx context.Context, it *item, provider, domain strin
 		switch {
 		case ok && rr.Delivered():
 			s.logEvents(s.shaper.Delivered(provider, domain, now))
-			out.ups = append(out.ups, queue.Update{Rcpt: rcpt, Status: queue.Delivered, Response: rr.Reply.String(), Provider: provider, Attempted: true, At: now})
+			mode, cipher, dn := tlsOf(c)
+			out.ups = append(out.ups, queue.Update{Rcpt: rcpt, Status: queue.Delivered, Response: rr.Reply.String(), Provider: provider, Attempted: true, At: now,
+				TLS: mode, TLSCipher: cipher, TLSDN: dn})
 			attrs := []any{"qid", string(it.msg.ID), "rcpt", "<" + rcpt + ">", "provider", provider}
 			attrs = append(attrs, connAttrs(c)...)
 			attrs = append(attrs, "attempt", s.attempts(it, rcpt)+1, "delay", now.Sub(it.msg.Created), "resp", rr.Reply.String())
 			s.log.Info("delivered", attrs...)
-			out.events = append(out.events, DeliveryEvent{Event: "delivered", ID: it.msg.ID, Sender: it.msg.Sender, Rcpt: rcpt, Provider: provider, Response: rr.Reply.String(), At: now, Latency: now.Sub(it.msg.Created)})
+			out.events = append(out.events, DeliveryEvent{Event: "delivered", ID: it.msg.ID, Sender: it.msg.Sender, Rcpt: rcpt, Provider: provider, Response: rr.Reply.String(), At: now, Latency: now.Sub(it.msg.Created), TLS: mode})
 		case ok && rr.Reply.Known():
 			s.judge(&out, it, rcpt, provider, domain, c, toPolicy(rr.Reply), rr.Reply.Local, now)
 		default:
@@ -104,6 +121,9 @@ type outcome struct {
 	ups     []queue.Update
 	bounced []bouncedRcpt
 	events  []DeliveryEvent
+	// refusal is the TLS policy that kept the item from any connection:
+	// its host and mode go in the log and the queue instead of a session's.
+	refusal *tlspolicy.Refusal
 }
 
 // judge turns a failing reply into the recipient's update, logging it; a
@@ -124,11 +144,21 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 	attempt := s.attempts(it, rcpt) + 1
 	base := []any{"qid", string(it.msg.ID), "rcpt", "<" + rcpt + ">", "provider", provider}
 	base = append(base, connAttrs(c)...)
+	mode, cipher, dn := tlsOf(c)
+	if c == nil && out.refusal != nil {
+		base = append(base, "mx", out.refusal.Host)
+		if out.refusal.IP.IsValid() {
+			base = append(base, "ip", out.refusal.IP.String())
+		}
+		base = append(base, "tls", out.refusal.Mode)
+		mode = out.refusal.Mode
+	}
 	base = append(base, "attempt", attempt, "delay", now.Sub(it.msg.Created), "class", string(d.Class), "rule", d.Rule)
 	if len(d.Auth) > 0 {
 		base = append(base, "missing", strings.Join(d.Auth, ","))
 	}
-	u := queue.Update{Rcpt: rcpt, Response: r.String(), Class: string(d.Class), Provider: provider, Attempted: true, At: now}
+	u := queue.Update{Rcpt: rcpt, Response: r.String(), Class: string(d.Class), Provider: provider, Attempted: true, At: now,
+		TLS: mode, TLSCipher: cipher, TLSDN: dn}
 	mx := ""
 	if c != nil {
 		mx = c.Host()
@@ -136,7 +166,7 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 	if d.Action == policy.Bounce {
 		u.Status = queue.Bounced
 		s.log.Info("bounced", append(base, "resp", r.String())...)
-		out.events = append(out.events, DeliveryEvent{Event: "bounced", ID: it.msg.ID, Sender: it.msg.Sender, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now})
+		out.events = append(out.events, DeliveryEvent{Event: "bounced", ID: it.msg.ID, Sender: it.msg.Sender, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now, TLS: mode})
 		b := bouncedRcpt{rcpt: rcpt, reply: r, mx: mx, lastTime: now}
 		if d.Suppress {
 			b.suppress = &d
@@ -159,7 +189,7 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 	if expired {
 		u.Status = queue.Bounced
 		s.log.Info("expired", append(base, "resp", r.String())...)
-		out.events = append(out.events, DeliveryEvent{Event: "expired", ID: it.msg.ID, Sender: it.msg.Sender, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now})
+		out.events = append(out.events, DeliveryEvent{Event: "expired", ID: it.msg.ID, Sender: it.msg.Sender, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now, TLS: mode})
 		out.ups = append(out.ups, u)
 		out.bounced = append(out.bounced, bouncedRcpt{rcpt: rcpt, reply: r, mx: mx, expired: true, lastTime: now})
 		return
@@ -167,7 +197,7 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 	u.Status = queue.Deferred
 	u.NextAttempt = next
 	s.log.Info("deferred", append(base, "next", next, "resp", r.String())...)
-	out.events = append(out.events, DeliveryEvent{Event: "deferred", ID: it.msg.ID, Sender: it.msg.Sender, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now})
+	out.events = append(out.events, DeliveryEvent{Event: "deferred", ID: it.msg.ID, Sender: it.msg.Sender, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now, TLS: mode})
 	out.ups = append(out.ups, u)
 }
 
@@ -221,6 +251,19 @@ func (s *Scheduler) expire(ctx context.Context, it *item, provider string, now t
 func (s *Scheduler) failItem(ctx context.Context, it *item, provider, domain string, err error, c *delivery.Conn) {
 	now := s.clock.Now()
 	if s.expire(ctx, it, provider, now) {
+		return
+	}
+	var ref *tlspolicy.Refusal
+	if errors.As(err, &ref) {
+		// RFC 8461 §5.1, RFC 7672 §2.2: the policy forbids every host that
+		// could be tried; the recipients wait, never sent in clear nor to
+		// a host outside the policy (issue 15: 4.7.5 with the reason).
+		reply := policy.Reply{Code: 451, Enhanced: "4.7.5", Text: ref.Error()}
+		out := outcome{refusal: ref}
+		for _, rcpt := range it.rcpts {
+			s.judge(&out, it, rcpt, provider, domain, nil, reply, true, now)
+		}
+		s.commit(ctx, it, out, now)
 		return
 	}
 	var se *smtp.SMTPError

@@ -12,11 +12,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/emersion/go-smtp"
+
 	"facteur/policy"
 	"facteur/queue"
 	"facteur/relay/address"
 	"facteur/relay/delivery"
 	"facteur/relay/resolver"
+	"facteur/relay/tlspolicy"
 )
 
 // Options configure the scheduler; cmd/facteur fills them from the config.
@@ -37,6 +40,12 @@ type Options struct {
 	RelayhostDial delivery.Options
 	// Routes are per-domain overrides: "host:port", "hold" or "discard".
 	Routes map[string]string
+	// RouteTLS pins a domain's TLS level ("none", "may", "encrypt",
+	// "verify": a routes entry's tls), instead of MTA-STS and DANE.
+	RouteTLS map[string]string
+	// TLSPolicy decides MTA-STS and DANE per MX host (issue 15); nil:
+	// opportunistic STARTTLS only.
+	TLSPolicy *tlspolicy.Policy
 	// MaxLifetime is the queue lifetime when the provider sets none.
 	MaxLifetime time.Duration
 	// HostUnknownTTL is how long a host_unknown suppression lasts.
@@ -57,6 +66,16 @@ type Options struct {
 	// OnProviderEvent is called after provider state changes (the daemon
 	// saves the policy state then); may be nil.
 	OnProviderEvent func(evs []policy.Event)
+
+	// DeadCohort is how many connection failures in a row, none
+	// succeeding, mark a destination dead (dead.go); default 1, as
+	// Postfix's default_destination_concurrency_failed_cohort_limit.
+	DeadCohort int
+	// DeadBackoff is how long a destination stays dead before one probe
+	// (default 5 min); each failed probe doubles it up to DeadMaxBackoff
+	// (default 1 h).
+	DeadBackoff    time.Duration
+	DeadMaxBackoff time.Duration
 }
 
 // DeliveryEvent is one recipient outcome, for webhooks and metrics.
@@ -70,6 +89,10 @@ type DeliveryEvent struct {
 	Response string
 	At       time.Time
 	Latency  time.Duration
+	// TLS is what protected the session of a delivery: dane, mta-sts,
+	// verify, encrypt, opportunistic or none (delivery.Prot*); "" when no
+	// session was made.
+	TLS string
 }
 
 // Scheduler moves due recipients from the queue to delivery connections.
@@ -84,10 +107,11 @@ type Scheduler struct {
 
 	wake chan struct{}
 
-	mu       sync.Mutex // guards inflight, lanes and workers
+	mu       sync.Mutex // guards inflight, lanes, workers and dead
 	inflight map[rkey]struct{}
 	lanes    map[string]*lane
 	workers  int
+	dead     map[string]*deadDest // by destKey
 
 	wg      sync.WaitGroup
 	sendCtx context.Context // cancelled ShutdownTimeout after Run's ctx
@@ -110,6 +134,7 @@ type lane struct {
 	workers   int
 	notBefore time.Time // connection limit: no worker before this
 	limitWait bool      // notBefore comes from a connection limit, lifted when a connection ends
+	probe     bool      // its worker is the probe of a dead destination
 }
 
 // target is one host to try, in order.
@@ -117,6 +142,8 @@ type target struct {
 	host string
 	ip   netip.Addr
 	opts delivery.Options
+	// refused: the TLS policy forbids this host; it is not dialled.
+	refused *tlspolicy.Refusal
 }
 
 // item is the recipients of one message that go in one transaction.
@@ -139,6 +166,15 @@ func New(opts Options, store *queue.Store, res *resolver.Resolver, shaper Shaper
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = 10 * time.Second
 	}
+	if opts.DeadCohort <= 0 {
+		opts.DeadCohort = defaultDeadCohort
+	}
+	if opts.DeadBackoff <= 0 {
+		opts.DeadBackoff = defaultDeadBackoff
+	}
+	if opts.DeadMaxBackoff < opts.DeadBackoff {
+		opts.DeadMaxBackoff = max(defaultDeadMaxBackoff, opts.DeadBackoff)
+	}
 	if clock == nil {
 		clock = RealClock{}
 	}
@@ -147,6 +183,7 @@ func New(opts Options, store *queue.Store, res *resolver.Resolver, shaper Shaper
 		wake:     make(chan struct{}, 1),
 		inflight: map[rkey]struct{}{},
 		lanes:    map[string]*lane{},
+		dead:     map[string]*deadDest{},
 	}
 	s.dsn = &dsnMaker{s: s}
 	return s
@@ -209,6 +246,7 @@ func (s *Scheduler) cycle(ctx context.Context) time.Time {
 		s.log.Error("scheduler: reading due recipients", "err", err)
 		return now.Add(time.Second)
 	}
+	s.deferDead(ctx, now)
 	next := s.startWorkers(ctx, now)
 	if t, ok, err := s.store.NextDue(ctx); err == nil && ok && (next.IsZero() || t.Before(next)) {
 		next = t
@@ -345,6 +383,21 @@ func (s *Scheduler) startWorkers(ctx context.Context, now time.Time) time.Time {
 				want = lim
 			}
 		}
+		if d := s.deadLocked(s.destKey(l.domain)); d != nil {
+			// Dead: its items are deferred by deferDead until the
+			// period is over, then one worker probes.
+			if now.Before(d.until) || d.probing || len(l.pending) == 0 {
+				continue
+			}
+			if l.workers == 0 && s.workers < s.opts.Workers && ctx.Err() == nil {
+				d.probing, l.probe = true, true
+				l.workers++
+				s.workers++
+				s.wg.Add(1)
+				go s.worker(ctx, l)
+			}
+			continue
+		}
 		for l.workers < want && s.workers < s.opts.Workers && ctx.Err() == nil {
 			l.workers++
 			s.workers++
@@ -410,6 +463,14 @@ func (s *Scheduler) workerExit(l *lane) {
 	s.mu.Lock()
 	l.workers--
 	s.workers--
+	if l.probe {
+		// A probe that ended without connecting (a suspension, a rate
+		// limit, shutdown) leaves the next cycle to start another.
+		l.probe = false
+		if d := s.dead[s.destKey(l.domain)]; d != nil {
+			d.probing = false
+		}
+	}
 	// A connection slot of this provider is free again.
 	for _, o := range s.lanes {
 		if o.limitWait && o.provider == l.provider {
@@ -444,6 +505,11 @@ func (s *Scheduler) worker(ctx context.Context, l *lane) {
 		if ctx.Err() != nil {
 			s.abandon(l)
 			return
+		}
+		if resolver.Temporary(err) {
+			// The relayhost, the route or the MX set cannot be looked up:
+			// as good as a refused connection for the lanes behind it.
+			s.connFailed(s.destKey(l.domain), err.Error(), s.clock.Now())
 		}
 		s.routeFailed(wctx, l, provider, err)
 		return
@@ -556,14 +622,23 @@ func (s *Scheduler) connection(ctx, wctx context.Context, l *lane, provider stri
 		if ctx.Err() != nil {
 			return stop(it, rateShutdown)
 		}
-		// Nothing answered. With no other connection of this lane up, the
-		// whole destination waits (Postfix's dead destination); otherwise
-		// only this item does: the others are being delivered.
+		// Nothing answered, or the server refused to talk (then the policy
+		// judges its reply). A destination that does not answer is marked
+		// dead after a cohort of failures (dead.go): the rest of its work
+		// is deferred in bulk, without a connection each.
+		// Otherwise, with no other connection of this lane up, the lane's
+		// items all take this failure; with one up, only this item does:
+		// the others are being delivered.
+		// A TLS policy refusal (issue 15) is no dead destination either:
+		// each recipient must keep saying, with 4.7.5, which policy holds it.
+		var se *smtp.SMTPError
+		var ref *tlspolicy.Refusal
+		dead := !errors.As(dialErr, &se) && !errors.As(dialErr, &ref) && s.connFailed(s.destKey(l.domain), dialErr.Error(), s.clock.Now())
 		items := []*item{it}
 		s.mu.Lock()
 		alone := l.workers <= 1
 		s.mu.Unlock()
-		if alone {
+		if alone && !dead {
 			items = append(items, s.drain(l)...)
 		}
 		for _, x := range items {
@@ -571,6 +646,7 @@ func (s *Scheduler) connection(ctx, wctx context.Context, l *lane, provider stri
 		}
 		return false
 	}
+	s.connOK(s.destKey(l.domain))
 	defer conn.Close()
 	for {
 		if !s.expire(wctx, it, provider, s.clock.Now()) {
@@ -634,10 +710,17 @@ func (s *Scheduler) send(ctx, wctx context.Context, it *item, provider, domain s
 }
 
 // dial tries each target in order; on failure it returns the last error
-// (an *smtp.SMTPError inside when the server refused the greeting).
+// (an *smtp.SMTPError inside when the server refused the greeting), or,
+// when the TLS policy refused a host or a session, that refusal (a
+// *tlspolicy.Refusal): the recipients are deferred with 4.7.5 for it.
 func (s *Scheduler) dial(ctx context.Context, targets []target) (*delivery.Conn, error) {
 	var last error
+	var refused *tlspolicy.Refusal
 	for _, t := range targets {
+		if t.refused != nil {
+			refused = t.refused
+			continue
+		}
 		c, err := delivery.Dial(ctx, t.host, t.ip, t.opts)
 		if err == nil {
 			if fb := c.TLSFallback(); fb != nil {
@@ -646,9 +729,17 @@ func (s *Scheduler) dial(ctx context.Context, targets []target) (*delivery.Conn,
 			return c, nil
 		}
 		last = err
+		if sec := t.opts.Security; sec != nil && required(sec.Mode) && delivery.PolicyFailure(err) {
+			// Never retried in plaintext: the policy says this host
+			// must authenticate (or at least encrypt), and it did not.
+			refused = &tlspolicy.Refusal{Mode: sec.Mode, Host: t.host, IP: t.ip, Err: err}
+		}
 		if ctx.Err() != nil {
 			break
 		}
+	}
+	if refused != nil && ctx.Err() == nil {
+		return nil, refused
 	}
 	if last == nil {
 		last = errors.New("no host to connect to")
@@ -656,10 +747,22 @@ func (s *Scheduler) dial(ctx context.Context, targets []target) (*delivery.Conn,
 	return nil, last
 }
 
+// required reports whether a Security mode refuses a session without TLS.
+func required(mode string) bool {
+	switch mode {
+	case delivery.ProtEncrypt, delivery.ProtVerify, delivery.ProtMTASTS, delivery.ProtDANE:
+		return true
+	}
+	return false
+}
+
 // resolve finds the hosts of l and its provider.
 func (s *Scheduler) resolve(ctx context.Context, l *lane) ([]target, string, error) {
+	pin := tlspolicy.Pin(s.opts.RouteTLS[l.domain])
 	if route, ok := s.opts.Routes[l.domain]; ok {
-		ts, err := s.hostTargets(ctx, route, s.opts.Dial)
+		dial := s.opts.Dial
+		dial.Security = pin
+		ts, err := s.hostTargets(ctx, route, dial)
 		p := s.shaper.Recognize(l.domain, nil)
 		s.setProvider(l, p)
 		return ts, p, err
@@ -677,16 +780,48 @@ func (s *Scheduler) resolve(ctx context.Context, l *lane) ([]target, string, err
 		return nil, p, err
 	}
 	var names []string
-	var ts []target
 	for _, h := range route.MX {
 		names = append(names, h.Name)
-		for _, ip := range h.Addrs {
-			ts = append(ts, target{host: h.Name, ip: ip, opts: s.opts.Dial})
-		}
 	}
+	ts := s.mxTargets(ctx, route, pin)
 	p := s.shaper.Recognize(l.domain, names)
 	s.setProvider(l, p)
 	return ts, p, nil
+}
+
+// mxTargets lists the addresses of a domain's MX hosts with the TLS each
+// connection must reach: the routes pin when there is one, else what
+// MTA-STS and DANE demand (relay/tlspolicy).
+func (s *Scheduler) mxTargets(ctx context.Context, route resolver.Route, pin *delivery.Security) []target {
+	secs := make([]*delivery.Security, len(route.MX))
+	refusals := make([]*tlspolicy.Refusal, len(route.MX))
+	switch {
+	case pin != nil:
+		for i := range secs {
+			secs[i] = pin
+		}
+	case s.opts.TLSPolicy != nil && !s.opts.Dial.NoTLS:
+		plan := s.opts.TLSPolicy.Plan(ctx, route)
+		if plan.STS.Note != "" {
+			s.log.Warn("mta-sts", "domain", route.Domain, "note", plan.STS.Note)
+		}
+		for i, h := range plan.Hosts {
+			secs[i], refusals[i] = h.Security, h.Refused
+		}
+	}
+	var ts []target
+	for i, h := range route.MX {
+		if refusals[i] != nil {
+			ts = append(ts, target{host: h.Name, refused: refusals[i]})
+			continue
+		}
+		opts := s.opts.Dial
+		opts.Security = secs[i]
+		for _, ip := range h.Addrs {
+			ts = append(ts, target{host: h.Name, ip: ip, opts: opts})
+		}
+	}
+	return ts
 }
 
 func (s *Scheduler) setProvider(l *lane, p string) {

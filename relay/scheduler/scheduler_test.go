@@ -55,6 +55,17 @@ func (w syncWriter) Write(p []byte) (int, error) {
 
 func newHarness(t *testing.T, port int, zones map[string]relaytest.Zone, tweak func(*Options)) *harness {
 	t.Helper()
+	return newHarnessWith(t, port, zones, func(_ *harness, _ *resolver.Resolver, o *Options) {
+		if tweak != nil {
+			tweak(o)
+		}
+	})
+}
+
+// newHarnessWith is newHarness whose tweak also sees the harness (its DNS
+// server and clock) and the resolver, to build what needs them.
+func newHarnessWith(t *testing.T, port int, zones map[string]relaytest.Zone, tweak func(*harness, *resolver.Resolver, *Options)) *harness {
+	t.Helper()
 	st, err := queue.Open(filepath.Join(t.TempDir(), "q.db"), queue.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +93,7 @@ func newHarness(t *testing.T, port int, zones map[string]relaytest.Zone, tweak f
 		OnEvent:        func(e DeliveryEvent) { h.events <- e },
 	}
 	if tweak != nil {
-		tweak(&opts)
+		tweak(h, res, &opts)
 	}
 	log := slog.New(slog.NewTextHandler(syncWriter{h.logMu, h.log}, nil))
 	h.sched = New(opts, st, res, EngineShaper{eng}, clock, log)
@@ -424,7 +435,7 @@ func TestSTARTTLSRecordedInLog(t *testing.T) {
 	h.logMu.Lock()
 	log := h.log.String()
 	h.logMu.Unlock()
-	for _, want := range []string{"tls=TLS1.3:", "cv=no", `dn=CN=mx.example.org`, "mx=mx.example.org", "ip=127.0.0.8"} {
+	for _, want := range []string{"tls=opportunistic", "cipher=TLS1.3:", "cv=no", `dn=CN=mx.example.org`, "mx=mx.example.org", "ip=127.0.0.8"} {
 		if !strings.Contains(log, want) && !strings.Contains(log, strings.ReplaceAll(want, `dn=`, `dn="`)) {
 			t.Errorf("log lacks %q:\n%s", want, log)
 		}

@@ -1,0 +1,65 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+)
+
+// walkPage is how many records one read transaction of Each decodes. A read
+// transaction held for a whole listing of a million messages would stop bbolt from
+// growing the file (its remap waits for readers) and so hold Enqueue; short ones never
+// do, and the first page reaches the client at once.
+const walkPage = 512
+
+// Each calls fn with a copy of every message f selects, in ID (arrival) order, reading
+// the queue a page at a time so that memory stays bounded and no write waits for it.
+// Each page is a consistent snapshot; a message queued or removed during the walk may
+// be seen or not. An error from fn stops the walk and is returned.
+func (s *Store) Each(ctx context.Context, f Filter, fn func(Message) error) error {
+	if err := f.validate(); err != nil {
+		return fmt.Errorf("list: %w", err)
+	}
+	var after []byte
+	for {
+		var page []Message
+		var last []byte
+		err := s.view(ctx, func(w *wtx) error {
+			c := w.msgs.Cursor()
+			k, v := c.First()
+			if after != nil {
+				k, v = c.Seek(after)
+				if k != nil && bytes.Equal(k, after) {
+					k, v = c.Next()
+				}
+			}
+			for n := 0; k != nil && n < walkPage; k, v = c.Next() {
+				n++
+				last = bytes.Clone(k)
+				r, err := decodeRecord(ID(k), v)
+				if err != nil {
+					return err
+				}
+				if f.match(r) {
+					page = append(page, r.message(ID(k)))
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("list: %w", err)
+		}
+		for _, m := range page {
+			if err := fn(m); err != nil {
+				return err
+			}
+		}
+		if last == nil {
+			return nil
+		}
+		after = last
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+}
