@@ -186,6 +186,17 @@ func TestPackageContents(t *testing.T) {
 	if regexp.MustCompile(`(?m)^hostname:`).MatchString(cfg) || strings.Contains(cfg, buildHostname) || !strings.Contains(cfg, "man 5 facteur.yaml") {
 		t.Errorf("config names a host or no man page:\n%s", cfg)
 	}
+	// The comments send the reader to the man pages, which the package
+	// installs, not to the source tree, which it does not.
+	pol := mustRead(t, filepath.Join(dir, "etc/facteur/policy.yaml"))
+	if !strings.Contains(pol, "man 5 facteur-policy") {
+		t.Errorf("policy.yaml names no man page:\n%s", pol)
+	}
+	for _, f := range []string{cfg, pol, unit} {
+		if m := regexp.MustCompile(`README|\.go\b|policy/|cmd/|facteur install;`).FindString(f); m != "" {
+			t.Errorf("a packaged file points to the source tree or to facteur install (%q):\n%s", m, f)
+		}
+	}
 	out, err := exec.Command(filepath.Join(dir, "usr/sbin/facteur"), "version").Output()
 	if err != nil || !strings.HasPrefix(string(out), "facteur "+version+" (commit "+strings.TrimSpace(run(t, "git", "rev-parse", "HEAD"))+", go") {
 		t.Errorf("facteur version: %q, %v", out, err)
