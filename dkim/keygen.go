@@ -9,9 +9,9 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
+
+	"facteur/safeio"
 )
 
 // DefaultRSABits is the size Keygen uses when bits is 0 (RFC 8301 §3.2).
@@ -112,45 +112,13 @@ func TXTRecord(selector, domain, value string) string {
 }
 
 // WriteKey creates path with mode 0600 and writes pemBytes to it durably
-// (the file and its directory are fsynced). It refuses to overwrite an
+// and whole (facteur/safeio: a temporary file, fsynced, linked to path, the
+// directory fsynced). It refuses to overwrite an
 // existing file, which may be a key already published in DNS; the error
 // then wraps fs.ErrExist.
-func WriteKey(path string, pemBytes []byte) (err error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
+func WriteKey(path string, pemBytes []byte) error {
+	if err := safeio.WriteFile(path, pemBytes, 0o600, safeio.NoReplace); err != nil {
 		return fmt.Errorf("dkim write key: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(path)
-		}
-	}()
-	// The umask can only remove bits from 0600, but a umask that removes
-	// the owner's would leave a key facteur cannot read back.
-	if err := f.Chmod(0o600); err != nil {
-		return fmt.Errorf("dkim write key: %w", err)
-	}
-	if _, err := f.Write(pemBytes); err != nil {
-		return fmt.Errorf("dkim write key: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("dkim write key: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("dkim write key: %w", err)
-	}
-	// The new directory entry is durable only once the directory is synced.
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return fmt.Errorf("dkim write key: %w", err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("dkim write key: sync directory: %w", err)
 	}
 	return nil
 }

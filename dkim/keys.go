@@ -154,7 +154,7 @@ func loadKey(kc KeyConfig) (*key, []string, error) {
 	if kc.Key == "" {
 		errs = append(errs, fmt.Errorf("%w: key: no file given", ErrInvalidConfig))
 	} else {
-		signer, algo, bits, err := readKey(kc.Key)
+		signer, algo, bits, err := readKey(kc.Key, true)
 		switch {
 		case err != nil:
 			errs = append(errs, err)
@@ -176,9 +176,28 @@ func loadKey(kc KeyConfig) (*key, []string, error) {
 	return k, warnings, nil
 }
 
-// readKey opens path, checks its mode, and parses the private key in it.
-// It returns the key's algorithm and, for RSA, its size in bits.
-func readKey(path string) (crypto.Signer, string, int, error) {
+// PublicKey reads the private key at path as New does (PEM, PKCS#8 or
+// PKCS#1, unencrypted, RSA or Ed25519) and returns its public half, its
+// algorithm (AlgorithmRSA or AlgorithmEd25519) and the DNS record value
+// that publishes it, as Keygen writes it. Unlike New it does not refuse a
+// key others can read: `facteur doctor` compares keys, it does not sign.
+// The error wraps ErrUnreadable, ErrMalformed or ErrAlgorithm.
+func PublicKey(path string) (pub crypto.PublicKey, algorithm, dnsValue string, err error) {
+	signer, algorithm, _, err := readKey(path, false)
+	if err != nil {
+		return nil, "", "", fmt.Errorf("%s: %w", path, err)
+	}
+	pub = signer.Public()
+	if dnsValue, err = publicValue(pub); err != nil {
+		return nil, "", "", fmt.Errorf("%s: %w", path, err)
+	}
+	return pub, algorithm, dnsValue, nil
+}
+
+// readKey opens path, checks its mode when checkMode, and parses the
+// private key in it. It returns the key's algorithm and, for RSA, its size
+// in bits.
+func readKey(path string, checkMode bool) (crypto.Signer, string, int, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, "", 0, fmt.Errorf("%w: %v", ErrUnreadable, err)
@@ -194,7 +213,7 @@ func readKey(path string) (crypto.Signer, string, int, error) {
 		return nil, "", 0, fmt.Errorf("%w: not a regular file (%s)", ErrUnreadable, fi.Mode().Type())
 	}
 	// A signing key others can read lets them sign as the domain.
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+	if perm := fi.Mode().Perm(); checkMode && perm&0o077 != 0 {
 		return nil, "", 0, fmt.Errorf("%w: mode %04o, run chmod 600 %s", ErrPermissions, perm, path)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxKeyFileSize+1))

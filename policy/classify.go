@@ -68,6 +68,36 @@ func (a Action) Valid() bool { return slices.Contains(Actions, a) }
 // ProviderWide reports whether the action changes the provider's state.
 func (a Action) ProviderWide() bool { return a == Suspend || a == Throttle || a == Backoff }
 
+// Stage is the SMTP command a reply answered (the strings are the contract of `classify
+// --json` and `bounce parse --json`). StageUnknown ("") when the caller does not know.
+type Stage string
+
+// The stages of an SMTP transaction.
+const (
+	StageUnknown Stage = ""
+	// StageConnect: the greeting, EHLO/HELO, STARTTLS: about our connection, never a recipient.
+	StageConnect Stage = "connect"
+	// StageMail: the reply to MAIL FROM, about the sender: never a recipient's fault.
+	StageMail Stage = "mail"
+	// StageRcpt: the reply to RCPT TO, about this recipient.
+	StageRcpt Stage = "rcpt"
+	// StageData: the reply to DATA or to the final ".", about the message and every recipient
+	// of the transaction at once.
+	StageData Stage = "data"
+)
+
+// Stages lists every known stage.
+var Stages = []Stage{StageConnect, StageMail, StageRcpt, StageData}
+
+// ParseStage reads a stage name as `classify -stage` takes it; "" is StageUnknown.
+func ParseStage(s string) (Stage, error) {
+	st := Stage(strings.ToLower(strings.TrimSpace(s)))
+	if st == StageUnknown || slices.Contains(Stages, st) {
+		return st, nil
+	}
+	return "", fmt.Errorf("unknown stage %q (want connect, mail, rcpt or data)", s)
+}
+
 // Reply is a remote SMTP reply as stored: code, enhanced status code (RFC 3463, only when the
 // text starts with one) and the text after them. Code 0 means unknown (a DSN with only a
 // Status: field); the class digit of Enhanced then says temporary or permanent.
@@ -75,6 +105,9 @@ type Reply struct {
 	Code     int    `json:"code"`
 	Enhanced string `json:"enhanced,omitempty"`
 	Text     string `json:"text"`
+	// Stage is the command the reply answered, when the caller knows it (the delivery engine
+	// does). It is not part of String: the stored and logged reply stays what the server said.
+	Stage Stage `json:"stage,omitempty"`
 }
 
 // Permanent reports a 5xx reply (or, without a code, a 5.x.x enhanced code).
@@ -216,6 +249,15 @@ type Decision struct {
 	// Auth lists the authentication mechanisms an auth_failure reply names (spf, dkim, dmarc),
 	// so that the log line says what is missing (issue 5 §4, Microsoft 5.7.515).
 	Auth []string `json:"auth,omitempty"`
+	// Stage is the command the reply answered, as the caller gave it ("" unknown).
+	Stage Stage `json:"stage"`
+	// Evidence is what decided the class: the words of the reply the rule matched, the code,
+	// or why the class was overruled (a reply to MAIL FROM, contrary words).
+	Evidence string `json:"evidence"`
+	// Soft marks a failure that does not suppress at once but only after repeated bounces
+	// over several days (suppression.mailbox_full): a full mailbox, or an unknown user whose
+	// evidence is not conclusive (a reply to DATA, about every recipient at once).
+	Soft bool `json:"soft,omitempty"`
 }
 
 // String renders the decision as `facteur classify` prints it.
@@ -232,6 +274,12 @@ func (d Decision) String() string {
 	if len(d.Auth) > 0 {
 		fmt.Fprintf(&b, " auth=%s", strings.Join(d.Auth, ","))
 	}
+	if d.Stage != "" {
+		fmt.Fprintf(&b, " stage=%s", d.Stage)
+	}
+	if d.Soft {
+		b.WriteString(" soft=true")
+	}
 	return b.String()
 }
 
@@ -245,13 +293,16 @@ type decisionJSON struct {
 	Provider string   `json:"provider"`
 	Group    string   `json:"group,omitempty"`
 	Auth     []string `json:"auth,omitempty"`
+	Stage    Stage    `json:"stage"`
+	Evidence string   `json:"evidence"`
+	Soft     bool     `json:"soft,omitempty"`
 }
 
 // JSON returns the value `facteur classify --json` encodes: {class, action, rule, suppress,
-// duration (null when none), provider, group, auth}.
+// duration (null when none), provider, group, auth, stage, evidence, soft}.
 func (d Decision) JSON() any {
 	j := decisionJSON{Class: d.Class, Action: d.Action, Rule: d.Rule, Suppress: d.Suppress,
-		Provider: d.Provider, Group: d.Group, Auth: d.Auth}
+		Provider: d.Provider, Group: d.Group, Auth: d.Auth, Stage: d.Stage, Evidence: d.Evidence, Soft: d.Soft}
 	if d.Duration > 0 {
 		s := FormatDuration(d.Duration)
 		j.Duration = &s
@@ -264,15 +315,25 @@ var authMechRE = regexp.MustCompile(`(?i)\b(spf|dkim|dmarc)\b`)
 // Classify judges one reply from provider (a name returned by Recognize; unknown names and ""
 // use the default rules only). The provider's rules are tried first, in order, then the
 // top-level rules; the first match wins. With no match, a 4xx is other_temporary/defer and a
-// 5xx other_permanent/bounce. Classify changes nothing and is safe for concurrent use.
+// 5xx other_permanent/bounce. Then what the rules cannot see overrules them:
+//   - the text beats the code: a reply that names a rate, a policy, a preference, a block, an
+//     IP or a reputation is not user_unknown or host_unknown, whatever its code (5.1.1 on a
+//     filter or a rate limit); a transient DNS failure ("Host not found, try again") is not
+//     host_unknown;
+//   - the stage, when r.Stage gives it: a reply to the greeting, EHLO or MAIL FROM is about
+//     the connection or the sender and never makes a recipient unknown; a reply to DATA
+//     concerns every recipient at once, so an unknown user there is a soft bounce.
+//
+// Classify changes nothing and is safe for concurrent use.
 func (p *Policy) Classify(provider string, r Reply) Decision {
 	prov := p.Provider(provider)
-	d := Decision{Provider: prov.Name, Group: prov.Group}
+	d := Decision{Provider: prov.Name, Group: prov.Group, Stage: r.Stage}
 	matched := false
 	for _, rules := range [][]Rule{prov.Rules, p.Rules} {
 		for i := range rules {
 			if rules[i].matches(r) {
 				d.Class, d.Action, d.Rule, d.Duration = rules[i].Class, rules[i].Action, rules[i].Name, rules[i].Duration
+				d.Evidence = rules[i].evidence(r)
 				matched = true
 				break
 			}
@@ -291,6 +352,18 @@ func (p *Policy) Classify(provider string, r Reply) Decision {
 		// A 2xx/3xx passed here by mistake, or a code-less reply: never fail or suppress on it.
 		d.Class, d.Rule = OtherTemporary, "default:not a 4xx or 5xx"
 	}
+	if !matched {
+		d.Evidence = "no rule matched: " + codeEvidence(r)
+	}
+	if d.Class == UserUnknown || d.Class == HostUnknown {
+		p.overrule(&d, r)
+	}
+	if r.Stage == StageConnect && (d.Class == OtherPermanent || d.Class == OtherTemporary) && (r.Permanent() || r.Temporary()) {
+		// Refused before any envelope was sent: the server refuses us (our IP, our name),
+		// not a recipient or a message.
+		d.Evidence = "refused at the greeting or EHLO, before any envelope: the connection is refused (" + d.Evidence + ")"
+		d.Class, d.Rule = IPBlocked, "stage:connect"
+	}
 	if d.Action == "" {
 		d.Action = Defer
 		if r.Permanent() {
@@ -305,7 +378,13 @@ func (p *Policy) Classify(provider string, r Reply) Decision {
 	if d.Action == Backoff && d.Duration == 0 {
 		d.Duration = prov.Knobs.Backoff.Initial
 	}
-	d.Suppress = Suppresses(d.Class, d.Action, r)
+	if d.Class == MailboxFull && r.Permanent() {
+		d.Soft = true
+	}
+	d.Suppress = !d.Soft && Suppresses(d.Class, d.Action, r)
+	if d.Soft && d.Action == Bounce {
+		d.Evidence += "; soft bounce: " + p.Suppression.MailboxFull.String()
+	}
 	if d.Class == AuthFailure {
 		for _, m := range authMechRE.FindAllString(r.Text, -1) {
 			if m = strings.ToLower(m); !slices.Contains(d.Auth, m) {
@@ -318,6 +397,118 @@ func (p *Policy) Classify(provider string, r Reply) Decision {
 		}
 	}
 	return d
+}
+
+var (
+	// ContraryWords are the words that make a reply about something other than the
+	// recipient's existence, whatever its code: a rate, a policy or preference (a filter), a
+	// block, an IP, a reputation, spam, the sender (shared/testdata/README.md: "the text
+	// decides"). Exported for the bounce package, which applies the same judgement.
+	ContraryWords = regexp.MustCompile(`(?i)\brate\b|rate[- ]?limit|\bpolic(y|ies)\b|\bpreference|\bblock|\b(black|deny|block) ?list|blacklisted|reputation|\bip\b|\bip address|\bspam|too many|\b(this|per|an|each|every) (hour|minute|day)\b|\bhourly\b|\bsender\b|envelope[- ]from|\bmail from\b|\bbanned\b|relay(ing)? (access )?(denied|not permitted)|unable to relay|not permitted to relay`)
+	// TransientDNSWords say a lookup failed for now, which is not a dead domain (Postfix's
+	// "Host not found, try again" is the resolver's TRY_AGAIN; host_unknown needs NXDOMAIN,
+	// a null MX, or the MTA's words for them).
+	TransientDNSWords = regexp.MustCompile(`(?i)(not found|lookup|resolution|name service error)[^.;]{0,40}\btry again\b|temporar(y|ily)[^.;]{0,30}\b(dns|lookup|resolution|name ?server|name service|failure in name)|\b(dns|lookup|resolution|name ?server|query)\b[^.;]{0,30}(timed? ?out|time-?out|temporar|servfail|fail(ed|ure)?\b)|servfail|server failure`)
+	// urlRE finds URLs, whose query strings ("?ip=192.0.2.1") say nothing about the reply.
+	urlRE = regexp.MustCompile(`(?i)\b(https?|ftp)://\S+`)
+	// ipLiteral is an IPv4 address: when only the code says "unknown user", an IP in the text
+	// (a block naming our address) says otherwise.
+	ipLiteral = regexp.MustCompile(`\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b`)
+)
+
+// overrule applies the text and the stage to a user_unknown or host_unknown verdict.
+func (p *Policy) overrule(d *Decision, r Reply) {
+	other := OtherPermanent
+	if !r.Permanent() {
+		other = OtherTemporary
+	}
+	switch r.Stage {
+	case StageMail, StageConnect:
+		what := "the sender"
+		if r.Stage == StageConnect {
+			what = "the connection"
+		}
+		d.Evidence = fmt.Sprintf("reply to %s: about %s, not the recipient (%s)", r.Stage.Command(), what, d.Evidence)
+		d.Class, d.Rule = other, "stage:"+string(r.Stage)
+		return
+	}
+	text := urlRE.ReplaceAllString(r.Text, " ")
+	if w := ContraryWords.FindString(text); w != "" {
+		d.Evidence = fmt.Sprintf("%q in the text: not about the recipient's existence (%s)", w, d.Evidence)
+		d.Class, d.Rule = other, d.Rule+";text-not-"+string(d.Class)
+		return
+	}
+	if d.Class == HostUnknown {
+		if w := TransientDNSWords.FindString(text); w != "" {
+			d.Evidence = fmt.Sprintf("%q: a lookup failure for now, not a dead domain (%s)", w, d.Evidence)
+			d.Class, d.Rule = other, d.Rule+";transient-dns"
+			return
+		}
+	}
+	if strings.HasPrefix(d.Evidence, "code ") && ipLiteral.MatchString(text) {
+		// Only the code said unknown, and the text names an IP: a block.
+		d.Evidence = "an IP in the text, only the code says unknown (" + d.Evidence + ")"
+		d.Class, d.Rule = other, d.Rule+";text-not-"+string(d.Class)
+		return
+	}
+	if r.Stage == StageData && r.Permanent() {
+		d.Soft = true
+		d.Evidence = "reply to DATA, about every recipient at once: " + d.Evidence
+	}
+}
+
+// Command names the command a stage answers, for evidence: "RCPT TO".
+func (s Stage) Command() string {
+	switch s {
+	case StageConnect:
+		return "the greeting or EHLO"
+	case StageMail:
+		return "MAIL FROM"
+	case StageRcpt:
+		return "RCPT TO"
+	case StageData:
+		return "DATA"
+	}
+	return "an unknown command"
+}
+
+// codeEvidence is the reply's codes, as evidence: "code 550 5.1.1".
+func codeEvidence(r Reply) string {
+	var parts []string
+	if r.Code != 0 {
+		parts = append(parts, strconv.Itoa(r.Code))
+	}
+	if r.Enhanced != "" {
+		parts = append(parts, r.Enhanced)
+	}
+	if len(parts) == 0 {
+		return "no code"
+	}
+	return "code " + strings.Join(parts, " ")
+}
+
+// evidence is what made rule r match: the words its pattern found (words rather than codes
+// when both matched: the text decides), else the codes.
+func (ru *Rule) evidence(r Reply) string {
+	if ru.Match != nil {
+		line := r.String()
+		for _, re := range ru.Match.parts {
+			if w := re.FindString(line); w != "" && !codeOnly.MatchString(w) {
+				return strings.TrimSpace(w)
+			}
+		}
+	}
+	return codeEvidence(r)
+}
+
+var codeOnly = regexp.MustCompile(`^[\d.x\s#-]*$|^\^?\d{3} [\d.]+$`)
+
+// String says the repeated-bounce rule in words, for a soft bounce's evidence.
+func (k MailboxFullKnobs) String() string {
+	if k.Count <= 0 {
+		return "never suppressed (suppression.mailbox_full.count is 0)"
+	}
+	return fmt.Sprintf("suppressed after %d bounces over at least %s within %s", k.Count, FormatDuration(k.Span), FormatDuration(k.Window))
 }
 
 // Suppresses is issue 7 §3's rule for a reply: only a permanent (5xx) reply of class

@@ -222,25 +222,25 @@ func TestClassifyDecisionFields(t *testing.T) {
 		reply    Reply
 		want     Decision
 	}{
-		{"yahoo TSS04 suspends 4h", "yahoo", Reply{421, "4.7.0", "[TSS04] Messages from 192.0.2.1 temporarily deferred"},
+		{"yahoo TSS04 suspends 4h", "yahoo", Reply{Code: 421, Enhanced: "4.7.0", Text: "[TSS04] Messages from 192.0.2.1 temporarily deferred"},
 			Decision{Class: RateLimited, Action: Suspend, Rule: "yahoo-tss-deferral", Duration: 4 * time.Hour, Provider: "yahoo"}},
-		{"orange block names the group", "orange", Reply{421, "", "mwinf5c77 ME Service refuse. OFR_999 [999]"},
+		{"orange block names the group", "orange", Reply{Code: 421, Enhanced: "", Text: "mwinf5c77 ME Service refuse. OFR_999 [999]"},
 			Decision{Class: IPBlocked, Action: Suspend, Rule: "orange-ip-blocked", Duration: 2 * time.Hour, Provider: "orange", Group: "vade"}},
-		{"free backoff starts at backoff.initial", "free", Reply{451, "", "too many errors from your ip"},
+		{"free backoff starts at backoff.initial", "free", Reply{Code: 451, Enhanced: "", Text: "too many errors from your ip"},
 			Decision{Class: IPBlocked, Action: Backoff, Rule: "free-ip-blocked", Duration: 15 * time.Minute, Provider: "free"}},
-		{"5.7.515 names what is missing", "microsoft", Reply{550, "5.7.515", "Access denied, sending domain does not meet the required authentication level"},
+		{"5.7.515 names what is missing", "microsoft", Reply{Code: 550, Enhanced: "5.7.515", Text: "Access denied, sending domain does not meet the required authentication level"},
 			Decision{Class: AuthFailure, Action: Bounce, Rule: "microsoft-auth-required", Provider: "microsoft", Auth: []string{"spf", "dkim", "dmarc"}}},
-		{"auth names the mechanism", "google", Reply{550, "5.7.26", "Unauthenticated email from example.com is not accepted due to domain's DMARC policy"},
+		{"auth names the mechanism", "google", Reply{Code: 550, Enhanced: "5.7.26", Text: "Unauthenticated email from example.com is not accepted due to domain's DMARC policy"},
 			Decision{Class: AuthFailure, Action: Bounce, Rule: "auth-failure", Provider: "google", Auth: []string{"dmarc"}}},
-		{"no rule, 4xx", "google", Reply{451, "4.3.0", "Mail server temporarily rejected message"},
+		{"no rule, 4xx", "google", Reply{Code: 451, Enhanced: "4.3.0", Text: "Mail server temporarily rejected message"},
 			Decision{Class: OtherTemporary, Action: Defer, Rule: "default:4xx", Provider: "google"}},
-		{"no rule, 5xx", "", Reply{554, "", "Transaction failed"},
+		{"no rule, 5xx", "", Reply{Code: 554, Enhanced: "", Text: "Transaction failed"},
 			Decision{Class: OtherPermanent, Action: Bounce, Rule: "default:5xx", Provider: DefaultProvider}},
-		{"unknown provider uses default", "nosuch", Reply{550, "5.1.1", "User unknown"},
+		{"unknown provider uses default", "nosuch", Reply{Code: 550, Enhanced: "5.1.1", Text: "User unknown"},
 			Decision{Class: UserUnknown, Action: Bounce, Rule: "user-unknown", Suppress: true, Provider: DefaultProvider}},
-		{"a 2xx is never a failure", "", Reply{250, "2.0.0", "OK"},
+		{"a 2xx is never a failure", "", Reply{Code: 250, Enhanced: "2.0.0", Text: "OK"},
 			Decision{Class: OtherTemporary, Action: Defer, Rule: "default:not a 4xx or 5xx", Provider: DefaultProvider}},
-		{"4xx host unknown defers", "", Reply{450, "4.1.2", "<b@nx.example>: Recipient address rejected: Domain not found"},
+		{"4xx host unknown defers", "", Reply{Code: 450, Enhanced: "4.1.2", Text: "<b@nx.example>: Recipient address rejected: Domain not found"},
 			Decision{Class: HostUnknown, Action: Defer, Rule: "host-unknown", Provider: DefaultProvider}},
 	}
 	for _, tt := range tests {
@@ -259,15 +259,15 @@ func TestParseReply(t *testing.T) {
 		want Reply
 		err  bool
 	}{
-		{"550 5.1.1 User unknown", Reply{550, "5.1.1", "User unknown"}, false},
-		{"421 Service not available", Reply{421, "", "Service not available"}, false},
-		{"550-5.1.1 first\r\n550-5.1.1 second\r\n550 5.1.1 third", Reply{550, "5.1.1", "first second third"}, false},
-		{"550-first\n550 second", Reply{550, "", "first second"}, false},
-		{"  451 4.7.1  spaced  \n", Reply{451, "4.7.1", "spaced"}, false},
-		{"550", Reply{550, "", ""}, false},
-		{"550 5.1.1", Reply{550, "5.1.1", ""}, false},
-		{"5.1.1 bare status", Reply{0, "5.1.1", "bare status"}, false},
-		{"451 5.7.3 STARTTLS is required", Reply{451, "5.7.3", "STARTTLS is required"}, false},
+		{"550 5.1.1 User unknown", Reply{Code: 550, Enhanced: "5.1.1", Text: "User unknown"}, false},
+		{"421 Service not available", Reply{Code: 421, Enhanced: "", Text: "Service not available"}, false},
+		{"550-5.1.1 first\r\n550-5.1.1 second\r\n550 5.1.1 third", Reply{Code: 550, Enhanced: "5.1.1", Text: "first second third"}, false},
+		{"550-first\n550 second", Reply{Code: 550, Enhanced: "", Text: "first second"}, false},
+		{"  451 4.7.1  spaced  \n", Reply{Code: 451, Enhanced: "4.7.1", Text: "spaced"}, false},
+		{"550", Reply{Code: 550, Enhanced: "", Text: ""}, false},
+		{"550 5.1.1", Reply{Code: 550, Enhanced: "5.1.1", Text: ""}, false},
+		{"5.1.1 bare status", Reply{Code: 0, Enhanced: "5.1.1", Text: "bare status"}, false},
+		{"451 5.7.3 STARTTLS is required", Reply{Code: 451, Enhanced: "5.7.3", Text: "STARTTLS is required"}, false},
 		{"550-5.1.1 a\n451 4.0.0 b", Reply{}, true},
 		{"", Reply{}, true},
 		{"hello", Reply{}, true},
@@ -318,7 +318,8 @@ func TestMailboxFullSuppress(t *testing.T) {
 
 // FuzzClassify: any input parses or fails cleanly, never panics, and the verdict keeps issue
 // 7 §3's invariants: a 4xx never bounces nor suppresses; only user_unknown, host_unknown
-// (permanent) and complaint suppress.
+// (permanent) and complaint suppress; and issue 12's: a reply to MAIL FROM, the greeting or
+// DATA never suppresses at once, and every verdict carries its evidence.
 func FuzzClassify(f *testing.F) {
 	p, err := Builtin()
 	if err != nil {
@@ -326,10 +327,10 @@ func FuzzClassify(f *testing.F) {
 	}
 	for _, s := range []string{"550 5.1.1 user unknown", "421 4.7.0 [TSS04] deferred", "450-4.1.2 a\n450 4.1.2 Domain not found",
 		"550 5.5.0 mailbox unavailable", "451 too many errors from your ip", "5.1.1 x", "250 ok", "\x00\xff"} {
-		f.Add(s, "microsoft")
-		f.Add(s, "yahoo")
+		f.Add(s, "microsoft", uint8(0))
+		f.Add(s, "yahoo", uint8(2))
 	}
-	f.Fuzz(func(t *testing.T, s, provider string) {
+	f.Fuzz(func(t *testing.T, s, provider string, stage uint8) {
 		r, err := ParseReply(s)
 		if err != nil {
 			if !errors.Is(err, ErrBadReply) {
@@ -337,7 +338,19 @@ func FuzzClassify(f *testing.F) {
 			}
 			return
 		}
+		if i := int(stage) % (len(Stages) + 1); i > 0 {
+			r.Stage = Stages[i-1]
+		}
 		d := p.Classify(provider, r)
+		if d.Suppress && (r.Stage == StageMail || r.Stage == StageConnect || r.Stage == StageData) {
+			t.Fatalf("Classify(%q) at %s = %s: only a reply to RCPT (or of unknown stage) suppresses", s, r.Stage, d)
+		}
+		if d.Suppress && d.Soft {
+			t.Fatalf("Classify(%q) = %s: a soft bounce does not suppress at once", s, d)
+		}
+		if d.Evidence == "" {
+			t.Fatalf("Classify(%q) = %s: no evidence", s, d)
+		}
 		if !d.Class.Valid() || !d.Action.Valid() || d.Rule == "" {
 			t.Fatalf("Classify(%q) = %+v: incomplete decision", s, d)
 		}
@@ -373,4 +386,64 @@ func BenchmarkClassify(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "replies/s")
+}
+
+// TestClassifyStage: what the stage and the words change (issue 12). The same reply means
+// different things to different commands, and the text beats the code.
+func TestClassifyStage(t *testing.T) {
+	p := mustBuiltin(t)
+	tests := []struct {
+		name     string
+		stage    Stage
+		reply    string
+		class    Class
+		suppress bool
+		soft     bool
+		evidence string // a substring of the evidence
+	}{
+		{"user unknown at RCPT suppresses", StageRcpt, "550 5.1.1 <bob@example.org>: Recipient address rejected: User unknown", UserUnknown, true, false, "User unknown"},
+		{"no stage: the reply alone decides", StageUnknown, "550 5.1.1 User unknown", UserUnknown, true, false, "User unknown"},
+		{"user unknown to MAIL FROM is about the sender", StageMail, "550 5.1.1 <app@example.com>... User unknown", OtherPermanent, false, false, "MAIL FROM"},
+		{"no such domain to MAIL FROM is the sender's domain", StageMail, "553 5.1.0 example.com does not exist", OtherPermanent, false, false, "MAIL FROM"},
+		{"host unknown at the greeting is about the connection", StageConnect, "550 5.1.2 Host unknown", IPBlocked, false, false, "greeting"},
+		{"a refusal at the greeting is a block", StageConnect, "554 5.7.1 Access denied", IPBlocked, false, false, "greeting"},
+		{"user unknown to DATA is soft", StageData, "550 5.1.1 User unknown", UserUnknown, false, true, "DATA"},
+		{"a 4xx to DATA is not soft: it defers", StageData, "450 4.1.1 User unknown", UserUnknown, false, false, ""},
+		{"5.1.1 on a preference filter", StageRcpt, "550 5.1.1 RCP-P2 Refused due to recipient preferences", OtherPermanent, false, false, "preference"},
+		{"5.1.1 on a rate limit", StageRcpt, "550 5.1.1 <bob@example.org> - 192.0.2.7 has sent to too many recipients this hour", RateLimited, false, false, ""},
+		{"5.1.1 with an IP only", StageRcpt, "550 5.1.1 Refused 192.0.2.7", OtherPermanent, false, false, "IP"},
+		{"an IP in a URL is not an IP block", StageRcpt, "550 5.1.1 https://postmaster.example.com/codes?ip=192.0.2.7 Recipient address does not exist", UserUnknown, true, false, "does not exist"},
+		{"5.1.1 naming a policy", StageUnknown, "550 5.1.1 Recipient rejected by policy", PolicySpam, false, false, ""},
+		{"transient DNS is not a dead domain", StageUnknown, "550 5.1.2 Host or domain name not found. Name service error for name=example.org type=MX: Host not found, try again", OtherPermanent, false, false, "try again"},
+		{"NXDOMAIN is", StageRcpt, "550 5.1.2 <bob@nx.example>: Recipient address rejected: Domain not found", HostUnknown, true, false, "Domain not found"},
+		{"relay tables are not a relay refusal", StageRcpt, "550 5.1.1 <bob@example.org>: Recipient address rejected: User unknown in relay recipient table", UserUnknown, true, false, "User unknown"},
+		{"a relay refusal naming the recipient domain", StageRcpt, "554 5.7.1 <bob@example.org>: Relay access denied for the recipient domain", OtherPermanent, false, false, ""},
+		{"Exim's unknown local part", StageRcpt, "550 Unknown local part bob in <bob@example.org>", UserUnknown, true, false, "Unknown local part"},
+		{"the domain name does not exist", StageUnknown, "550 The domain name example.invalid does not exist", HostUnknown, true, false, "does not exist"},
+		{"a full mailbox is soft", StageRcpt, "552 5.2.2 Mailbox full", MailboxFull, false, true, "suppressed after 3 bounces"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := ParseReply(tt.reply)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Stage = tt.stage
+			d := p.Classify(DefaultProvider, r)
+			if d.Class != tt.class || d.Suppress != tt.suppress || d.Soft != tt.soft || d.Stage != tt.stage || !strings.Contains(d.Evidence, tt.evidence) || d.Evidence == "" {
+				t.Errorf("%q at %q:\n got %s evidence=%q\nwant class=%s suppress=%t soft=%t evidence~%q", tt.reply, tt.stage, d, d.Evidence, tt.class, tt.suppress, tt.soft, tt.evidence)
+			}
+		})
+	}
+}
+
+func TestParseStage(t *testing.T) {
+	for in, want := range map[string]Stage{"": StageUnknown, "rcpt": StageRcpt, "MAIL": StageMail, " data ": StageData, "connect": StageConnect} {
+		if got, err := ParseStage(in); err != nil || got != want {
+			t.Errorf("ParseStage(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if _, err := ParseStage("quit"); err == nil {
+		t.Error("ParseStage(quit): no error")
+	}
 }

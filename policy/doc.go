@@ -27,6 +27,13 @@
 //   - A temporary (4xx) reply never bounces and never suppresses. Only a permanent
 //     user_unknown or host_unknown that bounces, or a complaint, suppresses; a block, a rate
 //     limit or a spam verdict never does (issue 7 §3).
+//   - The text beats the code: words of a rate, a policy, a preference, a block, an IP, a
+//     reputation or the sender make a reply not user_unknown whatever its code, and a
+//     transient DNS failure is not host_unknown. When the caller knows the stage
+//     (Reply.Stage), a reply to MAIL FROM or to the greeting never makes a recipient
+//     unknown, and an unknown user in reply to DATA is a soft bounce (Decision.Soft): it
+//     suppresses only through the repeated-bounce rule (issue 12). Every Decision carries its
+//     Evidence.
 //   - Suspend, throttle and backoff act on the provider's reputation scope: its group if it
 //     has one (orange, sfr and laposte share `vade`), else itself; under the default provider,
 //     each destination domain is its own scope and its own budget.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v4"
+	"golang.org/x/net/publicsuffix"
 )
 
 //go:embed default.yaml
@@ -824,25 +825,13 @@ func normalizeHost(s string) string {
 	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(s)), ".")
 }
 
-// tldLike: the part a `name.*` pattern stands for is a top-level domain or a country's
-// second-level one (`fr`, `com`, `co.uk`, `com.br`): one or two labels of 2 or 3 letters.
-// That keeps `yahoo.fr` and `hotmail.co.uk` while `yahoo.example.org` is not Yahoo's.
-func tldLike(s string) bool {
-	labels := strings.Split(s, ".")
-	if len(labels) > 2 {
-		return false
-	}
-	for _, l := range labels {
-		if len(l) < 2 || len(l) > 3 {
-			return false
-		}
-		for i := 0; i < len(l); i++ {
-			if l[i] < 'a' || l[i] > 'z' {
-				return false
-			}
-		}
-	}
-	return true
+// publicSuffix: the part a `name.*` pattern stands for is a public suffix of the ICANN section
+// of the public suffix list (`fr`, `com`, `co.uk`, `com.br`), so that `yahoo.fr` and
+// `hotmail.co.uk` are the providers' while `yahoo.example.org` and `yahoo.abc.de` are not, nor
+// a privately registered suffix such as `yahoo.blogspot.com`.
+func publicSuffix(s string) bool {
+	ps, icann := publicsuffix.PublicSuffix(s)
+	return icann && ps == s
 }
 
 // Provider returns the provider named name, or DefaultProvider's for an unknown name.
@@ -881,7 +870,7 @@ func (p *Policy) Recognize(domain string, mxHosts []string) string {
 		return pr.Name
 	}
 	for _, w := range p.wild {
-		if rest, ok := strings.CutPrefix(d, w.name+"."); ok && tldLike(rest) {
+		if rest, ok := strings.CutPrefix(d, w.name+"."); ok && publicSuffix(rest) {
 			return w.provider.Name
 		}
 	}

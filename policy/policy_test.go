@@ -74,9 +74,13 @@ func TestRecognize(t *testing.T) {
 		{"aliceadsl.fr", nil, "free"},
 		{"gmx.de", nil, "gmx"},
 		{"me.com", nil, "apple"},
-		{"yahoo.example.org", nil, "default"}, // not a country variant
-		{"notyahoo.fr", nil, "default"},       // not the same label
-		{"mail.yahoo.com", nil, "default"},    // subdomains are not the provider's mailboxes
+		{"yahoo.example.org", nil, "default"},  // not a country variant
+		{"yahoo.abc.de", nil, "default"},       // abc.de is a domain under .de, not a suffix
+		{"yahoo.blogspot.com", nil, "default"}, // a private suffix, not a country's
+		{"yahoo.de", nil, "yahoo"},
+		{"hotmail.com.au", nil, "microsoft"},
+		{"notyahoo.fr", nil, "default"},    // not the same label
+		{"mail.yahoo.com", nil, "default"}, // subdomains are not the provider's mailboxes
 		{"contoso.example", []string{"contoso-example.mail.protection.outlook.com"}, "microsoft"},
 		{"contoso.example", []string{"mx.other.example", "backup.mail.protection.outlook.com."}, "microsoft"},
 		{"shop.example", []string{"ASPMX.L.GOOGLE.COM."}, "google"},
@@ -218,7 +222,7 @@ providers:
 	if got := strings.Join(names, ","); got != "ops-first,yahoo-tss-deferral,yahoo-ip-blocked" {
 		t.Errorf("yahoo rules %s", got)
 	}
-	if d := p.Classify("yahoo", Reply{421, "4.7.0", "[TSS04] deferred"}); d.Duration != 6*time.Hour {
+	if d := p.Classify("yahoo", Reply{Code: 421, Enhanced: "4.7.0", Text: "[TSS04] deferred"}); d.Duration != 6*time.Hour {
 		t.Errorf("replaced rule not used: %s", d)
 	}
 	n, ok := p.Lookup("newco")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/golang/snappy"
+	bolt "go.etcd.io/bbolt"
 )
 
 // bucketZBodies: ID -> the message bytes, Snappy-compressed. A body is in exactly one
@@ -24,27 +25,59 @@ const (
 // would leave every page half empty (measured: 2.5 times the bodies on disk).
 const appendFill = 1.0
 
+// bigBody is the stored size from which a body gets a bucket of its own. bbolt
+// rewrites a whole leaf when one of its keys changes, and a leaf holds at least two
+// keys: large bodies side by side were copied again by every later enqueue (a 10 MB
+// message cost 20 MB of writes, and reading the previous one back through the mmap
+// grew the daemon's resident memory by as much; issue 11 §3, 100 concurrent 9.9 MB
+// messages). In its own bucket a large body's pages are written once and read only
+// for delivery; its ID-keyed bucket holds a small bucket header in its place. Small
+// bodies stay plain values, packed in shared leaves, which is cheaper for them.
+const bigBody = 64 << 10
+
+// bodyKey is the key of a large body inside its own bucket.
+var bodyKey = []byte("b")
+
 func (w *wtx) putBody(id ID, body []byte) error {
+	b, stored := w.bodies, body
 	if len(body) >= compressMin {
 		if z := snappy.Encode(nil, body); len(z) <= len(body)-len(body)/8 {
-			if err := w.zbodies.Put([]byte(id), z); err != nil {
-				return fmt.Errorf("message %s: body: %w", id, err)
-			}
-			return nil
+			b, stored = w.zbodies, z
 		}
 	}
-	if err := w.bodies.Put([]byte(id), body); err != nil {
+	var err error
+	if len(stored) >= bigBody {
+		var own *bolt.Bucket
+		if own, err = b.CreateBucket([]byte(id)); err == nil {
+			err = own.Put(bodyKey, stored)
+		}
+	} else {
+		err = b.Put([]byte(id), stored)
+	}
+	if err != nil {
 		return fmt.Errorf("message %s: body: %w", id, err)
+	}
+	return nil
+}
+
+// stored returns the bytes b holds for id (valid during the transaction), in
+// either layout, or nil.
+func stored(b *bolt.Bucket, id []byte) []byte {
+	if v := b.Get(id); v != nil {
+		return v
+	}
+	if own := b.Bucket(id); own != nil {
+		return own.Get(bodyKey)
 	}
 	return nil
 }
 
 // body returns a copy of the bytes of id as accepted; ok is false if it has none.
 func (w *wtx) body(id ID) ([]byte, bool, error) {
-	if b := w.bodies.Get([]byte(id)); b != nil {
+	if b := stored(w.bodies, []byte(id)); b != nil {
 		return bytes.Clone(b), true, nil
 	}
-	z := w.zbodies.Get([]byte(id))
+	z := stored(w.zbodies, []byte(id))
 	if z == nil {
 		return nil, false, nil
 	}
@@ -56,11 +89,16 @@ func (w *wtx) body(id ID) ([]byte, bool, error) {
 }
 
 func (w *wtx) deleteBody(id ID) error {
-	if err := w.bodies.Delete([]byte(id)); err != nil {
-		return fmt.Errorf("message %s: body: %w", id, err)
-	}
-	if err := w.zbodies.Delete([]byte(id)); err != nil {
-		return fmt.Errorf("message %s: body: %w", id, err)
+	for _, b := range []*bolt.Bucket{w.bodies, w.zbodies} {
+		var err error
+		if b.Bucket([]byte(id)) != nil {
+			err = b.DeleteBucket([]byte(id))
+		} else {
+			err = b.Delete([]byte(id))
+		}
+		if err != nil {
+			return fmt.Errorf("message %s: body: %w", id, err)
+		}
 	}
 	return nil
 }

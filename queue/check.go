@@ -60,7 +60,7 @@ func (s *Store) Check() error {
 			switch {
 			case err != nil:
 				report("%w", err)
-			case w.bodies.Get(k) != nil && w.zbodies.Get(k) != nil:
+			case stored(w.bodies, k) != nil && stored(w.zbodies, k) != nil:
 				report("message %s: body stored twice, raw and compressed", id)
 			case !ok:
 				report("message %s: no body", id)

@@ -9,6 +9,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"facteur/safeio"
 )
 
 // compactTxSize bounds one transaction of the copy, so that compacting a large queue
@@ -69,10 +71,9 @@ func Compact(path string, opts Options) (before, after int64, err error) {
 		os.Remove(tmp)
 		return before, 0, fmt.Errorf("compact %s: %w", path, err)
 	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
+	// The compacted file is complete either way; a failed directory sync
+	// only leaves the old one to be found after a crash.
+	safeio.SyncDir(filepath.Dir(path), nil)
 	if fi, err := os.Stat(path); err == nil {
 		after = fi.Size()
 	}

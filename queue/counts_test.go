@@ -176,3 +176,51 @@ func TestFlushAllAcrossBatches(t *testing.T) {
 		t.Fatalf("second Flush = %d, %v", got, err)
 	}
 }
+
+// GetMany returns the stored messages asked for, in order, leaving out the missing.
+func TestGetMany(t *testing.T) {
+	s := openTest(t, Options{NoSync: true})
+	a := enqueue(t, s, t0, "a@x.example")
+	b := enqueue(t, s, t0, "b@x.example")
+	if err := s.Delete(t.Context(), a); err != nil {
+		t.Fatal(err)
+	}
+	c := enqueue(t, s, t0, "c@x.example")
+	got, err := s.GetMany(t.Context(), []ID{c, a, b})
+	if err != nil || len(got) != 2 || got[0].ID != c || got[1].ID != b || got[1].Recipients[0].Address != "b@x.example" {
+		t.Fatalf("GetMany = %+v, %v", got, err)
+	}
+}
+
+// A flush moves what was waiting when it was asked, once: a recipient tried since
+// (deferred again to a dead destination's next probe, say) stays where it was put, and
+// the flush goes on past it to the entries after it.
+func TestFlushLeavesWhatWasTriedSince(t *testing.T) {
+	s := openTest(t, Options{NoSync: true})
+	ctx := t.Context()
+	a := enqueue(t, s, t0, "a@x.example")
+	b := enqueue(t, s, t0, "b@x.example")
+	now := t0.Add(time.Second)
+	for _, u := range []struct {
+		id   ID
+		rcpt string
+		next time.Time
+		at   time.Time
+	}{
+		{a, "a@x.example", t0.Add(2 * time.Hour), now.Add(time.Second)}, // tried after the flush's now
+		{b, "b@x.example", t0.Add(3 * time.Hour), t0},
+	} {
+		if err := s.Record(ctx, u.id, []Update{{Rcpt: u.rcpt, Status: Deferred, NextAttempt: u.next, Attempted: true, At: u.at}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s.Flush(ctx, "", now); err != nil || n != 1 {
+		t.Fatalf("Flush = %d, %v; want 1", n, err)
+	}
+	if got := get(t, s, a).Recipients[0].NextAttempt; !got.Equal(t0.Add(2 * time.Hour)) {
+		t.Errorf("a moved to %v", got)
+	}
+	if got := get(t, s, b).Recipients[0].NextAttempt; !got.Equal(now) {
+		t.Errorf("b at %v, want %v", got, now)
+	}
+}

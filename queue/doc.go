@@ -37,9 +37,15 @@
 // # Layout and invariants
 //
 // Buckets: messages (ID -> JSON record: envelope and recipients), bodies (ID -> bytes
-// as accepted), due (8-byte big-endian Unix nanoseconds | ID | 0x00 | recipient), addrs
+// as accepted) or zbodies (ID -> the same, Snappy-compressed, when that saves an
+// eighth; body.go), where a body of 64 KiB or more is a bucket of its own holding
+// "b" -> bytes (written once, never rewritten with its neighbours' leaf), due (8-byte
+// big-endian Unix nanoseconds | ID | 0x00 | recipient), addrs
 // (lower-cased recipient | 0x00 | ID), suppressions (lower-cased address -> JSON),
-// state (caller's key -> caller's bytes), meta (schema version, counters).
+// state (caller's key -> caller's bytes), meta (schema version, counters), counts
+// (provider | 0x00 | domain | 0x00 | status -> non-final recipients so placed). The
+// ID-keyed buckets grow at their end (IDs sort by arrival), so their pages are filled
+// whole rather than split in halves.
 //
 //   - An ID is 12 characters of [0-9A-Z]: arrival milliseconds and a sequence, so
 //     messages sort by arrival; it is drawn before the transaction (see NewID).
@@ -51,15 +57,21 @@
 //     stored message has a non-final recipient.
 //   - The address index has one key per distinct lower-cased recipient of each stored
 //     message, so CancelSuppressed finds an address's messages without a scan.
-//   - The counters in meta (messages, recipients per status) change in the same
-//     transactions as the records, so Stats costs no scan.
+//   - The counters in meta (messages, recipients per status) and in counts (non-final
+//     recipients per provider, domain and status; a zero count has no key) change in
+//     the same transactions as the records, so Stats and Counts cost no scan. A write
+//     path need not say what it moved: the difference between what a record counted
+//     when loaded and when saved or removed is applied (counts.go).
+//   - A body is in bodies or in zbodies, never both.
 //
 // Check verifies all of the above (and bbolt's own page consistency); every test runs it
 // at cleanup.
 //
 // Due reads the index from its start and stops at the first entry later than now, so
 // finding the due work costs O(log n) plus what it returns plus the entries the caller
-// skips (those in flight). List and the bulk admin operations (DeleteMatching,
+// skips (those in flight). Each (the streamed `queue list`) and FlushBatch read a page
+// per transaction, so neither holds memory nor the write path in proportion to the
+// queue. List and the bulk admin operations (DeleteMatching,
 // HoldMatching) read every record: they serve the CLI, not the delivery path, and the
 // bulk ones rewrite in transactions of 256 messages so that Enqueue callers never
 // queue behind one huge commit.

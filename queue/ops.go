@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -30,7 +31,11 @@ func (s *Store) Enqueue(ctx context.Context, env Envelope, body []byte, now time
 		Sender: env.Sender, Size: int64(len(body)), Created: now, ClientIP: env.ClientIP,
 		Helo: env.Helo, AuthUser: env.AuthUser, User: env.User, UID: env.UID,
 		SMTPUTF8: env.SMTPUTF8, EightBit: env.EightBit,
-		IsDSN: env.IsDSN, Expires: norm(env.Expires),
+		IsDSN: env.IsDSN, Expires: norm(env.Expires), HoldReason: env.Hold,
+	}
+	first, next := Queued, now
+	if env.Hold != "" {
+		first, next = Held, time.Time{}
 	}
 	seen := make(map[string]bool, len(env.Recipients))
 	for _, a := range env.Recipients {
@@ -41,7 +46,7 @@ func (s *Store) Enqueue(ctx context.Context, env Envelope, body []byte, now time
 			continue
 		}
 		seen[a] = true
-		r.Rcpts = append(r.Rcpts, rcptSlot{Address: a, Status: Queued, NextAttempt: now})
+		r.Rcpts = append(r.Rcpts, rcptSlot{Address: a, Status: first, NextAttempt: next})
 	}
 	const draws = 5
 	for i := range draws {
@@ -120,6 +125,9 @@ func (s *Store) Record(ctx context.Context, id ID, updates []Update) error {
 				// attempt is recorded, the hold stands until Release.
 				continue
 			}
+			if u.Status == Held && u.HoldReason != "" {
+				r.HoldReason = u.HoldReason
+			}
 			if err := w.setRcpt(id, r, i, u.Status, u.NextAttempt); err != nil {
 				return err
 			}
@@ -173,14 +181,14 @@ func (s *Store) Get(ctx context.Context, id ID) (Message, error) {
 // Body returns a copy of the bytes of message id, as accepted.
 func (s *Store) Body(ctx context.Context, id ID) ([]byte, error) {
 	var body []byte
-	err := s.view(ctx, func(w *wtx) error {
+	err := s.viewSome(ctx, func(w *wtx) error {
 		b, ok, err := w.body(id)
 		if !ok {
 			return fmt.Errorf("message %s: %w", id, ErrNotFound)
 		}
 		body = b
 		return err
-	})
+	}, bucketBodies, bucketZBodies)
 	if err != nil {
 		return nil, fmt.Errorf("body: %w", err)
 	}
@@ -194,21 +202,13 @@ func (s *Store) List(ctx context.Context, f Filter) ([]Message, error) {
 		return nil, fmt.Errorf("list: %w", err)
 	}
 	var out []Message
-	err := s.view(ctx, func(w *wtx) error {
-		return w.msgs.ForEach(func(k, v []byte) error {
-			id := ID(k)
-			r, err := decodeRecord(id, v)
-			if err != nil {
-				return err
-			}
-			if f.match(r) {
-				out = append(out, r.message(id))
-			}
-			return ctx.Err()
-		})
+	// Paged (Each), so that a long listing never holds one read transaction.
+	err := s.Each(ctx, f, func(m Message) error {
+		out = append(out, m)
+		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list: %w", err)
+		return nil, err
 	}
 	return out, nil
 }
@@ -223,7 +223,7 @@ func (s *Store) Due(ctx context.Context, now time.Time, max int, skip func(ID, s
 	}
 	end := dueNanos(now)
 	var out []Due
-	err := s.view(ctx, func(w *wtx) error {
+	err := s.viewSome(ctx, func(w *wtx) error {
 		c := w.due.Cursor()
 		for k, _ := c.First(); k != nil && len(out) < max; k, _ = c.Next() {
 			d, err := parseDueKey(k)
@@ -239,7 +239,7 @@ func (s *Store) Due(ctx context.Context, now time.Time, max int, skip func(ID, s
 			out = append(out, d)
 		}
 		return nil
-	})
+	}, bucketDue)
 	if err != nil {
 		return nil, fmt.Errorf("due: %w", err)
 	}
@@ -250,7 +250,7 @@ func (s *Store) Due(ctx context.Context, now time.Time, max int, skip func(ID, s
 func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 	var at time.Time
 	var ok bool
-	err := s.view(ctx, func(w *wtx) error {
+	err := s.viewSome(ctx, func(w *wtx) error {
 		k, _ := w.due.Cursor().First()
 		if k == nil {
 			return nil
@@ -261,7 +261,7 @@ func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 		}
 		at, ok = d.At, true
 		return nil
-	})
+	}, bucketDue)
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("next due: %w", err)
 	}
@@ -330,12 +330,55 @@ func (s *Store) Release(ctx context.Context, id ID, now time.Time) error {
 				return err
 			}
 		}
+		r.HoldReason = ""
 		return w.save(id, r)
 	})
 	if err != nil {
 		return fmt.Errorf("release %s: %w", id, err)
 	}
 	return nil
+}
+
+// HoldIDs holds the queued and deferred recipients of the messages ids with
+// reason recorded as their HoldReason, in transactions of bulkBatch, and
+// returns the messages that had a recipient to hold (so that the caller
+// logs each hold once). Messages gone since are skipped. The breaker
+// (issue 21) holds a stopped sender's mail with it.
+func (s *Store) HoldIDs(ctx context.Context, ids []ID, reason string) ([]ID, error) {
+	var held []ID
+	for len(ids) > 0 {
+		chunk := ids[:min(bulkBatch, len(ids))]
+		ids = ids[len(chunk):]
+		var got []ID
+		err := s.write(ctx, func(w *wtx) error {
+			got = got[:0] // the write may run again: start over
+			for _, id := range chunk {
+				r, err := w.load(id)
+				if errors.Is(err, ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				for _, slot := range r.Rcpts {
+					if slot.Status.scheduled() {
+						r.HoldReason = reason
+						if err := w.hold(id, r); err != nil {
+							return err
+						}
+						got = append(got, id)
+						break
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return held, fmt.Errorf("hold: %w", err)
+		}
+		held = append(held, got...)
+	}
+	return held, nil
 }
 
 // Flush makes every queued or deferred recipient due later than now due at now, for
@@ -363,46 +406,65 @@ func (s *Store) Flush(ctx context.Context, id ID, now time.Time) (int, error) {
 		return n, nil
 	}
 	total := 0
-	for {
-		n, more, err := s.FlushBatch(ctx, now)
+	var c FlushCursor
+	for !c.Done() {
+		n, err := s.FlushBatch(ctx, now, &c)
 		total += n
 		if err != nil {
 			return total, err
 		}
-		if !more {
-			return total, nil
-		}
 	}
+	return total, nil
 }
 
-// FlushBatch is one step of a whole-queue flush: in one transaction it makes due at
-// now the next bulkBatch messages that have a recipient due later, and returns how
-// many it moved and whether any may be left. It seeks the due index past now: the
-// messages it moves go before that point, so the next call finds the following ones.
-// Nothing is collected (a flush of a million messages holds one batch in memory), and
-// the group commit is never held by one huge transaction. The daemon calls it in a
-// loop of its own, so that `queue flush` answers at once and the scheduler sends what
-// each batch made due while the rest is still being moved.
-func (s *Store) FlushBatch(ctx context.Context, now time.Time) (int, bool, error) {
+// FlushCursor is where a whole-queue flush resumes; its zero value starts one.
+type FlushCursor struct {
+	after []byte // the last due key looked at; nil: from now on
+	done  bool
+}
+
+// Done reports whether the flush has looked at the whole due index.
+func (c *FlushCursor) Done() bool { return c.done }
+
+// FlushBatch is one step of a whole-queue flush as of now: in one transaction it makes
+// due at now the recipients of the next bulkBatch messages found in the due index
+// after now (or after c), and returns how many messages it moved. A recipient tried
+// since now (the scheduler deferred it again meanwhile, say to a dead destination's
+// next probe) is left alone: the flush moves what was waiting when it was asked, once.
+// What it moves goes before the cursor, so nothing is collected (a flush of a million
+// messages holds one batch in memory), and the group commit is never held by one huge
+// transaction. The daemon calls it in a loop of its own, so that `queue flush` answers
+// at once and the scheduler sends what each batch made due while the rest moves.
+func (s *Store) FlushBatch(ctx context.Context, now time.Time, c *FlushCursor) (int, error) {
+	if c.done {
+		return 0, nil
+	}
 	now = norm(now)
-	seek := putU64(int64(dueNanos(now)) + 1)
-	var n, found int
+	seek := c.after
+	if seek == nil {
+		seek = putU64(int64(dueNanos(now)) + 1)
+	}
+	var n int
+	var last []byte
 	err := s.write(ctx, func(w *wtx) error {
-		n, found = 0, 0
+		n, last = 0, nil
 		var ids []ID
 		seen := map[ID]bool{}
-		c := w.due.Cursor()
-		for k, _ := c.Seek(seek); k != nil && len(ids) < bulkBatch; k, _ = c.Next() {
+		cur := w.due.Cursor()
+		for k, _ := cur.Seek(seek); k != nil && len(ids) < bulkBatch; k, _ = cur.Next() {
+			if c.after != nil && bytes.Equal(k, c.after) {
+				continue
+			}
 			d, err := parseDueKey(k)
 			if err != nil {
 				return err
 			}
+			last = bytes.Clone(k)
 			if !seen[d.ID] {
 				seen[d.ID] = true
 				ids = append(ids, d.ID)
 			}
 		}
-		found = len(ids)
 		for _, id := range ids {
 			r, err := w.load(id)
 			if err != nil {
@@ -419,17 +481,20 @@ func (s *Store) FlushBatch(ctx context.Context, now time.Time) (int, bool, error
 		return nil
 	})
 	if err != nil {
-		return 0, false, fmt.Errorf("flush: %w", err)
+		return 0, fmt.Errorf("flush: %w", err)
 	}
-	// found without n cannot happen while the index matches the records (Check), but
-	// must never make a caller loop forever.
-	return n, found > 0 && n > 0, nil
+	if last == nil {
+		c.done = true
+	}
+	c.after = last
+	return n, nil
 }
 
 func (w *wtx) flushRecord(id ID, r *record, now time.Time) (bool, error) {
 	moved := false
 	for i, slot := range r.Rcpts {
-		if slot.Status.scheduled() && slot.NextAttempt.After(now) {
+		// A recipient tried after now was deferred again since the flush began.
+		if slot.Status.scheduled() && slot.NextAttempt.After(now) && !slot.LastAttempt.After(now) {
 			if err := w.setRcpt(id, r, i, slot.Status, now); err != nil {
 				return false, err
 			}
@@ -490,18 +555,12 @@ func (s *Store) matching(ctx context.Context, f Filter) ([]ID, error) {
 	if f.empty() && !f.All {
 		return nil, fmt.Errorf("filter selects every message but All is not set: %w", ErrInvalid)
 	}
+	// A page per read transaction (Each): one long reader would stop bbolt from
+	// growing the file, and so hold every Enqueue, for as long as the walk takes.
 	var ids []ID
-	err := s.view(ctx, func(w *wtx) error {
-		return w.msgs.ForEach(func(k, v []byte) error {
-			r, err := decodeRecord(ID(k), v)
-			if err != nil {
-				return err
-			}
-			if f.match(r) {
-				ids = append(ids, ID(k))
-			}
-			return nil
-		})
+	err := s.Each(ctx, f, func(m Message) error {
+		ids = append(ids, m.ID)
+		return nil
 	})
 	return ids, err
 }
@@ -551,7 +610,7 @@ func (s *Store) HoldMatching(ctx context.Context, f Filter) (int, error) {
 // Stats reads the counters and the oldest message; it costs two key lookups per status.
 func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	st := Stats{Recipients: map[Status]int{}}
-	err := s.view(ctx, func(w *wtx) error {
+	err := s.viewSome(ctx, func(w *wtx) error {
 		st.Messages = int(getU64(w.meta.Get(metaMessages)))
 		for _, s := range Statuses() {
 			st.Recipients[s] = int(getU64(w.meta.Get(metaStatusKey(s))))
@@ -566,7 +625,7 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 		}
 		st.Oldest = r.Created
 		return nil
-	})
+	}, bucketMeta, bucketMsgs)
 	if err != nil {
 		return Stats{}, fmt.Errorf("stats: %w", err)
 	}

@@ -55,6 +55,10 @@ type record struct {
 	IsDSN    bool       `json:"dsn,omitempty"`
 	Expires  time.Time  `json:"expires,omitzero"`
 	Rcpts    []rcptSlot `json:"rcpts"`
+
+	// HoldReason: see Message.HoldReason. Absent in records written
+	// before it existed, which read as "" (held by an operator, if held).
+	HoldReason string `json:"hold_reason,omitempty"`
 }
 
 type rcptSlot struct {
@@ -84,7 +88,7 @@ func (r *record) message(id ID) Message {
 		ID: id, Sender: r.Sender, Size: r.Size, Created: r.Created, ClientIP: r.ClientIP,
 		Helo: r.Helo, AuthUser: r.AuthUser, SMTPUTF8: r.SMTPUTF8, EightBit: r.EightBit,
 		IsDSN: r.IsDSN, Expires: r.Expires, Recipients: make([]Recipient, len(r.Rcpts)),
-		User: r.User,
+		User: r.User, HoldReason: r.HoldReason,
 	}
 	if r.User != "" {
 		uid := r.UID

@@ -135,11 +135,11 @@ func (s *Store) PutSuppression(ctx context.Context, sup Suppression) error {
 func (s *Store) Suppressed(ctx context.Context, addr string, now time.Time) (Suppression, bool, error) {
 	var out Suppression
 	var ok bool
-	err := s.view(ctx, func(w *wtx) error {
+	err := s.viewSome(ctx, func(w *wtx) error {
 		var err error
 		out, ok, err = w.getSupp(addrNorm(addr))
 		return err
-	})
+	}, bucketSupp)
 	if err != nil {
 		return Suppression{}, false, fmt.Errorf("suppressed: %w", err)
 	}
@@ -226,7 +226,7 @@ func (s *Store) CancelSuppressed(ctx context.Context, addr string, now time.Time
 					return err
 				}
 				r.Rcpts[i].Class, r.Rcpts[i].LastResponse = sup.Reason, sup.Response
-				out = append(out, Cancelled{ID: id, Sender: r.Sender, Rcpt: slot.Address, IsDSN: r.IsDSN})
+				out = append(out, Cancelled{ID: id, Sender: r.Sender, Rcpt: slot.Address, IsDSN: r.IsDSN, User: r.User, AuthUser: r.AuthUser})
 				changed = true
 			}
 			if changed {

@@ -55,7 +55,7 @@ func cmdBounce(args []string) int {
 	}
 	sub := args[0]
 	fs, cfgPath := newFlags("bounce " + sub)
-	asJSON := fs.Bool("json", false, "print JSON: {kind, recipients: [{address, status, class, diagnostic, suppress, ...}], ...}")
+	asJSON := fs.Bool("json", false, "print JSON: {kind, recipients: [{address, status, class, rule, stage, evidence, diagnostic, suppress, soft, ...}], ...}")
 	pos, err := parseFlags(fs, args[1:])
 	if err != nil {
 		return 2
@@ -152,8 +152,9 @@ func ingest(ctx context.Context, cfg *config.Config, p *policy.Policy, raw []byt
 		return res, err
 	}
 	res.Report = rep
-	sups := bounceSuppressions(rep, time.Duration(cfg.Suppression.HostUnknownTTL), time.Now())
-	if len(sups) == 0 {
+	now := time.Now()
+	sups := bounceSuppressions(rep, time.Duration(cfg.Suppression.HostUnknownTTL), now)
+	if len(sups) == 0 && !hasSoft(rep) {
 		res.Suppressed = []queue.Suppression{}
 		return res, nil
 	}
@@ -162,7 +163,12 @@ func ingest(ctx context.Context, cfg *config.Config, p *policy.Policy, raw []byt
 		return res, err
 	}
 	defer store.Close()
-	res.suppressResult, err = applySuppressions(ctx, store, sups, false, time.Now(), nil, func(addr, why string, now time.Time) (int, error) {
+	soft, err := softSuppressions(ctx, store, p, rep, now)
+	if err != nil {
+		return res, err
+	}
+	sups = append(sups, soft...)
+	res.suppressResult, err = applySuppressions(ctx, store, sups, false, now, nil, func(addr, why string, now time.Time) (int, error) {
 		return offlineCancel(ctx, cfg, store, addr, why, now)
 	})
 	return res, err
@@ -198,6 +204,60 @@ func bounceSuppressions(rep *bounce.Report, ttl time.Duration, now time.Time) []
 	return out
 }
 
+// hasSoft reports a recipient whose bounce counts towards the
+// repeated-bounce rule.
+func hasSoft(rep *bounce.Report) bool {
+	for _, r := range rep.Recipients {
+		if r.Soft && !r.Suppress {
+			return true
+		}
+	}
+	return false
+}
+
+// softSuppressions records each soft bounce of rep (a full mailbox, or an
+// unknown user on evidence that is not conclusive: issue 12) in the
+// recipient's history, and returns the suppressions of those that have now
+// bounced so often, over so many days, that the policy's repeated-bounce
+// rule (suppression.mailbox_full) holds. The history is the one the
+// delivery engine keeps for live replies (state key CLASS/address), so
+// that synchronous and asynchronous bounces count together.
+func softSuppressions(ctx context.Context, store *queue.Store, p *policy.Policy, rep *bounce.Report, now time.Time) ([]queue.Suppression, error) {
+	var out []queue.Suppression
+	seen := map[string]bool{}
+	for _, r := range rep.Recipients {
+		addr := strings.ToLower(strings.TrimSpace(r.Address))
+		if !r.Soft || r.Suppress || seen[addr] || checkImported(queue.Suppression{Address: addr}) != nil {
+			continue
+		}
+		seen[addr] = true
+		key := string(r.Class) + "/" + addr
+		var times []time.Time
+		b, err := store.State(ctx, key)
+		switch {
+		case err == nil:
+			_ = json.Unmarshal(b, &times) // a damaged history starts again
+		case !errors.Is(err, queue.ErrNotFound):
+			return nil, fmt.Errorf("soft bounce history of %s: %w", addr, err)
+		}
+		if len(times) >= 20 {
+			times = times[len(times)-19:] // the rule looks at weeks, not years
+		}
+		times = append(times, now)
+		if b, err = json.Marshal(times); err == nil {
+			err = store.PutState(ctx, key, b)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("soft bounce history of %s: %w", addr, err)
+		}
+		if p.MailboxFullSuppress(times, now) {
+			out = append(out, queue.Suppression{Address: addr, Reason: string(r.Class), Response: r.Diagnostic,
+				Source: queue.SourceDSN, FirstSeen: now, LastSeen: now})
+		}
+	}
+	return out, nil
+}
+
 // printBounce writes the report (and what ingest applied): JSON, or one
 // line for the kind and one per recipient.
 func printBounce(rep *bounce.Report, applied *suppressResult, asJSON bool) int {
@@ -226,7 +286,11 @@ func printBounce(rep *bounce.Report, applied *suppressResult, asJSON bool) int {
 	}
 	fmt.Printf("%s, %d recipient%s\n", head, len(rep.Recipients), plural(len(rep.Recipients)))
 	for _, r := range rep.Recipients {
-		fmt.Printf("%s status=%s class=%s suppress=%t diagnostic=%q\n", r.Address, r.Status, r.Class, r.Suppress, r.Diagnostic)
+		soft := ""
+		if r.Soft {
+			soft = " soft=true"
+		}
+		fmt.Printf("%s status=%s class=%s suppress=%t%s diagnostic=%q stage=%s evidence=%q\n", r.Address, r.Status, r.Class, r.Suppress, soft, r.Diagnostic, r.Stage, r.Evidence)
 	}
 	if applied != nil {
 		for _, s := range applied.Suppressed {
@@ -254,7 +318,13 @@ func (d *daemon) ingestBounce(w http.ResponseWriter, r *http.Request) {
 	}
 	now := time.Now()
 	res := bounceResult{Report: rep}
-	res.suppressResult, err = d.suppress(r.Context(), bounceSuppressions(rep, time.Duration(d.cfg.Suppression.HostUnknownTTL), now), false, now)
+	sups := bounceSuppressions(rep, time.Duration(d.cfg.Suppression.HostUnknownTTL), now)
+	soft, err := softSuppressions(r.Context(), d.store, d.engine.Policy(), rep, now)
+	if err != nil {
+		admin.WriteError(w, http.StatusInternalServerError, err)
+		return
+	}
+	res.suppressResult, err = d.suppress(r.Context(), append(sups, soft...), false, now)
 	if err != nil {
 		admin.WriteError(w, http.StatusInternalServerError, err)
 		return
@@ -274,6 +344,11 @@ func (d *daemon) handleInbound(ctx context.Context, rcpts []string, raw []byte) 
 	}
 	now := time.Now()
 	sups := bounceSuppressions(rep, time.Duration(d.cfg.Suppression.HostUnknownTTL), now)
+	soft, err := softSuppressions(ctx, d.store, d.engine.Policy(), rep, now)
+	if err != nil {
+		return err
+	}
+	sups = append(sups, soft...)
 	d.log.Info("bounce received", "qid", rep.QueueID, "kind", string(rep.Kind), "rcpt", strings.Join(rcpts, ","), "suppress", len(sups))
 	_, err = d.suppress(ctx, sups, false, now)
 	return err

@@ -18,12 +18,13 @@ func init() {
 	register("classify", "classify an SMTP reply with the policy: class, action, suppression", cmdClassify)
 }
 
-const classifyUsage = `usage: facteur classify [-provider NAME|DOMAIN] [--json] 'CODE [X.Y.Z] TEXT'`
+const classifyUsage = `usage: facteur classify [-provider NAME|DOMAIN] [-stage connect|mail|rcpt|data] [--json] 'CODE [X.Y.Z] TEXT'`
 
 func cmdClassify(args []string) int {
 	fs, cfgPath := newFlags("classify")
 	provider := fs.String("provider", "", "provider the reply came from (a policy provider name, or a recipient domain to recognise); default: the default provider")
-	asJSON := fs.Bool("json", false, "print {class, action, rule, suppress, ...} as JSON")
+	stage := fs.String("stage", "", "the SMTP command the reply answered: connect (greeting, EHLO), mail (MAIL FROM), rcpt (RCPT TO) or data; default: unknown. A reply to MAIL FROM or to the greeting never makes a recipient unknown; a user unknown in reply to DATA is a soft bounce")
+	asJSON := fs.Bool("json", false, "print {class, action, rule, suppress, stage, evidence, ...} as JSON")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return 2
@@ -47,10 +48,16 @@ func cmdClassify(args []string) int {
 		fmt.Fprintf(os.Stderr, "facteur: %v\n", err)
 		return 2
 	}
+	st, err := policy.ParseStage(*stage)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "facteur: -stage: %v\n", err)
+		return 2
+	}
 	reply, err := policy.ParseReply(text)
 	if err != nil {
 		return fail("%v (want e.g. '550 5.1.1 user unknown')", err)
 	}
+	reply.Stage = st
 	if *provider == "" {
 		if n, why := inferProvider(p, reply); n != "" {
 			name = n
@@ -66,7 +73,7 @@ func cmdClassify(args []string) int {
 		}
 		return 0
 	}
-	fmt.Println(d.String())
+	fmt.Printf("%s evidence=%q\n", d.String(), d.Evidence)
 	return 0
 }
 

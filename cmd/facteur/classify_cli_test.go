@@ -35,6 +35,13 @@ func TestClassifyCLI(t *testing.T) {
 		{"block at microsoft suspends, never suppresses", []string{"-provider", "hotmail.com", "550 5.7.1 Unfortunately, messages from [192.0.2.10] weren't sent. Please contact your Internet service provider since part of their network is on our block list (S3140)."},
 			want{"ip_blocked", "suspend", false, "microsoft"}},
 		{"free too many errors backs off", []string{"-provider", "free.fr", "451 too many errors from your ip"}, want{"ip_blocked", "backoff", false, "free"}},
+		{"a reply to MAIL FROM never makes the recipient unknown", []string{"-stage", "mail", "550 5.1.1 <app@example.com>... User unknown"},
+			want{"other_permanent", "bounce", false, "default"}},
+		{"a user unknown in reply to RCPT suppresses", []string{"-stage", "rcpt", "550 5.1.1 User unknown"}, want{"user_unknown", "bounce", true, "default"}},
+		{"a user unknown in reply to DATA is soft", []string{"-stage", "data", "550 5.1.1 User unknown"}, want{"user_unknown", "bounce", false, "default"}},
+		{"refused at the greeting: the connection", []string{"-stage", "connect", "554 5.7.1 Access denied"}, want{"ip_blocked", "bounce", false, "default"}},
+		{"text beats code: a rate limit carrying 5.1.1", []string{"550 5.1.1 <bob@example.org> - 198.51.100.225 has sent to too many recipients this hour"},
+			want{"rate_limited", "bounce", false, "default"}},
 		{"provider inferred from a host in the text", []string{"550 5.1.1 The email account that you tried to reach does not exist. Learn more at https://support.google.com/mail/?p=NoSuchUser - gsmtp"},
 			want{"user_unknown", "bounce", true, "google"}},
 	}
@@ -45,7 +52,7 @@ func TestClassifyCLI(t *testing.T) {
 			if err := json.Unmarshal([]byte(out), &got); err != nil {
 				t.Fatalf("classify --json: %v\n%s", err, out)
 			}
-			for _, k := range []string{"class", "action", "rule", "suppress"} {
+			for _, k := range []string{"class", "action", "rule", "suppress", "stage", "evidence"} {
 				if _, ok := got[k]; !ok {
 					t.Errorf("JSON has no %q: %s", k, out)
 				}
@@ -80,6 +87,7 @@ func TestClassifyCLIErrors(t *testing.T) {
 		{"code out of range", []string{"classify", "999 what"}, 1, "out of range"},
 		{"unknown provider", []string{"classify", "-provider", "nosuch", "550 5.1.1 x"}, 2, `unknown provider "nosuch"`},
 		{"unknown flag", []string{"classify", "-bogus", "550 x"}, 2, "bogus"},
+		{"unknown stage", []string{"classify", "-stage", "quit", "550 x"}, 2, `unknown stage "quit"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

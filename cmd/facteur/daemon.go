@@ -271,8 +271,9 @@ func (d *daemon) flushLoop(ctx context.Context) error {
 		case now = <-d.flushReq:
 		}
 		total := 0
-		for {
-			n, more, err := d.store.FlushBatch(ctx, now)
+		var c queue.FlushCursor
+		for !c.Done() {
+			n, err := d.store.FlushBatch(ctx, now, &c)
 			total += n
 			if err != nil {
 				if ctx.Err() == nil {
@@ -281,9 +282,6 @@ func (d *daemon) flushLoop(ctx context.Context) error {
 				break
 			}
 			d.sched.Wake()
-			if !more {
-				break
-			}
 		}
 		d.log.Info("queue flushed", "messages", total)
 	}

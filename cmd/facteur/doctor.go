@@ -99,7 +99,7 @@ func cmdDoctor(args []string) int {
 	if *withMX {
 		opts.MX = func(ctx context.Context, domain string) []doctor.Finding { return mxTLSFindings(ctx, cfg, res, domain) }
 	}
-	findings := doctor.Run(ctx, doctor.ResolverDNS{Resolver: res}, opts)
+	findings := doctor.Run(ctx, res, opts)
 	if *asJSON {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")

@@ -18,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"facteur/safeio"
 )
 
 // facteur install (issue 8 §6): set up a Debian/Ubuntu web server the way
@@ -638,42 +640,20 @@ func (in *installer) installFile(p string, data []byte, from string, o installOw
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return false, err
 	}
-	f, err := os.CreateTemp(dir, ".facteur-install-*")
+	f, err := safeio.Create(path, "", 0o600)
 	if err != nil {
 		return false, err
 	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // a no-op once renamed
+	defer f.Abort() // a no-op once committed
 	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return false, fmt.Errorf("write %s: %w", tmp, err)
+		return false, fmt.Errorf("write %s: %w", f.Name(), err)
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return false, fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return false, fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err := in.apply(tmp, path, o, r); err != nil {
+	// Owner and mode go on before the rename: the name never shows
+	// another's.
+	if err := in.apply(f.Name(), path, o, r); err != nil {
 		return false, err
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return false, err
-	}
-	return replaced, installSyncDir(dir)
-}
-
-func installSyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
+	return replaced, f.Commit(safeio.Replace)
 }
 
 // writeNew writes a config file only when none is there: the admin's file
@@ -760,7 +740,7 @@ func (in *installer) link(p string) error {
 		os.Remove(tmp)
 		return err
 	}
-	return installSyncDir(filepath.Dir(path))
+	return safeio.SyncDir(filepath.Dir(path), nil)
 }
 
 // divert moves what an MTA package installed at p aside (p.distrib) and
@@ -901,6 +881,19 @@ limits:
   per_user: 200/h                # per authenticated submission user
 max_queue_messages: 10000
 min_free_disk: 512MiB
+
+# Circuit breaker: a sender (local user such as www-data, authenticated
+# user, sender domain) whose recipients bounce or are deferred too often in
+# an hour is stopped, its mail held, and root is told, before the server's
+# IP lands on a block list. Release: facteur breaker reset SENDER.
+breaker:
+  window: 1h
+  min_recipients: 20
+  max_failed: 0.25
+  max_deferred: 0.5
+  action: hold
+  notify: []                     # empty: root, through its alias
+  per: [user, sender_domain]
 
 # Mail to root (cron, system tools) goes to a bare local name: give it a
 # real address.

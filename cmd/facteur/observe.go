@@ -48,6 +48,7 @@ func (d *daemon) newMetrics() *metrics.Metrics {
 		},
 		Alarm:          d.alarm.Load,
 		WebhookPending: d.webhookPending,
+		BreakerTripped: d.breakerTripped,
 	})
 }
 
@@ -122,6 +123,7 @@ type Status struct {
 	Suspended []SuspendedProvider    `json:"suspended"`
 	Alarm     bool                   `json:"alarm"`
 	Providers []policy.ProviderState `json:"-"`
+	Breaker   []breakerEntry         `json:"breaker"` // senders the circuit breaker stops
 }
 
 // SuspendedProvider names a provider (or default destination) on hold.
@@ -149,6 +151,10 @@ func (d *daemon) status(w http.ResponseWriter, r *http.Request) {
 	}
 	if out.Queue == nil {
 		out.Queue = []metrics.QueueDepth{}
+	}
+	if out.Breaker, err = d.breaker.entries(r.Context()); err != nil {
+		admin.WriteError(w, http.StatusInternalServerError, err)
+		return
 	}
 	for _, p := range d.engine.Snapshot(now) {
 		if p.SuspendedUntil != nil {
@@ -213,6 +219,10 @@ func cmdStatus(args []string) int {
 	lh := st.LastHour
 	fmt.Printf("\nlast hour: %d delivered, %d deferred, %d bounced, %d expired, %d suppressed\n",
 		lh["delivered"], lh["deferred"], lh["bounced"], lh["expired"], lh["suppressed"])
+	for _, b := range st.Breaker {
+		fmt.Printf("\nbreaker: %s stopped since %s, %s, %d message%s held (facteur breaker reset %s)\n",
+			b.Key, b.At.Local().Format(time.DateTime), b.Summary(), b.Held, plural(b.Held), b.Key)
+	}
 	if len(st.Suspended) == 0 {
 		fmt.Println("\nno provider suspended")
 		return 0

@@ -44,6 +44,9 @@ func init() {
 	register("serve", "run the daemon", cmdServe)
 }
 
+// memoryLimit is the runtime's soft memory limit unless GOMEMLIMIT is set.
+const memoryLimit = 160 << 20
+
 // dropGroup is the group that owns the maildrop; the shim is installed
 // setgid to it (Postfix's postdrop group).
 const dropGroup = "facteur-drop"
@@ -82,6 +85,14 @@ func cmdServe(args []string) int {
 		// often trades a few MB for CPU on the SMTP hot path.
 		debug.SetGCPercent(400)
 	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// GOGC=400 lets the heap grow to five times what is live; a soft
+		// limit makes the collector run sooner instead once the process nears
+		// it (issue 19: under 200 MB at every moment, a million queued). The
+		// queue file is mapped, not counted. Large messages in many sessions
+		// may need more: the limit is soft, the collector then works harder.
+		debug.SetMemoryLimit(memoryLimit)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	if err := serve(ctx, cfg, log); err != nil {
@@ -109,6 +120,8 @@ type daemon struct {
 	// verpSecret keys the VERP tokens; nil when bounces.domain is unset.
 	verpSecret []byte
 	inbound    []*inbound.Server
+	// breaker is the per-sender circuit breaker; nil when it is off.
+	breaker *breakerGuard
 	// flushReq asks flushLoop for a whole-queue flush as of the time sent.
 	flushReq chan time.Time
 
@@ -116,6 +129,12 @@ type daemon struct {
 }
 
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	// Listening before anything else, the queue's opening included.
+	early, err := bindEarly(cfg)
+	if err != nil {
+		return err
+	}
+	defer early.closeRest()
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
 	}
@@ -215,6 +234,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			}
 		}
 	}
+	if cfg.Breaker != nil {
+		d.breaker = newBreakerGuard(ctx, cfg, store, log)
+		d.breaker.d, d.breaker.hooks = d, hooks
+		schedOpts.Breaker = d.breaker
+	}
 	d.sched = scheduler.New(schedOpts, store, res, scheduler.EngineShaper{E: d.engine}, scheduler.RealClock{}, log)
 
 	d.cleanup = cleanup.New(cleanup.Options{
@@ -223,33 +247,49 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Aliases:     cfg.Aliases,
 		Senders:     cfg.Senders,
 		MaxHops:     cfg.MaxHops,
+		Hold:        d.breaker.Hold, // nil-safe: no breaker, no hold
 		Notify: func() {
 			d.metrics.Received()
 			d.sched.Wake()
 		},
 	}, store, signer, log)
+	// Issue 11: one guard for the SMTP path and pickup, so that the
+	// maildrop is no way around a limit.
+	abuse := guard.New(guard.Options{
+		PerClientIP:        cfg.Limits.PerClientIP.Rate,
+		PerClientIPTrusted: cfg.Limits.PerClientIPTrusted,
+		PerSender:          cfg.Limits.PerSender.Rate,
+		PerUser:            cfg.Limits.PerUser.Rate,
+		MaxQueue:           cfg.MaxQueue,
+		MinFreeDisk:        cfg.FreeDiskFloor(),
+		DataDir:            cfg.DataDir,
+		QueueSize: func(ctx context.Context) (int, error) {
+			st, err := store.Stats(ctx)
+			return st.Messages, err
+		},
+	})
+	// Large messages spill here while they arrive (issue 11 §3).
+	spoolDir := filepath.Join(cfg.DataDir, "tmp")
+	if err := os.MkdirAll(spoolDir, 0o700); err != nil {
+		return fmt.Errorf("data_dir: %w", err)
+	}
 	d.smtp = submission.New(submission.Options{
-		Hostname:       cfg.Hostname,
-		MaxMessageSize: int64(cfg.MaxMessageSize),
-		MaxRecipients:  cfg.MaxRecipients,
-		Trusted:        prefixes(cfg),
-		DropSuppressed: cfg.Suppression.OnRcpt == "drop",
-		Suppressions:   storeSuppressions{store},
-		Guard: guard.New(guard.Options{
-			PerClientIP: cfg.Limits.PerClientIP.Rate,
-			PerSender:   cfg.Limits.PerSender.Rate,
-			PerUser:     cfg.Limits.PerUser.Rate,
-			MaxQueue:    cfg.MaxQueue,
-			MinFreeDisk: cfg.FreeDiskFloor(),
-			DataDir:     cfg.DataDir,
-			QueueSize: func(ctx context.Context) (int, error) {
-				st, err := store.Stats(ctx)
-				return st.Messages, err
-			},
-		}),
+		Hostname:            cfg.Hostname,
+		MaxMessageSize:      int64(cfg.MaxMessageSize),
+		MaxRecipients:       cfg.MaxRecipients,
+		Trusted:             prefixes(cfg),
+		DropSuppressed:      cfg.Suppression.OnRcpt == "drop",
+		Suppressions:        storeSuppressions{store},
+		Guard:               abuse,
+		MaxConnections:      cfg.MaxConnections,
+		MaxConnectionsPerIP: cfg.MaxConnectionsPerIP,
+		MaxAuthFailures:     cfg.MaxAuthFailures,
+		SenderLogin:         cfg.SenderLogin,
+		SpoolDir:            spoolDir,
 	}, d.cleanup, log)
 	d.admin = &admin.Server{Store: store, Token: cfg.AdminToken, Log: log, Flusher: d, Extra: d.routes(), Decorate: d.decorate}
-	d.pickup = &pickup.Pickup{Dir: dropDir, Cleanup: d.cleanup, Log: log,
+	d.pickup = &pickup.Pickup{Dir: dropDir, Cleanup: d.cleanup, Log: log, Guard: abuse,
+		SenderCheck: d.smtp.CheckSenderLogin,
 		// The shim could not learn at RCPT time that a recipient is
 		// suppressed when the daemon was down: drop it here, with a line.
 		Filter: func(ctx context.Context, rcpts []string) []string {
@@ -281,7 +321,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 	}
 	for _, addr := range cfg.Listen {
-		ln, err := net.Listen("tcp", string(addr))
+		ln, err := early.listen(string(addr))
 		if err != nil {
 			closeAll()
 			return fmt.Errorf("listen %s: %w", addr, err)
@@ -304,7 +344,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			return fmt.Errorf("submission[%d]: %w", i, err)
 		}
 		l.Users = users
-		ln, err := net.Listen("tcp", string(s.Listen))
+		ln, err := early.listen(string(s.Listen))
 		if err != nil {
 			closeAll()
 			return fmt.Errorf("listen %s: %w", s.Listen, err)
@@ -322,6 +362,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		d.inbound = append(d.inbound, &inbound.Server{Domain: cfg.Bounces.Domain, Hostname: cfg.Hostname,
 			MaxMessageSize: int64(cfg.MaxMessageSize), Handle: d.handleInbound, Log: log})
 	}
+	// The shim's socket (issue 11 §1): DATA_DIR/public, reachable by the
+	// facteur-drop group only, as Postfix's public/ and postdrop.
+	localLn, err := submission.ListenLocal(filepath.Join(cfg.DataDir, "public"), gid)
+	if err != nil {
+		closeAll()
+		return err
+	}
+	smtpLns = append(smtpLns, smtpListener{localLn, submission.Listener{Addr: localLn.Addr().String(), Local: true}})
 	adminLn, err := net.Listen("tcp", string(cfg.Admin))
 	if err != nil {
 		closeAll()
@@ -349,6 +397,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	g.Go(func() error { return d.flushLoop(gctx) })
 	g.Go(func() error { return d.reloadOnHUP(gctx) })
 	g.Go(func() error { return d.alarmLoop(gctx) })
+	if d.breaker != nil {
+		g.Go(func() error { return d.breaker.Run(gctx) })
+	}
 	for _, h := range hooks {
 		g.Go(func() error { return h.Run(gctx) })
 	}

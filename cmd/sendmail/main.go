@@ -261,46 +261,53 @@ func allASCII(ss []string) bool {
 	return true
 }
 
-// submitOrDrop hands the message to the daemon; when the daemon cannot take
-// it now (down, 4xx), it writes it to the maildrop, which the daemon ingests
-// when it is back.
+// submitOrDrop hands the message to the daemon; only when the daemon
+// cannot be reached does it write it to the maildrop, which the daemon
+// ingests when it is back (issue 11 §2: a 4xx is the daemon's decision and
+// exits EX_TEMPFAIL, with the reply on stderr and nothing queued).
 func (s *shim) submitOrDrop(env maildrop.Envelope, data []byte) error {
-	addr, ok := s.daemonAddr()
+	addr, _ := s.daemonAddr()
+	socket := filepath.Join(s.cfg.DataDir, "public", "submit.sock")
 	var why string
 	var refused []refusal
 	total := len(env.Recipients)
 	// Some recipients refused for good (suppressed, unknown): say which
 	// and exit, as sendmail does, with the code of the first, even when the
 	// others were accepted.
-	refusedErr := func() error {
+	printRefused := func() {
 		for _, r := range refused {
 			fmt.Fprintf(s.stderr, "%s: <%s>: %s\n", s.prog, r.rcpt, formatReply(r.err))
 		}
+	}
+	refusedErr := func() error {
+		printRefused()
 		return &exitError{code: replyExit(refused[0].err), msg: fmt.Sprintf("%d of %d recipients refused", len(refused), total)}
 	}
-	if !ok {
-		why = "no listen address in the config"
-	} else {
-		res, err := submit(addr, helloName(), env, data)
-		var te *tempError
-		switch {
-		case err == nil:
-			if res.reply != "" {
-				s.verbosef("submitted to %s: %s", addr, res.reply)
-			}
-			if refused = res.refused; len(refused) > 0 {
-				return refusedErr()
-			}
-			return nil
-		case errors.As(err, &te):
-			why = te.Error()
-			env.Recipients, refused = te.recipients, te.refused
-		default:
-			return err
+	res, err := submit(socket, addr, helloName(), env, data)
+	var ue *unreachable
+	var tr *tempReply
+	switch {
+	case err == nil:
+		if res.reply != "" {
+			s.verbosef("submitted: %s", res.reply)
 		}
+		if refused = res.refused; len(refused) > 0 {
+			return refusedErr()
+		}
+		return nil
+	case errors.As(err, &tr):
+		refused = tr.refused
+		printRefused()
+		return &exitError{code: exTempFail, msg: tr.Error() + "; nothing was queued, try again later"}
+	case errors.As(err, &ue):
+		why = ue.Error()
+		env.Recipients, refused = ue.recipients, ue.refused
+	default:
+		return err
 	}
 	dir := filepath.Join(s.cfg.DataDir, "maildrop")
-	name, err := maildrop.Write(dir, env, bytes.NewReader(data))
+	quota := maildrop.Quota{Files: s.cfg.MaildropQuota.Files, Bytes: int64(s.cfg.MaildropQuota.Bytes)}
+	name, err := maildrop.WriteQuota(dir, env, bytes.NewReader(data), int64(len(data)), quota)
 	switch {
 	case err == nil:
 		s.verbosef("%s; queued in the maildrop as %s", why, name)
@@ -308,6 +315,8 @@ func (s *shim) submitOrDrop(env maildrop.Envelope, data []byte) error {
 			return refusedErr()
 		}
 		return nil
+	case errors.Is(err, maildrop.ErrQuota):
+		return failf(exTempFail, "%s, and %v", why, err)
 	case errors.Is(err, fs.ErrNotExist):
 		return failf(exCantCreat, "%s, and the maildrop %s does not exist (is facteur installed?): %v", why, dir, err)
 	case errors.Is(err, fs.ErrPermission):

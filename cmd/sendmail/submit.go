@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -23,16 +24,31 @@ const (
 	adminTimeout   = 30 * time.Second
 )
 
-// tempError: the daemon could not take the message now (unreachable,
-// connection lost, 4xx); recipients are those still to be delivered.
-type tempError struct {
+// unreachable: the daemon could not be reached (nothing listens, the
+// connection broke before the daemon answered for the message). Only then
+// does the message go to the maildrop (issue 11 §2): a reply from the daemon,
+// 4xx included, is its decision, and the maildrop must not be a way around
+// it. recipients are those not refused for good.
+type unreachable struct {
 	err        error
 	recipients []string
 	refused    []refusal // recipients refused for good before the failure
 }
 
-func (e *tempError) Error() string { return fmt.Sprintf("daemon did not take the message (%v)", e.err) }
-func (e *tempError) Unwrap() error { return e.err }
+func (e *unreachable) Error() string { return fmt.Sprintf("daemon unreachable (%v)", e.err) }
+func (e *unreachable) Unwrap() error { return e.err }
+
+// tempReply: the daemon answered 4xx (a rate limit, the queue full): the
+// caller must try again later (EX_TEMPFAIL), nothing is queued.
+type tempReply struct {
+	stage   string
+	reply   *smtp.SMTPError
+	refused []refusal
+}
+
+func (e *tempReply) Error() string {
+	return fmt.Sprintf("%s deferred by the daemon: %s", e.stage, formatReply(e.reply))
+}
 
 type refusal struct {
 	rcpt string
@@ -44,16 +60,41 @@ type submitResult struct {
 	refused []refusal
 }
 
+// dialDaemon connects to the daemon's local socket (DATA_DIR/public/
+// submit.sock, where it learns our uid from the kernel), else to its SMTP
+// listener on loopback (where it asks the kernel who owns our socket).
+func dialDaemon(socket, addr string) (net.Conn, error) {
+	var errs []error
+	if socket != "" {
+		c, err := net.DialTimeout("unix", socket, dialTimeout)
+		if err == nil {
+			return c, nil
+		}
+		errs = append(errs, err)
+	}
+	if addr != "" {
+		c, err := net.DialTimeout("tcp", addr, dialTimeout)
+		if err == nil {
+			return c, nil
+		}
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		return nil, errors.New("no listen address in the config")
+	}
+	return nil, errors.Join(errs...)
+}
+
 // submit sends one message to the daemon over SMTP (EHLO, no STARTTLS: the
-// daemon is on loopback). A 5xx to RCPT refuses that recipient only; a 5xx
-// to MAIL or DATA is returned as *exitError; anything temporary is a
-// *tempError for the recipients not refused. A connection lost after the
-// final dot is temporary too: the message may then be queued twice, never
-// lost.
-func submit(addr, hello string, env maildrop.Envelope, data []byte) (*submitResult, error) {
-	conn, err := net.DialTimeout("tcp", addr, dialTimeout)
+// daemon is local). A 5xx to RCPT refuses that recipient only; a 5xx to
+// MAIL or DATA is returned as *exitError; a 4xx as *tempReply; a daemon
+// that cannot be reached as *unreachable. A connection lost after the
+// final dot is unreachable too: the message may then be queued twice,
+// never lost.
+func submit(socket, addr, hello string, env maildrop.Envelope, data []byte) (*submitResult, error) {
+	conn, err := dialDaemon(socket, addr)
 	if err != nil {
-		return nil, &tempError{err: err, recipients: env.Recipients}
+		return nil, &unreachable{err: err, recipients: env.Recipients}
 	}
 	c := smtp.NewClient(conn)
 	defer c.Close()
@@ -62,10 +103,13 @@ func submit(addr, hello string, env maildrop.Envelope, data []byte) (*submitResu
 	res := &submitResult{}
 	fail := func(stage string, err error, rcpts []string) error {
 		var se *smtp.SMTPError
-		if errors.As(err, &se) && se.Code/100 == 5 {
+		switch {
+		case errors.As(err, &se) && se.Code/100 == 5:
 			return &exitError{code: replyExit(se), msg: fmt.Sprintf("%s refused by the daemon: %s", stage, formatReply(se))}
+		case errors.As(err, &se) && se.Code/100 == 4:
+			return &tempReply{stage: stage, reply: se, refused: res.refused}
 		}
-		return &tempError{err: fmt.Errorf("%s: %w", stage, err), recipients: rcpts, refused: res.refused}
+		return &unreachable{err: fmt.Errorf("%s: %w", stage, err), recipients: rcpts, refused: res.refused}
 	}
 	if err := c.Hello(hello); err != nil {
 		return nil, fail("EHLO", err, env.Recipients)
@@ -87,9 +131,10 @@ func submit(addr, hello string, env maildrop.Envelope, data []byte) (*submitResu
 		case errors.As(err, &se) && se.Code/100 == 5:
 			res.refused = append(res.refused, refusal{rcpt: r, err: se})
 		default:
-			// A 4xx (452 too many recipients, 451 store trouble) or a
-			// broken connection: hand everything not refused to the
-			// maildrop rather than split the message.
+			// A 4xx (451 rate limit, 452 too many recipients) or a broken
+			// connection: never split the message; RSET gives the daemon
+			// back what the accepted recipients spent.
+			c.Reset()
 			return nil, fail("RCPT TO:<"+r+">", err, notRefused(env.Recipients, res.refused))
 		}
 	}
@@ -185,12 +230,8 @@ func (s *shim) mailq() error {
 // is down the client gets a 421 greeting, as RFC 5321 §3.8 says a server
 // that cannot serve should answer.
 func (s *shim) proxySMTP() error {
-	addr, ok := s.daemonAddr()
-	var conn net.Conn
-	err := errors.New("no listen address in the config")
-	if ok {
-		conn, err = net.DialTimeout("tcp", addr, dialTimeout)
-	}
+	addr, _ := s.daemonAddr()
+	conn, err := dialDaemon(filepath.Join(s.cfg.DataDir, "public", "submit.sock"), addr)
 	if err != nil {
 		fmt.Fprintf(s.stdout, "421 4.3.2 %s facteur: mail system is down\r\n", helloName())
 		s.verbosef("daemon at %s: %v", addr, err)
@@ -201,8 +242,8 @@ func (s *shim) proxySMTP() error {
 	// the process exits with it still blocked on a read, which is harmless.
 	go func() {
 		io.Copy(conn, s.stdin)
-		if tc, ok := conn.(*net.TCPConn); ok {
-			tc.CloseWrite()
+		if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
 		}
 	}()
 	if _, err := io.Copy(s.stdout, conn); err != nil {

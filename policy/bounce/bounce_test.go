@@ -3,6 +3,7 @@ package bounce
 import (
 	"encoding/json"
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -344,10 +345,15 @@ func TestApplyVERP(t *testing.T) {
 	}
 }
 
-// FuzzParse: Parse never panics, and a report whose recipients are delayed
-// never suppresses anyone.
+// FuzzParse: Parse never panics, and the decisions keep issue 12's
+// invariants: a delayed recipient is never suppressed, nor one whose reply
+// answered MAIL FROM or the greeting; a 4.x.x status suppresses only a
+// failed user unknown at RCPT; a soft bounce never suppresses at once; the
+// bounce's own sender is never suppressed unless the text shows it as a
+// recipient of the failed transaction.
 func FuzzParse(f *testing.F) {
-	for _, s := range []string{arfReport, dsnDelayed, dsnFailed, vacation, qmail, plain, crlf(dsnFailed)} {
+	for _, s := range []string{arfReport, dsnDelayed, dsnFailed, vacation, qmail, plain, crlf(dsnFailed),
+		postfixMailFrom, postfixRcpt, eximMailFrom, eximRcptSelf, sendmailMulti, qmailSenderRejected, sharedReason, sesJSONBounce, mmsGateway, quotedForward} {
 		f.Add(s)
 	}
 	p := builtin(f)
@@ -357,13 +363,55 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		Decide(rep, p)
-		for _, r := range rep.Recipients {
-			if r.Suppress && (r.Action == Delayed || strings.HasPrefix(r.Status, "4.")) && rep.Kind != KindARF {
-				t.Fatalf("delayed/4.x.x recipient suppressed: %+v", r)
+		from := map[string]bool{}
+		if i := strings.Index(msg, "\n\n"); i > 0 {
+			for _, l := range strings.Split(msg[:i], "\n") {
+				if strings.HasPrefix(strings.ToLower(l), "from:") {
+					for _, a := range findAddrs(l) {
+						from[strings.ToLower(a)] = true
+					}
+				}
 			}
-			if r.Suppress && rep.Kind == KindNotBounce {
+		}
+		for _, r := range rep.Recipients {
+			if !r.Suppress || rep.Kind == KindARF {
+				continue
+			}
+			switch {
+			case r.Action == Delayed:
+				t.Fatalf("delayed recipient suppressed: %+v", r)
+			case strings.HasPrefix(r.Status, "4.") && !(r.Action == Failed && r.Stage == policy.StageRcpt && r.Class == policy.UserUnknown):
+				t.Fatalf("4.x.x recipient suppressed: %+v", r)
+			case r.Stage == policy.StageMail || r.Stage == policy.StageConnect:
+				t.Fatalf("reply to MAIL FROM or the greeting suppressed the recipient: %+v", r)
+			case r.Soft:
+				t.Fatalf("soft bounce suppressed at once: %+v", r)
+			case rep.Kind == KindNotBounce:
 				t.Fatalf("not_a_bounce suppressed: %+v", r)
+			case from[strings.ToLower(r.Address)] && !shownAsRecipient(msg, r.Address):
+				t.Fatalf("the bounce's sender %s suppressed: %+v", r.Address, r)
 			}
 		}
 	})
+}
+
+// shownAsRecipient: the message names addr as a recipient of the failed
+// transaction (RCPT TO argument, qmail's "<a@b>:" line, Sendmail's "550
+// <a@b>... " line) or in a DSN recipient field.
+func shownAsRecipient(msg, addr string) bool {
+	low := strings.ToLower(addr)
+	for _, l := range strings.Split(normalize(msg), "\n") {
+		for _, re := range []*regexp.Regexp{rcptToArg, qmailLead, sendmailRcpt} {
+			for _, m := range re.FindAllStringSubmatch(l, -1) {
+				if strings.ToLower(m[1]) == low {
+					return true
+				}
+			}
+		}
+		ll := strings.ToLower(l)
+		if (strings.Contains(ll, "final-recipient") || strings.Contains(ll, "original-recipient") || strings.Contains(ll, "emailaddress")) && strings.Contains(ll, low) {
+			return true
+		}
+	}
+	return false
 }

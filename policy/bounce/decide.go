@@ -1,28 +1,37 @@
 package bounce
 
 import (
+	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"facteur/policy"
 )
 
 // Decide classifies every recipient of rep with p and decides suppression,
-// filling Class, Rule and Suppress. The SMTP reply found in the diagnostic
-// goes through p.Classify (for the provider p recognises from the
-// recipient's domain and the Remote-MTA); what only a bounce says is then
-// applied on top:
+// filling Class, Rule, Evidence, Suppress and Soft. The SMTP reply found in
+// the diagnostic goes, with the stage Parse read, through p.Classify (for
+// the provider p recognises from the recipient's domain and the
+// Remote-MTA), which already puts the text above the code and never makes
+// a recipient unknown on a reply to MAIL FROM or the greeting; what only a
+// bounce says is then applied on top:
 //   - the DSN Status counts: a failed 5.1.1 / 5.1.10 / 5.1.0 is user_unknown
 //     and 5.1.2 host_unknown even when the text is vague (RFC 3463 §3.2);
 //   - reasons that only bounces word (Exim's "Unrouteable address", Domino's
 //     "not listed in Domino Directory", Exchange's "recipient name is not
 //     recognized") are read when the rules found nothing;
-//   - a text naming a block list, an IP, a policy, the sender, or a disabled
-//     account is never user_unknown or host_unknown, whatever the code says
-//     ("mailbox unavailable" on a block, issue 7 §1);
-//   - suppression needs permanent evidence: Action failed and a 5xx reply
-//     (or a 5.x.x status without one). A delayed report or a 4xx never
-//     suppresses, even when the queue gave up on it.
+//   - a text naming a block list, an IP, a policy, the sender (or a 5.1.7 /
+//     5.1.8 status), or a disabled account is never user_unknown or
+//     host_unknown, whatever the code says; nor is a transient DNS failure
+//     host_unknown (issue 12);
+//   - suppression at once needs positive evidence: Action failed and a 5xx
+//     reply (or a 5.x.x status without one), a reason that belongs to this
+//     recipient, and a stage that is RCPT or not said. A user unknown on a
+//     reply to DATA, or on a reason the bounce shares among several
+//     recipients, is a soft bounce, like a full mailbox. A delayed report
+//     never suppresses; a 4xx only when it is a user unknown at RCPT that
+//     the reporting MTA retried until it gave up.
 //
 // When ApplyVERP found a valid token, only its recipient may be suppressed.
 //
@@ -34,16 +43,17 @@ func Decide(rep *Report, p *policy.Policy) {
 		switch {
 		case rep.Kind == KindARF:
 			decideARF(r, rep.FeedbackType)
-		case r.Action == Delivered || r.Action == Relayed || r.Action == Expanded:
+		case r.Action == Delivered || r.Action == Relayed || r.Action == Expanded || r.Action == Deliverable:
 			r.Class, r.Rule, r.Suppress = "", "bounce:delivered", false
+			r.Evidence = "action " + string(r.Action) + ": not a failure"
 		default:
 			decideFailure(r, p)
 		}
-		if rep.VERPRecipient != "" && !strings.EqualFold(r.Address, rep.VERPRecipient) && r.Suppress {
+		if rep.VERPRecipient != "" && !strings.EqualFold(r.Address, rep.VERPRecipient) && (r.Suppress || r.Soft) {
 			// The authenticated return path names whom the bounce is
 			// about; an address only the (forgeable) text names is not
-			// suppressed.
-			r.Suppress, r.Rule = false, r.Rule+";verp-mismatch"
+			// suppressed, nor counted towards a later suppression.
+			r.Suppress, r.Soft, r.Rule = false, false, r.Rule+";verp-mismatch"
 		}
 	}
 }
@@ -62,6 +72,7 @@ func decideARF(r *Recipient, typ string) {
 			r.Rule = "arf:abuse"
 		}
 	}
+	r.Evidence = "feedback report (" + strings.TrimPrefix(r.Rule, "arf:") + ")"
 }
 
 // replyFor builds the policy's view of the remote reply from a recipient.
@@ -94,6 +105,7 @@ func itoa3(n int) string {
 
 func decideFailure(r *Recipient, p *policy.Policy) {
 	reply := replyFor(r)
+	reply.Stage = r.Stage
 	provider := policy.DefaultProvider
 	if _, dom, ok := strings.Cut(r.Address, "@"); ok {
 		var mx []string
@@ -103,10 +115,49 @@ func decideFailure(r *Recipient, p *policy.Policy) {
 		provider = p.Recognize(strings.ToLower(dom), mx)
 	}
 	d := p.Classify(provider, reply)
-	class, rule := refine(d.Class, d.Rule, reply, r)
+	// Softness is decided here, from what the bounce shows: drop the
+	// policy's note about it.
+	d.Evidence, _, _ = strings.Cut(d.Evidence, "; soft bounce:")
+	class, rule, evidence := refine(d, reply, r)
 	r.Class, r.Rule = class, rule
-	permanent := r.Action == Failed && reply.Permanent() && !strings.HasPrefix(r.Status, "4.")
-	r.Suppress = permanent && (class == policy.UserUnknown || class == policy.HostUnknown)
+	failed := r.Action == Failed
+	permanent := failed && reply.Permanent() && !strings.HasPrefix(r.Status, "4.")
+	unknown := class == policy.UserUnknown || class == policy.HostUnknown
+	where := r.where
+	switch {
+	case !r.attributed:
+		where = "a reason not tied to this recipient (the bounce lists several)"
+	case r.Stage == policy.StageData:
+		where = "reply to DATA, which concerns every recipient of the transaction"
+	case r.Stage != "":
+		where = "reply to " + r.Stage.Command() + ", " + where
+	}
+	switch {
+	case unknown && permanent && r.attributed && r.Stage != policy.StageData:
+		r.Suppress = true
+		evidence += " (" + where + ")"
+	case unknown && failed && r.attributed && r.Stage == policy.StageRcpt && heldUnknown(reply, r):
+		// The reporting MTA retried a temporary "user unknown" at RCPT
+		// until its queue lifetime ran out (a failed action on a 4xx):
+		// the address was refused, for this recipient, for days.
+		r.Suppress = true
+		evidence += " (a temporary reply to RCPT TO repeated until the sender's MTA gave up)"
+	case unknown && permanent:
+		r.Soft = true
+		evidence += " (" + where + "): not conclusive, soft bounce, " + p.Suppression.MailboxFull.String()
+	case class == policy.MailboxFull && permanent:
+		r.Soft = true
+		evidence += " (soft bounce, " + p.Suppression.MailboxFull.String() + ")"
+	}
+	r.Evidence = evidence
+}
+
+// heldUnknown: a 4xx reply whose words (not only its code) say the user is
+// unknown, with nothing saying the failure was passing.
+func heldUnknown(reply policy.Reply, r *Recipient) bool {
+	text := reply.Text + " " + r.Diagnostic
+	return reply.Temporary() && userUnknownText.MatchString(text) &&
+		!policy.ContraryWords.MatchString(text) && !policy.TransientDNSWords.MatchString(text) && !guard.MatchString(text)
 }
 
 // mtaHost takes the host name out of a Remote-MTA value such as
@@ -127,61 +178,117 @@ var (
 	// an account that exists but is closed: never grounds to suppress.
 	guard = regexp.MustCompile(`(?i)\bblock(ed|list|ing)?\b|black ?list|spamhaus|spamcop|\brbl\b|dnsbl|\bcbl\b|banned|reputation|client host|\bip\b|ip address|\bspam|\bpolic(y|ies)\b|\bdmarc\b|\bspf\b|\bdkim\b|relay(ing)? (access )?denied|not permitted to relay|unable to relay|\bsender\b|authenticat|\bdisabled\b|\binactive\b|suspended|\blocked\b|discontinued|deactivated|\bptr\b|reverse dns|helo|virus|content rejected`)
 
-	hostUnknownText = regexp.MustCompile(`(?i)unrou?teable address|domain (does not|doesn't) exist|no such domain|host or domain name not found|domain name not found|\bhost not found|\bdomain not found|host unknown|unknown host|nxdomain|illegal host/domain|domain is not reachable|no mx (record|host)|mx (record )?not found|domaine inexistant|domaine inconnu`)
+	hostUnknownText = regexp.MustCompile(`(?i)unrou?teable address|all relevant mx records point to non-existent hosts|couldn't find any host named|domain( name)?( \S+)? (does not|doesn't) exist|no such domain|host or domain name not found|domain name not found|\bhost not found|\bdomain not found|host unknown|unknown host|nxdomain|illegal host/domain|domain is not reachable|no mx (record|host)|mx (record )?not found|domaine inexistant|domaine inconnu`)
 
-	userUnknownText = regexp.MustCompile(`(?i)user unknown|unknown user|no such (user|recipient|mailbox|account|address)|no mailbox|mailbox not found|mailbox (does not|doesn't) exist|recipient not found|unknown recipient|recipient unknown|invalid recipient|invalid mailbox|not a valid (mailbox|recipient|user)|(address|account|user|recipient|mailbox)( address)? (does not|doesn't) exist|does not exist|doesn't have an? \S+ account|user not found|not listed in (the )?(domino directory|public name & address book)|recipient name is not recognized|unknown or illegal (user|alias)|addressee unknown|recipnotfound|recipientnotfound|address (wasn.t|was not) found|destinataire inconnu|utilisateur inconnu|adresse (invalide|inconnue)|destinataire invalide|n'existe pas|bad destination (mailbox )?address|recipient address rejected: access denied`)
+	userUnknownText = regexp.MustCompile(`(?i)user unknown|unknown user|unknown local[- ]part|no such (local )?(user|recipient|mailbox|account|address)|(benutzer|empf(ä|ae)nger) (ist )?unbekannt|usuario desconocido|utente sconosciuto|no mailbox|mailbox not found|mailbox (does not|doesn't) exist|recipient not found|unknown recipient|recipient unknown|invalid recipient|invalid mailbox|not a valid (mailbox|recipient|user)|(address|account|user|recipient|mailbox)( address)? (does not|doesn't) exist|does not exist|doesn't have an? \S+ account|user not found|not listed in (the )?(domino directory|public name & address book)|recipient name is not recognized|unknown or illegal (user|alias)|addressee unknown|recipnotfound|recipientnotfound|address (wasn.t|was not) found|no valid recipients? for this (mm|message)|destinataire inconnu|utilisateur inconnu|adresse (invalide|inconnue)|destinataire invalide|n'existe pas|bad destination (mailbox )?address|recipient address rejected: access denied`)
 
-	mailboxFullText = regexp.MustCompile(`(?i)mailbox (is )?full|over ?quota|quota exceeded|exceeds? (allowed|its|the) (size|storage|quota)|mailbox size|out of storage|storage quota|insufficient (storage|space) in mailbox|bo[iî]te (aux lettres )?pleine`)
+	mailboxFullText = regexp.MustCompile(`(?i)mail ?(box|folder) (is )?full|over ?quota|quota exceeded|exceeds? (allowed|its|the) (size|storage|quota)|mailbox size|out of storage|storage quota|insufficient (storage|space) in mailbox|bo[iî]te (aux lettres )?pleine`)
 )
 
-// refine applies the bounce's own evidence to the policy's class.
-func refine(class policy.Class, rule string, reply policy.Reply, r *Recipient) (policy.Class, string) {
+// refine applies the bounce's own evidence to the policy's verdict d and
+// returns the class, the rule and the evidence.
+func refine(d policy.Decision, reply policy.Reply, r *Recipient) (policy.Class, string, string) {
+	class, rule := d.Class, d.Rule
 	text := urls.ReplaceAllString(reply.Text+" "+r.Diagnostic, " ")
 	enh := reply.Enhanced
+	if r.Stage == policy.StageMail || r.Stage == policy.StageConnect {
+		// A reply to MAIL FROM or to the greeting is about the sender or
+		// the connection: no word in it makes the recipient unknown.
+		if class == policy.UserUnknown || class == policy.HostUnknown {
+			return othersFor(reply), "stage:" + string(r.Stage), "reply to " + r.Stage.Command() + ": not about the recipient"
+		}
+		return class, rule, d.Evidence
+	}
 	unknownish := class == policy.UserUnknown || class == policy.HostUnknown
-	defaulted := strings.HasPrefix(rule, "default") || class == policy.OtherPermanent || class == policy.OtherTemporary
+	defaulted := strings.HasPrefix(rule, "default")
+	contrary := guard.FindString(text)
+	if contrary == "" {
+		contrary = policy.ContraryWords.FindString(text)
+	}
 
 	var local policy.Class
-	switch {
-	case mailboxFullText.MatchString(text):
-		local = policy.MailboxFull
-	case hostUnknownText.MatchString(text) && !guard.MatchString(text):
-		local = policy.HostUnknown
-	case userUnknownText.MatchString(text) && !guard.MatchString(text):
-		local = policy.UserUnknown
+	var words string
+	if w := mailboxFullText.FindString(text); w != "" {
+		local, words = policy.MailboxFull, w
+	} else if w := hostUnknownText.FindString(text); w != "" && contrary == "" {
+		if t := policy.TransientDNSWords.FindString(text); t != "" {
+			// "Host not found, try again": the resolver's TRY_AGAIN.
+			return othersFor(reply), "bounce:transient-dns", fmt.Sprintf("%q with %q: a lookup failure for now, not a dead domain", w, t)
+		}
+		local, words = policy.HostUnknown, w
+	} else if w := userUnknownText.FindString(text); w != "" && contrary == "" {
+		local, words = policy.UserUnknown, w
 	}
-	senderStatus := enh == "5.1.7" || enh == "5.1.8" || enh == "4.1.7" || enh == "4.1.8"
+	senderStatus := isSenderStatus(enh) || isSenderStatus(r.Status)
+	other := otherAddress(reply.Text, r)
+	if other != "" && (unknownish || local == policy.UserUnknown || local == policy.HostUnknown) {
+		// "550 5.1.0 <app@example.com>: address rejected": the reply is
+		// about another address (most often our sender's), not this
+		// recipient.
+		return othersFor(reply), "bounce:other-address", fmt.Sprintf("the reply names %s, not this recipient", other)
+	}
 
 	switch {
-	case unknownish && (guard.MatchString(text) || senderStatus):
+	case unknownish && (contrary != "" || senderStatus):
 		// A block, a policy or the sender: whatever the rule said, the
 		// recipient is not shown to be unknown.
 		if local == policy.MailboxFull {
-			return local, "bounce:mailbox-full-text"
+			return local, "bounce:mailbox-full-text", quote(words)
 		}
-		return othersFor(reply), "bounce:guard"
+		if senderStatus {
+			return othersFor(reply), "bounce:guard", "status " + enh + r.Status + " is about the sender"
+		}
+		return othersFor(reply), "bounce:guard", fmt.Sprintf("%q in the text: not about the recipient's existence", contrary)
+	case unknownish && class == policy.HostUnknown && policy.TransientDNSWords.MatchString(text):
+		return othersFor(reply), "bounce:transient-dns", fmt.Sprintf("%q: a lookup failure for now, not a dead domain", policy.TransientDNSWords.FindString(text))
 	case local == policy.MailboxFull && class == policy.UserUnknown:
 		// "552 mailbox ... over quota (#5.1.1)": the words win.
-		return local, "bounce:mailbox-full-text"
+		return local, "bounce:mailbox-full-text", quote(words)
 	case class == policy.UserUnknown && strings.HasPrefix(enh, "5.7.") && local != policy.UserUnknown:
 		// "550 5.7.1 mailbox unavailable" is a block more often than not.
-		return othersFor(reply), "bounce:5.7-not-unknown"
+		return othersFor(reply), "bounce:5.7-not-unknown", "status " + enh + " (security or policy) without words of an unknown user"
 	case defaulted && local != "":
-		return local, "bounce:text"
-	case defaulted && !guard.MatchString(text) && !senderStatus && r.Action == Failed:
+		return local, "bounce:text", quote(words)
+	case defaulted && contrary == "" && !senderStatus && other == "" && r.Action == Failed:
 		// RFC 3463 §3.2: X.1.1 bad destination mailbox, X.1.10 null MX
 		// / recipient not found, X.1.0 other address status, X.1.2 bad
 		// destination system.
 		for _, st := range []string{enh, r.Status} {
 			switch st {
 			case "5.1.1", "5.1.10", "5.1.0":
-				return policy.UserUnknown, "bounce:status-" + st
+				return policy.UserUnknown, "bounce:status-" + st, "status " + st + " in a per-recipient field"
 			case "5.1.2":
-				return policy.HostUnknown, "bounce:status-" + st
+				return policy.HostUnknown, "bounce:status-" + st, "status " + st + " in a per-recipient field"
 			}
 		}
 	}
-	return class, rule
+	return class, rule, d.Evidence
+}
+
+// otherAddress returns an address the remote reply names when it names
+// addresses and none of them is the recipient (its final or original
+// address); "" otherwise. An encoded local part ("=?utf-8?...") cannot be
+// compared, and is taken as a match.
+func otherAddress(text string, r *Recipient) string {
+	addrs := findAddrs(text)
+	if len(addrs) == 0 || strings.Contains(r.Address, "=?") {
+		return ""
+	}
+	for _, a := range addrs {
+		a = strings.Trim(a, ".")
+		if strings.EqualFold(a, r.Address) || r.OriginalRecipient != "" && strings.EqualFold(a, r.OriginalRecipient) {
+			return ""
+		}
+	}
+	return strings.Trim(addrs[0], ".")
+}
+
+func quote(w string) string { return strconv.Quote(strings.TrimSpace(w)) }
+
+// isSenderStatus: RFC 3463 X.1.7 bad sender's mailbox address syntax, X.1.8
+// bad sender's system address.
+func isSenderStatus(st string) bool {
+	return st == "5.1.7" || st == "5.1.8" || st == "4.1.7" || st == "4.1.8"
 }
 
 func othersFor(r policy.Reply) policy.Class {

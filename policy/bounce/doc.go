@@ -22,11 +22,22 @@
 // Invariants:
 //   - Parse never panics on any input and changes nothing; it reads only the
 //     message. Decide reads only the policy.
-//   - A recipient is suppressed only on permanent evidence (a failed Action
-//     with a 5.x.x status or 5xx reply) whose class is user_unknown or
-//     host_unknown, or on a complaint (ARF abuse report). A delayed or 4xx
-//     result never suppresses; neither does a block, a policy or spam
-//     verdict, a full mailbox, nor anything that names the sender.
+//   - Parse reads, per recipient, the SMTP stage the remote reply answered,
+//     from each MTA's own format (Postfix's "(in reply to RCPT TO
+//     command)", Exim's "after MAIL FROM:", Sendmail's transcript, qmail's
+//     "does not like recipient"), and whether the reason belongs to this
+//     recipient alone (a DSN group, its own block of text, the only
+//     recipient of the bounce).
+//   - A recipient is suppressed at once only on positive evidence: a failed
+//     Action with a 5.x.x status or 5xx reply, of class user_unknown or
+//     host_unknown, that belongs to this recipient, not in reply to MAIL
+//     FROM, the greeting or DATA, with no contrary words (a rate, a policy,
+//     a block, an IP, the sender, a transient DNS failure); or on a
+//     complaint (ARF abuse report). The one 4xx that suppresses is a failed
+//     user unknown at RCPT that the reporting MTA retried until it gave up.
+//   - Doubt is a soft bounce (Soft): never suppressed at once, counted by
+//     the caller towards the repeated-bounce rule of a full mailbox.
+//   - Every decision says why (Rule, Evidence).
 //   - Extraction and classification are separate steps: Parse fills
 //     addresses, actions, statuses and diagnostics; only Decide fills class
 //     and suppression.

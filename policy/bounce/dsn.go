@@ -128,10 +128,14 @@ func parseDSN(rep *Report, w *walker, top mail.Header) {
 	// read as the human text around it would be.
 	text := w.humanText()
 	human := extractText(text, exclusions(top))
+	grouped := len(rep.Recipients) > 0
 	if len(rep.Recipients) == 0 {
 		rep.Recipients = human
 		if len(rep.Recipients) == 0 {
 			rep.Recipients = failedRecipientsHeader(top)
+		}
+		if len(rep.Recipients) == 0 {
+			rep.Recipients = returnedRecipients(w, text, exclusions(top))
 		}
 		for i := range rep.Recipients {
 			if rep.Recipients[i].Action == "" {
@@ -146,16 +150,33 @@ func parseDSN(rep *Report, w *walker, top mail.Header) {
 			// address.
 			r.Address = human[min(i, len(human)-1)].Address
 		}
-		if r.Diagnostic == "" {
-			// OpenSMTPD and Sendmail give only a Status; the reason is in
-			// the text ("Domain does not exist").
-			for _, h := range human {
-				if strings.EqualFold(h.Address, r.Address) {
-					r.Diagnostic = h.Diagnostic
-				}
+		for _, h := range human {
+			if !strings.EqualFold(h.Address, r.Address) {
+				continue
+			}
+			// The human part's block for this recipient says what the
+			// fields do not: the stage (Postfix's "(in reply to RCPT TO
+			// command)", Exim's "after RCPT TO:"), and, when the report
+			// gives only a Status (OpenSMTPD, Sendmail), the reason.
+			if h.attributed {
+				r.context = h.Diagnostic
+			}
+			if r.Stage == "" {
+				r.Stage = h.Stage
+			}
+			if r.Diagnostic == "" {
+				r.Diagnostic = h.Diagnostic
+				r.attributed, r.where = h.attributed, h.where
 			}
 		}
+		if grouped {
+			// A DSN's per-recipient group is about this recipient alone.
+			r.attributed, r.where = true, "a per-recipient DSN field"
+		}
 		finish(r)
+	}
+	if len(rep.Recipients) == 1 {
+		rep.Recipients[0].attribute("the bounce's only recipient")
 	}
 	if allSucceeded(rep.Recipients) {
 		rep.Kind = KindNotBounce
@@ -170,7 +191,7 @@ func allSucceeded(rs []Recipient) bool {
 	}
 	for _, r := range rs {
 		switch r.Action {
-		case Delivered, Relayed, Expanded:
+		case Delivered, Relayed, Expanded, Deliverable:
 		default:
 			return false
 		}
@@ -228,6 +249,9 @@ func failedRecipientsHeader(top mail.Header) []Recipient {
 				}
 			}
 		}
+	}
+	if len(out) == 1 {
+		out[0].attribute("the bounce's only recipient (X-Failed-Recipients)")
 	}
 	return out
 }
@@ -292,6 +316,9 @@ func cleanAddr(s string) string {
 // finish derives what the fields imply: the remote reply code, a status
 // when the bounce gave none, and an action from the status class.
 func finish(r *Recipient) {
+	if r.Stage == "" {
+		r.Stage = stageIn(r.Diagnostic + "\n" + r.context)
+	}
 	rp := replyOf(r.Diagnostic)
 	r.RemoteCode = rp.Code
 	if r.Status == "" || r.Status[0] == '2' && r.Action == Failed {

@@ -126,9 +126,16 @@ func (w *walker) walk(e *message.Entity, depth int, attachment bool) {
 				h := e.Header.Copy()
 				params["boundary"] = b
 				h.SetContentType(mt, params)
-				w.multipart(h, mt, raw, depth, attachment)
+				if w.multipart(h, mt, raw, depth, attachment) > 0 {
+					return
+				}
+			} else {
+				return
 			}
 		}
+		// No boundary at all in the body (an old Sendmail that declared a
+		// multipart/report and wrote plain text): read it as text.
+		w.leaf("text/plain", raw, attachment)
 		return
 	}
 	body, _ := io.ReadAll(io.LimitReader(e.Body, MaxSize))
@@ -499,7 +506,8 @@ func (w *walker) sesJSON(rep *Report) bool {
 		rep.ReportingMTA = stripType(n.Bounce.ReportingMTA)
 		for _, b := range n.Bounce.BouncedRecipients {
 			r := Recipient{Address: cleanAddr(b.EmailAddress), Action: Action(strings.ToLower(b.Action)),
-				Status: statusCode(b.Status), Diagnostic: unfold(b.DiagnosticCode)}
+				Status: statusCode(b.Status), Diagnostic: unfold(b.DiagnosticCode),
+				attributed: true, where: "the recipient's entry of the JSON notification"}
 			if r.Action == "" {
 				r.Action = Failed
 				if strings.EqualFold(n.Bounce.BounceType, "Transient") {

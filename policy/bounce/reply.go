@@ -27,7 +27,18 @@ func replyOf(diag string) reply {
 		d = strings.TrimSpace(d[i+1:]) // RFC 3464 §2.3.6 diagnostic-type
 	}
 	var rp reply
-	if m := replyRe.FindStringSubmatchIndex(d); m != nil {
+	// A transcript shows the accepted steps before the refusal ("250 2.1.5
+	// Ok ... 451 4.3.0 Error"): the first failing reply is the one.
+	var m []int
+	for _, mm := range replyRe.FindAllStringSubmatchIndex(d, 20) {
+		if m == nil || d[m[2]] == '2' && d[mm[2]] != '2' {
+			m = mm
+		}
+		if d[m[2]] != '2' {
+			break
+		}
+	}
+	if m != nil {
 		rp.Code, _ = strconv.Atoi(d[m[2]:m[3]])
 		text := d[m[2]:]
 		// Gmail's relays quote "554 554 5.7.0 ...": drop the echo.

@@ -29,6 +29,9 @@ const (
 	Delivered Action = "delivered"
 	Relayed   Action = "relayed"
 	Expanded  Action = "expanded"
+	// Deliverable is the answer of an address verification request
+	// (Postfix's sendmail -bv, RFC 3464 §2.3.3 extension): not a failure.
+	Deliverable Action = "deliverable"
 )
 
 // Recipient is what a bounce says about one recipient. Parse fills the
@@ -54,9 +57,43 @@ type Recipient struct {
 	// RemoteMTA is the host that gave the reply, when the bounce says.
 	RemoteMTA string `json:"remote_mta,omitempty"`
 
-	Class    policy.Class `json:"class"`
-	Rule     string       `json:"rule,omitempty"`
-	Suppress bool         `json:"suppress"`
+	// Stage is the SMTP command the remote reply answered (connect, mail,
+	// rcpt, data), as the bounce shows it: Postfix's "(in reply to RCPT TO
+	// command)", Exim's "after RCPT TO:", a Sendmail transcript's ">>> RCPT
+	// To:", qmail's "does not like recipient". Empty when the bounce does
+	// not say.
+	Stage policy.Stage `json:"stage"`
+
+	Class policy.Class `json:"class"`
+	Rule  string       `json:"rule,omitempty"`
+	// Evidence is what decided the class: the words of the bounce, and
+	// where they were found (a per-recipient DSN field, the recipient's
+	// own lines, the stage).
+	Evidence string `json:"evidence"`
+	Suppress bool   `json:"suppress"`
+	// Soft marks a failure that suppresses only after repeated bounces
+	// over several days (suppression.mailbox_full of the policy): a full
+	// mailbox, or an unknown user whose evidence is not conclusive (no
+	// stage, a reply to DATA, a reason not tied to this recipient).
+	Soft bool `json:"soft,omitempty"`
+
+	// context is the text of the bounce around this recipient (its block
+	// in the human part), read for the stage and for the reason when the
+	// DSN fields are terse.
+	context string
+	// attributed: the reason was found in a place that belongs to this
+	// recipient alone (a DSN per-recipient group, the recipient's own
+	// block of a human-readable bounce, a JSON notification's entry).
+	attributed bool
+	// where says, for the evidence, where the reason was found.
+	where string
+}
+
+// attribute marks the recipient's reason as its own, found where.
+func (r *Recipient) attribute(where string) {
+	if !r.attributed {
+		r.attributed, r.where = true, where
+	}
 }
 
 // Report is everything Parse found in one message.

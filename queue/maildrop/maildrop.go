@@ -20,7 +20,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"golang.org/x/sys/unix"
+	"facteur/safeio"
 )
 
 // Errors callers branch on.
@@ -95,74 +95,40 @@ func Write(dir string, env Envelope, body io.Reader) (name string, err error) {
 	if err != nil {
 		return "", err
 	}
-	tmp := filepath.Join(dir, tempPrefix+name)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fileMode)
+	final := filepath.Join(dir, name)
+	// safeio chmods against the umask, which may have removed the group
+	// bit the daemon reads with.
+	f, err := safeio.Create(final, tempPrefix+name, fileMode)
 	if err != nil {
 		return "", fmt.Errorf("maildrop write: %w", err)
 	}
 	defer func() {
 		if err != nil {
-			f.Close()
-			os.Remove(tmp)
+			f.Abort()
 		}
 	}()
-	// The umask may have removed the group bit the daemon reads with.
-	if err := f.Chmod(fileMode); err != nil {
-		return "", fmt.Errorf("maildrop write %s: %w", tmp, err)
-	}
 	h := sha256.New()
 	w := bufio.NewWriterSize(io.MultiWriter(f, h), 64<<10)
 	if _, err := w.Write(env.encodeHeader()); err != nil {
-		return "", fmt.Errorf("maildrop write %s: %w", tmp, err)
+		return "", fmt.Errorf("maildrop write %s: %w", f.Name(), err)
 	}
 	n, err := io.Copy(w, body)
 	if err != nil {
-		return "", fmt.Errorf("maildrop write %s: %w", tmp, err)
+		return "", fmt.Errorf("maildrop write %s: %w", f.Name(), err)
 	}
 	if err := w.Flush(); err != nil {
-		return "", fmt.Errorf("maildrop write %s: %w", tmp, err)
+		return "", fmt.Errorf("maildrop write %s: %w", f.Name(), err)
 	}
 	if _, err := f.Write(trailer(n, h)); err != nil {
-		return "", fmt.Errorf("maildrop write %s: %w", tmp, err)
+		return "", fmt.Errorf("maildrop write %s: %w", f.Name(), err)
 	}
-	if err := f.Sync(); err != nil {
-		return "", fmt.Errorf("maildrop fsync %s: %w", tmp, err)
-	}
-	final := filepath.Join(dir, name)
-	if err := os.Rename(tmp, final); err != nil {
-		return "", fmt.Errorf("maildrop rename %s: %w", tmp, err)
-	}
-	if err := syncDir(dir, f); err != nil {
-		// The file is in place and complete; only its durability is in
-		// doubt. Remove it so the caller's fallback (exit EX_TEMPFAIL, the
-		// user retries) does not leave a duplicate behind.
-		f.Close()
-		os.Remove(final)
-		return "", fmt.Errorf("maildrop sync %s: %w", dir, err)
-	}
-	if err := f.Close(); err != nil {
-		return "", fmt.Errorf("maildrop close %s: %w", final, err)
+	// Unique: the name is new; if only the directory's durability is in
+	// doubt the file is removed again, so that the caller's fallback (exit
+	// EX_TEMPFAIL, the user retries) leaves no duplicate behind.
+	if err := f.Commit(safeio.Unique); err != nil {
+		return "", fmt.Errorf("maildrop write %s: %w", final, err)
 	}
 	return name, nil
-}
-
-// syncDir makes a rename in dir durable. The shim writes into a mode 1730
-// directory it may not open for reading (open(2) of a directory needs read
-// permission, and fsync needs an open descriptor); then syncfs(2) on the file
-// it still holds commits the whole file system, rename included.
-func syncDir(dir string, f *os.File) error {
-	d, err := os.Open(dir)
-	if err == nil {
-		err = d.Sync()
-		if cerr := d.Close(); err == nil {
-			err = cerr
-		}
-		return err
-	}
-	if !errors.Is(err, fs.ErrPermission) || f == nil {
-		return err
-	}
-	return unix.Syncfs(int(f.Fd()))
 }
 
 func trailer(n int64, h hash.Hash) []byte {
@@ -452,7 +418,7 @@ func Remove(path string) error {
 	if err := os.Remove(path); err != nil {
 		return fmt.Errorf("maildrop remove: %w", err)
 	}
-	if err := syncDir(filepath.Dir(path), nil); err != nil {
+	if err := safeio.SyncDir(filepath.Dir(path), nil); err != nil {
 		return fmt.Errorf("maildrop remove %s: %w", path, err)
 	}
 	return nil
@@ -474,7 +440,7 @@ func Quarantine(path, reason string) error {
 		return fmt.Errorf("maildrop quarantine %s: %w", path, err)
 	}
 	for _, d := range []string{qdir, filepath.Clean(dir)} {
-		if err := syncDir(d, nil); err != nil {
+		if err := safeio.SyncDir(d, nil); err != nil {
 			return fmt.Errorf("maildrop quarantine %s: %w", path, err)
 		}
 	}
@@ -510,7 +476,7 @@ func RemoveStale(dir string, before time.Time) (int, error) {
 		n++
 	}
 	if n > 0 {
-		if err := syncDir(dir, nil); err != nil {
+		if err := safeio.SyncDir(dir, nil); err != nil {
 			return n, fmt.Errorf("maildrop clean: %w", err)
 		}
 	}
@@ -530,6 +496,19 @@ func Init(dir string, gid int) error {
 	}
 	// Chmod after MkdirAll: the umask applies to MkdirAll, not to Chmod.
 	if err := os.Chmod(dir, dirMode); err != nil {
+		return fmt.Errorf("maildrop init: %w", err)
+	}
+	// The quota ledgers (quota.go) live in a directory of the same mode.
+	qdir := filepath.Join(dir, quotaDir)
+	if err := os.MkdirAll(qdir, 0o700); err != nil {
+		return fmt.Errorf("maildrop init: %w", err)
+	}
+	if gid >= 0 {
+		if err := os.Chown(qdir, -1, gid); err != nil {
+			return fmt.Errorf("maildrop init: %w", err)
+		}
+	}
+	if err := os.Chmod(qdir, dirMode); err != nil {
 		return fmt.Errorf("maildrop init: %w", err)
 	}
 	return nil

@@ -470,3 +470,61 @@ func TestInit(t *testing.T) {
 func umask(m int) int { return syscall.Umask(m) }
 
 func newHash() hash.Hash { return sha256.New() }
+
+// A user's files in the maildrop are bounded (issue 11 §2); pickup's
+// recount frees the quota as files are ingested.
+func TestQuota(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "maildrop")
+	if err := Init(dir, -1); err != nil {
+		t.Fatal(err)
+	}
+	uid := 1000 // not root: root is not limited
+	env := Envelope{Sender: "a@example.com", Recipients: []string{"b@example.org"}, UID: uid, User: "web", Time: time.Now()}
+	body := strings.Repeat("x", 10000)
+	for _, tc := range []struct {
+		name  string
+		q     Quota
+		files int // written before the refusal
+	}{
+		{"files", Quota{Files: 3}, 3},
+		{"bytes", Quota{Bytes: 25000}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			os.RemoveAll(dir)
+			Init(dir, -1)
+			for i := range tc.files {
+				if _, err := WriteQuota(dir, env, strings.NewReader(body), int64(len(body)), tc.q); err != nil {
+					t.Fatalf("file %d: %v", i, err)
+				}
+			}
+			if _, err := WriteQuota(dir, env, strings.NewReader(body), int64(len(body)), tc.q); !errors.Is(err, ErrQuota) {
+				t.Fatalf("past the quota: %v", err)
+			}
+			paths, _ := List(dir)
+			if len(paths) != tc.files {
+				t.Fatalf("%d files, want %d", len(paths), tc.files)
+			}
+			// Root is never held by the quota.
+			root := env
+			root.UID = 0
+			if os.Getuid() == 0 {
+				if _, err := WriteQuota(dir, root, strings.NewReader(body), int64(len(body)), tc.q); err != nil {
+					t.Fatalf("root: %v", err)
+				}
+				paths, _ = List(dir)
+			}
+			// Pickup ingests the user's files; the recount frees the quota
+			// (files of uid 1000 here are owned by the test's uid, so
+			// count what the recount sees: none of uid 1000).
+			for _, p := range paths {
+				Remove(p)
+			}
+			if err := Recount(dir); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := WriteQuota(dir, env, strings.NewReader(body), int64(len(body)), tc.q); err != nil {
+				t.Fatalf("after the recount: %v", err)
+			}
+		})
+	}
+}

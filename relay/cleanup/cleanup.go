@@ -24,6 +24,11 @@ type Options struct {
 	Senders     map[string]string // bare local sender -> address (sender_canonical)
 	MaxHops     int               // Received headers at which a message is a loop
 	Notify      func()            // called after each message is queued (wakes the scheduler); may be nil
+	// Hold is asked, just before the commit, whether the message is to be
+	// queued held, why, and what to log about it (issue 21: its sender's
+	// breaker is tripped); an error refuses the message instead (an
+	// *smtp.SMTPError for the client). nil: every message is queued.
+	Hold func(env queue.Envelope, now time.Time) (reason string, attrs []any, err error)
 }
 
 // Store is the part of queue.Store cleanup needs.
@@ -44,6 +49,8 @@ type Message struct {
 	ClientIP   string
 	Helo       string
 	AuthUser   string
+	User       string // local submitter ("" unknown), see queue.Envelope
+	UID        int
 	Protocol   string // "ESMTP", "SMTP", "ESMTPA", "ESMTPS", "local"
 	SMTPUTF8   bool
 	Data       []byte
@@ -180,8 +187,10 @@ func (c *Cleanup) Process(ctx context.Context, m Message, now time.Time) (queue.
 	if h.count("Date") == 0 {
 		appendFields = append(appendFields, "Date: "+now.Format(time.RFC1123Z)+"\r\n")
 	}
+	messageID := ""
 	if h.count("Message-ID") == 0 {
-		appendFields = append(appendFields, "Message-ID: <"+string(id)+"."+randomHex(6)+"@"+c.opts.Hostname+">\r\n")
+		messageID = "<" + string(id) + "." + randomHex(6) + "@" + c.opts.Hostname + ">"
+		appendFields = append(appendFields, "Message-ID: "+messageID+"\r\n")
 	}
 	received := c.received(m, id, rcpts, now)
 	msg := h.bytes([]string{received}, appendFields)
@@ -193,6 +202,8 @@ func (c *Cleanup) Process(ctx context.Context, m Message, now time.Time) (queue.
 		ClientIP:   m.ClientIP,
 		Helo:       m.Helo,
 		AuthUser:   m.AuthUser,
+		User:       m.User,
+		UID:        m.UID,
 		SMTPUTF8:   m.SMTPUTF8 || needsUTF8(sender, rcpts),
 		EightBit:   has8bit(msg),
 	}
@@ -208,6 +219,20 @@ func (c *Cleanup) Process(ctx context.Context, m Message, now time.Time) (queue.
 			dkimNote = note
 		}
 	}
+	var holdAttrs []any
+	if c.opts.Hold != nil {
+		reason, attrs, err := c.opts.Hold(env, now)
+		if err != nil {
+			resp := err.Error()
+			var se *smtp.SMTPError
+			if errors.As(err, &se) {
+				resp = fmt.Sprintf("%d %d.%d.%d %s", se.Code, se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2], se.Message)
+			}
+			c.log.Warn("refused", append([]any{"from", "<" + sender + ">", "client", m.ClientIP, "resp", resp}, attrs...)...)
+			return "", err
+		}
+		env.Hold, holdAttrs = reason, attrs
+	}
 	qid, err := c.store.Enqueue(ctx, env, msg, now)
 	if err != nil {
 		if errors.Is(err, queue.ErrFull) {
@@ -218,14 +243,33 @@ func (c *Cleanup) Process(ctx context.Context, m Message, now time.Time) (queue.
 	}
 	attrs := []any{"qid", string(qid), "from", "<" + sender + ">", "size", len(msg), "nrcpt", len(rcpts),
 		"client", m.ClientIP, "proto", m.Protocol}
-	if m.AuthUser != "" {
+	switch {
+	case m.User != "":
+		attrs = append(attrs, "uid", m.UID, "user", m.User)
+		if m.AuthUser != "" {
+			attrs = append(attrs, "sasl_user", m.AuthUser)
+		}
+	case m.AuthUser != "":
 		attrs = append(attrs, "user", m.AuthUser)
+	}
+	if mid := h.value("Message-ID"); mid != "" {
+		attrs = append(attrs, "message-id", mid)
+	} else {
+		attrs = append(attrs, "message-id", messageID)
+	}
+	if script := h.value("X-PHP-Originating-Script"); script != "" {
+		// PHP's mail.add_x_header names the script that called mail():
+		// where a hacked site's mail comes from (issue 11 §1).
+		attrs = append(attrs, "script", script)
 	}
 	attrs = append(attrs, "rcpt", "<"+strings.Join(rcpts, ">,<")+">")
 	if dkimNote != "" {
 		attrs = append(attrs, "dkim", dkimNote)
 	}
 	c.log.Info("received", attrs...)
+	if env.Hold != "" {
+		c.log.Info("held", append([]any{"qid", string(qid), "reason", env.Hold}, holdAttrs...)...)
+	}
 	if c.opts.Notify != nil {
 		c.opts.Notify()
 	}
@@ -237,23 +281,27 @@ func (c *Cleanup) received(m Message, id queue.ID, rcpts []string, now time.Time
 	if helo == "" {
 		helo = "localhost"
 	}
-	from := fmt.Sprintf("from %s ([%s])", sanitize(helo), m.ClientIP)
-	if m.Protocol == "local" {
-		from = "from local (uid " + sanitize(m.Helo) + ")"
+	// Postfix's form for a local submission: "by host (Postfix, from
+	// userid 33)"; the uid is the kernel's word, never the client's.
+	by := c.opts.Hostname + " (facteur)"
+	if m.User != "" {
+		by = fmt.Sprintf("%s (facteur, from userid %d)", c.opts.Hostname, m.UID)
 	}
 	proto := m.Protocol
 	if proto == "" {
 		proto = "SMTP"
 	}
-	if proto == "local" {
-		proto = "local"
-	}
 	forPart := ""
 	if len(rcpts) == 1 {
 		forPart = "\r\n\tfor <" + rcpts[0] + ">"
 	}
-	return fmt.Sprintf("Received: %s\r\n\tby %s (facteur) with %s id %s%s;\r\n\t%s\r\n",
-		from, c.opts.Hostname, proto, id, forPart, now.Format(time.RFC1123Z))
+	if proto == "local" {
+		return fmt.Sprintf("Received: by %s\r\n\twith local id %s%s;\r\n\t%s\r\n",
+			by, id, forPart, now.Format(time.RFC1123Z))
+	}
+	from := fmt.Sprintf("from %s ([%s])", sanitize(helo), m.ClientIP)
+	return fmt.Sprintf("Received: %s\r\n\tby %s with %s id %s%s;\r\n\t%s\r\n",
+		from, by, proto, id, forPart, now.Format(time.RFC1123Z))
 }
 
 // sanitize keeps a client-supplied HELO from breaking the header.

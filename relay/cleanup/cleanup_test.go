@@ -122,11 +122,11 @@ func TestProcess(t *testing.T) {
 	}{
 		{
 			name:      "cron mail to root via aliases",
-			msg:       Message{Sender: "www-data", Recipients: []string{"root"}, Protocol: "local", Data: []byte("Subject: cron\n\nout\n")},
+			msg:       Message{Sender: "www-data", Recipients: []string{"root"}, Protocol: "local", User: "www-data", UID: 33, Data: []byte("Subject: cron\n\nout\n")},
 			wantRcpts: []string{"ops@example.net", "boss@example.org"},
 			wantFrom:  "noreply@example.com",
 			check: func(t *testing.T, body string) {
-				for _, h := range []string{"Received: from local", "Date: ", "Message-ID: <", "From: <noreply@example.com>", "\r\n\r\nout\r\n"} {
+				for _, h := range []string{"Received: by web1.example.com (facteur, from userid 33)\r\n\twith local id ", "Date: ", "Message-ID: <", "From: <noreply@example.com>", "\r\n\r\nout\r\n"} {
 					if !strings.Contains(body, h) {
 						t.Errorf("missing %q in %q", h, body)
 					}

@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	yaml "go.yaml.in/yaml/v4"
 )
 
 // DefaultPath is where the daemon, the CLI and the sendmail shim look for the
@@ -45,6 +47,14 @@ type Config struct {
 	QueueAlarm      QueueAlarm        `yaml:"queue_alarm" json:"queue_alarm"`
 	Webhooks        []Webhook         `yaml:"webhooks" json:"webhooks"`
 	Bounces         Bounces           `yaml:"bounces" json:"bounces"`
+	Breaker         *Breaker          `yaml:"breaker" json:"breaker"`
+	// Issue 11: connection and AUTH limits of the SMTP listeners, the
+	// senders a local user may use, and the maildrop's per-user quota.
+	MaxConnections      int                 `yaml:"max_connections" json:"max_connections"`
+	MaxConnectionsPerIP int                 `yaml:"max_connections_per_ip" json:"max_connections_per_ip"`
+	MaxAuthFailures     int                 `yaml:"max_auth_failures" json:"max_auth_failures"`
+	SenderLogin         map[string][]string `yaml:"sender_login" json:"sender_login"`
+	MaildropQuota       MaildropQuota       `yaml:"maildrop_quota" json:"maildrop_quota"`
 
 	// File is the path the config was read from ("" for built-in defaults).
 	File string `yaml:"-" json:"-"`
@@ -117,6 +127,18 @@ type Limits struct {
 	PerClientIP Rate `yaml:"per_client_ip" json:"per_client_ip"`
 	PerSender   Rate `yaml:"per_sender" json:"per_sender"`
 	PerUser     Rate `yaml:"per_user" json:"per_user"`
+	// PerClientIPTrusted applies per_client_ip to trusted_networks (and
+	// loopback) too. Off by default: every PHP site of a web server
+	// connects from 127.0.0.1, and one hacked site must not spend the
+	// others' budget; per_user tells them apart instead (issue 11 §2).
+	PerClientIPTrusted bool `yaml:"per_client_ip_trusted" json:"per_client_ip_trusted"`
+}
+
+// MaildropQuota bounds what one local user may leave in the maildrop while
+// the daemon is down (issue 11 §2); 0 is no limit.
+type MaildropQuota struct {
+	Files int  `yaml:"files" json:"files"`
+	Bytes Size `yaml:"bytes" json:"bytes"`
 }
 
 // QueueAlarm logs and raises a metric when the queue holds more than
@@ -148,6 +170,50 @@ type Webhook struct {
 	BatchSize  int      `yaml:"batch_size" json:"batch_size"`
 	BatchWait  Duration `yaml:"batch_wait" json:"batch_wait"`
 	Timeout    Duration `yaml:"timeout" json:"timeout"`
+}
+
+// Breaker is the per-sender circuit breaker (issue 21): it stops a sender
+// (local user, authenticated user, sender domain) whose recipients fail or
+// are deferred too often. nil, the key absent, is off; a `breaker:` block
+// starts from DefaultBreaker and overrides what it names.
+type Breaker struct {
+	Window        Duration `yaml:"window" json:"window"`
+	MinRecipients int      `yaml:"min_recipients" json:"min_recipients"`
+	MaxFailed     float64  `yaml:"max_failed" json:"max_failed"`
+	MaxDeferred   float64  `yaml:"max_deferred" json:"max_deferred"`
+	Action        string   `yaml:"action" json:"action"` // hold or refuse
+	Notify        []string `yaml:"notify" json:"notify"` // empty: root (its alias)
+	Per           []string `yaml:"per" json:"per"`       // user, sender_domain
+}
+
+// DefaultBreaker is the breaker a `breaker:` block starts from, and the one
+// `facteur install` writes (issue 21 §1).
+func DefaultBreaker() *Breaker {
+	return &Breaker{
+		Window:        Duration(time.Hour),
+		MinRecipients: 20,
+		MaxFailed:     0.25,
+		MaxDeferred:   0.5,
+		Action:        "hold",
+		Notify:        []string{},
+		Per:           []string{"user", "sender_domain"},
+	}
+}
+
+// presetOptional gives the optional blocks present in data their defaults
+// before the strict decode overlays the file on them: a block's absence
+// means off, its presence means the defaults plus what it sets.
+func presetOptional(data []byte, c *Config) {
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return // decodeStrict reports the problem
+	}
+	m := doc.Content[0]
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == "breaker" && m.Content[i+1].Kind == yaml.MappingNode {
+			c.Breaker = DefaultBreaker()
+		}
+	}
 }
 
 // Suppression configures the suppression list (issue 7).
@@ -198,6 +264,13 @@ func Default() *Config {
 			HostUnknownTTL: Duration(30 * 24 * time.Hour),
 			OnRcpt:         "refuse",
 		},
+		// Postfix's default_process_limit is 100 smtpd processes and its
+		// smtpd_client_connection_count_limit 50; a Go session is cheaper.
+		MaxConnections:      200,
+		MaxConnectionsPerIP: 20,
+		MaxAuthFailures:     3,
+		SenderLogin:         map[string][]string{},
+		MaildropQuota:       MaildropQuota{Files: 1000, Bytes: 100 << 20},
 	}
 }
 
@@ -227,7 +300,8 @@ func Load(path string) (*Config, error) {
 	}
 	c.File = path
 	// Maps replace, not merge: a file that lists aliases gives all of them.
-	c.Aliases, c.Senders = nil, nil
+	c.Aliases, c.Senders, c.SenderLogin = nil, nil, nil
+	presetOptional(data, c)
 	if err := decodeStrict(path, data, c); err != nil {
 		return nil, err
 	}
@@ -236,6 +310,9 @@ func Load(path string) (*Config, error) {
 	}
 	if c.Senders == nil {
 		c.Senders = map[string]string{}
+	}
+	if c.SenderLogin == nil {
+		c.SenderLogin = map[string][]string{}
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -247,7 +324,8 @@ func Load(path string) (*Config, error) {
 func Parse(name string, data []byte) (*Config, error) {
 	c := Default()
 	c.File = name
-	c.Aliases, c.Senders = nil, nil
+	c.Aliases, c.Senders, c.SenderLogin = nil, nil, nil
+	presetOptional(data, c)
 	if err := decodeStrict(name, data, c); err != nil {
 		return nil, err
 	}
@@ -256,6 +334,9 @@ func Parse(name string, data []byte) (*Config, error) {
 	}
 	if c.Senders == nil {
 		c.Senders = map[string]string{}
+	}
+	if c.SenderLogin == nil {
+		c.SenderLogin = map[string][]string{}
 	}
 	return c, c.Validate()
 }
@@ -405,6 +486,31 @@ func (c *Config) Validate() error {
 	if c.MaxQueue < 0 {
 		bad("max_queue_messages", "must not be negative")
 	}
+	if c.MaxConnections <= 0 {
+		bad("max_connections", "must be positive")
+	}
+	if c.MaxConnectionsPerIP <= 0 {
+		bad("max_connections_per_ip", "must be positive")
+	}
+	if c.MaxAuthFailures <= 0 {
+		bad("max_auth_failures", "must be positive")
+	}
+	if c.MaildropQuota.Files < 0 || c.MaildropQuota.Bytes < 0 {
+		bad("maildrop_quota", "must not be negative")
+	}
+	for user, pats := range c.SenderLogin {
+		if user == "" || strings.ContainsAny(user, "@ \t") {
+			bad("sender_login."+user, "keys are local user names")
+		}
+		if len(pats) == 0 {
+			bad("sender_login."+user, "lists no sender: write [\"<>\"] to allow only the null sender")
+		}
+		for _, p := range pats {
+			if p != "<>" && (!strings.Contains(p, "@") || strings.ContainsAny(p, " \t\r\n<>,;")) {
+				bad("sender_login."+user, "bad pattern %q: want an address, *@domain, local@* or <>", p)
+			}
+		}
+	}
 	seenHooks := map[string]bool{}
 	for i, w := range c.Webhooks {
 		key := fmt.Sprintf("webhooks[%d]", i)
@@ -421,7 +527,7 @@ func (c *Config) Validate() error {
 		}
 		for _, e := range w.Events {
 			switch e {
-			case "delivered", "deferred", "bounced", "suppressed", "expired":
+			case "delivered", "deferred", "bounced", "suppressed", "expired", "breaker":
 			default:
 				bad(key+".events", "unknown event %q", e)
 			}
@@ -432,6 +538,40 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Bounces.Listen) > 0 && c.Bounces.Domain == "" {
 		bad("bounces.domain", "the bounce listener needs the domain it accepts mail for")
+	}
+	if b := c.Breaker; b != nil {
+		if b.Window <= 0 {
+			bad("breaker.window", "must be positive")
+		}
+		if b.MinRecipients < 1 {
+			bad("breaker.min_recipients", "must be at least 1")
+		}
+		if b.MaxFailed <= 0 || b.MaxFailed > 1 {
+			bad("breaker.max_failed", "want a share of the recipients in (0, 1], e.g. 0.25, got %v", b.MaxFailed)
+		}
+		if b.MaxDeferred <= 0 || b.MaxDeferred > 1 {
+			bad("breaker.max_deferred", "want a share of the recipients in (0, 1], e.g. 0.5, got %v", b.MaxDeferred)
+		}
+		switch b.Action {
+		case "hold", "refuse":
+		default:
+			bad("breaker.action", "want hold or refuse, got %q", b.Action)
+		}
+		for _, a := range b.Notify {
+			if !plausibleAddress(a) {
+				bad("breaker.notify", "bad address %q", a)
+			}
+		}
+		if len(b.Per) == 0 {
+			bad("breaker.per", "name at least one of user, sender_domain")
+		}
+		for _, p := range b.Per {
+			switch p {
+			case "user", "sender_domain":
+			default:
+				bad("breaker.per", "want user or sender_domain, got %q", p)
+			}
+		}
 	}
 	switch c.Suppression.OnRcpt {
 	case "refuse", "drop":

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,6 +96,35 @@ func TestDurationRoundTrip(t *testing.T) {
 		if err != nil || back != d {
 			t.Errorf("%s -> %s -> %v (%v)", s, FormatDuration(d), back, err)
 		}
+	}
+}
+
+// Issue 21 §1: absent is off; a block starts from the defaults and sets
+// what it names.
+func TestBreakerBlock(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		want       *Breaker
+	}{
+		{"absent", "hostname: h.example\n", nil},
+		{"null", "breaker: null\n", nil},
+		{"empty block", "breaker: {}\n", DefaultBreaker()},
+		{"overrides", "breaker:\n  max_failed: 0.1\n  action: refuse\n  notify: [sec@example.com]\n  per: [sender_domain]\n", &Breaker{
+			Window: Duration(time.Hour), MinRecipients: 20, MaxFailed: 0.1, MaxDeferred: 0.5, Action: "refuse",
+			Notify: []string{"sec@example.com"}, Per: []string{"sender_domain"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse("t.yaml", []byte(tc.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (c.Breaker == nil) != (tc.want == nil) {
+				t.Fatalf("breaker %+v, want %+v", c.Breaker, tc.want)
+			}
+			if tc.want != nil && fmt.Sprint(*c.Breaker) != fmt.Sprint(*tc.want) {
+				t.Errorf("breaker %+v, want %+v", *c.Breaker, *tc.want)
+			}
+		})
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/emersion/go-smtp"
+
+	"facteur/relay/address"
 )
 
 // Message is one transaction: an envelope and the final message bytes.
@@ -86,9 +88,9 @@ func (c *Conn) Send(ctx context.Context, m Message) (Result, error) {
 		}
 		return res, nil
 	}
-	needUTF8 := m.SMTPUTF8 || !isASCII(m.From)
+	needUTF8 := m.SMTPUTF8 || !address.IsASCII(m.From)
 	for _, a := range m.Rcpts {
-		needUTF8 = needUTF8 || !isASCII(a)
+		needUTF8 = needUTF8 || !address.IsASCII(a)
 	}
 	if needUTF8 && !c.smtputf8 {
 		// RFC 6531 §3.4: without SMTPUTF8 at the server the message cannot
@@ -251,13 +253,4 @@ func badAddr(a string) string {
 		return "too long"
 	}
 	return ""
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
 }

@@ -9,21 +9,14 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strings"
 
 	"facteur/dkim"
 	"facteur/relay/config"
 	"facteur/relay/resolver"
 )
-
-// maxKeyFile bounds what is read from a key path (an 8192-bit RSA PEM is
-// under 7 KiB), as package dkim does.
-const maxKeyFile = 64 << 10
 
 // checkDKIM compares, for each key that signs the domain's mail, the public
 // key published at SELECTOR._domainkey.DOMAIN with the configured private
@@ -67,16 +60,16 @@ func dkimKeysFor(domain string, all []config.DKIMKey) (signing string, keys []co
 func checkDKIMKey(ctx context.Context, dns DNS, domain string, k config.DKIMKey) Finding {
 	f := Finding{Check: CheckDKIM}
 	owner := k.Selector + "._domainkey." + domain
-	pub, value, err := publicKeyOf(k.Key)
+	pub, algorithm, value, err := dkim.PublicKey(k.Key)
 	if err != nil {
 		f.Status = Warn
 		f.Detail = fmt.Sprintf("cannot compare %s with the configured key: %v", owner, err)
 		f.Fix = "run facteur doctor as a user that can read the key (the daemon's user or root)"
 		return f
 	}
-	if k.Algorithm != "" && !strings.EqualFold(k.Algorithm, keyAlgorithm(pub)) {
+	if k.Algorithm != "" && !strings.EqualFold(k.Algorithm, algorithm) {
 		f.Status = Fail
-		f.Detail = fmt.Sprintf("%s: the config says algorithm %s, the file holds an %s key; the daemon refuses it.", k.Key, k.Algorithm, keyAlgorithm(pub))
+		f.Detail = fmt.Sprintf("%s: the config says algorithm %s, the file holds an %s key; the daemon refuses it.", k.Key, k.Algorithm, algorithm)
 		f.Fix = "correct dkim.algorithm in the config"
 		return f
 	}
@@ -108,13 +101,13 @@ func checkDKIMKey(ctx context.Context, dns DNS, domain string, k config.DKIMKey)
 		f.Status, f.Detail = Fail, fmt.Sprintf("%s is not a DKIM key record (no p= tag): %q", owner, txts[0])
 	case p == "":
 		f.Status, f.Detail = Fail, fmt.Sprintf("%s has an empty p=: the key is revoked (RFC 6376 §3.6.1), yet the relay still signs with it.", owner)
-	case !strings.EqualFold(cmp.Or(tags["k"], "rsa"), keyAlgorithm(pub)):
-		f.Status, f.Detail = Fail, fmt.Sprintf("%s publishes a k=%s key, the configured key is %s.", owner, cmp.Or(tags["k"], "rsa"), keyAlgorithm(pub))
+	case !strings.EqualFold(cmp.Or(tags["k"], "rsa"), algorithm):
+		f.Status, f.Detail = Fail, fmt.Sprintf("%s publishes a k=%s key, the configured key is %s.", owner, cmp.Or(tags["k"], "rsa"), algorithm)
 	case !samePublicKey(pub, p):
 		f.Status, f.Detail = Fail, fmt.Sprintf("the key published at %s is not the public half of %s: every signature fails. The key was probably regenerated without publishing the new record.", owner, k.Key)
 	default:
 		f.Status = OK
-		f.Detail = fmt.Sprintf("%s publishes the public half of %s (%s).", owner, k.Key, keyAlgorithm(pub))
+		f.Detail = fmt.Sprintf("%s publishes the public half of %s (%s).", owner, k.Key, algorithm)
 		if strings.Contains(tags["t"], "y") {
 			f.Status = Warn
 			f.Detail += " It carries t=y (testing): some verifiers ignore failures, others ignore the signature."
@@ -139,60 +132,6 @@ func dkimTags(s string) map[string]string {
 		tags[strings.TrimSpace(name)] = value
 	}
 	return tags
-}
-
-// publicKeyOf reads a PEM private key (PKCS#8 or PKCS#1, as package dkim
-// accepts) and returns its public half and the DNS record value that
-// publishes it: SubjectPublicKeyInfo for RSA, the bare 32 bytes for Ed25519
-// (RFC 8463 §4.2).
-func publicKeyOf(path string) (crypto.PublicKey, string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, "", err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
-	if err != nil {
-		return nil, "", err
-	}
-	if len(data) > maxKeyFile {
-		return nil, "", fmt.Errorf("%s: larger than %d bytes, not a key", path, maxKeyFile)
-	}
-	block, _ := pem.Decode(data)
-	if block == nil {
-		return nil, "", fmt.Errorf("%s: no PEM block", path)
-	}
-	var parsed any
-	switch block.Type {
-	case "RSA PRIVATE KEY":
-		parsed, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-	case "PRIVATE KEY":
-		parsed, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-	default:
-		return nil, "", fmt.Errorf("%s: PEM block %q is not a private key", path, block.Type)
-	}
-	if err != nil {
-		return nil, "", fmt.Errorf("%s: %w", path, err)
-	}
-	switch pk := parsed.(type) {
-	case *rsa.PrivateKey:
-		der, err := x509.MarshalPKIXPublicKey(&pk.PublicKey)
-		if err != nil {
-			return nil, "", fmt.Errorf("%s: %w", path, err)
-		}
-		return &pk.PublicKey, "v=DKIM1; k=rsa; p=" + base64.StdEncoding.EncodeToString(der), nil
-	case ed25519.PrivateKey:
-		pub := pk.Public().(ed25519.PublicKey)
-		return pub, "v=DKIM1; k=ed25519; p=" + base64.StdEncoding.EncodeToString(pub), nil
-	}
-	return nil, "", fmt.Errorf("%s: %T keys cannot sign DKIM", path, parsed)
-}
-
-func keyAlgorithm(pub crypto.PublicKey) string {
-	if _, ok := pub.(ed25519.PublicKey); ok {
-		return dkim.AlgorithmEd25519
-	}
-	return dkim.AlgorithmRSA
 }
 
 // samePublicKey compares the published p= with pub. An RSA key may be

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/emersion/go-msgauth/dmarc"
+	"golang.org/x/net/publicsuffix"
+
 	"facteur/relay/resolver"
 )
 
@@ -27,43 +30,42 @@ func checkDMARC(ctx context.Context, dns DNS, o Options) Finding {
 		f.Fix = suggest
 		return f
 	}
-	tags := dmarcTags(rec)
-	policy, ok := tags["p"]
-	if where != o.Domain {
+	parsed, err := dmarc.Parse(rec)
+	if err != nil {
+		f.Status = Fail
+		f.Detail = fmt.Sprintf("_dmarc.%s: %q is not a valid DMARC record: %s. A DMARC record must name a policy, none, quarantine or reject (RFC 7489 §6.3).", where, rec, strings.TrimPrefix(err.Error(), "dmarc: "))
+		f.Fix = suggest
+		return f
+	}
+	policy := parsed.Policy
+	if where != o.Domain && parsed.SubdomainPolicy != "" {
 		// RFC 7489 §6.6.3: a subdomain without a record falls under its
 		// organizational domain's, with sp= when given.
-		if sp, has := tags["sp"]; has {
-			policy = sp
-		}
+		policy = parsed.SubdomainPolicy
 	}
-	switch strings.ToLower(policy) {
-	case "none":
-		f.Status = OK
+	f.Status = OK
+	if policy == dmarc.PolicyNone {
 		f.Detail = fmt.Sprintf("_dmarc.%s: %q. p=none only monitors: enough for the providers' requirement; once the reports show all your mail passing, move to quarantine, then reject.", where, rec)
-	case "quarantine", "reject":
-		f.Status = OK
-		f.Detail = fmt.Sprintf("_dmarc.%s: %q: mail failing both SPF and DKIM alignment is %sed by receivers; check that everything sending as %s passes.", where, rec, strings.TrimSuffix(strings.ToLower(policy), "e"), o.Domain)
-	default:
-		f.Status = Fail
-		if !ok {
-			f.Detail = fmt.Sprintf("_dmarc.%s: %q has no p= tag; a DMARC record must name a policy (RFC 7489 §6.3).", where, rec)
-		} else {
-			f.Detail = fmt.Sprintf("_dmarc.%s: %q: p=%s is not a policy (none, quarantine or reject).", where, rec, policy)
-		}
-		f.Fix = suggest
+	} else {
+		f.Detail = fmt.Sprintf("_dmarc.%s: %q: mail failing both SPF and DKIM alignment is %sed by receivers; check that everything sending as %s passes.", where, rec, strings.TrimSuffix(string(policy), "e"), o.Domain)
 	}
-	if where != o.Domain && f.Status == OK {
+	if where != o.Domain {
 		f.Detail = fmt.Sprintf("%s has no DMARC record of its own; the one of %s applies. ", o.Domain, where) + f.Detail
 	}
 	return f
 }
 
 // dmarcRecord finds the record at _dmarc.DOMAIN, then, as receivers do
-// (RFC 7489 §6.6.3), at the organizational domain. Without the public
-// suffix list the parents are tried up to the last two labels. More than
-// one record means none (§6.6.3 step 5).
+// (RFC 7489 §6.6.3), at the organizational domain: the public suffix list's
+// registrable domain (news.example.co.uk → example.co.uk), never a public
+// suffix such as co.uk. More than one record means none (§6.6.3 step 5).
 func dmarcRecord(ctx context.Context, dns DNS, domain string) (rec, where string, err error) {
-	for d := domain; strings.Count(d, ".") >= 1; {
+	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
+	candidates := []string{domain}
+	if org, err := publicsuffix.EffectiveTLDPlusOne(domain); err == nil && org != domain {
+		candidates = append(candidates, org)
+	}
+	for _, d := range candidates {
 		txts, err := dns.LookupTXT(ctx, "_dmarc."+d)
 		if err != nil && !errors.Is(err, resolver.ErrNXDomain) {
 			return "", "", err
@@ -77,18 +79,6 @@ func dmarcRecord(ctx context.Context, dns DNS, domain string) (rec, where string
 		if len(recs) == 1 {
 			return recs[0], d, nil
 		}
-		_, d, _ = strings.Cut(d, ".")
 	}
 	return "", "", nil
-}
-
-// dmarcTags parses the record's tag=value pairs (RFC 7489 §6.4).
-func dmarcTags(rec string) map[string]string {
-	tags := make(map[string]string)
-	for part := range strings.SplitSeq(rec, ";") {
-		if name, value, ok := strings.Cut(part, "="); ok {
-			tags[strings.ToLower(strings.TrimSpace(name))] = strings.TrimSpace(value)
-		}
-	}
-	return tags
 }

@@ -6,20 +6,12 @@
 // yields a Finding (ok, warn or fail) that explains itself and, when
 // something is wrong, gives the record to publish or the action to take.
 //
-// It owns the SPF evaluator: CheckHost is RFC 7208's check_host(), written
-// here (it is small) rather than added as a dependency, over the DNS
-// interface so that it asks the configured `resolver` with facteur's error
-// typing, never the system's resolver. It
-// implements every mechanism (all, include, a, mx, ptr, ip4, ip6, exists)
-// with dual CIDR lengths, qualifiers, redirect=, the macros of §7 (s l o d i
-// p h v, transformers and URL escaping; c r t only in exp=, which is checked
-// but not fetched since the doctor has no one to explain a rejection to),
-// the limits of §4.6.4 (10 lookups, 2 void lookups, 10 MX names) and loop
-// detection.
+// SPF is evaluated by the subpackage facteur/relay/doctor/spf (RFC 7208's
+// check_host()); this package turns its outcome into a finding.
 //
 // It does not own DNS: every lookup goes through the DNS interface, which
-// ResolverDNS implements over facteur/relay/resolver, so that tests and the
-// command share one code path against a loopback DNS server.
+// *resolver.Resolver implements over facteur/relay/resolver, so that tests and
+// the command share one code path against a loopback DNS server.
 //
 // Invariants:
 //   - Nothing panics on published data: records are parsed, never trusted;

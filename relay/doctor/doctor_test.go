@@ -12,6 +12,7 @@ import (
 	"facteur/dkim"
 	"facteur/relay/config"
 	"facteur/relay/relaytest"
+	"facteur/relay/resolver"
 )
 
 // world is a domain set up right: SPF, DKIM, DMARC, FCrDNS, unlisted.
@@ -218,7 +219,7 @@ func TestRun(t *testing.T) {
 			change: func(w *world) {
 				w.zones["_dmarc.example.test"] = relaytest.Zone{TXT: []string{"v=DMARC1; rua=mailto:a@example.test"}}
 			},
-			want: []want{{CheckDMARC, Fail, "no p= tag"}},
+			want: []want{{CheckDMARC, Fail, "missing a 'p' parameter"}},
 		},
 		{
 			name:   "DMARC p=none",
@@ -351,4 +352,16 @@ func TestTXTRecordSplitsLongValues(t *testing.T) {
 	if got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
+}
+
+// newDNS serves zones on a loopback DNS server and returns the doctor's DNS
+// over facteur's resolver, as the command builds it.
+func newDNS(t *testing.T, zones map[string]relaytest.Zone) *resolver.Resolver {
+	t.Helper()
+	srv := relaytest.NewDNS(t, zones)
+	r, err := resolver.New(resolver.Options{Server: srv.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

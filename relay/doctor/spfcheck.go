@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"facteur/relay/doctor/spf"
 	"facteur/relay/resolver"
 )
 
@@ -23,10 +24,10 @@ func checkSPF(ctx context.Context, dns DNS, o Options) Finding {
 	// The record to suggest when there is none: this relay, and a soft
 	// fail for the rest until every other sender of the domain is listed.
 	fresh := txtRecord(o.Domain, "v=spf1 "+mech+" ~all")
-	out := CheckHost(ctx, dns, SPFQuery{IP: o.IP, Domain: o.Domain, Helo: o.Hostname})
-	lookups := fmt.Sprintf("%d of the %d DNS lookups allowed", out.Lookups, SPFMaxLookups)
+	out := spf.CheckHost(ctx, dns, spf.Query{IP: o.IP, Domain: o.Domain, Helo: o.Hostname})
+	lookups := fmt.Sprintf("%d of the %d DNS lookups allowed", out.Lookups, spf.MaxLookups)
 	switch out.Result {
-	case SPFPass:
+	case spf.Pass:
 		f.Status = OK
 		f.Detail = fmt.Sprintf("%q authorises %s (pass, through %s); %s.", out.Record, o.IP, out.Match, lookups)
 		// The relay may match before the limits are reached while every
@@ -36,7 +37,7 @@ func checkSPF(ctx context.Context, dns DNS, o Options) Finding {
 		if o.IP.Is6() {
 			other = netip.MustParseAddr("100::ffff") // RFC 6666 discard prefix
 		}
-		if worst := CheckHost(ctx, dns, SPFQuery{IP: other, Domain: o.Domain, Helo: o.Hostname}); worst.Result == SPFPermError {
+		if worst := spf.CheckHost(ctx, dns, spf.Query{IP: other, Domain: o.Domain, Helo: o.Hostname}); worst.Result == spf.PermError {
 			f.Status = Warn
 			f.Detail += fmt.Sprintf(" But for an address it does not list, the record is a permerror: %s; mail from the domain's other senders fails SPF.", worst.Reason)
 			f.Fix = "remove include: terms of services no longer used, or replace them by the ip4:/ip6: ranges they publish (flattening)"
@@ -46,7 +47,7 @@ func checkSPF(ctx context.Context, dns DNS, o Options) Finding {
 			f.Detail = fmt.Sprintf("%q ends in +all: it authorises every address on the Internet to send as %s, so SPF proves nothing and some filters score it as spam.", out.Record, o.Domain)
 			f.Fix = txtRecord(o.Domain, withMechanism(softAll(out.Record), mech))
 		}
-	case SPFFail, SPFSoftFail, SPFNeutral:
+	case spf.Fail, spf.SoftFail, spf.Neutral:
 		how := "no term matches it (neutral by default)"
 		if out.Match != "" {
 			how = fmt.Sprintf("it matches %s, which gives %s", out.Match, out.Result)
@@ -54,15 +55,15 @@ func checkSPF(ctx context.Context, dns DNS, o Options) Finding {
 		f.Status = Fail
 		f.Detail = fmt.Sprintf("%q does not authorise %s: %s. Receivers that check SPF (all the big providers) will treat mail from this relay as unauthenticated, and DMARC will fail unless DKIM passes.", out.Record, o.IP, how)
 		f.Fix = txtRecord(o.Domain, withMechanism(out.Record, mech))
-	case SPFNone:
+	case spf.None:
 		f.Status = Fail
 		f.Detail = fmt.Sprintf("%s has no SPF record (%s). Gmail and Yahoo require SPF or DKIM from every sender, and SPF and DKIM from bulk senders.", o.Domain, out.Reason)
 		f.Fix = fresh + "   (add the other services that send as " + o.Domain + ", then ~all can become -all)"
-	case SPFPermError:
+	case spf.PermError:
 		f.Status = Fail
 		f.Detail = fmt.Sprintf("the SPF record of %s is broken for receivers (permerror): %s. A permerror counts as a failed SPF check for DMARC.", o.Domain, out.Reason)
 		switch {
-		case out.Lookups > SPFMaxLookups:
+		case out.Lookups > spf.MaxLookups:
 			f.Fix = "remove include: terms of services no longer used, or replace them by the ip4:/ip6: ranges they publish (flattening); list this relay before any include: so that it passes without lookups: " +
 				txtRecord(o.Domain, withMechanism(out.Record, mech))
 		case out.Record == "":
@@ -88,7 +89,7 @@ func spfWithoutIP(ctx context.Context, dns DNS, o Options) Finding {
 	}
 	var recs []string
 	for _, t := range txts {
-		if len(t) >= 6 && strings.EqualFold(t[:6], "v=spf1") && (len(t) == 6 || t[6] == ' ') {
+		if spf.IsRecord(t) {
 			recs = append(recs, t)
 		}
 	}
@@ -98,7 +99,7 @@ func spfWithoutIP(ctx context.Context, dns DNS, o Options) Finding {
 		f.Detail = fmt.Sprintf("%s has no SPF record; without -ip or delivery.source_ip the record to publish cannot be written here.", o.Domain)
 		f.Fix = txtRecord(o.Domain, "v=spf1 ip4:YOUR.OUTBOUND.IP ~all")
 	case 1:
-		if err := ParseSPF(recs[0]); err != nil {
+		if err := spf.Parse(recs[0]); err != nil {
 			f.Status = Fail
 			f.Detail = fmt.Sprintf("the SPF record %q is malformed (receivers return permerror): %v", recs[0], err)
 			return f

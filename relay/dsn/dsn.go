@@ -12,6 +12,8 @@ import (
 
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
+
+	"facteur/relay/address"
 )
 
 // Recipient is one failed or delayed recipient of the original message.
@@ -146,7 +148,7 @@ func Build(b Bounce) ([]byte, error) {
 			// (SMTPUTF8); quoted-printable keeps the DSN 7-bit clean for
 			// any relay on the way back.
 			enc := "7bit"
-			if !ascii(p.body) {
+			if !address.IsASCII(p.body) {
 				enc = "quoted-printable"
 			}
 			ph.Set("Content-Transfer-Encoding", enc)
@@ -240,15 +242,6 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-func ascii(b []byte) bool {
-	for _, c := range b {
-		if c >= 0x80 {
-			return false
-		}
-	}
-	return true
-}
-
 // rfc5322 is the date format of RFC 5322 §3.3, also used by RFC 3464 fields.
 const rfc5322 = "Mon, 02 Jan 2006 15:04:05 -0700"
 
@@ -326,7 +319,7 @@ func deliveryStatus(b Bounce, reporting string, rcpts []Recipient) ([]byte, bool
 	for _, r := range rcpts {
 		t.WriteString("\r\n")
 		typ := "rfc822"
-		if !ascii([]byte(r.Address)) {
+		if !address.IsASCII(r.Address) {
 			typ = "utf-8" // RFC 6533 §3
 		}
 		field("Final-Recipient", typ+"; "+r.Address)

@@ -1,5 +1,6 @@
-// Package guard is the submission side's abuse guard (issue 8 §3): rate
-// limits per client IP, per envelope sender and per authenticated user
+// Package guard is the submission side's abuse guard (issue 8 §3, issue 11
+// §2): rate limits per client IP (untrusted clients only, unless asked), per
+// envelope sender (messages) and per user, AUTH or local (recipients)
 // (golang.org/x/time/rate), a queue-size limit and a free-disk floor. Past a
 // rate the client gets 451 4.7.1; past the queue or disk floor, 452 4.3.1.
 // Nothing already accepted is touched. It owns the limiters.
@@ -22,6 +23,7 @@ import (
 // Options configure the guard; a zero rate is no limit.
 type Options struct {
 	PerClientIP, PerSender, PerUser policy.Rate
+	PerClientIPTrusted              bool  // per_client_ip applies to trusted clients too
 	MaxQueue                        int   // 0: no limit
 	MinFreeDisk                     int64 // bytes; 0: no floor
 	DataDir                         string
@@ -43,7 +45,7 @@ type Guard struct {
 }
 
 type entry struct {
-	lim  *rate.Limiter
+	lim  *bucket
 	seen time.Time
 	full time.Duration // how long an idle bucket takes to refill
 }
@@ -58,65 +60,187 @@ var (
 	ErrRate = func(what string) *smtp.SMTPError {
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: "Rate limit exceeded for " + what + ", try again later"}
 	}
+	// ErrOverBudget: one message has more recipients than the budget.
+	ErrOverBudget = func(what string, n int, limit string) *smtp.SMTPError {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: fmt.Sprintf("%d recipients exceed the limit of %s for %s", n, limit, what)}
+	}
 	// ErrStorage is the reply past the queue or disk floor.
 	ErrStorage = func(why string) *smtp.SMTPError {
 		return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "Insufficient system storage (" + why + "), try again later"}
 	}
 )
 
-// Admit is asked at MAIL FROM. It takes one token of each applicable rate
-// only when all allow, so that a refused message costs nothing.
-func (g *Guard) Admit(clientIP, sender, user string, now time.Time) *smtp.SMTPError {
+// Client is who submits a message.
+type Client struct {
+	IP string
+	// Trusted: in trusted_networks, on loopback or on the local socket.
+	// per_client_ip does not apply to it unless PerClientIPTrusted: all the
+	// sites of a web server share 127.0.0.1 (issue 11 §2).
+	Trusted bool
+}
+
+// Admit is asked at MAIL FROM: the queue and disk floors, the client IP's
+// and the sender's rates, one message each. It takes one token of each
+// applicable rate only when all allow, so that a refused message costs
+// nothing.
+func (g *Guard) Admit(c Client, sender string, now time.Time) *smtp.SMTPError {
 	if err := g.cachedStorage(now); err != nil {
 		return err
 	}
-	type check struct {
-		key  string
-		r    policy.Rate
-		what string
-	}
 	var checks []check
-	if !g.opts.PerClientIP.Unlimited() && clientIP != "" {
-		checks = append(checks, check{"ip:" + clientIP, g.opts.PerClientIP, "client " + clientIP})
+	if !g.opts.PerClientIP.Unlimited() && c.IP != "" && (!c.Trusted || g.opts.PerClientIPTrusted) {
+		checks = append(checks, check{"ip:" + c.IP, g.opts.PerClientIP, "client " + c.IP, 1})
 	}
 	if !g.opts.PerSender.Unlimited() {
 		s := strings.ToLower(sender)
 		if s == "" {
 			s = "<>"
 		}
-		checks = append(checks, check{"from:" + s, g.opts.PerSender, "sender <" + sender + ">"})
+		checks = append(checks, check{"from:" + s, g.opts.PerSender, "sender <" + sender + ">", 1})
 	}
+	_, err := g.take(checks, now)
+	return err
+}
+
+// Spend takes n recipients from user's per_user budget (issue 11 §2: a
+// message to 1000 recipients spends 1000), all or nothing. user is the
+// AUTH user or the local account; "" (unknown) is not limited. The
+// returned Spent gives the tokens back when the transaction is abandoned.
+func (g *Guard) Spend(user string, n int, now time.Time) (*Spent, *smtp.SMTPError) {
+	if g.opts.PerUser.Unlimited() || user == "" || n <= 0 {
+		return nil, nil
+	}
+	return g.take([]check{{"user:" + user, g.opts.PerUser, "user " + user, n}}, now)
+}
+
+// Local is pickup's check for a maildrop file: the floors, the user's
+// recipient budget and the sender's rate, all or nothing. Over any of them
+// the file waits in the maildrop.
+func (g *Guard) Local(user, sender string, nrcpt int, now time.Time) *smtp.SMTPError {
+	if err := g.cachedStorage(now); err != nil {
+		return err
+	}
+	var checks []check
 	if !g.opts.PerUser.Unlimited() && user != "" {
-		checks = append(checks, check{"user:" + user, g.opts.PerUser, "user " + user})
+		checks = append(checks, check{"user:" + user, g.opts.PerUser, "user " + user, nrcpt})
 	}
+	if !g.opts.PerSender.Unlimited() {
+		s := strings.ToLower(sender)
+		if s == "" {
+			s = "<>"
+		}
+		checks = append(checks, check{"from:" + s, g.opts.PerSender, "sender <" + sender + ">", 1})
+	}
+	_, err := g.take(checks, now)
+	return err
+}
+
+// Storage is the queue and disk floors alone.
+func (g *Guard) Storage(now time.Time) *smtp.SMTPError { return g.cachedStorage(now) }
+
+// Spent is a set of tokens taken by Spend.
+type Spent struct {
+	g     *Guard
+	takes []take
+}
+
+type take struct {
+	b *bucket
+	n int
+}
+
+// Refund gives the tokens back (the message was not queued). A nil Spent
+// is fine.
+func (s *Spent) Refund(now time.Time) {
+	if s == nil {
+		return
+	}
+	s.g.mu.Lock()
+	defer s.g.mu.Unlock()
+	for _, t := range s.takes {
+		t.b.give(now, t.n)
+	}
+	s.takes = nil
+}
+
+type check struct {
+	key  string
+	r    policy.Rate
+	what string
+	n    int
+}
+
+func (g *Guard) take(checks []check, now time.Time) (*Spent, *smtp.SMTPError) {
 	if len(checks) == 0 {
-		return nil
+		return nil, nil
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.sweep(now)
-	var rs []*rate.Reservation
+	var takes []take
+	undo := func() {
+		for _, t := range takes {
+			t.b.give(now, t.n)
+		}
+	}
 	for _, c := range checks {
 		e := g.limiters[c.key]
 		if e == nil {
 			// A bucket as deep as the rate's count: a page that sends a
 			// burst of N then stops is fine; a flood is not.
 			burst := max(c.r.N, 1)
-			e = &entry{lim: rate.NewLimiter(c.r.Limit(), burst), full: time.Duration(float64(burst) / float64(c.r.Limit()) * float64(time.Second))}
+			e = &entry{lim: newBucket(c.r.Limit(), burst, now), full: time.Duration(float64(burst) / float64(c.r.Limit()) * float64(time.Second))}
 			g.limiters[c.key] = e
 		}
 		e.seen = now
-		r := e.lim.ReserveN(now, 1)
-		if !r.OK() || r.DelayFrom(now) > 0 {
-			r.CancelAt(now)
-			for _, prev := range rs {
-				prev.CancelAt(now)
-			}
-			return ErrRate(c.what)
+		if c.n > e.lim.burst {
+			// Never possible, however long the wait: say so for good
+			// rather than let a maildrop file wait forever.
+			undo()
+			return nil, ErrOverBudget(c.what, c.n, c.r.String())
 		}
-		rs = append(rs, r)
+		if !e.lim.takeN(now, c.n) {
+			undo()
+			return nil, ErrRate(c.what)
+		}
+		takes = append(takes, take{e.lim, c.n})
 	}
-	return nil
+	return &Spent{g: g, takes: takes}, nil
+}
+
+// bucket is a token bucket that can take tokens back (x/time/rate cannot
+// once a reservation's time has passed, and an abandoned transaction must
+// not cost its recipients). The guard's mutex guards it.
+type bucket struct {
+	rate   float64 // tokens per second
+	burst  int
+	tokens float64
+	last   time.Time
+}
+
+func newBucket(r rate.Limit, burst int, now time.Time) *bucket {
+	return &bucket{rate: float64(r), burst: burst, tokens: float64(burst), last: now}
+}
+
+func (b *bucket) advance(now time.Time) {
+	if d := now.Sub(b.last); d > 0 {
+		b.tokens = min(float64(b.burst), b.tokens+d.Seconds()*b.rate)
+		b.last = now
+	}
+}
+
+func (b *bucket) takeN(now time.Time, n int) bool {
+	b.advance(now)
+	if b.tokens < float64(n) {
+		return false
+	}
+	b.tokens -= float64(n)
+	return true
+}
+
+func (b *bucket) give(now time.Time, n int) {
+	b.advance(now)
+	b.tokens = min(float64(b.burst), b.tokens+float64(n))
 }
 
 // sweep forgets, now and then, limiters idle long enough to be full again

@@ -24,6 +24,7 @@ import (
 var Events = []string{
 	"received", "deferred", "delivered", "bounced", "suppressed", "expired",
 	"deleted", "held", "released", "suspended", "throttled", "resumed",
+	"breaker tripped", "breaker reset",
 }
 
 // New returns a logger writing the text format to w, or slog's JSON format
@@ -34,6 +35,9 @@ func New(w io.Writer, format string) *slog.Logger {
 			ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
 				if len(groups) == 0 && a.Key == slog.MessageKey {
 					a.Key = "event"
+				}
+				if a.Key == "" {
+					a.Key = "detail" // a Prose attribute
 				}
 				return a
 			},
@@ -107,9 +111,24 @@ func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 	return err
 }
 
+// Prose is words the text format writes as they are, without a key, after
+// the key=value fields (the breaker's "of 63 recipients in 1h"); the JSON
+// format writes them under "detail".
+func Prose(s string) slog.Attr { return slog.String("", s) }
+
 func writeAttr(b *strings.Builder, prefix string, a slog.Attr) {
 	a.Value = a.Value.Resolve()
 	if a.Equal(slog.Attr{}) {
+		return
+	}
+	if a.Key == "" && prefix == "" && a.Value.Kind() == slog.KindString {
+		b.WriteByte(' ')
+		b.WriteString(strings.Map(func(r rune) rune {
+			if r < ' ' || r == 0x7f {
+				return ' ' // never a line break in the log
+			}
+			return r
+		}, a.Value.String()))
 		return
 	}
 	key := a.Key

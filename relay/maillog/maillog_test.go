@@ -24,6 +24,8 @@ func TestTextLine(t *testing.T) {
 			`2026-11-22T14:03:08.020Z X bounced resp="550 a\nb"` + "\n"},
 		{"empty value", "received", []any{"qid", "X", "from", ""},
 			`2026-11-22T14:03:08.020Z X received from=""` + "\n"},
+		{"breaker line with prose", "breaker tripped", []any{"user", "www-data", "failed", "46%", "deferred", "12%", Prose("of 63 recipients\nin 1h")},
+			"2026-11-22T14:03:08.020Z - breaker tripped user=www-data failed=46% deferred=12% of 63 recipients in 1h\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -49,6 +51,18 @@ func TestJSONSameKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	if m["event"] != "delivered" || m["qid"] != "ABC" || m["rcpt"] != "<a@b>" {
+		t.Errorf("got %v", m)
+	}
+}
+
+func TestJSONProse(t *testing.T) {
+	var buf bytes.Buffer
+	New(&buf, "json").Info("breaker tripped", "user", "www-data", Prose("of 63 recipients in 1h"))
+	var m map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &m); err != nil {
+		t.Fatal(err)
+	}
+	if m["event"] != "breaker tripped" || m["user"] != "www-data" || m["detail"] != "of 63 recipients in 1h" {
 		t.Errorf("got %v", m)
 	}
 }

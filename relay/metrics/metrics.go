@@ -35,6 +35,9 @@ type Sources struct {
 	WebhookPending func() int
 	// Alarm reports whether the queue-depth alarm is raised; may be nil.
 	Alarm func() bool
+	// BreakerTripped returns the senders the circuit breaker stops now
+	// ("user=www-data"); may be nil.
+	BreakerTripped func() []string
 }
 
 // ProviderGauge is a provider's live state.
@@ -51,6 +54,7 @@ type Metrics struct {
 	recipients *prometheus.CounterVec
 	suspends   *prometheus.CounterVec
 	latency    prometheus.Histogram
+	trips      *prometheus.CounterVec
 	tls        *prometheus.CounterVec
 
 	mu     sync.Mutex // guards window
@@ -80,11 +84,14 @@ func New(src Sources) *Metrics {
 		Help:    "Time from acceptance to delivery, per delivered recipient.",
 		Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 86400},
 	})
+	m.trips = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "facteur_breaker_trips_total", Help: "Circuit breaker trips, by what tripped (user, auth_user, sender_domain).",
+	}, []string{"per"})
 	m.tls = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "facteur_tls_deliveries_total",
 		Help: "Delivered recipients by what protected the session: dane, mta-sts, verify, encrypt, opportunistic or none (issue 15).",
 	}, []string{"tls"})
-	m.reg.MustRegister(m.received, m.recipients, m.suspends, m.latency, m.tls,
+	m.reg.MustRegister(m.received, m.recipients, m.suspends, m.latency, m.trips, m.tls,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&gauges{src: src})
 	return m
@@ -106,6 +113,9 @@ func (m *Metrics) Recipient(event, provider, class string, latency time.Duration
 	}
 	m.count(event, at)
 }
+
+// BreakerTrip counts one circuit breaker trip of a key of kind per.
+func (m *Metrics) BreakerTrip(per string) { m.trips.WithLabelValues(per).Inc() }
 
 // DeliveredTLS counts one delivered recipient by the protection of its
 // session (delivery.Prot*).
@@ -156,10 +166,12 @@ var (
 		[]string{"provider"}, nil)
 	hookDesc  = prometheus.NewDesc("facteur_webhook_events_pending", "Webhook events waiting in the outbox.", nil, nil)
 	alarmDesc = prometheus.NewDesc("facteur_queue_alarm", "1 while the queue is deeper or older than queue_alarm.", nil, nil)
+	breakDesc = prometheus.NewDesc("facteur_breaker_tripped", "1 for each sender the circuit breaker stops, until breaker reset.",
+		[]string{"sender"}, nil)
 )
 
 func (g *gauges) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{depthDesc, oldestDesc, connsDesc, suspDesc, hookDesc, alarmDesc} {
+	for _, d := range []*prometheus.Desc{depthDesc, oldestDesc, connsDesc, suspDesc, hookDesc, alarmDesc, breakDesc} {
 		ch <- d
 	}
 }
@@ -195,5 +207,10 @@ func (g *gauges) Collect(ch chan<- prometheus.Metric) {
 			v = 1
 		}
 		ch <- prometheus.MustNewConstMetric(alarmDesc, prometheus.GaugeValue, v)
+	}
+	if g.src.BreakerTripped != nil {
+		for _, k := range g.src.BreakerTripped() {
+			ch <- prometheus.MustNewConstMetric(breakDesc, prometheus.GaugeValue, 1, k)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 // Package pickup is Postfix's pickup role: it ingests the messages the
-// sendmail shim left in DATA_DIR/maildrop when the daemon was down or
-// refused it for a while, at start and then every interval. A file is
+// sendmail shim left in DATA_DIR/maildrop when the daemon could not be
+// reached, at start and then every interval. The SMTP path's limits apply
+// (issue 11 §2): a file over them waits, nothing is lost. A file is
 // removed only after its message is committed to the queue; a file that
 // cleanup refuses for good (a loop, smuggling) or that is corrupt is moved
 // to maildrop/corrupt and logged, never silently dropped.
@@ -9,6 +10,7 @@ package pickup
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"time"
@@ -29,12 +31,28 @@ type Pickup struct {
 	// Filter drops suppressed recipients (the shim could not learn it at
 	// RCPT time); nil keeps all.
 	Filter func(ctx context.Context, rcpts []string) []string
+	// Guard applies the limits of the SMTP path to a maildrop file (issue
+	// 11 §2: the maildrop is no way around them): the user's recipient
+	// budget, the sender's rate, max_queue_messages, min_free_disk. A 4xx
+	// leaves the file waiting in the maildrop; a 5xx quarantines it. nil
+	// allows everything.
+	Guard Guard
+	// SenderCheck applies sender_login to a local user's envelope sender;
+	// nil allows every sender.
+	SenderCheck func(user, sender string) *smtp.SMTPError
 
 	// done names the files queued whose removal failed: they must not be
 	// queued again (only Scan, from one goroutine, touches it).
 	done map[string]bool
 	// lastSweep is when stale temporary files were last removed.
 	lastSweep time.Time
+	// waiting names the files held back by the guard, logged once each.
+	waiting map[string]bool
+}
+
+// Guard is the part of guard.Guard pickup needs.
+type Guard interface {
+	Local(user, sender string, nrcpt int, now time.Time) *smtp.SMTPError
 }
 
 // Run scans at once, then every Interval, until ctx is done.
@@ -90,6 +108,10 @@ func (p *Pickup) Scan(ctx context.Context) (int, error) {
 			n++
 		}
 	}
+	// The shim's per-user ledgers follow what is really left.
+	if err := maildrop.Recount(p.Dir); err != nil {
+		p.Log.Error("maildrop quota recount", "err", err)
+	}
 	return n, nil
 }
 
@@ -111,31 +133,59 @@ func (p *Pickup) ingest(ctx context.Context, path string) (bool, error) {
 	}
 	user := env.User
 	if user == "" {
+		// The uid has no name: the queue's convention is its decimal form.
 		user = strconv.Itoa(env.UID)
 	}
 	now := time.Now()
 	if p.Now != nil {
 		now = p.Now()
 	}
+	refused := func(se *smtp.SMTPError) (bool, error) {
+		if se.Code/100 == 5 {
+			p.Log.Error("maildrop message refused", "file", path, "uid", env.UID, "user", user, "resp", formatReply(se))
+			delete(p.waiting, path)
+			return false, maildrop.Quarantine(path, formatReply(se))
+		}
+		// Temporary (a limit, the store full): the file waits for a
+		// later scan; said once.
+		if !p.waiting[path] {
+			if p.waiting == nil {
+				p.waiting = map[string]bool{}
+			}
+			p.waiting[path] = true
+			p.Log.Warn("maildrop message waits", "file", path, "uid", env.UID, "user", user, "resp", formatReply(se))
+		}
+		return false, nil
+	}
+	if p.SenderCheck != nil {
+		if se := p.SenderCheck(user, env.Sender); se != nil {
+			return refused(se)
+		}
+	}
+	if p.Guard != nil {
+		if se := p.Guard.Local(user, env.Sender, len(rcpts), now); se != nil {
+			return refused(se)
+		}
+	}
 	id, err := p.Cleanup.Process(ctx, cleanup.Message{
 		Sender:     env.Sender,
 		Recipients: rcpts,
 		ClientIP:   "127.0.0.1",
 		Helo:       user,
+		User:       user,
+		UID:        env.UID,
 		Protocol:   "local",
 		SMTPUTF8:   env.SMTPUTF8,
 		Data:       body,
 	}, now)
 	if err != nil {
 		var se *smtp.SMTPError
-		if errors.As(err, &se) && se.Code/100 == 5 {
-			p.Log.Error("maildrop message refused", "file", path, "resp", se.Error())
-			return false, maildrop.Quarantine(path, se.Error())
+		if errors.As(err, &se) {
+			return refused(se)
 		}
-		// Temporary (store full, database error): leave the file for the
-		// next scan.
 		return false, nil
 	}
+	delete(p.waiting, path)
 	if err := maildrop.Remove(path); err != nil {
 		// Queued already: never queue it twice; retry the removal only.
 		p.Log.Error("maildrop remove", "qid", string(id), "file", path, "err", err)
@@ -145,4 +195,13 @@ func (p *Pickup) ingest(ctx context.Context, path string) (bool, error) {
 		p.done[path] = true
 	}
 	return true, nil
+}
+
+// formatReply is a reply as a client would have seen it: "451 4.7.1 text".
+func formatReply(se *smtp.SMTPError) string {
+	e := se.EnhancedCode
+	if e == smtp.EnhancedCodeNotSet || e == smtp.NoEnhancedCode {
+		return fmt.Sprintf("%d %s", se.Code, se.Message)
+	}
+	return fmt.Sprintf("%d %d.%d.%d %s", se.Code, e[0], e[1], e[2], se.Message)
 }

@@ -2,6 +2,7 @@ package pickup
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"log/slog"
 	"os"
@@ -10,9 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"facteur/policy"
 	"facteur/queue"
 	"facteur/queue/maildrop"
 	"facteur/relay/cleanup"
+	"facteur/relay/guard"
 )
 
 func TestScanIngestsAndQuarantines(t *testing.T) {
@@ -52,7 +55,7 @@ func TestScanIngestsAndQuarantines(t *testing.T) {
 		t.Fatalf("queue: %+v", msgs)
 	}
 	body, _ := st.Body(t.Context(), msgs[0].ID)
-	if !bytes.Contains(body, []byte("Received: from local (uid www-data)")) {
+	if !bytes.Contains(body, []byte("Received: by relay.test (facteur, from userid ")) {
 		t.Errorf("no local Received: %q", body)
 	}
 	left, _ := maildrop.List(drop)
@@ -63,5 +66,72 @@ func TestScanIngestsAndQuarantines(t *testing.T) {
 	corrupt, _ := os.ReadDir(filepath.Join(drop, "corrupt"))
 	if len(corrupt) < 2 {
 		t.Errorf("quarantine holds %d entries, want the loop and the garbage", len(corrupt))
+	}
+}
+
+// Issue 11 §2: pickup applies the SMTP path's limits. A file over the
+// user's budget waits in the maildrop (nothing lost) and goes once the
+// budget refills; a file that could never fit is quarantined; the queue
+// floor holds every file back.
+func TestPickupAppliesTheGuard(t *testing.T) {
+	dir := t.TempDir()
+	drop := filepath.Join(dir, "maildrop")
+	if err := maildrop.Init(drop, -1); err != nil {
+		t.Fatal(err)
+	}
+	st, err := queue.Open(filepath.Join(dir, "q.db"), queue.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var logb bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logb, nil))
+	c := cleanup.New(cleanup.Options{Hostname: "relay.test", LocalDomain: "example.com"}, st, nil, log)
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	rate, _ := policy.ParseRate("2/h")
+	queueFull := false
+	g := guard.New(guard.Options{PerUser: rate, MaxQueue: 1, QueueSize: func(context.Context) (int, error) {
+		if queueFull {
+			return 1, nil
+		}
+		return 0, nil
+	}})
+	p := &Pickup{Dir: drop, Cleanup: c, Log: log, Now: func() time.Time { return now }, Guard: g}
+	write := func(user string, rcpts ...string) {
+		env := maildrop.Envelope{Sender: user + "@example.com", Recipients: rcpts, UID: os.Getuid(), User: user, Time: now}
+		if _, err := maildrop.Write(drop, env, strings.NewReader("Subject: x\r\n\r\ny\r\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("web", "a@example.org", "b@example.org") // spends web's 2
+	write("web", "c@example.org")                  // waits an hour
+	write("web", "d@example.org", "e@example.org", "f@example.org")
+	if n, err := p.Scan(t.Context()); err != nil || n != 1 {
+		t.Fatalf("first scan: %d, %v; want 1", n, err)
+	}
+	if n, _ := p.Scan(t.Context()); n != 0 {
+		t.Fatalf("second scan queued %d", n)
+	}
+	if got := strings.Count(logb.String(), "maildrop message waits"); got != 1 {
+		t.Errorf("the waiting file logged %d times, want once:\n%s", got, logb.String())
+	}
+	// The three-recipient file can never fit 2/h: quarantined, not lost.
+	corrupt, _ := os.ReadDir(filepath.Join(drop, "corrupt"))
+	if len(corrupt) != 2 { // the file and its .reason
+		t.Errorf("quarantine holds %d entries, want the over-budget file", len(corrupt))
+	}
+	// With the queue full nothing goes, even once the budget is back.
+	queueFull = true
+	now = now.Add(time.Hour)
+	if n, _ := p.Scan(t.Context()); n != 0 {
+		t.Fatalf("queue full: %d queued", n)
+	}
+	queueFull = false
+	now = now.Add(2 * time.Second) // past the guard's one-second storage cache
+	if n, _ := p.Scan(t.Context()); n != 1 {
+		t.Fatalf("after an hour: %d queued, want the waiting file", n)
+	}
+	if left, _ := maildrop.List(drop); len(left) != 0 {
+		t.Errorf("maildrop still holds %v", left)
 	}
 }

@@ -1,9 +1,11 @@
 package resolver
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -56,6 +58,30 @@ func (r *Resolver) LookupIP(ctx context.Context, name string) ([]netip.Addr, err
 	}
 	addrs, _, _, err := r.addresses(ctx, host)
 	return addrs, err
+}
+
+// LookupMX returns the exchanger names of name's MX records, most preferred
+// first (equal preferences in the order of the answer), lower case without
+// the trailing dot: the records as published, without Route's implicit MX,
+// address lookups or removal of repeated names, as SPF's mx mechanism
+// counts them (RFC 7208 §4.6.4). A null MX (RFC 7505) is no exchanger.
+func (r *Resolver) LookupMX(ctx context.Context, name string) ([]string, error) {
+	rrs, err := r.records(ctx, name, dns.TypeMX)
+	if err != nil {
+		return nil, err
+	}
+	mx := make([]*dns.MX, 0, len(rrs))
+	for _, rr := range rrs {
+		if m := rr.(*dns.MX); m.Mx != "." {
+			mx = append(mx, m)
+		}
+	}
+	slices.SortStableFunc(mx, func(a, b *dns.MX) int { return cmp.Compare(a.Preference, b.Preference) })
+	out := make([]string, 0, len(mx))
+	for _, m := range mx {
+		out = append(out, display(strings.ToLower(m.Mx)))
+	}
+	return out, nil
 }
 
 // LookupPTR returns the names ip's reverse zone points to: lower case,

@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"golang.org/x/net/idna"
+
+	"facteur/relay/address"
 )
 
 // idnaProfile converts U-labels to A-labels (UTS #46 non-transitional, as
@@ -23,7 +25,7 @@ var idnaProfile = idna.New(
 // ErrInvalidName.
 func canonical(name string) (string, error) {
 	orig := name
-	if ascii(name) {
+	if address.IsASCII(name) {
 		name = strings.ToLower(name)
 	} else {
 		a, err := idnaProfile.ToASCII(name)
@@ -63,15 +65,6 @@ func checkName(name string) error {
 		}
 	}
 	return nil
-}
-
-func ascii(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
 }
 
 // display is a canonical name as the package hands it out: no trailing dot.

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"facteur/relay/address"
 	"facteur/relay/relaytest"
 )
 
@@ -523,8 +524,25 @@ func TestLookups(t *testing.T) {
 		"1.2.0.192.in-addr.arpa": {PTR: []string{"Host.Example.org."}},
 		"1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa": {PTR: []string{"host6.example.org"}},
 		"fail.example.org": {ServFail: true},
+		"mx.example.org":   {MX: []relaytest.MX{{Host: "B.example.org.", Pref: 20}, {Host: "a.example.org", Pref: 10}, {Host: "a.example.org", Pref: 30}}},
+		"null.example.org": {NullMX: true},
 	}, Options{})
 	ctx := t.Context()
+
+	// LookupMX gives the records as published: by preference, repeats
+	// kept, no implicit MX, names without addresses kept.
+	if mx, err := r.LookupMX(ctx, "mx.example.org"); err != nil || !slices.Equal(mx, []string{"a.example.org", "b.example.org", "a.example.org"}) {
+		t.Errorf("LookupMX = %q, %v", mx, err)
+	}
+	if mx, err := r.LookupMX(ctx, "host.example.org"); err != nil || len(mx) != 0 {
+		t.Errorf("LookupMX without MX = %q, %v; want none", mx, err)
+	}
+	if mx, err := r.LookupMX(ctx, "null.example.org"); err != nil || len(mx) != 0 {
+		t.Errorf("LookupMX(null MX) = %q, %v; want none", mx, err)
+	}
+	if _, err := r.LookupMX(ctx, "nowhere.example"); !errors.Is(err, ErrNXDomain) {
+		t.Errorf("LookupMX(nxdomain) err = %v, want ErrNXDomain", err)
+	}
 
 	txt, err := r.LookupTXT(ctx, "Example.ORG")
 	if err != nil || !slices.Equal(txt, []string{"v=spf1 ip4:192.0.2.1 -all", "google-site-verification=abc"}) {
@@ -704,7 +722,7 @@ func FuzzCanonical(f *testing.F) {
 			return
 		}
 		// Property: the result is a valid, idempotent, ASCII FQDN.
-		if !ascii(got) || !strings.HasSuffix(got, ".") || checkName(display(got)) != nil {
+		if !address.IsASCII(got) || !strings.HasSuffix(got, ".") || checkName(display(got)) != nil {
 			t.Fatalf("canonical(%q) = %q: not a valid ASCII FQDN", s, got)
 		}
 		if again, err := canonical(got); err != nil || again != got {

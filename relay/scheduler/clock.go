@@ -1,7 +1,7 @@
 package scheduler
 
 import (
-	"sort"
+	"slices"
 	"sync"
 	"time"
 )
@@ -77,7 +77,7 @@ func (c *FakeClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	c.now = c.now.Add(d)
 	now := c.now
-	sort.Slice(c.waiters, func(i, j int) bool { return c.waiters[i].at.Before(c.waiters[j].at) })
+	slices.SortFunc(c.waiters, func(a, b fakeWaiter) int { return a.at.Compare(b.at) })
 	kept := c.waiters[:0]
 	var fire []chan time.Time
 	for _, w := range c.waiters {

@@ -104,15 +104,19 @@ func (s *Scheduler) connFailed(key, reason string, now time.Time) bool {
 // connOK notes a connection that was made: the destination is alive.
 func (s *Scheduler) connOK(key string) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	d := s.dead[key]
 	if d == nil {
+		s.mu.Unlock()
 		return
 	}
-	if !d.until.IsZero() {
-		s.log.Info("destination alive", "dest", key)
-	}
+	revived := !d.until.IsZero()
 	delete(s.dead, key)
+	s.mu.Unlock()
+	if revived {
+		s.log.Info("destination alive", "dest", key)
+		// The lanes that waited for this probe may start now.
+		s.Wake()
+	}
 }
 
 // Revive forgets every dead destination, so that the next cycle connects

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"facteur/queue"
+	"facteur/relay/address"
 	"facteur/relay/dsn"
 )
 
@@ -66,7 +67,7 @@ func (d *dsnMaker) bounce(ctx context.Context, msg queue.Message, body []byte, r
 		s.log.Error("dsn build", "qid", string(msg.ID), "err", err)
 		return
 	}
-	id, err := s.store.Enqueue(ctx, queue.Envelope{Sender: "", Recipients: []string{to}, IsDSN: true, EightBit: has8bit(report)}, report, now)
+	id, err := s.store.Enqueue(ctx, queue.Envelope{Sender: "", Recipients: []string{to}, IsDSN: true, EightBit: !address.IsASCII(report)}, report, now)
 	if err != nil {
 		s.log.Error("dsn enqueue", "qid", string(msg.ID), "err", err)
 		return
@@ -81,13 +82,4 @@ func headerBlock(msg []byte) []byte {
 		return msg[:i+2]
 	}
 	return msg
-}
-
-func has8bit(b []byte) bool {
-	for _, c := range b {
-		if c >= 0x80 {
-			return true
-		}
-	}
-	return false
 }

@@ -12,6 +12,7 @@ import (
 
 	"facteur/policy"
 	"facteur/queue"
+	"facteur/relay/breaker"
 	"facteur/relay/delivery"
 	"facteur/relay/tlspolicy"
 )
@@ -78,9 +79,12 @@ func (s *Scheduler) record(ctx context.Context, it *item, provider, domain strin
 			attrs = append(attrs, connAttrs(c)...)
 			attrs = append(attrs, "attempt", s.attempts(it, rcpt)+1, "delay", now.Sub(it.msg.Created), "resp", rr.Reply.String())
 			s.log.Info("delivered", attrs...)
+			out.observe(it, rcpt, breaker.Delivered, policy.Decision{}, rr.Reply.String(), now)
 			out.events = append(out.events, DeliveryEvent{Event: "delivered", ID: it.msg.ID, Sender: it.msg.Sender, Rcpt: rcpt, Provider: provider, Response: rr.Reply.String(), At: now, Latency: now.Sub(it.msg.Created), TLS: mode})
 		case ok && rr.Reply.Known():
-			s.judge(&out, it, rcpt, provider, domain, c, toPolicy(rr.Reply), rr.Reply.Local, now)
+			r := toPolicy(rr.Reply)
+			r.Stage = replyStage(res, rr)
+			s.judge(&out, it, rcpt, provider, domain, c, r, rr.Reply.Local, now)
 		default:
 			// No reply for this recipient: the connection broke before the
 			// server answered. Nothing was acknowledged: defer.
@@ -92,6 +96,21 @@ func (s *Scheduler) record(ctx context.Context, it *item, provider, domain strin
 		}
 	}
 	s.commit(ctx, it, out, now)
+}
+
+// replyStage says which command rr's reply answered, so that the policy
+// never reads a refusal of MAIL FROM (about the sender) as the recipient's
+// (issue 12): MAIL when MAIL was refused, RCPT when this recipient's RCPT
+// was, else DATA.
+func replyStage(res delivery.Result, rr delivery.RcptResult) policy.Stage {
+	switch {
+	case res.Mail.Code >= 400:
+		return policy.StageMail
+	case !rr.Accepted:
+		return policy.StageRcpt
+	default:
+		return policy.StageData
+	}
 }
 
 func (s *Scheduler) attempts(it *item, rcpt string) int {
@@ -110,9 +129,10 @@ type bouncedRcpt struct {
 	expired  bool
 	lastTime time.Time
 	suppress *policy.Decision // the address is to be suppressed, after the record
-	// mailboxFull: a permanent mailbox_full bounce, counted towards the
-	// repeated-bounce suppression of issue 7 §3.
-	mailboxFull bool
+	// soft: a permanent mailbox_full bounce, or another soft bounce (issue
+	// 12), counted towards the repeated-bounce suppression of issue 7 §3.
+	soft  bool
+	class policy.Class
 }
 
 // outcome is what one item's attempt produced: the store updates, then,
@@ -124,6 +144,16 @@ type outcome struct {
 	// refusal is the TLS policy that kept the item from any connection:
 	// its host and mode go in the log and the queue instead of a session's.
 	refusal *tlspolicy.Refusal
+	// seen are the attempts' outcomes for the breaker (issue 21).
+	seen []breaker.Outcome
+}
+
+func (o *outcome) observe(it *item, rcpt string, st breaker.Status, d policy.Decision, reply string, now time.Time) {
+	// A deferral by our own TLS policy is the destination's doing, as a
+	// provider-wide action is: not the sender's.
+	wide := d.Action.ProviderWide() || o.refusal != nil
+	o.seen = append(o.seen, breaker.Outcome{ID: string(it.msg.ID), Rcpt: rcpt, Status: st, Class: string(d.Class),
+		ProviderWide: wide, Reply: reply, At: now})
 }
 
 // judge turns a failing reply into the recipient's update, logging it; a
@@ -154,6 +184,11 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 		mode = out.refusal.Mode
 	}
 	base = append(base, "attempt", attempt, "delay", now.Sub(it.msg.Created), "class", string(d.Class), "rule", d.Rule)
+	if r.Stage != "" {
+		// The command the reply answered: a refusal of MAIL FROM reads
+		// differently from one of RCPT TO (issue 12).
+		base = append(base, "stage", string(r.Stage))
+	}
 	if len(d.Auth) > 0 {
 		base = append(base, "missing", strings.Join(d.Auth, ","))
 	}
@@ -171,7 +206,11 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 		if d.Suppress {
 			b.suppress = &d
 		}
-		b.mailboxFull = d.Class == policy.MailboxFull && r.Permanent()
+		// A soft bounce (a full mailbox, an unknown user on evidence that
+		// is not conclusive) counts towards the repeated-bounce rule.
+		b.soft = (d.Soft || d.Class == policy.MailboxFull) && r.Permanent()
+		b.class = d.Class
+		out.observe(it, rcpt, breaker.Bounced, d, r.String(), now)
 		out.ups = append(out.ups, u)
 		out.bounced = append(out.bounced, b)
 		return
@@ -192,8 +231,10 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 		out.events = append(out.events, DeliveryEvent{Event: "expired", ID: it.msg.ID, Sender: it.msg.Sender, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now, TLS: mode})
 		out.ups = append(out.ups, u)
 		out.bounced = append(out.bounced, bouncedRcpt{rcpt: rcpt, reply: r, mx: mx, expired: true, lastTime: now})
+		out.observe(it, rcpt, breaker.Expired, d, r.String(), now)
 		return
 	}
+	out.observe(it, rcpt, breaker.Deferred, d, r.String(), now)
 	u.Status = queue.Deferred
 	u.NextAttempt = next
 	s.log.Info("deferred", append(base, "next", next, "resp", r.String())...)
@@ -272,7 +313,7 @@ func (s *Scheduler) failItem(ctx context.Context, it *item, provider, domain str
 	if errors.As(err, &se) {
 		// The server spoke (a 421 or 554 banner, a refused EHLO): judge it
 		// like any reply, so that RP-001 at connect throttles microsoft.
-		reply = policy.Reply{Code: se.Code, Text: se.Message}
+		reply = policy.Reply{Code: se.Code, Text: se.Message, Stage: policy.StageConnect}
 		if se.EnhancedCode != (smtp.EnhancedCode{}) && se.EnhancedCode[0] > 0 {
 			reply.Enhanced = fmt.Sprintf("%d.%d.%d", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
 		}
@@ -338,6 +379,11 @@ func (s *Scheduler) commit(ctx context.Context, it *item, out outcome, now time.
 		s.log.Error("record", "qid", string(it.msg.ID), "err", err)
 		return
 	}
+	if s.opts.Breaker != nil {
+		for _, o := range out.seen {
+			s.opts.Breaker.Observe(it.msg, o)
+		}
+	}
 	for _, e := range out.events {
 		s.emit(e)
 	}
@@ -348,18 +394,19 @@ func (s *Scheduler) commit(ctx context.Context, it *item, out outcome, now time.
 		switch {
 		case b.suppress != nil:
 			s.suppress(ctx, b.rcpt, *b.suppress, b.reply, now)
-		case b.mailboxFull && s.mailboxFullAgain(ctx, b.rcpt, now):
-			d := policy.Decision{Class: policy.MailboxFull, Action: policy.Bounce, Rule: "mailbox_full repeated", Suppress: true}
+		case b.soft && s.softAgain(ctx, b.class, b.rcpt, now):
+			d := policy.Decision{Class: b.class, Action: policy.Bounce, Rule: string(b.class) + " repeated", Suppress: true}
 			s.suppress(ctx, b.rcpt, d, b.reply, now)
 		}
 	}
 }
 
-// mailboxFullAgain records a permanent mailbox_full bounce of rcpt and
-// says whether the address has now been full long enough to suppress it
-// (the history lives in the queue database, so it survives restarts).
-func (s *Scheduler) mailboxFullAgain(ctx context.Context, rcpt string, now time.Time) bool {
-	key := "mailbox_full/" + strings.ToLower(rcpt)
+// softAgain records a permanent soft bounce of rcpt (mailbox_full, or a
+// class whose evidence was not conclusive) and says whether the address has
+// now bounced so for long enough to suppress it (the history lives in the
+// queue database, so it survives restarts; one history per class).
+func (s *Scheduler) softAgain(ctx context.Context, class policy.Class, rcpt string, now time.Time) bool {
+	key := string(class) + "/" + strings.ToLower(rcpt)
 	var times []time.Time
 	if b, err := s.store.State(ctx, key); err == nil {
 		_ = json.Unmarshal(b, &times)
@@ -374,7 +421,7 @@ func (s *Scheduler) mailboxFullAgain(ctx context.Context, rcpt string, now time.
 		err = s.store.PutState(ctx, key, b)
 	}
 	if err != nil {
-		s.log.Error("mailbox_full history", "rcpt", "<"+rcpt+">", "err", err)
+		s.log.Error(string(class)+" history", "rcpt", "<"+rcpt+">", "err", err)
 	}
 	return s.shaper.MailboxFullSuppress(times, now)
 }
@@ -416,6 +463,11 @@ func (s *Scheduler) CancelSuppressed(ctx context.Context, rcpt, why string, now 
 	reply := policy.Reply{Code: 550, Enhanced: "5.1.1", Text: "recipient is suppressed: " + why}
 	for _, c := range cancelled {
 		s.log.Info("suppressed", "qid", string(c.ID), "rcpt", "<"+c.Rcpt+">", "resp", reply.String())
+		if s.opts.Breaker != nil && !c.IsDSN {
+			// Found suppressed: a failure of its sender (issue 21 §1).
+			s.opts.Breaker.Observe(queue.Message{ID: c.ID, Sender: c.Sender, User: c.User, AuthUser: c.AuthUser},
+				breaker.Outcome{ID: string(c.ID), Rcpt: c.Rcpt, Status: breaker.Suppressed, Reply: reply.String(), At: now})
+		}
 		s.emit(DeliveryEvent{Event: "suppressed", ID: c.ID, Sender: c.Sender, Rcpt: c.Rcpt, Response: reply.String(), At: now})
 		s.dsn.bounce(ctx, queue.Message{ID: c.ID, Sender: c.Sender, IsDSN: c.IsDSN, Created: now}, nil,
 			[]bouncedRcpt{{rcpt: c.Rcpt, reply: reply, lastTime: now}}, now)
@@ -436,4 +488,44 @@ func (s *Scheduler) emit(e DeliveryEvent) {
 	if s.opts.OnEvent != nil {
 		s.opts.OnEvent(e)
 	}
+}
+
+// stopped holds an item whose sender's breaker is tripped (issue 21): it
+// was due before the trip, or is in a lane already, and must not go out.
+// The hold is recorded with its reason; the recipients wait for
+// `facteur breaker reset`.
+func (s *Scheduler) stopped(ctx context.Context, it *item) bool {
+	if s.opts.Breaker == nil || it.msg.IsDSN {
+		return false
+	}
+	key, ok := s.opts.Breaker.Stopped(it.msg)
+	if !ok {
+		return false
+	}
+	defer s.done(it)
+	now := s.clock.Now()
+	// The daemon's sweep at the trip may have held it since it was read:
+	// then there is nothing to do, and nothing to log twice.
+	cur, err := s.store.Get(ctx, it.msg.ID)
+	if err != nil {
+		return true // gone (deleted meanwhile) or unreadable: not sent either way
+	}
+	var ups []queue.Update
+	for _, rcpt := range it.rcpts {
+		for _, r := range cur.Recipients {
+			if r.Address == rcpt && (r.Status == queue.Queued || r.Status == queue.Deferred) {
+				ups = append(ups, queue.Update{Rcpt: rcpt, Status: queue.Held, HoldReason: breaker.Reason, At: now})
+			}
+		}
+	}
+	if len(ups) == 0 {
+		return true
+	}
+	if err := s.store.Record(ctx, it.msg.ID, ups); err != nil {
+		s.log.Error("record", "qid", string(it.msg.ID), "err", err)
+		return true
+	}
+	k := breaker.Key(key)
+	s.log.Info("held", "qid", string(it.msg.ID), "reason", breaker.Reason, k.Kind(), k.Value(), "nrcpt", len(ups))
+	return true
 }

@@ -17,6 +17,7 @@ import (
 	"facteur/policy"
 	"facteur/queue"
 	"facteur/relay/address"
+	"facteur/relay/breaker"
 	"facteur/relay/delivery"
 	"facteur/relay/resolver"
 	"facteur/relay/tlspolicy"
@@ -76,6 +77,19 @@ type Options struct {
 	// (default 1 h).
 	DeadBackoff    time.Duration
 	DeadMaxBackoff time.Duration
+
+	// Breaker is the per-sender circuit breaker (issue 21); nil: none.
+	Breaker Breaker
+}
+
+// Breaker is the per-sender circuit breaker as the scheduler sees it: it
+// is told every recipient outcome once recorded, and asked before a
+// message goes out whether its sender is stopped. Both are called from the
+// delivery workers, concurrently.
+type Breaker interface {
+	Observe(msg queue.Message, o breaker.Outcome)
+	// Stopped returns the key ("user=www-data") that stops msg's sender.
+	Stopped(msg queue.Message) (key string, ok bool)
 }
 
 // DeliveryEvent is one recipient outcome, for webhooks and metrics.
@@ -287,14 +301,14 @@ func (s *Scheduler) fill(ctx context.Context, now time.Time) error {
 		}
 		byID[d.ID] = append(byID[d.ID], d.Rcpt)
 	}
-	for _, id := range order {
-		msg, err := s.store.Get(ctx, id)
-		if errors.Is(err, queue.ErrNotFound) {
-			continue // deleted meanwhile
-		}
-		if err != nil {
-			return err
-		}
+	// One read transaction for the window; a message deleted meanwhile is
+	// left out.
+	msgs, err := s.store.GetMany(ctx, order)
+	if err != nil {
+		return err
+	}
+	for _, msg := range msgs {
+		id := msg.ID
 		groups := map[string][]string{}
 		var keys []string
 		for _, r := range byID[id] {
@@ -680,6 +694,9 @@ func (s *Scheduler) connection(ctx, wctx context.Context, l *lane, provider stri
 // send runs one transaction and records its outcome; false when shutdown
 // cut it (then nothing is recorded: the attempt counts as none).
 func (s *Scheduler) send(ctx, wctx context.Context, it *item, provider, domain string, conn *delivery.Conn) bool {
+	if s.stopped(wctx, it) {
+		return true
+	}
 	body, err := s.store.Body(wctx, it.msg.ID)
 	if err != nil {
 		// Without its body the message cannot go; defer it on its

@@ -467,3 +467,54 @@ func TestOutcomeDuringShutdownIsRecorded(t *testing.T) {
 		t.Fatalf("the delivery acknowledged during shutdown was not recorded: %+v", m)
 	}
 }
+
+// TestReplyStageDecidesSuppression: the same "550 5.1.1 User unknown" means
+// three things depending on the command it answers (issue 12). To MAIL FROM
+// it is about the sender and never suppresses the recipient; to RCPT TO it
+// suppresses at once; to DATA it concerns every recipient of the
+// transaction, a soft bounce suppressed only when repeated over days.
+func TestReplyStageDecidesSuppression(t *testing.T) {
+	unknown := &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "User unknown"}
+	tests := []struct {
+		name  string
+		opts  relaytest.SinkOptions
+		stage string
+		want  []bool // suppressed after each of three bounces, two days apart
+	}{
+		{"reply to MAIL FROM", relaytest.SinkOptions{Mail: func(string) error { return unknown }}, "mail", []bool{false, false, false}},
+		{"reply to RCPT TO", relaytest.SinkOptions{Rcpt: func(string) error { return unknown }}, "rcpt", []bool{true}},
+		{"reply to DATA", relaytest.SinkOptions{Data: func([]string, []byte) error { return unknown }}, "data", []bool{false, false, true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sink := relaytest.NewSink(t, "127.0.0.2:0", tt.opts)
+			h := newHarness(t, sink.Port(), map[string]relaytest.Zone{
+				"example.org":    {MX: []relaytest.MX{{Host: "mx.example.org", Pref: 10}}},
+				"mx.example.org": {A: []string{"127.0.0.2"}},
+			}, nil)
+			for i, want := range tt.want {
+				h.enqueue("", []string{"bob@example.org"}, msgBody)
+				evs := h.expect(1)
+				if evs[0].Event != "bounced" {
+					t.Fatalf("bounce %d: %+v", i+1, evs)
+				}
+				if want {
+					if e := h.expect(1); e[0].Event != "suppressed" {
+						t.Fatalf("bounce %d: %+v, want suppressed", i+1, e)
+					}
+				}
+				_, ok, _ := h.store.Suppressed(t.Context(), "bob@example.org", h.clock.Now())
+				h.logMu.Lock()
+				log := h.log.String()
+				h.logMu.Unlock()
+				if ok != want {
+					t.Fatalf("after bounce %d: suppressed=%v, want %v\nlog:\n%s", i+1, ok, want, log)
+				}
+				if !strings.Contains(log, " stage="+tt.stage+" ") {
+					t.Fatalf("no stage=%s on the bounced line:\n%s", tt.stage, log)
+				}
+				h.clock.Advance(2 * 24 * time.Hour)
+			}
+		})
+	}
+}

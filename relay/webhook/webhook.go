@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -31,10 +32,13 @@ const (
 	Bounced    Kind = "bounced"
 	Expired    Kind = "expired"
 	Suppressed Kind = "suppressed"
+	// Breaker: the circuit breaker stopped a sender (issue 21); Sender is
+	// the key ("user=www-data"), Response the figures, Breaker the details.
+	Breaker Kind = "breaker"
 )
 
 // Kinds lists every event, for config validation.
-var Kinds = []Kind{Delivered, Deferred, Bounced, Expired, Suppressed}
+var Kinds = []Kind{Delivered, Deferred, Bounced, Expired, Suppressed, Breaker}
 
 // Event is one recipient outcome as the receiving app sees it. Every key is
 // always present, empty when unknown (a suppression found by a bounce has no
@@ -48,6 +52,20 @@ type Event struct {
 	Class     string    `json:"class"`
 	Response  string    `json:"response"`
 	Timestamp time.Time `json:"timestamp"` // RFC 3339, UTC
+	// Breaker is set on breaker events only.
+	Breaker *BreakerInfo `json:"breaker,omitempty"`
+}
+
+// BreakerInfo details a breaker event: the tripped sender and its figures
+// over the window.
+type BreakerInfo struct {
+	Sender     string `json:"sender"` // user=www-data, auth_user=NAME, sender_domain=DOMAIN
+	Action     string `json:"action"` // hold or refuse
+	Recipients int    `json:"recipients"`
+	Failed     int    `json:"failed"`
+	Deferred   int    `json:"deferred"`
+	Window     string `json:"window"`
+	Held       int    `json:"held"` // queued messages held at the trip
 }
 
 // Outbox is where events wait for the receiver: *queue.Store implements it
@@ -391,7 +409,7 @@ func (w *Webhook) load(ctx context.Context) ([]stored, error) {
 			}
 			got = append(got, stored{seq: seq, key: k, raw: v})
 		}
-		slices.SortFunc(got, func(a, b stored) int { return cmpU64(a.seq, b.seq) })
+		slices.SortFunc(got, func(a, b stored) int { return cmp.Compare(a.seq, b.seq) })
 		out = append(out, got...)
 		from = min(start+w.block, limit)
 		if len(out) == 0 {
@@ -402,16 +420,6 @@ func (w *Webhook) load(ctx context.Context) ([]stored, error) {
 		out = out[:w.opts.BatchSize]
 	}
 	return out, nil
-}
-
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Run posts the outbox to the URL until ctx is done, then returns nil.

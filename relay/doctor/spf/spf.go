@@ -1,4 +1,4 @@
-package doctor
+package spf
 
 import (
 	"context"
@@ -11,36 +11,36 @@ import (
 	"facteur/relay/resolver"
 )
 
-// SPFResult is the outcome of check_host() (RFC 7208 §2.6). Its strings are
+// Result is the outcome of check_host() (RFC 7208 §2.6). Its strings are
 // the RFC's and the JSON contract.
-type SPFResult string
+type Result string
 
 // The results of RFC 7208 §2.6.
 const (
-	SPFPass      SPFResult = "pass"
-	SPFFail      SPFResult = "fail"
-	SPFSoftFail  SPFResult = "softfail"
-	SPFNeutral   SPFResult = "neutral"
-	SPFNone      SPFResult = "none"
-	SPFPermError SPFResult = "permerror"
-	SPFTempError SPFResult = "temperror"
+	Pass      Result = "pass"
+	Fail      Result = "fail"
+	SoftFail  Result = "softfail"
+	Neutral   Result = "neutral"
+	None      Result = "none"
+	PermError Result = "permerror"
+	TempError Result = "temperror"
 )
 
 // Processing limits of RFC 7208 §4.6.4.
 const (
-	// SPFMaxLookups is the number of DNS-querying terms (include, a, mx,
+	// MaxLookups is the number of DNS-querying terms (include, a, mx,
 	// ptr, exists, redirect) one evaluation may use, nested ones included.
-	SPFMaxLookups = 10
-	// SPFMaxVoidLookups is the number of lookups answering NXDOMAIN or no
+	MaxLookups = 10
+	// MaxVoidLookups is the number of lookups answering NXDOMAIN or no
 	// record that one evaluation tolerates.
-	SPFMaxVoidLookups = 2
-	// spfMaxNames caps the MX exchangers of one mx term (more is a
+	MaxVoidLookups = 2
+	// maxNames caps the MX exchangers of one mx term (more is a
 	// permerror) and the PTR names one ptr term checks (more are ignored).
-	spfMaxNames = 10
+	maxNames = 10
 )
 
-// SPFQuery is the input of check_host(): who connects, for which domain.
-type SPFQuery struct {
+// Query is the input of check_host(): who connects, for which domain.
+type Query struct {
 	IP     netip.Addr // the client: the relay's outbound address
 	Domain string     // the domain whose policy is evaluated (MAIL FROM's)
 	// Sender is the MAIL FROM address; empty means postmaster@Domain, as
@@ -49,9 +49,9 @@ type SPFQuery struct {
 	Helo   string // the EHLO name, for the %{h} macro
 }
 
-// SPFOutcome is check_host()'s result with what the doctor reports about it.
-type SPFOutcome struct {
-	Result SPFResult
+// Outcome is check_host()'s result with what the doctor reports about it.
+type Outcome struct {
+	Result Result
 	// Record is the SPF record of Domain ("" when there is none).
 	Record string
 	// Match is the term that decided, through includes and redirects:
@@ -61,7 +61,7 @@ type SPFOutcome struct {
 	// Reason says why the result is permerror, temperror or none.
 	Reason string
 	// Lookups and VoidLookups count what the evaluation used, against
-	// SPFMaxLookups and SPFMaxVoidLookups.
+	// MaxLookups and MaxVoidLookups.
 	Lookups     int
 	VoidLookups int
 }
@@ -70,8 +70,8 @@ type SPFOutcome struct {
 // (RFC 7208 §4): includes and redirects recursively, every mechanism,
 // qualifiers, macros, and the lookup limits. DNS errors never escape: they
 // become temperror, as the RFC prescribes.
-func CheckHost(ctx context.Context, dns DNS, q SPFQuery) SPFOutcome {
-	e := &spfEval{ctx: ctx, dns: dns, ip: q.IP.Unmap(), helo: q.Helo}
+func CheckHost(ctx context.Context, dns DNS, q Query) Outcome {
+	e := &eval{ctx: ctx, dns: dns, ip: q.IP.Unmap(), helo: q.Helo}
 	e.sender = q.Sender
 	if e.sender == "" {
 		e.sender = "postmaster@" + q.Domain
@@ -84,46 +84,46 @@ func CheckHost(ctx context.Context, dns DNS, q SPFQuery) SPFOutcome {
 	}
 	e.local, e.senderDomain = local, dom
 
-	out := SPFOutcome{}
+	out := Outcome{}
 	v, err := e.checkHost(strings.TrimSuffix(q.Domain, "."), &out.Record)
 	out.Lookups, out.VoidLookups = e.lookups, e.voids
-	var se *spfError
+	var se *evalError
 	switch {
 	case errors.As(err, &se):
 		out.Result, out.Reason = se.result, se.msg
 	case err != nil:
-		out.Result, out.Reason = SPFTempError, err.Error()
+		out.Result, out.Reason = TempError, err.Error()
 	default:
 		out.Result, out.Match, out.Reason = v.result, v.match, v.reason
 	}
 	return out
 }
 
-// spfError ends an evaluation with permerror or temperror.
-type spfError struct {
-	result SPFResult
+// evalError ends an evaluation with permerror or temperror.
+type evalError struct {
+	result Result
 	msg    string
 }
 
-func (e *spfError) Error() string { return string(e.result) + ": " + e.msg }
+func (e *evalError) Error() string { return string(e.result) + ": " + e.msg }
 
 func permErr(format string, args ...any) error {
-	return &spfError{SPFPermError, fmt.Sprintf(format, args...)}
+	return &evalError{PermError, fmt.Sprintf(format, args...)}
 }
 
 func tempErr(format string, args ...any) error {
-	return &spfError{SPFTempError, fmt.Sprintf(format, args...)}
+	return &evalError{TempError, fmt.Sprintf(format, args...)}
 }
 
 // verdict is the result of one check_host() call that did not end in an
 // error.
 type verdict struct {
-	result SPFResult
+	result Result
 	match  string // the deciding term, with the path through includes
 	reason string // for none: why
 }
 
-type spfEval struct {
+type eval struct {
 	ctx                context.Context
 	dns                DNS
 	ip                 netip.Addr
@@ -137,11 +137,11 @@ type spfEval struct {
 
 // checkHost is RFC 7208 §4 for one domain. record, when not nil, receives
 // the record found.
-func (e *spfEval) checkHost(domain string, record *string) (verdict, error) {
+func (e *eval) checkHost(domain string, record *string) (verdict, error) {
 	domain = strings.ToLower(domain)
 	// §4.3: a malformed domain has no policy.
 	if !validDomain(domain) {
-		return verdict{result: SPFNone, reason: fmt.Sprintf("%q is not a fully qualified domain name", domain)}, nil
+		return verdict{result: None, reason: fmt.Sprintf("%q is not a fully qualified domain name", domain)}, nil
 	}
 	if slices.Contains(e.stack, domain) {
 		// The lookup limit would stop a loop too; naming it is clearer.
@@ -153,21 +153,23 @@ func (e *spfEval) checkHost(domain string, record *string) (verdict, error) {
 	txts, err := e.dns.LookupTXT(e.ctx, domain)
 	switch {
 	case errors.Is(err, resolver.ErrNXDomain):
-		return verdict{result: SPFNone, reason: domain + " does not exist"}, nil
+		return verdict{result: None, reason: domain + " does not exist"}, nil
+	case errors.Is(err, resolver.ErrInvalidName):
+		// §4.3 again: a name DNS cannot carry (a domain literal such as
+		// "[192.0.2.1]") is malformed.
+		return verdict{result: None, reason: fmt.Sprintf("%q is not a domain name DNS can look up", domain)}, nil
 	case err != nil:
 		return verdict{}, e.dnsErr(err)
 	}
 	var recs []string
 	for _, t := range txts {
-		// §4.5: "v=spf1" exactly, followed by a space or nothing; ABNF
-		// literals are case-insensitive.
-		if len(t) >= 6 && strings.EqualFold(t[:6], "v=spf1") && (len(t) == 6 || t[6] == ' ') {
+		if IsRecord(t) {
 			recs = append(recs, t)
 		}
 	}
 	switch len(recs) {
 	case 0:
-		return verdict{result: SPFNone, reason: "no SPF record at " + domain}, nil
+		return verdict{result: None, reason: "no SPF record at " + domain}, nil
 	case 1:
 	default:
 		return verdict{}, permErr("%s publishes %d SPF records; exactly one is allowed (RFC 7208 §4.5)", domain, len(recs))
@@ -175,7 +177,7 @@ func (e *spfEval) checkHost(domain string, record *string) (verdict, error) {
 	if record != nil {
 		*record = recs[0]
 	}
-	rec, err := parseSPF(recs[0])
+	rec, err := parse(recs[0])
 	if err != nil {
 		return verdict{}, permErr("%s: %v", domain, err)
 	}
@@ -207,13 +209,13 @@ func (e *spfEval) checkHost(domain string, record *string) (verdict, error) {
 		if err != nil {
 			return verdict{}, err
 		}
-		if v.result == SPFNone {
+		if v.result == None {
 			return verdict{}, permErr("redirect=%s: %s", target, v.reason)
 		}
 		v.match = "redirect=" + target + arrow(v.match)
 		return v, nil
 	}
-	return verdict{result: SPFNeutral}, nil
+	return verdict{result: Neutral}, nil
 }
 
 func arrow(s string) string {
@@ -225,30 +227,30 @@ func arrow(s string) string {
 
 // dnsErr turns a lookup error into temperror (anything but the permanent
 // resolver sentinels, which callers handle before).
-func (e *spfEval) dnsErr(err error) error {
+func (e *eval) dnsErr(err error) error {
 	return tempErr("%v", err)
 }
 
 // count charges one DNS-querying term (§4.6.4).
-func (e *spfEval) count() error {
+func (e *eval) count() error {
 	e.lookups++
-	if e.lookups > SPFMaxLookups {
-		return permErr("more than %d DNS lookups (include, a, mx, ptr, exists, redirect), the limit of RFC 7208 §4.6.4", SPFMaxLookups)
+	if e.lookups > MaxLookups {
+		return permErr("more than %d DNS lookups (include, a, mx, ptr, exists, redirect), the limit of RFC 7208 §4.6.4", MaxLookups)
 	}
 	return nil
 }
 
 // void charges a lookup that found nothing (§4.6.4).
-func (e *spfEval) void() error {
+func (e *eval) void() error {
 	e.voids++
-	if e.voids > SPFMaxVoidLookups {
-		return permErr("more than %d lookups found no record (void lookups, RFC 7208 §4.6.4)", SPFMaxVoidLookups)
+	if e.voids > MaxVoidLookups {
+		return permErr("more than %d lookups found no record (void lookups, RFC 7208 §4.6.4)", MaxVoidLookups)
 	}
 	return nil
 }
 
 // mechanism evaluates one directive; sub is the path below an include.
-func (e *spfEval) mechanism(domain string, m spfMechanism) (match bool, sub string, err error) {
+func (e *eval) mechanism(domain string, m directive) (match bool, sub string, err error) {
 	switch m.kind {
 	case "all":
 		return true, "", nil
@@ -269,9 +271,9 @@ func (e *spfEval) mechanism(domain string, m spfMechanism) (match bool, sub stri
 		// §5.2: only pass matches; none is an error in the including
 		// domain's record.
 		switch v.result {
-		case SPFPass:
+		case Pass:
 			return true, v.match, nil
-		case SPFNone:
+		case None:
 			return false, "", permErr("include:%s: %s", target, v.reason)
 		}
 		return false, "", nil
@@ -303,8 +305,8 @@ func (e *spfEval) mechanism(domain string, m spfMechanism) (match bool, sub stri
 		case err != nil:
 			return false, "", e.dnsErr(err)
 		}
-		if len(names) > spfMaxNames {
-			return false, "", permErr("mx:%s has %d exchangers; at most %d may be evaluated (RFC 7208 §4.6.4)", target, len(names), spfMaxNames)
+		if len(names) > maxNames {
+			return false, "", permErr("mx:%s has %d exchangers; at most %d may be evaluated (RFC 7208 §4.6.4)", target, len(names), maxNames)
 		}
 		for _, n := range names {
 			addrs, err := e.addrs(n, false)
@@ -351,7 +353,7 @@ func (e *spfEval) mechanism(domain string, m spfMechanism) (match bool, sub stri
 	return false, "", permErr("unknown mechanism %q", m.kind)
 }
 
-func (e *spfEval) targetOrSelf(m spfMechanism, domain string) (string, error) {
+func (e *eval) targetOrSelf(m directive, domain string) (string, error) {
 	if m.domain == "" {
 		return domain, nil
 	}
@@ -361,7 +363,7 @@ func (e *spfEval) targetOrSelf(m spfMechanism, domain string) (string, error) {
 // addrs looks up the addresses of name in the client's family. With
 // voidCounts the lookup is a mechanism's own (a), so an empty answer is a
 // void lookup; an MX exchanger's addresses are not.
-func (e *spfEval) addrs(name string, voidCounts bool) ([]netip.Addr, error) {
+func (e *eval) addrs(name string, voidCounts bool) ([]netip.Addr, error) {
 	var addrs []netip.Addr
 	var err error
 	if e.ip.Is4() {
@@ -384,13 +386,13 @@ func (e *spfEval) addrs(name string, voidCounts bool) ([]netip.Addr, error) {
 // validatedNames are the PTR names of the client that resolve back to it
 // (§5.5). DNS errors only make the list shorter: "If a DNS error occurs
 // while doing the PTR RR lookup, then this mechanism fails to match".
-func (e *spfEval) validatedNames() []string {
+func (e *eval) validatedNames() []string {
 	names, err := e.dns.LookupPTR(e.ctx, e.ip)
 	if err != nil {
 		return nil
 	}
-	if len(names) > spfMaxNames {
-		names = names[:spfMaxNames]
+	if len(names) > maxNames {
+		names = names[:maxNames]
 	}
 	var out []string
 	for _, n := range names {
@@ -408,7 +410,7 @@ func (e *spfEval) validatedNames() []string {
 
 // cidrMatch reports whether ip is in one of addrs widened to the term's
 // prefix length for ip's family.
-func (m spfMechanism) cidrMatch(ip netip.Addr, addrs []netip.Addr) bool {
+func (m directive) cidrMatch(ip netip.Addr, addrs []netip.Addr) bool {
 	bits := m.cidr6
 	if ip.Is4() {
 		bits = m.cidr4

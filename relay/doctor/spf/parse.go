@@ -1,4 +1,4 @@
-package doctor
+package spf
 
 import (
 	"errors"
@@ -8,47 +8,47 @@ import (
 	"strings"
 )
 
-// spfRecord is a parsed SPF record: its directives in order and the two
+// parsedRecord is a parsed SPF record: its directives in order and the two
 // modifiers RFC 7208 defines (unknown modifiers are checked, then ignored,
 // §6).
-type spfRecord struct {
-	mechanisms []spfMechanism
+type parsedRecord struct {
+	mechanisms []directive
 	redirect   string // domain-spec, unexpanded
 	exp        string
 }
 
-// spfMechanism is one directive.
-type spfMechanism struct {
-	raw       string    // the term as published, for reports
-	qualifier SPFResult // the result when it matches
-	kind      string    // all, include, a, mx, ptr, ip4, ip6, exists (lower case)
-	domain    string    // domain-spec, unexpanded; "" means the current domain
+// directive is one mechanism with its qualifier (RFC 7208 §4.6.2).
+type directive struct {
+	raw       string // the term as published, for reports
+	qualifier Result // the result when it matches
+	kind      string // all, include, a, mx, ptr, ip4, ip6, exists (lower case)
+	domain    string // domain-spec, unexpanded; "" means the current domain
 	prefix    netip.Prefix
 	cidr4     int // a and mx: prefix lengths the looked-up addresses are widened to
 	cidr6     int
 }
 
-func (m spfMechanism) String() string { return m.raw }
+func (m directive) String() string { return m.raw }
 
-// ParseSPF checks the syntax of an SPF record (RFC 7208 §12's ABNF), which a
+// Parse checks the syntax of an SPF record (RFC 7208 §12's ABNF), which a
 // receiver checks before evaluating anything: one bad term makes the whole
 // record a permerror (§4.6).
-func ParseSPF(record string) error {
-	_, err := parseSPF(record)
+func Parse(record string) error {
+	_, err := parse(record)
 	return err
 }
 
-func parseSPF(record string) (*spfRecord, error) {
-	if len(record) < 6 || !strings.EqualFold(record[:6], "v=spf1") || (len(record) > 6 && record[6] != ' ') {
+func parse(record string) (*parsedRecord, error) {
+	if !IsRecord(record) {
 		return nil, errors.New(`an SPF record starts with "v=spf1"`)
 	}
-	r := &spfRecord{}
+	r := &parsedRecord{}
 	// §4.6.1: terms are separated by one or more spaces (SP only).
 	for _, t := range strings.Split(record[6:], " ") {
 		if t == "" {
 			continue
 		}
-		if name, value, ok := spfModifier(t); ok {
+		if name, value, ok := modifier(t); ok {
 			switch strings.ToLower(name) {
 			case "redirect", "exp":
 				target := &r.redirect
@@ -58,12 +58,12 @@ func parseSPF(record string) (*spfRecord, error) {
 				if *target != "" {
 					return nil, fmt.Errorf("%s= appears twice (RFC 7208 §6)", strings.ToLower(name))
 				}
-				if err := checkDomainSpec(value, target == &r.exp); err != nil {
+				if err := checkDomainSpec(value); err != nil {
 					return nil, fmt.Errorf("%q: %v", t, err)
 				}
 				*target = value
 			default:
-				if err := checkMacroString(value, false); err != nil {
+				if err := checkMacroString(value); err != nil {
 					return nil, fmt.Errorf("%q: %v", t, err)
 				}
 			}
@@ -78,9 +78,9 @@ func parseSPF(record string) (*spfRecord, error) {
 	return r, nil
 }
 
-// spfModifier splits name=value when t is a modifier: name = ALPHA *( ALPHA
+// modifier splits name=value when t is a modifier: name = ALPHA *( ALPHA
 // / DIGIT / "-" / "_" / "." ).
-func spfModifier(t string) (name, value string, ok bool) {
+func modifier(t string) (name, value string, ok bool) {
 	i := strings.IndexByte(t, '=')
 	if i <= 0 {
 		return "", "", false
@@ -96,17 +96,17 @@ func spfModifier(t string) (name, value string, ok bool) {
 	return name, t[i+1:], true
 }
 
-func parseMechanism(t string) (spfMechanism, error) {
-	m := spfMechanism{raw: t, qualifier: SPFPass, cidr4: 32, cidr6: 128}
+func parseMechanism(t string) (directive, error) {
+	m := directive{raw: t, qualifier: Pass, cidr4: 32, cidr6: 128}
 	switch t[0] {
 	case '+':
 		t = t[1:]
 	case '-':
-		m.qualifier, t = SPFFail, t[1:]
+		m.qualifier, t = Fail, t[1:]
 	case '~':
-		m.qualifier, t = SPFSoftFail, t[1:]
+		m.qualifier, t = SoftFail, t[1:]
 	case '?':
-		m.qualifier, t = SPFNeutral, t[1:]
+		m.qualifier, t = Neutral, t[1:]
 	}
 	name, rest := t, ""
 	if i := strings.IndexAny(t, ":/"); i >= 0 {
@@ -123,7 +123,7 @@ func parseMechanism(t string) (spfMechanism, error) {
 		if !ok || spec == "" {
 			return m, fmt.Errorf("%s needs a domain (%s:example.com)", m.kind, m.kind)
 		}
-		if err := checkDomainSpec(spec, false); err != nil {
+		if err := checkDomainSpec(spec); err != nil {
 			return m, err
 		}
 		m.domain = spec
@@ -138,7 +138,7 @@ func parseMechanism(t string) (spfMechanism, error) {
 			if !ok || d == "" {
 				return m, fmt.Errorf("want %s, %s:DOMAIN, with an optional /N and //N", m.kind, m.kind)
 			}
-			if err := checkDomainSpec(d, false); err != nil {
+			if err := checkDomainSpec(d); err != nil {
 				return m, err
 			}
 			m.domain = d
@@ -149,7 +149,7 @@ func parseMechanism(t string) (spfMechanism, error) {
 			if !ok || d == "" {
 				return m, errors.New("want ptr or ptr:DOMAIN")
 			}
-			if err := checkDomainSpec(d, false); err != nil {
+			if err := checkDomainSpec(d); err != nil {
 				return m, err
 			}
 			m.domain = d
@@ -221,8 +221,8 @@ func cidrLength(s string, max int) (int, error) {
 
 // checkDomainSpec checks a domain-spec (RFC 7208 §7.1): a macro-string
 // ending in a macro or in a top label.
-func checkDomainSpec(s string, exp bool) error {
-	if err := checkMacroString(s, exp); err != nil {
+func checkDomainSpec(s string) error {
+	if err := checkMacroString(s); err != nil {
 		return err
 	}
 	t := strings.TrimSuffix(s, ".")
@@ -258,10 +258,12 @@ func topLabel(l string) bool {
 	return alpha || strings.Contains(l, "-")
 }
 
-// checkMacroString checks macro syntax without expanding; c, r and t are
-// allowed only in exp= (§7.2).
-func checkMacroString(s string, exp bool) error {
-	_, err := walkMacros(s, exp, func(macro) (string, error) { return "x", nil })
+// checkMacroString checks macro syntax without expanding. c, r and t are
+// refused: §7.2 allows them only in the explanation text that exp= points
+// to, which is not fetched here, never in a domain-spec (exp='s own
+// included: the suite's exp-only-macro-char).
+func checkMacroString(s string) error {
+	_, err := walkMacros(s, func(macro) (string, error) { return "x", nil })
 	return err
 }
 
@@ -276,7 +278,7 @@ type macro struct {
 
 // walkMacros scans a macro-string (§7.1), copying literals and replacing
 // each macro by what value returns (after transformers).
-func walkMacros(s string, exp bool, value func(macro) (string, error)) (string, error) {
+func walkMacros(s string, value func(macro) (string, error)) (string, error) {
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -312,7 +314,7 @@ func walkMacros(s string, exp bool, value func(macro) (string, error)) (string, 
 		}
 		body := s[i+1 : i+end]
 		i += end
-		m, err := parseMacro(body, exp)
+		m, err := parseMacro(body)
 		if err != nil {
 			return "", err
 		}
@@ -325,7 +327,7 @@ func walkMacros(s string, exp bool, value func(macro) (string, error)) (string, 
 	return b.String(), nil
 }
 
-func parseMacro(body string, exp bool) (macro, error) {
+func parseMacro(body string) (macro, error) {
 	if body == "" {
 		return macro{}, errors.New("empty macro %{}")
 	}
@@ -333,9 +335,7 @@ func parseMacro(body string, exp bool) (macro, error) {
 	switch m.letter {
 	case 's', 'l', 'o', 'd', 'i', 'p', 'h', 'v':
 	case 'c', 'r', 't':
-		if !exp {
-			return m, fmt.Errorf("macro %%{%c} is allowed only in exp= (RFC 7208 §7.2)", body[0])
-		}
+		return m, fmt.Errorf("macro %%{%c} is allowed only in explanation text, not in a domain (RFC 7208 §7.2)", body[0])
 	default:
 		return m, fmt.Errorf("unknown macro letter %q", body[0])
 	}
@@ -422,8 +422,8 @@ func urlEscape(s string) string {
 
 // expandDomain expands a domain-spec for a query (§7.3), shortening a result
 // longer than 253 characters by whole labels from the left.
-func (e *spfEval) expandDomain(spec, domain string) (string, error) {
-	out, err := walkMacros(spec, false, func(m macro) (string, error) { return e.macroValue(m, domain), nil })
+func (e *eval) expandDomain(spec, domain string) (string, error) {
+	out, err := walkMacros(spec, func(m macro) (string, error) { return e.macroValue(m, domain), nil })
 	if err != nil {
 		return "", permErr("%q: %v", spec, err)
 	}
@@ -438,7 +438,7 @@ func (e *spfEval) expandDomain(spec, domain string) (string, error) {
 	return strings.ToLower(out), nil
 }
 
-func (e *spfEval) macroValue(m macro, domain string) string {
+func (e *eval) macroValue(m macro, domain string) string {
 	switch m.letter {
 	case 's':
 		return e.sender
@@ -476,7 +476,7 @@ func (e *spfEval) macroValue(m macro, domain string) string {
 // back to it, preferring domain itself, then a subdomain of it; "unknown"
 // when there is none. Its lookups are not charged (§4.6.4 lists only the
 // terms), and the RFC discourages the macro.
-func (e *spfEval) validatedDomain(domain string) string {
+func (e *eval) validatedDomain(domain string) string {
 	if !e.ptrDone {
 		e.ptrDone = true
 		e.ptrNames = e.validatedNames()

@@ -1,0 +1,244 @@
+package main
+
+// Issue 11's check of items 1 and 2, with real local accounts: two
+// throwaway users send with PHPMailer (loopback SMTP, attributed by the
+// kernel's sock_diag), PHP mail() and the shim (the daemon's Unix socket,
+// SO_PEERCRED); they are told apart in `queue list --json` and the log; one
+// user over its recipient budget gets 451 while the other still sends, and
+// the shim then exits 75 and queues nothing.
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"facteur/relay/relaytest"
+)
+
+// localUser is a throwaway account created for one test.
+type localUser struct {
+	name     string
+	uid, gid int
+}
+
+// needRoot skips (locally) or fails (CI) when the test cannot create users.
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("this test creates local users: run it as root")
+		}
+		t.Skip("not root: cannot create the local users this test needs (useradd); run as root")
+	}
+	need(t, "useradd", "userdel", "groupadd", "groupdel", "setpriv")
+}
+
+func addGroup(t *testing.T, name string) int {
+	t.Helper()
+	if out, err := exec.Command("groupadd", "--system", name).CombinedOutput(); err != nil {
+		t.Fatalf("groupadd %s: %v\n%s", name, err, out)
+	}
+	t.Cleanup(func() { exec.Command("groupdel", name).Run() })
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gid, _ := strconv.Atoi(g.Gid)
+	return gid
+}
+
+func addUser(t *testing.T, name, group string) localUser {
+	t.Helper()
+	out, err := exec.Command("useradd", "--system", "--no-create-home", "--user-group", "--groups", group, "--shell", "/usr/sbin/nologin", name).CombinedOutput()
+	if err != nil {
+		t.Fatalf("useradd %s: %v\n%s", name, err, out)
+	}
+	t.Cleanup(func() { exec.Command("userdel", name).Run() })
+	u, err := user.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return localUser{name: name, uid: uid, gid: gid}
+}
+
+// as runs a command as u (with its groups), stdin given; it returns the
+// combined output and the exit code.
+func (u localUser) run(t *testing.T, env []string, stdin string, args ...string) (string, int) {
+	t.Helper()
+	full := append([]string{fmt.Sprintf("--reuid=%d", u.uid), fmt.Sprintf("--regid=%d", u.gid), "--init-groups", "--"}, args...)
+	cmd := exec.Command("setpriv", full...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=/"}, env...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("%v: %v", args, err)
+	}
+	return string(out), code
+}
+
+func TestLocalUsersToldApart(t *testing.T) {
+	needRoot(t)
+	need(t, "php")
+	if _, err := os.Stat("/usr/share/php/libphp-phpmailer/autoload.php"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("libphp-phpmailer is not installed")
+		}
+		t.Skip("libphp-phpmailer is not installed")
+	}
+	var rnd [3]byte
+	rand.Read(rnd[:])
+	suffix := hex.EncodeToString(rnd[:])
+	drop := "fctdrop" + suffix
+	gid := addGroup(t, drop)
+	alice := addUser(t, "fcta"+suffix, drop)
+	bob := addUser(t, "fctb"+suffix, drop)
+
+	// The sink defers everything: the messages stay in the queue to list.
+	r := startRelay(t, relayOpts{extraConfig: "limits:\n  per_user: 3/h\n", sinkOpts: relaytest.SinkOptions{Rcpt: func(string) error {
+		return &smtpError{Code: 451, EnhancedCode: [3]int{4, 7, 1}, Message: "greylisted, try again later"}
+	}}})
+	r.stop()
+	// The layout `facteur install` makes, with the test's group for
+	// facteur-drop: the users reach the config, the shim and, through the
+	// group, DATA_DIR/public/submit.sock and the maildrop; nothing else.
+	for d := r.dir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
+	data := filepath.Join(r.dir, "data")
+	for _, d := range []struct {
+		path string
+		mode os.FileMode
+	}{{data, 0o710}, {filepath.Join(data, "public"), 0o710}, {filepath.Join(data, "maildrop"), 0o730 | os.ModeSticky}, {filepath.Join(data, "maildrop", "quota"), 0o730 | os.ModeSticky}} {
+		os.MkdirAll(d.path, 0o700)
+		os.Chown(d.path, 0, gid)
+		os.Chmod(d.path, d.mode)
+	}
+	shim := filepath.Join(r.dir, "sendmail")
+	b, err := os.ReadFile(r.shim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(shim, b, 0o755)
+	os.Chmod(r.config, 0o644)
+	r.start()
+
+	phpmailer := filepath.Join(r.dir, "send.php")
+	os.WriteFile(phpmailer, []byte(`<?php
+require '/usr/share/php/libphp-phpmailer/autoload.php';
+use PHPMailer\PHPMailer\PHPMailer;
+$m = new PHPMailer(true);
+$m->isSMTP();
+$m->Host = '127.0.0.1';
+$m->Port = (int)$argv[1];
+$m->SMTPAuth = false;
+$m->SMTPAutoTLS = false;
+$m->setFrom('shop@example.com');
+$m->addAddress($argv[2]);
+$m->Subject = 'Commande';
+$m->Body = "Merci\n";
+try { $m->send(); echo "sent\n"; } catch (Exception $e) { echo "failed: ", $m->ErrorInfo, "\n"; exit(1); }
+`), 0o644)
+	_, port, _ := strings.Cut(r.smtp, ":")
+	env := []string{"FACTEUR_CONFIG=" + r.config}
+	php := func(u localUser, rcpt string) string {
+		out, _ := u.run(t, nil, "", "php", phpmailer, port, rcpt)
+		return out
+	}
+	sendmail := func(u localUser, rcpts ...string) (string, int) {
+		return u.run(t, env, "Subject: cron\n\nreport\n", append([]string{shim, "-i"}, rcpts...)...)
+	}
+
+	if out := php(alice, "a1@example.org"); !strings.Contains(out, "sent") {
+		t.Fatalf("alice PHPMailer: %s", out)
+	}
+	if out := php(bob, "b1@example.org"); !strings.Contains(out, "sent") {
+		t.Fatalf("bob PHPMailer: %s", out)
+	}
+	if out, code := sendmail(alice, "a2@example.org"); code != 0 {
+		t.Fatalf("alice shim: %d %s", code, out)
+	}
+	// PHP mail() through the shim, with PHP's X-PHP-Originating-Script.
+	if out, code := bob.run(t, env, "", "php", "-d", "sendmail_path="+shim+" -t -i", "-d", "mail.add_x_header=1", "-r",
+		`exit(mail("b2@example.org", "Sujet", "Corps\n", "From: site@example.com") ? 0 : 1);`); code != 0 {
+		t.Fatalf("bob mail(): %d %s", code, out)
+	}
+	// Alice has spent 2 of her 3 recipients: a message to two is refused
+	// at the second RCPT; the shim exits EX_TEMPFAIL and queues nothing.
+	out, code := sendmail(alice, "a3@example.org", "a4@example.org")
+	if code != 75 || !strings.Contains(out, "451 4.7.1") {
+		t.Fatalf("alice over budget: exit %d, %s; want 75 and the 451", code, out)
+	}
+	// The RSET gave back the first recipient: one more fits, then none.
+	if out := php(alice, "a5@example.org"); !strings.Contains(out, "sent") {
+		t.Fatalf("alice's last recipient: %s", out)
+	}
+	if out := php(alice, "a6@example.org"); !strings.Contains(out, "failed") || !strings.Contains(out, "Rate limit exceeded for user "+alice.name) {
+		t.Fatalf("alice past her budget with PHPMailer: %s", out)
+	}
+	// Bob still sends.
+	if out, code := sendmail(bob, "b3@example.org"); code != 0 {
+		t.Fatalf("bob after alice's refusal: %d %s", code, out)
+	}
+
+	listing, err := r.cli("queue", "list", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []struct {
+		User       string `json:"user"`
+		UID        *int   `json:"uid"`
+		Recipients []struct {
+			Address string `json:"address"`
+		} `json:"recipients"`
+	}
+	if err := json.Unmarshal([]byte(listing), &msgs); err != nil {
+		t.Fatalf("%v\n%s", err, listing)
+	}
+	got := map[string]string{}
+	for _, m := range msgs {
+		if m.UID == nil {
+			t.Errorf("message to %v has no uid", m.Recipients)
+			continue
+		}
+		got[m.Recipients[0].Address] = fmt.Sprintf("%s/%d", m.User, *m.UID)
+	}
+	wantA, wantB := fmt.Sprintf("%s/%d", alice.name, alice.uid), fmt.Sprintf("%s/%d", bob.name, bob.uid)
+	want := map[string]string{"a1@example.org": wantA, "a2@example.org": wantA, "a5@example.org": wantA,
+		"b1@example.org": wantB, "b2@example.org": wantB, "b3@example.org": wantB}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("queue list --json submitters:\n got %v\nwant %v", got, want)
+	}
+	log := r.logText()
+	for _, w := range []string{
+		fmt.Sprintf("proto=ESMTP uid=%d user=%s", alice.uid, alice.name),
+		fmt.Sprintf("proto=local uid=%d user=%s", alice.uid, alice.name),
+		fmt.Sprintf("proto=ESMTP uid=%d user=%s", bob.uid, bob.name),
+		fmt.Sprintf("proto=local uid=%d user=%s", bob.uid, bob.name),
+		fmt.Sprintf(" script=\"%d:Command line code\"", bob.uid),
+		fmt.Sprintf(`uid=%d user=%s from=<shop@example.com> rcpt=<a6@example.org> resp="451 4.7.1 Rate limit exceeded for user %s`, alice.uid, alice.name, alice.name),
+	} {
+		if !strings.Contains(log, w) {
+			t.Errorf("log lacks %q:\n%s", w, log)
+		}
+	}
+	// Nothing went around the limit through the maildrop.
+	ents, _ := os.ReadDir(filepath.Join(data, "maildrop"))
+	for _, e := range ents {
+		if e.Type().IsRegular() {
+			t.Errorf("maildrop holds %s", e.Name())
+		}
+	}
+}

@@ -1,0 +1,322 @@
+package submission
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// conn wraps every accepted connection. It is where facteur sees the bytes
+// under go-smtp, and it does four things go-smtp cannot:
+//
+//   - Smuggling. go-smtp's DATA reader ends a message only at
+//     <CR><LF>.<CR><LF>, but after a CRLF it drops the leading dot of
+//     "<CR><LF>.<LF>" and "<CR><LF>.<CR>x", so those variants reach Data as
+//     harmless content whose dot is gone. The conn watches the plaintext
+//     stream for a lone dot next to a bare CR or LF (or a NUL) and flags the
+//     connection; Data refuses a flagged message. Under TLS the stream is
+//     ciphertext, so the watch stops and cleanup's normalisation is the
+//     guard.
+//   - Bare-LF end of data (issue 13 §7). A client that ends its message
+//     with "\n.\n" waits for an answer go-smtp would never give: it still
+//     waits for CRLF.CRLF. When the flag rises inside DATA, the conn ends the
+//     data for go-smtp right there (it hands it a CRLF.CRLF and then EOF), so
+//     the refusal is answered at once and the connection closed after it:
+//     nothing after the dot is read as commands.
+//   - Idle time (issue 11 §3). go-smtp re-arms the read deadline before
+//     every command, so NOOP kept a connection open for ever. The conn
+//     caps each deadline at the last progress (session start, an accepted
+//     RCPT, DATA bytes, a successful AUTH) plus the timeout.
+//   - Refusals that go-smtp writes itself (syntax, SIZE, too many
+//     recipients, bad sequence, timeouts) are logged from the reply line, one
+//     line each, unless the session logged the refusal already.
+type conn struct {
+	net.Conn
+	srv     *Server
+	ip      netip.Addr // invalid on the local socket
+	local   bool       // the shim's Unix socket
+	release func()     // gives back the connection slot; called once by Close
+
+	// Read side, touched only by go-smtp's reading goroutine.
+	w       [3]byte // the last three bytes read, oldest first
+	pending []byte  // injected end of data still to hand out
+	greeted bool    // the 220 greeting was written (only Write touches it)
+	ended   bool    // after pending: EOF
+
+	flagged  atomic.Bool // a smuggling pattern was seen since the last take
+	bareEnd  atomic.Bool // the data was ended early on such a pattern
+	off      atomic.Bool // TLS started: stop watching the bytes
+	inData   atomic.Bool // between the 354 reply and the reply to the final dot
+	closeNow atomic.Bool // close the connection after the next reply
+	logged   atomic.Bool // the session logged the refusal about to be written
+	isClosed atomic.Bool
+
+	mu       sync.Mutex // guards progress
+	progress time.Time
+	idle     time.Duration
+
+	closeOnce sync.Once
+}
+
+func (c *conn) Read(b []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(b, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
+	}
+	if c.ended {
+		return 0, io.EOF
+	}
+	n, err := c.Conn.Read(b)
+	if n > 0 && !c.off.Load() {
+		cut := c.scan(b[:n])
+		if cut >= 0 && c.inData.Load() {
+			// "\r\n\r\n.\r\n" ends go-smtp's DATA from any state of its
+			// reader (mid-line, after a CR, after a dot).
+			c.pending = []byte("\r\n\r\n.\r\n")
+			c.ended = true
+			c.bareEnd.Store(true)
+			c.closeNow.Store(true)
+			m := copy(b[cut:], c.pending)
+			c.pending = c.pending[m:]
+			return cut + m, nil
+		}
+	}
+	if n > 0 && c.inData.Load() {
+		// A message being sent is progress: a slow but live upload is not
+		// idle.
+		c.touch()
+		c.Conn.SetReadDeadline(time.Now().Add(c.idle))
+	}
+	return n, err
+}
+
+func isBreak(b byte) bool { return b == '\r' || b == '\n' }
+
+// scan flags smuggling patterns and returns the index in b where the first
+// flagged dot line starts (0 when it started in an earlier read), or -1.
+func (c *conn) scan(b []byte) int {
+	cut := -1
+	w1, w2, w3 := c.w[0], c.w[1], c.w[2]
+	for i, cur := range b {
+		hit := -2 // index in b of the dot of a pattern ending at cur
+		if w3 == '.' && isBreak(w2) {
+			bareBefore := w2 == '\r' || w1 != '\r'
+			if cur == '\n' || cur == 0 || (cur == '\r' && bareBefore) {
+				hit = i - 1
+			}
+		}
+		if hit == -2 && w3 == '\r' && w2 == '.' && isBreak(w1) && cur != '\n' {
+			hit = i - 2
+		}
+		if hit != -2 {
+			c.flagged.Store(true)
+			if cut < 0 {
+				cut = max(hit, 0)
+			}
+		}
+		w1, w2, w3 = w2, w3, cur
+	}
+	c.w = [3]byte{w1, w2, w3}
+	return cut
+}
+
+// take reports and clears the flag.
+func (c *conn) take() (flagged, bareEnd bool) {
+	return c.flagged.Swap(false), c.bareEnd.Load()
+}
+
+// stopWatch: STARTTLS, the stream below is ciphertext now.
+func (c *conn) stopWatch() {
+	c.off.Store(true)
+	c.flagged.Store(false)
+}
+
+func (c *conn) touch() {
+	c.mu.Lock()
+	c.progress = time.Now()
+	c.mu.Unlock()
+}
+
+// SetReadDeadline caps go-smtp's deadline (now + timeout before each
+// command) at the last progress + timeout.
+func (c *conn) SetReadDeadline(t time.Time) error {
+	if !t.IsZero() && c.idle > 0 {
+		c.mu.Lock()
+		limit := c.progress.Add(c.idle)
+		c.mu.Unlock()
+		if t.After(limit) {
+			t = limit
+		}
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *conn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.Conn.SetWriteDeadline(t)
+}
+
+func (c *conn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	final := true
+	if !c.off.Load() && err == nil {
+		final = c.observe(b)
+	}
+	if final && c.closeNow.Load() {
+		c.isClosed.Store(true)
+		c.Conn.Close()
+	}
+	return n, err
+}
+
+// observe follows the replies go-smtp writes (one line per Write: it
+// flushes after each) and reports whether b ended a reply.
+func (c *conn) observe(b []byte) bool {
+	final := false
+	for _, line := range bytes.Split(bytes.TrimRight(b, "\r\n"), []byte("\r\n")) {
+		if len(line) < 4 || line[3] != ' ' {
+			continue // a continuation line, or not a reply
+		}
+		final = true
+		switch {
+		case bytes.HasPrefix(line, []byte("354")):
+			c.inData.Store(true)
+			c.touch()
+			continue
+		case bytes.HasPrefix(line, []byte("220")):
+			// The first 220 is the greeting; another one is the go-ahead
+			// of STARTTLS: from here on the bytes are ciphertext.
+			if c.greeted {
+				c.stopWatch()
+			}
+			c.greeted = true
+		case line[0] == '4' || line[0] == '5':
+			if !c.logged.Swap(false) && !c.isClosed.Load() {
+				c.srv.log.Warn("refused", "client", c.client(), "resp", string(line))
+			}
+		}
+		c.inData.Store(false)
+	}
+	return final
+}
+
+func (c *conn) client() string {
+	if c.local {
+		return "local"
+	}
+	return c.ip.String()
+}
+
+func (c *conn) Close() error {
+	c.isClosed.Store(true)
+	err := c.Conn.Close()
+	c.closeOnce.Do(func() {
+		if c.release != nil {
+			c.release()
+		}
+	})
+	return err
+}
+
+// limits counts connections for max_connections and max_connections_per_ip
+// (issue 11 §3, Postfix's smtpd_client_connection_count_limit).
+type limits struct {
+	max, perIP int
+
+	mu    sync.Mutex // guards total and byIP
+	total int
+	byIP  map[netip.Addr]int
+}
+
+// acquire takes a slot; limited says whether the per-IP limit applies (not
+// to trusted_networks, loopback or the local socket). It returns the
+// release func, or the reason for refusing.
+func (l *limits) acquire(ip netip.Addr, limited bool) (func(), string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.max > 0 && l.total >= l.max {
+		return nil, fmt.Sprintf("Too many connections (max_connections %d)", l.max)
+	}
+	if limited && l.perIP > 0 && l.byIP[ip] >= l.perIP {
+		return nil, fmt.Sprintf("Too many connections from %s", ip)
+	}
+	l.total++
+	if limited {
+		if l.byIP == nil {
+			l.byIP = map[netip.Addr]int{}
+		}
+		l.byIP[ip]++
+	}
+	return func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.total--
+		if limited {
+			if l.byIP[ip]--; l.byIP[ip] <= 0 {
+				delete(l.byIP, ip)
+			}
+		}
+	}, ""
+}
+
+// listener wraps accepted connections in conn and enforces the limits.
+type listener struct {
+	net.Listener
+	srv   *Server
+	local bool
+	tls   bool // implicit TLS: the bytes are ciphertext from the start
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	for {
+		nc, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		c := &conn{Conn: nc, srv: l.srv, local: l.local, idle: l.srv.opts.ReadTimeout, progress: time.Now()}
+		if l.tls {
+			c.off.Store(true)
+		}
+		limited := false
+		if !l.local {
+			if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
+				c.ip = ap.Addr().Unmap()
+			}
+			// trusted_networks (loopback by default) are exempt, as
+			// Postfix exempts $mynetworks: every site of a web server
+			// connects from 127.0.0.1.
+			limited = !l.srv.trusted(c.ip)
+		}
+		release, why := l.srv.limits.acquire(c.ip, limited)
+		if why != "" {
+			// Answered here, before go-smtp sees it: a flood must not cost
+			// a session each. The write cannot block long on a fresh socket.
+			reply := "421 4.7.0 " + l.srv.opts.Hostname + " " + why + ", try again later"
+			l.srv.log.Warn("refused", "client", c.client(), "resp", reply)
+			nc.SetWriteDeadline(time.Now().Add(time.Second))
+			nc.Write([]byte(reply + "\r\n"))
+			nc.Close()
+			continue
+		}
+		c.release = release
+		return c, nil
+	}
+}
+
+// trusted reports whether ip is in trusted_networks.
+func (s *Server) trusted(ip netip.Addr) bool {
+	for _, p := range s.opts.Trusted {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
