@@ -232,6 +232,13 @@ func buildArch(src *source, arch, work, host string, o options) (string, error) 
 	stage := filepath.Join(work, "root")
 	bin := filepath.Join(work, "bin")
 	for _, p := range []struct{ pkg, name string }{{"./cmd/facteur", "facteur"}, {"./cmd/sendmail", "sendmail"}} {
+		if p.name == "facteur" && ga[0] == runtime.GOARCH && ga[1] == "" {
+			// The host's build is this architecture's.
+			if err := copyFile(host, filepath.Join(bin, p.name)); err != nil {
+				return "", err
+			}
+			continue
+		}
 		if err := goBuild(src, ga[0], ga[1], filepath.Join(bin, p.name), p.pkg); err != nil {
 			return "", err
 		}
@@ -349,6 +356,16 @@ func packageUnitText(unit []byte) ([]byte, error) {
 		return nil, fmt.Errorf("the unit facteur install wrote has no ExecStart=/%s: update build/deb", installBin)
 	}
 	s = strings.ReplaceAll(s, "/"+installBin, "/"+packageBin)
+	// The package installs the man pages (facteur install does not):
+	// systemctl status and help name them.
+	if !strings.Contains(s, "\nDescription=") {
+		return nil, errors.New("the unit facteur install wrote has no Description=")
+	}
+	if !strings.Contains(s, "\nDocumentation=") {
+		s = regexp.MustCompile(`\nDescription=[^\n]*`).ReplaceAllStringFunc(s, func(d string) string {
+			return d + "\nDocumentation=man:facteur(8) man:facteur.yaml(5) man:facteur-policy(5)"
+		})
+	}
 	// The header says who wrote the file and what survives a rewrite.
 	head, rest, ok := strings.Cut(s, "\n[Unit]")
 	if !ok {

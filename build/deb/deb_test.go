@@ -119,6 +119,7 @@ func TestDebianVersion(t *testing.T) {
 // Issue 16 §2 and §3 as dpkg-deb shows them: the relations of Debian's
 // MTAs, the files and links, the conffiles, the version from git.
 func TestPackageContents(t *testing.T) {
+	t.Parallel()
 	deb := buildDeb(t)
 	describe := run(t, "git", "describe", "--tags", "--always", "--dirty", "--match", "v[0-9]*")
 	count := run(t, "git", "rev-list", "--count", "HEAD")
@@ -179,7 +180,8 @@ func TestPackageContents(t *testing.T) {
 	dir := t.TempDir()
 	run(t, "dpkg-deb", "--extract", deb, dir)
 	unit := mustRead(t, filepath.Join(dir, "lib/systemd/system/facteur.service"))
-	if !strings.Contains(unit, "\nExecStart=/usr/sbin/facteur serve -config /etc/facteur/facteur.yaml\n") || strings.Contains(unit, "/usr/local") {
+	if !strings.Contains(unit, "\nExecStart=/usr/sbin/facteur serve -config /etc/facteur/facteur.yaml\n") || strings.Contains(unit, "/usr/local") ||
+		!strings.Contains(unit, "\nDocumentation=man:facteur(8) ") {
 		t.Errorf("unit:\n%s", unit)
 	}
 	cfg := mustRead(t, filepath.Join(dir, "etc/facteur/facteur.yaml"))
@@ -225,6 +227,7 @@ func mustRead(t *testing.T, path string) string {
 // Issue 16 §5: lintian reports no error, and each warning left is listed,
 // with its reason, in README's packaging section.
 func TestLintian(t *testing.T) {
+	t.Parallel()
 	need(t, "lintian")
 	deb := buildDeb(t)
 	cmd := exec.Command("lintian", "--tag-display-limit", "0", deb)
@@ -358,6 +361,7 @@ func field(stanza, name string) (string, bool) {
 // package that depends on `default-mta | mail-transport-agent` (logwatch)
 // pulls in no other MTA.
 func TestAptRelations(t *testing.T) {
+	t.Parallel()
 	need(t, "apt-get", "apt-cache")
 	status, err := os.ReadFile("/var/lib/dpkg/status")
 	if err != nil {

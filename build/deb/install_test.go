@@ -15,6 +15,7 @@ import (
 // (port 25 is the namespace's own, and no service of the machine can be
 // stopped: policy-rc.d forbids it and the PID namespace hides them).
 func TestAptInstallInOverlay(t *testing.T) {
+	t.Parallel()
 	need(t, "unshare", "apt-get", "setpriv", "ip", "bash", "mail")
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to mount overlays: skipping (build/deb)")
