@@ -149,6 +149,19 @@ var ErrBadReply = errors.New("not an SMTP reply")
 
 var enhancedRE = regexp.MustCompile(`^[245]\.\d{1,3}\.\d{1,3}$`)
 
+// SplitEnhanced splits the RFC 3463 enhanced status code ("5.1.1": class 2, 4 or 5, then
+// subject and detail of 1 to 3 digits) off the start of a reply's text: "5.1.1 user unknown"
+// gives "5.1.1" and "user unknown". Without one at the start, enhanced is "" and rest is text.
+// It is the one enhanced-code parser: replies from the delivery engine, typed by ops, or
+// read from a DSN go through it.
+func SplitEnhanced(text string) (enhanced, rest string) {
+	enh, after, _ := strings.Cut(text, " ")
+	if !enhancedRE.MatchString(enh) {
+		return "", text
+	}
+	return enh, after
+}
+
 // ParseReply reads one reply as printed by an SMTP server or typed by ops: `550 5.1.1 text`,
 // `421 text`, or multi-line `550-5.1.1 a\r\n550 5.1.1 b`. Continuation lines are joined with
 // single spaces and their repeated code and enhanced code dropped (the form of
@@ -177,20 +190,11 @@ func ParseReply(s string) (Reply, error) {
 		} else if code != r.Code && code != 0 {
 			return Reply{}, fmt.Errorf("parse reply %q: %w: line %d has code %d, line 1 has %d", s, ErrBadReply, i+1, code, r.Code)
 		}
-		if enh, text, ok := strings.Cut(rest, " "); enhancedRE.MatchString(enh) {
+		if enh, text := SplitEnhanced(rest); enh != "" {
 			if r.Enhanced == "" {
 				r.Enhanced = enh
 			}
-			if ok {
-				rest = text
-			} else {
-				rest = ""
-			}
-		} else if enhancedRE.MatchString(rest) {
-			if r.Enhanced == "" {
-				r.Enhanced = rest
-			}
-			rest = ""
+			rest = text
 		}
 		if rest = strings.TrimSpace(rest); rest != "" {
 			texts = append(texts, rest)
@@ -217,7 +221,7 @@ func splitCode(line string) (int, string, error) {
 		}
 		return code, strings.TrimSpace(rest), nil
 	}
-	if enh, _, _ := strings.Cut(line, " "); enhancedRE.MatchString(enh) {
+	if enh, _ := SplitEnhanced(line); enh != "" {
 		return 0, line, nil
 	}
 	return 0, "", fmt.Errorf("%w: no 3-digit code at the start", ErrBadReply)

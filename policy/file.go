@@ -4,12 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
-	"strconv"
-	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v4"
+
+	"facteur/strictyaml"
 )
 
 // The file schema. Every field is a pointer (or a nil-able slice/map) so that a key the file
@@ -156,163 +155,29 @@ func (s fileSchedule) MarshalJSON() ([]byte, error) { return json.Marshal(s.expo
 
 // Error is one problem in a policy file, with its position: `FILE:LINE: unknown key "prot" in
 // providers.yahoo`. Key is the dotted path of the setting (`providers.yahoo.rules[2].match`).
-type Error struct {
-	File string
-	Line int
-	Key  string
-	Msg  string
-}
-
-func (e *Error) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
-	}
-	return fmt.Sprintf("%s: %s", e.File, e.Msg)
-}
+// It is the error type of every facteur YAML file (facteur/strictyaml).
+type Error = strictyaml.Error
 
 // Errors is every problem found in a policy (Parse reports all of them, not the first).
 // errors.As(err, &*Error) finds the first one.
-type Errors []*Error
-
-func (es Errors) Error() string {
-	msgs := make([]string, len(es))
-	for i, e := range es {
-		msgs[i] = e.Error()
-	}
-	return strings.Join(msgs, "\n")
-}
-
-// Unwrap exposes each *Error to errors.Is/As.
-func (es Errors) Unwrap() []error {
-	out := make([]error, len(es))
-	for i, e := range es {
-		out[i] = e
-	}
-	return out
-}
+type Errors = strictyaml.Errors
 
 // source is one decoded document with the position of each key, for error messages.
 type source struct {
-	name string
-	doc  fileDoc
-	// lines maps a key path ("providers.yahoo.rate") to the line of its key.
-	lines map[string]int
-	// at maps a node position to its path; keyAt to the path of the mapping holding a key.
-	at    map[[2]int]string
-	keyAt map[[2]int]string
+	*strictyaml.Doc
+	doc fileDoc
 }
-
-// line returns the line of path, or of its closest parent present in the file.
-func (s *source) line(path string) int {
-	for {
-		if l, ok := s.lines[path]; ok {
-			return l
-		}
-		i := strings.LastIndexAny(path, ".[")
-		if i < 0 {
-			return 0
-		}
-		path = path[:i]
-	}
-}
-
-func (s *source) errorf(path, format string, args ...any) *Error {
-	msg := fmt.Sprintf(format, args...)
-	if path != "" {
-		msg = path + ": " + msg
-	}
-	return &Error{File: s.name, Line: s.line(path), Key: path, Msg: msg}
-}
-
-var fieldNotFoundRE = regexp.MustCompile(`^field (.+) not found in type `)
 
 // decode reads one policy document strictly. An empty document (or only comments) is an empty
 // overlay.
 func decode(name string, data []byte) (*source, error) {
-	src := &source{name: name, lines: map[string]int{}, at: map[[2]int]string{}, keyAt: map[[2]int]string{}}
-	if strings.TrimSpace(string(data)) == "" {
-		return src, nil
+	src := &source{}
+	d, err := strictyaml.Decode(name, data, &src.doc, nil)
+	if err != nil {
+		return nil, err
 	}
-	var root yaml.Node
-	if err := yaml.Load(data, &root); err != nil {
-		var le *yaml.LoadError
-		var les *yaml.LoadErrors
-		switch {
-		case errors.As(err, &les) && len(les.Errors) == 1 && strings.Contains(les.Errors[0].Message, "no documents"):
-			return src, nil
-		case errors.As(err, &le):
-			return nil, Errors{{File: name, Line: le.Mark.Line, Msg: "syntax error: " + le.Message}}
-		}
-		return nil, Errors{{File: name, Msg: err.Error()}}
-	}
-	doc := &root
-	if doc.Kind == yaml.DocumentNode {
-		if len(doc.Content) == 0 {
-			return src, nil
-		}
-		doc = doc.Content[0]
-	}
-	if doc.Kind == yaml.ScalarNode && doc.ShortTag() == "!!null" {
-		return src, nil
-	}
-	src.index(doc, "")
-	if err := doc.Load(&src.doc, yaml.WithKnownFields()); err != nil {
-		var les *yaml.LoadErrors
-		if !errors.As(err, &les) {
-			return nil, Errors{{File: name, Msg: err.Error()}}
-		}
-		var out Errors
-		for _, le := range les.Errors {
-			pos := [2]int{le.Mark.Line, le.Mark.Column}
-			e := &Error{File: name, Line: le.Mark.Line}
-			if m := fieldNotFoundRE.FindStringSubmatch(le.Message); m != nil {
-				parent := src.keyAt[pos]
-				e.Key = join(parent, m[1])
-				where := parent
-				if where == "" {
-					where = "the top level"
-				}
-				e.Msg = fmt.Sprintf("unknown key %q in %s", m[1], where)
-			} else {
-				e.Key = src.at[pos]
-				e.Msg = le.Message
-				if e.Key != "" {
-					e.Msg = e.Key + ": " + le.Message
-				}
-			}
-			out = append(out, e)
-		}
-		return nil, out
-	}
+	src.Doc = d
 	return src, nil
-}
-
-// index records the path of every node under n.
-func (s *source) index(n *yaml.Node, path string) {
-	s.at[[2]int{n.Line, n.Column}] = path
-	switch n.Kind {
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			p := join(path, k.Value)
-			s.keyAt[[2]int{k.Line, k.Column}] = path
-			s.lines[p] = k.Line
-			s.index(v, p)
-		}
-	case yaml.SequenceNode:
-		for i, v := range n.Content {
-			p := path + "[" + strconv.Itoa(i) + "]"
-			s.lines[p] = v.Line
-			s.index(v, p)
-		}
-	}
-}
-
-func join(path, key string) string {
-	if path == "" {
-		return key
-	}
-	return path + "." + key
 }
 
 // exportDoc writes a resolved policy in the file schema, every provider with its effective

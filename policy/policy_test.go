@@ -109,7 +109,7 @@ func TestParseErrors(t *testing.T) {
 	}{
 		{"unknown key in a provider", "providers:\n  yahoo:\n    prot: 1\n",
 			[]string{`bad.yaml:3: unknown key "prot" in providers.yahoo`}},
-		{"unknown top-level key", "provider: {}\n", []string{`bad.yaml:1: unknown key "provider" in the top level`}},
+		{"unknown top-level key", "provider: {}\n", []string{`bad.yaml:1: unknown key "provider"`}},
 		{"unknown key in defaults.backoff", "defaults:\n  backoff:\n    initail: 1m\n",
 			[]string{`bad.yaml:3: unknown key "initail" in defaults.backoff`}},
 		{"unknown key in a rule", "rules:\n  - name: x\n    math: a\n    class: other_permanent\n",

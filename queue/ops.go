@@ -107,6 +107,10 @@ func (s *Store) Record(ctx context.Context, id ID, updates []Update) error {
 			if u.Attempted {
 				slot.Attempts++
 				slot.LastAttempt = norm(u.At)
+				slot.History = append(slot.History, Attempt{At: norm(u.At), MX: u.MX, Response: u.Response})
+				if n := len(slot.History); n > MaxHistory {
+					slot.History = append([]Attempt(nil), slot.History[n-MaxHistory:]...)
+				}
 			}
 			if u.Response != "" {
 				slot.LastResponse = u.Response
@@ -318,25 +322,36 @@ func (s *Store) Release(ctx context.Context, id ID, now time.Time) error {
 		if err != nil {
 			return reject(err)
 		}
-		for i, slot := range r.Rcpts {
-			if slot.Status != Held {
-				continue
-			}
-			st := Queued
-			if slot.Attempts > 0 {
-				st = Deferred
-			}
-			if err := w.setRcpt(id, r, i, st, now); err != nil {
-				return err
-			}
-		}
-		r.HoldReason = ""
-		return w.save(id, r)
+		_, err = w.release(id, r, norm(now))
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("release %s: %w", id, err)
 	}
 	return nil
+}
+
+// release makes the held recipients of r due at now and says whether there was one.
+func (w *wtx) release(id ID, r *record, now time.Time) (bool, error) {
+	changed := false
+	for i, slot := range r.Rcpts {
+		if slot.Status != Held {
+			continue
+		}
+		st := Queued
+		if slot.Attempts > 0 {
+			st = Deferred
+		}
+		if err := w.setRcpt(id, r, i, st, now); err != nil {
+			return false, err
+		}
+		changed = true
+	}
+	if !changed {
+		return false, nil
+	}
+	r.HoldReason = ""
+	return true, w.save(id, r)
 }
 
 // HoldIDs holds the queued and deferred recipients of the messages ids with
@@ -555,6 +570,10 @@ func (s *Store) matching(ctx context.Context, f Filter) ([]ID, error) {
 	if f.empty() && !f.All {
 		return nil, fmt.Errorf("filter selects every message but All is not set: %w", ErrInvalid)
 	}
+	if len(f.IDs) > 0 {
+		// Matched again, in its transaction, by each operation.
+		return uniqueIDs(f.IDs), nil
+	}
 	// A page per read transaction (Each): one long reader would stop bbolt from
 	// growing the file, and so hold every Enqueue, for as long as the walk takes.
 	var ids []ID
@@ -565,6 +584,33 @@ func (s *Store) matching(ctx context.Context, f Filter) ([]ID, error) {
 	return ids, err
 }
 
+func uniqueIDs(ids []ID) []ID {
+	seen := make(map[ID]bool, len(ids))
+	out := make([]ID, 0, len(ids))
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// Missing returns those of ids that are not in the queue, so that an operator's
+// mistyped or already delivered ID is refused rather than silently skipped.
+func (s *Store) Missing(ctx context.Context, ids []ID) ([]ID, error) {
+	var out []ID
+	err := s.view(ctx, func(w *wtx) error {
+		for _, id := range uniqueIDs(ids) {
+			if w.msgs.Get([]byte(id)) == nil {
+				out = append(out, id)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
 // DeleteMatching deletes the messages f selects and returns how many it deleted. Each
 // message is matched again in the transaction that deletes it.
 func (s *Store) DeleteMatching(ctx context.Context, f Filter) (int, error) {
@@ -573,7 +619,7 @@ func (s *Store) DeleteMatching(ctx context.Context, f Filter) (int, error) {
 		return 0, fmt.Errorf("delete matching: %w", err)
 	}
 	n, err := s.eachBatch(ctx, ids, func(w *wtx, id ID, r *record) (bool, error) {
-		if !f.match(r) {
+		if !f.match(id, r) {
 			return false, nil
 		}
 		return true, w.remove(id, r)
@@ -591,7 +637,7 @@ func (s *Store) HoldMatching(ctx context.Context, f Filter) (int, error) {
 		return 0, fmt.Errorf("hold matching: %w", err)
 	}
 	n, err := s.eachBatch(ctx, ids, func(w *wtx, id ID, r *record) (bool, error) {
-		if !f.match(r) {
+		if !f.match(id, r) {
 			return false, nil
 		}
 		for _, slot := range r.Rcpts {
@@ -603,6 +649,52 @@ func (s *Store) HoldMatching(ctx context.Context, f Filter) (int, error) {
 	})
 	if err != nil {
 		return n, fmt.Errorf("hold matching: %w", err)
+	}
+	return n, nil
+}
+
+// ReleaseMatching releases the messages f selects (see Release) and returns how many
+// had a held recipient.
+func (s *Store) ReleaseMatching(ctx context.Context, f Filter, now time.Time) (int, error) {
+	ids, err := s.matching(ctx, f)
+	if err != nil {
+		return 0, fmt.Errorf("release matching: %w", err)
+	}
+	now = norm(now)
+	n, err := s.eachBatch(ctx, ids, func(w *wtx, id ID, r *record) (bool, error) {
+		if !f.match(id, r) {
+			return false, nil
+		}
+		return w.release(id, r, now)
+	})
+	if err != nil {
+		return n, fmt.Errorf("release matching: %w", err)
+	}
+	return n, nil
+}
+
+// FlushMatching makes the queued or deferred recipients of the messages f selects due
+// at now, and returns how many messages had a recipient moved. The empty filter is
+// the whole queue (postqueue -f); nothing outside f is touched, so that flushing a
+// flood never retries legitimate mail early nor pushes its schedule out.
+func (s *Store) FlushMatching(ctx context.Context, f Filter, now time.Time) (int, error) {
+	if f.empty() {
+		return s.Flush(ctx, "", now)
+	}
+	f.All = true
+	ids, err := s.matching(ctx, f)
+	if err != nil {
+		return 0, fmt.Errorf("flush matching: %w", err)
+	}
+	now = norm(now)
+	n, err := s.eachBatch(ctx, ids, func(w *wtx, id ID, r *record) (bool, error) {
+		if !f.match(id, r) {
+			return false, nil
+		}
+		return w.flushRecord(id, r, now)
+	})
+	if err != nil {
+		return n, fmt.Errorf("flush matching: %w", err)
 	}
 	return n, nil
 }

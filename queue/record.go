@@ -70,6 +70,7 @@ type rcptSlot struct {
 	LastAttempt  time.Time `json:"last,omitzero"`
 	LastResponse string    `json:"resp,omitempty"`
 	Class        string    `json:"class,omitempty"`
+	History      []Attempt `json:"h,omitempty"`
 	TLS          string    `json:"tls,omitempty"`
 	TLSCipher    string    `json:"tlsc,omitempty"`
 	TLSDN        string    `json:"tlsdn,omitempty"`
@@ -95,7 +96,12 @@ func (r *record) message(id ID) Message {
 		m.UID = &uid
 	}
 	for i, s := range r.Rcpts {
-		m.Recipients[i] = Recipient(s)
+		m.Recipients[i] = Recipient{
+			Address: s.Address, Status: s.Status, Provider: s.Provider, Attempts: s.Attempts,
+			NextAttempt: s.NextAttempt, LastAttempt: s.LastAttempt, LastResponse: s.LastResponse,
+			Class: s.Class, History: append([]Attempt(nil), s.History...),
+			TLS: s.TLS, TLSCipher: s.TLSCipher, TLSDN: s.TLSDN,
+		}
 	}
 	return m
 }

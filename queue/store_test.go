@@ -239,7 +239,9 @@ func TestRecord(t *testing.T) {
 				t.Fatal(err)
 			}
 			for addr, want := range tt.want {
-				if got := rcpt(t, m, addr); !equalJSON(t, got, want) {
+				got := rcpt(t, m, addr)
+				got.History = nil // TestRecordHistory checks it
+				if !equalJSON(t, got, want) {
 					t.Errorf("%s = %+v\nwant %+v", addr, got, want)
 				}
 			}
@@ -401,9 +403,9 @@ func fill(t *testing.T, s *Store) map[string]ID {
 		ids[name] = id
 	}
 	add("old-gmail", Envelope{Sender: "App@Example.org", Recipients: []string{"u@gmail.com"}, ClientIP: "127.0.0.1"}, t0)
-	add("yahoo", Envelope{Sender: "app@example.org", Recipients: []string{"u@yahoo.com", "v@GMAIL.com"}, ClientIP: "127.0.0.2"}, t0.Add(time.Hour))
+	add("yahoo", Envelope{Sender: "app@example.org", Recipients: []string{"u@yahoo.com", "v@GMAIL.com"}, ClientIP: "127.0.0.2", User: "www-data", UID: 33}, t0.Add(time.Hour))
 	add("bounce", Envelope{Sender: "", Recipients: []string{"w@outlook.com"}, ClientIP: "", IsDSN: true}, t0.Add(2*time.Hour))
-	if err := s.Record(ctx, ids["yahoo"], []Update{{Rcpt: "u@yahoo.com", Status: Deferred, NextAttempt: t0.Add(5 * time.Hour), Attempted: true, At: t0.Add(time.Hour)}}); err != nil {
+	if err := s.Record(ctx, ids["yahoo"], []Update{{Rcpt: "u@yahoo.com", Status: Deferred, NextAttempt: t0.Add(5 * time.Hour), Attempted: true, At: t0.Add(time.Hour), Provider: "yahoo"}}); err != nil {
 		t.Fatal(err)
 	}
 	return ids
@@ -423,6 +425,25 @@ var filterTests = []struct {
 	{"status", Filter{Status: Deferred}, []string{"yahoo"}},
 	{"domain and status on the same recipient", Filter{Domain: "gmail.com", Status: Deferred}, nil},
 	{"nothing matches", Filter{Domain: "example.net"}, nil},
+	{"sender glob", Filter{Sender: "*@EXAMPLE.org"}, []string{"old-gmail", "yahoo"}},
+	{"sender glob in the middle", Filter{Sender: "a*p@ex*.org"}, []string{"old-gmail", "yahoo"}},
+	{"sender glob matching nothing", Filter{Sender: "*@example.net"}, nil},
+	{"sender without glob is exact", Filter{Sender: "app@example"}, nil},
+	{"client prefix", Filter{ClientIP: "127.0.0.0/8"}, []string{"old-gmail", "yahoo"}},
+	{"client prefix excluding", Filter{ClientIP: "127.0.0.2/32"}, []string{"yahoo"}},
+	{"client ip matches no empty client", Filter{ClientIP: "0.0.0.0/0"}, []string{"old-gmail", "yahoo"}},
+	{"user", Filter{User: "www-data"}, []string{"yahoo"}},
+	{"user matching nothing", Filter{User: "root"}, nil},
+	{"younger than is strict", Filter{YoungerThan: t0.Add(time.Hour)}, []string{"bounce"}},
+	{"older and younger together", Filter{YoungerThan: t0.Add(time.Minute), OlderThan: t0.Add(90 * time.Minute)}, []string{"yahoo"}},
+	{"provider stored", Filter{Provider: "yahoo"}, []string{"yahoo"}},
+	{"provider recognised by domain", Filter{Provider: "google", ProviderOf: func(d string) string {
+		if d == "gmail.com" {
+			return "google"
+		}
+		return "default"
+	}}, []string{"old-gmail", "yahoo"}},
+	{"combined: sender, client and user", Filter{Sender: "*@example.org", ClientIP: "127.0.0.0/8", User: "www-data"}, []string{"yahoo"}},
 }
 
 func TestList(t *testing.T) {
@@ -447,8 +468,98 @@ func TestList(t *testing.T) {
 			}
 		})
 	}
-	if _, err := s.List(t.Context(), Filter{Status: "lost"}); !errors.Is(err, ErrInvalid) {
-		t.Errorf("List with unknown status = %v, want ErrInvalid", err)
+	for _, bad := range []Filter{{Status: "lost"}, {ClientIP: "foo"}, {ClientIP: "10.0.0.0/33"}, {IDs: []ID{"junk"}}} {
+		if _, err := s.List(t.Context(), bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("List(%+v) = %v, want ErrInvalid", bad, err)
+		}
+	}
+	ms, err := s.List(t.Context(), Filter{IDs: []ID{ids["bounce"], ids["yahoo"], ids["bounce"]}, Sender: "<>"})
+	if err != nil || len(ms) != 1 || ms[0].ID != ids["bounce"] {
+		t.Errorf("List(IDs and sender) = %v, %v; want only the bounce", ms, err)
+	}
+}
+
+func TestMissing(t *testing.T) {
+	s := openTest(t, Options{NoSync: true})
+	ids := fill(t, s)
+	ghost := NewID(t0)
+	got, err := s.Missing(t.Context(), []ID{ids["yahoo"], ghost})
+	if err != nil || !slices.Equal(got, []ID{ghost}) {
+		t.Errorf("Missing = %v, %v; want [%s]", got, err, ghost)
+	}
+}
+
+// TestFlushMatchingLeavesOthersAlone: flushing a flood by filter must not retry the
+// legitimate mail early (issue 13: `flush --client-ip` flushed everything).
+func TestFlushMatchingLeavesOthersAlone(t *testing.T) {
+	s := openTest(t, Options{NoSync: true})
+	ctx := t.Context()
+	legit := enqueue(t, s, t0, "a@legit.example")
+	flood := enqueue(t, s, t0, "b@victim.example")
+	for _, id := range []ID{legit, flood} {
+		m, _ := s.Get(ctx, id)
+		if err := s.Record(ctx, id, []Update{{Rcpt: m.Recipients[0].Address, Status: Deferred, NextAttempt: t0.Add(4 * time.Hour), Attempted: true, At: t0}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, _ := s.Get(ctx, legit)
+	n, err := s.FlushMatching(ctx, Filter{Domain: "victim.example"}, t0.Add(time.Minute))
+	if err != nil || n != 1 {
+		t.Fatalf("FlushMatching = %d, %v; want 1", n, err)
+	}
+	after, _ := s.Get(ctx, legit)
+	if !equalJSON(t, before, after) {
+		t.Errorf("legitimate message changed:\n%+v\n%+v", before, after)
+	}
+	fm, _ := s.Get(ctx, flood)
+	if got := fm.Recipients[0].NextAttempt; !got.Equal(t0.Add(time.Minute)) {
+		t.Errorf("flooded message next attempt %v, want now", got)
+	}
+	// The empty filter is the whole queue, as postqueue -f.
+	if n, err := s.FlushMatching(ctx, Filter{}, t0.Add(2*time.Minute)); err != nil || n != 1 {
+		t.Errorf("FlushMatching(all) = %d, %v; want 1 (the legitimate one, still later)", n, err)
+	}
+}
+
+func TestReleaseMatching(t *testing.T) {
+	s := openTest(t, Options{NoSync: true})
+	ctx := t.Context()
+	ids := fill(t, s)
+	if n, err := s.HoldMatching(ctx, Filter{All: true}); err != nil || n != 3 {
+		t.Fatalf("HoldMatching(all) = %d, %v", n, err)
+	}
+	if _, err := s.ReleaseMatching(ctx, Filter{}, t0); !errors.Is(err, ErrInvalid) {
+		t.Errorf("ReleaseMatching(empty) = %v, want ErrInvalid", err)
+	}
+	n, err := s.ReleaseMatching(ctx, Filter{Sender: "*@example.org"}, t0.Add(3*time.Hour))
+	if err != nil || n != 2 {
+		t.Fatalf("ReleaseMatching = %d, %v; want 2", n, err)
+	}
+	for name, want := range map[string]Status{"old-gmail": Queued, "yahoo": Deferred, "bounce": Held} {
+		m, _ := s.Get(ctx, ids[name])
+		if got := m.Recipients[0].Status; got != want {
+			t.Errorf("%s: status %s, want %s", name, got, want)
+		}
+	}
+}
+
+func TestRecordHistory(t *testing.T) {
+	s := openTest(t, Options{NoSync: true})
+	ctx := t.Context()
+	id := enqueue(t, s, t0, "a@x.example")
+	for i := range MaxHistory + 3 {
+		at := t0.Add(time.Duration(i) * time.Hour)
+		if err := s.Record(ctx, id, []Update{{Rcpt: "a@x.example", Status: Deferred, NextAttempt: at.Add(time.Hour), Attempted: true, At: at, MX: "mx.x.example", Response: fmt.Sprintf("421 try %d", i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, _ := s.Get(ctx, id)
+	h := m.Recipients[0].History
+	if len(h) != MaxHistory || h[len(h)-1].Response != fmt.Sprintf("421 try %d", MaxHistory+2) || h[0].Response != "421 try 3" || h[0].MX != "mx.x.example" {
+		t.Errorf("history = %+v", h)
+	}
+	if m.Recipients[0].Attempts != MaxHistory+3 {
+		t.Errorf("attempts = %d", m.Recipients[0].Attempts)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 )
@@ -98,6 +99,7 @@ type Recipient struct {
 	LastAttempt  time.Time // zero before the first attempt
 	LastResponse string    // the remote's reply verbatim, or facteur's reason
 	Class        string    // policy class of LastResponse
+	History      []Attempt // the last MaxHistory attempts, oldest first
 	// TLS is what protected (or, deferred by a TLS policy, what was
 	// required for) the last attempt: dane, mta-sts, verify, encrypt,
 	// opportunistic or none (issue 15 §4); TLSCipher ("TLS1.3:TLS_AES_...")
@@ -106,6 +108,19 @@ type Recipient struct {
 	TLSCipher string
 	TLSDN     string
 }
+
+// Attempt is one delivery attempt of a recipient, for `queue show` (postcat -q shows
+// the envelope; this is what Postfix leaves in the log): when, to which host, and what
+// it answered.
+type Attempt struct {
+	At       time.Time `json:"at"`
+	MX       string    `json:"mx,omitempty"`
+	Response string    `json:"response,omitempty"`
+}
+
+// MaxHistory bounds the attempts kept per recipient: a recipient retried for five days
+// on a 15-minute schedule must not grow its record without end.
+const MaxHistory = 20
 
 // recipientJSON is the CLI contract for a recipient: next_attempt is null when nothing
 // is scheduled.
@@ -118,6 +133,7 @@ type recipientJSON struct {
 	LastAttempt  *time.Time `json:"last_attempt,omitempty"`
 	LastResponse string     `json:"last_response"`
 	Class        string     `json:"class,omitempty"`
+	History      []Attempt  `json:"history,omitempty"`
 	TLS          string     `json:"tls,omitempty"`
 	TLSCipher    string     `json:"tls_cipher,omitempty"`
 	TLSDN        string     `json:"tls_dn,omitempty"`
@@ -142,7 +158,7 @@ func (r Recipient) MarshalJSON() ([]byte, error) {
 	return json.Marshal(recipientJSON{
 		Address: r.Address, Status: r.Status, Provider: r.Provider, Attempts: r.Attempts,
 		NextAttempt: timePtr(r.NextAttempt), LastAttempt: timePtr(r.LastAttempt),
-		LastResponse: r.LastResponse, Class: r.Class,
+		LastResponse: r.LastResponse, Class: r.Class, History: r.History,
 		TLS: r.TLS, TLSCipher: r.TLSCipher, TLSDN: r.TLSDN,
 	})
 }
@@ -156,7 +172,7 @@ func (r *Recipient) UnmarshalJSON(b []byte) error {
 	*r = Recipient{
 		Address: j.Address, Status: j.Status, Provider: j.Provider, Attempts: j.Attempts,
 		NextAttempt: timeVal(j.NextAttempt), LastAttempt: timeVal(j.LastAttempt),
-		LastResponse: j.LastResponse, Class: j.Class,
+		LastResponse: j.LastResponse, Class: j.Class, History: j.History,
 		TLS: j.TLS, TLSCipher: j.TLSCipher, TLSDN: j.TLSDN,
 	}
 	return nil
@@ -199,6 +215,7 @@ type Update struct {
 	Provider    string    // "" keeps the provider
 	Attempted   bool      // an attempt was made: Attempts++ and LastAttempt = At
 	At          time.Time // when the attempt was made; required with Attempted
+	MX          string    // the host the attempt talked to, "" if none answered
 	// HoldReason, with Status held, is recorded as the message's
 	// HoldReason ("breaker").
 	HoldReason string
@@ -208,46 +225,138 @@ type Update struct {
 }
 
 // Filter selects messages for List and the bulk admin operations. Every set field must
-// match; the zero Filter matches every message.
+// match (the fields are ANDed); the zero Filter matches every message.
 type Filter struct {
-	Sender    string    // exact, case-insensitive; "<>" selects the null sender
-	ClientIP  string    // exact
-	Domain    string    // some recipient's domain, case-insensitive
-	OlderThan time.Time // created strictly before
-	Status    Status    // some recipient has this status
-	// All must be set for DeleteMatching and HoldMatching to accept a filter with no
-	// other field set, so that a forgotten flag does not purge the queue.
+	// IDs, when set, restricts the selection to these messages (any of them).
+	IDs []ID
+	// Sender is the envelope sender, case-insensitive; "*" matches any run of
+	// characters ("*@hacked.example", "wp-*"); "<>" selects the null sender.
+	Sender string
+	// ClientIP is an address ("127.0.0.3") or a prefix ("10.0.0.0/8").
+	ClientIP string
+	// User is the local account that submitted the message (Message.User), exact.
+	User string
+	// Domain: some recipient's domain, case-insensitive.
+	Domain string
+	// Provider: some recipient's provider (the one of its last attempt, else
+	// what ProviderOf says of its domain).
+	Provider string
+	// ProviderOf names the provider of a recipient never tried (the policy's
+	// recognition by domain); nil: only the stored provider counts.
+	ProviderOf  func(domain string) string
+	OlderThan   time.Time // created strictly before
+	YoungerThan time.Time // created strictly after
+	Status      Status    // some recipient has this status
+	// All must be set for DeleteMatching, HoldMatching and ReleaseMatching to accept a
+	// filter with no other field set, so that a forgotten flag does not purge the queue.
 	All bool
 }
 
 func (f Filter) empty() bool {
-	return f.Sender == "" && f.ClientIP == "" && f.Domain == "" && f.OlderThan.IsZero() && f.Status == ""
+	return len(f.IDs) == 0 && f.Sender == "" && f.ClientIP == "" && f.User == "" && f.Domain == "" &&
+		f.Provider == "" && f.OlderThan.IsZero() && f.YoungerThan.IsZero() && f.Status == ""
 }
+
+// Empty reports whether f selects every message.
+func (f Filter) Empty() bool { return f.empty() }
 
 func (f Filter) validate() error {
 	if f.Status != "" && !f.Status.Valid() {
 		return fmt.Errorf("filter status %q: %w", f.Status, ErrInvalid)
 	}
+	if f.ClientIP != "" {
+		if _, err := ParseClientFilter(f.ClientIP); err != nil {
+			return err
+		}
+	}
+	for _, id := range f.IDs {
+		if _, err := ParseID(string(id)); err != nil {
+			return fmt.Errorf("filter: %v: %w", err, ErrInvalid)
+		}
+	}
 	return nil
 }
 
-func (f Filter) match(m *record) bool {
-	if f.Sender != "" {
-		want := f.Sender
-		if want == "<>" {
-			want = ""
+// ParseClientFilter reads a --client-ip value: an address or a CIDR prefix.
+func ParseClientFilter(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("client ip %q is neither an address nor a prefix (10.0.0.0/8): %w", s, ErrInvalid)
 		}
-		if !strings.EqualFold(want, m.Sender) {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("client ip %q is neither an address nor a prefix (10.0.0.0/8): %w", s, ErrInvalid)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// globMatch reports whether s matches pattern, where '*' matches any run of
+// characters (none included) and everything else matches itself,
+// case-insensitively. No other metacharacter: an address may contain '?' or '['.
+func globMatch(pattern, s string) bool {
+	pattern, s = strings.ToLower(pattern), strings.ToLower(s)
+	parts := strings.Split(pattern, "*")
+	if len(parts) == 1 {
+		return pattern == s
+	}
+	if !strings.HasPrefix(s, parts[0]) {
+		return false
+	}
+	s = s[len(parts[0]):]
+	last := parts[len(parts)-1]
+	for _, p := range parts[1 : len(parts)-1] {
+		i := strings.Index(s, p)
+		if i < 0 {
+			return false
+		}
+		s = s[i+len(p):]
+	}
+	return strings.HasSuffix(s, last)
+}
+
+func (f Filter) match(id ID, m *record) bool {
+	if len(f.IDs) > 0 {
+		found := false
+		for _, x := range f.IDs {
+			if x == id {
+				found = true
+				break
+			}
+		}
+		if !found {
 			return false
 		}
 	}
-	if f.ClientIP != "" && f.ClientIP != m.ClientIP {
+	if f.Sender != "" {
+		if f.Sender == "<>" {
+			if m.Sender != "" {
+				return false
+			}
+		} else if !globMatch(f.Sender, m.Sender) {
+			return false
+		}
+	}
+	if f.ClientIP != "" {
+		p, err := ParseClientFilter(f.ClientIP)
+		a, aerr := netip.ParseAddr(m.ClientIP)
+		if err != nil || aerr != nil || !p.Contains(a.Unmap()) {
+			return false
+		}
+	}
+	if f.User != "" && f.User != m.User {
 		return false
 	}
 	if !f.OlderThan.IsZero() && !m.Created.Before(f.OlderThan) {
 		return false
 	}
-	if f.Domain == "" && f.Status == "" {
+	if !f.YoungerThan.IsZero() && !m.Created.After(f.YoungerThan) {
+		return false
+	}
+	if f.Domain == "" && f.Status == "" && f.Provider == "" {
 		return true
 	}
 	for _, r := range m.Rcpts {
@@ -256,6 +365,15 @@ func (f Filter) match(m *record) bool {
 		}
 		if f.Status != "" && r.Status != f.Status {
 			continue
+		}
+		if f.Provider != "" {
+			p := r.Provider
+			if p == "" && f.ProviderOf != nil {
+				p = f.ProviderOf(strings.ToLower(domainOf(r.Address)))
+			}
+			if !strings.EqualFold(p, f.Provider) {
+				continue
+			}
 		}
 		return true
 	}

@@ -3,6 +3,7 @@ package queue
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 )
 
@@ -19,6 +20,35 @@ const walkPage = 512
 func (s *Store) Each(ctx context.Context, f Filter, fn func(Message) error) error {
 	if err := f.validate(); err != nil {
 		return fmt.Errorf("list: %w", err)
+	}
+	if len(f.IDs) > 0 {
+		// A list of IDs (an operator's few) is read by key, not by walking
+		// the queue.
+		var msgs []Message
+		err := s.view(ctx, func(w *wtx) error {
+			for _, id := range uniqueIDs(f.IDs) {
+				r, err := w.load(id)
+				if errors.Is(err, ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				if f.match(id, r) {
+					msgs = append(msgs, r.message(id))
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("list: %w", err)
+		}
+		for _, m := range msgs {
+			if err := fn(m); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	var after []byte
 	for {
@@ -40,7 +70,7 @@ func (s *Store) Each(ctx context.Context, f Filter, fn func(Message) error) erro
 				if err != nil {
 					return err
 				}
-				if f.match(r) {
+				if f.match(ID(k), r) {
 					page = append(page, r.message(ID(k)))
 				}
 			}

@@ -17,6 +17,7 @@ import (
 	"facteur/queue"
 	"facteur/relay/admin"
 	"facteur/relay/config"
+	"facteur/relay/maillog"
 )
 
 // facteur bounce parse / ingest (issue 7 §2) and the daemon's POST /bounces.
@@ -339,7 +340,7 @@ func (d *daemon) handleInbound(ctx context.Context, rcpts []string, raw []byte) 
 	if err != nil {
 		// Unparseable junk sent to the bounce domain: accept and log it,
 		// a retry would not make it readable.
-		d.log.Info("bounce unreadable", "rcpt", strings.Join(rcpts, ","), "err", err.Error())
+		d.log.Info(maillog.BounceUnreadable, "rcpt", strings.Join(rcpts, ","), "err", err.Error())
 		return nil
 	}
 	now := time.Now()
@@ -349,7 +350,7 @@ func (d *daemon) handleInbound(ctx context.Context, rcpts []string, raw []byte) 
 		return err
 	}
 	sups = append(sups, soft...)
-	d.log.Info("bounce received", "qid", rep.QueueID, "kind", string(rep.Kind), "rcpt", strings.Join(rcpts, ","), "suppress", len(sups))
+	d.log.Info(maillog.BounceReceived, "qid", rep.QueueID, "kind", string(rep.Kind), "rcpt", strings.Join(rcpts, ","), "suppress", len(sups))
 	_, err = d.suppress(ctx, sups, false, now)
 	return err
 }

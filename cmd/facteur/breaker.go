@@ -74,7 +74,7 @@ func newBreakerGuard(ctx context.Context, cfg *config.Config, store *queue.Store
 		err = g.b.RestoreState(st)
 	}
 	if err != nil && !errors.Is(err, queue.ErrNotFound) {
-		log.Warn("breaker state not restored", "err", err)
+		log.Warn(maillog.BreakerStateNotRestored, "err", err)
 	}
 	return g
 }
@@ -156,7 +156,7 @@ func (g *breakerGuard) save(ctx context.Context) {
 		err = g.store.PutState(ctx, breakerStateKey, b)
 	}
 	if err != nil {
-		g.log.Error("saving breaker state", "err", err)
+		g.log.Error(maillog.BreakerStateNotSaved, "err", err)
 	}
 }
 
@@ -177,7 +177,7 @@ func (g *breakerGuard) handle(ctx context.Context) {
 func (g *breakerGuard) tripped(ctx context.Context, trips []breaker.Trip) {
 	now := time.Now()
 	for _, t := range trips {
-		g.log.Info("breaker tripped", t.Key.Kind(), t.Key.Value(), "failed", fmt.Sprintf("%d%%", t.FailedPct()),
+		g.log.Info(maillog.BreakerTripped, t.Key.Kind(), t.Key.Value(), "failed", fmt.Sprintf("%d%%", t.FailedPct()),
 			"deferred", fmt.Sprintf("%d%%", t.DeferredPct()), maillog.Prose(fmt.Sprintf("of %d recipients in %s", t.Recipients, t.Window)))
 		if g.d != nil && g.d.metrics != nil {
 			g.d.metrics.BreakerTrip(t.Key.Kind())
@@ -191,7 +191,7 @@ func (g *breakerGuard) tripped(ctx context.Context, trips []breaker.Trip) {
 				Failed: t.Failed, Deferred: t.Deferred, Window: t.Window, Held: held}}
 		for _, h := range g.hooks {
 			if err := h.Add(ctx, ev); err != nil {
-				g.log.Error("webhook outbox", "err", err)
+				g.log.Error(maillog.WebhookOutbox, "err", err)
 			}
 		}
 	}
@@ -223,18 +223,18 @@ func (g *breakerGuard) holdQueued(ctx context.Context) int {
 		return nil
 	})
 	if err != nil {
-		g.log.Error("breaker: reading the queue", "err", err)
+		g.log.Error(maillog.BreakerReadQueue, "err", err)
 	}
 	if len(ids) == 0 {
 		return 0
 	}
 	held, err := g.store.HoldIDs(ctx, ids, breaker.Reason)
 	if err != nil {
-		g.log.Error("breaker: holding the queue", "err", err)
+		g.log.Error(maillog.BreakerHold, "err", err)
 	}
 	for _, id := range held {
 		k := keys[id]
-		g.log.Info("held", "qid", string(id), "reason", breaker.Reason, k.Kind(), k.Value())
+		g.log.Info(maillog.Held, "qid", string(id), "reason", breaker.Reason, k.Kind(), k.Value())
 	}
 	return len(held)
 }
@@ -264,10 +264,10 @@ func (g *breakerGuard) notify(ctx context.Context, trips []breaker.Trip, held in
 	id, err := g.d.cleanup.Process(ctx, cleanup.Message{Recipients: to, ClientIP: "127.0.0.1", Helo: "localhost",
 		Protocol: "local", Data: []byte(b.String())}, now)
 	if err != nil {
-		g.log.Error("breaker: queueing the notification", "err", err)
+		g.log.Error(maillog.BreakerNotify, "err", err)
 		return
 	}
-	g.log.Info("breaker notified", "qid", string(id), "rcpt", strings.Join(to, ","))
+	g.log.Info(maillog.BreakerNotified, "qid", string(id), "rcpt", strings.Join(to, ","))
 }
 
 // breakerEntry is one stopped sender as list and status show it.
@@ -451,9 +451,9 @@ func (g *breakerGuard) reset(ctx context.Context, req breakerResetRequest, now t
 			errs = append(errs, err)
 			continue
 		}
-		event := "released"
+		event := maillog.Released
 		if req.Delete {
-			event = "deleted"
+			event = maillog.Deleted
 			res.Deleted++
 		} else {
 			res.Released++
@@ -469,7 +469,7 @@ func (g *breakerGuard) reset(ctx context.Context, req breakerResetRequest, now t
 	}
 	for _, k := range keys {
 		if reset[k] {
-			g.log.Info("breaker reset", k.Kind(), k.Value(), what, perKey[k])
+			g.log.Info(maillog.BreakerReset, k.Kind(), k.Value(), what, perKey[k])
 		}
 	}
 	return res, errors.Join(errs...)

@@ -58,7 +58,7 @@ func TestBreakerStopsHackedSite(t *testing.T) {
 			return nil
 		}},
 	})
-	shim := asWWWData(t, r)
+	shim, shimDirect := asWWWData(t, r)
 
 	// The hacked site: 40 messages, 4 in 5 to addresses that do not exist.
 	for i := range 40 {
@@ -75,10 +75,14 @@ func TestBreakerStopsHackedSite(t *testing.T) {
 	}
 	r.waitLog(" breaker tripped sender_domain=example.com failed=")
 
-	// Mail of the stopped site sent after the trip is accepted and held.
-	shim("To: after@example.org\nSubject: after the trip\n\nstill here\n", "-i", "after@example.org")
+	// Mail of the stopped site sent after the trip, now straight to the
+	// daemon (the kernel names its uid), is accepted and held.
+	shimDirect("To: after@example.org\nSubject: after the trip\n\nstill here\n", "-i", "after@example.org")
 	qid := waitQID(r, "rcpt=<after@example.org>")
 	r.waitLog(qid + " held reason=breaker user=www-data")
+	if l := logLine(r, qid+" received "); !strings.Contains(l, " uid=33 user=www-data ") {
+		t.Errorf("the direct submission is not attributed to www-data: %s", l)
+	}
 
 	// The notification reaches the notify address.
 	note := waitRcpt(r, "security@example.net", 1)[0]
@@ -111,7 +115,11 @@ func TestBreakerStopsHackedSite(t *testing.T) {
 		t.Errorf("newsletter: %d of 196 valid recipients reached the sink", got)
 	}
 	r.waitLog(" bounced rcpt=<news-unknown3@example.net>")
-	if strings.Contains(r.logText(), "breaker tripped sender_domain=example.net") {
+	// PHPMailer over loopback TCP is the other local user's (sock_diag).
+	if l := logLine(r, " received from=<news@example.net> "); !strings.Contains(l, " uid=65534 user=nobody ") {
+		t.Errorf("the newsletter is not attributed to nobody: %.300s", l)
+	}
+	if strings.Contains(r.logText(), "breaker tripped sender_domain=example.net") || strings.Contains(r.logText(), "breaker tripped user=nobody") {
 		t.Errorf("the newsletter with 2%% unknown tripped the breaker:\n%s", r.logText())
 	}
 
@@ -189,11 +197,11 @@ func TestBreakerStopsHackedSite(t *testing.T) {
 	}
 }
 
-// asWWWData installs the shim where uid 33 can run it, with a config whose
-// listener is closed, so that every message goes through the maildrop,
-// where the kernel's uid of the writer is recorded (the local submitter).
-// It returns a function that runs the shim as www-data.
-func asWWWData(t *testing.T, r *relay) func(stdin string, args ...string) {
+// asWWWData installs the shim where uid 33 can run it and returns two
+// ways to run it as www-data: through the maildrop (a config whose
+// listener is closed, so that pickup ingests the file, whose owner is the
+// local submitter), and straight to the daemon (the kernel names the uid).
+func asWWWData(t *testing.T, r *relay) (drop, direct func(stdin string, args ...string)) {
 	t.Helper()
 	for d := r.dir; d != os.TempDir() && d != "/" && d != "."; d = filepath.Dir(d) {
 		if err := os.Chmod(d, 0o755); err != nil {
@@ -228,16 +236,19 @@ func asWWWData(t *testing.T, r *relay) func(stdin string, args ...string) {
 	if err := os.WriteFile(shimCfg, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return func(stdin string, args ...string) {
-		t.Helper()
-		cmd := exec.CommandContext(t.Context(), bin, args...)
-		cmd.Env = append(os.Environ(), "FACTEUR_CONFIG="+shimCfg)
-		cmd.Stdin = strings.NewReader(stdin)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 33, Gid: breakerDropGID}}
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("sendmail as www-data: %v\n%s", err, out)
+	run := func(config string) func(stdin string, args ...string) {
+		return func(stdin string, args ...string) {
+			t.Helper()
+			cmd := exec.CommandContext(t.Context(), bin, args...)
+			cmd.Env = append(os.Environ(), "FACTEUR_CONFIG="+config)
+			cmd.Stdin = strings.NewReader(stdin)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 33, Gid: breakerDropGID}}
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("sendmail as www-data: %v\n%s", err, out)
+			}
 		}
 	}
+	return run(shimCfg), run(r.config)
 }
 
 // phpNewsletter sends one message to n recipients (bad of them unknown to

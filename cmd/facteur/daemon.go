@@ -21,6 +21,7 @@ import (
 	"facteur/relay/admin"
 	"facteur/relay/config"
 	"facteur/relay/delivery"
+	"facteur/relay/maillog"
 	"facteur/relay/scheduler"
 	"facteur/relay/webhook"
 )
@@ -142,7 +143,7 @@ func (d *daemon) savePolicyState(ctx context.Context) {
 		err = d.store.PutState(ctx, policyStateKey, b)
 	}
 	if err != nil {
-		d.log.Error("saving policy state", "err", err)
+		d.log.Error(maillog.PolicyStateNotSaved, "err", err)
 	}
 }
 
@@ -153,11 +154,11 @@ func (d *daemon) reloadPolicy() error {
 	defer d.policyMu.Unlock()
 	p, err := loadPolicy(d.cfg)
 	if err != nil {
-		d.log.Error("policy reload refused", "err", err)
+		d.log.Error(maillog.PolicyReloadRefused, "err", err)
 		return err
 	}
 	d.engine.Swap(p, time.Now())
-	d.log.Info("policy reloaded", "file", d.cfg.Policy)
+	d.log.Info(maillog.PolicyReloaded, "file", d.cfg.Policy)
 	d.sched.Wake()
 	return nil
 }
@@ -176,13 +177,16 @@ func (d *daemon) reloadOnHUP(ctx context.Context) error {
 	}
 }
 
-// Flush makes recipients due now and reports those a provider suspension
-// still holds (issue 3 §6, issue 5 §6).
-func (d *daemon) Flush(ctx context.Context, id queue.ID) (admin.FlushReport, error) {
+// Flush makes the recipients of the messages f selects due now (the whole
+// queue for the empty filter) and reports those a provider suspension still
+// holds (issue 3 §6, issue 5 §6). Nothing outside f is touched.
+func (d *daemon) Flush(ctx context.Context, f queue.Filter) (admin.FlushReport, error) {
 	now := time.Now()
 	var rep admin.FlushReport
-	if id != "" {
-		n, err := d.store.Flush(ctx, id, now)
+	if !f.Empty() {
+		// Only what f selects moves (issue 13: a filtered flush must not
+		// retry the rest early nor push its schedule out).
+		n, err := d.store.FlushMatching(ctx, f, now)
 		if err != nil {
 			return admin.FlushReport{}, err
 		}
@@ -217,16 +221,12 @@ func (d *daemon) Flush(ctx context.Context, id queue.ID) (admin.FlushReport, err
 		}
 		return nil
 	}
-	switch {
-	case id != "":
-		if m, err := d.store.Get(ctx, id); err == nil {
-			skip(m)
-		}
-	case d.suspendedWaiting(ctx, now):
+	if d.suspendedWaiting(ctx, now) {
 		// Only a suspension can hold a recipient back, and the counters say
 		// whether one holds any: without, there is nothing to walk. The walk
-		// reads a page at a time and the report is bounded.
-		if err := d.store.Each(ctx, queue.Filter{}, skip); err != nil && !errors.Is(err, errSkippedFull) {
+		// reads a page at a time (or only the IDs given) and the report is
+		// bounded.
+		if err := d.store.Each(ctx, f, skip); err != nil && !errors.Is(err, errSkippedFull) {
 			return admin.FlushReport{}, err
 		}
 	}
@@ -277,13 +277,13 @@ func (d *daemon) flushLoop(ctx context.Context) error {
 			total += n
 			if err != nil {
 				if ctx.Err() == nil {
-					d.log.Error("queue flush", "err", err)
+					d.log.Error(maillog.QueueFlush, "err", err)
 				}
 				break
 			}
 			d.sched.Wake()
 		}
-		d.log.Info("queue flushed", "messages", total)
+		d.log.Info(maillog.QueueFlushed, "messages", total)
 	}
 }
 

@@ -138,12 +138,14 @@ data_dir: %s
 local_domain: example.com
 aliases:
   root: ops@example.org
+aliases_file: ""
+mail_spool: %s
 senders:
   www-data: noreply@example.com
 resolver: %s
 delivery:
   port: %d
-%s`, r.smtp, r.admin, filepath.Join(dir, "data"), dns.Addr(), sink.Port(), o.extraConfig)
+%s`, r.smtp, r.admin, filepath.Join(dir, "data"), filepath.Join(dir, "spool"), dns.Addr(), sink.Port(), o.extraConfig)
 	if err := os.WriteFile(r.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -513,7 +515,7 @@ func TestQueueCLI(t *testing.T) {
 	if out, err := r.cli("queue", "delete", "--sender", "spam1@example.com"); err != nil || !strings.Contains(out, "1 message deleted") {
 		t.Fatalf("bulk delete: %v %q", err, out)
 	}
-	if out, err := r.cli("queue", "flush"); err != nil || !strings.Contains(out, "due now") {
+	if out, err := r.cli("queue", "flush"); err != nil || !strings.Contains(out, "flushed") {
 		t.Fatalf("flush: %v %q", err, out)
 	}
 	if out, err := r.cli("queue", "list"); err != nil || !strings.Contains(out, "spam0@example.com") || strings.Contains(out, "spam1@example.com") {
@@ -809,12 +811,19 @@ func TestGracefulStopKeepsInFlight(t *testing.T) {
 	var mu sync.Mutex
 	stall := make(chan struct{})
 	stalled := true
+	// inData is signalled once the sink has the whole message and has not
+	// answered: DATA is in flight, unacknowledged.
+	inData := make(chan struct{}, 1)
 	r := startRelay(t, relayOpts{extraConfig: "shutdown_timeout: 1s\n", sinkOpts: relaytest.SinkOptions{
 		Data: func(rcpts []string, body []byte) error {
 			mu.Lock()
 			s := stalled
 			mu.Unlock()
 			if s {
+				select {
+				case inData <- struct{}{}:
+				default:
+				}
 				<-stall
 				return &smtpError{Code: 451, EnhancedCode: [3]int{4, 3, 0}, Message: "too late"}
 			}
@@ -823,9 +832,10 @@ func TestGracefulStopKeepsInFlight(t *testing.T) {
 	}})
 	defer close(stall)
 	runTool(t, nil, "", "swaks", "--server", r.smtp, "--from", "app@example.com", "--to", "inflight@example.org")
-	deadline := time.Now().Add(10 * time.Second)
-	for r.sink.Connections() == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+	select {
+	case <-inData:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the delivery never reached the end of DATA: nothing would be in flight at the stop")
 	}
 	start := time.Now()
 	r.stop()

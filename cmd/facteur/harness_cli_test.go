@@ -51,7 +51,9 @@ admin: %s
 listen: [127.0.0.1:%d]
 resolver: 127.0.0.1:%d
 postmaster: postmaster@facteur.test
-`, e.dataDir, e.admin, freePort(t, "127.0.0.1"), freePort(t, "127.0.0.1"))
+aliases_file: %s
+mail_spool: %s
+`, e.dataDir, e.admin, freePort(t, "127.0.0.1"), freePort(t, "127.0.0.1"), filepath.Join(e.dir, "aliases"), filepath.Join(e.dir, "spool"))
 	e.cfg = e.write("facteur.yaml", cfg+extra)
 	return e
 }

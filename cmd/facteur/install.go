@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"debug/buildinfo"
 	_ "embed"
@@ -19,6 +20,11 @@ import (
 	"strings"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
+	"facteur/relay/address"
+	"facteur/relay/aliases"
+	"facteur/relay/config"
 	"facteur/safeio"
 )
 
@@ -57,7 +63,7 @@ const shimPackage = "facteur/cmd/sendmail"
 //go:embed facteur.service
 var installUnitText []byte
 
-const installUsage = `usage: facteur install [--dry-run] [--root DIR] [--no-start] [--shim PATH] [--hostname NAME]
+const installUsage = `usage: facteur install [--dry-run] [--root DIR] [--no-start] [--shim PATH] [--hostname FQDN] [--root-alias ADDR]
 
 Sets up facteur on a Debian/Ubuntu server: the facteur-drop group and the
 facteur user, ` + installDataDir + ` and its maildrop, ` + installBin + `,
@@ -70,15 +76,16 @@ func cmdInstall(args []string) int {
 	fs := flag.NewFlagSet("facteur install", flag.ContinueOnError)
 	fs.SetOutput(os.Stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(os.Stderr, installUsage)
-		fmt.Fprintln(os.Stderr, "\nflags:")
+		fmt.Fprintln(fs.Output(), installUsage)
+		fmt.Fprintln(fs.Output(), "\nflags:")
 		fs.PrintDefaults()
 	}
 	dryRun := fs.Bool("dry-run", false, "print each step, change nothing")
 	root := fs.String("root", "", "install the files under DIR (an image being built); steps that need the running system are printed as skipped")
 	noStart := fs.Bool("no-start", false, "do not run systemctl enable --now facteur")
 	shim := fs.String("shim", "", "the sendmail shim binary (default: sendmail next to this facteur binary)")
-	hostname := fs.String("hostname", "", "hostname: written in the config (default: this machine's host name)")
+	hostname := fs.String("hostname", "", "hostname: written in the config, a fully qualified name (default: this machine's host name)")
+	rootAlias := fs.String("root-alias", "", "address that gets root's mail (cron, system tools); asked for when run on a terminal")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -92,7 +99,8 @@ func cmdInstall(args []string) int {
 	}
 	in, err := newInstaller(installOptions{
 		Root: *root, DryRun: *dryRun, NoStart: *noStart, Shim: *shim, Hostname: *hostname,
-		Out: os.Stdout, Euid: os.Geteuid(),
+		RootAlias: *rootAlias, Out: os.Stdout, Err: os.Stderr, Euid: os.Geteuid(),
+		Ask: askOnTerminal(os.Stdin, os.Stderr),
 	})
 	if err != nil {
 		return fail("install: %v", err)
@@ -109,8 +117,31 @@ type installOptions struct {
 	NoStart  bool
 	Shim     string // "": look next to the running binary
 	Hostname string // "": os.Hostname
-	Out      io.Writer
-	Euid     int
+	// RootAlias is the address root's mail goes to; "" asks Ask, if any.
+	RootAlias string
+	// Ask asks the operator a question and returns the answer; nil when
+	// not on a terminal: install then never waits for an answer.
+	Ask  func(question string) (string, error)
+	Out  io.Writer
+	Err  io.Writer // the loud warnings; nil: Out
+	Euid int
+}
+
+// askOnTerminal returns a question asker when in is a terminal, nil
+// otherwise (a script, a pipe, a CI job: never block on a prompt).
+func askOnTerminal(in *os.File, out io.Writer) func(string) (string, error) {
+	if _, err := unix.IoctlGetTermios(int(in.Fd()), unix.TCGETS); err != nil {
+		return nil
+	}
+	r := bufio.NewReader(in)
+	return func(q string) (string, error) {
+		fmt.Fprint(out, q)
+		line, err := r.ReadString('\n')
+		if err != nil && line == "" {
+			return "", err
+		}
+		return strings.TrimSpace(line), nil
+	}
 }
 
 // installer carries out the steps. Paths in its fields are the installed
@@ -125,6 +156,10 @@ type installer struct {
 	noShim   string // why there is none
 	hostname string
 	euid     int
+	errOut   io.Writer
+	// rootAlias is written in a new config; ask asks for it (nil: no terminal).
+	rootAlias string
+	ask       func(string) (string, error)
 	// planned are the user and group names that a dry run on the running
 	// system would create: later steps print owners for them as if they
 	// existed.
@@ -141,7 +176,16 @@ type installer struct {
 var installHostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$`)
 
 func newInstaller(o installOptions) (*installer, error) {
-	in := &installer{dryRun: o.DryRun, noStart: o.NoStart, out: o.Out, euid: o.Euid, planned: map[string]bool{}, gone: map[string]bool{}}
+	in := &installer{dryRun: o.DryRun, noStart: o.NoStart, out: o.Out, euid: o.Euid, planned: map[string]bool{}, gone: map[string]bool{},
+		errOut: o.Err, rootAlias: o.RootAlias, ask: o.Ask}
+	if in.errOut == nil {
+		in.errOut = o.Out
+	}
+	if in.rootAlias != "" {
+		if _, err := address.Parse(in.rootAlias, false); err != nil {
+			return nil, fmt.Errorf("--root-alias %q: %v (want an address such as ops@example.com)", in.rootAlias, err)
+		}
+	}
 	if o.Root != "" {
 		abs, err := filepath.Abs(o.Root)
 		if err != nil {
@@ -187,6 +231,11 @@ func newInstaller(o installOptions) (*installer, error) {
 		return nil, fmt.Errorf("host name %q is not a DNS name (give --hostname)", in.hostname)
 	}
 	return in, nil
+}
+
+// warn prints a warning the operator must not miss.
+func (in *installer) warn(format string, args ...any) {
+	fmt.Fprintf(in.errOut, "WARNING: "+format+"\n", args...)
 }
 
 // checkShim tells whether path is facteur's sendmail shim.
@@ -814,10 +863,51 @@ func (in *installer) isOurs(p string, fi fs.FileInfo) bool {
 
 func (in *installer) configs() error {
 	o := installOwner{"root", dropGroup, 0o640}
-	if err := in.writeNew(installConfig, []byte(installConfigText(in.hostname)), o); err != nil {
+	if !strings.Contains(in.hostname, ".") {
+		in.warn("hostname %q is not fully qualified: it names this server in EHLO, Received and Message-ID, and mail to root@%s cannot be answered; give install --hostname web1.example.com (a name whose A record is this server)", in.hostname, in.hostname)
+	}
+	_, err := in.lstat(installConfig)
+	newConfig := errors.Is(err, fs.ErrNotExist)
+	if newConfig && in.rootAlias == "" && in.ask != nil && !in.dryRun && !in.rootHasAlias() {
+		for {
+			a, err := in.ask("Address for root's mail (cron, system tools; empty: keep it in /var/mail/root): ")
+			if err != nil || a == "" {
+				break
+			}
+			if _, err := address.Parse(a, false); err != nil {
+				fmt.Fprintf(in.errOut, "%q: %v\n", a, err)
+				continue
+			}
+			in.rootAlias = a
+			break
+		}
+	}
+	if err := in.writeNew(installConfig, []byte(installConfigText(in.hostname, in.rootAlias)), o); err != nil {
 		return err
 	}
-	return in.writeNew(installPolicy, []byte(installPolicyText), o)
+	if err := in.writeNew(installPolicy, []byte(installPolicyText), o); err != nil {
+		return err
+	}
+	if !in.rootHasAlias() && !(newConfig && in.rootAlias != "") {
+		in.warn("root has no alias: cron's and the system's mail to root stays in /var/mail/root on this server, where nobody may read it; give install --root-alias you@example.com, or set aliases: {root: you@example.com} in %s, or root: in /etc/aliases", installConfig)
+	}
+	return nil
+}
+
+// rootHasAlias reports whether the installed config or /etc/aliases gives
+// root an address.
+func (in *installer) rootHasAlias() bool {
+	if c, err := config.Load(in.real(installConfig)); err == nil {
+		if _, ok := c.Aliases["root"]; ok {
+			return true
+		}
+	}
+	m, _, err := aliases.Load(in.real(aliases.DefaultPath))
+	if err != nil {
+		return false
+	}
+	_, ok := m["root"]
+	return ok
 }
 
 func (in *installer) unit() error {
@@ -861,7 +951,18 @@ func (in *installer) start() error {
 // installConfigText is the config install writes: the defaults spelt out, plus
 // the abuse guards a shared web server wants (issue 8 §3), which are off by
 // default so that a bulk sender or a benchmark does not trip them.
-func installConfigText(hostname string) string {
+func installConfigText(hostname, rootAlias string) string {
+	rootBlock := `# Mail to root (cron, system tools) goes to root's mailbox, /var/mail/root,
+# unless root has an alias here or in /etc/aliases: give it a real address.
+# aliases:
+#   root: ops@example.com
+`
+	if rootAlias != "" {
+		rootBlock = `# Mail to root (cron, system tools) goes to this address (install --root-alias).
+aliases:
+  root: ` + rootAlias + `
+`
+	}
 	return `# facteur configuration, written by facteur install; it is never overwritten.
 # Every key and its default: man 5 facteur.yaml. After a change:
 # systemctl restart facteur (the policy file alone: systemctl reload facteur).
@@ -895,11 +996,7 @@ breaker:
   notify: []                     # empty: root, through its alias
   per: [user, sender_domain]
 
-# Mail to root (cron, system tools) goes to a bare local name: give it a
-# real address.
-# aliases:
-#   root: ops@example.com
-
+` + rootBlock + `
 # PHP mail() without -f sends as the web server's user: map it to an
 # address of a domain whose SPF, DKIM and DMARC allow this server.
 # senders:

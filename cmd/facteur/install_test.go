@@ -414,10 +414,10 @@ func TestInstallUnitAgrees(t *testing.T) {
 		"Restart":               "on-failure",
 		"User":                  installUser,
 		"Group":                 installUser,
-		"SupplementaryGroups":   dropGroup,
-		"ReadWritePaths":        installDataDir,
-		"AmbientCapabilities":   "CAP_NET_BIND_SERVICE",
-		"CapabilityBoundingSet": "CAP_NET_BIND_SERVICE",
+		"SupplementaryGroups":   dropGroup + " mail",
+		"ReadWritePaths":        installDataDir + " -/var/mail",
+		"AmbientCapabilities":   "CAP_NET_BIND_SERVICE CAP_CHOWN",
+		"CapabilityBoundingSet": "CAP_NET_BIND_SERVICE CAP_CHOWN",
 		"NoNewPrivileges":       "yes",
 		"ProtectSystem":         "strict",
 		"ProtectHome":           "yes",
@@ -439,8 +439,9 @@ func TestInstallConfigParses(t *testing.T) {
 		name string
 		text string
 	}{
-		{"as written", installConfigText("web1.example.com")},
-		{"examples uncommented", installExampleRE.ReplaceAllString(installConfigText("web1.example.com"), "$1")},
+		{"as written", installConfigText("web1.example.com", "")},
+		{"examples uncommented", installExampleRE.ReplaceAllString(installConfigText("web1.example.com", ""), "$1")},
+		{"with a root alias", installConfigText("web1.example.com", "ops@example.org")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := config.Parse(installConfig, []byte(tc.text))
@@ -460,6 +461,9 @@ func TestInstallConfigParses(t *testing.T) {
 				if err != nil || l.got.Rate != want {
 					t.Errorf("limits.%s = %v, want %s", l.key, l.got, l.want)
 				}
+			}
+			if tc.name == "with a root alias" && c.Aliases["root"] != "ops@example.org" {
+				t.Errorf("root alias: %v", c.Aliases)
 			}
 			// Issue 21 §1: install turns the breaker on with the documented values.
 			if b, want := c.Breaker, config.DefaultBreaker(); b == nil || fmt.Sprint(*b) != fmt.Sprint(*want) {
@@ -694,7 +698,7 @@ done
 echo "== mounted"
 sendmail_owner=$(dpkg-query --search /usr/sbin/sendmail 2>/dev/null || true)
 echo "== owner $sendmail_owner"
-"$BIN" install --no-start --hostname web1.example.com
+"$BIN" install --no-start --hostname web1.example.com --root-alias ops@example.org
 echo "== state"
 getent group facteur-drop | cut -d: -f1,4
 id -nG facteur
@@ -704,7 +708,7 @@ readlink /usr/bin/mailq /usr/bin/newaliases
 cmp /usr/sbin/sendmail "$SHIM" && echo "shim is the built shim"
 dpkg-divert --list | sort
 echo "== again"
-"$BIN" install --no-start --hostname web1.example.com
+"$BIN" install --no-start --hostname web1.example.com --root-alias ops@example.org
 echo "== run"
 ip link set lo up
 # www-data (PHP) while the daemon is down: the setgid shim writes into the
@@ -801,5 +805,53 @@ cat "$TMP/daemon.log"
 		if !want.MatchString(run) {
 			t.Errorf("installed system: no %s in:\n%s", want, run)
 		}
+	}
+}
+
+// TestInstallRootAliasAndHostname: install writes --root-alias into the new
+// config, warns loudly (stderr) when root has no alias or the host name is
+// not fully qualified, refuses a bad address, and never waits for an answer
+// when not run on a terminal.
+func TestInstallRootAliasAndHostname(t *testing.T) {
+	bin, _ := binaries(t)
+	run := func(args ...string) (string, string, error) {
+		cmd := exec.Command(bin, append([]string{"install", "--no-start"}, args...)...)
+		cmd.Stdin = strings.NewReader("") // not a terminal: no question
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		return out.String(), errb.String(), err
+	}
+	root := newInstallRoot(t, true)
+	_, stderr, err := run("--root", root, "--hostname", "vm")
+	if err != nil {
+		t.Fatal(err, stderr)
+	}
+	for _, want := range []string{`WARNING: hostname "vm" is not fully qualified`, "WARNING: root has no alias", "--root-alias"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("no %q in stderr:\n%s", want, stderr)
+		}
+	}
+	root = newInstallRoot(t, true)
+	_, stderr, err = run("--root", root, "--hostname", "web1.example.com", "--root-alias", "ops@example.org")
+	if err != nil {
+		t.Fatal(err, stderr)
+	}
+	if strings.Contains(stderr, "WARNING") {
+		t.Errorf("warnings with a FQDN and a root alias:\n%s", stderr)
+	}
+	c, err := config.Load(filepath.Join(root, "etc/facteur/facteur.yaml"))
+	if err != nil || c.Aliases["root"] != "ops@example.org" {
+		t.Errorf("installed config: %v %+v", err, c)
+	}
+	// /etc/aliases giving root an address is enough.
+	root = newInstallRoot(t, true)
+	os.MkdirAll(filepath.Join(root, "etc"), 0o755)
+	os.WriteFile(filepath.Join(root, "etc/aliases"), []byte("postmaster: root\nroot: admin@example.org\n"), 0o644)
+	if _, stderr, err = run("--root", root, "--hostname", "web1.example.com"); err != nil || strings.Contains(stderr, "root has no alias") {
+		t.Errorf("with /etc/aliases: %v\n%s", err, stderr)
+	}
+	if _, stderr, err = run("--root", newInstallRoot(t, true), "--hostname", "web1.example.com", "--root-alias", "bob@@example.org"); err == nil || !strings.Contains(stderr, "--root-alias") {
+		t.Errorf("bad --root-alias accepted: %v\n%s", err, stderr)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"facteur/relay/relaytest"
 )
@@ -235,10 +236,58 @@ try { $m->send(); echo "sent\n"; } catch (Exception $e) { echo "failed: ", $m->E
 		}
 	}
 	// Nothing went around the limit through the maildrop.
-	ents, _ := os.ReadDir(filepath.Join(data, "maildrop"))
-	for _, e := range ents {
-		if e.Type().IsRegular() {
-			t.Errorf("maildrop holds %s", e.Name())
+	if n := dropped(t, data); n != 0 {
+		t.Errorf("maildrop holds %d files", n)
+	}
+
+	// The daemon down: the maildrop takes each user's mail up to its quota
+	// (then exit 75). At restart (the guard's counts start afresh, as
+	// Postfix's anvil), pickup applies the budgets: what is over them waits
+	// in the maildrop, nothing lost.
+	r.stop()
+	cfg, _ := os.ReadFile(r.config)
+	os.WriteFile(r.config, append(cfg, "maildrop_quota: {files: 2, bytes: 0}\n"...), 0o644)
+	for i := range 2 {
+		if out, code := sendmail(alice, fmt.Sprintf("down%d@example.org", i), fmt.Sprintf("down%db@example.org", i)); code != 0 {
+			t.Fatalf("alice, daemon down, message %d: %d %s", i, code, out)
 		}
 	}
+	if out, code := sendmail(alice, "down2@example.org"); code != 75 || !strings.Contains(out, "maildrop quota exceeded") {
+		t.Fatalf("alice past her maildrop quota: exit %d, %s; want 75", code, out)
+	}
+	if out, code := sendmail(bob, "down3@example.org"); code != 0 {
+		t.Fatalf("bob, daemon down: %d %s", code, out)
+	}
+	if n := dropped(t, data); n != 3 {
+		t.Fatalf("maildrop holds %d files, want 3", n)
+	}
+	r.start()
+	// Alice's first file spends 2 of her 3 recipients; her second (2) waits.
+	r.waitLog(" rcpt=<down3@example.org>")
+	r.waitLog(" rcpt=<down0@example.org>,<down0b@example.org>")
+	r.waitLog(fmt.Sprintf("maildrop message waits level=warn file=%s", filepath.Join(data, "maildrop")))
+	// Pickup logs a file's acceptance just before it removes it: wait for
+	// the removals, then alice's second file must still be there.
+	deadline := time.Now().Add(10 * time.Second)
+	for dropped(t, data) > 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := dropped(t, data); n != 1 {
+		t.Errorf("the maildrop should keep alice's second file: %d files", n)
+	}
+	if !strings.Contains(r.logText(), fmt.Sprintf(`uid=%d user=%s resp="451 4.7.1 Rate limit exceeded for user %s`, alice.uid, alice.name, alice.name)) {
+		t.Errorf("the waiting file's line lacks its user and reply:\n%s", r.logText())
+	}
+}
+
+func dropped(t *testing.T, data string) int {
+	t.Helper()
+	ents, _ := os.ReadDir(filepath.Join(data, "maildrop"))
+	n := 0
+	for _, e := range ents {
+		if e.Type().IsRegular() {
+			n++
+		}
+	}
+	return n
 }

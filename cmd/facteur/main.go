@@ -40,20 +40,52 @@ func main() {
 	os.Exit(run(os.Args[1:]))
 }
 
+// subcommandUsage is the usage of the commands whose first argument is a
+// subcommand: `facteur policy --help` prints it (exit 0) rather than taking
+// --help for an unknown subcommand.
+func subcommandUsage(name string) string {
+	return map[string]string{
+		"queue": queueUsage, "policy": policyUsage, "suppress": suppressUsage, "bounce": bounceUsage,
+		"dkim": dkimUsage, "provider": providerUsage, "config": configUsage,
+	}[name]
+}
+
+// helpShown is set when a command printed its help on -h/--help, so that
+// the process exits 0 whatever the command returned.
+var helpShown bool
+
 func run(args []string) int {
 	if len(args) == 0 {
 		usage(os.Stderr)
 		return 2
 	}
 	switch args[0] {
-	case "-h", "-help", "--help", "help":
+	case "-h", "-help", "--help":
 		usage(os.Stdout)
 		return 0
+	case "help":
+		if len(args) == 1 {
+			usage(os.Stdout)
+			return 0
+		}
+		// help CMD [SUB]: the command's own help.
+		return run(append(append([]string{}, args[1:]...), "--help"))
 	}
 	for _, c := range commands {
-		if c.name == args[0] {
-			return c.run(args[1:])
+		if c.name != args[0] {
+			continue
 		}
+		if len(args) >= 2 && isHelpArg(args[1]) {
+			if u := subcommandUsage(c.name); u != "" {
+				fmt.Println(u)
+				return 0
+			}
+		}
+		code := c.run(args[1:])
+		if helpShown {
+			return 0
+		}
+		return code
 	}
 	fmt.Fprintf(os.Stderr, "facteur: unknown command %q\n", args[0])
 	usage(os.Stderr)
@@ -65,8 +97,20 @@ func run(args []string) int {
 // flags.
 func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "-h" || a == "-help" || a == "--help" {
+			// Asked for: the help goes to stdout and the exit status is 0.
+			fs.SetOutput(os.Stdout)
+		}
+	}
 	for {
 		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				helpShown = true
+			}
 			return nil, err
 		}
 		rest := fs.Args()
@@ -85,6 +129,10 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 func newFlags(name string) (*flag.FlagSet, *string) {
 	fs := flag.NewFlagSet("facteur "+name, flag.ContinueOnError)
 	fs.SetOutput(os.Stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: facteur %s [flags]\nflags:\n", name)
+		fs.PrintDefaults()
+	}
 	cfg := fs.String("config", "", "config file (default $FACTEUR_CONFIG or "+config.DefaultPath+")")
 	return fs, cfg
 }

@@ -3,10 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"text/tabwriter"
@@ -14,11 +18,14 @@ import (
 
 	"facteur/policy"
 	"facteur/relay/admin"
+	"facteur/relay/config"
+	"facteur/relay/maillog"
 	"facteur/relay/metrics"
 )
 
 func init() {
 	register("status", "one-screen summary of the queue, deliveries and providers", cmdStatus)
+	register("top", "the senders, users, clients, domains and subjects with the most mail, queued and in the last hour", cmdTop)
 	routeRegistrars = append(routeRegistrars, func(d *daemon, m map[string]http.Handler) {
 		m["GET /metrics"] = d.metrics.Handler()
 		m["GET /status"] = http.HandlerFunc(d.status)
@@ -99,9 +106,9 @@ func (d *daemon) alarmLoop(ctx context.Context) error {
 			if over != d.alarm.Load() {
 				d.alarm.Store(over)
 				if over {
-					d.log.Warn("queue alarm", "messages", st.Messages, "oldest", st.Oldest)
+					d.log.Warn(maillog.QueueAlarm, "messages", st.Messages, "oldest", st.Oldest)
 				} else {
-					d.log.Info("queue alarm cleared", "messages", st.Messages)
+					d.log.Info(maillog.QueueAlarmCleared, "messages", st.Messages)
 				}
 			}
 		}
@@ -179,7 +186,16 @@ func deref(s *string) string {
 func cmdStatus(args []string) int {
 	fs, cfgPath := newFlags("status")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := parseFlags(fs, args); err != nil {
+	top := fs.Bool("top", false, "also show the top senders, users, clients, domains and subjects (facteur top)")
+	pos, err := parseFlags(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		return 2
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(os.Stderr, "facteur status: unexpected argument %q\n", pos[0])
 		return 2
 	}
 	cfg, err := loadConfig(*cfgPath)
@@ -190,18 +206,25 @@ func cmdStatus(args []string) int {
 	if err := newAdminClient(cfg).do("GET", "/status", nil, nil, &raw); err != nil {
 		return failErr(err)
 	}
-	if *asJSON {
+	if *asJSON && !*top {
 		os.Stdout.Write(raw)
 		return 0
+	}
+	if *top {
+		defer func() { printTop(cfg, 10, *asJSON) }()
+		if *asJSON {
+			os.Stdout.Write(raw)
+			return 0
+		}
 	}
 	var st Status
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return failErr(err)
 	}
-	fmt.Printf("facteur on %s at %s\n\n", cfg.Hostname, st.Now.Local().Format(time.DateTime))
+	fmt.Printf("facteur on %s at %s\n\n", cfg.Hostname, st.Now.Local().Format(admin.TextTime))
 	oldest := "none"
 	if st.Oldest != nil {
-		oldest = fmt.Sprintf("%s (%s ago)", st.Oldest.Local().Format(time.DateTime), time.Since(*st.Oldest).Round(time.Second))
+		oldest = fmt.Sprintf("%s (%s ago)", st.Oldest.Local().Format(admin.TextTime), time.Since(*st.Oldest).Round(time.Second))
 	}
 	fmt.Printf("queue: %d message%s, oldest %s", st.Messages, plural(st.Messages), oldest)
 	if st.Alarm {
@@ -229,9 +252,54 @@ func cmdStatus(args []string) int {
 	}
 	fmt.Println("\nsuspended:")
 	for _, s := range st.Suspended {
-		fmt.Printf("  %s until %s (in %s): %s\n", s.Provider, s.Until.Local().Format(time.DateTime), time.Until(s.Until).Round(time.Second), strings.TrimSpace(s.Reason))
+		fmt.Printf("  %s until %s (in %s): %s\n", s.Provider, s.Until.Local().Format(admin.TextTime), time.Until(s.Until).Round(time.Second), strings.TrimSpace(s.Reason))
 	}
 	return 0
 }
 
 var _ atomic.Bool
+
+// cmdTop is `facteur top`: who is sending all this mail (the screen that
+// finds the hacked site), from the daemon or, when it is down, the queue.
+func cmdTop(args []string) int {
+	fs, cfgPath := newFlags("top")
+	asJSON := fs.Bool("json", false, "print JSON")
+	n := fs.Int("n", 10, "entries per table")
+	pos, err := parseFlags(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		return 2
+	}
+	if len(pos) > 0 || *n <= 0 {
+		fmt.Fprintln(os.Stderr, "usage: facteur top [-n N] [--json]")
+		return 2
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return failErr(err)
+	}
+	return printTop(cfg, *n, *asJSON)
+}
+
+func printTop(cfg *config.Config, n int, asJSON bool) int {
+	qc := &queueClient{cfg: cfg, c: newAdminClient(cfg)}
+	var raw []byte
+	if err := qc.do("GET", "/queue/top", url.Values{"n": {strconv.Itoa(n)}}, &raw); err != nil {
+		return failErr(err)
+	}
+	if asJSON {
+		os.Stdout.Write(raw)
+		return 0
+	}
+	var rep admin.TopReport
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		return failErr(err)
+	}
+	if qc.offline {
+		fmt.Println("(the daemon is not running: the last hour counts only what is still queued)")
+	}
+	admin.WriteTop(os.Stdout, rep)
+	return 0
+}

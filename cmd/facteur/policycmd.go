@@ -26,7 +26,10 @@ func cmdPolicy(args []string) int {
 	}
 	sub := args[0]
 	fs, cfgPath := newFlags("policy " + sub)
-	asJSON := fs.Bool("json", false, "print JSON (show)")
+	asJSON := new(bool)
+	if sub == "show" {
+		asJSON = fs.Bool("json", false, "print JSON")
+	}
 	pos, err := parseFlags(fs, args[1:])
 	if err != nil {
 		return 2

@@ -1,35 +1,89 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
-	"log/slog"
-	"net/http/httptest"
-	"strings"
-
-	"facteur/relay/config"
 	"flag"
 	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
 	"net/url"
 	"os"
-	"time"
+	"path/filepath"
+	"strings"
 
 	"facteur/queue"
+	"facteur/queue/maildrop"
 	"facteur/relay/admin"
+	"facteur/relay/config"
+	"facteur/relay/maillog"
 )
 
 func init() {
 	register("queue", "list, show, delete, hold, release or flush queued mail", cmdQueue)
 }
 
-const queueUsage = `usage: facteur queue list [--json] [filters]
-       facteur queue show ID [--json]
-       facteur queue delete ID | facteur queue delete FILTERS
-       facteur queue hold ID | facteur queue hold FILTERS
-       facteur queue release ID
-       facteur queue flush [ID]
+const queueUsage = `usage: facteur queue list [--json] [ID...] [FILTERS]
+       facteur queue show ID [--json] [--body]
+       facteur queue delete  ID... | - | FILTERS | --all
+       facteur queue hold    ID... | - | FILTERS | --all
+       facteur queue release ID... | - | FILTERS | --all
+       facteur queue flush   [ID... | - | FILTERS]      (nothing: the whole queue)
        facteur queue compact     (daemon stopped: give back the space a drained queue left)
-filters: --sender ADDR --client-ip IP --domain D --older-than DURATION (e.g. 2h, 3d)`
+FILTERS (all of those given must match):
+  --sender ADDR        envelope sender; * matches any run of characters (*@example.com), <> the null sender
+  --client-ip IP|CIDR  the client that submitted it (127.0.0.3, 10.0.0.0/8)
+  --user NAME          the local account that submitted it (www-data)
+  --domain D           a recipient at domain D
+  --provider P         a recipient at provider P (facteur providers)
+  --status S           a recipient in status S (queued, deferred, held, ...)
+  --older-than D       received more than D ago (90m, 2h, 3d)
+  --younger-than D     received less than D ago
+IDs may be given several at once, or one per line on standard input with "-".
+delete, hold and release need an ID or a filter, or --all for every message.
+Run 'facteur queue COMMAND --help' for the flags of one command.`
+
+// queueCmd describes what one queue subcommand takes, so that its --help
+// shows only those flags and a flag it cannot take is refused.
+type queueCmd struct {
+	args    string
+	filters bool // takes IDs and the filters
+	all     bool // takes --all
+	body    bool // takes --body (show)
+}
+
+var queueCmds = map[string]queueCmd{
+	"list":    {args: "[--json] [ID...] [FILTERS]", filters: true},
+	"show":    {args: "ID [--json] [--body]", body: true},
+	"delete":  {args: "ID... | - | FILTERS | --all", filters: true, all: true},
+	"hold":    {args: "ID... | - | FILTERS | --all", filters: true, all: true},
+	"release": {args: "ID... | - | FILTERS | --all", filters: true, all: true},
+	"flush":   {args: "[ID... | - | FILTERS]", filters: true},
+	"compact": {args: "(the daemon stopped)"},
+}
+
+// queueFilterFlags maps each filter flag to its admin query key.
+var queueFilterFlags = []struct{ flag, key, help string }{
+	{"sender", "sender", "envelope sender; * matches any run of characters, <> the null sender"},
+	{"client-ip", "client_ip", "client address or CIDR prefix (10.0.0.0/8)"},
+	{"user", "user", "local account that submitted the message"},
+	{"domain", "domain", "a recipient at this domain"},
+	{"provider", "provider", "a recipient at this provider"},
+	{"status", "status", "a recipient in this status (" + statusList() + ")"},
+	{"older-than", "older_than", "received more than this long ago (90m, 2h, 3d)"},
+	{"younger-than", "younger_than", "received less than this long ago"},
+}
+
+func statusList() string {
+	var s []string
+	for _, st := range queue.Statuses() {
+		s = append(s, string(st))
+	}
+	return strings.Join(s, ", ")
+}
 
 func cmdQueue(args []string) int {
 	if len(args) == 0 {
@@ -37,134 +91,129 @@ func cmdQueue(args []string) int {
 		return 2
 	}
 	sub := args[0]
+	if isHelpArg(sub) {
+		fmt.Println(queueUsage)
+		return 0
+	}
+	spec, ok := queueCmds[sub]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "facteur: unknown queue command %q\n%s\n", sub, queueUsage)
+		return 2
+	}
 	fs, cfgPath := newFlags("queue " + sub)
-	asJSON := fs.Bool("json", false, "print JSON")
-	sender := fs.String("sender", "", "only messages from this envelope sender")
-	clientIP := fs.String("client-ip", "", "only messages submitted from this IP")
-	domain := fs.String("domain", "", "only messages with a recipient at this domain")
-	olderThan := fs.String("older-than", "", "only messages older than this (e.g. 2h, 3d)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: facteur queue %s %s\n", sub, spec.args)
+		fs.PrintDefaults()
+	}
+	asJSON := new(bool)
+	if sub != "compact" {
+		asJSON = fs.Bool("json", false, "print JSON")
+	}
+	values := map[string]*string{}
+	if spec.filters {
+		for _, f := range queueFilterFlags {
+			values[f.key] = fs.String(f.flag, "", f.help)
+		}
+	}
+	var all, body *bool
+	if spec.all {
+		all = fs.Bool("all", false, "every message in the queue (needed when no ID or filter is given)")
+	}
+	if spec.body {
+		body = fs.Bool("body", false, "also print the message body as stored (root or admin only)")
+	}
 	pos, err := parseFlags(fs, args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
 	if err != nil {
+		return 2
+	}
+	q := url.Values{}
+	for k, v := range values {
+		if *v != "" {
+			q.Set(k, *v)
+		}
+	}
+	if err := checkFilterValues(q); err != nil {
+		fmt.Fprintf(os.Stderr, "facteur: queue %s: %v\n", sub, err)
+		return 2
+	}
+	if sub == "compact" {
+		if len(pos) > 0 {
+			fmt.Fprintln(os.Stderr, "usage: facteur queue compact")
+			return 2
+		}
+		cfg, err := loadConfig(*cfgPath)
+		if err != nil {
+			return failErr(err)
+		}
+		// Offline, like postsuper's maintenance: the file is rewritten with
+		// only its live pages (issue 19 §5).
+		before, after, err := queue.Compact(dbPath(cfg), queue.Options{})
+		if err != nil {
+			return failErr(err)
+		}
+		fmt.Printf("%s: %s -> %s\n", dbPath(cfg), humanBytes(before), humanBytes(after))
+		return 0
+	}
+	var ids []string
+	if sub == "show" {
+		if len(pos) != 1 {
+			fmt.Fprintf(os.Stderr, "facteur: queue show takes exactly one ID\nusage: facteur queue show %s\n", spec.args)
+			return 2
+		}
+		ids = pos
+	} else if ids, err = readIDs(pos, os.Stdin); err != nil {
+		fmt.Fprintf(os.Stderr, "facteur: queue %s: %v\n", sub, err)
+		return 2
+	}
+	for _, id := range ids {
+		if _, err := queue.ParseID(id); err != nil {
+			fmt.Fprintf(os.Stderr, "facteur: queue %s: %v\n", sub, err)
+			return 2
+		}
+		q.Add("id", id)
+	}
+	if all != nil && *all {
+		if len(q) > 0 {
+			fmt.Fprintf(os.Stderr, "facteur: queue %s: --all selects every message; give it without IDs or filters\n", sub)
+			return 2
+		}
+		q.Set("all", "1")
+	}
+	if spec.all && len(q) == 0 {
+		fmt.Fprintf(os.Stderr, "facteur: queue %s needs a message ID, a filter (--sender, --client-ip, --user, --domain, --provider, --status, --older-than, --younger-than), or --all\n", sub)
 		return 2
 	}
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
 		return failErr(err)
 	}
-	c := newAdminClient(cfg)
-	filters := url.Values{}
-	for k, v := range map[string]string{"sender": *sender, "client_ip": *clientIP, "domain": *domain, "older_than": *olderThan} {
-		if v != "" {
-			filters.Set(k, v)
-		}
-	}
-	needID := func() (string, bool) {
-		if len(pos) != 1 {
-			fmt.Fprintln(os.Stderr, queueUsage)
-			return "", false
-		}
-		if _, err := queue.ParseID(pos[0]); err != nil {
-			fmt.Fprintf(os.Stderr, "facteur: %v\n", err)
-			return "", false
-		}
-		return pos[0], true
-	}
-	// get reads from the daemon, or from the database when the daemon is
-	// down: like mailq, listing the queue must not need the daemon.
-	get := func(path string, q url.Values) ([]byte, error) {
-		var raw []byte
-		err := c.do("GET", path, q, nil, &raw)
-		if errors.Is(err, errDaemonDown) {
-			return offlineGet(cfg, path, q)
-		}
-		return raw, err
-	}
+	qc := &queueClient{cfg: cfg, c: newAdminClient(cfg)}
 	switch sub {
 	case "list":
-		if !*asJSON {
-			filters.Set("format", "text")
-		}
-		// Streamed from the daemon: the first lines print at once.
-		err := c.do("GET", "/queue", filters, nil, os.Stdout)
-		if errors.Is(err, errDaemonDown) {
-			err = offlineList(cfg, filters, os.Stdout)
-		}
-		if err != nil {
-			return failErr(err)
-		}
-		return 0
+		return qc.list(q, *asJSON)
 	case "show":
-		id, ok := needID()
-		if !ok {
-			return 2
-		}
-		var m queue.Message
-		raw, err := get("/queue/"+id, nil)
-		if err != nil {
-			return failErr(err)
-		}
-		if *asJSON {
-			os.Stdout.Write(raw)
-			return 0
-		}
-		if err := json.Unmarshal(raw, &m); err != nil {
-			return failErr(err)
-		}
-		admin.FormatQueue(os.Stdout, []queue.Message{m})
-		return 0
-	case "delete", "hold":
-		verb := map[string]string{"delete": "deleted", "hold": "held"}[sub]
-		if len(pos) == 0 {
-			if len(filters) == 0 {
-				fmt.Fprintf(os.Stderr, "facteur: queue %s needs an ID or a filter (--sender, --client-ip, --domain, --older-than)\n", sub)
-				return 2
-			}
-			var res struct{ Count int }
-			if err := c.do("POST", "/queue/"+sub, filters, nil, &res); err != nil {
-				return failErr(err)
-			}
-			fmt.Printf("%d message%s %s\n", res.Count, plural(res.Count), verb)
-			return 0
-		}
-		id, ok := needID()
-		if !ok {
-			return 2
-		}
-		if err := c.do("POST", "/queue/"+id+"/"+sub, nil, nil, nil); err != nil {
-			return failErr(err)
-		}
-		fmt.Printf("1 message %s\n", verb)
-		return 0
-	case "release":
-		id, ok := needID()
-		if !ok {
-			return 2
-		}
-		if err := c.do("POST", "/queue/"+id+"/release", nil, nil, nil); err != nil {
-			return failErr(err)
-		}
-		fmt.Println("1 message released")
-		return 0
+		return qc.show(ids[0], *asJSON, *body)
 	case "flush":
-		path := "/queue/flush"
-		if len(pos) > 0 {
-			id, ok := needID()
-			if !ok {
-				return 2
-			}
-			path = "/queue/" + id + "/flush"
-		}
 		var rep admin.FlushReport
-		if err := c.do("POST", path, nil, nil, &rep); err != nil {
+		if err := qc.do("POST", "/queue/flush", q, &rep); err != nil {
 			return failErr(err)
 		}
 		if *asJSON {
 			json.NewEncoder(os.Stdout).Encode(rep)
 			return 0
 		}
-		fmt.Printf("%d recipient%s due now\n", rep.Flushed, plural(rep.Flushed))
+		if len(q) == 0 {
+			// The whole queue: the daemon's flush loop moves it in the
+			// background; the count is of the recipients waiting.
+			fmt.Printf("queue flushed: %d recipient%s due now\n", rep.Flushed, plural(rep.Flushed))
+		} else {
+			fmt.Printf("%d message%s flushed\n", rep.Flushed, plural(rep.Flushed))
+		}
 		for _, s := range rep.Skipped {
-			fmt.Printf("skipped %s %s: provider %s suspended until %s (%s)\n", s.ID, s.Rcpt, s.Provider, s.Until.Format(time.RFC3339), s.Reason)
+			fmt.Printf("skipped %s %s: provider %s suspended until %s (%s)\n", s.ID, s.Rcpt, s.Provider, s.Until.Local().Format(admin.TextTime), s.Reason)
 		}
 		return 0
 	case "compact":
@@ -177,9 +226,301 @@ func cmdQueue(args []string) int {
 		fmt.Printf("%s: %s -> %s\n", dbPath(cfg), humanBytes(before), humanBytes(after))
 		return 0
 	default:
-		fmt.Fprintln(os.Stderr, queueUsage)
-		return 2
+		var rep admin.BulkReport
+		if err := qc.do("POST", "/queue/"+sub, q, &rep); err != nil {
+			return failErr(err)
+		}
+		if *asJSON {
+			json.NewEncoder(os.Stdout).Encode(rep)
+			return 0
+		}
+		verb := map[string]string{"delete": "deleted", "hold": "held", "release": "released"}[sub]
+		fmt.Printf("%d message%s %s\n", rep.Count, plural(rep.Count), verb)
+		return 0
 	}
+}
+
+func isHelpArg(s string) bool {
+	return s == "-h" || s == "-help" || s == "--help" || s == "help"
+}
+
+// checkFilterValues refuses a malformed filter before anything is asked of
+// the daemon, with the message the daemon would give.
+func checkFilterValues(q url.Values) error {
+	if v := q.Get("client_ip"); v != "" {
+		if _, err := queue.ParseClientFilter(v); err != nil {
+			return errors.New(strings.TrimSuffix(err.Error(), ": "+queue.ErrInvalid.Error()))
+		}
+	}
+	if v := q.Get("status"); v != "" && !queue.Status(v).Valid() {
+		return fmt.Errorf("unknown status %q (want one of %s)", v, statusList())
+	}
+	return nil
+}
+
+// readIDs returns the IDs given as arguments, "-" standing for those read
+// from stdin (whitespace-separated, as postsuper -d - reads them).
+func readIDs(pos []string, stdin io.Reader) ([]string, error) {
+	var ids []string
+	dash := false
+	for _, p := range pos {
+		if p != "-" {
+			ids = append(ids, p)
+			continue
+		}
+		if dash {
+			return nil, errors.New(`"-" given twice`)
+		}
+		dash = true
+		sc := bufio.NewScanner(stdin)
+		sc.Buffer(make([]byte, 64*1024), 1024*1024)
+		sc.Split(bufio.ScanWords)
+		n := 0
+		for sc.Scan() {
+			ids = append(ids, sc.Text())
+			n++
+		}
+		if err := sc.Err(); err != nil {
+			return nil, fmt.Errorf("reading IDs from stdin: %w", err)
+		}
+		if n == 0 {
+			return nil, errors.New("no ID on standard input")
+		}
+	}
+	return ids, nil
+}
+
+// queueClient runs a queue request against the daemon, or, when the daemon
+// is down, against the database with the endpoint's own handler: like
+// mailq and postsuper, the queue tools must not need the daemon.
+type queueClient struct {
+	cfg     *config.Config
+	c       *adminClient
+	offline bool // the daemon was down: answered from the database
+}
+
+func (qc *queueClient) do(method, path string, q url.Values, out any) error {
+	err := qc.c.do(method, path, q, nil, out)
+	if !errors.Is(err, errDaemonDown) {
+		return err
+	}
+	qc.offline = true
+	raw, err := offlineDo(qc.cfg, method, path, q)
+	if err != nil {
+		return err
+	}
+	switch o := out.(type) {
+	case nil:
+		return nil
+	case *[]byte:
+		*o = raw
+		return nil
+	case io.Writer:
+		_, err := o.Write(raw)
+		return err
+	default:
+		return json.Unmarshal(raw, out)
+	}
+}
+
+func (qc *queueClient) list(q url.Values, asJSON bool) int {
+	filtered := len(q) > 0
+	if !asJSON {
+		q.Set("format", "text")
+	}
+	// Streamed from the daemon: the first lines print at once.
+	err := qc.c.do("GET", "/queue", q, nil, os.Stdout)
+	if err == nil {
+		return 0
+	}
+	if !errors.Is(err, errDaemonDown) {
+		return failErr(err)
+	}
+	qc.offline = true
+	waiting := 0
+	if !filtered {
+		waiting = qc.maildrop(asJSON)
+	}
+	var w io.Writer = os.Stdout
+	if !asJSON && waiting > 0 {
+		// The maildrop was listed: an empty queue is not an empty system.
+		w = dropWrite{w: w, drop: "Mail queue is empty\n"}
+	}
+	if err := offlineList(qc.cfg, q, w); err != nil {
+		return failErr(err)
+	}
+	return 0
+}
+
+// dropWrite passes writes on but one equal to drop.
+type dropWrite struct {
+	w    io.Writer
+	drop string
+}
+
+func (d dropWrite) Write(b []byte) (int, error) {
+	if string(b) == d.drop {
+		return len(b), nil
+	}
+	return d.w.Write(b)
+}
+
+// maildrop lists, with the daemon down, what the shim left in the maildrop
+// for it: that mail is not in the queue yet, but it is not lost either, and
+// "Mail queue is empty" would be a lie. It returns how many it found.
+func (qc *queueClient) maildrop(asJSON bool) int {
+	dir := filepath.Join(qc.cfg.DataDir, "maildrop")
+	paths, err := maildrop.List(dir)
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			fmt.Fprintf(os.Stderr, "facteur: cannot read the maildrop: %v\n", err)
+		}
+		return 0
+	}
+	if len(paths) == 0 {
+		return 0
+	}
+	out := os.Stdout
+	if asJSON {
+		out = os.Stderr
+	}
+	fmt.Fprintf(out, "%d message%s waiting in the maildrop %s: the daemon is not running; they will be queued when it starts\n", len(paths), plural(len(paths)), dir)
+	if asJSON {
+		return len(paths)
+	}
+	for _, p := range paths {
+		env, body, err := maildrop.Read(p)
+		if err != nil {
+			fmt.Fprintf(out, "  %s: %v\n", filepath.Base(p), err)
+			continue
+		}
+		sender := env.Sender
+		if sender == "" {
+			sender = "MAILER-DAEMON"
+		}
+		fmt.Fprintf(out, "  %-34s %9d %s %s user=%s\n", filepath.Base(p), len(body), env.Time.Local().Format(admin.TextTime), sender, env.User)
+		for _, r := range env.Recipients {
+			fmt.Fprintf(out, "  %-34s %s\n", "", r)
+		}
+	}
+	fmt.Fprintln(out)
+	return len(paths)
+}
+
+// show prints one message as postcat -q does: envelope, recipients with
+// their attempts, the header, and with body the whole message.
+func (qc *queueClient) show(id string, asJSON, body bool) int {
+	var m queue.Message
+	if err := qc.do("GET", "/queue/"+id, nil, &m); err != nil {
+		return failErr(err)
+	}
+	part := "header"
+	if body {
+		part = "all"
+	}
+	var raw []byte
+	if err := qc.do("GET", "/queue/"+id+"/message", url.Values{"part": {part}}, &raw); err != nil {
+		return failErr(err)
+	}
+	if asJSON {
+		out := struct {
+			queue.Message
+			Header string `json:"header"`
+			Body   string `json:"body,omitempty"`
+		}{Message: m}
+		h := admin.HeaderOf(raw)
+		out.Header = string(h)
+		if body {
+			out.Body = string(raw[len(h):])
+		}
+		b, _ := json.MarshalIndent(out, "", "  ")
+		os.Stdout.Write(append(b, '\n'))
+		return 0
+	}
+	writeShow(os.Stdout, m, raw, body)
+	return 0
+}
+
+func writeShow(w io.Writer, m queue.Message, raw []byte, body bool) {
+	fmt.Fprintf(w, "*** ENVELOPE %s ***\n", m.ID)
+	fmt.Fprintf(w, "arrival:   %s\n", m.Created.Local().Format(admin.TextTime))
+	fmt.Fprintf(w, "size:      %d\n", m.Size)
+	sender := m.Sender
+	if sender == "" {
+		sender = "<> (null sender)"
+	}
+	fmt.Fprintf(w, "sender:    %s\n", sender)
+	client := m.ClientIP
+	if client == "" {
+		client = "local"
+	}
+	if m.Helo != "" {
+		client += " (helo " + m.Helo + ")"
+	}
+	fmt.Fprintf(w, "client:    %s\n", client)
+	if m.User != "" {
+		u := m.User
+		if m.UID != nil {
+			u += fmt.Sprintf(" (uid %d)", *m.UID)
+		}
+		fmt.Fprintf(w, "user:      %s\n", u)
+	}
+	if m.AuthUser != "" {
+		fmt.Fprintf(w, "auth:      %s\n", m.AuthUser)
+	}
+	if !m.Expires.IsZero() {
+		fmt.Fprintf(w, "expires:   %s\n", m.Expires.Local().Format(admin.TextTime))
+	}
+	var flags []string
+	if m.SMTPUTF8 {
+		flags = append(flags, "SMTPUTF8")
+	}
+	if m.EightBit {
+		flags = append(flags, "8BITMIME")
+	}
+	if m.IsDSN {
+		flags = append(flags, "DSN")
+	}
+	if len(flags) > 0 {
+		fmt.Fprintf(w, "flags:     %s\n", strings.Join(flags, " "))
+	}
+	for _, r := range m.Recipients {
+		line := fmt.Sprintf("recipient: %s [%s", r.Address, r.Status)
+		if r.Provider != "" {
+			line += " " + r.Provider
+		}
+		line += fmt.Sprintf(", %d attempt%s", r.Attempts, plural(r.Attempts))
+		if !r.NextAttempt.IsZero() {
+			line += ", next " + r.NextAttempt.Local().Format(admin.TextTime)
+		}
+		fmt.Fprintln(w, line+"]")
+		for _, a := range r.History {
+			mx := a.MX
+			if mx == "" {
+				mx = "-"
+			}
+			fmt.Fprintf(w, "    %s  %s  %s\n", a.At.Local().Format(admin.TextTime), mx, oneLineText(a.Response))
+		}
+		if len(r.History) == 0 && r.LastResponse != "" {
+			fmt.Fprintf(w, "    %s\n", oneLineText(r.LastResponse))
+		}
+	}
+	h := admin.HeaderOf(raw)
+	fmt.Fprintln(w, "*** HEADER ***")
+	w.Write(bytes.ReplaceAll(bytes.TrimRight(h, "\r\n"), []byte("\r\n"), []byte("\n")))
+	fmt.Fprintln(w)
+	if body {
+		fmt.Fprintln(w, "*** BODY ***")
+		w.Write(bytes.ReplaceAll(raw[len(h):], []byte("\r\n"), []byte("\n")))
+		if len(raw) > len(h) && raw[len(raw)-1] != '\n' {
+			fmt.Fprintln(w)
+		}
+	}
+	fmt.Fprintln(w, "*** END ***")
+}
+
+func oneLineText(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", " "), "\n", " ")
 }
 
 // humanBytes writes n as ops read a file size.
@@ -202,38 +543,39 @@ func plural(n int) string {
 	return "s"
 }
 
-var _ = flag.ErrHelp
+// errNoDatabase: there is no database and no daemon. This config's daemon
+// never ran; saying "Mail queue is empty" could hide the queue of the daemon
+// that does run (another config, another data_dir).
+func errNoDatabase(cfg *config.Config) error {
+	where := "the built-in defaults (no config file)"
+	if cfg.File != "" {
+		where = cfg.File
+	}
+	return fmt.Errorf("no queue database at %s and the daemon is not running (config: %s); check data_dir, or pass -config", dbPath(cfg), where)
+}
 
-// offlineGet answers a read of the admin endpoint from the database, with
+// offlineDo answers a request to the admin endpoint from the database, with
 // the endpoint's own handler, while the daemon is down.
-func offlineGet(cfg *config.Config, path string, q url.Values) ([]byte, error) {
+func offlineDo(cfg *config.Config, method, path string, q url.Values) ([]byte, error) {
 	store, err := openStore(cfg, false)
 	if err != nil {
 		return nil, err
 	}
 	if store == nil {
-		// No database yet: an empty queue, as the daemon would say.
-		switch {
-		case path != "/queue":
-			return nil, fmt.Errorf("%s: %w", strings.TrimPrefix(path, "/queue/"), queue.ErrNotFound)
-		case q.Get("format") == "text":
-			return []byte("Mail queue is empty\n"), nil
-		default:
-			return []byte("[]\n"), nil
-		}
+		return nil, errNoDatabase(cfg)
 	}
 	defer store.Close()
 	pol, err := loadPolicy(cfg)
 	if err != nil {
 		return nil, err
 	}
-	srv := &admin.Server{Store: store, Log: slog.New(slog.DiscardHandler), Decorate: func(msgs []queue.Message) { decorate(pol, msgs) }}
+	srv := &admin.Server{Store: store, Log: offlineLog(cfg), Decorate: func(msgs []queue.Message) { decorate(pol, msgs) }}
 	u := path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
 	rec := httptest.NewRecorder()
-	srv.Handler().ServeHTTP(rec, httptest.NewRequest("GET", u, nil))
+	srv.Handler().ServeHTTP(rec, httptest.NewRequest(method, u, nil))
 	if rec.Code/100 != 2 {
 		var e struct {
 			Error string `json:"error"`
@@ -244,4 +586,18 @@ func offlineGet(cfg *config.Config, path string, q url.Values) ([]byte, error) {
 		return nil, fmt.Errorf("queue: %d", rec.Code)
 	}
 	return rec.Body.Bytes(), nil
+}
+
+// offlineLog is where an operation made with the daemon down is logged: the
+// daemon's log_file when set (one line per message, as when it runs),
+// nowhere otherwise.
+func offlineLog(cfg *config.Config) *slog.Logger {
+	if cfg.LogFile == "" {
+		return slog.New(slog.DiscardHandler)
+	}
+	f, err := os.OpenFile(cfg.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return maillog.New(f, cfg.LogFormat)
 }

@@ -25,13 +25,7 @@ func offlineList(cfg *config.Config, q url.Values, w io.Writer) error {
 		return err
 	}
 	if store == nil {
-		// No database yet: an empty queue, as the daemon would say.
-		if q.Get("format") == "text" {
-			_, err = io.WriteString(w, "Mail queue is empty\n")
-		} else {
-			_, err = io.WriteString(w, "[]\n")
-		}
-		return err
+		return errNoDatabase(cfg)
 	}
 	defer store.Close()
 	pol, err := loadPolicy(cfg)

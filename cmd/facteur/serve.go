@@ -27,10 +27,12 @@ import (
 	"facteur/queue"
 	"facteur/queue/maildrop"
 	"facteur/relay/admin"
+	"facteur/relay/aliases"
 	"facteur/relay/cleanup"
 	"facteur/relay/config"
 	"facteur/relay/guard"
 	"facteur/relay/inbound"
+	"facteur/relay/local"
 	"facteur/relay/maillog"
 	"facteur/relay/metrics"
 	"facteur/relay/pickup"
@@ -120,6 +122,8 @@ type daemon struct {
 	// verpSecret keys the VERP tokens; nil when bounces.domain is unset.
 	verpSecret []byte
 	inbound    []*inbound.Server
+	// arrivals remembers the last hour's messages for facteur top.
+	arrivals admin.Arrivals
 	// breaker is the per-sender circuit breaker; nil when it is off.
 	breaker *breakerGuard
 	// flushReq asks flushLoop for a whole-queue flush as of the time sent.
@@ -129,7 +133,41 @@ type daemon struct {
 }
 
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	// Listening before anything else, the queue's opening included.
+	for _, w := range cfg.Warnings() {
+		log.Warn(maillog.ConfigWarning, "warning", w)
+	}
+	// Everything that can refuse the start is checked before anything is
+	// created: a start that fails leaves no data_dir behind.
+	pol, err := loadPolicy(cfg)
+	if err != nil {
+		return err
+	}
+	var signer cleanup.Signer
+	if len(cfg.DKIM) > 0 {
+		s, warnings, err := newSigner(cfg)
+		if err != nil {
+			return err
+		}
+		for _, w := range warnings {
+			log.Warn(maillog.DKIMWarning, "warning", w)
+		}
+		signer = s
+	}
+	res, err := resolver.New(resolver.Options{Server: string(cfg.Resolver), IPVersion: cfg.Delivery.IPVersion})
+	if err != nil {
+		return fmt.Errorf("resolver: %w", err)
+	}
+	schedOpts, err := schedulerOptions(cfg)
+	if err != nil {
+		return err
+	}
+	vsecret, err := verpSecret(cfg)
+	if err != nil {
+		return err
+	}
+	// Listening before anything else, the queue's opening included (and
+	// once the config and policy are known good: a start that fails on
+	// them creates nothing).
 	early, err := bindEarly(cfg)
 	if err != nil {
 		return err
@@ -153,44 +191,18 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 
-	d := &daemon{cfg: cfg, log: log, store: store, events: newEventRing(1000), flushReq: make(chan time.Time, 1)}
-
-	pol, err := loadPolicy(cfg)
-	if err != nil {
-		return err
-	}
-	d.engine = policy.NewEngine(pol, time.Now())
-	if st, err := store.State(ctx, policyStateKey); err == nil {
-		if err := d.engine.RestoreState(st, time.Now()); err != nil {
-			log.Warn("policy state not restored", "err", err)
-		}
-	}
-
-	var signer cleanup.Signer
-	if len(cfg.DKIM) > 0 {
-		s, warnings, err := newSigner(cfg)
-		if err != nil {
-			return err
-		}
-		for _, w := range warnings {
-			log.Warn("dkim", "warning", w)
-		}
-		signer = s
-	}
-	res, err := resolver.New(resolver.Options{Server: string(cfg.Resolver), IPVersion: cfg.Delivery.IPVersion})
-	if err != nil {
-		return fmt.Errorf("resolver: %w", err)
-	}
-	schedOpts, err := schedulerOptions(cfg)
-	if err != nil {
-		return err
-	}
+	d := &daemon{cfg: cfg, log: log, store: store, events: newEventRing(1000), verpSecret: vsecret, flushReq: make(chan time.Time, 1)}
 	if schedOpts.TLSPolicy, err = newTLSPolicy(cfg, res, store, log); err != nil {
 		return err
 	}
-	if d.verpSecret, err = verpSecret(cfg); err != nil {
-		return err
+
+	d.engine = policy.NewEngine(pol, time.Now())
+	if st, err := store.State(ctx, policyStateKey); err == nil {
+		if err := d.engine.RestoreState(st, time.Now()); err != nil {
+			log.Warn(maillog.PolicyStateNotRestored, "err", err)
+		}
 	}
+
 	if cfg.Bounces.Domain != "" {
 		secret, domain := d.verpSecret, cfg.Bounces.Domain
 		schedOpts.ReturnPath = func(id queue.ID, rcpt string) string {
@@ -222,6 +234,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	hookCtx := context.WithoutCancel(ctx)
 	schedOpts.OnEvent = func(e scheduler.DeliveryEvent) {
 		d.events.add(e)
+		d.arrivals.Event(e.ID, e.Rcpt, e.Event)
 		d.metrics.Recipient(e.Event, e.Provider, e.Class, e.Latency, e.At)
 		if e.Event == "delivered" && e.TLS != "" {
 			d.metrics.DeliveredTLS(e.TLS)
@@ -230,7 +243,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			ev := webhook.Event{Event: webhook.Kind(e.Event), ID: string(e.ID), Sender: e.Sender, Recipient: e.Rcpt,
 				Provider: e.Provider, Class: e.Class, Response: e.Response, Timestamp: e.At}
 			if err := h.Add(hookCtx, ev); err != nil {
-				log.Error("webhook outbox", "qid", string(e.ID), "err", err)
+				log.Error(maillog.WebhookOutbox, "qid", string(e.ID), "err", err)
 			}
 		}
 	}
@@ -239,12 +252,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		d.breaker.d, d.breaker.hooks = d, hooks
 		schedOpts.Breaker = d.breaker
 	}
-	d.sched = scheduler.New(schedOpts, store, res, scheduler.EngineShaper{E: d.engine}, scheduler.RealClock{}, log)
-
-	d.cleanup = cleanup.New(cleanup.Options{
+	cleanOpts := cleanup.Options{
 		Hostname:    cfg.Hostname,
 		LocalDomain: cfg.LocalDomain,
-		Aliases:     cfg.Aliases,
+		Aliases:     loadAliases(cfg, log),
 		Senders:     cfg.Senders,
 		MaxHops:     cfg.MaxHops,
 		Hold:        d.breaker.Hold, // nil-safe: no breaker, no hold
@@ -252,7 +263,37 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			d.metrics.Received()
 			d.sched.Wake()
 		},
-	}, store, signer, log)
+		Queued: func(env queue.Envelope, subject string, at time.Time) {
+			m := queue.Message{ID: env.ID, Sender: env.Sender, Created: at, ClientIP: env.ClientIP, User: env.User}
+			st := queue.Queued
+			if env.Hold != "" {
+				st = queue.Held // the breaker held it at acceptance
+			}
+			for _, r := range env.Recipients {
+				m.Recipients = append(m.Recipients, queue.Recipient{Address: r, Status: st})
+			}
+			d.arrivals.Add(m, admin.Subject(subject))
+		},
+	}
+	schedOpts.OwnDomains = []string{cfg.LocalDomain}
+	if cfg.MailSpool != "" {
+		boxes := &local.Mailboxes{Dir: cfg.MailSpool, LockTimeout: 10 * time.Second}
+		cleanOpts.LocalUser = boxes.Exists
+		schedOpts.Local = boxes
+	}
+	if cfg.Postmaster == "" {
+		// Double bounces go where mail to postmaster goes: its alias, else
+		// root's, else root's mailbox.
+		if pm := cleanup.New(cleanOpts, nil, nil, log).ExpandRecipient("postmaster"); len(pm) > 0 {
+			schedOpts.Postmaster = pm[0]
+		}
+	}
+	if _, ok := cleanOpts.Aliases["root"]; !ok {
+		log.Warn(maillog.RootNoAlias, "warning", "cron's and the system's mail to root goes to the local mailbox "+cfg.MailSpool+"/root; set aliases: {root: you@example.com} in the config or root: in "+cfg.AliasesFile)
+	}
+	d.sched = scheduler.New(schedOpts, store, res, scheduler.EngineShaper{E: d.engine}, scheduler.RealClock{}, log)
+
+	d.cleanup = cleanup.New(cleanOpts, store, signer, log)
 	// Issue 11: one guard for the SMTP path and pickup, so that the
 	// maildrop is no way around a limit.
 	abuse := guard.New(guard.Options{
@@ -287,7 +328,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		SenderLogin:         cfg.SenderLogin,
 		SpoolDir:            spoolDir,
 	}, d.cleanup, log)
-	d.admin = &admin.Server{Store: store, Token: cfg.AdminToken, Log: log, Flusher: d, Extra: d.routes(), Decorate: d.decorate}
+	d.admin = &admin.Server{Store: store, Token: cfg.AdminToken, Log: log, Flusher: d, Extra: d.routes(), Decorate: d.decorate, Arrivals: &d.arrivals}
 	d.pickup = &pickup.Pickup{Dir: dropDir, Cleanup: d.cleanup, Log: log, Guard: abuse,
 		SenderCheck: d.smtp.CheckSenderLogin,
 		// The shim could not learn at RCPT time that a recipient is
@@ -298,7 +339,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			for _, r := range rcpts {
 				for _, x := range d.cleanup.ExpandRecipient(r) {
 					if why, ok := sup.Suppressed(ctx, x, time.Now()); ok {
-						log.Info("suppressed", "rcpt", "<"+x+">", "client", "maildrop", "resp", "dropped: "+why)
+						log.Info(maillog.Suppressed, "rcpt", "<"+x+">", "client", "maildrop", "resp", "dropped: "+why)
 						continue
 					}
 					keep = append(keep, x)
@@ -415,9 +456,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 		return err
 	})
-	log.Info("started", "listen", fmt.Sprint(cfg.Listen), "admin", string(cfg.Admin), "data_dir", cfg.DataDir, "pid", os.Getpid())
+	log.Info(maillog.Started, "listen", fmt.Sprint(cfg.Listen), "socket", localLn.Addr().String(), "admin", string(cfg.Admin), "data_dir", cfg.DataDir, "pid", os.Getpid())
 	err = g.Wait()
-	log.Info("stopped")
+	log.Info(maillog.Stopped)
 	return err
 }
 
@@ -451,4 +492,29 @@ func parseAddr(s string) (netip.Addr, error) {
 		return netip.Addr{}, fmt.Errorf("bad address %q: %w", s, err)
 	}
 	return a, nil
+}
+
+// loadAliases merges the aliases file (/etc/aliases) under the config's
+// aliases, which win, and gives postmaster to root when neither names it
+// (RFC 5321 §4.5.1: postmaster must reach someone). Entries the file has
+// that facteur cannot honour (|command, :include:, /file) are logged and
+// skipped.
+func loadAliases(cfg *config.Config, log *slog.Logger) map[string]string {
+	fileAliases := map[string]string{}
+	if cfg.AliasesFile != "" {
+		m, probs, err := aliases.Load(cfg.AliasesFile)
+		if err != nil {
+			log.Warn(maillog.AliasesFileUnread, "err", err)
+		} else {
+			fileAliases = m
+		}
+		for _, p := range probs {
+			log.Warn(maillog.AliasRefused, "err", p.Error())
+		}
+	}
+	merged := aliases.Merge(fileAliases, cfg.Aliases)
+	if _, ok := merged["postmaster"]; !ok {
+		merged["postmaster"] = "root"
+	}
+	return merged
 }

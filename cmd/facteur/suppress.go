@@ -67,9 +67,17 @@ func cmdSuppress(args []string) int {
 	}
 	sub := args[0]
 	fs, cfgPath := newFlags("suppress " + sub)
-	asJSON := fs.Bool("json", false, "list: print JSON")
-	all := fs.Bool("all", false, "list: include expired entries")
-	reason := fs.String("reason", manualReason, "add: the reason recorded")
+	// Each subcommand defines only the flags it takes, so that its --help
+	// shows those and any other is refused.
+	asJSON, all, reason := new(bool), new(bool), new(string)
+	*reason = manualReason
+	switch sub {
+	case "list":
+		asJSON = fs.Bool("json", false, "print JSON")
+		all = fs.Bool("all", false, "include expired entries")
+	case "add":
+		reason = fs.String("reason", manualReason, "the reason recorded")
+	}
 	pos, err := parseFlags(fs, args[1:])
 	if err != nil {
 		return 2
@@ -580,7 +588,7 @@ func (d *daemon) addSuppressions(w http.ResponseWriter, r *http.Request) {
 // cancelled recipient and sends the DSNs).
 func (d *daemon) suppress(ctx context.Context, list []queue.Suppression, replace bool, now time.Time) (suppressResult, error) {
 	logIt := func(s queue.Suppression) {
-		d.log.Info("suppressed", "rcpt", "<"+s.Address+">", "class", s.Reason, "source", string(s.Source), "resp", s.Response)
+		d.log.Info(maillog.Suppressed, "rcpt", "<"+s.Address+">", "class", s.Reason, "source", string(s.Source), "resp", s.Response)
 	}
 	return applySuppressions(ctx, d.store, list, replace, now, logIt, func(addr, why string, now time.Time) (int, error) {
 		return d.sched.CancelSuppressed(ctx, addr, why, now)

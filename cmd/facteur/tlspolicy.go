@@ -5,6 +5,7 @@ import (
 
 	"facteur/queue"
 	"facteur/relay/config"
+	"facteur/relay/maillog"
 	"facteur/relay/mtasts"
 	"facteur/relay/resolver"
 	"facteur/relay/tlspolicy"
@@ -23,7 +24,7 @@ func newTLSPolicy(cfg *config.Config, res *resolver.Resolver, store *queue.Store
 	}
 	if cfg.Delivery.DANE == tlspolicy.DANEAuto && !opts.DANE {
 		// Said once at start: DANE silently off would look like a bug.
-		log.Info("dane off: the resolver is not on loopback, its AD bit cannot be trusted (set delivery.dane: on to trust it)", "resolver", res.Server())
+		log.Info(maillog.DANEOff, "resolver", res.Server())
 	}
 	if cfg.Delivery.MTASTS == "on" {
 		src, err := mtasts.New(mtasts.Options{Resolver: res, Store: store})

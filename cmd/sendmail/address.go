@@ -3,138 +3,31 @@ package main
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"strings"
 	"unicode/utf8"
+
+	"facteur/relay/address"
 )
 
-// atext of RFC 5322 §3.2.3, widened to UTF-8 by RFC 6531.
-func isAtext(r rune) bool {
-	switch {
-	case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
-		return true
-	case strings.ContainsRune("!#$%&'*+-/=?^_`{|}~", r):
-		return true
-	}
-	return r >= 0x80 && r != utf8.RuneError
-}
-
 // checkAddress accepts an RFC 5321 §4.1.2 Mailbox (UTF-8 allowed, RFC 6531)
-// or a bare local part (a Dot-string, such as "root"). It refuses, beyond
-// the RFC, any whitespace or control character, even inside a quoted local
-// part: a sender with a space is the signature of the argument injection of
-// CVE-2016-10033 (PHPMailer passing `-f"attacker\" -oQ/tmp/ -X/var/www/x.php"`
-// to the shell), and no real mailbox needs one.
+// or a bare local part (a Dot-string, such as "root"), through the daemon's
+// own parser (relay/address), so that the shim and the daemon never
+// disagree on an address. It refuses, beyond the RFC, any whitespace or
+// control character, even inside a quoted local part: a sender with a space
+// is the signature of the argument injection of CVE-2016-10033 (PHPMailer
+// passing `-f"attacker\" -oQ/tmp/ -X/var/www/x.php"` to the shell), and no
+// real mailbox reached through sendmail needs one.
 func checkAddress(s string) error {
 	if s == "" {
 		return errors.New("empty address")
-	}
-	// RFC 5321 §4.5.3.1.3: a path is at most 256 octets, brackets included.
-	if len(s) > 254 {
-		return fmt.Errorf("address longer than 254 octets")
-	}
-	if !utf8.ValidString(s) {
-		return errors.New("address is not valid UTF-8")
 	}
 	for _, r := range s {
 		if r <= ' ' || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == 0x2028 || r == 0x2029 || r == 0xa0 {
 			return fmt.Errorf("whitespace or control character %U in address", r)
 		}
 	}
-	local, rest, err := splitLocal(s)
-	if err != nil {
+	if _, err := address.Parse(s, true); err != nil {
 		return err
-	}
-	if len(local) > 64 {
-		return errors.New("local part longer than 64 octets")
-	}
-	if rest == "" {
-		if local[0] == '"' {
-			return errors.New("a quoted local part needs a domain")
-		}
-		return nil
-	}
-	return checkDomain(rest[1:])
-}
-
-// splitLocal returns the local part and what follows it ("" or "@domain").
-func splitLocal(s string) (local, rest string, err error) {
-	if s[0] == '"' {
-		i := 1
-		for ; i < len(s); i++ {
-			switch s[i] {
-			case '\\':
-				// quoted-pairSMTP = %d92 %d32-126
-				if i+1 >= len(s) || s[i+1] < 32 || s[i+1] > 126 {
-					return "", "", errors.New("bad escape in quoted local part")
-				}
-				i++
-			case '"':
-				local, rest = s[:i+1], s[i+1:]
-				if rest != "" && rest[0] != '@' {
-					return "", "", errors.New("text after quoted local part")
-				}
-				return local, rest, nil
-			}
-		}
-		return "", "", errors.New("unterminated quoted local part")
-	}
-	local, rest = s, ""
-	if i := strings.IndexByte(s, '@'); i >= 0 {
-		local, rest = s[:i], s[i:]
-	}
-	if local == "" {
-		return "", "", errors.New("empty local part")
-	}
-	for _, atom := range strings.Split(local, ".") {
-		if atom == "" {
-			return "", "", errors.New("empty atom in local part (leading, trailing or double dot)")
-		}
-		for _, r := range atom {
-			if !isAtext(r) {
-				return "", "", fmt.Errorf("character %q not allowed in local part", r)
-			}
-		}
-	}
-	return local, rest, nil
-}
-
-// checkDomain accepts a host name (U-labels allowed) or an address literal.
-func checkDomain(d string) error {
-	if d == "" {
-		return errors.New("empty domain")
-	}
-	if lit, ok := strings.CutPrefix(d, "["); ok {
-		lit, ok = strings.CutSuffix(lit, "]")
-		if !ok {
-			return errors.New("unterminated address literal")
-		}
-		v6, isV6 := strings.CutPrefix(lit, "IPv6:")
-		a, err := netip.ParseAddr(v6)
-		if err != nil || a.Zone() != "" || a.Is4() == isV6 {
-			return fmt.Errorf("bad address literal %q", d)
-		}
-		return nil
-	}
-	if len(d) > 253 {
-		return errors.New("domain longer than 253 octets")
-	}
-	for _, label := range strings.Split(d, ".") {
-		if label == "" {
-			return errors.New("empty label in domain")
-		}
-		if len(label) > 63 {
-			return errors.New("domain label longer than 63 octets")
-		}
-		if label[0] == '-' || label[len(label)-1] == '-' {
-			return fmt.Errorf("domain label %q starts or ends with '-'", label)
-		}
-		for _, r := range label {
-			ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || (r >= 0x80 && r != utf8.RuneError)
-			if !ok {
-				return fmt.Errorf("character %q not allowed in domain", r)
-			}
-		}
 	}
 	return nil
 }
@@ -288,4 +181,16 @@ func writeTo(cur, angle *strings.Builder, inAngle bool, s string) {
 	} else {
 		cur.WriteString(s)
 	}
+}
+
+// isAtext is RFC 5322 §3.2.3 atext (UTF-8 per RFC 6531); formatFrom uses it
+// to decide whether a display name needs quoting.
+func isAtext(r rune) bool {
+	switch {
+	case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+		return true
+	case strings.ContainsRune("!#$%&'*+-/=?^_`{|}~", r):
+		return true
+	}
+	return r >= 0x80 && r != utf8.RuneError
 }

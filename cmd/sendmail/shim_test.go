@@ -158,8 +158,9 @@ func newSetup(t *testing.T, listen, admin, extra string) *setup {
 		t.Fatal(err)
 	}
 	s.config = filepath.Join(s.dir, "facteur.yaml")
-	cfg := fmt.Sprintf("hostname: host.test\nlocal_domain: local.test\nlisten: [%q]\ndata_dir: %q\nadmin: %q\nsenders:\n  www-data: noreply@example.com\n%s",
-		listen, s.dataDir, admin, extra)
+	// Never the host's /etc/aliases nor /var/mail: the tests run as root.
+	cfg := fmt.Sprintf("hostname: host.test\nlocal_domain: local.test\nlisten: [%q]\ndata_dir: %q\nadmin: %q\naliases_file: \"\"\nmail_spool: %q\nsenders:\n  www-data: noreply@example.com\n%s",
+		listen, s.dataDir, admin, filepath.Join(s.dir, "spool"), extra)
 	if err := os.WriteFile(s.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

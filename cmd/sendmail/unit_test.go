@@ -79,6 +79,8 @@ func TestCheckAddress(t *testing.T) {
 		{"a b@example.com", false},
 		{`"a b"@example.com`, false},
 		{"a@b@example.com", false},
+		{"bob@@example.org", false},
+		{"bob@example.org.", false},
 		{"a..b@example.com", false},
 		{".a@example.com", false},
 		{"a@", false},

@@ -3,16 +3,23 @@ package admin
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
-	"time"
 
 	"facteur/queue"
 )
 
-// FormatQueue writes the queue the way mailq does: one block per message,
-// then one line per recipient with its status and, when it waits, why.
-func FormatQueue(w io.Writer, msgs []queue.Message) {
-	q := QueueText{W: w}
+// TextTime is how the text outputs print a time: local, with its zone, so
+// that `queue list` and `status` agree and say which clock they mean.
+const TextTime = "2006-01-02 15:04:05 MST"
+
+// FormatQueue writes the queue the way mailq does: one block per message
+// (ID, size, arrival, sender, then the client and local user that submitted
+// it), then one line per recipient with its status and, when it waits, why.
+// filtered says the list was selected by a filter: an empty one then says
+// that nothing matched, not that the queue is empty.
+func FormatQueue(w io.Writer, msgs []queue.Message, filtered bool) {
+	q := QueueText{W: w, Filtered: filtered}
 	for _, m := range msgs {
 		q.Add(m)
 	}
@@ -22,16 +29,19 @@ func FormatQueue(w io.Writer, msgs []queue.Message) {
 // QueueText writes FormatQueue's text one message at a time, so that a
 // listing streams: Add each message, then End.
 type QueueText struct {
-	W     io.Writer
-	n     int
-	total int64
+	W io.Writer
+	// Filtered: the listing is a filter's selection, so that an empty one
+	// says nothing matched rather than that the queue is empty.
+	Filtered bool
+	n        int
+	total    int64
 }
 
 // Add writes one message's block (after the header, before the first).
 func (q *QueueText) Add(m queue.Message) {
 	w := q.W
 	if q.n == 0 {
-		fmt.Fprintf(w, "%-12s %9s %-20s %s\n", "-Queue ID-", "--Size--", "----Arrival Time----", "-Sender/Recipient-------")
+		fmt.Fprintf(w, "%-12s %9s %-23s %s\n", "-Queue ID-", "--Size--", "-----Arrival Time------", "-Sender/Recipient-------")
 	}
 	q.n++
 	q.total += m.Size
@@ -39,34 +49,60 @@ func (q *QueueText) Add(m queue.Message) {
 	if sender == "" {
 		sender = "MAILER-DAEMON"
 	}
-	fmt.Fprintf(w, "%-12s %9d %-20s %s\n", m.ID, m.Size, m.Created.Local().Format("Mon Jan _2 15:04:05"), sender)
+	fmt.Fprintf(w, "%-12s %9d %-23s %s\n", m.ID, m.Size, m.Created.Local().Format(TextTime), sender)
+	fmt.Fprintf(w, "%-46s %s\n", "", submitter(m))
 	for _, r := range m.Recipients {
-		line := fmt.Sprintf("%-43s %s [%s", "", r.Address, r.Status)
+		line := fmt.Sprintf("%-46s %s [%s", "", r.Address, r.Status)
 		if r.Provider != "" {
 			line += " " + r.Provider
 		}
 		if r.Attempts > 0 {
-			line += fmt.Sprintf(", %d attempts", r.Attempts)
+			line += fmt.Sprintf(", %d attempt%s", r.Attempts, plural(r.Attempts))
 		}
 		if !r.NextAttempt.IsZero() && r.Status != queue.Queued {
-			line += ", next " + r.NextAttempt.Local().Format(time.DateTime)
+			line += ", next " + r.NextAttempt.Local().Format(TextTime)
 		}
 		line += "]"
 		fmt.Fprintln(w, line)
 		if r.LastResponse != "" {
-			fmt.Fprintf(w, "%-43s (%s)\n", "", oneLine(r.LastResponse))
+			fmt.Fprintf(w, "%-46s (%s)\n", "", oneLine(r.LastResponse))
 		}
 	}
 	fmt.Fprintln(w)
 }
 
-// End writes the totals, or that the queue is empty.
+// End writes the totals, or that the queue is empty (or that nothing
+// matched the filter).
 func (q *QueueText) End() {
 	if q.n == 0 {
-		fmt.Fprintln(q.W, "Mail queue is empty")
+		if q.Filtered {
+			fmt.Fprintln(q.W, "No queued message matches")
+		} else {
+			fmt.Fprintln(q.W, "Mail queue is empty")
+		}
 		return
 	}
 	fmt.Fprintf(q.W, "-- %d Kbytes in %d Request%s.\n", (q.total+1023)/1024, q.n, plural(q.n))
+}
+
+// submitter says who handed m in: client IP (or the local pickup), the
+// local user when known, the authenticated user when any.
+func submitter(m queue.Message) string {
+	client := m.ClientIP
+	if client == "" {
+		client = "local"
+	}
+	s := "client=" + client
+	if m.User != "" {
+		s += " user=" + m.User
+		if m.UID != nil && strconv.Itoa(*m.UID) != m.User {
+			s += fmt.Sprintf(" (uid %d)", *m.UID)
+		}
+	}
+	if m.AuthUser != "" {
+		s += " auth=" + m.AuthUser
+	}
+	return s
 }
 
 func oneLine(s string) string {

@@ -39,7 +39,7 @@ func TestListStreamsSameBytes(t *testing.T) {
 		want := httptest.NewRecorder()
 		WriteJSON(want, 200, msgs)
 		var wantText bytes.Buffer
-		FormatQueue(&wantText, msgs)
+		FormatQueue(&wantText, msgs, false)
 		for _, c := range []struct {
 			url  string
 			want []byte

@@ -14,16 +14,23 @@ import (
 
 	"facteur/queue"
 	"facteur/relay/address"
+	"facteur/relay/maillog"
 )
 
 // Options are the config values cleanup applies.
 type Options struct {
 	Hostname    string
 	LocalDomain string            // given to bare local parts; default Hostname
-	Aliases     map[string]string // bare local part -> comma-separated addresses
-	Senders     map[string]string // bare local sender -> address (sender_canonical)
-	MaxHops     int               // Received headers at which a message is a loop
-	Notify      func()            // called after each message is queued (wakes the scheduler); may be nil
+	Aliases     map[string]string // bare local part (lower-case) -> comma-separated addresses
+	// LocalUser reports whether a name is an account of this host, whose
+	// mail with no alias goes to its local mailbox (relay/local); nil: none.
+	LocalUser func(name string) bool
+	Senders   map[string]string // bare local sender -> address (sender_canonical)
+	MaxHops   int               // Received headers at which a message is a loop
+	Notify    func()            // called after each message is queued (wakes the scheduler); may be nil
+	// Queued is called after each message is queued, with its Subject
+	// field (facteur top); may be nil.
+	Queued func(env queue.Envelope, subject string, at time.Time)
 	// Hold is asked, just before the commit, whether the message is to be
 	// queued held, why, and what to log about it (issue 21: its sender's
 	// breaker is tripped); an error refuses the message instead (an
@@ -120,16 +127,19 @@ func (c *Cleanup) RewriteSender(addr string) string {
 }
 
 // ExpandRecipient applies `aliases` (recursively, as newaliases would) and
-// qualifies the result. facteur has no local mailboxes: an alias is the only
-// way mail for root reaches a person.
+// qualifies the result. A bare name, or one at the host name, with no
+// alias that is an account of this host becomes NAME@hostname, which the
+// scheduler delivers to the local mailbox: cron's mail to root is read with
+// `mail` rather than sent to a DNS name (Postfix's local delivery).
 func (c *Cleanup) ExpandRecipient(addr string) []string {
 	var out []string
 	seen := map[string]bool{}
 	var expand func(a string, depth int)
 	expand = func(a string, depth int) {
 		local, domain := address.Split(a)
-		if to, ok := c.opts.Aliases[local]; ok && c.isLocal(domain) && depth < 10 && !seen[strings.ToLower(local)] {
-			seen[strings.ToLower(local)] = true
+		key := strings.ToLower(local)
+		if to, ok := c.opts.Aliases[key]; ok && c.isLocal(domain) && depth < 10 && !seen[key] {
+			seen[key] = true
 			for _, t := range strings.Split(to, ",") {
 				if t = strings.TrimSpace(t); t != "" {
 					expand(t, depth+1)
@@ -137,7 +147,12 @@ func (c *Cleanup) ExpandRecipient(addr string) []string {
 			}
 			return
 		}
-		q := canonical(c.Qualify(a))
+		var q string
+		if c.opts.LocalUser != nil && (domain == "" || strings.EqualFold(domain, c.opts.Hostname)) && c.opts.LocalUser(local) {
+			q = local + "@" + strings.ToLower(c.opts.Hostname)
+		} else {
+			q = canonical(c.Qualify(a))
+		}
 		for _, o := range out {
 			if o == q {
 				return
@@ -228,7 +243,7 @@ func (c *Cleanup) Process(ctx context.Context, m Message, now time.Time) (queue.
 			if errors.As(err, &se) {
 				resp = fmt.Sprintf("%d %d.%d.%d %s", se.Code, se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2], se.Message)
 			}
-			c.log.Warn("refused", append([]any{"from", "<" + sender + ">", "client", m.ClientIP, "resp", resp}, attrs...)...)
+			c.log.Warn(maillog.Refused, append([]any{"from", "<" + sender + ">", "client", m.ClientIP, "resp", resp}, attrs...)...)
 			return "", err
 		}
 		env.Hold, holdAttrs = reason, attrs
@@ -238,7 +253,7 @@ func (c *Cleanup) Process(ctx context.Context, m Message, now time.Time) (queue.
 		if errors.Is(err, queue.ErrFull) {
 			return "", errStoreFull
 		}
-		c.log.Error("enqueue failed", "err", err)
+		c.log.Error(maillog.EnqueueFailed, "err", err)
 		return "", errStore
 	}
 	attrs := []any{"qid", string(qid), "from", "<" + sender + ">", "size", len(msg), "nrcpt", len(rcpts),
@@ -266,9 +281,13 @@ func (c *Cleanup) Process(ctx context.Context, m Message, now time.Time) (queue.
 	if dkimNote != "" {
 		attrs = append(attrs, "dkim", dkimNote)
 	}
-	c.log.Info("received", attrs...)
+	c.log.Info(maillog.Received, attrs...)
 	if env.Hold != "" {
-		c.log.Info("held", append([]any{"qid", string(qid), "reason", env.Hold}, holdAttrs...)...)
+		c.log.Info(maillog.Held, append([]any{"qid", string(qid), "reason", env.Hold}, holdAttrs...)...)
+	}
+	if c.opts.Queued != nil {
+		env.ID = qid
+		c.opts.Queued(env, h.value("Subject"), now)
 	}
 	if c.opts.Notify != nil {
 		c.opts.Notify()

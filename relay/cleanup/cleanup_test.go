@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -197,5 +198,35 @@ func TestProcess(t *testing.T) {
 			}
 			tt.check(t, string(body))
 		})
+	}
+}
+
+// TestExpandLocalUsers: a host account with no alias goes to its local
+// mailbox (NAME@hostname); an alias, from the config or /etc/aliases, wins;
+// someone who is no account is qualified with local_domain as before.
+func TestExpandLocalUsers(t *testing.T) {
+	c, _ := newTestCleanup(t, Options{
+		Hostname:    "Web1.example.com",
+		LocalDomain: "example.com",
+		Aliases:     map[string]string{"postmaster": "root", "webmaster": "alice, ops@example.net", "mailer-daemon": "postmaster"},
+		LocalUser:   func(n string) bool { return n == "root" || n == "alice" },
+	})
+	tests := []struct {
+		in   string
+		want []string
+	}{
+		{"root", []string{"root@web1.example.com"}},
+		{"root@web1.example.com", []string{"root@web1.example.com"}},
+		{"postmaster", []string{"root@web1.example.com"}},
+		{"MAILER-DAEMON", []string{"root@web1.example.com"}},
+		{"webmaster", []string{"alice@web1.example.com", "ops@example.net"}},
+		{"bob", []string{"bob@example.com"}},
+		{"root@example.com", []string{"root@example.com"}},
+		{"alice@elsewhere.example", []string{"alice@elsewhere.example"}},
+	}
+	for _, tt := range tests {
+		if got := c.ExpandRecipient(tt.in); !slices.Equal(got, tt.want) {
+			t.Errorf("ExpandRecipient(%q) = %v, want %v", tt.in, got, tt.want)
+		}
 	}
 }

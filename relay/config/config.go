@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -25,6 +26,8 @@ type Config struct {
 	AdminToken      string            `yaml:"admin_token" json:"-"`
 	LocalDomain     string            `yaml:"local_domain" json:"local_domain"`
 	Aliases         map[string]string `yaml:"aliases" json:"aliases"`
+	AliasesFile     string            `yaml:"aliases_file" json:"aliases_file"`
+	MailSpool       string            `yaml:"mail_spool" json:"mail_spool"`
 	Senders         map[string]string `yaml:"senders" json:"senders"`
 	MaxMessageSize  Size              `yaml:"max_message_size" json:"max_message_size"`
 	MaxRecipients   int               `yaml:"max_recipients" json:"max_recipients"`
@@ -235,6 +238,8 @@ func Default() *Config {
 		DataDir:         "/var/lib/facteur",
 		Admin:           "127.0.0.1:8025",
 		Aliases:         map[string]string{},
+		AliasesFile:     "/etc/aliases",
+		MailSpool:       "/var/mail",
 		Senders:         map[string]string{},
 		MaxMessageSize:  10240000,
 		MaxRecipients:   1000,
@@ -314,10 +319,25 @@ func Load(path string) (*Config, error) {
 	if c.SenderLogin == nil {
 		c.SenderLogin = map[string][]string{}
 	}
+	c.resolvePaths(path)
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// resolvePaths makes a relative data_dir relative to the config file's
+// directory, not to wherever a command happens to run: `facteur queue list`
+// from another directory must find the daemon's queue, not an empty one.
+func (c *Config) resolvePaths(file string) {
+	if c.DataDir == "" || filepath.IsAbs(c.DataDir) {
+		return
+	}
+	dir := filepath.Dir(file)
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	c.DataDir = filepath.Join(dir, c.DataDir)
 }
 
 // Parse decodes data as a config file named name (tests, policy check).
@@ -579,6 +599,17 @@ func (c *Config) Validate() error {
 		bad("suppression.on_rcpt", "want refuse or drop, got %q", c.Suppression.OnRcpt)
 	}
 	return errors.Join(errs...)
+}
+
+// Warnings are what is valid but likely wrong, for the log at start and
+// `facteur config check`: they never stop the daemon.
+func (c *Config) Warnings() []string {
+	var w []string
+	h := strings.ToLower(strings.TrimSuffix(c.Hostname, "."))
+	if !strings.Contains(h, ".") || h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		w = append(w, fmt.Sprintf("%s: hostname %q is not a fully qualified domain name: receivers check the EHLO name, and mail to root@%s cannot be answered; set hostname: web1.example.com (facteur install --hostname FQDN)", c.fileName(), c.Hostname, c.Hostname))
+	}
+	return w
 }
 
 func (c *Config) fileName() string {

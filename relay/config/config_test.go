@@ -99,6 +99,56 @@ func TestDurationRoundTrip(t *testing.T) {
 	}
 }
 
+func TestSizeUnitsCaseInsensitive(t *testing.T) {
+	for in, want := range map[string]int64{"10MB": 10_000_000, "10mb": 10_000_000, "10Mb": 10_000_000, "512mib": 512 << 20, "1k": 1024, "7": 7} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+}
+
+// A relative data_dir is relative to the config file, wherever the command runs.
+func TestRelativeDataDir(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "facteur.yaml")
+	if err := os.WriteFile(p, []byte("data_dir: ./data\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(dir, "data"); c.DataDir != want {
+		t.Errorf("data_dir = %q, want %q", c.DataDir, want)
+	}
+}
+
+func TestHostnameWarning(t *testing.T) {
+	for h, warn := range map[string]bool{"vm": true, "localhost": true, "facteur.localhost": true, "web1.example.com": false} {
+		c := Default()
+		c.Hostname = h
+		if got := len(c.Warnings()) > 0; got != warn {
+			t.Errorf("hostname %q: warnings %v, want warning=%v", h, c.Warnings(), warn)
+		}
+	}
+}
+
+// The dev config sends nothing outside the host (issue 13 §8).
+func TestDevConfigIsSafe(t *testing.T) {
+	c, err := Load("../../testdata/facteur.dev.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Routes["*"].To != "hold" || c.Delivery.Relayhost != "" {
+		t.Errorf("dev config routes %v relayhost %q: want every domain held", c.Routes, c.Delivery.Relayhost)
+	}
+	for d, r := range c.Routes {
+		if r.To != "hold" && r.To != "discard" && !strings.HasPrefix(r.To, "127.") {
+			t.Errorf("dev config routes %s to %s, outside the host", d, r.To)
+		}
+	}
+}
+
 // Issue 21 §1: absent is off; a block starts from the defaults and sets
 // what it names.
 func TestBreakerBlock(t *testing.T) {

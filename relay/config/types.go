@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -55,17 +56,22 @@ func ParseSize(s string) (int64, error) {
 	mult := int64(1)
 	num := s
 	for _, u := range sizeUnits {
-		if strings.HasSuffix(s, u.suffix) {
+		// Units are case-insensitive: 10mb is 10MB (issue 13 §9).
+		if len(s) >= len(u.suffix) && strings.EqualFold(s[len(s)-len(u.suffix):], u.suffix) {
 			mult = u.mult
-			num = strings.TrimSpace(strings.TrimSuffix(s, u.suffix))
+			num = strings.TrimSpace(s[:len(s)-len(u.suffix)])
 			break
 		}
 	}
 	f, err := strconv.ParseFloat(num, 64)
-	if err != nil || f < 0 {
+	// NaN compares false with everything and 1e30 overflows int64: both
+	// would convert to an arbitrary size, so only a finite product that
+	// fits is a size.
+	v := f * float64(mult)
+	if err != nil || math.IsNaN(v) || v < 0 || v >= math.MaxInt64 {
 		return 0, fmt.Errorf("bad size %q (want bytes, or e.g. 512MiB)", s)
 	}
-	return int64(f * float64(mult)), nil
+	return int64(v), nil
 }
 
 func (z *Size) UnmarshalYAML(n *yaml.Node) error {

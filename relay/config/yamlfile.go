@@ -42,6 +42,15 @@ func decodeStrict(file string, data []byte, out any) error {
 
 var unknownField = regexp.MustCompile(`^field (\S+) not found in type`)
 
+// movedKeys are keys the config once had, with where they went: an old
+// config gets told what to change, not only that a key is unknown.
+var movedKeys = map[string]string{
+	"delivery.retry":                   "retry schedules live in the policy file (policy:), as defaults.retry or providers.NAME.retry; see facteur policy show",
+	"delivery.connections":             "connection limits live in the policy file (policy:), as defaults.connections or providers.NAME.connections",
+	"delivery.messages_per_connection": "it lives in the policy file (policy:), as defaults.messages_per_connection or providers.NAME.messages_per_connection",
+	"delay_warning":                    "facteur sends no delay warnings; remove the key",
+}
+
 func describe(file string, root *yaml.Node, line int, msg string) error {
 	if m := unknownField.FindStringSubmatch(msg); m != nil {
 		parent := parentPath(root, line, m[1])
@@ -49,7 +58,12 @@ func describe(file string, root *yaml.Node, line int, msg string) error {
 		if parent != "" {
 			where = " in " + parent
 		}
-		return &Error{File: file, Line: line, Key: joinPath(parent, m[1]), Msg: fmt.Sprintf("unknown key %q%s", m[1], where)}
+		key := joinPath(parent, m[1])
+		msg := fmt.Sprintf("unknown key %q%s", m[1], where)
+		if to, ok := movedKeys[key]; ok {
+			msg += ": removed, " + to
+		}
+		return &Error{File: file, Line: line, Key: key, Msg: msg}
 	}
 	key := keyOnLine(root, line)
 	msg = strings.TrimPrefix(msg, "yaml: ")

@@ -2,11 +2,12 @@ package delivery
 
 import (
 	"errors"
-	"regexp"
 	"strconv"
 	"strings"
 
 	"github.com/emersion/go-smtp"
+
+	"facteur/policy"
 )
 
 // Reply is one SMTP reply, kept as the remote said it so that the
@@ -87,21 +88,14 @@ func replyOf(err error) (Reply, bool) {
 	return r, true
 }
 
-// enhancedRE matches an RFC 3463 status code at the start of a reply line;
-// its class must match the reply's first digit.
-var enhancedRE = regexp.MustCompile(`^([245])\.[0-9]{1,3}\.[0-9]{1,3}$`)
-
 // parseReply builds a Reply from a code and the text go-smtp returns for a
 // successful command (lines joined with "\n", codes stripped), splitting off
-// the enhanced status code when each line carries the same one (RFC 2034 §4).
+// the enhanced status code when each line carries the same one (RFC 2034 §4)
+// and its class is the reply's (RFC 3463 §2).
 func parseReply(code int, msg string) Reply {
 	r := Reply{Code: code, Text: msg}
-	first, rest, ok := strings.Cut(msg, " ")
-	if !ok {
-		return r
-	}
-	m := enhancedRE.FindStringSubmatch(first)
-	if m == nil || m[1] != strconv.Itoa(code/100) {
+	first, rest := policy.SplitEnhanced(msg)
+	if first == "" || rest == msg || first[0] != byte('0'+code/100) {
 		return r
 	}
 	r.Enhanced = first

@@ -30,6 +30,8 @@ const (
 	CheckDMARC = "dmarc"
 	CheckPTR   = "ptr"
 	CheckDNSBL = "dnsbl"
+	// CheckHostname: the relay's own hostname (EHLO, Received, Message-ID).
+	CheckHostname = "hostname"
 	// With -mx: the domain's own MX hosts as a sender sees them (issue 15).
 	CheckMTASTS = "mta-sts"
 	CheckDANE   = "dane"
@@ -78,6 +80,7 @@ func Run(ctx context.Context, dns DNS, o Options) []Finding {
 	o.Domain = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(o.Domain), "."))
 	o.IP = o.IP.Unmap()
 	var out []Finding
+	out = append(out, checkHostname(o.Hostname))
 	out = append(out, checkSPF(ctx, dns, o))
 	out = append(out, checkDKIM(ctx, dns, o)...)
 	out = append(out, checkDMARC(ctx, dns, o))
@@ -156,4 +159,27 @@ func plural(n int, one, many string) string {
 		return fmt.Sprintf("%d %s", n, one)
 	}
 	return fmt.Sprintf("%d %s", n, many)
+}
+
+// checkHostname: the EHLO name must be a fully qualified domain name (RFC
+// 5321 §4.1.1.1); receivers refuse or score a bare "vm" (Postfix's
+// reject_non_fqdn_helo_hostname), and root@vm cannot be answered.
+func checkHostname(h string) Finding {
+	h = strings.TrimSuffix(h, ".")
+	if !FullyQualified(h) {
+		return Finding{Check: CheckHostname, Status: Fail,
+			Detail: fmt.Sprintf("hostname %q is not a fully qualified domain name: it is the EHLO name receivers check and the domain of Message-ID", h),
+			Fix:    "set hostname: web1.example.com in the config (a name whose A record is this server and whose IP's PTR gives it back)"}
+	}
+	return Finding{Check: CheckHostname, Status: OK, Detail: fmt.Sprintf("hostname %s is fully qualified", h)}
+}
+
+// FullyQualified reports whether h is a domain name of at least two labels,
+// none of them empty, and not localhost.
+func FullyQualified(h string) bool {
+	h = strings.TrimSuffix(strings.ToLower(h), ".")
+	if !strings.Contains(h, ".") || strings.Contains(h, "..") || strings.HasPrefix(h, ".") || strings.HasSuffix(h, ".localhost") || strings.HasPrefix(h, "localhost.") {
+		return false
+	}
+	return !strings.ContainsAny(h, " \t@/")
 }

@@ -354,6 +354,15 @@ func TestTXTRecordSplitsLongValues(t *testing.T) {
 	}
 }
 
+func TestCheckHostname(t *testing.T) {
+	for h, ok := range map[string]bool{"web1.example.com": true, "web1.example.com.": true, "vm": false, "localhost": false, "facteur.localhost": false, "": false, "a..b": false} {
+		f := checkHostname(h)
+		if (f.Status == OK) != ok || f.Check != CheckHostname || (!ok && f.Fix == "") {
+			t.Errorf("checkHostname(%q) = %+v, want ok=%v", h, f, ok)
+		}
+	}
+}
+
 // newDNS serves zones on a loopback DNS server and returns the doctor's DNS
 // over facteur's resolver, as the command builds it.
 func newDNS(t *testing.T, zones map[string]relaytest.Zone) *resolver.Resolver {

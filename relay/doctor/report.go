@@ -8,13 +8,14 @@ import (
 
 // checkTitles are the section headings of the text report.
 var checkTitles = map[string]string{
-	CheckSPF:    "SPF",
-	CheckDKIM:   "DKIM",
-	CheckDMARC:  "DMARC",
-	CheckPTR:    "Reverse DNS (PTR, FCrDNS)",
-	CheckDNSBL:  "DNS block lists",
-	CheckMTASTS: "MTA-STS (the domain's own MX)",
-	CheckDANE:   "DANE (the domain's own MX)",
+	CheckSPF:      "SPF",
+	CheckDKIM:     "DKIM",
+	CheckDMARC:    "DMARC",
+	CheckPTR:      "Reverse DNS (PTR, FCrDNS)",
+	CheckDNSBL:    "DNS block lists",
+	CheckHostname: "Host name (EHLO)",
+	CheckMTASTS:   "MTA-STS (the domain's own MX)",
+	CheckDANE:     "DANE (the domain's own MX)",
 }
 
 // WriteText writes the report for people: one section per check, each

@@ -19,6 +19,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"facteur/relay/address"
+	"facteur/relay/maillog"
 )
 
 // Handler applies one received bounce; rcpts are the envelope recipients
@@ -90,7 +91,7 @@ func (ss *session) Data(r io.Reader) error {
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Error reading message"}
 	}
 	if err := ss.s.Handle(context.Background(), ss.rcpts, buf.Bytes()); err != nil {
-		ss.s.Log.Error("bounce handling failed", "client", ss.client, "err", err)
+		ss.s.Log.Error(maillog.BounceHandlingFailed, "client", ss.client, "err", err)
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary failure, try again later"}
 	}
 	return nil

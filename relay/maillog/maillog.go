@@ -20,13 +20,6 @@ import (
 	"unicode/utf8"
 )
 
-// Events is the closed set of event names.
-var Events = []string{
-	"received", "deferred", "delivered", "bounced", "suppressed", "expired",
-	"deleted", "held", "released", "suspended", "throttled", "resumed",
-	"breaker tripped", "breaker reset",
-}
-
 // New returns a logger writing the text format to w, or slog's JSON format
 // with the same keys when format is "json".
 func New(w io.Writer, format string) *slog.Logger {

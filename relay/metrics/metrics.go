@@ -18,9 +18,9 @@ import (
 
 // QueueDepth is one gauge sample: recipients of a provider in a status.
 type QueueDepth struct {
-	Provider string
-	Status   string
-	Count    int
+	Provider string `json:"provider"`
+	Status   string `json:"status"`
+	Count    int    `json:"count"`
 }
 
 // Sources are read at each scrape.

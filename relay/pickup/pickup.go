@@ -19,6 +19,7 @@ import (
 
 	"facteur/queue/maildrop"
 	"facteur/relay/cleanup"
+	"facteur/relay/maillog"
 )
 
 // Pickup scans one maildrop directory.
@@ -65,7 +66,7 @@ func (p *Pickup) Run(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		if _, err := p.Scan(ctx); err != nil {
-			p.Log.Error("pickup scan", "err", err)
+			p.Log.Error(maillog.PickupScan, "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -81,7 +82,7 @@ func (p *Pickup) Scan(ctx context.Context) (int, error) {
 		// A shim killed mid-write leaves a dot file; a day is far longer
 		// than any write.
 		if _, err := maildrop.RemoveStale(p.Dir, now.Add(-24*time.Hour)); err != nil {
-			p.Log.Error("maildrop sweep", "err", err)
+			p.Log.Error(maillog.MaildropSweep, "err", err)
 		}
 		p.lastSweep = now
 	}
@@ -110,7 +111,7 @@ func (p *Pickup) Scan(ctx context.Context) (int, error) {
 	}
 	// The shim's per-user ledgers follow what is really left.
 	if err := maildrop.Recount(p.Dir); err != nil {
-		p.Log.Error("maildrop quota recount", "err", err)
+		p.Log.Error(maillog.MaildropRecount, "err", err)
 	}
 	return n, nil
 }
@@ -119,7 +120,7 @@ func (p *Pickup) ingest(ctx context.Context, path string) (bool, error) {
 	env, body, err := maildrop.Read(path)
 	if err != nil {
 		if errors.Is(err, maildrop.ErrCorrupt) {
-			p.Log.Error("maildrop file quarantined", "file", path, "err", err)
+			p.Log.Error(maillog.MaildropQuarantined, "file", path, "err", err)
 			return false, maildrop.Quarantine(path, err.Error())
 		}
 		return false, err
@@ -142,7 +143,7 @@ func (p *Pickup) ingest(ctx context.Context, path string) (bool, error) {
 	}
 	refused := func(se *smtp.SMTPError) (bool, error) {
 		if se.Code/100 == 5 {
-			p.Log.Error("maildrop message refused", "file", path, "uid", env.UID, "user", user, "resp", formatReply(se))
+			p.Log.Error(maillog.MaildropRefused, "file", path, "uid", env.UID, "user", user, "resp", formatReply(se))
 			delete(p.waiting, path)
 			return false, maildrop.Quarantine(path, formatReply(se))
 		}
@@ -153,7 +154,7 @@ func (p *Pickup) ingest(ctx context.Context, path string) (bool, error) {
 				p.waiting = map[string]bool{}
 			}
 			p.waiting[path] = true
-			p.Log.Warn("maildrop message waits", "file", path, "uid", env.UID, "user", user, "resp", formatReply(se))
+			p.Log.Warn(maillog.MaildropWaits, "file", path, "uid", env.UID, "user", user, "resp", formatReply(se))
 		}
 		return false, nil
 	}
@@ -188,7 +189,7 @@ func (p *Pickup) ingest(ctx context.Context, path string) (bool, error) {
 	delete(p.waiting, path)
 	if err := maildrop.Remove(path); err != nil {
 		// Queued already: never queue it twice; retry the removal only.
-		p.Log.Error("maildrop remove", "qid", string(id), "file", path, "err", err)
+		p.Log.Error(maillog.MaildropRemove, "qid", string(id), "file", path, "err", err)
 		if p.done == nil {
 			p.done = map[string]bool{}
 		}

@@ -7,6 +7,7 @@ import (
 
 	"facteur/policy"
 	"facteur/queue"
+	"facteur/relay/maillog"
 )
 
 // Dead destinations (Postfix qmgr's dead-site logic, SCHEDULER_README
@@ -96,7 +97,7 @@ func (s *Scheduler) connFailed(key, reason string, now time.Time) bool {
 	marked := d.until.IsZero()
 	d.until = now.Add(d.backoff)
 	if marked || wasProbe {
-		s.log.Info("destination dead", "dest", key, "until", d.until, "fails", d.fails, "resp", reason)
+		s.log.Info(maillog.DestinationDead, "dest", key, "until", d.until, "fails", d.fails, "resp", reason)
 	}
 	return true
 }
@@ -113,7 +114,7 @@ func (s *Scheduler) connOK(key string) {
 	delete(s.dead, key)
 	s.mu.Unlock()
 	if revived {
-		s.log.Info("destination alive", "dest", key)
+		s.log.Info(maillog.DestinationAlive, "dest", key)
 		// The lanes that waited for this probe may start now.
 		s.Wake()
 	}
@@ -222,7 +223,7 @@ func (s *Scheduler) deferOne(ctx context.Context, x deadItem, now time.Time) {
 		}
 		out.ups = append(out.ups, queue.Update{Rcpt: rcpt, Status: queue.Deferred, NextAttempt: next, Response: reply.String(),
 			Class: string(policy.OtherTemporary), Provider: x.provider, Attempted: true, At: now})
-		s.log.Info("deferred", "qid", string(it.msg.ID), "rcpt", "<"+rcpt+">", "provider", x.provider,
+		s.log.Info(maillog.Deferred, "qid", string(it.msg.ID), "rcpt", "<"+rcpt+">", "provider", x.provider,
 			"attempt", attempt, "delay", now.Sub(it.msg.Created), "class", string(policy.OtherTemporary), "rule", "dead destination",
 			"next", next, "resp", reply.String())
 		out.events = append(out.events, DeliveryEvent{Event: "deferred", ID: it.msg.ID, Sender: it.msg.Sender, Rcpt: rcpt,

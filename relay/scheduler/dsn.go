@@ -9,6 +9,7 @@ import (
 	"facteur/queue"
 	"facteur/relay/address"
 	"facteur/relay/dsn"
+	"facteur/relay/maillog"
 )
 
 // dsnMaker queues the delivery status notifications of issue 4 §6.
@@ -64,15 +65,15 @@ func (d *dsnMaker) bounce(ctx context.Context, msg queue.Message, body []byte, r
 	}
 	report, err := dsn.Build(b)
 	if err != nil {
-		s.log.Error("dsn build", "qid", string(msg.ID), "err", err)
+		s.log.Error(maillog.DSNBuild, "qid", string(msg.ID), "err", err)
 		return
 	}
 	id, err := s.store.Enqueue(ctx, queue.Envelope{Sender: "", Recipients: []string{to}, IsDSN: true, EightBit: !address.IsASCII(report)}, report, now)
 	if err != nil {
-		s.log.Error("dsn enqueue", "qid", string(msg.ID), "err", err)
+		s.log.Error(maillog.DSNEnqueue, "qid", string(msg.ID), "err", err)
 		return
 	}
-	s.log.Info("received", "qid", string(id), "from", "<>", "size", len(report), "nrcpt", 1, "rcpt", "<"+to+">", "dsn", string(msg.ID))
+	s.log.Info(maillog.Received, "qid", string(id), "from", "<>", "size", len(report), "nrcpt", 1, "rcpt", "<"+to+">", "dsn", string(msg.ID))
 	s.Wake()
 }
 

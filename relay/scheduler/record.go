@@ -12,8 +12,11 @@ import (
 
 	"facteur/policy"
 	"facteur/queue"
+	"facteur/relay/address"
 	"facteur/relay/breaker"
 	"facteur/relay/delivery"
+	"facteur/relay/local"
+	"facteur/relay/maillog"
 	"facteur/relay/tlspolicy"
 )
 
@@ -60,7 +63,7 @@ func toPolicy(r delivery.Reply) policy.Reply {
 func (s *Scheduler) record(ctx context.Context, it *item, provider, domain string, c *delivery.Conn, res delivery.Result, sendErr error, start time.Time) {
 	now := s.clock.Now()
 	if res.Note != "" {
-		s.log.Info("note", "qid", string(it.msg.ID), "note", res.Note)
+		s.log.Info(maillog.Note, "qid", string(it.msg.ID), "note", res.Note)
 	}
 	byAddr := map[string]delivery.RcptResult{}
 	for _, r := range res.Rcpts {
@@ -74,11 +77,11 @@ func (s *Scheduler) record(ctx context.Context, it *item, provider, domain strin
 			s.logEvents(s.shaper.Delivered(provider, domain, now))
 			mode, cipher, dn := tlsOf(c)
 			out.ups = append(out.ups, queue.Update{Rcpt: rcpt, Status: queue.Delivered, Response: rr.Reply.String(), Provider: provider, Attempted: true, At: now,
-				TLS: mode, TLSCipher: cipher, TLSDN: dn})
+				TLS: mode, TLSCipher: cipher, TLSDN: dn, MX: c.Host()})
 			attrs := []any{"qid", string(it.msg.ID), "rcpt", "<" + rcpt + ">", "provider", provider}
 			attrs = append(attrs, connAttrs(c)...)
 			attrs = append(attrs, "attempt", s.attempts(it, rcpt)+1, "delay", now.Sub(it.msg.Created), "resp", rr.Reply.String())
-			s.log.Info("delivered", attrs...)
+			s.log.Info(maillog.Delivered, attrs...)
 			out.observe(it, rcpt, breaker.Delivered, policy.Decision{}, rr.Reply.String(), now)
 			out.events = append(out.events, DeliveryEvent{Event: "delivered", ID: it.msg.ID, Sender: it.msg.Sender, Rcpt: rcpt, Provider: provider, Response: rr.Reply.String(), At: now, Latency: now.Sub(it.msg.Created), TLS: mode})
 		case ok && rr.Reply.Known():
@@ -198,9 +201,10 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 	if c != nil {
 		mx = c.Host()
 	}
+	u.MX = mx
 	if d.Action == policy.Bounce {
 		u.Status = queue.Bounced
-		s.log.Info("bounced", append(base, "resp", r.String())...)
+		s.log.Info(maillog.Bounced, append(base, "resp", r.String())...)
 		out.events = append(out.events, DeliveryEvent{Event: "bounced", ID: it.msg.ID, Sender: it.msg.Sender, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now, TLS: mode})
 		b := bouncedRcpt{rcpt: rcpt, reply: r, mx: mx, lastTime: now}
 		if d.Suppress {
@@ -215,7 +219,14 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 		out.bounced = append(out.bounced, b)
 		return
 	}
-	next, expired := s.nextAttempt(provider, attempt, it.msg.Created, now)
+	// Through a relayhost or a route the provider was never contacted: the
+	// retry follows facteur's own schedule (the default policy), not, say,
+	// Yahoo's four hours (issue 13 §9).
+	sched := provider
+	if s.viaHost(domain) {
+		sched = policy.DefaultProvider
+	}
+	next, expired := s.nextAttempt(sched, attempt, it.msg.Created, now)
 	if !expired {
 		if until, _, ok := s.shaper.Suspended(provider, domain, now); ok && until.After(next) {
 			next = until
@@ -227,7 +238,7 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 	}
 	if expired {
 		u.Status = queue.Bounced
-		s.log.Info("expired", append(base, "resp", r.String())...)
+		s.log.Info(maillog.Expired, append(base, "resp", r.String())...)
 		out.events = append(out.events, DeliveryEvent{Event: "expired", ID: it.msg.ID, Sender: it.msg.Sender, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now, TLS: mode})
 		out.ups = append(out.ups, u)
 		out.bounced = append(out.bounced, bouncedRcpt{rcpt: rcpt, reply: r, mx: mx, expired: true, lastTime: now})
@@ -237,7 +248,7 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 	out.observe(it, rcpt, breaker.Deferred, d, r.String(), now)
 	u.Status = queue.Deferred
 	u.NextAttempt = next
-	s.log.Info("deferred", append(base, "next", next, "resp", r.String())...)
+	s.log.Info(maillog.Deferred, append(base, "next", next, "resp", r.String())...)
 	out.events = append(out.events, DeliveryEvent{Event: "deferred", ID: it.msg.ID, Sender: it.msg.Sender, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now, TLS: mode})
 	out.ups = append(out.ups, u)
 }
@@ -280,7 +291,7 @@ func (s *Scheduler) expire(ctx context.Context, it *item, provider string, now t
 			}
 		}
 		out.ups = append(out.ups, queue.Update{Rcpt: rcpt, Status: queue.Bounced, Response: last.String(), Provider: provider, At: now})
-		s.log.Info("expired", "qid", string(it.msg.ID), "rcpt", "<"+rcpt+">", "provider", provider, "delay", now.Sub(it.msg.Created), "resp", last.String())
+		s.log.Info(maillog.Expired, "qid", string(it.msg.ID), "rcpt", "<"+rcpt+">", "provider", provider, "delay", now.Sub(it.msg.Created), "resp", last.String())
 		out.events = append(out.events, DeliveryEvent{Event: "expired", ID: it.msg.ID, Sender: it.msg.Sender, Rcpt: rcpt, Provider: provider, Response: last.String(), At: now})
 		out.bounced = append(out.bounced, bouncedRcpt{rcpt: rcpt, reply: last, expired: true, lastTime: now})
 	}
@@ -355,7 +366,13 @@ func (s *Scheduler) suspendLane(ctx context.Context, l *lane, provider string, u
 			ups = append(ups, queue.Update{Rcpt: rcpt, Status: st, NextAttempt: next, Provider: provider, At: now})
 		}
 		if err := s.store.Record(ctx, it.msg.ID, ups); err != nil {
-			s.log.Error("record", "qid", string(it.msg.ID), "err", err)
+			s.log.Error(maillog.Record, "qid", string(it.msg.ID), "err", err)
+		} else {
+			// No attempt was made, but the log still tells why the
+			// message waits (Postfix: "delivery temporarily suspended").
+			for _, rcpt := range it.rcpts {
+				s.log.Info(maillog.Deferred, "qid", string(it.msg.ID), "rcpt", "<"+rcpt+">", "provider", provider, "next", next, "resp", "not tried: provider suspended: "+why)
+			}
 		}
 		s.done(it)
 	}
@@ -376,7 +393,7 @@ func (s *Scheduler) commit(ctx context.Context, it *item, out outcome, now time.
 	if err := s.store.Record(ctx, it.msg.ID, out.ups); err != nil {
 		// The recipients stay due at their old time and will be tried
 		// again: a duplicate is better than a loss.
-		s.log.Error("record", "qid", string(it.msg.ID), "err", err)
+		s.log.Error(maillog.Record, "qid", string(it.msg.ID), "err", err)
 		return
 	}
 	if s.opts.Breaker != nil {
@@ -421,13 +438,19 @@ func (s *Scheduler) softAgain(ctx context.Context, class policy.Class, rcpt stri
 		err = s.store.PutState(ctx, key, b)
 	}
 	if err != nil {
-		s.log.Error(string(class)+" history", "rcpt", "<"+rcpt+">", "err", err)
+		s.log.Error(maillog.SuppressionHistory, "class", string(class), "rcpt", "<"+rcpt+">", "err", err)
 	}
 	return s.shaper.MailboxFullSuppress(times, now)
 }
 
 // suppress adds rcpt to the suppression list and cancels its queued mail.
+// This host's own addresses are never suppressed: cron's mail to root is
+// often the only alarm, and one DNS failure must not silence it for a month.
 func (s *Scheduler) suppress(ctx context.Context, rcpt string, d policy.Decision, r policy.Reply, now time.Time) {
+	if s.isOwn(rcpt) {
+		s.log.Info(maillog.NotSuppressed, "rcpt", "<"+rcpt+">", "class", string(d.Class), "reason", "own address", "resp", r.String())
+		return
+	}
 	sup := queue.Suppression{Address: rcpt, Reason: string(d.Class), Response: r.String(), Source: queue.SourceSMTP, FirstSeen: now, LastSeen: now}
 	if d.Class == policy.HostUnknown && s.opts.HostUnknownTTL > 0 {
 		sup.Expires = now.Add(s.opts.HostUnknownTTL)
@@ -439,10 +462,10 @@ func (s *Scheduler) suppress(ctx context.Context, rcpt string, d policy.Decision
 		_, err = s.store.Suppress(ctx, sup)
 	}
 	if err != nil {
-		s.log.Error("suppress", "rcpt", "<"+rcpt+">", "err", err)
+		s.log.Error(maillog.Suppress, "rcpt", "<"+rcpt+">", "err", err)
 		return
 	}
-	s.log.Info("suppressed", "rcpt", "<"+rcpt+">", "class", string(d.Class), "source", "smtp", "resp", r.String())
+	s.log.Info(maillog.Suppressed, "rcpt", "<"+rcpt+">", "class", string(d.Class), "source", "smtp", "resp", r.String())
 	s.emit(DeliveryEvent{Event: "suppressed", Rcpt: rcpt, Class: string(d.Class), Response: r.String(), At: now})
 	s.CancelSuppressed(ctx, rcpt, r.String(), now)
 }
@@ -457,12 +480,12 @@ func (s *Scheduler) CancelSuppressed(ctx context.Context, rcpt, why string, now 
 		return 0, nil
 	}
 	if err != nil {
-		s.log.Error("cancel suppressed", "rcpt", "<"+rcpt+">", "err", err)
+		s.log.Error(maillog.CancelSuppressed, "rcpt", "<"+rcpt+">", "err", err)
 		return 0, err
 	}
 	reply := policy.Reply{Code: 550, Enhanced: "5.1.1", Text: "recipient is suppressed: " + why}
 	for _, c := range cancelled {
-		s.log.Info("suppressed", "qid", string(c.ID), "rcpt", "<"+c.Rcpt+">", "resp", reply.String())
+		s.log.Info(maillog.Suppressed, "qid", string(c.ID), "rcpt", "<"+c.Rcpt+">", "resp", reply.String())
 		if s.opts.Breaker != nil && !c.IsDSN {
 			// Found suppressed: a failure of its sender (issue 21 §1).
 			s.opts.Breaker.Observe(queue.Message{ID: c.ID, Sender: c.Sender, User: c.User, AuthUser: c.AuthUser},
@@ -488,6 +511,43 @@ func (s *Scheduler) emit(e DeliveryEvent) {
 	if s.opts.OnEvent != nil {
 		s.opts.OnEvent(e)
 	}
+}
+
+// deliverLocal appends a message to the mailboxes of its local recipients
+// (relay/local), judged like any attempt: a missing account bounces (never
+// suppressed: see suppress), a busy or unwritable mailbox defers on the
+// default schedule.
+func (s *Scheduler) deliverLocal(ctx context.Context, msg queue.Message, rcpts []string, now time.Time) {
+	it := &item{msg: msg, rcpts: rcpts}
+	provider := policy.DefaultProvider
+	if s.expire(ctx, it, provider, now) {
+		return
+	}
+	body, berr := s.store.Body(ctx, msg.ID)
+	var out outcome
+	for _, rcpt := range rcpts {
+		name, domain := address.Split(rcpt)
+		var err error
+		if berr != nil {
+			err = fmt.Errorf("message body unreadable: %w", berr)
+		} else {
+			err = s.opts.Local.Deliver(name, msg.Sender, rcpt, body, now)
+		}
+		if err == nil {
+			resp := "250 2.0.0 delivered to mailbox"
+			out.ups = append(out.ups, queue.Update{Rcpt: rcpt, Status: queue.Delivered, Response: resp, Provider: "local", Attempted: true, At: now, MX: "local"})
+			s.log.Info(maillog.Delivered, "qid", string(msg.ID), "rcpt", "<"+rcpt+">", "provider", "local", "mx", "local",
+				"attempt", s.attempts(it, rcpt)+1, "delay", now.Sub(msg.Created), "resp", resp)
+			out.events = append(out.events, DeliveryEvent{Event: "delivered", ID: msg.ID, Sender: msg.Sender, Rcpt: rcpt, Provider: "local", Response: resp, At: now, Latency: now.Sub(msg.Created)})
+			continue
+		}
+		reply := policy.Reply{Code: 451, Enhanced: "4.2.0", Text: "local mailbox: " + err.Error()}
+		if errors.Is(err, local.ErrNoUser) {
+			reply = policy.Reply{Code: 550, Enhanced: "5.1.1", Text: "<" + rcpt + ">: no such user on this host (no alias and no account " + name + ")"}
+		}
+		s.judge(&out, it, rcpt, provider, domain, nil, reply, true, now)
+	}
+	s.commit(ctx, it, out, now)
 }
 
 // stopped holds an item whose sender's breaker is tripped (issue 21): it
@@ -522,10 +582,10 @@ func (s *Scheduler) stopped(ctx context.Context, it *item) bool {
 		return true
 	}
 	if err := s.store.Record(ctx, it.msg.ID, ups); err != nil {
-		s.log.Error("record", "qid", string(it.msg.ID), "err", err)
+		s.log.Error(maillog.Record, "qid", string(it.msg.ID), "err", err)
 		return true
 	}
 	k := breaker.Key(key)
-	s.log.Info("held", "qid", string(it.msg.ID), "reason", breaker.Reason, k.Kind(), k.Value(), "nrcpt", len(ups))
+	s.log.Info(maillog.Held, "qid", string(it.msg.ID), "reason", breaker.Reason, k.Kind(), k.Value(), "nrcpt", len(ups))
 	return true
 }

@@ -18,7 +18,9 @@ import (
 	"facteur/queue"
 	"facteur/relay/address"
 	"facteur/relay/breaker"
+	"facteur/relay/clock"
 	"facteur/relay/delivery"
+	"facteur/relay/maillog"
 	"facteur/relay/resolver"
 	"facteur/relay/tlspolicy"
 )
@@ -67,6 +69,13 @@ type Options struct {
 	// OnProviderEvent is called after provider state changes (the daemon
 	// saves the policy state then); may be nil.
 	OnProviderEvent func(evs []policy.Event)
+	// Local delivers mail for the host's own users (NAME@Hostname and
+	// NAME@localhost) to their mailbox; nil: such mail goes out like any.
+	Local LocalDeliverer
+	// OwnDomains are this host's domains (hostname, local_domain): an
+	// address there is never suppressed, whatever its bounce says, so
+	// that root's and postmaster's mail is never cut off (issue 13 §5).
+	OwnDomains []string
 
 	// DeadCohort is how many connection failures in a row, none
 	// succeeding, mark a destination dead (dead.go); default 1, as
@@ -92,6 +101,13 @@ type Breaker interface {
 	Stopped(msg queue.Message) (key string, ok bool)
 }
 
+// LocalDeliverer appends a message to a local user's mailbox (relay/local).
+// Deliver is called from the scheduler's goroutine, one message at a time;
+// an error wrapping local.ErrNoUser is permanent, any other temporary.
+type LocalDeliverer interface {
+	Deliver(name, sender, rcpt string, msg []byte, at time.Time) error
+}
+
 // DeliveryEvent is one recipient outcome, for webhooks and metrics.
 type DeliveryEvent struct {
 	Event    string // delivered, deferred, bounced, expired, suppressed
@@ -115,7 +131,7 @@ type Scheduler struct {
 	store  *queue.Store
 	res    *resolver.Resolver
 	shaper Shaper
-	clock  Clock
+	clock  clock.Clock
 	log    *slog.Logger
 	dsn    *dsnMaker
 
@@ -167,7 +183,7 @@ type item struct {
 }
 
 // New returns a scheduler; Run starts it.
-func New(opts Options, store *queue.Store, res *resolver.Resolver, shaper Shaper, clock Clock, log *slog.Logger) *Scheduler {
+func New(opts Options, store *queue.Store, res *resolver.Resolver, shaper Shaper, clk clock.Clock, log *slog.Logger) *Scheduler {
 	if opts.Window <= 0 {
 		opts.Window = 2000
 	}
@@ -189,11 +205,11 @@ func New(opts Options, store *queue.Store, res *resolver.Resolver, shaper Shaper
 	if opts.DeadMaxBackoff < opts.DeadBackoff {
 		opts.DeadMaxBackoff = max(defaultDeadMaxBackoff, opts.DeadBackoff)
 	}
-	if clock == nil {
-		clock = RealClock{}
+	if clk == nil {
+		clk = clock.Real{}
 	}
 	s := &Scheduler{
-		opts: opts, store: store, res: res, shaper: shaper, clock: clock, log: log,
+		opts: opts, store: store, res: res, shaper: shaper, clock: clk, log: log,
 		wake:     make(chan struct{}, 1),
 		inflight: map[rkey]struct{}{},
 		lanes:    map[string]*lane{},
@@ -257,7 +273,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 func (s *Scheduler) cycle(ctx context.Context) time.Time {
 	now := s.clock.Now()
 	if err := s.fill(ctx, now); err != nil {
-		s.log.Error("scheduler: reading due recipients", "err", err)
+		s.log.Error(maillog.ReadDue, "err", err)
 		return now.Add(time.Second)
 	}
 	s.deferDead(ctx, now)
@@ -320,7 +336,23 @@ func (s *Scheduler) fill(ctx context.Context, now time.Time) error {
 		}
 		for _, k := range keys {
 			rcpts := groups[k]
-			if route, ok := s.opts.Routes[address.Domain(rcpts[0])]; ok && (route == "hold" || route == "discard") {
+			if s.isLocal(address.Domain(rcpts[0])) {
+				// Off the scheduling goroutine: a MUA may hold the mailbox
+				// lock for a while.
+				s.mu.Lock()
+				for _, r := range rcpts {
+					s.inflight[rkey{id, r}] = struct{}{}
+				}
+				s.mu.Unlock()
+				s.wg.Add(1)
+				go func(msg queue.Message, rcpts []string) {
+					defer s.wg.Done()
+					defer s.Wake()
+					s.deliverLocal(context.WithoutCancel(ctx), msg, rcpts, now)
+				}(msg, rcpts)
+				continue
+			}
+			if route, ok := s.route(address.Domain(rcpts[0])); ok && (route == "hold" || route == "discard") {
 				s.applyRoute(ctx, msg, rcpts, route, now)
 				continue
 			}
@@ -363,10 +395,10 @@ func (s *Scheduler) applyRoute(ctx context.Context, msg queue.Message, rcpts []s
 		ups = append(ups, u)
 	}
 	if err := s.store.Record(ctx, msg.ID, ups); err != nil {
-		s.log.Error("record", "qid", string(msg.ID), "err", err)
+		s.log.Error(maillog.Record, "qid", string(msg.ID), "err", err)
 		return
 	}
-	event := map[string]string{"hold": "held", "discard": "delivered"}[route]
+	event := map[string]string{"hold": maillog.Held, "discard": maillog.Delivered}[route]
 	for _, r := range rcpts {
 		s.log.Info(event, "qid", string(msg.ID), "rcpt", "<"+r+">", "route", route)
 	}
@@ -701,7 +733,7 @@ func (s *Scheduler) send(ctx, wctx context.Context, it *item, provider, domain s
 	if err != nil {
 		// Without its body the message cannot go; defer it on its
 		// schedule rather than refetch it at once, and say why.
-		s.log.Error("read body", "qid", string(it.msg.ID), "err", err)
+		s.log.Error(maillog.ReadBody, "qid", string(it.msg.ID), "err", err)
 		s.settle(wctx, it, provider, domain, nil, policy.Reply{Code: 451, Enhanced: "4.3.0", Text: "local error: message body unreadable: " + err.Error()}, "", s.clock.Now(), true)
 		return true
 	}
@@ -741,7 +773,7 @@ func (s *Scheduler) dial(ctx context.Context, targets []target) (*delivery.Conn,
 		c, err := delivery.Dial(ctx, t.host, t.ip, t.opts)
 		if err == nil {
 			if fb := c.TLSFallback(); fb != nil {
-				s.log.Info("tls fallback", "mx", t.host, "ip", t.ip.String(), "err", fb.Error())
+				s.log.Info(maillog.TLSFallback, "mx", t.host, "ip", t.ip.String(), "err", fb.Error())
 			}
 			return c, nil
 		}
@@ -764,6 +796,46 @@ func (s *Scheduler) dial(ctx context.Context, targets []target) (*delivery.Conn,
 	return nil, last
 }
 
+// isLocal reports whether mail for domain goes to a local mailbox: the
+// host's own name and localhost, when local delivery is on.
+func (s *Scheduler) isLocal(domain string) bool {
+	return s.opts.Local != nil && domain != "" && (strings.EqualFold(domain, s.opts.Hostname) || strings.EqualFold(domain, "localhost"))
+}
+
+// isOwn reports whether addr is one of this host's addresses, never to be
+// suppressed.
+func (s *Scheduler) isOwn(addr string) bool {
+	d := address.Domain(addr)
+	if d == "" || d == "localhost" || strings.EqualFold(d, s.opts.Hostname) {
+		return true
+	}
+	for _, o := range s.opts.OwnDomains {
+		if o != "" && strings.EqualFold(d, o) {
+			return true
+		}
+	}
+	return false
+}
+
+// route returns the route for domain: its own, else the "*" route (every
+// other domain: the dev config holds everything so that nothing leaves).
+func (s *Scheduler) route(domain string) (string, bool) {
+	if r, ok := s.opts.Routes[domain]; ok {
+		return r, true
+	}
+	r, ok := s.opts.Routes["*"]
+	return r, ok
+}
+
+// viaHost reports whether mail for domain goes to a configured host (a
+// route host:port or the relayhost) rather than to the domain's MX.
+func (s *Scheduler) viaHost(domain string) bool {
+	if r, ok := s.route(domain); ok {
+		return r != "hold" && r != "discard"
+	}
+	return s.opts.Relayhost != ""
+}
+
 // required reports whether a Security mode refuses a session without TLS.
 func required(mode string) bool {
 	switch mode {
@@ -776,7 +848,7 @@ func required(mode string) bool {
 // resolve finds the hosts of l and its provider.
 func (s *Scheduler) resolve(ctx context.Context, l *lane) ([]target, string, error) {
 	pin := tlspolicy.Pin(s.opts.RouteTLS[l.domain])
-	if route, ok := s.opts.Routes[l.domain]; ok {
+	if route, ok := s.route(l.domain); ok {
 		dial := s.opts.Dial
 		dial.Security = pin
 		ts, err := s.hostTargets(ctx, route, dial)
@@ -820,7 +892,7 @@ func (s *Scheduler) mxTargets(ctx context.Context, route resolver.Route, pin *de
 	case s.opts.TLSPolicy != nil && !s.opts.Dial.NoTLS:
 		plan := s.opts.TLSPolicy.Plan(ctx, route)
 		if plan.STS.Note != "" {
-			s.log.Warn("mta-sts", "domain", route.Domain, "note", plan.STS.Note)
+			s.log.Warn(maillog.MTASTS, "domain", route.Domain, "note", plan.STS.Note)
 		}
 		for i, h := range plan.Hosts {
 			secs[i], refusals[i] = h.Security, h.Refused
@@ -892,3 +964,7 @@ func (s *Scheduler) routeFailed(ctx context.Context, l *lane, provider string, e
 		s.settle(ctx, it, provider, l.domain, nil, reply, "", s.clock.Now(), false)
 	}
 }
+
+// RealClock is clock.Real, under the name cmd/facteur still uses until its
+// pending changes have landed.
+type RealClock = clock.Real

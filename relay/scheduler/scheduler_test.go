@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -19,7 +20,9 @@ import (
 	"facteur/policy"
 	"facteur/policy/bounce"
 	"facteur/queue"
+	"facteur/relay/clock"
 	"facteur/relay/delivery"
+	"facteur/relay/local"
 	"facteur/relay/relaytest"
 	"facteur/relay/resolver"
 )
@@ -31,7 +34,7 @@ var t0 = time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 type harness struct {
 	t      *testing.T
 	store  *queue.Store
-	clock  *FakeClock
+	clock  *clock.Fake
 	sched  *Scheduler
 	engine *policy.Engine
 	dns    *relaytest.DNSServer
@@ -71,7 +74,7 @@ func newHarnessWith(t *testing.T, port int, zones map[string]relaytest.Zone, twe
 		t.Fatal(err)
 	}
 	dnsSrv := relaytest.NewDNS(t, zones)
-	clock := NewFakeClock(t0)
+	clock := clock.NewFake(t0)
 	res, err := resolver.New(resolver.Options{Server: dnsSrv.Addr(), Timeout: 2 * time.Second, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -465,6 +468,96 @@ func TestOutcomeDuringShutdownIsRecorded(t *testing.T) {
 	if _, err := h.store.Get(t.Context(), id); !errors.Is(err, queue.ErrNotFound) {
 		m, _ := h.store.Get(t.Context(), id)
 		t.Fatalf("the delivery acknowledged during shutdown was not recorded: %+v", m)
+	}
+}
+
+// A relayhost that defers a Yahoo recipient: Yahoo was never contacted, so
+// the retry follows facteur's default schedule (+5 min), not Yahoo's; the
+// attempt is kept in the recipient's history with the host it talked to.
+func TestRelayhostDeferralFollowsOwnSchedule(t *testing.T) {
+	sink := relaytest.NewSink(t, "127.0.0.6:0", relaytest.SinkOptions{Rcpt: func(string) error {
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "relay busy"}
+	}})
+	h := newHarness(t, sink.Port(), nil, func(o *Options) {
+		o.Relayhost = fmt.Sprintf("127.0.0.6:%d", sink.Port())
+		o.RelayhostDial = o.Dial
+	})
+	id := h.enqueue("app@example.com", []string{"a@yahoo.com"}, msgBody)
+	if e := h.expect(1); e[0].Event != "deferred" {
+		t.Fatalf("%+v", e)
+	}
+	m, err := h.store.Get(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := m.Recipients[0]
+	if !r.NextAttempt.Equal(t0.Add(5 * time.Minute)) {
+		t.Errorf("next attempt %v, want the default schedule's %v", r.NextAttempt, t0.Add(5*time.Minute))
+	}
+	if len(r.History) != 1 || r.History[0].MX != "127.0.0.6" || !strings.Contains(r.History[0].Response, "451 4.3.0 relay busy") {
+		t.Errorf("history %+v", r.History)
+	}
+}
+
+// Mail for the host's own users goes to their mailbox; an unknown local name
+// bounces; and neither that nor an NXDOMAIN for an own domain ever
+// suppresses the address (issue 13: root@vm suppressed for 30 days).
+func TestLocalDeliveryAndOwnAddressesNeverSuppressed(t *testing.T) {
+	spool := t.TempDir()
+	uid, gid := os.Getuid(), os.Getgid()
+	boxes := &local.Mailboxes{Dir: spool, Lookup: func(name string) (int, int, error) {
+		if name == "root" {
+			return uid, gid, nil
+		}
+		return 0, 0, local.ErrNoUser
+	}}
+	h := newHarness(t, 25, nil, func(o *Options) {
+		o.Local = boxes
+		o.OwnDomains = []string{"corp.example"}
+	})
+	h.enqueue("", []string{"root@relay.test", "ghost@relay.test", "root@corp.example"}, "Subject: cron\r\n\r\nFrom the cron job\r\n")
+	got := eventNames(h.expect(3))
+	want := map[string]string{"root@relay.test": "delivered", "ghost@relay.test": "bounced", "root@corp.example": "bounced"}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: %q, want %q (all %v)", k, got[k], v, got)
+		}
+	}
+	mbox, err := os.ReadFile(filepath.Join(spool, "root"))
+	if err != nil || !strings.HasPrefix(string(mbox), "From MAILER-DAEMON ") || !strings.Contains(string(mbox), "\n>From the cron job\n") {
+		t.Errorf("mailbox: %v\n%s", err, mbox)
+	}
+	for _, a := range []string{"ghost@relay.test", "root@corp.example"} {
+		if _, ok, _ := h.store.Suppressed(t.Context(), a, t0); ok {
+			t.Errorf("%s was suppressed", a)
+		}
+	}
+	// The NXDOMAIN asked for a suppression, which was refused and logged.
+	h.logMu.Lock()
+	defer h.logMu.Unlock()
+	if !strings.Contains(h.log.String(), `msg="not suppressed" rcpt=<root@corp.example>`) {
+		t.Errorf("no 'not suppressed' line:\n%s", h.log.String())
+	}
+}
+
+// The dev config's "*": hold keeps every domain on the host; a domain's own
+// route still wins over it.
+func TestStarRouteHoldsEverythingElse(t *testing.T) {
+	sink := relaytest.NewSink(t, "127.0.0.7:0", relaytest.SinkOptions{})
+	h := newHarness(t, sink.Port(), nil, func(o *Options) {
+		o.Routes = map[string]string{"*": "hold", "sink.example": fmt.Sprintf("127.0.0.7:%d", sink.Port())}
+	})
+	id := h.enqueue("app@example.com", []string{"a@gmail.com", "b@sink.example"}, msgBody)
+	got := eventNames(h.expect(1))
+	if got["b@sink.example"] != "delivered" {
+		t.Fatalf("events %v", got)
+	}
+	m, err := h.store.Get(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := m.Recipients[0]; r.Address != "a@gmail.com" || r.Status != queue.Held || r.Attempts != 0 {
+		t.Errorf("a@gmail.com: %+v, want held without an attempt", r)
 	}
 }
 

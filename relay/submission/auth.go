@@ -9,6 +9,8 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 	"golang.org/x/crypto/bcrypt"
+
+	"facteur/relay/maillog"
 )
 
 // SMTP AUTH against brute force (issue 11 §6): each failure is logged in a
@@ -81,7 +83,7 @@ func (ss *session) authBlocked() error {
 func (ss *session) authFailed(username string) error {
 	ss.authFail++
 	n := ss.s.auth.add(ss.clientIP, ss.s.opts.Now())
-	ss.s.log.Info("auth failed", "client", ss.client(), "user", username, "mech", sasl.Plain)
+	ss.s.log.Info(maillog.AuthFailed, "client", ss.client(), "user", username, "mech", sasl.Plain)
 	if ss.c != nil {
 		ss.c.logged.Store(true) // that line is the log of the 535 (or 421)
 	}
@@ -95,7 +97,7 @@ func (ss *session) authFailed(username string) error {
 }
 
 func (ss *session) authCut(scope string) error {
-	ss.s.log.Warn("auth blocked", "client", ss.client(), "limit", scope, "resp", formatReply(errAuthLimit))
+	ss.s.log.Warn(maillog.AuthBlocked, "client", ss.client(), "limit", scope, "resp", formatReply(errAuthLimit))
 	if ss.c != nil {
 		ss.c.logged.Store(true)
 		ss.c.closeNow.Store(true)

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"facteur/relay/maillog"
 )
 
 // conn wraps every accepted connection. It is where facteur sees the bytes
@@ -200,7 +202,7 @@ func (c *conn) observe(b []byte) bool {
 			c.greeted = true
 		case line[0] == '4' || line[0] == '5':
 			if !c.logged.Swap(false) && !c.isClosed.Load() {
-				c.srv.log.Warn("refused", "client", c.client(), "resp", string(line))
+				c.srv.log.Warn(maillog.Refused, "client", c.client(), "resp", string(line))
 			}
 		}
 		c.inData.Store(false)
@@ -300,7 +302,7 @@ func (l *listener) Accept() (net.Conn, error) {
 			// Answered here, before go-smtp sees it: a flood must not cost
 			// a session each. The write cannot block long on a fresh socket.
 			reply := "421 4.7.0 " + l.srv.opts.Hostname + " " + why + ", try again later"
-			l.srv.log.Warn("refused", "client", c.client(), "resp", reply)
+			l.srv.log.Warn(maillog.Refused, "client", c.client(), "resp", reply)
 			nc.SetWriteDeadline(time.Now().Add(time.Second))
 			nc.Write([]byte(reply + "\r\n"))
 			nc.Close()

@@ -35,6 +35,7 @@ import (
 	"facteur/relay/address"
 	"facteur/relay/cleanup"
 	"facteur/relay/guard"
+	"facteur/relay/maillog"
 )
 
 // Suppressions answers whether a recipient is suppressed (issue 7). The
@@ -358,7 +359,7 @@ func (ss *session) refuse(err *smtp.SMTPError, kv ...any) error {
 	}
 	attrs = append(attrs, kv...)
 	attrs = append(attrs, "resp", formatReply(err))
-	ss.s.log.Warn("refused", attrs...)
+	ss.s.log.Warn(maillog.Refused, attrs...)
 	if ss.c != nil {
 		ss.c.logged.Store(true)
 	}
@@ -417,13 +418,16 @@ var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("facteur-dummy"), bcrypt.M
 func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	ss.reset()
 	if from != "" {
-		utf8, err := address.Check(from)
+		// One parser (relay/address) for the daemon and the shim; the wire
+		// form keeps a quoted local part quoted.
+		mb, err := address.FromSMTP(from)
 		if err != nil {
 			return ss.refuse(errBadSender(err), "from", "<"+from+">")
 		}
-		if utf8 && !opts.UTF8 {
+		if mb.UTF8() && !opts.UTF8 {
 			return ss.refuse(errSMTPUTF8Needed, "from", "<"+from+">")
 		}
+		from = mb.String()
 	}
 	if ss.trusted || ss.user != "" {
 		if p := ss.localPeer(); p.Known && ss.user == "" {
@@ -491,13 +495,14 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if !ss.trusted && ss.user == "" {
 		return ss.refuse(errRelayDenied(to), "rcpt", rcpt)
 	}
-	utf8, err := address.Check(to)
+	mb, err := address.FromSMTP(to)
 	if err != nil {
 		return ss.refuse(errBadRcpt(err), "rcpt", rcpt)
 	}
-	if utf8 && !ss.utf8 {
+	if mb.UTF8() && !ss.utf8 {
 		return ss.refuse(errSMTPUTF8Needed, "rcpt", rcpt)
 	}
+	to = mb.String()
 	// Aliases are expanded here so that a suppressed member is refused
 	// (or dropped) alone: the other members of `root` still get the mail.
 	expanded := ss.s.cleanup.ExpandRecipient(to)
@@ -507,7 +512,7 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		if sup := ss.s.opts.Suppressions; sup != nil {
 			if why, ok := sup.Suppressed(context.Background(), r, ss.s.opts.Now()); ok {
 				if ss.s.opts.DropSuppressed || len(expanded) > 1 {
-					ss.s.log.Info("suppressed", "rcpt", "<"+r+">", "client", ss.client(), "resp", "accepted and dropped: "+why)
+					ss.s.log.Info(maillog.Suppressed, "rcpt", "<"+r+">", "client", ss.client(), "resp", "accepted and dropped: "+why)
 				} else {
 					refusal = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "<" + r + ">: " + why}
 				}
@@ -558,7 +563,7 @@ func (ss *session) Data(r io.Reader) error {
 		if errors.As(err, &se) {
 			return ss.refuse(se)
 		}
-		ss.s.log.Warn("data", "client", ss.client(), "err", err)
+		ss.s.log.Warn(maillog.Data, "client", ss.client(), "err", err)
 		return ss.refuse(&smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Error reading message"})
 	}
 	if ss.c != nil {
@@ -583,7 +588,7 @@ func (ss *session) Data(r io.Reader) error {
 	defer release()
 	data, err := sp.bytes()
 	if err != nil {
-		ss.s.log.Error("data", "client", ss.client(), "err", err)
+		ss.s.log.Error(maillog.Data, "client", ss.client(), "err", err)
 		return ss.refuse(errBusy)
 	}
 	sp.close()

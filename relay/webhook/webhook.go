@@ -20,6 +20,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"facteur/relay/clock"
+	"facteur/relay/maillog"
 )
 
 // Kind is a delivery event's name; its string is the JSON contract.
@@ -78,18 +81,6 @@ type Outbox interface {
 	States(ctx context.Context, prefix string) (map[string][]byte, error)
 }
 
-// Clock is the webhook's time: Now for the signature timestamp, After for
-// batch_wait and backoff. scheduler.RealClock satisfies it.
-type Clock interface {
-	Now() time.Time
-	After(d time.Duration) <-chan time.Time
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
-
 // Options configure one webhook; cmd/facteur fills them from the config's
 // webhooks list.
 type Options struct {
@@ -145,7 +136,7 @@ var ErrConfig = errors.New("webhook config")
 type Webhook struct {
 	opts   Options
 	out    Outbox
-	clock  Clock
+	clock  clock.Clock
 	log    *slog.Logger
 	prefix string // "webhook/<hash of URL>/"
 	url    string // redacted, for logs
@@ -178,7 +169,7 @@ type Webhook struct {
 // The restore reads the whole outbox once (queue.Store.States copies every
 // value), so a backlog of n events costs about n×300 bytes of memory for
 // the duration of New; Run then reads it a block at a time.
-func New(ctx context.Context, opts Options, out Outbox, clock Clock, log *slog.Logger) (*Webhook, error) {
+func New(ctx context.Context, opts Options, out Outbox, clk clock.Clock, log *slog.Logger) (*Webhook, error) {
 	if out == nil {
 		return nil, fmt.Errorf("%w: no outbox", ErrConfig)
 	}
@@ -234,8 +225,8 @@ func New(ctx context.Context, opts Options, out Outbox, clock Clock, log *slog.L
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
 	}
-	if clock == nil {
-		clock = realClock{}
+	if clk == nil {
+		clk = clock.Real{}
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -243,7 +234,7 @@ func New(ctx context.Context, opts Options, out Outbox, clock Clock, log *slog.L
 	w := &Webhook{
 		opts:     opts,
 		out:      out,
-		clock:    clock,
+		clock:    clk,
 		log:      log,
 		prefix:   Prefix(opts.URL),
 		url:      u.Redacted(),
@@ -398,7 +389,7 @@ func (w *Webhook) load(ctx context.Context) ([]stored, error) {
 			}
 			var ev Event
 			if err := json.Unmarshal(v, &ev); err != nil {
-				w.log.Error("webhook dropped corrupt outbox entry", "url", w.url, "key", k, "err", err)
+				w.log.Error(maillog.WebhookDropped, "url", w.url, "key", k, "err", err)
 				if err := w.out.PutState(ctx, k, nil); err != nil {
 					return out, fmt.Errorf("webhook %s: delete corrupt %s: %w", w.url, k, err)
 				}
@@ -442,7 +433,7 @@ func (w *Webhook) Run(ctx context.Context) error {
 			}
 			d := w.backoff(failures)
 			failures++
-			w.log.Error("webhook failed", "url", w.url, "err", err, "retry_in", d)
+			w.log.Error(maillog.WebhookFailed, "url", w.url, "err", err, "retry_in", d)
 			if !w.sleep(ctx, d) {
 				return nil
 			}
@@ -522,7 +513,7 @@ func (w *Webhook) deliver(ctx context.Context, evs []stored) bool {
 		status, reason, err := w.post(ctx, body)
 		if err == nil && status/100 == 2 {
 			w.remove(ctx, evs)
-			w.log.Info("webhook delivered", "url", w.url, "events", len(evs), "status", status, "attempts", attempt+1)
+			w.log.Info(maillog.WebhookDelivered, "url", w.url, "events", len(evs), "status", status, "attempts", attempt+1)
 			return true
 		}
 		if ctx.Err() != nil {
@@ -537,15 +528,15 @@ func (w *Webhook) deliver(ctx context.Context, evs []stored) bool {
 		attrs := []any{"url", w.url, "events", len(evs), "attempt", attempt + 1, "retry_in", d}
 		switch {
 		case err != nil:
-			w.log.Warn("webhook failed", append(attrs, "err", err)...)
+			w.log.Warn(maillog.WebhookFailed, append(attrs, "err", err)...)
 		case status/100 == 4 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests:
 			// The receiver refuses the request itself (bad secret, wrong
 			// path): retrying cannot help until someone fixes it, so say
 			// so loudly, but keep the events: the fix usually comes.
-			w.log.Error("webhook failed", append(attrs, "status", status, "resp", reason.body,
+			w.log.Error(maillog.WebhookFailed, append(attrs, "status", status, "resp", reason.body,
 				"hint", "the receiver refuses the request; check its URL and secret, events are kept and retried")...)
 		default:
-			w.log.Warn("webhook failed", append(attrs, "status", status, "resp", reason.body)...)
+			w.log.Warn(maillog.WebhookFailed, append(attrs, "status", status, "resp", reason.body)...)
 		}
 		if !w.sleep(ctx, d) {
 			return false
@@ -582,7 +573,7 @@ func (w *Webhook) remove(ctx context.Context, evs []stored) {
 		wg.Go(func() {
 			defer func() { <-sem }()
 			if err := w.out.PutState(ctx, e.key, nil); err != nil {
-				w.log.Error("webhook failed", "url", w.url, "key", e.key, "err", fmt.Errorf("delete delivered event: %w", err))
+				w.log.Error(maillog.WebhookFailed, "url", w.url, "key", e.key, "err", fmt.Errorf("delete delivered event: %w", err))
 			}
 		})
 	}

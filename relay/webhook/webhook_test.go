@@ -19,55 +19,10 @@ import (
 	"time"
 
 	"facteur/queue"
+	"facteur/relay/clock"
 )
 
 var t0 = time.Date(2026, 11, 22, 14, 3, 8, 0, time.UTC)
-
-// fakeClock moves only with Advance; every After call is reported on calls
-// so that a test knows Run is waiting and for how long, without sleeping.
-type fakeClock struct {
-	mu      sync.Mutex // guards now and waiters
-	now     time.Time
-	waiters []fakeWaiter
-	calls   chan time.Duration
-}
-
-type fakeWaiter struct {
-	at time.Time
-	ch chan time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{now: t0, calls: make(chan time.Duration, 10000)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	c.waiters = append(c.waiters, fakeWaiter{c.now.Add(d), ch})
-	c.calls <- d
-	return ch
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	kept := c.waiters[:0]
-	for _, w := range c.waiters {
-		if w.at.After(c.now) {
-			kept = append(kept, w)
-			continue
-		}
-		w.ch <- c.now
-	}
-	c.waiters = kept
-}
 
 // request is one POST the receiver got.
 type request struct {
@@ -211,7 +166,7 @@ func openStore(t *testing.T, path string, sync bool) *queue.Store {
 	return s
 }
 
-func newWebhook(t *testing.T, out Outbox, opts Options, clk Clock, l *logs) *Webhook {
+func newWebhook(t *testing.T, out Outbox, opts Options, clk clock.Clock, l *logs) *Webhook {
 	t.Helper()
 	w, err := New(t.Context(), opts, out, clk, slog.New(l))
 	if err != nil {
@@ -262,7 +217,7 @@ func add(t *testing.T, w *Webhook, evs ...Event) {
 
 // collect drives the fake clock (firing each wait as soon as Run starts
 // it) until n events arrived; it returns them and the waits Run asked for.
-func collect(t *testing.T, clk *fakeClock, r *receiver, n int) ([]Event, []time.Duration) {
+func collect(t *testing.T, clk *clock.Fake, r *receiver, n int) ([]Event, []time.Duration) {
 	t.Helper()
 	var got []Event
 	var waits []time.Duration
@@ -272,7 +227,7 @@ func collect(t *testing.T, clk *fakeClock, r *receiver, n int) ([]Event, []time.
 		select {
 		case e := <-r.events:
 			got = append(got, e)
-		case d := <-clk.calls:
+		case d := <-clk.Waits():
 			waits = append(waits, d)
 			clk.Advance(d)
 		case <-guard.C:
@@ -336,7 +291,7 @@ func TestNewRefusesBadOptions(t *testing.T) {
 func TestBatching(t *testing.T) {
 	store := openStore(t, filepath.Join(t.TempDir(), "q.db"), false)
 	r := newReceiver(t, "k")
-	clk := newFakeClock()
+	clk := clock.NewFake(t0)
 	l := newLogs()
 	w := newWebhook(t, store, Options{URL: r.srv.URL, Secret: []byte("k"), BatchSize: 3, BatchWait: 5 * time.Second}, clk, l)
 
@@ -369,7 +324,7 @@ func TestBatching(t *testing.T) {
 
 	// Idle: one event starts a BatchWait; the batch goes when it is full.
 	add(t, w, want[24], event(25))
-	if d := <-clk.calls; d != 5*time.Second {
+	if d := <-clk.Waits(); d != 5*time.Second {
 		t.Errorf("idle webhook waited %v, want batch_wait 5s", d)
 	}
 	add(t, w, event(26))
@@ -408,7 +363,7 @@ func recipients(evs []Event) []string {
 func TestSignatureAndBody(t *testing.T) {
 	store := openStore(t, filepath.Join(t.TempDir(), "q.db"), false)
 	r := newReceiver(t, "s3cret")
-	clk := newFakeClock()
+	clk := clock.NewFake(t0)
 	l := newLogs()
 	w := newWebhook(t, store, Options{URL: r.srv.URL + "/hooks/facteur", Secret: []byte("s3cret")}, clk, l)
 	ev := Event{Event: Suppressed, Recipient: "bob@example.net", Class: "user_unknown",
@@ -485,7 +440,7 @@ func TestReceiverDown(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			store := openStore(t, filepath.Join(t.TempDir(), "q.db"), false)
 			r := newReceiver(t, "k", tc.script...)
-			clk := newFakeClock()
+			clk := clock.NewFake(t0)
 			l := newLogs()
 			const maxBackoff = 5 * time.Minute
 			w := newWebhook(t, store, Options{URL: r.srv.URL, Secret: []byte("k"), BatchSize: 100, MaxBackoff: maxBackoff}, clk, l)
@@ -495,9 +450,9 @@ func TestReceiverDown(t *testing.T) {
 			}
 			add(t, w, want[:3]...)
 			run(t, w)
-			first := <-clk.calls // batch_wait
+			first := <-clk.Waits() // batch_wait
 			clk.Advance(first)
-			backoff := <-clk.calls // the first failure's backoff
+			backoff := <-clk.Waits() // the first failure's backoff
 			// Events added during the outage queue behind the failing batch.
 			add(t, w, want[3:]...)
 			clk.Advance(backoff)
@@ -571,13 +526,13 @@ func TestTimeout(t *testing.T) {
 		events <- len(b.Events)
 	}))
 	t.Cleanup(func() { close(release); srv.Close() })
-	clk := newFakeClock()
+	clk := clock.NewFake(t0)
 	l := newLogs()
 	w := newWebhook(t, store, Options{URL: srv.URL, Secret: []byte("k"), BatchSize: 2, Timeout: 50 * time.Millisecond}, clk, l)
 	add(t, w, event(1), event(2))
 	run(t, w)
 	<-hung
-	d := <-clk.calls // the backoff after the timeout
+	d := <-clk.Waits() // the backoff after the timeout
 	if d < 500*time.Millisecond || d > time.Second {
 		t.Errorf("first backoff %v", d)
 	}
@@ -593,7 +548,7 @@ func TestTimeout(t *testing.T) {
 func TestRestartKeepsEvents(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "q.db")
 	r := newReceiver(t, "k", 503)
-	clk := newFakeClock()
+	clk := clock.NewFake(t0)
 
 	// First life: events stored, one failed POST, then shutdown.
 	store := openStore(t, path, true)
@@ -605,8 +560,8 @@ func TestRestartKeepsEvents(t *testing.T) {
 	}
 	add(t, w, want[:4]...)
 	stop := run(t, w)
-	clk.Advance(<-clk.calls) // batch_wait
-	<-clk.calls              // backoff after the 503: Run is waiting
+	clk.Advance(<-clk.Waits()) // batch_wait
+	<-clk.Waits()              // backoff after the 503: Run is waiting
 	stop()
 	add(t, w, want[4]) // the scheduler still finishes deliveries at shutdown
 	if err := store.Close(); err != nil {
@@ -615,7 +570,7 @@ func TestRestartKeepsEvents(t *testing.T) {
 
 	// Second life over the same file.
 	store = openStore(t, path, true)
-	clk2 := newFakeClock()
+	clk2 := clock.NewFake(t0)
 	l2 := newLogs()
 	w2 := newWebhook(t, store, Options{URL: r.srv.URL, Secret: []byte("k")}, clk2, l2)
 	if p := w2.Pending(); p != 5 {
@@ -637,7 +592,7 @@ func TestRestartKeepsEvents(t *testing.T) {
 func TestEventFilter(t *testing.T) {
 	store := openStore(t, filepath.Join(t.TempDir(), "q.db"), false)
 	r := newReceiver(t, "k")
-	clk := newFakeClock()
+	clk := clock.NewFake(t0)
 	l := newLogs()
 	w := newWebhook(t, store, Options{URL: r.srv.URL, Secret: []byte("k"), Events: []string{"bounced", "suppressed"}}, clk, l)
 	var want []Event
@@ -663,7 +618,7 @@ func TestEventFilter(t *testing.T) {
 func TestFailedAddLeavesNoHole(t *testing.T) {
 	store := openStore(t, filepath.Join(t.TempDir(), "q.db"), false)
 	r := newReceiver(t, "k")
-	clk := newFakeClock()
+	clk := clock.NewFake(t0)
 	l := newLogs()
 	w := newWebhook(t, store, Options{URL: r.srv.URL, Secret: []byte("k"), BatchSize: 2}, clk, l)
 	add(t, w, event(1))
@@ -696,7 +651,7 @@ func TestCorruptEntryDropped(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	clk := newFakeClock()
+	clk := clock.NewFake(t0)
 	l := newLogs()
 	w := newWebhook(t, store, opts, clk, l)
 	if w.Pending() != 3 {
@@ -729,7 +684,7 @@ func must[T any](v T, err error) T {
 func TestConcurrentAdd(t *testing.T) {
 	store := openStore(t, filepath.Join(t.TempDir(), "q.db"), false)
 	r := newReceiver(t, "k")
-	clk := newFakeClock()
+	clk := clock.NewFake(t0)
 	l := newLogs()
 	w := newWebhook(t, store, Options{URL: r.srv.URL, Secret: []byte("k"), BatchSize: 7}, clk, l)
 	run(t, w)
@@ -816,7 +771,7 @@ func BenchmarkDrain(b *testing.B) {
 	}
 	defer s.Close()
 	l := newLogs()
-	w, err := New(b.Context(), Options{URL: srv.URL, Secret: []byte("k")}, s, newFakeClock(), slog.New(l))
+	w, err := New(b.Context(), Options{URL: srv.URL, Secret: []byte("k")}, s, clock.NewFake(t0), slog.New(l))
 	if err != nil {
 		b.Fatal(err)
 	}
