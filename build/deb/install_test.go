@@ -141,7 +141,8 @@ cat "$TMP/daemon.log"
 	// /etc/systemd/system unit).
 	for _, l := range strings.Split(strings.TrimSpace(section("install")), "\n") {
 		switch {
-		case strings.HasPrefix(l, "kept existing "), strings.HasPrefix(l, "unchanged "), strings.HasPrefix(l, "skipped: "):
+		case strings.HasPrefix(l, "kept existing "), strings.HasPrefix(l, "unchanged "), strings.HasPrefix(l, "skipped: "),
+			strings.HasPrefix(l, "WARNING: "): // advice on the config (hostname, root's alias), no change
 		case strings.HasPrefix(l, "dry-run: install /usr/local/sbin/facteur "),
 			strings.HasPrefix(l, "dry-run: install /etc/systemd/system/facteur.service "):
 		default:
