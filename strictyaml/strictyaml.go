@@ -190,6 +190,7 @@ func (d *Doc) index(n *yaml.Node, path string) {
 			k, v := n.Content[i], n.Content[i+1]
 			p := join(path, k.Value)
 			d.keyAt[[2]int{k.Line, k.Column}] = path
+			d.at[[2]int{k.Line, k.Column}] = p // an error on the key itself (a duplicate)
 			d.lines[p] = k.Line
 			d.index(v, p)
 		}

@@ -168,7 +168,7 @@ func ingest(ctx context.Context, cfg *config.Config, p *policy.Policy, raw []byt
 	if err != nil {
 		return res, err
 	}
-	sups = append(sups, soft...)
+	sups = dropOwn(cfg, append(sups, soft...))
 	res.suppressResult, err = applySuppressions(ctx, store, sups, false, now, nil, func(addr, why string, now time.Time) (int, error) {
 		return offlineCancel(ctx, cfg, store, addr, why, now)
 	})
@@ -325,7 +325,7 @@ func (d *daemon) ingestBounce(w http.ResponseWriter, r *http.Request) {
 		admin.WriteError(w, http.StatusInternalServerError, err)
 		return
 	}
-	res.suppressResult, err = d.suppress(r.Context(), append(sups, soft...), false, now)
+	res.suppressResult, err = d.suppress(r.Context(), dropOwn(d.cfg, append(sups, soft...)), false, now)
 	if err != nil {
 		admin.WriteError(w, http.StatusInternalServerError, err)
 		return
@@ -349,7 +349,7 @@ func (d *daemon) handleInbound(ctx context.Context, rcpts []string, raw []byte) 
 	if err != nil {
 		return err
 	}
-	sups = append(sups, soft...)
+	sups = dropOwn(d.cfg, append(sups, soft...))
 	d.log.Info(maillog.BounceReceived, "qid", rep.QueueID, "kind", string(rep.Kind), "rcpt", strings.Join(rcpts, ","), "suppress", len(sups))
 	_, err = d.suppress(ctx, sups, false, now)
 	return err

@@ -66,6 +66,9 @@ with smtplib.SMTP(host, int(port)) as s:
 	if !strings.Contains(r.logText(), `destination dead dest="relayhost `+ln.Addr().String()+`"`) {
 		t.Fatalf("no dead-destination line:\n%s", r.logText())
 	}
+	if out, err := r.cli("status"); err != nil || !strings.Contains(out, "dead: relayhost "+ln.Addr().String()) {
+		t.Fatalf("status does not name the dead relayhost: %v\n%s", err, out)
+	}
 	out, err := r.cli("queue", "flush")
 	if err != nil || !strings.Contains(out, fmt.Sprintf("%d recipients due now", n)) {
 		t.Fatalf("flush: %v %q", err, out)

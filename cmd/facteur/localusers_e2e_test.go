@@ -291,3 +291,17 @@ func dropped(t *testing.T, data string) int {
 	}
 	return n
 }
+
+// A data_dir too long for a socket address (108 bytes) costs the local
+// socket, not the start: the shim submits over loopback TCP instead.
+func TestLongDataDirKeepsTheDaemon(t *testing.T) {
+	r := startRelay(t, relayOpts{})
+	r.stop()
+	long := filepath.Join(r.dir, strings.Repeat("d", 110))
+	cfg, _ := os.ReadFile(r.config)
+	os.WriteFile(r.config, []byte(strings.Replace(string(cfg), "data_dir: "+filepath.Join(r.dir, "data"), "data_dir: "+long, 1)), 0o644)
+	r.start()
+	r.waitLog(" local socket unavailable ")
+	runTool(t, []string{"FACTEUR_CONFIG=" + r.config}, "Subject: x\n\ny\n", r.shim, "-i", "long@example.org")
+	r.waitLog(" rcpt=<long@example.org>")
+}

@@ -2,12 +2,13 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 
 	"facteur/relay/config"
@@ -29,7 +30,7 @@ func register(name, summary string, run func(args []string) int) {
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: facteur COMMAND [flags] [args]")
 	fmt.Fprintln(w, "\ncommands:")
-	sort.Slice(commands, func(i, j int) bool { return commands[i].name < commands[j].name })
+	slices.SortFunc(commands, func(a, b command) int { return cmp.Compare(a.name, b.name) })
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-18s %s\n", c.name, c.summary)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,7 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -21,6 +22,7 @@ import (
 	"facteur/relay/config"
 	"facteur/relay/maillog"
 	"facteur/relay/metrics"
+	"facteur/relay/scheduler"
 )
 
 func init() {
@@ -80,11 +82,8 @@ func (d *daemon) queueDepth(ctx context.Context) ([]metrics.QueueDepth, error) {
 	for k, n := range counts {
 		out = append(out, metrics.QueueDepth{Provider: k[0], Status: k[1], Count: n})
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Provider != out[j].Provider {
-			return out[i].Provider < out[j].Provider
-		}
-		return out[i].Status < out[j].Status
+	slices.SortFunc(out, func(a, b metrics.QueueDepth) int {
+		return cmp.Or(cmp.Compare(a.Provider, b.Provider), cmp.Compare(a.Status, b.Status))
 	})
 	return out, nil
 }
@@ -131,6 +130,9 @@ type Status struct {
 	Alarm     bool                   `json:"alarm"`
 	Providers []policy.ProviderState `json:"-"`
 	Breaker   []breakerEntry         `json:"breaker"` // senders the circuit breaker stops
+	// Dead lists the destinations that do not answer, their mail deferred
+	// until a probe at Until finds them alive (issue 19 §4).
+	Dead []scheduler.DeadDest `json:"dead"`
 }
 
 // SuspendedProvider names a provider (or default destination) on hold.
@@ -152,7 +154,7 @@ func (d *daemon) status(w http.ResponseWriter, r *http.Request) {
 		admin.WriteError(w, http.StatusInternalServerError, err)
 		return
 	}
-	out := Status{Now: now, Messages: st.Messages, Queue: depth, LastHour: d.metrics.LastHour(now), Alarm: d.alarm.Load(), Suspended: []SuspendedProvider{}}
+	out := Status{Now: now, Messages: st.Messages, Queue: depth, LastHour: d.metrics.LastHour(now), Alarm: d.alarm.Load(), Suspended: []SuspendedProvider{}, Dead: d.sched.Dead()}
 	if !st.Oldest.IsZero() {
 		out.Oldest = &st.Oldest
 	}
@@ -244,7 +246,10 @@ func cmdStatus(args []string) int {
 		lh["delivered"], lh["deferred"], lh["bounced"], lh["expired"], lh["suppressed"])
 	for _, b := range st.Breaker {
 		fmt.Printf("\nbreaker: %s stopped since %s, %s, %d message%s held (facteur breaker reset %s)\n",
-			b.Key, b.At.Local().Format(time.DateTime), b.Summary(), b.Held, plural(b.Held), b.Key)
+			b.Key, b.At.Local().Format(admin.TextTime), b.Summary(), b.Held, plural(b.Held), b.Key)
+	}
+	for _, x := range st.Dead {
+		fmt.Printf("\ndead: %s, next probe %s (in %s): %s\n", x.Dest, x.Until.Local().Format(time.DateTime), time.Until(x.Until).Round(time.Second), strings.TrimSpace(x.Reason))
 	}
 	if len(st.Suspended) == 0 {
 		fmt.Println("\nno provider suspended")

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -320,7 +321,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		MaxRecipients:       cfg.MaxRecipients,
 		Trusted:             prefixes(cfg),
 		DropSuppressed:      cfg.Suppression.OnRcpt == "drop",
-		Suppressions:        storeSuppressions{store},
+		Suppressions:        storeSuppressions{store, cfg},
 		Guard:               abuse,
 		MaxConnections:      cfg.MaxConnections,
 		MaxConnectionsPerIP: cfg.MaxConnectionsPerIP,
@@ -334,7 +335,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		// The shim could not learn at RCPT time that a recipient is
 		// suppressed when the daemon was down: drop it here, with a line.
 		Filter: func(ctx context.Context, rcpts []string) []string {
-			sup := storeSuppressions{store}
+			sup := storeSuppressions{store, cfg}
 			var keep []string
 			for _, r := range rcpts {
 				for _, x := range d.cleanup.ExpandRecipient(r) {
@@ -405,12 +406,16 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	// The shim's socket (issue 11 §1): DATA_DIR/public, reachable by the
 	// facteur-drop group only, as Postfix's public/ and postdrop.
-	localLn, err := submission.ListenLocal(filepath.Join(cfg.DataDir, "public"), gid)
-	if err != nil {
-		closeAll()
-		return err
+	// Without it (a data_dir path past the 108 bytes of a socket address,
+	// a read-only public/) the shim still submits over loopback TCP, where
+	// the kernel's sock_diag names its uid: said, not fatal.
+	socketAddr := "-"
+	if localLn, err := submission.ListenLocal(filepath.Join(cfg.DataDir, "public"), gid); err != nil {
+		log.Error(maillog.LocalSocket, "err", err)
+	} else {
+		socketAddr = localLn.Addr().String()
+		smtpLns = append(smtpLns, smtpListener{localLn, submission.Listener{Addr: socketAddr, Local: true}})
 	}
-	smtpLns = append(smtpLns, smtpListener{localLn, submission.Listener{Addr: localLn.Addr().String(), Local: true}})
 	adminLn, err := net.Listen("tcp", string(cfg.Admin))
 	if err != nil {
 		closeAll()
@@ -456,7 +461,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 		return err
 	})
-	log.Info(maillog.Started, "listen", fmt.Sprint(cfg.Listen), "socket", localLn.Addr().String(), "admin", string(cfg.Admin), "data_dir", cfg.DataDir, "pid", os.Getpid())
+	log.Info(maillog.Started, "listen", fmt.Sprint(cfg.Listen), "socket", socketAddr, "admin", string(cfg.Admin), "data_dir", cfg.DataDir, "pid", os.Getpid())
 	err = g.Wait()
 	log.Info(maillog.Stopped)
 	return err
@@ -472,9 +477,18 @@ func prefixes(cfg *config.Config) []netip.Prefix {
 
 // storeSuppressions answers the submission server's RCPT-time question from
 // the suppression list.
-type storeSuppressions struct{ store *queue.Store }
+// storeSuppressions answers the submission's and the pickup's question;
+// this host's own addresses are never refused, whatever the list says
+// (root's mail is often the only alarm).
+type storeSuppressions struct {
+	store *queue.Store
+	cfg   *config.Config
+}
 
 func (s storeSuppressions) Suppressed(ctx context.Context, addr string, now time.Time) (string, bool) {
+	if s.cfg != nil && ownAddress(s.cfg, addr) {
+		return "", false
+	}
 	sup, ok, err := s.store.Suppressed(ctx, addr, now)
 	if err != nil || !ok {
 		return "", false
@@ -517,4 +531,28 @@ func loadAliases(cfg *config.Config, log *slog.Logger) map[string]string {
 		merged["postmaster"] = "root"
 	}
 	return merged
+}
+
+// ownAddress reports whether addr is one of this host's: a bare name, or
+// one at hostname, local_domain or localhost. Such an address is never
+// suppressed (issue 13 §5: root@vm went on the list for 30 days).
+func ownAddress(cfg *config.Config, addr string) bool {
+	i := strings.LastIndexByte(addr, '@')
+	if i < 0 {
+		return true
+	}
+	d := strings.TrimSuffix(addr[i+1:], ".")
+	return strings.EqualFold(d, cfg.Hostname) || strings.EqualFold(d, "localhost") || (cfg.LocalDomain != "" && strings.EqualFold(d, cfg.LocalDomain))
+}
+
+// dropOwn leaves this host's own addresses out of suppressions a bounce
+// asks for.
+func dropOwn(cfg *config.Config, sups []queue.Suppression) []queue.Suppression {
+	out := sups[:0:0]
+	for _, s := range sups {
+		if !ownAddress(cfg, s.Address) {
+			out = append(out, s)
+		}
+	}
+	return out
 }

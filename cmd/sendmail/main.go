@@ -10,11 +10,13 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"facteur/queue/maildrop"
+	"facteur/relay/address"
 	"facteur/relay/config"
 )
 
@@ -215,8 +217,8 @@ func (s *shim) deliver() error {
 	env := maildrop.Envelope{
 		Sender:       s.qualify(sender),
 		Recipients:   rcpts,
-		SMTPUTF8:     !isASCII(sender) || !allASCII(rcpts),
-		EightBitMIME: o.body == "8BITMIME" || !isASCII(string(p.data)),
+		SMTPUTF8:     !address.IsASCII(sender) || slices.ContainsFunc(rcpts, func(r string) bool { return !address.IsASCII(r) }),
+		EightBitMIME: o.body == "8BITMIME" || !address.IsASCII(p.data),
 		UID:          os.Getuid(),
 		Time:         time.Now(),
 	}
@@ -241,24 +243,6 @@ func dedupe(s *shim, addrs []string) []string {
 		}
 	}
 	return out
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
-}
-
-func allASCII(ss []string) bool {
-	for _, s := range ss {
-		if !isASCII(s) {
-			return false
-		}
-	}
-	return true
 }
 
 // submitOrDrop hands the message to the daemon; only when the daemon

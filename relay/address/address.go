@@ -51,7 +51,7 @@ func (m Mailbox) String() string {
 }
 
 // UTF8 reports whether the mailbox needs SMTPUTF8 (RFC 6531).
-func (m Mailbox) UTF8() bool { return !isASCII(m.Local) || !isASCII(m.Domain) }
+func (m Mailbox) UTF8() bool { return !IsASCII(m.Local) || !IsASCII(m.Domain) }
 
 // FromSMTP reads an address as go-smtp hands it over from MAIL FROM or RCPT
 // TO: brackets and source route stripped, a quoted local part unquoted. The
@@ -180,15 +180,6 @@ func checkLength(m Mailbox) error {
 		return fmt.Errorf("%w: %d octets, limit 254", ErrTooLong, len(w))
 	}
 	return nil
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
 }
 
 // isAtext: RFC 5322 §3.2.3 atext, widened to UTF-8 by RFC 6531.

@@ -64,7 +64,7 @@ func FuzzCheck(f *testing.F) {
 		if local == "" || domain == "" || strings.ContainsAny(s, "\r\n\x00") {
 			t.Fatalf("accepted %q", s)
 		}
-		if u == isASCII(s) {
+		if u == IsASCII(s) {
 			t.Fatalf("utf8=%v for %q", u, s)
 		}
 	})

@@ -220,7 +220,7 @@ func (c *Cleanup) Process(ctx context.Context, m Message, now time.Time) (queue.
 		User:       m.User,
 		UID:        m.UID,
 		SMTPUTF8:   m.SMTPUTF8 || needsUTF8(sender, rcpts),
-		EightBit:   has8bit(msg),
+		EightBit:   !address.IsASCII(msg),
 	}
 	dkimNote := ""
 	if c.signer != nil {
@@ -358,29 +358,11 @@ func contains(list []string, s string) bool {
 }
 
 func needsUTF8(sender string, rcpts []string) bool {
-	if !ascii(sender) {
+	if !address.IsASCII(sender) {
 		return true
 	}
 	for _, r := range rcpts {
-		if !ascii(r) {
-			return true
-		}
-	}
-	return false
-}
-
-func ascii(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
-}
-
-func has8bit(b []byte) bool {
-	for _, c := range b {
-		if c >= 0x80 {
+		if !address.IsASCII(r) {
 			return true
 		}
 	}

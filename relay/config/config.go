@@ -10,6 +10,8 @@ import (
 	"time"
 
 	yaml "go.yaml.in/yaml/v4"
+
+	"facteur/strictyaml"
 )
 
 // DefaultPath is where the daemon, the CLI and the sendmail shim look for the
@@ -209,7 +211,7 @@ func DefaultBreaker() *Breaker {
 func presetOptional(data []byte, c *Config) {
 	var doc yaml.Node
 	if yaml.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
-		return // decodeStrict reports the problem
+		return // Decode reports the problem
 	}
 	m := doc.Content[0]
 	for i := 0; i+1 < len(m.Content); i += 2 {
@@ -292,22 +294,36 @@ func (c *Config) FreeDiskFloor() int64 {
 // file is not an error when it is the default path: facteur must be useful
 // with no config at all.
 func Load(path string) (*Config, error) {
-	c := Default()
 	if path == "" {
 		path = DefaultPath
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) && path == DefaultPath {
+			c := Default()
 			return c, c.Validate()
 		}
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	c.File = path
+	c, err := decode(path, data)
+	if err != nil {
+		return nil, err
+	}
+	c.resolvePaths(path)
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// decode is Default() with the file strictly decoded over it.
+func decode(name string, data []byte) (*Config, error) {
+	c := Default()
+	c.File = name
 	// Maps replace, not merge: a file that lists aliases gives all of them.
 	c.Aliases, c.Senders, c.SenderLogin = nil, nil, nil
 	presetOptional(data, c)
-	if err := decodeStrict(path, data, c); err != nil {
+	if _, err := strictyaml.Decode(name, data, c, movedKey); err != nil {
 		return nil, err
 	}
 	if c.Aliases == nil {
@@ -319,11 +335,23 @@ func Load(path string) (*Config, error) {
 	if c.SenderLogin == nil {
 		c.SenderLogin = map[string][]string{}
 	}
-	c.resolvePaths(path)
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
 	return c, nil
+}
+
+// movedKeys are keys the config once had, with where they went: an old
+// config gets told what to change, not only that a key is unknown.
+var movedKeys = map[string]string{
+	"delivery.retry":                   "retry schedules live in the policy file (policy:), as defaults.retry or providers.NAME.retry; see facteur policy show",
+	"delivery.connections":             "connection limits live in the policy file (policy:), as defaults.connections or providers.NAME.connections",
+	"delivery.messages_per_connection": "it lives in the policy file (policy:), as defaults.messages_per_connection or providers.NAME.messages_per_connection",
+	"delay_warning":                    "facteur sends no delay warnings; remove the key",
+}
+
+func movedKey(path string) string {
+	if to, ok := movedKeys[path]; ok {
+		return "removed, " + to
+	}
+	return ""
 }
 
 // resolvePaths makes a relative data_dir relative to the config file's
@@ -342,28 +370,16 @@ func (c *Config) resolvePaths(file string) {
 
 // Parse decodes data as a config file named name (tests, policy check).
 func Parse(name string, data []byte) (*Config, error) {
-	c := Default()
-	c.File = name
-	c.Aliases, c.Senders, c.SenderLogin = nil, nil, nil
-	presetOptional(data, c)
-	if err := decodeStrict(name, data, c); err != nil {
+	c, err := decode(name, data)
+	if err != nil {
 		return nil, err
-	}
-	if c.Aliases == nil {
-		c.Aliases = map[string]string{}
-	}
-	if c.Senders == nil {
-		c.Senders = map[string]string{}
-	}
-	if c.SenderLogin == nil {
-		c.SenderLogin = map[string][]string{}
 	}
 	return c, c.Validate()
 }
 
 // Validate checks what the decoder cannot, and reports every problem.
 func (c *Config) Validate() error {
-	var errs []error
+	var errs strictyaml.Errors
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, &Error{File: c.fileName(), Key: key, Msg: fmt.Sprintf(format, args...)})
 	}
@@ -598,7 +614,10 @@ func (c *Config) Validate() error {
 	default:
 		bad("suppression.on_rcpt", "want refuse or drop, got %q", c.Suppression.OnRcpt)
 	}
-	return errors.Join(errs...)
+	if len(errs) == 0 {
+		return nil
+	}
+	return errs
 }
 
 // Warnings are what is valid but likely wrong, for the log at start and

@@ -97,6 +97,7 @@ const (
 	MaildropRefused     = "maildrop message refused"
 	MaildropRemove      = "maildrop remove"
 	MaildropRecount     = "maildrop quota recount"
+	LocalSocket         = "local socket unavailable"
 	DSNBuild            = "dsn build"
 	DSNEnqueue          = "dsn enqueue"
 	Record              = "record"
@@ -120,6 +121,6 @@ var Events = []string{
 	Started, Stopped, QueueAlarm, QueueAlarmCleared, PolicyStateNotRestored, PolicyStateNotSaved,
 	PolicyReloaded, PolicyReloadRefused, QueueFlush, QueueFlushed, DKIMWarning,
 	ConfigWarning, RootNoAlias, AliasRefused, AliasesFileUnread, NotSuppressed, DANEOff,
-	QueueList, PickupScan, MaildropSweep, MaildropQuarantined, MaildropRefused, MaildropRemove, MaildropRecount,
+	QueueList, PickupScan, MaildropSweep, MaildropQuarantined, MaildropRefused, MaildropRemove, MaildropRecount, LocalSocket,
 	DSNBuild, DSNEnqueue, Record, ReadBody, ReadDue, Suppress, CancelSuppressed, SuppressionHistory,
 }

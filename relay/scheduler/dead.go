@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"sort"
 	"sync"
 	"time"
 
@@ -132,6 +133,27 @@ func (s *Scheduler) Revive() {
 	}
 	s.mu.Unlock()
 	s.Wake()
+}
+
+// DeadDest is a destination marked dead, for `facteur status`.
+type DeadDest struct {
+	Dest   string    `json:"dest"`  // "relayhost HOST:PORT", "route HOST:PORT" or "domain D"
+	Until  time.Time `json:"until"` // its next probe
+	Reason string    `json:"reason"`
+}
+
+// Dead lists the destinations marked dead, sorted by name.
+func (s *Scheduler) Dead() []DeadDest {
+	s.mu.Lock()
+	out := []DeadDest{}
+	for k, d := range s.dead {
+		if !d.until.IsZero() {
+			out = append(out, DeadDest{Dest: k, Until: d.until, Reason: d.reason})
+		}
+	}
+	s.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Dest < out[j].Dest })
+	return out
 }
 
 // deadItem is an item to defer because its destination is dead.
