@@ -56,6 +56,14 @@ const (
 	BounceReceived       = "bounce received"
 	BounceUnreadable     = "bounce unreadable"
 	BounceHandlingFailed = "bounce handling failed"
+	// BounceUnverified: a report names an address without a valid VERP
+	// token; nothing is suppressed (issue 11 §5).
+	BounceUnverified = "bounce unverified"
+
+	// The admin's listeners (issue 11 §4).
+	AdminRefused      = "admin refused"
+	AdminListenFailed = "admin listen failed"
+	AdminListening    = "admin listening"
 
 	// Webhooks.
 	WebhookDelivered = "webhook delivered"
@@ -74,7 +82,10 @@ const (
 	PolicyReloadRefused    = "policy reload refused"
 	QueueFlush             = "queue flush"
 	QueueFlushed           = "queue flushed"
-	DKIMWarning            = "dkim"
+	// QueueCompacted: a clean stop compacted queue.db (before=, after= in
+	// bytes).
+	QueueCompacted = "queue compacted"
+	DKIMWarning    = "dkim"
 	// ConfigWarning: a config value that is valid but likely wrong (a
 	// hostname not fully qualified), at start.
 	ConfigWarning = "config"
@@ -91,6 +102,8 @@ const (
 
 	// Local failures: something facteur could not do, with err=.
 	QueueList           = "queue list"
+	QueueClose          = "closing the queue"
+	QueueCompaction     = "queue compaction"
 	PickupScan          = "pickup scan"
 	MaildropSweep       = "maildrop sweep"
 	MaildropQuarantined = "maildrop file quarantined"
@@ -116,11 +129,12 @@ var Events = []string{
 	BreakerTripped, BreakerReset, BreakerStateNotRestored, BreakerStateNotSaved,
 	BreakerReadQueue, BreakerHold, BreakerNotify, BreakerNotified,
 	Refused, RelayDenied, EnqueueFailed, AuthFailed, AuthBlocked, Data, MaildropWaits,
-	BounceReceived, BounceUnreadable, BounceHandlingFailed,
+	BounceReceived, BounceUnreadable, BounceHandlingFailed, BounceUnverified,
+	AdminRefused, AdminListenFailed, AdminListening,
 	WebhookDelivered, WebhookFailed, WebhookDropped, WebhookOutbox,
 	Started, Stopped, QueueAlarm, QueueAlarmCleared, PolicyStateNotRestored, PolicyStateNotSaved,
-	PolicyReloaded, PolicyReloadRefused, QueueFlush, QueueFlushed, DKIMWarning,
+	PolicyReloaded, PolicyReloadRefused, QueueFlush, QueueFlushed, QueueCompacted, DKIMWarning,
 	ConfigWarning, RootNoAlias, AliasRefused, AliasesFileUnread, NotSuppressed, DANEOff,
-	QueueList, PickupScan, MaildropSweep, MaildropQuarantined, MaildropRefused, MaildropRemove, MaildropRecount, LocalSocket,
+	QueueList, QueueClose, QueueCompaction, PickupScan, MaildropSweep, MaildropQuarantined, MaildropRefused, MaildropRemove, MaildropRecount, LocalSocket,
 	DSNBuild, DSNEnqueue, Record, ReadBody, ReadDue, Suppress, CancelSuppressed, SuppressionHistory,
 }

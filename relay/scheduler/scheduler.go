@@ -165,6 +165,11 @@ type lane struct {
 	notBefore time.Time // connection limit: no worker before this
 	limitWait bool      // notBefore comes from a connection limit, lifted when a connection ends
 	probe     bool      // its worker is the probe of a dead destination
+	// connected: a connection of this lane was made. Until then the lane
+	// has one worker (a slow start, as Postfix's destination concurrency
+	// window): a destination that does not answer gets one failed attempt,
+	// not one per connection the provider's limit would allow.
+	connected bool
 }
 
 // target is one host to try, in order.
@@ -233,19 +238,31 @@ func (s *Scheduler) Wake() {
 // Whatever was not acknowledged stays queued and due.
 func (s *Scheduler) Run(ctx context.Context) error {
 	sendCtx, cancelSends := context.WithCancel(context.Background())
-	defer cancelSends()
 	s.sendCtx = sendCtx
-	stopTimer := context.AfterFunc(ctx, func() {
-		t := time.AfterFunc(s.opts.ShutdownTimeout, cancelSends)
-		context.AfterFunc(sendCtx, func() { t.Stop() })
+	// Once ctx is done, in-flight transactions get ShutdownTimeout on the
+	// clock, then their connections are cancelled.
+	graceDone := make(chan struct{})
+	stopGrace := context.AfterFunc(ctx, func() {
+		defer close(graceDone)
+		select {
+		case <-s.clock.After(s.opts.ShutdownTimeout):
+			cancelSends()
+		case <-sendCtx.Done():
+		}
 	})
-	defer stopTimer()
+	defer func() {
+		cancelSends()
+		if !stopGrace() {
+			<-graceDone
+		}
+	}()
 	var last time.Time
 	for {
 		// Wakes come per enqueue and per finished connection; a cycle
 		// rescans the in-flight head of the due index, so under load they
-		// are coalesced to one per minCycle of real time (this paces work;
-		// it decides nothing, so it is not the injected clock's business).
+		// are coalesced to one per minCycle of real time. This paces the
+		// CPU, it decides nothing: on the injected clock a test's fake
+		// time, which stands still between Advances, would stop the loop.
 		if wait := minCycle - time.Since(last); wait > 0 {
 			select {
 			case <-time.After(wait):
@@ -428,6 +445,9 @@ func (s *Scheduler) startWorkers(ctx context.Context, now time.Time) time.Time {
 			if lim > 0 && want > lim {
 				want = lim
 			}
+		}
+		if !l.connected {
+			want = 1
 		}
 		if d := s.deadLocked(s.destKey(l.domain)); d != nil {
 			// Dead: its items are deferred by deferDead until the
@@ -693,6 +713,13 @@ func (s *Scheduler) connection(ctx, wctx context.Context, l *lane, provider stri
 		return false
 	}
 	s.connOK(s.destKey(l.domain))
+	s.mu.Lock()
+	first := !l.connected
+	l.connected = true
+	s.mu.Unlock()
+	if first {
+		s.Wake() // the lane may open its other connections now
+	}
 	defer conn.Close()
 	for {
 		if !s.expire(wctx, it, provider, s.clock.Now()) {
