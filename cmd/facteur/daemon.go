@@ -21,6 +21,7 @@ import (
 	"facteur/policy"
 	"facteur/queue"
 	"facteur/relay/admin"
+	"facteur/relay/clock"
 	"facteur/relay/config"
 	"facteur/relay/delivery"
 	"facteur/relay/maillog"
@@ -73,21 +74,11 @@ func newSigner(cfg *config.Config) (dkimSigner, []string, error) {
 }
 
 func schedulerOptions(cfg *config.Config) (scheduler.Options, error) {
-	t := cfg.Delivery.Timeouts
 	dial := delivery.Options{
 		Hostname: cfg.Hostname,
 		Port:     cfg.Delivery.Port,
 		NoTLS:    cfg.Delivery.TLS == "none",
-		Timeouts: delivery.Timeouts{
-			Connect:  time.Duration(t.Connect),
-			Greeting: time.Duration(t.Greeting),
-			Mail:     time.Duration(t.Mail),
-			Rcpt:     time.Duration(t.Rcpt),
-			Data:     time.Duration(t.Data),
-			Block:    time.Duration(t.Block),
-			DataEnd:  time.Duration(t.DataEnd),
-			Quit:     10 * time.Second,
-		},
+		Timeouts: delivery.TimeoutsFrom(cfg.Delivery.Timeouts),
 	}
 	if cfg.Delivery.SourceIP != "" {
 		ip, err := parseAddr(cfg.Delivery.SourceIP)
@@ -356,13 +347,22 @@ func (d *daemon) baseRoutes() map[string]http.Handler {
 }
 
 func (d *daemon) providers(w http.ResponseWriter, r *http.Request) {
-	now := time.Now()
-	states := d.engine.Snapshot(now)
-	// From the queue's per-destination counters: no scan (issue 19 §3).
-	cs, err := d.store.Counts(r.Context())
+	states, err := d.providerStates(r.Context(), time.Now())
 	if err != nil {
 		admin.WriteError(w, http.StatusInternalServerError, err)
 		return
+	}
+	admin.WriteJSON(w, http.StatusOK, states)
+}
+
+// providerStates is every provider's live state with its queued and
+// deferred counts (GET /providers and the dashboard).
+func (d *daemon) providerStates(ctx context.Context, now time.Time) ([]policy.ProviderState, error) {
+	states := d.engine.Snapshot(now)
+	// From the queue's per-destination counters: no scan (issue 19 §3).
+	cs, err := d.store.Counts(ctx)
+	if err != nil {
+		return nil, err
 	}
 	type counts struct{ queued, deferred int }
 	byProv := map[string]*counts{}
@@ -419,20 +419,29 @@ func (d *daemon) providers(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	d.clusterConnections(states)
-	admin.WriteJSON(w, http.StatusOK, states)
+	return states, nil
 }
 
 func (d *daemon) resume(w http.ResponseWriter, r *http.Request) {
-	ev, err := d.engine.Resume(r.PathValue("name"), time.Now())
-	if err != nil {
+	if err := d.resumeProvider(r.Context(), r.PathValue("name")); err != nil {
 		admin.WriteError(w, http.StatusNotFound, err)
 		return
 	}
+	admin.WriteJSON(w, http.StatusOK, map[string]string{"resumed": r.PathValue("name")})
+}
+
+// resumeProvider lifts a provider's suspension, backoff and throttle, logs
+// it, saves the policy state and wakes the scheduler.
+func (d *daemon) resumeProvider(ctx context.Context, name string) error {
+	ev, err := d.engine.Resume(name, time.Now())
+	if err != nil {
+		return err
+	}
 	d.log.Info(string(ev.Kind), ev.LogAttrs()...)
 	d.clusterResumed(ev, time.Now())
-	d.savePolicyState(r.Context())
+	d.savePolicyState(ctx)
 	d.sched.Wake()
-	admin.WriteJSON(w, http.StatusOK, map[string]string{"resumed": r.PathValue("name")})
+	return nil
 }
 
 func (d *daemon) policyReload(w http.ResponseWriter, r *http.Request) {
@@ -508,7 +517,7 @@ func newWebhooks(ctx context.Context, cfg *config.Config, store *queue.Store, lo
 		h, err := webhook.New(ctx, webhook.Options{
 			URL: wc.URL, Secret: secret, Events: wc.Events, BatchSize: wc.BatchSize,
 			BatchWait: time.Duration(wc.BatchWait), Timeout: time.Duration(wc.Timeout),
-		}, store, scheduler.RealClock{}, log)
+		}, store, clock.Real{}, log)
 		if err != nil {
 			return nil, fmt.Errorf("webhooks[%d]: %w", i, err)
 		}

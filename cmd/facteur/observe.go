@@ -19,9 +19,9 @@ import (
 
 	"facteur/policy"
 	"facteur/relay/admin"
+	"facteur/relay/cluster"
 	"facteur/relay/config"
 	"facteur/relay/maillog"
-	"facteur/relay/cluster"
 	"facteur/relay/metrics"
 	"facteur/relay/scheduler"
 )

@@ -82,7 +82,10 @@ const (
 	PolicyReloadRefused    = "policy reload refused"
 	QueueFlush             = "queue flush"
 	QueueFlushed           = "queue flushed"
-	DKIMWarning            = "dkim"
+	// QueueCompacted: a clean stop compacted queue.db (before=, after= in
+	// bytes).
+	QueueCompacted = "queue compacted"
+	DKIMWarning    = "dkim"
 	// ConfigWarning: a config value that is valid but likely wrong (a
 	// hostname not fully qualified), at start.
 	ConfigWarning = "config"
@@ -97,8 +100,18 @@ const (
 	NotSuppressed = "not suppressed"
 	DANEOff       = "dane off: the resolver is not on loopback, its AD bit cannot be trusted (set delivery.dane: on to trust it)"
 
+	// The web dashboard (issue 18): who logged in, whose body was read,
+	// what an operator removed from the suppression list.
+	DashboardLogin        = "dashboard login"
+	DashboardLoginRefused = "dashboard login refused"
+	DashboardBodyShown    = "dashboard body shown"
+	Unsuppressed          = "unsuppressed"
+
 	// Local failures: something facteur could not do, with err=.
+	DashboardRender     = "dashboard render"
 	QueueList           = "queue list"
+	QueueClose          = "closing the queue"
+	QueueCompaction     = "queue compaction"
 	PickupScan          = "pickup scan"
 	MaildropSweep       = "maildrop sweep"
 	MaildropQuarantined = "maildrop file quarantined"
@@ -128,8 +141,9 @@ var Events = []string{
 	AdminRefused, AdminListenFailed, AdminListening,
 	WebhookDelivered, WebhookFailed, WebhookDropped, WebhookOutbox,
 	Started, Stopped, QueueAlarm, QueueAlarmCleared, PolicyStateNotRestored, PolicyStateNotSaved,
-	PolicyReloaded, PolicyReloadRefused, QueueFlush, QueueFlushed, DKIMWarning,
+	PolicyReloaded, PolicyReloadRefused, QueueFlush, QueueFlushed, QueueCompacted, DKIMWarning,
 	ConfigWarning, RootNoAlias, AliasRefused, AliasesFileUnread, NotSuppressed, DANEOff,
-	QueueList, PickupScan, MaildropSweep, MaildropQuarantined, MaildropRefused, MaildropRemove, MaildropRecount, LocalSocket,
+	DashboardLogin, DashboardLoginRefused, DashboardBodyShown, Unsuppressed,
+	DashboardRender, QueueList, QueueClose, QueueCompaction, PickupScan, MaildropSweep, MaildropQuarantined, MaildropRefused, MaildropRemove, MaildropRecount, LocalSocket,
 	DSNBuild, DSNEnqueue, Record, ReadBody, ReadDue, Suppress, CancelSuppressed, SuppressionHistory,
 }

@@ -99,7 +99,7 @@ func newHarnessWith(t *testing.T, port int, zones map[string]relaytest.Zone, twe
 		tweak(h, res, &opts)
 	}
 	log := slog.New(slog.NewTextHandler(syncWriter{h.logMu, h.log}, nil))
-	h.sched = New(opts, st, res, EngineShaper{eng}, clock, log)
+	h.sched = New(opts, st, res, EngineShaper{E: eng}, clock, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	go func() { h.done <- h.sched.Run(ctx) }()
