@@ -23,6 +23,9 @@ const (
 	Throttled = "throttled"
 	Resumed   = "resumed"
 
+	// A warming IP's ramp held a day by a block at a provider (issue 17).
+	WarmupHeld = "warmup held"
+
 	// The transport's view of a destination, and of its TLS.
 	DestinationDead  = "destination dead"
 	DestinationAlive = "destination alive"
