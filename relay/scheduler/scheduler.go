@@ -441,6 +441,9 @@ func (s *Scheduler) startWorkers(ctx context.Context, now time.Time) time.Time {
 		want := 1
 		if l.provider != "" {
 			lim := s.shaper.Limits(l.provider).Connections
+			if p := s.opts.Pools.Pool(l.pool); p != nil {
+				lim *= len(p.IPs) // the limit is per source IP
+			}
 			want = len(l.pending)
 			if lim > 0 && want > lim {
 				want = lim
