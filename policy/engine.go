@@ -63,10 +63,9 @@ func (s *scope) idle(now time.Time) bool {
 	return !now.Before(s.until) && s.backoff == 0 && s.throttle == 0
 }
 
-// NewEngine returns an engine for p with no state; now is accepted for symmetry with the other
-// methods and is not kept.
-func NewEngine(p *Policy, now time.Time) *Engine {
-	_ = now
+// NewEngine returns an engine for p with no state. Time comes with each call (now arguments),
+// never from the engine.
+func NewEngine(p *Policy) *Engine {
 	return &Engine{p: p, budgets: map[string]*budget{}, scopes: map[string]*scope{}}
 }
 

@@ -30,7 +30,7 @@ func mayConnect(e *Engine, provider, domain string, now time.Time) (bool, time.T
 
 func TestYahooTSS04SuspendsFourHours(t *testing.T) {
 	p := mustBuiltin(t)
-	e := NewEngine(p, t0)
+	e := NewEngine(p)
 	out := e.Observe("yahoo", "yahoo.fr", reply(t, "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume or user complaints"), t0)
 	if out.Decision.Action != Suspend || out.Decision.Suppress || out.Decision.Class != RateLimited {
 		t.Fatalf("decision %s, want rate_limited suspend without suppression", out.Decision)
@@ -66,7 +66,7 @@ func TestYahooTSS04SuspendsFourHours(t *testing.T) {
 
 func TestFreeBackoffDoubles(t *testing.T) {
 	p := mustBuiltin(t)
-	e := NewEngine(p, t0)
+	e := NewEngine(p)
 	fail := reply(t, "451 too many errors from your ip")
 	now := t0
 	out := e.Observe("free", "free.fr", fail, now)
@@ -112,7 +112,7 @@ func TestFreeBackoffDoubles(t *testing.T) {
 
 func TestMicrosoftBlockHoldsCustomDomains(t *testing.T) {
 	p := mustBuiltin(t)
-	e := NewEngine(p, t0)
+	e := NewEngine(p)
 	custom := p.Recognize("contoso.example", []string{"contoso-example.mail.protection.outlook.com."})
 	if custom != "microsoft" {
 		t.Fatalf("custom domain recognised as %q, want microsoft", custom)
@@ -128,7 +128,7 @@ func TestMicrosoftBlockHoldsCustomDomains(t *testing.T) {
 
 func TestOrangeBlockHoldsVadeGroup(t *testing.T) {
 	p := mustBuiltin(t)
-	e := NewEngine(p, t0)
+	e := NewEngine(p)
 	out := e.Observe("orange", "orange.fr", reply(t, "421 mwinf5c77 ME Service refuse. Veuillez essayer plus tard. Service refused, please try later. OFR_999 [999]"), t0)
 	if out.Decision.Action != Suspend {
 		t.Fatalf("decision %s", out.Decision)
@@ -174,7 +174,7 @@ providers:
 }
 
 func TestRateSpacesSends(t *testing.T) {
-	e := NewEngine(ratePolicy(t, ""), t0)
+	e := NewEngine(ratePolicy(t, ""))
 	now := t0
 	var sent []time.Time
 	for len(sent) < 50 {
@@ -198,7 +198,7 @@ func TestRateSpacesSends(t *testing.T) {
 		}
 	}
 	// The bucket starts with one token: a new engine (a restart) cannot burst.
-	e2 := NewEngine(ratePolicy(t, ""), t0)
+	e2 := NewEngine(ratePolicy(t, ""))
 	if ok, _ := e2.Allow("fast", "fast.example", t0); !ok {
 		t.Fatal("first message refused")
 	}
@@ -209,7 +209,7 @@ func TestRateSpacesSends(t *testing.T) {
 
 func TestConnectionsLimit(t *testing.T) {
 	p := mustBuiltin(t) // free: connections 1
-	e := NewEngine(p, t0)
+	e := NewEngine(p)
 	var (
 		wg      sync.WaitGroup
 		mu      sync.Mutex
@@ -257,7 +257,7 @@ func TestConnectionsLimit(t *testing.T) {
 
 func TestDefaultBudgetPerDomain(t *testing.T) {
 	p := mustBuiltin(t)
-	e := NewEngine(p, t0)
+	e := NewEngine(p)
 	var releases []func()
 	for i := 0; i < 20; i++ {
 		r, _, _, ok := e.Acquire(DefaultProvider, "a.example", t0)
@@ -310,7 +310,7 @@ func indexOf(states []ProviderState, name string) int {
 
 func TestThrottleHalvesAndRecovers(t *testing.T) {
 	p := mustBuiltin(t) // microsoft: 1000/h, factor 2, cooldown 1m, recover_after 30m
-	e := NewEngine(p, t0)
+	e := NewEngine(p)
 	rp := reply(t, "421 RP-001 (COL004-MC1F20) Unfortunately, some messages from 192.0.2.1 weren't sent. Please try again.")
 	rateOf := func(now time.Time) string {
 		s := e.Snapshot(now)[indexOf(e.Snapshot(now), "microsoft")]
@@ -354,7 +354,7 @@ func TestThrottleHalvesAndRecovers(t *testing.T) {
 		}
 	}
 	// The limiter follows: at 500/h messages are 7.2s apart.
-	e2 := NewEngine(p, t0)
+	e2 := NewEngine(p)
 	e2.Observe("microsoft", "outlook.com", rp, t0)
 	if ok, _ := e2.Allow("microsoft", "outlook.com", t0); !ok {
 		t.Fatal("first message refused")
@@ -382,7 +382,7 @@ func rateOf2(e *Engine, now time.Time) string {
 
 func TestSwapKeepsState(t *testing.T) {
 	p := mustBuiltin(t)
-	e := NewEngine(p, t0)
+	e := NewEngine(p)
 	release, _, _, _ := e.Acquire("yahoo", "yahoo.com", t0)
 	e.Observe("yahoo", "yahoo.com", reply(t, "421 4.7.0 [TSS05] deferred"), t0)
 	e.Observe("free", "free.fr", reply(t, "451 too many errors from your ip"), t0)
@@ -413,7 +413,7 @@ func TestSwapKeepsState(t *testing.T) {
 
 func TestNextAttemptAndLifetime(t *testing.T) {
 	p := mustBuiltin(t)
-	e := NewEngine(p, t0)
+	e := NewEngine(p)
 	tests := []struct {
 		name     string
 		provider string
@@ -454,7 +454,7 @@ func TestNextAttemptAndLifetime(t *testing.T) {
 
 func TestStateSurvivesRestart(t *testing.T) {
 	p := mustBuiltin(t)
-	e := NewEngine(p, t0)
+	e := NewEngine(p)
 	e.Observe("yahoo", "yahoo.com", reply(t, "421 4.7.0 [TSS04] deferred"), t0)
 	e.Observe("free", "free.fr", reply(t, "451 too many errors from your ip"), t0)
 	e.Observe("microsoft", "live.com", reply(t, "421 RP-001 slow down"), t0)
@@ -465,7 +465,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := t0.Add(10 * time.Minute)
-	e2 := NewEngine(p, now)
+	e2 := NewEngine(p)
 	if err := e2.RestoreState(b, now); err != nil {
 		t.Fatal(err)
 	}
@@ -483,14 +483,14 @@ func TestStateSurvivesRestart(t *testing.T) {
 		t.Fatalf("backoff level lost: window %v", out.Until.Sub(t0.Add(20*time.Minute)))
 	}
 	for _, bad := range []string{"", "{", `{"version":2,"scopes":[]}`, `{"version":1,"scopes":[{"key":""}]}`, `{"version":1,"scopes":[{"key":"x","cause":"bounce"}]}`} {
-		if err := NewEngine(p, now).RestoreState([]byte(bad), now); err == nil {
+		if err := NewEngine(p).RestoreState([]byte(bad), now); err == nil {
 			t.Errorf("RestoreState(%q) accepted", bad)
 		}
 	}
 }
 
 func TestResumeErrors(t *testing.T) {
-	e := NewEngine(mustBuiltin(t), t0)
+	e := NewEngine(mustBuiltin(t))
 	if _, err := e.Resume("nosuch", t0); err == nil {
 		t.Fatal("Resume of an unknown name accepted")
 	}
@@ -500,7 +500,7 @@ func TestResumeErrors(t *testing.T) {
 }
 
 func TestSnapshotJSON(t *testing.T) {
-	e := NewEngine(mustBuiltin(t), t0)
+	e := NewEngine(mustBuiltin(t))
 	e.Observe("yahoo", "yahoo.com", reply(t, "421 4.7.0 [TSS04] deferred"), t0)
 	b, err := json.Marshal(e.Snapshot(t0))
 	if err != nil {

@@ -335,7 +335,7 @@ func (d *daemon) ingestBounce(w http.ResponseWriter, r *http.Request) {
 
 // handleInbound applies a bounce received by the inbound listener: the
 // RCPT addresses carry the VERP tokens.
-func (d *daemon) handleInbound(ctx context.Context, rcpts []string, raw []byte) error {
+func (d *daemon) handleInbound(ctx context.Context, client string, rcpts []string, raw []byte) error {
 	rep, err := decideBounce(raw, d.engine.Policy(), d.verpSecret, rcpts...)
 	if err != nil {
 		// Unparseable junk sent to the bounce domain: accept and log it,
@@ -344,13 +344,19 @@ func (d *daemon) handleInbound(ctx context.Context, rcpts []string, raw []byte) 
 		return nil
 	}
 	now := time.Now()
-	sups := bounceSuppressions(rep, time.Duration(d.cfg.Suppression.HostUnknownTTL), now)
-	soft, err := softSuppressions(ctx, d.store, d.engine.Policy(), rep, now)
+	// Only what a valid VERP token proves is applied (issue 11 §5).
+	trusted, untrusted := trustedRecipients(rep, d.cfg.Bounces.TrustUntokened)
+	d.reportUntrusted(ctx, rep, client, untrusted)
+	applied := *rep
+	applied.Recipients = trusted
+	sups := bounceSuppressions(&applied, time.Duration(d.cfg.Suppression.HostUnknownTTL), now)
+	soft, err := softSuppressions(ctx, d.store, d.engine.Policy(), &applied, now)
 	if err != nil {
 		return err
 	}
 	sups = dropOwn(d.cfg, append(sups, soft...))
-	d.log.Info(maillog.BounceReceived, "qid", rep.QueueID, "kind", string(rep.Kind), "rcpt", strings.Join(rcpts, ","), "suppress", len(sups))
+	d.log.Info(maillog.BounceReceived, "qid", rep.QueueID, "kind", string(rep.Kind), "rcpt", strings.Join(rcpts, ","), "client", client,
+		"verified", rep.VERPRecipient != "", "suppress", len(sups))
 	_, err = d.suppress(ctx, sups, false, now)
 	return err
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,23 +16,29 @@ import (
 	"facteur/relay/config"
 )
 
-// adminClient talks to the daemon's admin endpoint.
+// adminClient talks to the daemon through its admin socket (admin_socket,
+// default data_dir/private/admin.sock). It never uses the TCP listener and
+// never sends the admin token: a process that took the TCP port while the
+// daemon restarted gets nothing from the CLI (issue 11 §4).
 type adminClient struct {
-	base  string
-	token string
-	http  *http.Client
+	socket string
+	http   *http.Client
 }
 
 func newAdminClient(c *config.Config) *adminClient {
-	return &adminClient{
-		base:  "http://" + string(c.Admin),
-		token: c.AdminToken,
-		http:  &http.Client{Timeout: 60 * time.Second},
+	sock := c.AdminSocketPath()
+	tr := &http.Transport{
+		Proxy: nil,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		},
 	}
+	return &adminClient{socket: sock, http: &http.Client{Timeout: 60 * time.Second, Transport: tr}}
 }
 
-// errDaemonDown is returned when nothing listens on the admin address.
-var errDaemonDown = errors.New("the facteur daemon is not running (admin endpoint unreachable)")
+// errDaemonDown is returned when nothing listens on the admin socket.
+var errDaemonDown = errors.New("the facteur daemon is not running (admin socket unreachable)")
 
 // do sends body (nil, or a value encoded as JSON) and decodes the JSON
 // answer into out (nil: ignored; *[]byte: raw; an io.Writer: copied as it
@@ -49,16 +56,13 @@ func (a *adminClient) do(method, path string, q url.Values, body any, out any) e
 
 // send is do with a body of any content type.
 func (a *adminClient) send(method, path string, q url.Values, contentType string, rd io.Reader, out any) error {
-	u := a.base + path
+	u := "http://facteur-admin" + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
 	req, err := http.NewRequest(method, u, rd)
 	if err != nil {
 		return err
-	}
-	if a.token != "" {
-		req.Header.Set("Authorization", "Bearer "+a.token)
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
@@ -75,6 +79,9 @@ func (a *adminClient) send(method, path string, q url.Values, contentType string
 	if err != nil {
 		if isDialError(err) {
 			return errDaemonDown
+		}
+		if errors.Is(err, syscall.EACCES) {
+			return fmt.Errorf("admin socket %s: permission denied: admin commands are for root and the daemon's user (or admin_group)", a.socket)
 		}
 		return err
 	}
@@ -107,9 +114,8 @@ func (a *adminClient) send(method, path string, q url.Values, contentType string
 	}
 }
 
-// isDialError tells a daemon that is not running (nothing listens on the
-// admin address) from one that failed.
+// isDialError tells a daemon that is not running (no socket, or a socket
+// nothing listens on) from one that failed or refused.
 func isDialError(err error) bool {
-	var op *net.OpError
-	return errors.Is(err, syscall.ECONNREFUSED) || (errors.As(err, &op) && op.Op == "dial")
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT)
 }

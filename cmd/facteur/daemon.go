@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -102,6 +104,28 @@ func schedulerOptions(cfg *config.Config) (scheduler.Options, error) {
 		relay.RequireTLS = true
 	case "none":
 		relay.NoTLS = true
+	}
+	if relay.NoTLS {
+		if cfg.Delivery.RelayhostAuth != nil && cfg.Delivery.RelayhostTLSVerify {
+			return scheduler.Options{}, errors.New("delivery.relayhost_auth: the password would go in plaintext with relayhost_tls: none")
+		}
+	} else {
+		// The relayhost is one known server: its certificate must verify
+		// for its name (issue 11 §7), and old TLS versions are refused.
+		relay.MinTLSVersion = tls.VersionTLS12
+		relay.VerifyTLS = cfg.Delivery.RelayhostTLSVerify
+		relay.AuthUnverified = !cfg.Delivery.RelayhostTLSVerify
+		if cfg.Delivery.RelayhostTLSCA != "" {
+			pem, err := os.ReadFile(cfg.Delivery.RelayhostTLSCA)
+			if err != nil {
+				return scheduler.Options{}, fmt.Errorf("delivery.relayhost_tls_ca: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return scheduler.Options{}, fmt.Errorf("delivery.relayhost_tls_ca %s: no PEM certificate in it", cfg.Delivery.RelayhostTLSCA)
+			}
+			relay.RootCAs = pool
+		}
 	}
 	if a := cfg.Delivery.RelayhostAuth; a != nil {
 		pw, err := os.ReadFile(a.PasswordFile)

@@ -110,6 +110,7 @@ type relayOpts struct {
 	extraConfig string
 	sinkOpts    relaytest.SinkOptions
 	sinkIP      string
+	sinkAddr    string // ip:port of the sink, when the config must name its port first
 }
 
 func startRelay(t *testing.T, o relayOpts) *relay {
@@ -118,7 +119,10 @@ func startRelay(t *testing.T, o relayOpts) *relay {
 	if o.sinkIP == "" {
 		o.sinkIP = "127.0.0.2"
 	}
-	sink := relaytest.NewSink(t, o.sinkIP+":0", o.sinkOpts)
+	if o.sinkAddr == "" {
+		o.sinkAddr = o.sinkIP + ":0"
+	}
+	sink := relaytest.NewSink(t, o.sinkAddr, o.sinkOpts)
 	dns := relaytest.NewDNS(t, map[string]relaytest.Zone{
 		"example.org":    {MX: []relaytest.MX{{Host: "mx.example.org", Pref: 10}}},
 		"example.com":    {MX: []relaytest.MX{{Host: "mx.example.org", Pref: 10}}},

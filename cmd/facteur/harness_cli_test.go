@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -131,7 +133,7 @@ func (e *cliEnv) startDaemon() {
 			<-done
 		}
 	})
-	client := &http.Client{Timeout: time.Second}
+	client := unixHTTPClient(filepath.Join(e.dataDir, "private", "admin.sock"))
 	// Bounded polling: the daemon binds before it logs "started", but the
 	// test cannot see its listener any other way.
 	for range 500 {
@@ -140,7 +142,7 @@ func (e *cliEnv) startDaemon() {
 			e.t.Fatalf("facteur serve exited: %v\n%s", err, e.log.String())
 		default:
 		}
-		resp, err := client.Get("http://" + e.admin + "/queue")
+		resp, err := client.Get("http://facteur-admin/healthz")
 		if err == nil {
 			resp.Body.Close()
 			return
@@ -148,6 +150,16 @@ func (e *cliEnv) startDaemon() {
 		time.Sleep(10 * time.Millisecond)
 	}
 	e.t.Fatalf("facteur serve: admin endpoint %s never answered\n%s", e.admin, e.log.String())
+}
+
+// unixHTTPClient speaks HTTP over the Unix socket at path, as the CLI does.
+func unixHTTPClient(path string) *http.Client {
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+	}}
 }
 
 // syncBuffer is a bytes.Buffer the daemon's output goroutines and the test

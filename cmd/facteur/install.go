@@ -3,8 +3,10 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/rand"
 	"debug/buildinfo"
 	_ "embed"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -44,8 +46,11 @@ const (
 	installConfigDir = "/etc/facteur"
 	installConfig    = "/etc/facteur/facteur.yaml"
 	installPolicy    = "/etc/facteur/policy.yaml"
-	installUnit      = "/etc/systemd/system/facteur.service"
-	installSendmail  = "/usr/sbin/sendmail"
+	// installAdminToken is written with --tcp-admin only: the CLI needs no
+	// token (it uses the admin socket), scripts over TCP do.
+	installAdminToken = "/etc/facteur/admin.token"
+	installUnit       = "/etc/systemd/system/facteur.service"
+	installSendmail   = "/usr/sbin/sendmail"
 	// The mailq and newaliases links are relative, as Debian's MTAs ship
 	// them, so that they also resolve inside an image built with --root.
 	installLinkTarget = "../sbin/sendmail"
@@ -63,14 +68,17 @@ const shimPackage = "facteur/cmd/sendmail"
 //go:embed facteur.service
 var installUnitText []byte
 
-const installUsage = `usage: facteur install [--dry-run] [--root DIR] [--no-start] [--shim PATH] [--hostname FQDN] [--root-alias ADDR]
+const installUsage = `usage: facteur install [--dry-run] [--root DIR] [--no-start] [--shim PATH] [--hostname FQDN] [--root-alias ADDR] [--tcp-admin]
 
 Sets up facteur on a Debian/Ubuntu server: the facteur-drop group and the
 facteur user, ` + installDataDir + ` and its maildrop, ` + installBin + `,
 the sendmail shim as ` + installSendmail + ` (with mailq and newaliases, diverted
 with dpkg-divert from the MTA package they replace), ` + installConfig + `
 and ` + installPolicy + ` (never overwritten), the systemd unit, then
-systemctl enable --now facteur. Each step is one line on stdout.`
+systemctl enable --now facteur. Each step is one line on stdout. With
+--tcp-admin, a random token in ` + installAdminToken + ` (0600, facteur) lets
+scripts use the TCP admin listener; without it, that listener serves only
+/metrics and /healthz, and admin actions go through the CLI as root.`
 
 func cmdInstall(args []string) int {
 	fs := flag.NewFlagSet("facteur install", flag.ContinueOnError)
@@ -86,6 +94,7 @@ func cmdInstall(args []string) int {
 	shim := fs.String("shim", "", "the sendmail shim binary (default: sendmail next to this facteur binary)")
 	hostname := fs.String("hostname", "", "hostname: written in the config, a fully qualified name (default: this machine's host name)")
 	rootAlias := fs.String("root-alias", "", "address that gets root's mail (cron, system tools); asked for when run on a terminal")
+	tcpAdmin := fs.Bool("tcp-admin", false, "enable admin actions on the TCP admin listener: write a random token to "+installAdminToken+" and name it in the config")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -99,7 +108,7 @@ func cmdInstall(args []string) int {
 	}
 	in, err := newInstaller(installOptions{
 		Root: *root, DryRun: *dryRun, NoStart: *noStart, Shim: *shim, Hostname: *hostname,
-		RootAlias: *rootAlias, Out: os.Stdout, Err: os.Stderr, Euid: os.Geteuid(),
+		RootAlias: *rootAlias, TCPAdmin: *tcpAdmin, Out: os.Stdout, Err: os.Stderr, Euid: os.Geteuid(),
 		Ask: askOnTerminal(os.Stdin, os.Stderr),
 	})
 	if err != nil {
@@ -117,6 +126,8 @@ type installOptions struct {
 	NoStart  bool
 	Shim     string // "": look next to the running binary
 	Hostname string // "": os.Hostname
+	// TCPAdmin writes an admin token and names it in the config.
+	TCPAdmin bool
 	// RootAlias is the address root's mail goes to; "" asks Ask, if any.
 	RootAlias string
 	// Ask asks the operator a question and returns the answer; nil when
@@ -155,6 +166,7 @@ type installer struct {
 	shim     string // the shim binary to install; "" when there is none
 	noShim   string // why there is none
 	hostname string
+	tcpAdmin bool
 	euid     int
 	errOut   io.Writer
 	// rootAlias is written in a new config; ask asks for it (nil: no terminal).
@@ -222,6 +234,7 @@ func newInstaller(o installOptions) (*installer, error) {
 		}
 	}
 	in.hostname = o.Hostname
+	in.tcpAdmin = o.TCPAdmin
 	if in.hostname == "" {
 		if in.hostname, err = os.Hostname(); err != nil {
 			return nil, fmt.Errorf("host name: %w (give --hostname)", err)
@@ -876,7 +889,22 @@ func (in *installer) configs() error {
 			break
 		}
 	}
-	if err := in.writeNew(installConfig, []byte(installConfigText(in.hostname, in.rootAlias)), o); err != nil {
+	if in.tcpAdmin {
+		// Readable by root and the daemon only: 0600, the daemon's user's,
+		// as the daemon requires of every secret file.
+		tok := make([]byte, 32)
+		if _, err := rand.Read(tok); err != nil {
+			return err
+		}
+		if err := in.writeNew(installAdminToken, []byte(hex.EncodeToString(tok)+"\n"), installOwner{installUser, installUser, 0o600}); err != nil {
+			return err
+		}
+	}
+	text := installConfigText(in.hostname, in.rootAlias)
+	if in.tcpAdmin {
+		text = strings.Replace(text, installAdminLine, installAdminLine+installTokenLine, 1)
+	}
+	if err := in.writeNew(installConfig, []byte(text), o); err != nil {
 		return err
 	}
 	if err := in.writeNew(installPolicy, []byte(installPolicyText), o); err != nil {
@@ -903,6 +931,13 @@ func (in *installer) rootHasAlias() bool {
 	_, ok := m["root"]
 	return ok
 }
+
+// The config's admin lines: the TCP listener, and with --tcp-admin the
+// token that opens admin actions on it.
+const (
+	installAdminLine = "admin: 127.0.0.1:8025            # TCP: /metrics and /healthz; admin actions: the CLI (socket in data_dir/private/)\n"
+	installTokenLine = "admin_token_file: " + installAdminToken + "   # with it, the TCP listener serves admin actions too (Bearer token)\n"
+)
 
 func (in *installer) unit() error {
 	replaced, err := in.installFile(installUnit, installUnitText, "", installOwner{"root", "root", 0o644})
@@ -962,8 +997,7 @@ aliases:
 # systemctl restart facteur (the policy file alone: systemctl reload facteur).
 hostname: ` + hostname + `        # EHLO name; make its A record and the IP's PTR agree
 listen: [127.0.0.1:25]           # local apps only (PHP, cron through the sendmail shim)
-admin: 127.0.0.1:8025            # loopback HTTP endpoint of facteur status, queue, metrics
-data_dir: ` + installDataDir + `
+` + installAdminLine + `data_dir: ` + installDataDir + `
 policy: ` + installPolicy + `
 
 # Abuse guards for a shared web server: a compromised site must not fill the

@@ -808,6 +808,67 @@ cat "$TMP/daemon.log"
 	}
 }
 
+// Issue 11 §4: install writes an admin token only with --tcp-admin, in a
+// file only root and facteur read, named by the config; the unit has
+// resource ceilings (§3).
+func TestInstallTCPAdminToken(t *testing.T) {
+	bin, _ := binaries(t)
+	asRoot := os.Geteuid() == 0
+	for _, tc := range []struct {
+		name      string
+		args      []string
+		wantToken bool
+	}{
+		{"default: no token", nil, false},
+		{"--tcp-admin", []string{"--tcp-admin"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := newInstallRoot(t, true)
+			out := runInstall(t, bin, append([]string{"--root", root, "--no-start"}, tc.args...)...)
+			tokPath := filepath.Join(root, "etc/facteur/admin.token")
+			cfgText, err := os.ReadFile(filepath.Join(root, "etc/facteur/facteur.yaml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := config.Parse(installConfig, cfgText)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = os.Stat(tokPath)
+			if !tc.wantToken {
+				if err == nil || c.AdminTokenFile != "" || c.AdminToken != "" {
+					t.Errorf("a token without --tcp-admin: stat %v, admin_token_file %q", err, c.AdminTokenFile)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("no token file: %v\n%s", err, out)
+			}
+			checkInstalled(t, root, []installWant{{path: "etc/facteur/admin.token", mode: "0600", uid: testUID, gid: testGID}}, asRoot)
+			tok, _ := os.ReadFile(tokPath)
+			if len(strings.TrimSpace(string(tok))) != 64 {
+				t.Errorf("token %q is not 32 random bytes in hex", tok)
+			}
+			if strings.Contains(out, strings.TrimSpace(string(tok))) {
+				t.Errorf("install printed the token")
+			}
+			if c.AdminTokenFile != installAdminToken {
+				t.Errorf("admin_token_file %q, want %s", c.AdminTokenFile, installAdminToken)
+			}
+			// A second run keeps the token.
+			runInstall(t, bin, append([]string{"--root", root, "--no-start"}, tc.args...)...)
+			if again, _ := os.ReadFile(tokPath); !bytes.Equal(again, tok) {
+				t.Errorf("a second run changed the token")
+			}
+		})
+	}
+	for _, l := range []string{"MemoryMax=", "LimitNOFILE=", "TasksMax="} {
+		if !bytes.Contains(installUnitText, []byte("\n"+l)) {
+			t.Errorf("the unit sets no %s", l)
+		}
+	}
+}
+
 // TestInstallRootAliasAndHostname: install writes --root-alias into the new
 // config, warns loudly (stderr) when root has no alias or the host name is
 // not fully qualified, refuses a bad address, and never waits for an answer

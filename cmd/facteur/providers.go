@@ -122,7 +122,7 @@ func openStore(cfg *config.Config, create bool) (*queue.Store, error) {
 	}
 	s, err := queue.Open(p, queue.Options{})
 	if err != nil {
-		return nil, fmt.Errorf("admin endpoint %s unreachable, and the database: %w", cfg.Admin, err)
+		return nil, fmt.Errorf("admin socket %s unreachable, and the database: %w", cfg.AdminSocketPath(), err)
 	}
 	if created {
 		giveToDataDirOwner(cfg.DataDir, p)
@@ -154,7 +154,7 @@ func offlineEngine(ctx context.Context, cfg *config.Config, store *queue.Store, 
 	if err != nil {
 		return nil, err
 	}
-	e := policy.NewEngine(pol, now)
+	e := policy.NewEngine(pol)
 	if store == nil {
 		return e, nil
 	}

@@ -20,7 +20,7 @@ func saveSuspension(t *testing.T, e *cliEnv) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng := policy.NewEngine(p, now)
+	eng := policy.NewEngine(p)
 	out := eng.Observe("yahoo", "yahoo.com", policy.Reply{Code: 421, Enhanced: "4.7.0", Text: "[TSS04] Messages from 192.0.2.10 temporarily deferred"}, now)
 	if out.Decision.Action != policy.Suspend {
 		t.Fatalf("TSS04 at yahoo: %+v", out.Decision)

@@ -112,14 +112,18 @@ type daemon struct {
 	cleanup *cleanup.Cleanup
 	smtp    *submission.Server
 	admin   *admin.Server
-	pickup  *pickup.Pickup
-	sched   *scheduler.Scheduler
-	engine  *policy.Engine
-	events  *eventRing
-	metrics *metrics.Metrics
-	alarm   atomic.Bool // the queue-depth alarm is raised
+	showq   *admin.Showq
+	// adminPeers are who may use the admin socket.
+	adminPeers admin.Peers
+	pickup     *pickup.Pickup
+	sched      *scheduler.Scheduler
+	engine     *policy.Engine
+	events     *eventRing
+	metrics    *metrics.Metrics
+	alarm      atomic.Bool // the queue-depth alarm is raised
 	// webhookPending reports the webhook outbox size (0 without webhooks).
 	webhookPending func() int
+	hooks          []*webhook.Webhook
 	// verpSecret keys the VERP tokens; nil when bounces.domain is unset.
 	verpSecret []byte
 	inbound    []*inbound.Server
@@ -134,6 +138,11 @@ type daemon struct {
 }
 
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	// Secrets other users can read are refused before anything starts,
+	// as DKIM keys are (issue 11 §9).
+	if err := cfg.CheckSecrets(); err != nil {
+		return err
+	}
 	for _, w := range cfg.Warnings() {
 		log.Warn(maillog.ConfigWarning, "warning", w)
 	}
@@ -197,7 +206,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 
-	d.engine = policy.NewEngine(pol, time.Now())
+	d.engine = policy.NewEngine(pol)
 	if st, err := store.State(ctx, policyStateKey); err == nil {
 		if err := d.engine.RestoreState(st, time.Now()); err != nil {
 			log.Warn(maillog.PolicyStateNotRestored, "err", err)
@@ -214,6 +223,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	d.hooks = hooks
 	d.webhookPending = func() int {
 		n := 0
 		for _, h := range hooks {
@@ -329,7 +339,15 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		SenderLogin:         cfg.SenderLogin,
 		SpoolDir:            spoolDir,
 	}, d.cleanup, log)
-	d.admin = &admin.Server{Store: store, Token: cfg.AdminToken, Log: log, Flusher: d, Extra: d.routes(), Decorate: d.decorate, Arrivals: &d.arrivals}
+	token, err := adminToken(cfg)
+	if err != nil {
+		return err
+	}
+	d.admin = &admin.Server{Store: store, Token: token, Log: log, Flusher: d, Extra: d.routes(), Decorate: d.decorate, Pprof: cfg.AdminPprof, Arrivals: &d.arrivals}
+	d.showq = &admin.Showq{Store: store, Decorate: d.decorate}
+	if d.adminPeers, err = adminPeers(cfg); err != nil {
+		return err
+	}
 	d.pickup = &pickup.Pickup{Dir: dropDir, Cleanup: d.cleanup, Log: log, Guard: abuse,
 		SenderCheck: d.smtp.CheckSenderLogin,
 		// The shim could not learn at RCPT time that a recipient is
@@ -404,6 +422,13 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		d.inbound = append(d.inbound, &inbound.Server{Domain: cfg.Bounces.Domain, Hostname: cfg.Hostname,
 			MaxMessageSize: int64(cfg.MaxMessageSize), Handle: d.handleInbound, Log: log})
 	}
+	// The admin and showq sockets first: binding the admin socket refuses
+	// a live one, which proves no other daemon runs on this data_dir.
+	adminSock, showqSock, err := d.bindAdminSockets(gid)
+	if err != nil {
+		closeAll()
+		return err
+	}
 	// The shim's socket (issue 11 §1): DATA_DIR/public, reachable by the
 	// facteur-drop group only, as Postfix's public/ and postdrop.
 	// Without it (a data_dir path past the 108 bytes of a socket address,
@@ -416,17 +441,27 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		socketAddr = localLn.Addr().String()
 		smtpLns = append(smtpLns, smtpListener{localLn, submission.Listener{Addr: socketAddr, Local: true}})
 	}
-	adminLn, err := net.Listen("tcp", string(cfg.Admin))
-	if err != nil {
-		closeAll()
-		return fmt.Errorf("admin %s: %w", cfg.Admin, err)
-	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	for _, s := range smtpLns {
 		g.Go(func() error { return d.smtp.Serve(gctx, s.ln, s.l) })
 	}
-	g.Go(func() error { return d.admin.Serve(gctx, adminLn) })
+	if adminSock != nil {
+		g.Go(func() error { return d.admin.Serve(gctx, adminSock, d.admin.UnixHandler(d.adminPeers)) })
+	}
+	if showqSock != nil {
+		g.Go(func() error { return d.showq.Serve(gctx, showqSock) })
+	}
+	if cfg.Admin != "" {
+		// Bound now when free, so that /metrics answers once "started" is
+		// logged; taken, it is retried in the background.
+		adminLn, err := net.Listen("tcp", string(cfg.Admin))
+		if err != nil {
+			log.Error(maillog.AdminListenFailed, "admin", string(cfg.Admin), "err", err.Error())
+			adminLn = nil
+		}
+		g.Go(func() error { return d.serveAdminTCP(gctx, string(cfg.Admin), adminLn) })
+	}
 	for i, srv := range d.inbound {
 		ln := inboundLns[i]
 		g.Go(func() error { return srv.Serve(ln) })
@@ -461,7 +496,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 		return err
 	})
-	log.Info(maillog.Started, "listen", fmt.Sprint(cfg.Listen), "socket", socketAddr, "admin", string(cfg.Admin), "data_dir", cfg.DataDir, "pid", os.Getpid())
+	log.Info(maillog.Started, "listen", fmt.Sprint(cfg.Listen), "socket", socketAddr, "admin", string(cfg.Admin), "admin_socket", cfg.AdminSocketPath(), "data_dir", cfg.DataDir, "pid", os.Getpid())
 	err = g.Wait()
 	log.Info(maillog.Stopped)
 	return err

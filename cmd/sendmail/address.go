@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"unicode/utf8"
 
 	"facteur/relay/address"
 )
@@ -181,16 +180,4 @@ func writeTo(cur, angle *strings.Builder, inAngle bool, s string) {
 	} else {
 		cur.WriteString(s)
 	}
-}
-
-// isAtext is RFC 5322 §3.2.3 atext (UTF-8 per RFC 6531); formatFrom uses it
-// to decide whether a display name needs quoting.
-func isAtext(r rune) bool {
-	switch {
-	case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
-		return true
-	case strings.ContainsRune("!#$%&'*+-/=?^_`{|}~", r):
-		return true
-	}
-	return r >= 0x80 && r != utf8.RuneError
 }

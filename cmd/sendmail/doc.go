@@ -12,7 +12,9 @@
 // suppressed or unknown recipient, is EX_NOUSER 67).
 //
 // Supported: -t, -i, -oi, -f/-r ADDR, -F NAME, -B8BITMIME/-B7BIT, -bm
-// (default), -bp (mailq), -bs (SMTP on stdin/stdout, relayed to the daemon),
+// (default), -bp (mailq: the listing from the daemon's read-only showq
+// socket in data_dir/public/, with no credential), -bs (SMTP on
+// stdin/stdout, relayed to the daemon),
 // -bi/-bI/-I (newaliases: succeeds, aliases live in the config), -v, -m,
 // -oem -oee -oep -oeq -oew -odi -odb -odq (accepted, ignored), -N/-R/-V
 // (DSN options, accepted and ignored; -v says so), recipients as arguments,

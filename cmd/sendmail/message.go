@@ -7,6 +7,8 @@ import (
 	"io"
 	"mime"
 	"strings"
+
+	"facteur/relay/address"
 )
 
 var errTooBig = errors.New("message too big")
@@ -213,7 +215,7 @@ func formatFrom(name, addr string) string {
 		if r >= 0x80 {
 			ascii = false
 		}
-		if !(isAtext(r) || r == ' ') {
+		if !(address.IsAtext(r) || r == ' ') {
 			plain = false
 		}
 	}

@@ -177,3 +177,40 @@ func copyFile(t *testing.T, from, to string, mode fs.FileMode) {
 		t.Fatal(err)
 	}
 }
+
+// TestMailqPermissions checks the production layout of the showq socket
+// (issue 11 §4): data_dir 0710 and public/ 0710, group facteur-drop, the
+// socket 0666 in it. A user running the shim with the drop group (as the
+// setgid shim does) gets the listing; without the group, permission denied.
+func TestMailqPermissions(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("cmd/sendmail: needs root to switch users")
+	}
+	const listing = "Mail queue is empty\n"
+	s := newSetup(t, freeAddr(t), freeAddr(t), "")
+	showqServer(t, s.dataDir, listing)
+	openUp(t, s.dir)
+	pub := filepath.Join(s.dataDir, "public")
+	for _, d := range []string{s.dataDir, pub} {
+		if err := os.Chown(d, 0, dropGID); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(d, 0o710); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(filepath.Join(pub, "showq.sock"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(s.dir, "sendmail")
+	copyFile(t, shimBin, bin, 0o755)
+
+	r := runAs(t, nobody, dropGID, bin, s.config, "", "-bp")
+	if r.code != 0 || r.stdout != listing {
+		t.Errorf("with the drop group: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	r = runAs(t, nobody, nobody, bin, s.config, "", "-bp")
+	if r.code != exNoPerm || r.stdout != "" {
+		t.Errorf("without the group: exit %d, stdout %q, stderr %q; want %d", r.code, r.stdout, r.stderr, exNoPerm)
+	}
+}

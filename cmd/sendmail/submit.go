@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -196,30 +196,25 @@ func replyExit(se *smtp.SMTPError) int {
 	return exUnavailable
 }
 
-// mailq prints the daemon's queue listing (GET /queue?format=text on the
-// admin endpoint, the same text as `facteur queue list`).
+// mailq prints the queue listing the daemon serves on its showq socket
+// (data_dir/public/showq.sock, Postfix's showq): the same text as `facteur
+// queue list`, for any user, with no credential. The shim's group
+// (facteur-drop) lets it enter public/; it never reads admin_token and never
+// talks to the TCP admin listener, so a process squatting that port learns
+// nothing from mailq.
 func (s *shim) mailq() error {
-	// No proxy, whatever the environment says: the admin endpoint is on
-	// loopback and the request may carry the admin token.
-	client := &http.Client{Timeout: adminTimeout, Transport: &http.Transport{Proxy: nil}}
-	req, err := http.NewRequest(http.MethodGet, "http://"+string(s.cfg.Admin)+"/queue?format=text", nil)
+	path := s.cfg.ShowqSocketPath()
+	conn, err := net.DialTimeout("unix", path, dialTimeout)
 	if err != nil {
-		return failf(exConfig, "admin address %q: %v", s.cfg.Admin, err)
-	}
-	if s.cfg.AdminToken != "" {
-		req.Header.Set("Authorization", "Bearer "+s.cfg.AdminToken)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		s.verbosef("admin endpoint %s: %v", s.cfg.Admin, err)
+		s.verbosef("showq socket %s: %v", path, err)
+		if errors.Is(err, syscall.EACCES) {
+			return failf(exNoPerm, "showq socket %s: permission denied (is this program installed setgid facteur-drop?)", path)
+		}
 		return failf(exUnavailable, "mail system is down")
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return failf(exUnavailable, "admin endpoint %s: %s: %s", s.cfg.Admin, resp.Status, body)
-	}
-	if _, err := io.Copy(s.stdout, resp.Body); err != nil {
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(adminTimeout))
+	if _, err := io.Copy(s.stdout, conn); err != nil {
 		return failf(exUnavailable, "reading the queue listing: %v", err)
 	}
 	return nil

@@ -183,7 +183,9 @@ func checkLength(m Mailbox) error {
 }
 
 // isAtext: RFC 5322 §3.2.3 atext, widened to UTF-8 by RFC 6531.
-func isAtext(r rune) bool {
+// IsAtext reports whether r is RFC 5322 §3.2.3 atext (UTF-8 per RFC 6531):
+// what a Dot-string's atoms and an unquoted display name are made of.
+func IsAtext(r rune) bool {
 	switch {
 	case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
 		return true
@@ -201,7 +203,7 @@ func checkDotString(l string) error {
 			return fmt.Errorf("%w: empty atom in local part (leading, trailing or double dot)", ErrSyntax)
 		}
 		for _, r := range atom {
-			if !isAtext(r) {
+			if !IsAtext(r) {
 				return fmt.Errorf("%w: character %q not allowed in local part", ErrSyntax, r)
 			}
 		}

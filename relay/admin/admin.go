@@ -1,13 +1,17 @@
-// Package admin is the daemon's loopback HTTP endpoint: JSON for the queue,
-// the providers' live state, the suppression list and recent events, used
-// by the facteur CLI (and ops' scripts). A bearer token is required only
-// when admin_token is set. It owns the HTTP server, not the state it shows.
+// Package admin is the daemon's control endpoint: JSON for the queue, the
+// providers' live state, the suppression list and recent events. The facteur
+// CLI reaches it through a Unix socket in a directory only root and the
+// daemon's user enter, each connection checked with SO_PEERCRED (Postfix's
+// private/). The optional TCP listener serves only /metrics and /healthz,
+// unless admin_token is set; then every other route needs the token, a Host
+// header naming the listener (DNS rebinding) and, for a change, a JSON
+// content type (a browser's form POST cannot send one: CSRF). It owns the
+// transport and its checks, not the state it shows.
 package admin
 
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +20,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strings"
+	"sync"
 	"time"
 
 	"facteur/policy"
@@ -62,15 +67,26 @@ type Server struct {
 	// Decorate fills derived fields before messages are shown: the
 	// provider of a recipient not tried yet, recognised by its domain.
 	Decorate func(msgs []queue.Message)
+	// Pprof adds /debug/pprof (admin_pprof): a profile costs CPU and shows
+	// memory, so it is off unless asked for.
+	Pprof bool
 	// Arrivals remembers the last hour's messages after they leave the
 	// queue, for top; nil (the CLI with the daemon down): the queue only.
 	Arrivals *Arrivals
 
-	mux *http.ServeMux
+	once sync.Once // builds mux: the socket and TCP listeners share it
+	mux  *http.ServeMux
 }
 
-// Handler returns the HTTP handler.
+// Handler returns every route, with no access check: the caller puts it
+// behind the socket's peer check (UnixHandler) or the TCP checks
+// (TCPHandler).
 func (s *Server) Handler() http.Handler {
+	s.once.Do(s.build)
+	return s.mux
+}
+
+func (s *Server) build() {
 	if s.Now == nil {
 		s.Now = time.Now
 	}
@@ -82,22 +98,28 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("DELETE /queue/{id}", s.bulk("delete"))
 	mux.HandleFunc("POST /queue/{id}/{op}", s.bulkOne)
 	mux.HandleFunc("POST /queue/{op}", s.bulkOp)
-	// Developer diagnostics, as chasquid's /debug: loopback only, like the
-	// rest of the endpoint, and behind the token when one is set.
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /healthz", healthz)
+	if s.Pprof {
+		// Developer diagnostics, as chasquid's /debug, only when asked for.
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	}
 	for p, h := range s.Extra {
 		mux.Handle(p, h)
 	}
 	s.mux = mux
-	return s.auth(mux)
 }
 
-// Serve runs the endpoint on ln until ctx is done.
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+// healthz answers that the daemon runs; a monitor needs nothing more.
+func healthz(w http.ResponseWriter, r *http.Request) {
+	WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// Serve runs handler h (UnixHandler or TCPHandler) on ln until ctx is done.
+func (s *Server) Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ConnContext: connContext}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -112,20 +134,6 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return nil
 	}
 	return err
-}
-
-func (s *Server) auth(next http.Handler) http.Handler {
-	if s.Token == "" {
-		return next
-	}
-	want := []byte("Bearer " + s.Token)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
-			WriteError(w, http.StatusUnauthorized, errors.New("admin token required"))
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
 }
 
 // WriteJSON writes v as indented JSON.

@@ -26,6 +26,10 @@ type Config struct {
 	DataDir         string            `yaml:"data_dir" json:"data_dir"`
 	Admin           HostPort          `yaml:"admin" json:"admin"`
 	AdminToken      string            `yaml:"admin_token" json:"-"`
+	AdminTokenFile  string            `yaml:"admin_token_file" json:"admin_token_file"`
+	AdminSocket     string            `yaml:"admin_socket" json:"admin_socket"`
+	AdminGroup      string            `yaml:"admin_group" json:"admin_group"`
+	AdminPprof      bool              `yaml:"admin_pprof" json:"admin_pprof"`
 	LocalDomain     string            `yaml:"local_domain" json:"local_domain"`
 	Aliases         map[string]string `yaml:"aliases" json:"aliases"`
 	AliasesFile     string            `yaml:"aliases_file" json:"aliases_file"`
@@ -86,10 +90,15 @@ type Delivery struct {
 	Relayhost     HostPort   `yaml:"relayhost" json:"relayhost"`
 	RelayhostAuth *RelayAuth `yaml:"relayhost_auth" json:"relayhost_auth,omitempty"`
 	RelayhostTLS  string     `yaml:"relayhost_tls" json:"relayhost_tls"`
-	Timeouts      Timeouts   `yaml:"timeouts" json:"timeouts"`
-	Workers       int        `yaml:"workers" json:"workers"`
-	MaxLifetime   Duration   `yaml:"max_lifetime" json:"max_lifetime"`
-	TLS           string     `yaml:"tls" json:"tls"`
+	// RelayhostTLSVerify checks the relayhost's certificate for its name;
+	// without a verified certificate no AUTH is sent. Only an explicit
+	// false in the file turns it off.
+	RelayhostTLSVerify bool     `yaml:"relayhost_tls_verify" json:"relayhost_tls_verify"`
+	RelayhostTLSCA     string   `yaml:"relayhost_tls_ca" json:"relayhost_tls_ca"`
+	Timeouts           Timeouts `yaml:"timeouts" json:"timeouts"`
+	Workers            int      `yaml:"workers" json:"workers"`
+	MaxLifetime        Duration `yaml:"max_lifetime" json:"max_lifetime"`
+	TLS                string   `yaml:"tls" json:"tls"`
 	// MTASTS honours the recipient domains' MTA-STS policies (RFC 8461,
 	// issue 15): on or off.
 	MTASTS string `yaml:"mta_sts" json:"mta_sts"`
@@ -167,6 +176,10 @@ type Bounces struct {
 	Domain     string     `yaml:"domain" json:"domain"`
 	Listen     []HostPort `yaml:"listen" json:"listen"`
 	SecretFile string     `yaml:"secret_file" json:"secret_file"`
+	// TrustUntokened lets a report without a valid VERP token suppress the
+	// addresses it names. Off: anyone can send the listener a report, and
+	// only the token proves facteur sent the message it is about.
+	TrustUntokened bool `yaml:"trust_untokened" json:"trust_untokened"`
 }
 
 // Webhook posts delivery events to an app (issue 8 §4).
@@ -253,8 +266,9 @@ func Default() *Config {
 		LogFormat:       "text",
 		MaxHops:         50,
 		Delivery: Delivery{
-			Port:      25,
-			IPVersion: "any",
+			Port:               25,
+			IPVersion:          "any",
+			RelayhostTLSVerify: true,
 			Timeouts: Timeouts{
 				Connect:  Duration(30 * time.Second),
 				Greeting: Duration(5 * time.Minute),
@@ -282,6 +296,21 @@ func Default() *Config {
 		SenderLogin:         map[string][]string{},
 		MaildropQuota:       MaildropQuota{Files: 1000, Bytes: 100 << 20},
 	}
+}
+
+// AdminSocketPath is admin_socket, or private/admin.sock under data_dir:
+// the CLI and the daemon find it the same way.
+func (c *Config) AdminSocketPath() string {
+	if c.AdminSocket != "" {
+		return c.AdminSocket
+	}
+	return filepath.Join(c.DataDir, "private", "admin.sock")
+}
+
+// ShowqSocketPath is where mailq reads the queue listing: in public/, which
+// the sendmail shim's group may enter.
+func (c *Config) ShowqSocketPath() string {
+	return filepath.Join(c.DataDir, "public", "showq.sock")
 }
 
 // FreeDiskFloor is min_free_disk, or 1.5 × max_message_size when unset
@@ -395,10 +424,16 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		bad("data_dir", "must not be empty")
 	}
-	if c.AdminToken == "" && !loopback(string(c.Admin)) {
-		// The endpoint can delete mail and lift suppressions: never on the
-		// network without a token.
-		bad("admin", "%s is not a loopback address: set admin_token or bind 127.0.0.1", c.Admin)
+	if c.AdminToken != "" && c.AdminTokenFile != "" {
+		bad("admin_token", "set admin_token or admin_token_file, not both")
+	}
+	if c.Admin != "" && c.AdminToken == "" && c.AdminTokenFile == "" && !loopback(string(c.Admin)) {
+		// Metrics name providers and volumes: not on the network without
+		// a token.
+		bad("admin", "%s is not a loopback address: set admin_token_file or bind 127.0.0.1", c.Admin)
+	}
+	if c.AdminGroup != "" && strings.ContainsAny(c.AdminGroup, " \t:/") {
+		bad("admin_group", "bad group name %q", c.AdminGroup)
 	}
 	if c.MaxMessageSize <= 0 {
 		bad("max_message_size", "must be positive")
@@ -566,7 +601,7 @@ func (c *Config) Validate() error {
 		}
 		for _, e := range w.Events {
 			switch e {
-			case "delivered", "deferred", "bounced", "suppressed", "expired", "breaker":
+			case "delivered", "deferred", "bounced", "suppressed", "expired", "unverified_report", "breaker":
 			default:
 				bad(key+".events", "unknown event %q", e)
 			}

@@ -77,8 +77,16 @@ type Options struct {
 	// ImplicitTLS starts TLS at connect, before the greeting (port 465,
 	// relayhost_tls: implicit). There is no plaintext retry.
 	ImplicitTLS bool
-	// Auth, when set, authenticates with AUTH PLAIN after TLS.
+	// Auth, when set, authenticates with AUTH PLAIN after TLS, and only
+	// when the certificate verified (a peer that could be anyone never gets
+	// the password), unless AuthUnverified is set.
 	Auth *Auth
+	// AuthUnverified sends Auth over TLS whose certificate did not verify
+	// (relayhost_tls_verify: false, written by the admin).
+	AuthUnverified bool
+	// MinTLSVersion is the lowest TLS version accepted (0: TLS 1.0, as
+	// opportunistic TLS to MXs wants; the relayhost gets TLS 1.2).
+	MinTLSVersion uint16
 	// Security, when set, is the TLS policy of an MX connection (issue
 	// 15): it sets NoTLS, RequireTLS and VerifyTLS itself (see security.go).
 	Security *Security
@@ -350,6 +358,9 @@ func (c *Conn) handshake(ctx context.Context, phase Phase) (*tls.Conn, error) {
 		// Opportunistic TLS: an old TLS version still beats plaintext.
 		MinVersion: tls.VersionTLS10,
 	}
+	if c.opts.MinTLSVersion != 0 {
+		cfg.MinVersion = c.opts.MinTLSVersion
+	}
 	if _, err := netip.ParseAddr(c.host); err == nil || c.host == "" {
 		cfg.ServerName = "" // no SNI for an address literal (RFC 6066 §3)
 	}
@@ -407,6 +418,9 @@ func (c *Conn) authenticate(ctx context.Context) error {
 	a := c.opts.Auth
 	if c.tls == nil {
 		return &Error{Phase: PhaseAuth, Host: c.host, IP: c.ip, Err: fmt.Errorf("%w: session not encrypted", ErrAuthUnavailable)}
+	}
+	if !c.tls.Verified && !c.opts.AuthUnverified {
+		return &Error{Phase: PhaseAuth, Host: c.host, IP: c.ip, Err: fmt.Errorf("%w: certificate not verified (%s)", ErrAuthUnavailable, c.tls.VerifyError)}
 	}
 	if !c.client.SupportsAuth(sasl.Plain) {
 		return &Error{Phase: PhaseAuth, Host: c.host, IP: c.ip, Err: fmt.Errorf("%w: server does not offer it", ErrAuthUnavailable)}

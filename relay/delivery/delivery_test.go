@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -614,7 +615,9 @@ func TestTLSModes(t *testing.T) {
 
 func TestRelayhostAuth(t *testing.T) {
 	cfg, pool := selfSignedTLS(t, "smtp.provider.test")
+	var auths atomic.Int32 // AUTH commands the sinks saw
 	check := func(u, p string) error {
+		auths.Add(1)
 		if u == "web1" && p == "s3cret" {
 			return nil
 		}
@@ -631,13 +634,19 @@ func TestRelayhostAuth(t *testing.T) {
 		{"implicit TLS", relaytest.SinkOptions{TLS: cfg, ImplicitTLS: true, Auth: check},
 			delivery.Options{ImplicitTLS: true, RootCAs: pool, VerifyTLS: true, Auth: &delivery.Auth{Username: "web1", Password: "s3cret"}}, nil, 0, ""},
 		{"STARTTLS", relaytest.SinkOptions{TLS: cfg, Auth: check},
-			delivery.Options{RequireTLS: true, Auth: &delivery.Auth{Username: "web1", Password: "s3cret"}}, nil, 0, ""},
+			delivery.Options{RequireTLS: true, RootCAs: pool, Auth: &delivery.Auth{Username: "web1", Password: "s3cret"}}, nil, 0, ""},
+		{"STARTTLS, TLS 1.2 minimum", relaytest.SinkOptions{TLS: cfg, Auth: check},
+			delivery.Options{RequireTLS: true, RootCAs: pool, VerifyTLS: true, MinTLSVersion: tls.VersionTLS12, Auth: &delivery.Auth{Username: "web1", Password: "s3cret"}}, nil, 0, ""},
+		{"certificate not verified: credentials withheld", relaytest.SinkOptions{TLS: cfg, Auth: check},
+			delivery.Options{RequireTLS: true, Auth: &delivery.Auth{Username: "web1", Password: "s3cret"}}, delivery.ErrAuthUnavailable, 0, delivery.PhaseAuth},
+		{"certificate not verified, AuthUnverified", relaytest.SinkOptions{TLS: cfg, Auth: check},
+			delivery.Options{RequireTLS: true, AuthUnverified: true, Auth: &delivery.Auth{Username: "web1", Password: "s3cret"}}, nil, 0, ""},
 		{"wrong password", relaytest.SinkOptions{TLS: cfg, Auth: check},
-			delivery.Options{RequireTLS: true, Auth: &delivery.Auth{Username: "web1", Password: "guess"}}, nil, 535, delivery.PhaseAuth},
+			delivery.Options{RequireTLS: true, RootCAs: pool, Auth: &delivery.Auth{Username: "web1", Password: "guess"}}, nil, 535, delivery.PhaseAuth},
 		{"no TLS: credentials withheld", relaytest.SinkOptions{Auth: check},
 			delivery.Options{Auth: &delivery.Auth{Username: "web1", Password: "s3cret"}}, delivery.ErrAuthUnavailable, 0, delivery.PhaseAuth},
 		{"server without AUTH", relaytest.SinkOptions{TLS: cfg},
-			delivery.Options{Auth: &delivery.Auth{Username: "web1", Password: "s3cret"}}, delivery.ErrAuthUnavailable, 0, delivery.PhaseAuth},
+			delivery.Options{RootCAs: pool, Auth: &delivery.Auth{Username: "web1", Password: "s3cret"}}, delivery.ErrAuthUnavailable, 0, delivery.PhaseAuth},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -645,7 +654,11 @@ func TestRelayhostAuth(t *testing.T) {
 			o := tc.o
 			o.Hostname = hostname
 			o.Port = int(netip.MustParseAddrPort(s.Addr()).Port())
+			before := auths.Load()
 			c, err := delivery.Dial(t.Context(), "smtp.provider.test", netip.MustParseAddr("127.0.0.2"), o)
+			if errors.Is(tc.wantErr, delivery.ErrAuthUnavailable) && auths.Load() != before {
+				t.Errorf("the server saw AUTH although the client withheld it")
+			}
 			if tc.wantPhase != "" {
 				var de *delivery.Error
 				if !errors.As(err, &de) || de.Phase != tc.wantPhase {

@@ -22,9 +22,10 @@ import (
 	"facteur/relay/maillog"
 )
 
-// Handler applies one received bounce; rcpts are the envelope recipients
-// (they carry the VERP tokens). An error is answered 451: the remote retries.
-type Handler func(ctx context.Context, rcpts []string, raw []byte) error
+// Handler applies one received bounce; client is the sender's address,
+// rcpts are the envelope recipients (they carry the VERP tokens). An error
+// is answered 451: the remote retries.
+type Handler func(ctx context.Context, client string, rcpts []string, raw []byte) error
 
 // Server accepts mail for one domain.
 type Server struct {
@@ -90,7 +91,7 @@ func (ss *session) Data(r io.Reader) error {
 		}
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Error reading message"}
 	}
-	if err := ss.s.Handle(context.Background(), ss.rcpts, buf.Bytes()); err != nil {
+	if err := ss.s.Handle(context.Background(), ss.client, ss.rcpts, buf.Bytes()); err != nil {
 		ss.s.Log.Error(maillog.BounceHandlingFailed, "client", ss.client, "err", err)
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary failure, try again later"}
 	}

@@ -59,6 +59,14 @@ const (
 	BounceReceived       = "bounce received"
 	BounceUnreadable     = "bounce unreadable"
 	BounceHandlingFailed = "bounce handling failed"
+	// BounceUnverified: a report names an address without a valid VERP
+	// token; nothing is suppressed (issue 11 §5).
+	BounceUnverified = "bounce unverified"
+
+	// The admin's listeners (issue 11 §4).
+	AdminRefused      = "admin refused"
+	AdminListenFailed = "admin listen failed"
+	AdminListening    = "admin listening"
 
 	// Webhooks.
 	WebhookDelivered = "webhook delivered"
@@ -119,7 +127,8 @@ var Events = []string{
 	BreakerTripped, BreakerReset, BreakerStateNotRestored, BreakerStateNotSaved,
 	BreakerReadQueue, BreakerHold, BreakerNotify, BreakerNotified,
 	Refused, RelayDenied, EnqueueFailed, AuthFailed, AuthBlocked, Data, MaildropWaits,
-	BounceReceived, BounceUnreadable, BounceHandlingFailed,
+	BounceReceived, BounceUnreadable, BounceHandlingFailed, BounceUnverified,
+	AdminRefused, AdminListenFailed, AdminListening,
 	WebhookDelivered, WebhookFailed, WebhookDropped, WebhookOutbox,
 	Started, Stopped, QueueAlarm, QueueAlarmCleared, PolicyStateNotRestored, PolicyStateNotSaved,
 	PolicyReloaded, PolicyReloadRefused, QueueFlush, QueueFlushed, DKIMWarning,

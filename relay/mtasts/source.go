@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"facteur/relay/clock"
 	"facteur/relay/resolver"
 )
 
@@ -47,8 +48,8 @@ type Options struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Timeout bounds one fetch, connection to last byte; default 20s.
 	Timeout time.Duration
-	// Now is the cache's clock; default time.Now.
-	Now func() time.Time
+	// Clock is the cache's time; default clock.Real.
+	Clock clock.Clock
 }
 
 // Source finds the MTA-STS policy of a domain, through its cache. It is safe
@@ -100,8 +101,8 @@ func New(opts Options) (*Source, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 20 * time.Second
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
 	}
 	if opts.Dial == nil {
 		d := &net.Dialer{}
@@ -182,7 +183,7 @@ func (s *Source) Get(ctx context.Context, domain string) Result {
 }
 
 func (s *Source) get(ctx context.Context, domain string) Result {
-	now := s.opts.Now()
+	now := s.opts.Clock.Now()
 	cached := s.load(ctx, domain, now)
 	id, recErr := s.record(ctx, domain)
 	if recErr != nil {

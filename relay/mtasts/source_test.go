@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"facteur/queue"
+	"facteur/relay/clock"
 	"facteur/relay/relaytest"
 	"facteur/relay/resolver"
 )
@@ -64,26 +65,17 @@ type env struct {
 	ca    *relaytest.CA
 	src   *Source
 	store *queue.Store
-	mu    sync.Mutex
-	now   time.Time
-}
-
-func (e *env) clock() time.Time {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.now
+	clk   *clock.Fake
 }
 
 func (e *env) advance(d time.Duration) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.now = e.now.Add(d)
+	e.clk.Advance(d)
 }
 
 const policyIP = "127.0.15.200"
 
 func newEnv(t *testing.T, certName string, withPool bool) *env {
-	e := &env{t: t, now: time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC), srv: &policyServer{}, ca: relaytest.NewCA(t)}
+	e := &env{t: t, clk: clock.NewFake(time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)), srv: &policyServer{}, ca: relaytest.NewCA(t)}
 	e.srv.set("version: STSv1\nmode: enforce\nmx: mx.example.org\nmax_age: 86400\n")
 	e.dns = relaytest.NewDNS(t, map[string]relaytest.Zone{
 		"_mta-sts.example.org": {TXT: []string{"v=spf1 -all", "v=STSv1; id=one;"}, TTL: 1},
@@ -102,7 +94,7 @@ func newEnv(t *testing.T, certName string, withPool bool) *env {
 	t.Cleanup(hs.Close)
 	_, e.srv.port, _ = net.SplitHostPort(ln.Addr().String())
 
-	res, err := resolver.New(resolver.Options{Server: e.dns.Addr(), Timeout: 2 * time.Second, Now: e.clock})
+	res, err := resolver.New(resolver.Options{Server: e.dns.Addr(), Timeout: 2 * time.Second, Clock: e.clk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +103,7 @@ func newEnv(t *testing.T, certName string, withPool bool) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.store.Close() })
-	opts := Options{Resolver: res, Store: e.store, Now: e.clock, Timeout: 5 * time.Second, Dial: e.dial}
+	opts := Options{Resolver: res, Store: e.store, Clock: e.clk, Timeout: 5 * time.Second, Dial: e.dial}
 	if withPool {
 		opts.RootCAs = e.ca.Pool()
 	}

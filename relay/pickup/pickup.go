@@ -19,6 +19,7 @@ import (
 
 	"facteur/queue/maildrop"
 	"facteur/relay/cleanup"
+	"facteur/relay/clock"
 	"facteur/relay/maillog"
 )
 
@@ -27,7 +28,7 @@ type Pickup struct {
 	Dir      string
 	Cleanup  *cleanup.Cleanup
 	Log      *slog.Logger
-	Now      func() time.Time
+	Clock    clock.Clock   // default clock.Real
 	Interval time.Duration // between scans; default 1s
 	// Filter drops suppressed recipients (the shim could not learn it at
 	// RCPT time); nil keeps all.
@@ -62,8 +63,10 @@ func (p *Pickup) Run(ctx context.Context) error {
 	if interval <= 0 {
 		interval = time.Second
 	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
+	clk := p.Clock
+	if clk == nil {
+		clk = clock.Real{}
+	}
 	for {
 		if _, err := p.Scan(ctx); err != nil {
 			p.Log.Error(maillog.PickupScan, "err", err)
@@ -71,14 +74,14 @@ func (p *Pickup) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case <-clk.After(interval):
 		}
 	}
 }
 
 // Scan ingests every complete file now and returns how many were queued.
 func (p *Pickup) Scan(ctx context.Context) (int, error) {
-	if now := time.Now(); now.Sub(p.lastSweep) > time.Hour {
+	if now := p.now(); now.Sub(p.lastSweep) > time.Hour {
 		// A shim killed mid-write leaves a dot file; a day is far longer
 		// than any write.
 		if _, err := maildrop.RemoveStale(p.Dir, now.Add(-24*time.Hour)); err != nil {
@@ -137,10 +140,7 @@ func (p *Pickup) ingest(ctx context.Context, path string) (bool, error) {
 		// The uid has no name: the queue's convention is its decimal form.
 		user = strconv.Itoa(env.UID)
 	}
-	now := time.Now()
-	if p.Now != nil {
-		now = p.Now()
-	}
+	now := p.now()
 	refused := func(se *smtp.SMTPError) (bool, error) {
 		if se.Code/100 == 5 {
 			p.Log.Error(maillog.MaildropRefused, "file", path, "uid", env.UID, "user", user, "resp", formatReply(se))
@@ -205,4 +205,12 @@ func formatReply(se *smtp.SMTPError) string {
 		return fmt.Sprintf("%d %s", se.Code, se.Message)
 	}
 	return fmt.Sprintf("%d %d.%d.%d %s", se.Code, e[0], e[1], e[2], se.Message)
+}
+
+// now is the pickup's clock: what it stamps and when it sweeps.
+func (p *Pickup) now() time.Time {
+	if p.Clock == nil {
+		return clock.Real{}.Now()
+	}
+	return p.Clock.Now()
 }

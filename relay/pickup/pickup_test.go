@@ -15,6 +15,7 @@ import (
 	"facteur/queue"
 	"facteur/queue/maildrop"
 	"facteur/relay/cleanup"
+	"facteur/relay/clock"
 	"facteur/relay/guard"
 )
 
@@ -32,7 +33,7 @@ func TestScanIngestsAndQuarantines(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	c := cleanup.New(cleanup.Options{Hostname: "relay.test", LocalDomain: "example.com", Aliases: map[string]string{"root": "ops@example.org"}}, st, nil, log)
 	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
-	p := &Pickup{Dir: drop, Cleanup: c, Log: log, Now: func() time.Time { return now }}
+	p := &Pickup{Dir: drop, Cleanup: c, Log: log, Clock: clock.NewFake(now)}
 
 	env := maildrop.Envelope{Sender: "www-data@example.com", Recipients: []string{"root@example.com"}, UID: os.Getuid(), User: "www-data", Time: now}
 	if _, err := maildrop.Write(drop, env, strings.NewReader("Subject: cron\r\n\r\nout\r\n")); err != nil {
@@ -96,7 +97,8 @@ func TestPickupAppliesTheGuard(t *testing.T) {
 		}
 		return 0, nil
 	}})
-	p := &Pickup{Dir: drop, Cleanup: c, Log: log, Now: func() time.Time { return now }, Guard: g}
+	clk := clock.NewFake(now)
+	p := &Pickup{Dir: drop, Cleanup: c, Log: log, Clock: clk, Guard: g}
 	write := func(user string, rcpts ...string) {
 		env := maildrop.Envelope{Sender: user + "@example.com", Recipients: rcpts, UID: os.Getuid(), User: user, Time: now}
 		if _, err := maildrop.Write(drop, env, strings.NewReader("Subject: x\r\n\r\ny\r\n")); err != nil {
@@ -122,12 +124,12 @@ func TestPickupAppliesTheGuard(t *testing.T) {
 	}
 	// With the queue full nothing goes, even once the budget is back.
 	queueFull = true
-	now = now.Add(time.Hour)
+	clk.Advance(time.Hour)
 	if n, _ := p.Scan(t.Context()); n != 0 {
 		t.Fatalf("queue full: %d queued", n)
 	}
 	queueFull = false
-	now = now.Add(2 * time.Second) // past the guard's one-second storage cache
+	clk.Advance(2 * time.Second) // past the guard's one-second storage cache
 	if n, _ := p.Scan(t.Context()); n != 1 {
 		t.Fatalf("after an hour: %d queued, want the waiting file", n)
 	}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/miekg/dns"
 	"golang.org/x/sync/singleflight"
+
+	"facteur/relay/clock"
 )
 
 // Cache bounds.
@@ -57,8 +59,8 @@ type Options struct {
 	// IPv4 or IPv6. Config `delivery.ip_version`: a dual-stack host without
 	// PTR on its IPv6 address sets ipv4, or Gmail refuses its mail.
 	IPVersion string
-	// Now is the cache's clock; default time.Now.
-	Now func() time.Time
+	// Clock is the cache's time; default clock.Real.
+	Clock clock.Clock
 	// Rand shuffles equal-preference MX hosts and picks the first address
 	// family; default: math/rand/v2's global source. Tests pass a seeded one.
 	Rand *rand.Rand
@@ -92,7 +94,6 @@ func New(opts Options) (*Resolver, error) {
 		server:    opts.Server,
 		timeout:   opts.Timeout,
 		ipVersion: opts.IPVersion,
-		now:       opts.Now,
 		rnd:       opts.Rand,
 		cache:     make(map[cacheKey]*answer),
 	}
@@ -109,9 +110,10 @@ func New(opts Options) (*Resolver, error) {
 	default:
 		return nil, fmt.Errorf("resolver: ip version %q: want %s, %s or %s", r.ipVersion, IPAny, IPv4, IPv6)
 	}
-	if r.now == nil {
-		r.now = time.Now
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
 	}
+	r.now = opts.Clock.Now
 	if r.server == "" {
 		path := opts.ResolvConf
 		if path == "" {

@@ -16,29 +16,13 @@ import (
 	"time"
 
 	"facteur/relay/address"
+	"facteur/relay/clock"
 	"facteur/relay/relaytest"
 )
 
-// fakeClock is the cache's injected clock.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 11, 22, 14, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+// newClock is the cache's injected clock.
+func newClock() *clock.Fake {
+	return clock.NewFake(time.Date(2026, 11, 22, 14, 0, 0, 0, time.UTC))
 }
 
 // newResolver starts a DNS server with zones and a resolver pointed at it.
@@ -315,7 +299,7 @@ func TestCacheTTL(t *testing.T) {
 	r, srv := newResolver(t, map[string]relaytest.Zone{
 		"ttl.example":    {MX: []relaytest.MX{mx("mx.ttl.example", 10)}, TTL: 300},
 		"mx.ttl.example": {A: []string{"127.0.0.1"}, TTL: 60},
-	}, Options{Now: clock.Now, IPVersion: IPv4})
+	}, Options{Clock: clock, IPVersion: IPv4})
 
 	route, err := r.Route(t.Context(), "ttl.example")
 	if err != nil {
@@ -351,7 +335,7 @@ func TestCacheNegative(t *testing.T) {
 		"gone.example":     {NXDomain: true, TTL: 30},
 		"longgone.example": {NXDomain: true, TTL: 3600},
 		"fail.example":     {ServFail: true},
-	}, Options{Now: clock.Now})
+	}, Options{Clock: clock})
 	ask := func(domain string, want error) {
 		t.Helper()
 		if _, err := r.Route(t.Context(), domain); !errors.Is(err, want) {
@@ -389,7 +373,7 @@ func TestCacheSetChangesAfterTTL(t *testing.T) {
 	clock := newClock()
 	r, srv := newResolver(t, map[string]relaytest.Zone{
 		"move.example": {A: []string{"127.0.0.1"}, TTL: 10},
-	}, Options{Now: clock.Now, IPVersion: IPv4})
+	}, Options{Clock: clock, IPVersion: IPv4})
 	route, err := r.Route(t.Context(), "move.example")
 	if err != nil || !route.Implicit {
 		t.Fatalf("route %+v, %v", route, err)
@@ -733,7 +717,7 @@ func FuzzCanonical(f *testing.F) {
 
 func TestCacheEviction(t *testing.T) {
 	clock := newClock()
-	r, err := New(Options{Server: "127.0.0.1:1", Now: clock.Now})
+	r, err := New(Options{Server: "127.0.0.1:1", Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -795,7 +779,7 @@ func BenchmarkRouteUncached(b *testing.B) {
 		"mx.cold.example": {A: []string{"127.0.0.1"}},
 	})
 	clock := newClock()
-	r, err := New(Options{Server: srv.Addr(), Now: clock.Now})
+	r, err := New(Options{Server: srv.Addr(), Clock: clock})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -75,7 +75,7 @@ func newHarnessWith(t *testing.T, port int, zones map[string]relaytest.Zone, twe
 	}
 	dnsSrv := relaytest.NewDNS(t, zones)
 	clock := clock.NewFake(t0)
-	res, err := resolver.New(resolver.Options{Server: dnsSrv.Addr(), Timeout: 2 * time.Second, Now: clock.Now})
+	res, err := resolver.New(resolver.Options{Server: dnsSrv.Addr(), Timeout: 2 * time.Second, Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func newHarnessWith(t *testing.T, port int, zones map[string]relaytest.Zone, twe
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng := policy.NewEngine(pol, t0)
+	eng := policy.NewEngine(pol)
 	h := &harness{t: t, store: st, clock: clock, engine: eng, dns: dnsSrv, events: make(chan DeliveryEvent, 1000),
 		log: &bytes.Buffer{}, logMu: &sync.Mutex{}, done: make(chan error, 1)}
 	timeouts := delivery.DefaultTimeouts()

@@ -241,7 +241,7 @@ func runTLSCase(t *testing.T, n int, c tlsCase) {
 		_, stsPort, _ = net.SplitHostPort(ln.Addr().String())
 	}
 	h := newHarnessWith(t, port, zones, func(h *harness, res *resolver.Resolver, o *Options) {
-		src, err := mtasts.New(mtasts.Options{Resolver: res, Store: h.store, RootCAs: ca.Pool(), Now: h.clock.Now,
+		src, err := mtasts.New(mtasts.Options{Resolver: res, Store: h.store, RootCAs: ca.Pool(), Clock: h.clock,
 			Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
 				host, p, err := net.SplitHostPort(addr)
 				if err != nil || p != "443" || !net.ParseIP(host).IsLoopback() {

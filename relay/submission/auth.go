@@ -72,7 +72,7 @@ func recent(ts []time.Time, now time.Time) []time.Time {
 
 // authBlocked refuses AUTH from an address over its hourly failures.
 func (ss *session) authBlocked() error {
-	if ss.s.auth.count(ss.clientIP, ss.s.opts.Now()) >= ss.s.opts.AuthFailuresPerIP {
+	if ss.s.auth.count(ss.clientIP, ss.s.opts.Clock.Now()) >= ss.s.opts.AuthFailuresPerIP {
 		return ss.authCut("per-ip")
 	}
 	return nil
@@ -82,7 +82,7 @@ func (ss *session) authBlocked() error {
 // a limit is reached.
 func (ss *session) authFailed(username string) error {
 	ss.authFail++
-	n := ss.s.auth.add(ss.clientIP, ss.s.opts.Now())
+	n := ss.s.auth.add(ss.clientIP, ss.s.opts.Clock.Now())
 	ss.s.log.Info(maillog.AuthFailed, "client", ss.client(), "user", username, "mech", sasl.Plain)
 	if ss.c != nil {
 		ss.c.logged.Store(true) // that line is the log of the 535 (or 421)

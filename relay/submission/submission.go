@@ -34,6 +34,7 @@ import (
 
 	"facteur/relay/address"
 	"facteur/relay/cleanup"
+	"facteur/relay/clock"
 	"facteur/relay/guard"
 	"facteur/relay/maillog"
 )
@@ -65,7 +66,7 @@ type Options struct {
 	Suppressions   Suppressions // may be nil
 	DropSuppressed bool         // accept and drop suppressed recipients instead of refusing
 	Guard          Guard        // may be nil
-	Now            func() time.Time
+	Clock          clock.Clock  // default clock.Real
 	// ReadTimeout bounds each command and DATA read (RFC 5321 §4.5.3.2.7's
 	// server timeout is 5 minutes), counted from the last command that made
 	// progress (issue 11 §3).
@@ -112,8 +113,8 @@ type Server struct {
 
 // New returns a server; Serve starts it.
 func New(opts Options, c *cleanup.Cleanup, log *slog.Logger) *Server {
-	if opts.Now == nil {
-		opts.Now = time.Now
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
 	}
 	if opts.ReadTimeout == 0 {
 		opts.ReadTimeout = 5 * time.Minute
@@ -438,7 +439,7 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 		// The guard counts only clients that may relay: an outsider's MAIL
 		// must not spend the app's per-sender budget (it gets 554 at RCPT).
 		if g := ss.s.opts.Guard; g != nil {
-			if err := g.Admit(guard.Client{IP: ss.clientIP.String(), Trusted: ss.trusted}, from, ss.s.opts.Now()); err != nil {
+			if err := g.Admit(guard.Client{IP: ss.clientIP.String(), Trusted: ss.trusted}, from, ss.s.opts.Clock.Now()); err != nil {
 				return ss.refuse(err, "from", "<"+from+">")
 			}
 		}
@@ -510,7 +511,7 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	var refusal *smtp.SMTPError
 	for _, r := range expanded {
 		if sup := ss.s.opts.Suppressions; sup != nil {
-			if why, ok := sup.Suppressed(context.Background(), r, ss.s.opts.Now()); ok {
+			if why, ok := sup.Suppressed(context.Background(), r, ss.s.opts.Clock.Now()); ok {
 				if ss.s.opts.DropSuppressed || len(expanded) > 1 {
 					ss.s.log.Info(maillog.Suppressed, "rcpt", "<"+r+">", "client", ss.client(), "resp", "accepted and dropped: "+why)
 				} else {
@@ -531,7 +532,7 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	// per_user counts recipients (issue 11 §2), local users included: a
 	// hacked site gets 451 while the others still send.
 	if g := ss.s.opts.Guard; g != nil {
-		sp, err := g.Spend(ss.budgetUser(), 1, ss.s.opts.Now())
+		sp, err := g.Spend(ss.budgetUser(), 1, ss.s.opts.Clock.Now())
 		if err != nil {
 			return ss.refuse(err, "rcpt", rcpt)
 		}
@@ -615,7 +616,7 @@ func (ss *session) Data(r io.Reader) error {
 	if p := ss.localPeer(); p.Known {
 		m.User, m.UID = p.User, p.UID
 	}
-	id, err := ss.s.cleanup.Process(context.Background(), m, ss.s.opts.Now())
+	id, err := ss.s.cleanup.Process(context.Background(), m, ss.s.opts.Clock.Now())
 	if err != nil {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) {
@@ -628,7 +629,7 @@ func (ss *session) Data(r io.Reader) error {
 }
 
 func (ss *session) reset() {
-	now := ss.s.opts.Now()
+	now := ss.s.opts.Clock.Now()
 	for _, sp := range ss.spent {
 		sp.Refund(now)
 	}

@@ -8,8 +8,8 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"time"
 
+	"facteur/relay/clock"
 	"facteur/relay/dane"
 	"facteur/relay/delivery"
 	"facteur/relay/mtasts"
@@ -53,8 +53,8 @@ type Options struct {
 	// Port is the SMTP port connected to (delivery.port), whose TLSA
 	// records are looked up: _PORT._tcp.HOST; default 25.
 	Port int
-	// Now is the clock for DANE-TA certificate validity; default time.Now.
-	Now func() time.Time
+	// Clock is the time of DANE-TA certificate validity; default clock.Real.
+	Clock clock.Clock
 }
 
 // Policy makes per-domain plans. It is safe for concurrent use.
@@ -68,8 +68,8 @@ func New(opts Options) (*Policy, error) {
 	if opts.Port == 0 {
 		opts.Port = 25
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
 	}
 	return &Policy{opts: opts}, nil
 }
@@ -191,11 +191,11 @@ func (p *Policy) dane(ctx context.Context, host string) (sec *delivery.Security,
 	if len(usable) == 0 {
 		return nil, true, nil
 	}
-	now := p.opts.Now
+	clk := p.opts.Clock
 	return &delivery.Security{
 		Mode: delivery.ProtDANE,
 		VerifyPeer: func(chain []*x509.Certificate) error {
-			return dane.Verify(usable, host, chain, now())
+			return dane.Verify(usable, host, chain, clk.Now())
 		},
 	}, false, nil
 }

@@ -35,13 +35,17 @@ const (
 	Bounced    Kind = "bounced"
 	Expired    Kind = "expired"
 	Suppressed Kind = "suppressed"
+	// UnverifiedReport is a bounce or feedback report the inbound listener
+	// got without a valid VERP token: it names Recipient but proves
+	// nothing, so nothing was suppressed (issue 11 §5).
+	UnverifiedReport Kind = "unverified_report"
 	// Breaker: the circuit breaker stopped a sender (issue 21); Sender is
 	// the key ("user=www-data"), Response the figures, Breaker the details.
 	Breaker Kind = "breaker"
 )
 
 // Kinds lists every event, for config validation.
-var Kinds = []Kind{Delivered, Deferred, Bounced, Expired, Suppressed, Breaker}
+var Kinds = []Kind{Delivered, Deferred, Bounced, Expired, Suppressed, UnverifiedReport, Breaker}
 
 // Event is one recipient outcome as the receiving app sees it. Every key is
 // always present, empty when unknown (a suppression found by a bounce has no
