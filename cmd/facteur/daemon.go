@@ -358,6 +358,7 @@ func (d *daemon) baseRoutes() map[string]http.Handler {
 func (d *daemon) providers(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	states := d.engine.Snapshot(now)
+	fillIPs(states, d.pools, now)
 	// From the queue's per-destination counters: no scan (issue 19 §3).
 	cs, err := d.store.Counts(r.Context())
 	if err != nil {

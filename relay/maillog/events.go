@@ -24,7 +24,8 @@ const (
 	Resumed   = "resumed"
 
 	// A warming IP's ramp held a day by a block at a provider (issue 17).
-	WarmupHeld = "warmup held"
+	WarmupHeld          = "warmup held"
+	WarmupStateNotSaved = "saving warm-up state"
 
 	// The transport's view of a destination, and of its TLS.
 	DestinationDead  = "destination dead"
