@@ -123,7 +123,7 @@ const (
 // Events is the closed set of event names, in the order above.
 var Events = []string{
 	Received, Deferred, Delivered, Bounced, Suppressed, Expired, Deleted, Held, Released, Note,
-	Suspended, Throttled, Resumed,
+	Suspended, Throttled, Resumed, WarmupHeld, WarmupStateNotSaved,
 	DestinationDead, DestinationAlive, TLSFallback, MTASTS,
 	BreakerTripped, BreakerReset, BreakerStateNotRestored, BreakerStateNotSaved,
 	BreakerReadQueue, BreakerHold, BreakerNotify, BreakerNotified,
