@@ -246,19 +246,31 @@ func (s *Scheduler) Wake() {
 // Whatever was not acknowledged stays queued and due.
 func (s *Scheduler) Run(ctx context.Context) error {
 	sendCtx, cancelSends := context.WithCancel(context.Background())
-	defer cancelSends()
 	s.sendCtx = sendCtx
-	stopTimer := context.AfterFunc(ctx, func() {
-		t := time.AfterFunc(s.opts.ShutdownTimeout, cancelSends)
-		context.AfterFunc(sendCtx, func() { t.Stop() })
+	// Once ctx is done, in-flight transactions get ShutdownTimeout on the
+	// clock, then their connections are cancelled.
+	graceDone := make(chan struct{})
+	stopGrace := context.AfterFunc(ctx, func() {
+		defer close(graceDone)
+		select {
+		case <-s.clock.After(s.opts.ShutdownTimeout):
+			cancelSends()
+		case <-sendCtx.Done():
+		}
 	})
-	defer stopTimer()
+	defer func() {
+		cancelSends()
+		if !stopGrace() {
+			<-graceDone
+		}
+	}()
 	var last time.Time
 	for {
 		// Wakes come per enqueue and per finished connection; a cycle
 		// rescans the in-flight head of the due index, so under load they
-		// are coalesced to one per minCycle of real time (this paces work;
-		// it decides nothing, so it is not the injected clock's business).
+		// are coalesced to one per minCycle of real time. This paces the
+		// CPU, it decides nothing: on the injected clock a test's fake
+		// time, which stands still between Advances, would stop the loop.
 		if wait := minCycle - time.Since(last); wait > 0 {
 			select {
 			case <-time.After(wait):
