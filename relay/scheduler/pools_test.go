@@ -193,3 +193,36 @@ func countQueued(h *harness, at time.Time) (waiting, bounced int) {
 	}
 	return waiting, bounced
 }
+
+// A [TSS04] to a warming IP holds its ramp a day, logged once.
+func TestPoolWarmupHeldByBlock(t *testing.T) {
+	sink := relaytest.NewSink(t, "127.0.0.5:0", relaytest.SinkOptions{
+		MailFrom: func(remote, _ string) error {
+			if strings.HasPrefix(remote, "127.0.0.3:") {
+				return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "[TSS04] Messages from 127.0.0.3 temporarily deferred"}
+			}
+			return nil
+		},
+	})
+	warm := &config.Warmup{Start: t0.Truncate(24 * time.Hour), Schedule: []int{20, 50, 100}}
+	pools := poolSet(t, config.OverflowWarm, warm)
+	h := newHarness(t, sink.Port(), yahooZones, func(o *Options) { o.Pools = pools })
+	enqueueN(h, "news@shop.example", 10)
+	if n := countEvents(h.expect(10)); n["deferred 127.0.0.3"] == 0 {
+		t.Fatalf("events %v: 127.0.0.3 never tried", n)
+	}
+	h.logMu.Lock()
+	logged := strings.Count(h.log.String(), `msg="warmup held"`)
+	line := h.log.String()
+	h.logMu.Unlock()
+	if logged != 1 || !strings.Contains(line, "source_ip=127.0.0.3") {
+		t.Fatalf("%d warmup held lines:\n%s", logged, line)
+	}
+	ip := pools.IP("127.0.0.3")
+	if day, _ := pools.Day(ip, "yahoo", pool.NextDay(t0)); day != 0 {
+		t.Errorf("day after the block: %d, want 0 (held)", day)
+	}
+	if day, _ := pools.Day(ip, "gmail", pool.NextDay(t0)); day != 1 {
+		t.Errorf("gmail's ramp: day %d, want 1", day)
+	}
+}
