@@ -79,3 +79,23 @@ func Compact(path string, opts Options) (before, after int64, err error) {
 	}
 	return before, after, nil
 }
+
+// Automatic compaction (issue 19 §5): the daemon compacts at a clean stop when the file
+// is mostly free pages, the trace of a large queue that drained, and what is live is
+// small enough to copy in seconds. A compaction copies only live pages, so its cost is
+// that of the queue still waiting, not of the file.
+const (
+	sparseMinSize = 64 << 20  // below, the space is not worth a copy
+	sparseMaxLive = 256 << 20 // above, the copy would hold the stop too long
+)
+
+// Sparse reports whether the file is worth compacting at a clean stop: at least
+// 64 MiB, at least half of it free pages, and at most 256 MiB live.
+func (s *Store) Sparse() bool {
+	var size int64
+	if err := s.db.View(func(tx *bolt.Tx) error { size = tx.Size(); return nil }); err != nil {
+		return false
+	}
+	free := int64(s.db.Stats().FreePageN) * int64(s.db.Info().PageSize)
+	return size >= s.sparseMin && 2*free >= size && size-free <= sparseMaxLive
+}

@@ -3,6 +3,7 @@ package queue
 import (
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -56,4 +57,31 @@ func TestCompact(t *testing.T) {
 		get(t, s, id)
 	}
 	enqueue(t, s, t0.Add(time.Hour), "new@example.com")
+}
+
+// Sparse says when a stop should compact: a file mostly free pages, not a full one.
+func TestSparse(t *testing.T) {
+	s := openTest(t, Options{NoSync: true, sparseMin: 1 << 20})
+	rng := mrand.NewChaCha8([32]byte{5})
+	var ids []ID
+	for i := range 600 {
+		body := make([]byte, 4096)
+		rng.Read(body)
+		id, err := s.Enqueue(t.Context(), Envelope{Sender: "a@example.org", Recipients: []string{fmt.Sprintf("u%d@example.com", i)}}, body, t0.Add(time.Duration(i)*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if s.Sparse() {
+		t.Fatal("a full queue is not sparse")
+	}
+	for _, id := range ids[20:] {
+		if err := s.Delete(t.Context(), id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !s.Sparse() {
+		t.Fatal("a drained queue is sparse")
+	}
 }

@@ -28,6 +28,8 @@ type Options struct {
 	// arrayFreelist selects bbolt's defaults (array freelist, written at every commit),
 	// so that the benchmark can show what the chosen settings save.
 	arrayFreelist bool
+	// sparseMin overrides sparseMinSize, for tests.
+	sparseMin int64
 }
 
 const defaultLockTimeout = time.Second
@@ -45,6 +47,8 @@ type Store struct {
 
 	// commits counts bolt write transactions, for the benchmarks' writes-per-commit.
 	commits atomic.Int64
+
+	sparseMin int64 // see Sparse
 }
 
 // Open opens or creates the queue database at path. It starts no goroutine.
@@ -78,7 +82,11 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open queue %s: %w", path, err)
 	}
-	return &Store{db: db, path: path}, nil
+	sparseMin := opts.sparseMin
+	if sparseMin <= 0 {
+		sparseMin = sparseMinSize
+	}
+	return &Store{db: db, path: path, sparseMin: sparseMin}, nil
 }
 
 func initBuckets(tx *bolt.Tx) error {

@@ -21,6 +21,7 @@ import (
 	"facteur/policy"
 	"facteur/queue"
 	"facteur/relay/admin"
+	"facteur/relay/clock"
 	"facteur/relay/config"
 	"facteur/relay/delivery"
 	"facteur/relay/maillog"
@@ -507,7 +508,7 @@ func newWebhooks(ctx context.Context, cfg *config.Config, store *queue.Store, lo
 		h, err := webhook.New(ctx, webhook.Options{
 			URL: wc.URL, Secret: secret, Events: wc.Events, BatchSize: wc.BatchSize,
 			BatchWait: time.Duration(wc.BatchWait), Timeout: time.Duration(wc.Timeout),
-		}, store, scheduler.RealClock{}, log)
+		}, store, clock.Real{}, log)
 		if err != nil {
 			return nil, fmt.Errorf("webhooks[%d]: %w", i, err)
 		}

@@ -30,6 +30,7 @@ import (
 	"facteur/relay/admin"
 	"facteur/relay/aliases"
 	"facteur/relay/cleanup"
+	"facteur/relay/clock"
 	"facteur/relay/config"
 	"facteur/relay/guard"
 	"facteur/relay/inbound"
@@ -196,7 +197,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
 	}
-	defer store.Close()
+	defer closeStore(store, log)
 
 	dropDir := filepath.Join(cfg.DataDir, "maildrop")
 	gid := -1
@@ -316,7 +317,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if _, ok := cleanOpts.Aliases["root"]; !ok {
 		log.Warn(maillog.RootNoAlias, "warning", "cron's and the system's mail to root goes to the local mailbox "+cfg.MailSpool+"/root; set aliases: {root: you@example.com} in the config or root: in "+cfg.AliasesFile)
 	}
-	d.sched = scheduler.New(schedOpts, store, res, scheduler.EngineShaper{E: d.engine}, scheduler.RealClock{}, log)
+	d.sched = scheduler.New(schedOpts, store, res, scheduler.EngineShaper{E: d.engine}, clock.Real{}, log)
 
 	d.cleanup = cleanup.New(cleanOpts, store, signer, log)
 	// Issue 11: one guard for the SMTP path and pickup, so that the

@@ -25,6 +25,7 @@ import (
 
 	"facteur/policy"
 	"facteur/queue"
+	"facteur/relay/clock"
 	"facteur/relay/maillog"
 )
 
@@ -59,8 +60,8 @@ type Server struct {
 	Store   *queue.Store
 	Token   string
 	Log     *slog.Logger
-	Now     func() time.Time
-	Flusher Flusher // nil: plain store flush
+	Clock   clock.Clock // default clock.Real
+	Flusher Flusher     // nil: plain store flush
 	// Extra routes added by other parts of the daemon (providers, metrics,
 	// suppressions, policy reload, status).
 	Extra map[string]http.Handler
@@ -87,8 +88,8 @@ func (s *Server) Handler() http.Handler {
 }
 
 func (s *Server) build() {
-	if s.Now == nil {
-		s.Now = time.Now
+	if s.Clock == nil {
+		s.Clock = clock.Real{}
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /queue", s.list)
@@ -232,7 +233,7 @@ func (s *Server) providerOf(domain string) string {
 // filter reads the request's filter and refuses IDs that are not queued
 // (404): an operator's mistyped or already delivered ID is an error.
 func (s *Server) filter(w http.ResponseWriter, r *http.Request) (queue.Filter, bool) {
-	f, err := FilterFromQuery(r, s.Now())
+	f, err := FilterFromQuery(r, s.Clock.Now())
 	if err != nil {
 		WriteError(w, http.StatusBadRequest, err)
 		return f, false
@@ -420,7 +421,7 @@ func (s *Server) bulk(op string) http.HandlerFunc {
 		case "hold":
 			n, err = s.Store.HoldMatching(r.Context(), f)
 		case "release":
-			n, err = s.Store.ReleaseMatching(r.Context(), f, s.Now())
+			n, err = s.Store.ReleaseMatching(r.Context(), f, s.Clock.Now())
 		}
 		if err != nil {
 			WriteError(w, statusFor(err), err)
@@ -463,7 +464,7 @@ func (s *Server) flush(w http.ResponseWriter, r *http.Request, f queue.Filter) {
 	if s.Flusher != nil {
 		rep, err = s.Flusher.Flush(r.Context(), f)
 	} else {
-		rep.Flushed, err = s.Store.FlushMatching(r.Context(), f, s.Now())
+		rep.Flushed, err = s.Store.FlushMatching(r.Context(), f, s.Clock.Now())
 	}
 	if err != nil {
 		WriteError(w, statusFor(err), err)

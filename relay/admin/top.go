@@ -295,7 +295,7 @@ func (s *Server) top(w http.ResponseWriter, r *http.Request) {
 		}
 		subjects[m.ID] = Subject(headerValue(body, "Subject"))
 	}
-	now := s.Now()
+	now := s.Clock.Now()
 	var recent []Arrival
 	if s.Arrivals != nil {
 		recent = s.Arrivals.Since(now.Add(-time.Hour))

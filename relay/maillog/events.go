@@ -86,7 +86,10 @@ const (
 	PolicyReloadRefused    = "policy reload refused"
 	QueueFlush             = "queue flush"
 	QueueFlushed           = "queue flushed"
-	DKIMWarning            = "dkim"
+	// QueueCompacted: a clean stop compacted queue.db (before=, after= in
+	// bytes).
+	QueueCompacted = "queue compacted"
+	DKIMWarning    = "dkim"
 	// ConfigWarning: a config value that is valid but likely wrong (a
 	// hostname not fully qualified), at start.
 	ConfigWarning = "config"
@@ -103,6 +106,8 @@ const (
 
 	// Local failures: something facteur could not do, with err=.
 	QueueList           = "queue list"
+	QueueClose          = "closing the queue"
+	QueueCompaction     = "queue compaction"
 	PickupScan          = "pickup scan"
 	MaildropSweep       = "maildrop sweep"
 	MaildropQuarantined = "maildrop file quarantined"
@@ -132,8 +137,8 @@ var Events = []string{
 	AdminRefused, AdminListenFailed, AdminListening,
 	WebhookDelivered, WebhookFailed, WebhookDropped, WebhookOutbox,
 	Started, Stopped, QueueAlarm, QueueAlarmCleared, PolicyStateNotRestored, PolicyStateNotSaved,
-	PolicyReloaded, PolicyReloadRefused, QueueFlush, QueueFlushed, DKIMWarning,
+	PolicyReloaded, PolicyReloadRefused, QueueFlush, QueueFlushed, QueueCompacted, DKIMWarning,
 	ConfigWarning, RootNoAlias, AliasRefused, AliasesFileUnread, NotSuppressed, DANEOff,
-	QueueList, PickupScan, MaildropSweep, MaildropQuarantined, MaildropRefused, MaildropRemove, MaildropRecount, LocalSocket,
+	QueueList, QueueClose, QueueCompaction, PickupScan, MaildropSweep, MaildropQuarantined, MaildropRefused, MaildropRemove, MaildropRecount, LocalSocket,
 	DSNBuild, DSNEnqueue, Record, ReadBody, ReadDue, Suppress, CancelSuppressed, SuppressionHistory,
 }

@@ -175,6 +175,11 @@ type lane struct {
 	notBefore time.Time // connection limit: no worker before this
 	limitWait bool      // notBefore comes from a connection limit, lifted when a connection ends
 	probe     bool      // its worker is the probe of a dead destination
+	// connected: a connection of this lane was made. Until then the lane
+	// has one worker (a slow start, as Postfix's destination concurrency
+	// window): a destination that does not answer gets one failed attempt,
+	// not one per connection the provider's limit would allow.
+	connected bool
 }
 
 // target is one host to try, in order.
@@ -461,6 +466,9 @@ func (s *Scheduler) startWorkers(ctx context.Context, now time.Time) time.Time {
 				want = lim
 			}
 		}
+		if !l.connected {
+			want = 1
+		}
 		if d := s.deadLocked(s.destKey(l.domain)); d != nil {
 			// Dead: its items are deferred by deferDead until the
 			// period is over, then one worker probes.
@@ -734,6 +742,13 @@ func (s *Scheduler) connection(ctx, wctx context.Context, l *lane, provider stri
 		return false
 	}
 	s.connOK(s.destKey(l.domain))
+	s.mu.Lock()
+	first := !l.connected
+	l.connected = true
+	s.mu.Unlock()
+	if first {
+		s.Wake() // the lane may open its other connections now
+	}
 	defer conn.Close()
 	for {
 		if !s.expire(wctx, it, provider, s.clock.Now()) {
@@ -1010,7 +1025,3 @@ func (s *Scheduler) routeFailed(ctx context.Context, l *lane, provider string, e
 		s.settle(ctx, it, provider, l.domain, nil, reply, "", s.clock.Now(), false)
 	}
 }
-
-// RealClock is clock.Real, under the name cmd/facteur still uses until its
-// pending changes have landed.
-type RealClock = clock.Real

@@ -2,9 +2,12 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 
+	"facteur/queue"
 	"facteur/relay/config"
+	"facteur/relay/maillog"
 )
 
 // earlyListeners are the SMTP listeners, bound before the queue is opened (issue 19
@@ -55,4 +58,24 @@ func (e earlyListeners) closeRest() {
 		ln.Close()
 		delete(e, a)
 	}
+}
+
+// closeStore closes the queue at the daemon's stop and, when a large queue drained
+// left the file mostly free pages, compacts it then (issue 19 §5): the copy costs what
+// is still queued, and the next start opens a file without the dead weight.
+func closeStore(store *queue.Store, log *slog.Logger) {
+	sparse := store.Sparse()
+	if err := store.Close(); err != nil {
+		log.Error(maillog.QueueClose, "err", err)
+		return
+	}
+	if !sparse {
+		return
+	}
+	before, after, err := queue.Compact(store.Path(), queue.Options{})
+	if err != nil {
+		log.Error(maillog.QueueCompaction, "err", err)
+		return
+	}
+	log.Info(maillog.QueueCompacted, "before", before, "after", after)
 }
