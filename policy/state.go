@@ -169,6 +169,18 @@ func WriteProviders(w io.Writer, states []ProviderState) error {
 		for _, d := range s.Destinations {
 			row("  "+d.Domain, "-", d.Connections, s.Limits.Connections, s.Limits.Rate, d.ThrottledRate, d.Queued, d.Deferred, d.SuspendedUntil, d.SuspendedReason)
 		}
+		// One row per source IP with something to say: the pool in GROUP,
+		// today's count (and warm-up cap) in RATE, its own suspension.
+		for _, ip := range s.IPs {
+			if ip.Connections == 0 && ip.SentToday == 0 && ip.CapToday == nil && ip.SuspendedUntil == nil {
+				continue
+			}
+			today := fmt.Sprintf("%d today", ip.SentToday)
+			if ip.CapToday != nil {
+				today = fmt.Sprintf("%d/%d today (warm-up)", ip.SentToday, *ip.CapToday)
+			}
+			row("  from "+ip.Addr, ip.Pool, ip.Connections, s.Limits.Connections, today, nil, 0, 0, ip.SuspendedUntil, ip.SuspendedReason)
+		}
 	}
 	return tw.Flush()
 }

@@ -100,6 +100,9 @@ with smtplib.SMTP(host, int(port)) as s:
 	if !found {
 		t.Fatalf("no yahoo in %s", out)
 	}
+	if txt, err := r.cli("providers"); err != nil || !strings.Contains(txt, "from 127.0.0.3") || !strings.Contains(txt, "20/20 today (warm-up)") || !strings.Contains(txt, "40 today") {
+		t.Errorf("providers: %v\n%s", err, txt)
+	}
 	st, err := r.cli("status")
 	if err != nil || !strings.Contains(st, "pool shop (overflow: warm)") || !strings.Contains(st, "127.0.0.3 (out3.relay.test)  warm-up day 0, 20 a day per provider") || !strings.Contains(st, "127.0.0.2  warm") {
 		t.Fatalf("status: %v\n%s", err, st)
