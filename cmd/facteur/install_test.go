@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -914,5 +915,32 @@ func TestInstallRootAliasAndHostname(t *testing.T) {
 	}
 	if _, stderr, err = run("--root", newInstallRoot(t, true), "--hostname", "web1.example.com", "--root-alias", "bob@@example.org"); err == nil || !strings.Contains(stderr, "--root-alias") {
 		t.Errorf("bad --root-alias accepted: %v\n%s", err, stderr)
+	}
+}
+
+// Every socket family the daemon opens must pass the unit's
+// RestrictAddressFamilies, or systemd's seccomp filter refuses the socket(2)
+// call with EAFNOSUPPORT and the feature silently stops: without AF_NETLINK
+// the loopback owner lookup (sock_diag, issue 11 §1) fails, every PHPMailer
+// session is "uid unknown", and per_user limits and the per-user breaker
+// never apply to it.
+func TestInstallUnitAddressFamilies(t *testing.T) {
+	var allowed []string
+	for _, l := range strings.Split(string(installUnitText), "\n") {
+		if v, ok := strings.CutPrefix(l, "RestrictAddressFamilies="); ok {
+			allowed = append(allowed, strings.Fields(v)...)
+		}
+	}
+	for _, tc := range []struct {
+		family, why string
+	}{
+		{"AF_INET", "SMTP, the admin listener, delivery"},
+		{"AF_INET6", "SMTP and delivery over IPv6"},
+		{"AF_UNIX", "the shim's, the admin and the showq sockets, the journal, NSS"},
+		{"AF_NETLINK", "sock_diag: which local user owns a loopback client's socket"},
+	} {
+		if !slices.Contains(allowed, tc.family) {
+			t.Errorf("RestrictAddressFamilies=%s lacks %s (%s)", strings.Join(allowed, " "), tc.family, tc.why)
+		}
 	}
 }

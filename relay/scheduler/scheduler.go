@@ -19,6 +19,7 @@ import (
 	"facteur/relay/address"
 	"facteur/relay/breaker"
 	"facteur/relay/clock"
+	"facteur/relay/config"
 	"facteur/relay/delivery"
 	"facteur/relay/maillog"
 	"facteur/relay/pool"
@@ -204,14 +205,16 @@ func New(opts Options, store *queue.Store, res *resolver.Resolver, shaper Shaper
 	if opts.Window <= 0 {
 		opts.Window = 2000
 	}
+	// The config keys' defaults are written once, in config.Default.
+	def := config.Default()
 	if opts.Workers <= 0 {
-		opts.Workers = 100
+		opts.Workers = def.Delivery.Workers
 	}
 	if opts.MaxLifetime <= 0 {
-		opts.MaxLifetime = 5 * 24 * time.Hour
+		opts.MaxLifetime = time.Duration(def.Delivery.MaxLifetime)
 	}
 	if opts.ShutdownTimeout <= 0 {
-		opts.ShutdownTimeout = 10 * time.Second
+		opts.ShutdownTimeout = time.Duration(def.ShutdownTimeout)
 	}
 	if opts.DeadCohort <= 0 {
 		opts.DeadCohort = defaultDeadCohort

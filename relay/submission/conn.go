@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -229,41 +230,52 @@ func (c *conn) Close() error {
 }
 
 // limits counts connections for max_connections and max_connections_per_ip
-// (issue 11 §3, Postfix's smtpd_client_connection_count_limit).
+// (issue 11 §3, Postfix's smtpd_client_connection_count_limit). The
+// per-client count is kept per key: a client address outside
+// trusted_networks, or a local user (the uid the kernel names for a
+// loopback client or the shim's socket). Every site of a web server
+// connects from 127.0.0.1, so loopback is not counted by address; counted by
+// uid, one hacked site cannot take every slot from the others.
 type limits struct {
 	max, perIP int
 
-	mu    sync.Mutex // guards total and byIP
+	mu    sync.Mutex // guards total and byKey
 	total int
-	byIP  map[netip.Addr]int
+	byKey map[string]int
 }
 
-// acquire takes a slot; limited says whether the per-IP limit applies (not
-// to trusted_networks, loopback or the local socket). It returns the
+// acquire takes a slot for a client known by key ("" when nothing limits
+// it per client); total says whether it counts against max_connections
+// (the shim's socket does not: its users are bounded by their own count,
+// and a flood over TCP must not keep cron's mail out). It returns the
 // release func, or the reason for refusing.
-func (l *limits) acquire(ip netip.Addr, limited bool) (func(), string) {
+func (l *limits) acquire(key, who string, total bool) (func(), string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.max > 0 && l.total >= l.max {
+	if total && l.max > 0 && l.total >= l.max {
 		return nil, fmt.Sprintf("Too many connections (max_connections %d)", l.max)
 	}
-	if limited && l.perIP > 0 && l.byIP[ip] >= l.perIP {
-		return nil, fmt.Sprintf("Too many connections from %s", ip)
+	if key != "" && l.perIP > 0 && l.byKey[key] >= l.perIP {
+		return nil, "Too many connections from " + who
 	}
-	l.total++
-	if limited {
-		if l.byIP == nil {
-			l.byIP = map[netip.Addr]int{}
+	if total {
+		l.total++
+	}
+	if key != "" {
+		if l.byKey == nil {
+			l.byKey = map[string]int{}
 		}
-		l.byIP[ip]++
+		l.byKey[key]++
 	}
 	return func() {
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		l.total--
-		if limited {
-			if l.byIP[ip]--; l.byIP[ip] <= 0 {
-				delete(l.byIP, ip)
+		if total {
+			l.total--
+		}
+		if key != "" {
+			if l.byKey[key]--; l.byKey[key] <= 0 {
+				delete(l.byKey, key)
 			}
 		}
 	}, ""
@@ -287,17 +299,33 @@ func (l *listener) Accept() (net.Conn, error) {
 		if l.tls {
 			c.off.Store(true)
 		}
-		limited := false
-		if !l.local {
+		key, who, total := "", "", true
+		if l.local {
+			// The shim's socket: the user SO_PEERCRED names.
+			total = false
+			if u, ok := nc.(*net.UnixConn); ok {
+				if p, err := peerOfUnix(u); err == nil {
+					key, who = "uid:"+strconv.Itoa(p.UID), "user "+l.srv.names.lookup(p.UID)
+				}
+			}
+		} else {
 			if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
 				c.ip = ap.Addr().Unmap()
 			}
-			// trusted_networks (loopback by default) are exempt, as
-			// Postfix exempts $mynetworks: every site of a web server
-			// connects from 127.0.0.1.
-			limited = !l.srv.trusted(c.ip)
+			switch {
+			case !l.srv.trusted(c.ip):
+				key, who = "ip:"+c.ip.String(), c.ip.String()
+			case c.ip.IsLoopback():
+				// trusted_networks are exempt by address, as Postfix
+				// exempts $mynetworks; a loopback client is counted by
+				// the local user that owns its socket (unknown: not
+				// counted).
+				if p, err := peerOfTCP(nc); err == nil {
+					key, who = "uid:"+strconv.Itoa(int(p.UID)), "user "+l.srv.names.lookup(p.UID)
+				}
+			}
 		}
-		release, why := l.srv.limits.acquire(c.ip, limited)
+		release, why := l.srv.limits.acquire(key, who, total)
 		if why != "" {
 			// Answered here, before go-smtp sees it: a flood must not cost
 			// a session each. The write cannot block long on a fresh socket.

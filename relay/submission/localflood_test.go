@@ -1,0 +1,133 @@
+package submission
+
+import (
+	"bufio"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// holdScript connects n times to a TCP address, prints each greeting's
+// code on one line, then keeps the connections until its stdin closes: a
+// hacked site's idle flood, from a process the kernel knows as its own uid.
+const holdScript = `
+import socket, sys
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+held = []
+codes = []
+for i in range(n):
+    s = socket.create_connection((host, port), timeout=10)
+    codes.append(s.recv(512).decode(errors="replace")[:3])
+    held.append(s)
+print(" ".join(codes), flush=True)
+sys.stdin.read()
+`
+
+// holdAs runs holdScript as uid (a real second local user: the flood's
+// sockets are owned by it) and returns the greeting codes it got.
+func holdAs(t *testing.T, uid int, addr string, n int) []string {
+	t.Helper()
+	// The system's python3: a per-user shim (pyenv) in root's PATH is not
+	// executable by the second user.
+	py, err := exec.LookPath("/usr/bin/python3")
+	if err != nil {
+		py, err = exec.LookPath("python3")
+	}
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("python3 missing: %v", err)
+		}
+		t.Skip("python3 missing")
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	cmd := exec.Command(py, "-c", holdScript, host, port, strconv.Itoa(n))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}}
+	in, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.Close(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("flood helper: %v", err)
+	}
+	return strings.Fields(line)
+}
+
+func count(codes []string, code string) int {
+	n := 0
+	for _, c := range codes {
+		if c == code {
+			n++
+		}
+	}
+	return n
+}
+
+// One local user (a hacked site as www-data, on 127.0.0.1, exempt from the
+// per-IP limit like every site) must not take every connection slot: its
+// idle connections end at max_connections_per_ip for its uid, and another
+// user's PHPMailer and the shim's socket (cron's mail) still get through.
+func TestLocalUserCannotTakeEverySlot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to run the flood as a second local user")
+	}
+	const nobody = 65534
+	for _, tc := range []struct {
+		name           string
+		max, perIP     int
+		flood          int
+		want220        int
+		tcpGetsThrough bool
+	}{
+		// The per-user cap stops the flood first: every other user's TCP
+		// client and the socket get through.
+		{"per-user cap", 40, 5, 30, 5, true},
+		// The total is reached (a per-user cap above it): TCP waits, but
+		// the shim's socket is not counted in max_connections.
+		{"socket past the total", 5, 20, 10, 5, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := startHostile(t, Options{MaxConnections: tc.max, MaxConnectionsPerIP: tc.perIP}, Listener{})
+			sock, err := ListenLocal(filepath.Join(t.TempDir(), "public"), -1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			go h.srv.Serve(t.Context(), sock, Listener{Local: true})
+			t.Cleanup(func() { sock.Close() })
+
+			codes := holdAs(t, nobody, h.addr, tc.flood)
+			if got := count(codes, "220"); got != tc.want220 || count(codes, "421") != tc.flood-tc.want220 {
+				t.Fatalf("flood greetings %v: %d accepted, want %d", codes, got, tc.want220)
+			}
+			// Another local user (root here) over loopback TCP.
+			c, r := rawDial(t, "127.0.0.1", h.addr)
+			line, _ := r.ReadString('\n')
+			if got := strings.HasPrefix(line, "220 "); got != tc.tcpGetsThrough {
+				t.Errorf("other user's TCP client got %q during the flood", line)
+			}
+			c.Close()
+			// The shim's socket.
+			u, err := net.DialTimeout("unix", sock.Addr().String(), 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer u.Close()
+			u.SetDeadline(time.Now().Add(10 * time.Second))
+			if line, _ := bufio.NewReader(u).ReadString('\n'); !strings.HasPrefix(line, "220 ") {
+				t.Errorf("the shim's socket got %q during the flood", line)
+			}
+			if tc.perIP < tc.flood && !strings.Contains(h.log.String(), "Too many connections from user nobody") {
+				t.Errorf("no refusal naming the user logged:\n%s", h.log.String())
+			}
+		})
+	}
+}
