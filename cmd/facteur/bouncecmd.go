@@ -318,6 +318,7 @@ func (d *daemon) ingestBounce(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now()
+	d.countComplaints(r.Context(), rep, now)
 	res := bounceResult{Report: rep}
 	sups := bounceSuppressions(rep, time.Duration(d.cfg.Suppression.HostUnknownTTL), now)
 	soft, err := softSuppressions(r.Context(), d.store, d.engine.Policy(), rep, now)
@@ -349,6 +350,7 @@ func (d *daemon) handleInbound(ctx context.Context, client string, rcpts []strin
 	d.reportUntrusted(ctx, rep, client, untrusted)
 	applied := *rep
 	applied.Recipients = trusted
+	d.countComplaints(ctx, &applied, now)
 	sups := bounceSuppressions(&applied, time.Duration(d.cfg.Suppression.HostUnknownTTL), now)
 	soft, err := softSuppressions(ctx, d.store, d.engine.Policy(), &applied, now)
 	if err != nil {
