@@ -120,7 +120,18 @@ func (p *Pickup) Scan(ctx context.Context) (int, error) {
 		}
 		ok, err := p.ingest(ctx, path)
 		if err != nil {
-			return n, err
+			// This file could not be read (an I/O error, a permission a
+			// shim installed without its setgid group left): said once,
+			// tried again later, and the files behind it, other users'
+			// and cron's mail, still go.
+			if _, said := p.waiting[path]; !said {
+				p.Log.Error(maillog.PickupScan, "file", path, "err", err)
+			}
+			if p.waiting == nil {
+				p.waiting = map[string]time.Time{}
+			}
+			p.waiting[path] = now.Add(waitRetry)
+			continue
 		}
 		if ok {
 			n++
