@@ -110,6 +110,28 @@ with smtplib.SMTP(host, int(port)) as s:
 	if _, err := r.cli("config", "check"); err != nil {
 		t.Fatalf("config check: %v", err)
 	}
+	// The counts survive the daemon: saved at shutdown, read back by the
+	// offline `providers --json` (and by the next start).
+	r.stop()
+	out, err = r.cli("providers", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	states = nil
+	if err := json.Unmarshal([]byte(out), &states); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	kept := false
+	for _, s := range states {
+		for _, ip := range s.IPs {
+			if s.Name == "yahoo" && ip.Addr == "127.0.0.3" && ip.SentToday == 20 && ip.CapToday != nil && *ip.CapToday == 20 {
+				kept = true
+			}
+		}
+	}
+	if !kept {
+		t.Fatalf("offline providers --json lost the warm-up counts:\n%s", out)
+	}
 }
 
 // `config check` refuses an IP this host cannot bind, unless
