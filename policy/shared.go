@@ -65,9 +65,14 @@ func (e *Engine) Keys(provider, domain string) (budgetKey, scopeKey string) {
 // force there now (the rate divided by any throttle), for a caller that counts them across
 // nodes.
 func (e *Engine) Shape(provider, domain string, now time.Time) (budgetKey string, r Rate, connections int) {
+	return e.ShapeFrom("", provider, domain, now)
+}
+
+// ShapeFrom is Shape for source IP src (issue 17's pools): its budget key is SRC|KEY.
+func (e *Engine) ShapeFrom(src, provider, domain string, now time.Time) (budgetKey string, r Rate, connections int) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	pr, b, _ := e.budget(provider, domain, now)
+	pr, b, _, _ := e.budgetFrom(src, provider, domain, now)
 	return b.key, b.rate, pr.Knobs.Connections
 }
 

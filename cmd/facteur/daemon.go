@@ -359,6 +359,7 @@ func (d *daemon) providers(w http.ResponseWriter, r *http.Request) {
 // deferred counts (GET /providers and the dashboard).
 func (d *daemon) providerStates(ctx context.Context, now time.Time) ([]policy.ProviderState, error) {
 	states := d.engine.Snapshot(now)
+	fillIPs(states, d.pools, now)
 	// From the queue's per-destination counters: no scan (issue 19 §3).
 	cs, err := d.store.Counts(ctx)
 	if err != nil {

@@ -225,17 +225,17 @@ func TestReputationScope(t *testing.T) {
 	d := newNode(t, r, "d", "127.0.0.9", true)
 	waitUp(t, a, b, c, d)
 	now := time.Now()
-	v := b.shaper.Observe("yahoo", "yahoo.fr", reply(t, "421 4.7.0 [TSS04] Messages from 127.0.0.2 temporarily deferred due to unexpected volume or user complaints"), now)
+	v := b.shaper.Observe("", "yahoo", "yahoo.fr", reply(t, "421 4.7.0 [TSS04] Messages from 127.0.0.2 temporarily deferred due to unexpected volume or user complaints"), now)
 	if v.Decision.Action != policy.Suspend {
 		t.Fatalf("TSS04 judged %s, want suspend", v.Decision.Action)
 	}
 	for _, n := range []*node{a, c} {
 		took := eventually(t, 2*time.Second, n.c.Node()+" suspended", func() bool {
-			_, _, ok := n.shaper.Suspended("yahoo", "yahoo.fr", time.Now())
+			_, _, ok := n.shaper.Suspended("", "yahoo", "yahoo.fr", time.Now())
 			return ok
 		})
 		t.Logf("%s suspended %s after b's reply", n.c.Node(), took)
-		if _, ok, _, _, _ := n.shaper.Acquire("yahoo", "yahoo.fr", time.Now()); ok {
+		if _, ok, _, _, _ := n.shaper.Acquire("", "yahoo", "yahoo.fr", time.Now()); ok {
 			t.Fatalf("%s opened a connection to a suspended yahoo", n.c.Node())
 		}
 	}
@@ -247,10 +247,10 @@ func TestReputationScope(t *testing.T) {
 	}
 	// d, another IP: a moment later, still free.
 	eventually(t, 2*time.Second, "a second news reaches d", func() bool {
-		a.shaper.Observe("gmail", "gmail.com", reply(t, "550 5.7.26 Unauthenticated email from example.com is not accepted due to domain's DMARC policy"), time.Now())
+		a.shaper.Observe("", "gmail", "gmail.com", reply(t, "550 5.7.26 Unauthenticated email from example.com is not accepted due to domain's DMARC policy"), time.Now())
 		return true
 	})
-	if _, _, ok := d.shaper.Suspended("yahoo", "yahoo.fr", time.Now()); ok {
+	if _, _, ok := d.shaper.Suspended("", "yahoo", "yahoo.fr", time.Now()); ok {
 		t.Fatal("node d, sending from another IP, was suspended by a block on 127.0.0.2")
 	}
 
@@ -262,15 +262,15 @@ func TestReputationScope(t *testing.T) {
 	a.c.Resumed("yahoo", "yahoo", time.Now())
 	_ = ev
 	eventually(t, 2*time.Second, "c resumed", func() bool {
-		_, _, ok := c.shaper.Suspended("yahoo", "yahoo.fr", time.Now())
+		_, _, ok := c.shaper.Suspended("", "yahoo", "yahoo.fr", time.Now())
 		return !ok
 	})
 
 	// A node starting later catches up on what is in force.
-	b.shaper.Observe("yahoo", "yahoo.fr", reply(t, "421 4.7.0 [TSS04] Messages from 127.0.0.2 temporarily deferred"), time.Now())
+	b.shaper.Observe("", "yahoo", "yahoo.fr", reply(t, "421 4.7.0 [TSS04] Messages from 127.0.0.2 temporarily deferred"), time.Now())
 	late := newNode(t, r, "late", "127.0.0.2", true)
 	eventually(t, 3*time.Second, "a late node catches up", func() bool {
-		_, _, ok := late.shaper.Suspended("yahoo", "yahoo.fr", time.Now())
+		_, _, ok := late.shaper.Suspended("", "yahoo", "yahoo.fr", time.Now())
 		return ok
 	})
 }

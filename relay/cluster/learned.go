@@ -10,7 +10,7 @@ import (
 // Learned publishes the state of scope key the policy engine just changed
 // (a suspension, backoff or throttle) with the scope of the reply that
 // caused it. It implements scheduler.Fleet.
-func (c *Cluster) Learned(scope policy.Scope, key string, st policy.ScopeState, now time.Time) {
+func (c *Cluster) Learned(scope policy.Scope, src, key string, st policy.ScopeState, now time.Time) {
 	b, err := json.Marshal(st)
 	if err != nil {
 		return
@@ -20,7 +20,13 @@ func (c *Cluster) Learned(scope policy.Scope, key string, st policy.ScopeState, 
 		// Throttle and backoff levels matter after the window: a day.
 		until = later(until, now.Add(24*time.Hour))
 	}
-	c.Publish(Reputation{Scope: string(scope), Key: key, State: b, Until: until})
+	r := Reputation{Scope: string(scope), Key: key, State: b, Until: until}
+	if src != "" {
+		// A pool's IP: the key names it (SRC|KEY), so every node sending
+		// from it applies the news, whatever its own source_ip.
+		r.SourceIP = poolPrefix + src
+	}
+	c.Publish(r)
 }
 
 // Resumed publishes an operator's resume of name (a provider, a group or

@@ -38,8 +38,12 @@ func (r Reputation) field() string {
 // For reports whether r holds at a node sending from sourceIP: an IP
 // scope only at the nodes sending from that IP.
 func (r Reputation) For(sourceIP string) bool {
-	return r.Scope != "ip" || r.SourceIP == sourceIP
+	return r.Scope != "ip" || r.SourceIP == sourceIP || strings.HasPrefix(r.SourceIP, poolPrefix)
 }
+
+// poolPrefix marks the source IP of a pool's news (issue 17), whose key
+// already names the IP.
+const poolPrefix = "pool:"
 
 // Publish tells the other nodes what this node learned. It never blocks
 // mail for long: with the link down (or the call failing) it is kept and

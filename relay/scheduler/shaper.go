@@ -17,19 +17,23 @@ type Shaper interface {
 	Recognize(domain string, mx []string) string
 	// Limits are the provider's per-connection knobs.
 	Limits(provider string) Limits
+	// Every shaping call names the source IP (src, "" the default
+	// address): limits and suspensions are kept per (source IP, provider)
+	// (issue 17 §2); with src "" Suspended says only what holds every IP.
+	//
 	// Acquire asks for a connection slot. Not ok: wait until `until`
 	// (the end of a suspension when suspended, else the zero time: retry
 	// when a connection of the provider closes).
-	Acquire(provider, domain string, now time.Time) (release func(), ok bool, until time.Time, suspended bool, why string)
+	Acquire(src, provider, domain string, now time.Time) (release func(), ok bool, until time.Time, suspended bool, why string)
 	// Allow takes one message from the provider's rate now, or says when
 	// to ask again.
-	Allow(provider, domain string, now time.Time) (ok bool, at time.Time)
+	Allow(src, provider, domain string, now time.Time) (ok bool, at time.Time)
 	// Suspended returns the end of the provider's suspension, if any.
-	Suspended(provider, domain string, now time.Time) (until time.Time, why string, ok bool)
+	Suspended(src, provider, domain string, now time.Time) (until time.Time, why string, ok bool)
 	// Observe judges a failing reply and applies any provider-wide action.
-	Observe(provider, domain string, r policy.Reply, now time.Time) Verdict
+	Observe(src, provider, domain string, r policy.Reply, now time.Time) Verdict
 	// Delivered reports a success (resets backoff, lets throttles recover).
-	Delivered(provider, domain string, now time.Time) []policy.Event
+	Delivered(src, provider, domain string, now time.Time) []policy.Event
 	// NextAttempt is the recipient's next retry after `attempts` attempts
 	// since queuedAt; expired when the provider's lifetime is over.
 	NextAttempt(provider string, attempts int, queuedAt, now time.Time) (next time.Time, expired bool)
@@ -53,18 +57,17 @@ type Verdict struct {
 	Events   []policy.Event
 }
 
-// EngineShaper is the Shaper of a running facteur: the policy engine, and
-// the fleet's shared counts when Fleet is set (issue 14).
+// EngineShaper is the Shaper of a running facteur: the policy engine.
 type EngineShaper struct {
 	E     *policy.Engine
 	Fleet Fleet
 }
 
 // Fleet is what the scheduler asks of the nodes it shares its limits and
-// reputation with (relay/cluster): connection slots and rates counted for
-// every node sending from the same source IP, and the news of what this
-// node learned. Its calls have short timeouts and fall back to this node's
-// share of each limit by themselves.
+// reputation with (relay/cluster, issue 14): connection slots and rates
+// counted for every node sending from the same source IP, and the news of
+// what this node learned. Its calls have short timeouts and fall back to
+// this node's share of each limit by themselves.
 type Fleet interface {
 	// Acquire takes one of limit slots of budget (0: no limit).
 	Acquire(budget string, limit int) (release func(), ok bool)
@@ -72,8 +75,9 @@ type Fleet interface {
 	// unlimited), or says when to ask again.
 	Allow(budget string, interval time.Duration, now time.Time) (ok bool, at time.Time)
 	// Learned tells the others of a suspension, backoff or throttle of
-	// scope key (the engine's scope key) with the scope of the reply.
-	Learned(scope policy.Scope, key string, st policy.ScopeState, now time.Time)
+	// scope key (the engine's scope key) with the scope of the reply; src
+	// is the pool's source IP the key holds ("" the node's own).
+	Learned(scope policy.Scope, src, key string, st policy.ScopeState, now time.Time)
 }
 
 func (s EngineShaper) Recognize(domain string, mx []string) string {
@@ -85,12 +89,12 @@ func (s EngineShaper) Limits(provider string) Limits {
 	return Limits{Connections: l.Connections, MessagesPerConnection: l.MessagesPerConnection, RecipientsPerMessage: l.RecipientsPerMessage}
 }
 
-func (s EngineShaper) Acquire(provider, domain string, now time.Time) (func(), bool, time.Time, bool, string) {
-	release, wait, why, ok := s.E.Acquire(provider, domain, now)
+func (s EngineShaper) Acquire(src, provider, domain string, now time.Time) (func(), bool, time.Time, bool, string) {
+	release, wait, why, ok := s.E.AcquireFrom(src, provider, domain, now)
 	if !ok || s.Fleet == nil {
 		return release, ok, wait, !ok && !wait.IsZero(), why
 	}
-	budget, _, limit := s.E.Shape(provider, domain, now)
+	budget, _, limit := s.E.ShapeFrom(src, provider, domain, now)
 	shared, ok := s.Fleet.Acquire(budget, limit)
 	if !ok {
 		release()
@@ -99,36 +103,44 @@ func (s EngineShaper) Acquire(provider, domain string, now time.Time) (func(), b
 	return func() { shared(); release() }, true, time.Time{}, false, ""
 }
 
-func (s EngineShaper) Allow(provider, domain string, now time.Time) (bool, time.Time) {
+func (s EngineShaper) Allow(src, provider, domain string, now time.Time) (bool, time.Time) {
 	if s.Fleet == nil {
-		return s.E.Allow(provider, domain, now)
+		return s.E.AllowFrom(src, provider, domain, now)
 	}
 	// The shared rate replaces the node's own: a suspension still stops
 	// the message first.
-	if until, _ := s.E.SuspendedUntil(provider, domain, now); !until.IsZero() {
+	if until, _ := s.E.SuspendedUntilFrom(src, provider, domain, now); !until.IsZero() {
 		return false, until
 	}
-	budget, r, _ := s.E.Shape(provider, domain, now)
+	budget, r, _ := s.E.ShapeFrom(src, provider, domain, now)
 	return s.Fleet.Allow(budget, r.Interval(), now)
 }
 
-func (s EngineShaper) Suspended(provider, domain string, now time.Time) (time.Time, string, bool) {
-	until, why := s.E.SuspendedUntil(provider, domain, now)
+func (s EngineShaper) Suspended(src, provider, domain string, now time.Time) (time.Time, string, bool) {
+	until, why := s.E.SuspendedUntilFrom(src, provider, domain, now)
 	return until, why, !until.IsZero()
 }
 
-func (s EngineShaper) Observe(provider, domain string, r policy.Reply, now time.Time) Verdict {
-	o := s.E.Observe(provider, domain, r, now)
-	if s.Fleet != nil && len(o.Events) > 0 {
-		_, key := s.E.Keys(provider, domain)
-		s.Fleet.Learned(policy.ScopeOf(o.Decision, r), key, s.E.ScopeOfKey(key), now)
+func (s EngineShaper) Observe(src, provider, domain string, r policy.Reply, now time.Time) Verdict {
+	o := s.E.ObserveFrom(src, provider, domain, r, now)
+	if s.Fleet != nil {
+		_, sk := s.E.Keys(provider, domain)
+		for _, ev := range o.Events {
+			// The engine holds an IP's news under SRC|KEY, a rule's
+			// `scope: provider` under the bare key (every source IP).
+			key, scope := policy.SourceKey(ev.SourceIP, sk), policy.ScopeOf(o.Decision, r)
+			if src != "" && ev.SourceIP == "" {
+				scope = policy.ScopeProvider
+			}
+			s.Fleet.Learned(scope, ev.SourceIP, key, s.E.ScopeOfKey(key), now)
+			break // one scope changed: one news
+		}
 	}
 	return Verdict{Decision: o.Decision, Events: o.Events}
 }
 
-func (s EngineShaper) Delivered(provider, domain string, now time.Time) []policy.Event {
-	// A throttle recovers at each node by its own deliveries.
-	return s.E.Delivered(provider, domain, now)
+func (s EngineShaper) Delivered(src, provider, domain string, now time.Time) []policy.Event {
+	return s.E.DeliveredFrom(src, provider, domain, now)
 }
 
 func (s EngineShaper) NextAttempt(provider string, attempts int, queuedAt, now time.Time) (time.Time, bool) {
