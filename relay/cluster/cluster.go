@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"facteur/relay/maillog"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -196,7 +197,7 @@ func (c *Cluster) setUp(up bool, err error) {
 		return
 	}
 	if up {
-		c.log.Info("cluster link up", "node", c.o.Node, "redis", fmt.Sprint(c.o.Redis), "nodes_alive", c.alive.Load())
+		c.log.Info(maillog.ClusterUp, "node", c.o.Node, "redis", fmt.Sprint(c.o.Redis), "nodes_alive", c.alive.Load())
 		select {
 		case c.kick <- struct{}{}:
 		default:
@@ -210,7 +211,7 @@ func (c *Cluster) setUp(up bool, err error) {
 	c.mu.Lock()
 	c.lastErr = msg
 	c.mu.Unlock()
-	c.log.Warn("cluster link down", "node", c.o.Node, "redis", fmt.Sprint(c.o.Redis), "err", msg,
+	c.log.Warn(maillog.ClusterDown, "node", c.o.Node, "redis", fmt.Sprint(c.o.Redis), "err", msg,
 		"nodes_alive", c.alive.Load(), "fallback", "this node's share of each shared limit")
 }
 

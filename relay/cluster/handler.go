@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"facteur/relay/maillog"
 	"fmt"
 	"log/slog"
 	"time"
@@ -44,7 +45,7 @@ func (h *NodeHandler) Reputation(ctx context.Context, r Reputation) {
 		return
 	}
 	if r.Resume != "" {
-		h.Log.Info("provider resumed by another node", "node", r.Node, "provider", r.Resume)
+		h.Log.Info(maillog.ClusterResumed, "node", r.Node, "provider", r.Resume)
 	} else {
 		var st policy.ScopeState
 		_ = json.Unmarshal(r.State, &st)
@@ -59,7 +60,7 @@ func (h *NodeHandler) Reputation(ctx context.Context, r Reputation) {
 			kv = append(kv, "throttle_level", st.Throttle)
 		}
 		kv = append(kv, "resp", st.Reason)
-		h.Log.Info("provider state learned from another node", kv...)
+		h.Log.Info(maillog.ClusterLearned, kv...)
 	}
 	if h.Changed != nil {
 		h.Changed(r)
@@ -73,7 +74,7 @@ func (h *NodeHandler) Suppression(ctx context.Context, add bool, addr string, en
 	if !add {
 		found, err := h.Store.Unsuppress(ctx, addr)
 		if err == nil && found {
-			h.Log.Info("unsuppressed by another node", "rcpt", "<"+addr+">")
+			h.Log.Info(maillog.ClusterUnsuppressed, "rcpt", "<"+addr+">")
 		}
 		return err
 	}
@@ -84,7 +85,7 @@ func (h *NodeHandler) Suppression(ctx context.Context, add bool, addr string, en
 	if err := h.Store.PutSuppression(ctx, sup); err != nil {
 		return err
 	}
-	h.Log.Info("suppressed by another node", "rcpt", "<"+sup.Address+">", "class", sup.Reason, "source", string(sup.Source))
+	h.Log.Info(maillog.ClusterSuppressed, "rcpt", "<"+sup.Address+">", "class", sup.Reason, "source", string(sup.Source))
 	return nil
 }
 

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"facteur/relay/maillog"
 	"strings"
 	"time"
 )
@@ -56,7 +57,7 @@ func (c *Cluster) Publish(r Reputation) {
 	}
 	b, err := json.Marshal(r)
 	if err != nil {
-		c.log.Error("cluster publish", "err", err)
+		c.log.Error(maillog.ClusterPublish, "err", err)
 		return
 	}
 	push := func(ctx context.Context) error {
@@ -160,7 +161,7 @@ func (c *Cluster) catchUpRep(ctx context.Context) {
 func (c *Cluster) applyRep(ctx context.Context, b []byte) {
 	var r Reputation
 	if err := json.Unmarshal(b, &r); err != nil {
-		c.log.Warn("cluster reputation: bad entry", "err", err)
+		c.log.Warn(maillog.ClusterBadEntry, "err", err)
 		return
 	}
 	if r.Node == c.o.Node || !r.For(c.o.SourceIP) {

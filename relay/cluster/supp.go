@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"facteur/relay/maillog"
 	"strings"
 	"time"
 
@@ -119,7 +120,7 @@ func (c *Cluster) suppCatchUp(ctx context.Context, h Handler) (string, error) {
 		}
 		for i := 0; i+1 < len(kv); i += 2 {
 			if err := h.Suppression(ctx, true, kv[i], []byte(kv[i+1])); err != nil {
-				c.log.Warn("cluster suppression: not applied", "rcpt", "<"+kv[i]+">", "err", err)
+				c.log.Warn(maillog.ClusterNotApplied, "rcpt", "<"+kv[i]+">", "err", err)
 			}
 		}
 		if cur = next; cur == 0 {
@@ -129,7 +130,7 @@ func (c *Cluster) suppCatchUp(ctx context.Context, h Handler) (string, error) {
 	if err := h.SaveCursor(ctx, end); err != nil {
 		return "", err
 	}
-	c.log.Info("cluster suppression list loaded", "node", c.o.Node, "cursor", end)
+	c.log.Info(maillog.ClusterListLoaded, "node", c.o.Node, "cursor", end)
 	return end, nil
 }
 
@@ -154,7 +155,7 @@ func (c *Cluster) suppFollow(ctx context.Context, h Handler, cursor string) {
 			}
 		}
 		if err := h.SaveCursor(ctx, cursor); err != nil {
-			c.log.Warn("cluster suppression: cursor not saved", "err", err)
+			c.log.Warn(maillog.ClusterCursorNotSaved, "err", err)
 		}
 	}
 }
@@ -175,7 +176,7 @@ func (c *Cluster) applySupp(ctx context.Context, h Handler, m redis.XMessage) {
 		return
 	}
 	if err != nil {
-		c.log.Warn("cluster suppression: not applied", "rcpt", "<"+addr+">", "op", str("op"), "err", err)
+		c.log.Warn(maillog.ClusterNotApplied, "rcpt", "<"+addr+">", "op", str("op"), "err", err)
 	}
 }
 

@@ -33,6 +33,20 @@ const (
 	TLSFallback      = "tls fallback"
 	MTASTS           = "mta-sts"
 
+	// The cluster (issue 14): the link to the fleet's Redis, and the
+	// other nodes' news applied here.
+	ClusterUp             = "cluster link up"
+	ClusterDown           = "cluster link down"
+	ClusterLearned        = "provider state learned from another node"
+	ClusterResumed        = "provider resumed by another node"
+	ClusterSuppressed     = "suppressed by another node"
+	ClusterUnsuppressed   = "unsuppressed by another node"
+	ClusterListLoaded     = "cluster suppression list loaded"
+	ClusterNotApplied     = "cluster suppression: not applied"
+	ClusterCursorNotSaved = "cluster suppression: cursor not saved"
+	ClusterPublish        = "cluster publish"
+	ClusterBadEntry       = "cluster reputation: bad entry"
+
 	// The circuit breaker.
 	BreakerTripped          = "breaker tripped"
 	BreakerReset            = "breaker reset"
@@ -150,4 +164,6 @@ var Events = []string{
 	DashboardLogin, DashboardLoginRefused, DashboardBodyShown, Unsuppressed,
 	DashboardRender, QueueList, QueueClose, QueueCompaction, PickupScan, MaildropSweep, MaildropQuarantined, MaildropRefused, MaildropRemove, MaildropRecount, LocalSocket,
 	DSNBuild, DSNEnqueue, Record, ReadBody, ReadDue, Suppress, CancelSuppressed, SuppressionHistory,
+	ClusterUp, ClusterDown, ClusterLearned, ClusterResumed, ClusterSuppressed, ClusterUnsuppressed,
+	ClusterListLoaded, ClusterNotApplied, ClusterCursorNotSaved, ClusterPublish, ClusterBadEntry,
 }
