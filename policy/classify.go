@@ -408,11 +408,15 @@ var (
 	// recipient's existence, whatever its code: a rate, a policy or preference (a filter), a
 	// block, an IP, a reputation, spam, the sender (shared/testdata/README.md: "the text
 	// decides"). Exported for the bounce package, which applies the same judgement.
-	ContraryWords = regexp.MustCompile(`(?i)\brate\b|rate[- ]?limit|\bpolic(y|ies)\b|\bpreference|\bblock|\b(black|deny|block) ?list|blacklisted|reputation|\bip\b|\bip address|\bspam|too many|\b(this|per|an|each|every) (hour|minute|day)\b|\bhourly\b|\bsender\b|envelope[- ]from|\bmail from\b|\bbanned\b|relay(ing)? (access )?(denied|not permitted)|unable to relay|not permitted to relay`)
+	ContraryWords = regexp.MustCompile(`(?i)\brate\b|rate[- ]?limit|\bpolic(y|ies)\b|\bpreference|\bblock|\b(black|deny|block) ?list|blacklisted|reputation|\bip\b|\bip address|\bspam|too many|\b(this|per|an|each|every) (hour|minute|day)\b|\bhourly\b|\bsender\b|envelope[- ]from|\bmail from\b|\bbanned\b|relay(ing)? (access )?(denied|not permitted)|unable to relay|not (permitted|allowed|authori[sz]ed) to relay|not an open relay|we do ?n.?t handle mail for`)
 	// TransientDNSWords say a lookup failed for now, which is not a dead domain (Postfix's
 	// "Host not found, try again" is the resolver's TRY_AGAIN; host_unknown needs NXDOMAIN,
 	// a null MX, or the MTA's words for them).
 	TransientDNSWords = regexp.MustCompile(`(?i)(not found|lookup|resolution|name service error)[^.;]{0,40}\btry again\b|temporar(y|ily)[^.;]{0,30}\b(dns|lookup|resolution|name ?server|name service|failure in name)|\b(dns|lookup|resolution|name ?server|query)\b[^.;]{0,30}(timed? ?out|time-?out|temporar|servfail|fail(ed|ure)?\b)|servfail|server failure`)
+	// NeutralWords are an MTA's fixed phrases that contain a contrary word without its
+	// meaning: qmail-remote's "couldn't find a mail exchanger or IP address" is a domain with
+	// no mail host, not a block of our IP. Removed before ContraryWords is tried.
+	NeutralWords = regexp.MustCompile(`(?i)\bmail exchanger or ip address\b`)
 	// urlRE finds URLs, whose query strings ("?ip=192.0.2.1") say nothing about the reply.
 	urlRE = regexp.MustCompile(`(?i)\b(https?|ftp)://\S+`)
 	// ipLiteral is an IPv4 address: when only the code says "unknown user", an IP in the text
@@ -436,7 +440,7 @@ func (p *Policy) overrule(d *Decision, r Reply) {
 		d.Class, d.Rule = other, "stage:"+string(r.Stage)
 		return
 	}
-	text := urlRE.ReplaceAllString(r.Text, " ")
+	text := NeutralWords.ReplaceAllString(urlRE.ReplaceAllString(r.Text, " "), "mail exchanger")
 	if w := ContraryWords.FindString(text); w != "" {
 		d.Evidence = fmt.Sprintf("%q in the text: not about the recipient's existence (%s)", w, d.Evidence)
 		d.Class, d.Rule = other, d.Rule+";text-not-"+string(d.Class)

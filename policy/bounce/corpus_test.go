@@ -56,6 +56,8 @@ var compatible = map[string][]policy.Class{
 	"norelaying":      {policy.OtherPermanent, policy.PolicySpam},
 	"suspend":         {policy.OtherPermanent, policy.MailboxFull},
 	"syntaxerror":     {policy.OtherPermanent},
+	// Sisimai 5: the sending service refused to try an address on its own suppression list.
+	"suppressed": {policy.OtherPermanent},
 }
 
 type corpusRow struct{ file, rcpt, reason, status, suppress, mta string }

@@ -18,11 +18,12 @@ import (
 // the only thing a local user fills; without a bound, a hacked site fills
 // the disk under the queue. The shim cannot list the maildrop (mode 1730),
 // so each user has a ledger, quota/UID, holding "FILES BYTES": the shim
-// locks it (flock), checks and writes its file, then adds to it; pickup
+// locks it (flock), checks, adds its file to it, then writes the file; pickup
 // recounts every ledger from the files themselves at each scan (under the
-// same lock), so a ledger that drifted (a crash between write and update)
-// is right again at the next scan. The ledger directory has the maildrop's
-// mode: users reach it only through the setgid shim.
+// same lock), so a ledger that drifted (a shim killed mid-write reserved
+// what it never wrote) is right again at the next scan. The ledger
+// directory has the maildrop's mode: users reach it only through the
+// setgid shim.
 
 // quotaDir is the ledgers' directory inside the maildrop.
 const quotaDir = "quota"
@@ -105,16 +106,28 @@ func WriteQuota(dir string, env Envelope, body io.Reader, bodySize int64, q Quot
 	if (q.Files > 0 && u.files+1 > q.Files) || (q.Bytes > 0 && u.bytes+size > q.Bytes) {
 		return "", fmt.Errorf("%w: uid %d has %d files, %d bytes waiting (quota %d files, %d bytes)", ErrQuota, env.UID, u.files, u.bytes, q.Files, q.Bytes)
 	}
+	// Reserved before the file exists: a shim killed during the write
+	// (SIGKILL from its own user) leaves a temporary file the shim cannot
+	// see again, and nothing recounts while the daemon is down. Counted
+	// first, the file is never outside the quota; pickup's recount gives
+	// back what a killed shim reserved.
+	reserved := usage{files: u.files + 1, bytes: u.bytes + size}
+	if err := writeLedger(f, reserved); err != nil {
+		return "", fmt.Errorf("maildrop quota: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return "", fmt.Errorf("maildrop quota: %w", err)
+	}
 	name, err := Write(dir, env, body)
 	if err != nil {
+		writeLedger(f, u)
 		return "", err
 	}
 	if fi, err := os.Stat(filepath.Join(dir, name)); err == nil {
-		size = fi.Size()
+		// The estimate becomes the file's real size.
+		reserved.bytes += fi.Size() - size
 	}
-	u.files++
-	u.bytes += size
-	writeLedger(f, u)
+	writeLedger(f, reserved)
 	return name, nil
 }
 

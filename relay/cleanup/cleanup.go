@@ -14,6 +14,7 @@ import (
 
 	"facteur/queue"
 	"facteur/relay/address"
+	"facteur/relay/config"
 	"facteur/relay/maillog"
 )
 
@@ -77,7 +78,7 @@ func New(opts Options, store Store, signer Signer, log *slog.Logger) *Cleanup {
 		opts.LocalDomain = opts.Hostname
 	}
 	if opts.MaxHops <= 0 {
-		opts.MaxHops = 50
+		opts.MaxHops = config.Default().MaxHops
 	}
 	return &Cleanup{opts: opts, store: store, signer: signer, log: log}
 }

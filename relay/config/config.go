@@ -190,6 +190,12 @@ type Webhook struct {
 	Timeout    Duration `yaml:"timeout" json:"timeout"`
 }
 
+// DefaultWebhook is what a webhooks entry leaves unset: batch_size,
+// batch_wait and timeout (relay/webhook applies it to zero fields).
+func DefaultWebhook() Webhook {
+	return Webhook{BatchSize: 100, BatchWait: Duration(time.Second), Timeout: Duration(10 * time.Second)}
+}
+
 // Breaker is the per-sender circuit breaker (issue 21): it stops a sender
 // (local user, authenticated user, sender domain) whose recipients fail or
 // are deferred too often. nil, the key absent, is off; a `breaker:` block

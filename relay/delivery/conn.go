@@ -15,6 +15,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"facteur/relay/config"
 )
 
 // Timeouts are the per-phase limits of RFC 5321 §4.5.3.2. A zero field
@@ -30,17 +32,19 @@ type Timeouts struct {
 	Quit     time.Duration // QUIT: short, nothing depends on its reply
 }
 
-// DefaultTimeouts returns the RFC 5321 §4.5.3.2 values (Postfix's 30 s
-// connect timeout; QUIT short because nothing depends on its reply).
+// DefaultTimeouts returns the RFC 5321 §4.5.3.2 values of the config's
+// delivery.timeouts (config.Default, where they are written), and QUIT's,
+// short because nothing depends on its reply.
 func DefaultTimeouts() Timeouts {
+	t := config.Default().Delivery.Timeouts
 	return Timeouts{
-		Connect:  30 * time.Second,
-		Greeting: 5 * time.Minute,
-		Mail:     5 * time.Minute,
-		Rcpt:     5 * time.Minute,
-		Data:     2 * time.Minute,
-		Block:    3 * time.Minute,
-		DataEnd:  10 * time.Minute,
+		Connect:  time.Duration(t.Connect),
+		Greeting: time.Duration(t.Greeting),
+		Mail:     time.Duration(t.Mail),
+		Rcpt:     time.Duration(t.Rcpt),
+		Data:     time.Duration(t.Data),
+		Block:    time.Duration(t.Block),
+		DataEnd:  time.Duration(t.DataEnd),
 		Quit:     10 * time.Second,
 	}
 }

@@ -25,7 +25,7 @@ const root = "../.."
 // checks those values separately.
 var dynamic = map[string]string{
 	"relay/admin/admin.go: event":               "the admin's operations pass maillog.Deleted, Held, Released",
-	"relay/scheduler/scheduler.go: event":       "a route's hold or discard: maillog.Held or Delivered",
+	"relay/scheduler/route.go: event":           "a route's hold or discard: maillog.Held or Delivered",
 	"relay/scheduler/record.go: string(e.Kind)": "policy.EventKind: suspended, throttled, resumed",
 	"cmd/facteur/daemon.go: string(ev.Kind)":    "policy.EventKind: resumed",
 	"cmd/facteur/breaker.go: event":             "a breaker reset: maillog.Released or Deleted",

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"facteur/relay/clock"
+	"facteur/relay/config"
 	"facteur/relay/maillog"
 )
 
@@ -107,12 +108,9 @@ type Options struct {
 	Client *http.Client
 }
 
-// Defaults, written once (STYLE.md §4 keeps config defaults in
-// relay/config; these apply when a caller leaves a field zero).
+// The defaults of the config keys are config.DefaultWebhook's; these are
+// the webhook's own.
 const (
-	DefaultBatchSize  = 100
-	DefaultBatchWait  = time.Second
-	DefaultTimeout    = 10 * time.Second
 	DefaultMaxBackoff = 10 * time.Minute
 
 	// firstBackoff is the first retry's wait; each failure doubles it.
@@ -210,14 +208,15 @@ func New(ctx context.Context, opts Options, out Outbox, clk clock.Clock, log *sl
 			return nil, fmt.Errorf("%w: %s: negative %s", ErrConfig, u.Redacted(), c.name)
 		}
 	}
+	def := config.DefaultWebhook()
 	if opts.BatchSize == 0 {
-		opts.BatchSize = DefaultBatchSize
+		opts.BatchSize = def.BatchSize
 	}
 	if opts.BatchWait == 0 {
-		opts.BatchWait = DefaultBatchWait
+		opts.BatchWait = time.Duration(def.BatchWait)
 	}
 	if opts.Timeout == 0 {
-		opts.Timeout = DefaultTimeout
+		opts.Timeout = time.Duration(def.Timeout)
 	}
 	if opts.MaxBackoff == 0 {
 		opts.MaxBackoff = DefaultMaxBackoff

@@ -20,7 +20,11 @@ import (
 
 	"facteur/queue"
 	"facteur/relay/clock"
+	"facteur/relay/config"
 )
+
+// defaultBatchWait is batch_wait when the config leaves it out.
+var defaultBatchWait = time.Duration(config.DefaultWebhook().BatchWait)
 
 var t0 = time.Date(2026, 11, 22, 14, 3, 8, 0, time.UTC)
 
@@ -380,8 +384,8 @@ func TestSignatureAndBody(t *testing.T) {
 	// The receiver's verify already checked the HMAC; check the parts a
 	// receiver relies on, and that a changed byte or secret fails.
 	// The POST went after batch_wait, on the fake clock.
-	if ts := req.header.Get("X-Facteur-Timestamp"); ts != strconv.FormatInt(t0.Add(DefaultBatchWait).Unix(), 10) {
-		t.Errorf("X-Facteur-Timestamp %q, want the clock's %d", ts, t0.Add(DefaultBatchWait).Unix())
+	if ts := req.header.Get("X-Facteur-Timestamp"); ts != strconv.FormatInt(t0.Add(defaultBatchWait).Unix(), 10) {
+		t.Errorf("X-Facteur-Timestamp %q, want the clock's %d", ts, t0.Add(defaultBatchWait).Unix())
 	}
 	for _, bad := range []struct {
 		name   string
@@ -464,7 +468,7 @@ func TestReceiverDown(t *testing.T) {
 			quiet(t, w, r, l)
 
 			// waits[0] is batch_wait; then one backoff per failure.
-			if len(waits) < len(tc.script)+1 || waits[0] != DefaultBatchWait {
+			if len(waits) < len(tc.script)+1 || waits[0] != defaultBatchWait {
 				t.Fatalf("waits %v: want batch_wait then %d backoffs", waits, len(tc.script))
 			}
 			for i, d := range waits[1 : 1+len(tc.script)] {
