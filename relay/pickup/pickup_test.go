@@ -183,7 +183,7 @@ func TestPickupReportsSuppressedToTheBreaker(t *testing.T) {
 			return keep, dropped
 		}}
 	write := func(rcpts ...string) {
-		env := maildrop.Envelope{Sender: "web", Recipients: rcpts, UID: os.Getuid(), User: "web", Time: now}
+		env := maildrop.Envelope{Sender: "web", Recipients: rcpts, UID: os.Getuid(), User: "web", Time: clk.Now()}
 		if _, err := maildrop.Write(drop, env, strings.NewReader("Subject: x\r\n\r\ny\r\n")); err != nil {
 			t.Fatal(err)
 		}
