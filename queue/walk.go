@@ -18,6 +18,13 @@ const walkPage = 512
 // Each page is a consistent snapshot; a message queued or removed during the walk may
 // be seen or not. An error from fn stops the walk and is returned.
 func (s *Store) Each(ctx context.Context, f Filter, fn func(Message) error) error {
+	return s.EachAfter(ctx, f, "", fn)
+}
+
+// EachAfter is Each starting after message from (from the first when ""):
+// a search continued page by page (the dashboard's queue page) reads each
+// message once.
+func (s *Store) EachAfter(ctx context.Context, f Filter, from ID, fn func(Message) error) error {
 	if err := f.validate(); err != nil {
 		return fmt.Errorf("list: %w", err)
 	}
@@ -51,6 +58,9 @@ func (s *Store) Each(ctx context.Context, f Filter, fn func(Message) error) erro
 		return nil
 	}
 	var after []byte
+	if from != "" {
+		after = []byte(from)
+	}
 	for {
 		var page []Message
 		var last []byte

@@ -147,7 +147,7 @@ func (d *daemon) serveAdminTCP(ctx context.Context, addr string, ln net.Listener
 			if _, port, _ := net.SplitHostPort(addr); port == "0" {
 				hostAddr = ln.Addr().String()
 			}
-			err = d.admin.Serve(ctx, ln, d.admin.TCPHandler(hostAddr))
+			err = d.admin.Serve(ctx, ln, d.dashboardFront(hostAddr, d.admin.TCPHandler(hostAddr)))
 			ln = nil
 			if err == nil || ctx.Err() != nil {
 				return nil

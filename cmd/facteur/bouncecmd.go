@@ -369,6 +369,7 @@ func (d *daemon) ingestBounce(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now()
+	d.countComplaints(r.Context(), rep, now)
 	res := bounceResult{Report: rep}
 	// The inbound listener's rule (issue 11 §5): the pipe takes mail from
 	// anyone; trust_untokened=1 is the operator's --trust-untokened, and
@@ -408,6 +409,7 @@ func (d *daemon) handleInbound(ctx context.Context, client string, rcpts []strin
 	d.reportUntrusted(ctx, rep, client, untrusted)
 	applied := *rep
 	applied.Recipients = trusted
+	d.countComplaints(ctx, &applied, now)
 	sups := bounceSuppressions(&applied, time.Duration(d.cfg.Suppression.HostUnknownTTL), now)
 	soft, err := softSuppressions(ctx, d.store, d.engine.Policy(), &applied, now)
 	if err != nil {

@@ -357,13 +357,22 @@ func (d *daemon) baseRoutes() map[string]http.Handler {
 }
 
 func (d *daemon) providers(w http.ResponseWriter, r *http.Request) {
-	now := time.Now()
-	states := d.engine.Snapshot(now)
-	// From the queue's per-destination counters: no scan (issue 19 §3).
-	cs, err := d.store.Counts(r.Context())
+	states, err := d.providerStates(r.Context(), time.Now())
 	if err != nil {
 		admin.WriteError(w, http.StatusInternalServerError, err)
 		return
+	}
+	admin.WriteJSON(w, http.StatusOK, states)
+}
+
+// providerStates is every provider's live state with its queued and
+// deferred counts (GET /providers and the dashboard).
+func (d *daemon) providerStates(ctx context.Context, now time.Time) ([]policy.ProviderState, error) {
+	states := d.engine.Snapshot(now)
+	// From the queue's per-destination counters: no scan (issue 19 §3).
+	cs, err := d.store.Counts(ctx)
+	if err != nil {
+		return nil, err
 	}
 	type counts struct{ queued, deferred int }
 	byProv := map[string]*counts{}
@@ -419,19 +428,28 @@ func (d *daemon) providers(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	admin.WriteJSON(w, http.StatusOK, states)
+	return states, nil
 }
 
 func (d *daemon) resume(w http.ResponseWriter, r *http.Request) {
-	ev, err := d.engine.Resume(r.PathValue("name"), time.Now())
-	if err != nil {
+	if err := d.resumeProvider(r.Context(), r.PathValue("name")); err != nil {
 		admin.WriteError(w, http.StatusNotFound, err)
 		return
 	}
-	d.log.Info(string(ev.Kind), ev.LogAttrs()...)
-	d.savePolicyState(r.Context())
-	d.sched.Wake()
 	admin.WriteJSON(w, http.StatusOK, map[string]string{"resumed": r.PathValue("name")})
+}
+
+// resumeProvider lifts a provider's suspension, backoff and throttle, logs
+// it, saves the policy state and wakes the scheduler.
+func (d *daemon) resumeProvider(ctx context.Context, name string) error {
+	ev, err := d.engine.Resume(name, time.Now())
+	if err != nil {
+		return err
+	}
+	d.log.Info(string(ev.Kind), ev.LogAttrs()...)
+	d.savePolicyState(ctx)
+	d.sched.Wake()
+	return nil
 }
 
 func (d *daemon) policyReload(w http.ResponseWriter, r *http.Request) {

@@ -846,8 +846,14 @@ func (in *installer) divert(p string) error {
 	}
 	// A file no package owns that is already the shim (or a link to it)
 	// is ours from an earlier install: nothing to keep.
-	owner := exec.Command("dpkg-query", append(dpkgRoot, "--search", p)...).Run() == nil
+	owners, err := exec.Command("dpkg-query", append(dpkgRoot, "--search", p)...).Output()
+	owner := err == nil
 	if !owner && in.isOurs(p, fi) {
+		return nil
+	}
+	// The facteur package's own file (build/deb) is the shim: diverting
+	// it would hide the package's upgrades.
+	if owner && strings.HasPrefix(string(owners), "facteur: ") && in.isOurs(p, fi) {
 		return nil
 	}
 	args := append(dpkgRoot, "--local", "--rename", "--add", p)
@@ -993,7 +999,7 @@ aliases:
 `
 	}
 	return `# facteur configuration, written by facteur install; it is never overwritten.
-# Every key and its default: README.md, "Config reference". After a change:
+# Every key and its default: man 5 facteur.yaml. After a change:
 # systemctl restart facteur (the policy file alone: systemctl reload facteur).
 hostname: ` + hostname + `        # EHLO name; make its A record and the IP's PTR agree
 listen: [127.0.0.1:25]           # local apps only (PHP, cron through the sendmail shim)
@@ -1046,7 +1052,7 @@ const installPolicyText = `# facteur provider policy overlay, written by facteur
 # overwritten. Empty: the built-in policy applies (facteur policy show prints
 # it). A key set here changes only that key of the built-in policy; check
 # with facteur policy check ` + installPolicy + `, apply with
-# systemctl reload facteur. Schema: policy/doc.go.
+# systemctl reload facteur. Every key: man 5 facteur-policy.
 #
 # providers:
 #   microsoft:

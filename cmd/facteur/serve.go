@@ -32,6 +32,7 @@ import (
 	"facteur/relay/cleanup"
 	"facteur/relay/clock"
 	"facteur/relay/config"
+	"facteur/relay/dashboard"
 	"facteur/relay/guard"
 	"facteur/relay/inbound"
 	"facteur/relay/local"
@@ -120,8 +121,12 @@ type daemon struct {
 	sched      *scheduler.Scheduler
 	engine     *policy.Engine
 	events     *eventRing
-	metrics    *metrics.Metrics
-	alarm      atomic.Bool // the queue-depth alarm is raised
+	// tally counts outcomes and complaints for the dashboard (issue 18).
+	tally *dashboard.Tally
+	// dash is the web dashboard, served on the admin TCP listener.
+	dash    *dashboard.Dashboard
+	metrics *metrics.Metrics
+	alarm   atomic.Bool // the queue-depth alarm is raised
 	// webhookPending reports the webhook outbox size (0 without webhooks).
 	webhookPending func() int
 	hooks          []*webhook.Webhook
@@ -139,6 +144,10 @@ type daemon struct {
 }
 
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	// The dashboard shows a message's log lines: every line with a queue
+	// ID is kept in memory (bounded) as well as written.
+	book := dashboard.NewLogBook()
+	log = slog.New(book.Handler(log.Handler()))
 	// Secrets other users can read are refused before anything starts,
 	// as DKIM keys are (issue 11 §9).
 	if err := cfg.CheckSecrets(); err != nil {
@@ -202,7 +211,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 
-	d := &daemon{cfg: cfg, log: log, store: store, events: newEventRing(1000), verpSecret: vsecret, flushReq: make(chan time.Time, 1)}
+	d := &daemon{cfg: cfg, log: log, store: store, events: newEventRing(1000), tally: dashboard.NewTally(), verpSecret: vsecret, flushReq: make(chan time.Time, 1)}
 	if schedOpts.TLSPolicy, err = newTLSPolicy(cfg, res, store, log); err != nil {
 		return err
 	}
@@ -246,6 +255,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	hookCtx := context.WithoutCancel(ctx)
 	schedOpts.OnEvent = func(e scheduler.DeliveryEvent) {
 		d.events.add(e)
+		d.tally.Record(dashboard.Event{Kind: e.Event, ID: e.ID, Sender: e.Sender, User: e.User, Rcpt: e.Rcpt,
+			Provider: e.Provider, Class: e.Class, Response: e.Response, At: e.At})
 		d.arrivals.Event(e.ID, e.Rcpt, e.Event)
 		d.metrics.Recipient(e.Event, e.Provider, e.Class, e.Latency, e.At)
 		if e.Event == "delivered" && e.TLS != "" {
@@ -355,6 +366,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if d.adminPeers, err = adminPeers(cfg); err != nil {
 		return err
 	}
+	d.dash = &dashboard.Dashboard{Source: dashSource{d}, Stats: d.tally, Book: book, Token: token, Log: log}
 	d.pickup = &pickup.Pickup{Dir: dropDir, Cleanup: d.cleanup, Log: log, Guard: abuse,
 		SenderCheck: d.smtp.CheckSenderLogin,
 		// The shim could not learn at RCPT time that a recipient is

@@ -194,7 +194,12 @@ func mentions(lines []string, ex map[string]bool) []mention {
 			if ex[strings.ToLower(a)] && !rcptArg[strings.ToLower(a)] || notRecipientBefore.MatchString(before) && !generated {
 				continue
 			}
-			lead := len(leadTrim.FindString(l[:loc[0]])) == loc[0] || displayLead(l, loc[0]) || generated
+			// Sendmail's own line for a failed recipient, "550 5.1.1 <a@b>... User
+			// unknown", starts with the code: the address leads it as much as
+			// "<a@b>... Deferred" does.
+			sm := sendmailRcpt.FindStringSubmatchIndex(l)
+			lead := len(leadTrim.FindString(l[:loc[0]])) == loc[0] || displayLead(l, loc[0]) || generated ||
+				sm != nil && sm[2] == loc[0]
 			out = append(out, mention{addr: a, line: i, lead: lead})
 			if len(out) >= maxMentions {
 				return out

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -178,6 +179,9 @@ type sample struct {
 	At     time.Time `json:"at"`
 	Domain string    `json:"domain"`
 	Reply  string    `json:"reply"`
+	// By is who submitted the failed mail (Submitter), for a sender
+	// domain's culprits.
+	By string `json:"by,omitempty"`
 }
 
 type sender struct {
@@ -209,6 +213,25 @@ type Trip struct {
 	Window     string    `json:"window"`
 	TopDomains []Count   `json:"top_domains"`
 	TopReplies []Count   `json:"top_replies"`
+	// Submitters, for a sender_domain trip, are the submitters whose
+	// failures tripped it (Submitter; "" unknown): only their mail of the
+	// domain is stopped. A sender domain is public, and a hacked site can
+	// put another site's domain in its envelope sender; that must not
+	// stop the other site's mail. nil (a state saved before): all of it.
+	Submitters []string `json:"submitters,omitempty"`
+}
+
+// Submitter names who submitted a message: "user=NAME" for a local user,
+// "auth_user=NAME" for an authenticated one, "" when unknown (a remote
+// trusted client).
+func Submitter(s Sender) string {
+	switch {
+	case s.User != "":
+		return KindUser + "=" + s.User
+	case s.AuthUser != "":
+		return KindAuthUser + "=" + s.AuthUser
+	}
+	return ""
 }
 
 // FailedPct and DeferredPct are the shares in whole percent.
@@ -361,7 +384,7 @@ func (b *Breaker) Observe(o Outcome, now time.Time) []Trip {
 		s.Seen = now
 		b.add(s, o.At, v, now)
 		if v != countOK {
-			sm := sample{At: o.At, Domain: domain(o.Rcpt), Reply: shortReply(o.Reply)}
+			sm := sample{At: o.At, Domain: domain(o.Rcpt), Reply: shortReply(o.Reply), By: Submitter(o.Sender)}
 			if len(s.Recent) < recentN {
 				s.Recent = append(s.Recent, sm)
 			} else {
@@ -380,6 +403,9 @@ func (b *Breaker) Observe(o Outcome, now time.Time) []Trip {
 			t := &Trip{Key: k, At: now, Recipients: n, Failed: failed, Deferred: deferred,
 				Window: policy.FormatDuration(b.cfg.Window)}
 			t.TopDomains, t.TopReplies = b.tops(s, now)
+			if k.Kind() == KindSenderDomain {
+				t.Submitters = b.culprits(s, now)
+			}
 			b.tripped[k] = t
 			trips = append(trips, *t)
 		}
@@ -469,12 +495,33 @@ func (b *Breaker) Stopped(s Sender) (Key, bool) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	by := Submitter(s)
 	for _, k := range keys {
-		if b.tripped[k] != nil {
-			return k, true
+		t := b.tripped[k]
+		if t == nil {
+			continue
 		}
+		if k.Kind() == KindSenderDomain && t.Submitters != nil && !slices.Contains(t.Submitters, by) {
+			continue // another submitter's failures tripped this domain
+		}
+		return k, true
 	}
 	return "", false
+}
+
+// culprits returns the distinct submitters of s's failures inside the
+// window, in order of first appearance; never nil.
+func (b *Breaker) culprits(s *sender, now time.Time) []string {
+	from := now.Add(-b.cfg.Window)
+	out := []string{}
+	n := len(s.Recent)
+	for i := range n {
+		sm := s.Recent[(s.Next+i)%n]
+		if !sm.At.Before(from) && !slices.Contains(out, sm.By) {
+			out = append(out, sm.By)
+		}
+	}
+	return out
 }
 
 // Tripped returns the tripped keys, oldest trip first.

@@ -100,7 +100,15 @@ const (
 	NotSuppressed = "not suppressed"
 	DANEOff       = "dane off: the resolver is not on loopback, its AD bit cannot be trusted (set delivery.dane: on to trust it)"
 
+	// The web dashboard (issue 18): who logged in, whose body was read,
+	// what an operator removed from the suppression list.
+	DashboardLogin        = "dashboard login"
+	DashboardLoginRefused = "dashboard login refused"
+	DashboardBodyShown    = "dashboard body shown"
+	Unsuppressed          = "unsuppressed"
+
 	// Local failures: something facteur could not do, with err=.
+	DashboardRender     = "dashboard render"
 	QueueList           = "queue list"
 	QueueClose          = "closing the queue"
 	QueueCompaction     = "queue compaction"
@@ -135,6 +143,7 @@ var Events = []string{
 	Started, Stopped, QueueAlarm, QueueAlarmCleared, PolicyStateNotRestored, PolicyStateNotSaved,
 	PolicyReloaded, PolicyReloadRefused, QueueFlush, QueueFlushed, QueueCompacted, DKIMWarning,
 	ConfigWarning, RootNoAlias, AliasRefused, AliasesFileUnread, NotSuppressed, DANEOff,
-	QueueList, QueueClose, QueueCompaction, PickupScan, MaildropSweep, MaildropQuarantined, MaildropRefused, MaildropRemove, MaildropRecount, LocalSocket,
+	DashboardLogin, DashboardLoginRefused, DashboardBodyShown, Unsuppressed,
+	DashboardRender, QueueList, QueueClose, QueueCompaction, PickupScan, MaildropSweep, MaildropQuarantined, MaildropRefused, MaildropRemove, MaildropRecount, LocalSocket,
 	DSNBuild, DSNEnqueue, Record, ReadBody, ReadDue, Suppress, CancelSuppressed, SuppressionHistory,
 }

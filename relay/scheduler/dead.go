@@ -248,7 +248,7 @@ func (s *Scheduler) deferOne(ctx context.Context, x deadItem, now time.Time) {
 		s.log.Info(maillog.Deferred, "qid", string(it.msg.ID), "rcpt", "<"+rcpt+">", "provider", x.provider,
 			"attempt", attempt, "delay", now.Sub(it.msg.Created), "class", string(policy.OtherTemporary), "rule", "dead destination",
 			"next", next, "resp", reply.String())
-		out.events = append(out.events, DeliveryEvent{Event: "deferred", ID: it.msg.ID, Sender: it.msg.Sender, Rcpt: rcpt,
+		out.events = append(out.events, DeliveryEvent{Event: "deferred", ID: it.msg.ID, Sender: it.msg.Sender, User: it.msg.User, Rcpt: rcpt,
 			Provider: x.provider, Class: string(policy.OtherTemporary), Response: reply.String(), At: now})
 	}
 	s.commit(ctx, it, out, now)

@@ -83,7 +83,7 @@ func (s *Scheduler) record(ctx context.Context, it *item, provider, domain strin
 			attrs = append(attrs, "attempt", s.attempts(it, rcpt)+1, "delay", now.Sub(it.msg.Created), "resp", rr.Reply.String())
 			s.log.Info(maillog.Delivered, attrs...)
 			out.observe(it, rcpt, breaker.Delivered, policy.Decision{}, rr.Reply.String(), now)
-			out.events = append(out.events, DeliveryEvent{Event: "delivered", ID: it.msg.ID, Sender: it.msg.Sender, Rcpt: rcpt, Provider: provider, Response: rr.Reply.String(), At: now, Latency: now.Sub(it.msg.Created), TLS: mode})
+			out.events = append(out.events, DeliveryEvent{Event: "delivered", ID: it.msg.ID, Sender: it.msg.Sender, User: it.msg.User, Rcpt: rcpt, Provider: provider, Response: rr.Reply.String(), At: now, Latency: now.Sub(it.msg.Created), TLS: mode})
 		case ok && rr.Reply.Known():
 			r := toPolicy(rr.Reply)
 			r.Stage = replyStage(res, rr)
@@ -205,7 +205,7 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 	if d.Action == policy.Bounce {
 		u.Status = queue.Bounced
 		s.log.Info(maillog.Bounced, append(base, "resp", r.String())...)
-		out.events = append(out.events, DeliveryEvent{Event: "bounced", ID: it.msg.ID, Sender: it.msg.Sender, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now, TLS: mode})
+		out.events = append(out.events, DeliveryEvent{Event: "bounced", ID: it.msg.ID, Sender: it.msg.Sender, User: it.msg.User, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now, TLS: mode})
 		b := bouncedRcpt{rcpt: rcpt, reply: r, mx: mx, lastTime: now}
 		if d.Suppress {
 			b.suppress = &d
@@ -239,7 +239,7 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 	if expired {
 		u.Status = queue.Bounced
 		s.log.Info(maillog.Expired, append(base, "resp", r.String())...)
-		out.events = append(out.events, DeliveryEvent{Event: "expired", ID: it.msg.ID, Sender: it.msg.Sender, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now, TLS: mode})
+		out.events = append(out.events, DeliveryEvent{Event: "expired", ID: it.msg.ID, Sender: it.msg.Sender, User: it.msg.User, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now, TLS: mode})
 		out.ups = append(out.ups, u)
 		out.bounced = append(out.bounced, bouncedRcpt{rcpt: rcpt, reply: r, mx: mx, expired: true, lastTime: now})
 		out.observe(it, rcpt, breaker.Expired, d, r.String(), now)
@@ -249,7 +249,7 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 	u.Status = queue.Deferred
 	u.NextAttempt = next
 	s.log.Info(maillog.Deferred, append(base, "next", next, "resp", r.String())...)
-	out.events = append(out.events, DeliveryEvent{Event: "deferred", ID: it.msg.ID, Sender: it.msg.Sender, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now, TLS: mode})
+	out.events = append(out.events, DeliveryEvent{Event: "deferred", ID: it.msg.ID, Sender: it.msg.Sender, User: it.msg.User, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now, TLS: mode})
 	out.ups = append(out.ups, u)
 }
 
@@ -292,7 +292,7 @@ func (s *Scheduler) expire(ctx context.Context, it *item, provider string, now t
 		}
 		out.ups = append(out.ups, queue.Update{Rcpt: rcpt, Status: queue.Bounced, Response: last.String(), Provider: provider, At: now})
 		s.log.Info(maillog.Expired, "qid", string(it.msg.ID), "rcpt", "<"+rcpt+">", "provider", provider, "delay", now.Sub(it.msg.Created), "resp", last.String())
-		out.events = append(out.events, DeliveryEvent{Event: "expired", ID: it.msg.ID, Sender: it.msg.Sender, Rcpt: rcpt, Provider: provider, Response: last.String(), At: now})
+		out.events = append(out.events, DeliveryEvent{Event: "expired", ID: it.msg.ID, Sender: it.msg.Sender, User: it.msg.User, Rcpt: rcpt, Provider: provider, Response: last.String(), At: now})
 		out.bounced = append(out.bounced, bouncedRcpt{rcpt: rcpt, reply: last, expired: true, lastTime: now})
 	}
 	s.commit(ctx, it, out, now)

@@ -107,9 +107,12 @@ type LocalDeliverer interface {
 
 // DeliveryEvent is one recipient outcome, for webhooks and metrics.
 type DeliveryEvent struct {
-	Event    string // delivered, deferred, bounced, expired, suppressed
-	ID       queue.ID
-	Sender   string
+	Event  string // delivered, deferred, bounced, expired, suppressed
+	ID     queue.ID
+	Sender string
+	// User is the local account that submitted the message ("" unknown),
+	// for the dashboard's senders page (issue 18).
+	User     string
 	Rcpt     string
 	Provider string
 	Class    string

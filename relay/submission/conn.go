@@ -232,10 +232,12 @@ func (c *conn) Close() error {
 // limits counts connections for max_connections and max_connections_per_ip
 // (issue 11 §3, Postfix's smtpd_client_connection_count_limit). The
 // per-client count is kept per key: a client address outside
-// trusted_networks, or a local user (the uid the kernel names for a
-// loopback client or the shim's socket). Every site of a web server
-// connects from 127.0.0.1, so loopback is not counted by address; counted by
-// uid, one hacked site cannot take every slot from the others.
+// trusted_networks (max_connections_per_ip), or a local user, the uid the
+// kernel names for a loopback client or the shim's socket (half of
+// max_connections). Every site of a web server connects from 127.0.0.1, so
+// loopback is not counted by address; counted by uid, one hacked site
+// always leaves half the slots to the others, while a busy site (100 PHP
+// workers sending at once) is not cut at the per-address 20.
 type limits struct {
 	max, perIP int
 
@@ -244,28 +246,38 @@ type limits struct {
 	byKey map[string]int
 }
 
-// acquire takes a slot for a client known by key ("" when nothing limits
-// it per client); total says whether it counts against max_connections
-// (the shim's socket does not: its users are bounded by their own count,
-// and a flood over TCP must not keep cron's mail out). It returns the
-// release func, or the reason for refusing.
-func (l *limits) acquire(key, who string, total bool) (func(), string) {
+// clientKey names what a connection is counted under: an address outside
+// trusted_networks, or a local user; "" when nothing limits it per client.
+type clientKey struct {
+	key, who string
+	user     bool // a local user, not an address
+}
+
+// acquire takes a slot for a client; total says whether it counts against
+// max_connections (the shim's socket does not: its users are bounded by
+// their own count, and a flood over TCP must not keep cron's mail out). It
+// returns the release func, or the reason for refusing.
+func (l *limits) acquire(k clientKey, total bool) (func(), string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if total && l.max > 0 && l.total >= l.max {
 		return nil, fmt.Sprintf("Too many connections (max_connections %d)", l.max)
 	}
-	if key != "" && l.perIP > 0 && l.byKey[key] >= l.perIP {
-		return nil, "Too many connections from " + who
+	capacity := l.perIP
+	if k.user {
+		capacity = l.max / 2
+	}
+	if k.key != "" && capacity > 0 && l.byKey[k.key] >= capacity {
+		return nil, "Too many connections from " + k.who
 	}
 	if total {
 		l.total++
 	}
-	if key != "" {
+	if k.key != "" {
 		if l.byKey == nil {
 			l.byKey = map[string]int{}
 		}
-		l.byKey[key]++
+		l.byKey[k.key]++
 	}
 	return func() {
 		l.mu.Lock()
@@ -273,9 +285,9 @@ func (l *limits) acquire(key, who string, total bool) (func(), string) {
 		if total {
 			l.total--
 		}
-		if key != "" {
-			if l.byKey[key]--; l.byKey[key] <= 0 {
-				delete(l.byKey, key)
+		if k.key != "" {
+			if l.byKey[k.key]--; l.byKey[k.key] <= 0 {
+				delete(l.byKey, k.key)
 			}
 		}
 	}, ""
@@ -299,13 +311,14 @@ func (l *listener) Accept() (net.Conn, error) {
 		if l.tls {
 			c.off.Store(true)
 		}
-		key, who, total := "", "", true
+		var k clientKey
+		total := true
 		if l.local {
 			// The shim's socket: the user SO_PEERCRED names.
 			total = false
 			if u, ok := nc.(*net.UnixConn); ok {
 				if p, err := peerOfUnix(u); err == nil {
-					key, who = "uid:"+strconv.Itoa(p.UID), "user "+l.srv.names.lookup(p.UID)
+					k = clientKey{"uid:" + strconv.Itoa(p.UID), "user " + l.srv.names.lookup(p.UID), true}
 				}
 			}
 		} else {
@@ -314,18 +327,18 @@ func (l *listener) Accept() (net.Conn, error) {
 			}
 			switch {
 			case !l.srv.trusted(c.ip):
-				key, who = "ip:"+c.ip.String(), c.ip.String()
+				k = clientKey{"ip:" + c.ip.String(), c.ip.String(), false}
 			case c.ip.IsLoopback():
 				// trusted_networks are exempt by address, as Postfix
 				// exempts $mynetworks; a loopback client is counted by
 				// the local user that owns its socket (unknown: not
 				// counted).
 				if p, err := peerOfTCP(nc); err == nil {
-					key, who = "uid:"+strconv.Itoa(int(p.UID)), "user "+l.srv.names.lookup(p.UID)
+					k = clientKey{"uid:" + strconv.Itoa(p.UID), "user " + l.srv.names.lookup(p.UID), true}
 				}
 			}
 		}
-		release, why := l.srv.limits.acquire(key, who, total)
+		release, why := l.srv.limits.acquire(k, total)
 		if why != "" {
 			// Answered here, before go-smtp sees it: a flood must not cost
 			// a session each. The write cannot block long on a fresh socket.

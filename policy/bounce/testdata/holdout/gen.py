@@ -684,6 +684,18 @@ write(report("Postmaster <postmaster@pmta.example.org>", "Delivery report", "The
 d = "Reporting-MTA: dns; pmta.example.org\n\nFinal-Recipient: rfc822;pm2@example.net\nAction: failed\nStatus: 5.0.0 (undefined status)\nRemote-MTA: dns; 198.51.100.61 (198.51.100.61)\nDiagnostic-Code: smtp; 550 5.7.1 Service unavailable; Client host [192.0.2.1] blocked by policy\nX-PowerMTA-BounceCategory: policy-related\n"
 write(report("Postmaster <postmaster@pmta.example.org>", "Delivery report", "The following recipient(s) could not be reached:\n\n  pm2@example.net\n", d, "pm2@example.net"), [("pm2@example.net", "blocked", "5.7.1", "no", "PowerMTA")])
 
+# ---------------- old Sendmail (no DSN part), two recipients ----------------
+body = ("   ----- Transcript of session follows -----\n550 <v5a@gone.example.invalid>... Host unknown (Name server: gone.example.invalid: host not found)\n"
+        "... while talking to mx.example.net.:\n>>> RCPT To:<v5b@example.net>\n<<< 554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using bl.example.net\n554 <v5b@example.net>... Service unavailable\n\n"
+        "   ----- Unsent message follows -----\n") + ORIG.replace("{rcpt}", "v5a@gone.example.invalid, v5b@example.net")
+write(plain("Mail Delivery Subsystem <MAILER-DAEMON@smtp.example.org>", "Returned mail: Host unknown (Name server: gone.example.invalid: host not found)", body),
+      [("v5a@gone.example.invalid", H, "5.0.0", "yes", "V5sendmail (2 rcpts)"), ("v5b@example.net", "blocked", "5.7.1", "no", "V5sendmail (2 rcpts)")])
+body = ("   ----- Transcript of session follows -----\n... while talking to mx.example.net.:\n>>> RCPT To:<v5c@example.net>\n<<< 550 <v5c@example.net>... User unknown\n550 <v5c@example.net>... User unknown\n"
+        ">>> RCPT To:<v5d@example.net>\n<<< 452 4.2.2 <v5d@example.net>... Mailbox full\n<v5d@example.net>... Deferred: 452 4.2.2 Mailbox full\n\n"
+        "   ----- Unsent message follows -----\n") + ORIG.replace("{rcpt}", "v5c@example.net, v5d@example.net")
+write(plain("Mail Delivery Subsystem <MAILER-DAEMON@smtp.example.org>", "Returned mail: User unknown", body),
+      [("v5c@example.net", U, "5.0.0", "yes", "V5sendmail (2 rcpts)"), ("v5d@example.net", "mailboxfull", "4.2.2", "no", "V5sendmail (2 rcpts)")])
+
 with open("expected.tsv", "w") as f:
     f.write("file\trecipient\treason\tstatus\tsuppress\tsource_mta\n")
     for r in rows:
