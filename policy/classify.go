@@ -246,6 +246,8 @@ type Decision struct {
 	Suppress bool `json:"suppress"`
 	// Duration of a suspension (Suspend) or the first backoff window (Backoff).
 	Duration time.Duration `json:"-"`
+	// Scope is the matched rule's scope: "" per source IP, "provider" for every IP.
+	Scope string `json:"scope,omitempty"`
 	// Provider the reply came from, as resolved by the policy ("default" for an unknown name),
 	// and its reputation group; a provider-wide action applies to the whole group.
 	Provider string `json:"provider"`
@@ -336,7 +338,7 @@ func (p *Policy) Classify(provider string, r Reply) Decision {
 	for _, rules := range [][]Rule{prov.Rules, p.Rules} {
 		for i := range rules {
 			if rules[i].matches(r) {
-				d.Class, d.Action, d.Rule, d.Duration = rules[i].Class, rules[i].Action, rules[i].Name, rules[i].Duration
+				d.Class, d.Action, d.Rule, d.Duration, d.Scope = rules[i].Class, rules[i].Action, rules[i].Name, rules[i].Duration, rules[i].Scope
 				d.Evidence = rules[i].evidence(r)
 				matched = true
 				break

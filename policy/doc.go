@@ -36,7 +36,10 @@
 //     Evidence.
 //   - Suspend, throttle and backoff act on the provider's reputation scope: its group if it
 //     has one (orange, sfr and laposte share `vade`), else itself; under the default provider,
-//     each destination domain is its own scope and its own budget.
+//     each destination domain is its own scope and its own budget. With several outbound IPs
+//     (issue 17) all that state is per (source IP, provider): keys `SRC|KEY` (SourceKey), the
+//     "" source keeping the bare key; a rule with `scope: provider` acts on the bare key,
+//     which holds every source IP (the *From methods take the source).
 //   - A rate bucket holds one token and starts full: no burst, even after a restart.
 //   - A suspension never extends a recipient's lifetime (Deadline); a backoff level only goes
 //     back to zero on a delivery; Resume ends a window but keeps the level.
@@ -76,6 +79,7 @@
 //	    class: rate_limited        # one of Classes
 //	    action: suspend            # defer, bounce, suspend, throttle, backoff (empty: 4xx defer, 5xx bounce)
 //	    duration: 4h               # for suspend
+//	    scope: provider            # ip (default): the sending IP only; provider: every IP
 //	    disabled: true             # in a file: remove the rule of this name
 //
 // Overlay: a provider named in the file changes only the keys it sets; a new name adds a

@@ -30,6 +30,8 @@ type Engine struct {
 	budgets map[string]*budget
 	// scopes by scope key: the group, else the budget key.
 	scopes map[string]*scope
+	// sources are the outbound IPs Snapshot reports (SetSources).
+	sources []string
 	// sincePrune counts budgets created since the last prune of idle default destinations.
 	sincePrune int
 }
@@ -37,6 +39,7 @@ type Engine struct {
 // budget is the limits state of one provider (or one default destination).
 type budget struct {
 	key      string
+	src      string // the source IP ("" the default address)
 	provider string
 	domain   string // set under the default provider only
 	conns    int
@@ -98,6 +101,24 @@ func (e *Engine) keys(provider, domain string) (pr *Provider, budgetKey, scopeKe
 	return pr, pr.Name, pr.Name
 }
 
+// SourceKey is the shaping state key of a source IP: limits, suspensions, throttles and
+// backoff are kept per (source IP, provider) (issue 17 §2), as `SRC|KEY`; the "" source (the
+// default, unbound address) keeps the provider's bare key, as before pools existed. A rule
+// with `scope: provider` acts on the bare key, which holds every source IP.
+func SourceKey(src, key string) string {
+	if src == "" {
+		return key
+	}
+	return src + "|" + key
+}
+
+// srcKeys is keys for a source IP: the budget and scope keys of (src, provider), and the
+// provider-wide scope key.
+func (e *Engine) srcKeys(src, provider, domain string) (pr *Provider, budgetKey, scopeKey, wideKey string) {
+	pr, bk, sk := e.keys(provider, domain)
+	return pr, SourceKey(src, bk), SourceKey(src, sk), sk
+}
+
 func (e *Engine) scope(key string) *scope {
 	s := e.scopes[key]
 	if s == nil {
@@ -108,17 +129,25 @@ func (e *Engine) scope(key string) *scope {
 }
 
 func (e *Engine) budget(provider, domain string, now time.Time) (*Provider, *budget, *scope) {
-	pr, bk, sk := e.keys(provider, domain)
+	pr, b, s, _ := e.budgetFrom("", provider, domain, now)
+	return pr, b, s
+}
+
+// budgetFrom returns the budget and scope of (src, provider), and the provider-wide scope
+// (the same scope when src is "").
+func (e *Engine) budgetFrom(src, provider, domain string, now time.Time) (*Provider, *budget, *scope, *scope) {
+	pr, bk, sk, wk := e.srcKeys(src, provider, domain)
 	s := e.scope(sk)
+	w := e.scope(wk)
 	b := e.budgets[bk]
 	if b == nil {
-		b = &budget{key: bk, provider: pr.Name}
+		b = &budget{key: bk, src: src, provider: pr.Name}
 		if pr.Name == DefaultProvider {
 			b.domain = normalizeHost(domain)
 		}
 		// Burst 1 and x/time/rate's full start: the bucket holds exactly one token, so a
 		// restart or a new destination can never burst (issue 5 §3).
-		b.rate = e.effectiveRate(pr, s)
+		b.rate = e.effectiveRate(pr, s, w)
 		b.lim = rate.NewLimiter(b.rate.Limit(), 1)
 		e.budgets[bk] = b
 		e.sincePrune++
@@ -126,7 +155,7 @@ func (e *Engine) budget(provider, domain string, now time.Time) (*Provider, *bud
 			e.prune(now)
 		}
 	}
-	return pr, b, s
+	return pr, b, s, w
 }
 
 // prune forgets default destinations with nothing to remember: no connection, a full bucket
@@ -145,11 +174,13 @@ func (e *Engine) prune(now time.Time) {
 	}
 }
 
-// effectiveRate is the provider's rate divided by the scope's throttle level, floored at
-// throttle.min (or at the base rate, when that is already lower).
-func (e *Engine) effectiveRate(pr *Provider, s *scope) Rate {
+// effectiveRate is the provider's rate divided by the throttle level in force (the higher
+// of the IP's and the provider-wide one), floored at throttle.min (or at the base rate, when
+// that is already lower).
+func (e *Engine) effectiveRate(pr *Provider, s, w *scope) Rate {
 	base := pr.Knobs.Rate
-	if s.throttle == 0 {
+	level := max(s.throttle, w.throttle)
+	if level == 0 {
 		return base
 	}
 	t := pr.Knobs.Throttle
@@ -161,7 +192,7 @@ func (e *Engine) effectiveRate(pr *Provider, s *scope) Rate {
 		floor = base
 	}
 	r := base
-	for i := 0; i < s.throttle; i++ {
+	for i := 0; i < level; i++ {
 		r = r.Div(t.Factor)
 		if r.Less(floor) {
 			return floor
@@ -171,9 +202,8 @@ func (e *Engine) effectiveRate(pr *Provider, s *scope) Rate {
 }
 
 func (e *Engine) applyRate(b *budget, now time.Time) {
-	pr := e.p.Provider(b.provider)
-	_, _, sk := e.keys(b.provider, b.domain)
-	r := e.effectiveRate(pr, e.scope(sk))
+	pr, _, sk, wk := e.srcKeys(b.src, b.provider, b.domain)
+	r := e.effectiveRate(pr, e.scope(sk), e.scope(wk))
 	if r != b.rate {
 		b.rate = r
 		b.lim.SetLimitAt(now, r.Limit())
@@ -186,11 +216,29 @@ func (e *Engine) applyRate(b *budget, now time.Time) {
 // end of the suspension or backoff window, or the zero time when all connections are in use
 // (retry when one is released).
 func (e *Engine) Acquire(provider, domain string, now time.Time) (release func(), wait time.Time, reason string, ok bool) {
+	return e.AcquireFrom("", provider, domain, now)
+}
+
+// held returns the scope of s and w whose window ends last, when one is in force at now.
+func held(s, w *scope, now time.Time) *scope {
+	var out *scope
+	for _, x := range []*scope{s, w} {
+		if now.Before(x.until) && (out == nil || x.until.After(out.until)) {
+			out = x
+		}
+	}
+	return out
+}
+
+// AcquireFrom is Acquire for connections from source IP src ("" the default address): the
+// connection limit and suspensions are those of (src, provider), and a provider-wide
+// suspension (`scope: provider`) holds every source.
+func (e *Engine) AcquireFrom(src, provider, domain string, now time.Time) (release func(), wait time.Time, reason string, ok bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	pr, b, s := e.budget(provider, domain, now)
-	if now.Before(s.until) {
-		return nil, s.until, fmt.Sprintf("%s until %s: %s", s.cause.pastTense(), s.until.UTC().Format(time.RFC3339), s.reason), false
+	pr, b, s, w := e.budgetFrom(src, provider, domain, now)
+	if h := held(s, w, now); h != nil {
+		return nil, h.until, fmt.Sprintf("%s until %s: %s", h.cause.pastTense(), h.until.UTC().Format(time.RFC3339), h.reason), false
 	}
 	if b.conns >= pr.Knobs.Connections {
 		return nil, time.Time{}, fmt.Sprintf("connections: %d of %d in use", b.conns, pr.Knobs.Connections), false
@@ -217,11 +265,17 @@ func (a Action) pastTense() string {
 // rate budget when so. When not, at is the earliest time it may (the end of a suspension, or
 // the next token of the rate).
 func (e *Engine) Allow(provider, domain string, now time.Time) (ok bool, at time.Time) {
+	return e.AllowFrom("", provider, domain, now)
+}
+
+// AllowFrom is Allow for a message sent from source IP src: the rate is that of (src,
+// provider).
+func (e *Engine) AllowFrom(src, provider, domain string, now time.Time) (ok bool, at time.Time) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	_, b, s := e.budget(provider, domain, now)
-	if now.Before(s.until) {
-		return false, s.until
+	_, b, s, w := e.budgetFrom(src, provider, domain, now)
+	if h := held(s, w, now); h != nil {
+		return false, h.until
 	}
 	if b.lim.AllowN(now, 1) {
 		return true, now
@@ -268,6 +322,8 @@ type Event struct {
 	BackoffLevel int
 	// Reason is the reply that caused the change, verbatim, or why it ended.
 	Reason string
+	// SourceIP is the outbound address the change holds for; "" every address.
+	SourceIP string
 }
 
 // LogAttrs returns the event as slog key/value pairs, with the log's stable keys (provider,
@@ -276,6 +332,9 @@ func (ev Event) LogAttrs() []any {
 	kv := []any{"provider", ev.Provider}
 	if ev.Domain != "" {
 		kv = append(kv, "domain", ev.Domain)
+	}
+	if ev.SourceIP != "" {
+		kv = append(kv, "source_ip", ev.SourceIP)
 	}
 	if ev.Group != "" {
 		kv = append(kv, "group", ev.Group, "affects", strings.Join(ev.Affects, ","))
@@ -311,12 +370,26 @@ type Outcome struct {
 // leave the provider alone: a provider closing after N messages, a full mailbox, an unknown
 // user are not the provider's failures.
 func (e *Engine) Observe(provider, domain string, r Reply, now time.Time) Outcome {
+	return e.ObserveFrom("", provider, domain, r, now)
+}
+
+// ObserveFrom is Observe for a reply to a connection from source IP src: the action holds
+// (src, provider) only, so that the pool's other IPs keep sending, unless the rule that
+// matched says `scope: provider`.
+func (e *Engine) ObserveFrom(src, provider, domain string, r Reply, now time.Time) Outcome {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	d := e.p.Classify(provider, r)
-	pr, b, s := e.budget(provider, domain, now)
+	pr, b, ipScope, w := e.budgetFrom(src, provider, domain, now)
+	s := ipScope
+	if d.Scope == RuleScopeProvider {
+		s = w
+	}
 	out := Outcome{Decision: d}
 	ev := Event{Provider: pr.Name, Domain: b.domain, Group: pr.Group, Affects: e.affects(pr), Reason: r.String()}
+	if s != w {
+		ev.SourceIP = src
+	}
 	switch d.Action {
 	case Suspend:
 		if until := now.Add(d.Duration); until.After(s.until) {
@@ -341,9 +414,9 @@ func (e *Engine) Observe(provider, domain string, r Reply, now time.Time) Outcom
 			break
 		}
 		s.throttledAt = now
-		before := e.effectiveRate(pr, s)
+		before := e.effectiveRate(pr, ipScope, w)
 		s.throttle++
-		after := e.effectiveRate(pr, s)
+		after := e.effectiveRate(pr, ipScope, w)
 		if after == before {
 			s.throttle-- // at the floor already: nothing changes but the recovery clock
 			break
@@ -369,8 +442,8 @@ func backoffWindow(k BackoffKnobs, level int) time.Duration {
 
 func (e *Engine) applyScopeRates(s *scope, now time.Time) {
 	for _, b := range e.budgets {
-		_, _, sk := e.keys(b.provider, b.domain)
-		if e.scopes[sk] == s {
+		_, _, sk, wk := e.srcKeys(b.src, b.provider, b.domain)
+		if e.scopes[sk] == s || e.scopes[wk] == s {
 			e.applyRate(b, now)
 		}
 	}
@@ -387,18 +460,36 @@ func (e *Engine) affects(pr *Provider) []string {
 // rate steps back up one level when throttle.recover_after has passed since the last change
 // (so recovery needs both time and mail that goes through). It returns the events to log.
 func (e *Engine) Delivered(provider, domain string, now time.Time) []Event {
+	return e.DeliveredFrom("", provider, domain, now)
+}
+
+// DeliveredFrom is Delivered for a message sent from source IP src: the IP's state and the
+// provider-wide state both recover (a delivery proves the provider takes mail again).
+func (e *Engine) DeliveredFrom(src, provider, domain string, now time.Time) []Event {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	pr, b, s := e.budget(provider, domain, now)
-	s.backoff = 0
-	if s.throttle == 0 || now.Sub(s.throttledAt) < pr.Knobs.Throttle.RecoverAfter {
-		return nil
+	pr, b, ipScope, w := e.budgetFrom(src, provider, domain, now)
+	var evs []Event
+	scopes := []*scope{ipScope}
+	if w != ipScope {
+		scopes = append(scopes, w)
 	}
-	s.throttle--
-	s.throttledAt = now
-	e.applyScopeRates(s, now)
-	return []Event{{Kind: Throttled, Provider: pr.Name, Domain: b.domain, Group: pr.Group, Affects: e.affects(pr),
-		Rate: e.effectiveRate(pr, s), Reason: fmt.Sprintf("recovering: no throttle reply for %s", FormatDuration(pr.Knobs.Throttle.RecoverAfter))}}
+	for _, s := range scopes {
+		s.backoff = 0
+		if s.throttle == 0 || now.Sub(s.throttledAt) < pr.Knobs.Throttle.RecoverAfter {
+			continue
+		}
+		s.throttle--
+		s.throttledAt = now
+		e.applyScopeRates(s, now)
+		ev := Event{Kind: Throttled, Provider: pr.Name, Domain: b.domain, Group: pr.Group, Affects: e.affects(pr),
+			Rate: e.effectiveRate(pr, ipScope, w), Reason: fmt.Sprintf("recovering: no throttle reply for %s", FormatDuration(pr.Knobs.Throttle.RecoverAfter))}
+		if s == ipScope {
+			ev.SourceIP = src
+		}
+		evs = append(evs, ev)
+	}
+	return evs
 }
 
 // Resume ends the suspension or backoff window of name at once (ops delisted the IP): name is
@@ -425,6 +516,12 @@ func (e *Engine) Resume(name string, now time.Time) (Event, error) {
 	if now.Before(s.until) {
 		s.until = now
 	}
+	// Every source IP's window of it ends too: ops resumed the provider.
+	for k, o := range e.scopes {
+		if strings.HasSuffix(k, "|"+key) && now.Before(o.until) {
+			o.until = now
+		}
+	}
 	ev.BackoffLevel = s.backoff
 	return ev, nil
 }
@@ -434,14 +531,23 @@ func (e *Engine) Resume(name string, now time.Time) (Event, error) {
 // recipient's next attempt to the later of its own schedule and this (never past the
 // recipient's Deadline).
 func (e *Engine) SuspendedUntil(provider, domain string, now time.Time) (time.Time, string) {
+	return e.SuspendedUntilFrom("", provider, domain, now)
+}
+
+// SuspendedUntilFrom is SuspendedUntil for source IP src: the later of its own window and
+// the provider-wide one.
+func (e *Engine) SuspendedUntilFrom(src, provider, domain string, now time.Time) (time.Time, string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	_, _, sk := e.keys(provider, domain)
-	s := e.scopes[sk]
-	if s == nil || !now.Before(s.until) {
-		return time.Time{}, ""
+	_, _, sk, wk := e.srcKeys(src, provider, domain)
+	var until time.Time
+	var reason string
+	for _, k := range []string{sk, wk} {
+		if s := e.scopes[k]; s != nil && now.Before(s.until) && s.until.After(until) {
+			until, reason = s.until, s.reason
+		}
 	}
-	return s.until, s.reason
+	return until, reason
 }
 
 // NextAttempt returns when a recipient of provider queued at queuedAt, after its attempts-th

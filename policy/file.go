@@ -67,6 +67,8 @@ type fileRule struct {
 	Class    string    `yaml:"class,omitempty" json:"class,omitempty"`
 	Action   string    `yaml:"action,omitempty" json:"action,omitempty"`
 	Duration *Duration `yaml:"duration,omitempty" json:"duration,omitempty"`
+	// Scope: ip (default) or provider (issue 17 §2).
+	Scope string `yaml:"scope,omitempty" json:"scope,omitempty"`
 	// Disabled removes the built-in rule of the same name (a file cannot delete otherwise).
 	Disabled bool `yaml:"disabled,omitempty" json:"disabled,omitempty"`
 }
@@ -224,7 +226,7 @@ func exportKnobs(k Knobs) *fileKnobs {
 func exportRules(rules []Rule) []fileRule {
 	var out []fileRule
 	for _, r := range rules {
-		fr := fileRule{Name: r.Name, Code: r.Code, Enhanced: r.Enhanced, Class: string(r.Class), Action: string(r.Action)}
+		fr := fileRule{Name: r.Name, Code: r.Code, Enhanced: r.Enhanced, Class: string(r.Class), Action: string(r.Action), Scope: r.Scope}
 		if r.Match != nil {
 			fr.Match = r.Match.String()
 		}

@@ -26,7 +26,13 @@ type Rule struct {
 	// Action is empty when the rule leaves it to the code: 4xx defer, 5xx bounce.
 	Action   Action
 	Duration time.Duration
+	// Scope is what a suspend, throttle or backoff holds: "" (the sending IP and provider, as
+	// every limit) or "provider" (the provider whatever the IP: a reply about the domain).
+	Scope string
 }
+
+// RuleScopeProvider is a rule's `scope: provider`: its action holds every source IP.
+const RuleScopeProvider = "provider"
 
 func (r *Rule) matches(rep Reply) bool {
 	if r.Code != "" && !codeMatches(r.Code, rep.Code) {
@@ -162,7 +168,13 @@ func (e *ruleError) Error() string { return e.key + ": " + e.err.Error() }
 
 func compileRule(r fileRule) (Rule, *ruleError) {
 	out := Rule{Name: r.Name, Code: strings.ToLower(r.Code), Enhanced: strings.ToLower(r.Enhanced),
-		Class: Class(r.Class), Action: Action(r.Action)}
+		Class: Class(r.Class), Action: Action(r.Action), Scope: r.Scope}
+	if r.Scope != "" && r.Scope != RuleScopeProvider && r.Scope != "ip" {
+		return out, &ruleError{"scope", fmt.Errorf("unknown scope %q (want ip or provider)", r.Scope)}
+	}
+	if out.Scope == "ip" {
+		out.Scope = ""
+	}
 	if r.Code != "" && !codePatternRE.MatchString(out.Code) {
 		return out, &ruleError{"code", fmt.Errorf("bad code %q: want 3 characters, digits or x, such as 421 or 4xx", r.Code)}
 	}

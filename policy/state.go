@@ -26,6 +26,30 @@ type ProviderState struct {
 	BackoffLevel  int     `json:"backoff_level"`
 	// Destinations, for the default provider only: each destination domain with state.
 	Destinations []DestinationState `json:"destinations,omitempty"`
+	// IPs is the state of each outbound IP of the pools at this provider (issue 17 §4); the
+	// engine fills addr, connections and the suspension, the caller the pool and warm-up.
+	IPs []IPState `json:"ips"`
+}
+
+// IPState is one source IP at one provider.
+type IPState struct {
+	Addr        string `json:"addr"`
+	Pool        string `json:"pool"`
+	Connections int    `json:"connections"`
+	// SentToday is the messages sent from Addr to the provider since UTC midnight; CapToday
+	// its warm-up cap for today, null when the IP is warm.
+	SentToday       int        `json:"sent_today"`
+	CapToday        *int       `json:"cap_today"`
+	SuspendedUntil  *time.Time `json:"suspended_until"`
+	SuspendedReason *string    `json:"suspended_reason"`
+}
+
+// SetSources names the outbound IPs Snapshot reports per provider (the pools' addresses),
+// in order.
+func (e *Engine) SetSources(srcs []string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.sources = append([]string(nil), srcs...)
 }
 
 // DestinationState is the state of one destination domain of the default provider.
@@ -51,12 +75,12 @@ func (e *Engine) Snapshot(now time.Time) []ProviderState {
 		if pr.Name == DefaultProvider {
 			seen := map[string]bool{}
 			for k, b := range e.budgets {
-				if b.domain != "" {
+				if b.domain != "" && b.src == "" {
 					seen[k] = true
 				}
 			}
 			for k := range e.scopes {
-				if strings.HasPrefix(k, DefaultProvider+":") && !e.scopes[k].idle(now) {
+				if strings.HasPrefix(k, DefaultProvider+":") && !strings.Contains(k, "|") && !e.scopes[k].idle(now) {
 					seen[k] = true
 				}
 			}
@@ -73,13 +97,32 @@ func (e *Engine) Snapshot(now time.Time) []ProviderState {
 				ps.Destinations = append(ps.Destinations, ds)
 			}
 		} else {
-			if b := e.budgets[pr.Name]; b != nil {
-				ps.Connections = b.conns
+			for _, b := range e.budgets {
+				if b.provider == pr.Name {
+					ps.Connections += b.conns
+				}
 			}
 			_, _, sk := e.keys(pr.Name, "")
 			if s := e.scopes[sk]; s != nil {
 				ps.SuspendedUntil, ps.SuspendedReason, ps.ThrottledRate, ps.BackoffLevel = e.scopeState(pr, s, now)
 			}
+		}
+		ps.IPs = []IPState{}
+		for _, src := range e.sources {
+			ip := IPState{Addr: src}
+			for _, b := range e.budgets {
+				if b.src == src && b.provider == pr.Name {
+					ip.Connections += b.conns
+				}
+			}
+			if pr.Name != DefaultProvider {
+				_, _, sk, _ := e.srcKeys(src, pr.Name, "")
+				if sc := e.scopes[sk]; sc != nil && now.Before(sc.until) {
+					u, r := sc.until.UTC(), sc.reason
+					ip.SuspendedUntil, ip.SuspendedReason = &u, &r
+				}
+			}
+			ps.IPs = append(ps.IPs, ip)
 		}
 		out = append(out, ps)
 	}
@@ -94,7 +137,7 @@ func (e *Engine) scopeState(pr *Provider, s *scope, now time.Time) (*time.Time, 
 		until, reason = &u, &r
 	}
 	if s.throttle > 0 {
-		r := FormatRate(e.effectiveRate(pr, s))
+		r := FormatRate(e.effectiveRate(pr, s, s))
 		throttled = &r
 	}
 	return until, reason, throttled, s.backoff
@@ -125,6 +168,18 @@ func WriteProviders(w io.Writer, states []ProviderState) error {
 		row(s.Name, s.Group, s.Connections, s.Limits.Connections, s.Limits.Rate, s.ThrottledRate, s.Queued, s.Deferred, s.SuspendedUntil, s.SuspendedReason)
 		for _, d := range s.Destinations {
 			row("  "+d.Domain, "-", d.Connections, s.Limits.Connections, s.Limits.Rate, d.ThrottledRate, d.Queued, d.Deferred, d.SuspendedUntil, d.SuspendedReason)
+		}
+		// One row per source IP with something to say: the pool in GROUP,
+		// today's count (and warm-up cap) in RATE, its own suspension.
+		for _, ip := range s.IPs {
+			if ip.Connections == 0 && ip.SentToday == 0 && ip.CapToday == nil && ip.SuspendedUntil == nil {
+				continue
+			}
+			today := fmt.Sprintf("%d today", ip.SentToday)
+			if ip.CapToday != nil {
+				today = fmt.Sprintf("%d/%d today (warm-up)", ip.SentToday, *ip.CapToday)
+			}
+			row("  from "+ip.Addr, ip.Pool, ip.Connections, s.Limits.Connections, today, nil, 0, 0, ip.SuspendedUntil, ip.SuspendedReason)
 		}
 	}
 	return tw.Flush()

@@ -614,32 +614,14 @@ func (s *Store) Missing(ctx context.Context, ids []ID) ([]ID, error) {
 // DeleteMatching deletes the messages f selects and returns how many it deleted. Each
 // message is matched again in the transaction that deletes it.
 func (s *Store) DeleteMatching(ctx context.Context, f Filter) (int, error) {
-	ids, err := s.matching(ctx, f)
-	if err != nil {
-		return 0, fmt.Errorf("delete matching: %w", err)
-	}
-	n, err := s.eachBatch(ctx, ids, func(w *wtx, id ID, r *record) (bool, error) {
-		if !f.match(id, r) {
-			return false, nil
-		}
+	return s.eachMatching(ctx, f, "delete", func(w *wtx, id ID, r *record) (bool, error) {
 		return true, w.remove(id, r)
 	})
-	if err != nil {
-		return n, fmt.Errorf("delete matching: %w", err)
-	}
-	return n, nil
 }
 
 // HoldMatching holds the messages f selects and returns how many had a recipient to hold.
 func (s *Store) HoldMatching(ctx context.Context, f Filter) (int, error) {
-	ids, err := s.matching(ctx, f)
-	if err != nil {
-		return 0, fmt.Errorf("hold matching: %w", err)
-	}
-	n, err := s.eachBatch(ctx, ids, func(w *wtx, id ID, r *record) (bool, error) {
-		if !f.match(id, r) {
-			return false, nil
-		}
+	return s.eachMatching(ctx, f, "hold", func(w *wtx, id ID, r *record) (bool, error) {
 		for _, slot := range r.Rcpts {
 			if slot.Status.scheduled() {
 				return true, w.hold(id, r)
@@ -647,30 +629,15 @@ func (s *Store) HoldMatching(ctx context.Context, f Filter) (int, error) {
 		}
 		return false, nil
 	})
-	if err != nil {
-		return n, fmt.Errorf("hold matching: %w", err)
-	}
-	return n, nil
 }
 
 // ReleaseMatching releases the messages f selects (see Release) and returns how many
 // had a held recipient.
 func (s *Store) ReleaseMatching(ctx context.Context, f Filter, now time.Time) (int, error) {
-	ids, err := s.matching(ctx, f)
-	if err != nil {
-		return 0, fmt.Errorf("release matching: %w", err)
-	}
 	now = norm(now)
-	n, err := s.eachBatch(ctx, ids, func(w *wtx, id ID, r *record) (bool, error) {
-		if !f.match(id, r) {
-			return false, nil
-		}
+	return s.eachMatching(ctx, f, "release", func(w *wtx, id ID, r *record) (bool, error) {
 		return w.release(id, r, now)
 	})
-	if err != nil {
-		return n, fmt.Errorf("release matching: %w", err)
-	}
-	return n, nil
 }
 
 // FlushMatching makes the queued or deferred recipients of the messages f selects due
@@ -682,19 +649,28 @@ func (s *Store) FlushMatching(ctx context.Context, f Filter, now time.Time) (int
 		return s.Flush(ctx, "", now)
 	}
 	f.All = true
+	now = norm(now)
+	return s.eachMatching(ctx, f, "flush", func(w *wtx, id ID, r *record) (bool, error) {
+		return w.flushRecord(id, r, now)
+	})
+}
+
+// eachMatching applies fn, in batched transactions, to each message f
+// selects, matched again in the transaction that changes it, and returns how
+// many fn changed; op names the operation in errors.
+func (s *Store) eachMatching(ctx context.Context, f Filter, op string, fn func(w *wtx, id ID, r *record) (bool, error)) (int, error) {
 	ids, err := s.matching(ctx, f)
 	if err != nil {
-		return 0, fmt.Errorf("flush matching: %w", err)
+		return 0, fmt.Errorf("%s matching: %w", op, err)
 	}
-	now = norm(now)
 	n, err := s.eachBatch(ctx, ids, func(w *wtx, id ID, r *record) (bool, error) {
 		if !f.match(id, r) {
 			return false, nil
 		}
-		return w.flushRecord(id, r, now)
+		return fn(w, id, r)
 	})
 	if err != nil {
-		return n, fmt.Errorf("flush matching: %w", err)
+		return n, fmt.Errorf("%s matching: %w", op, err)
 	}
 	return n, nil
 }

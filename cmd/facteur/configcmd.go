@@ -4,14 +4,27 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 )
+
+// canBind says whether an outbound connection can leave from addr: a TCP
+// socket bound to it on a free port (what the dialer does) succeeds only
+// for an address of this host.
+func canBind(addr netip.Addr) error {
+	l, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(addr, 0)))
+	if err != nil {
+		return err
+	}
+	return l.Close()
+}
 
 func init() {
 	register("config", "config check: validate the config file and print what is likely wrong", cmdConfig)
 }
 
-const configUsage = `usage: facteur config check [-config FILE]`
+const configUsage = `usage: facteur config check [-config FILE] [--no-bind-check]`
 
 // cmdConfig checks a config as the daemon would load it: errors (exit 1)
 // with file, line and key, then warnings (the daemon logs them at start).
@@ -29,6 +42,7 @@ func cmdConfig(args []string) int {
 		return 2
 	}
 	fs, cfgPath := newFlags("config check")
+	noBind := fs.Bool("no-bind-check", false, "do not check that delivery.source_ip and the pools' IPs are addresses of this host")
 	pos, err := parseFlags(fs, args[1:])
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -46,6 +60,11 @@ func cmdConfig(args []string) int {
 	}
 	if _, err := loadPolicy(cfg); err != nil {
 		return failErr(err)
+	}
+	if !*noBind {
+		if err := cfg.CheckBind(canBind); err != nil {
+			return failErr(err)
+		}
 	}
 	name := cfg.File
 	if name == "" {

@@ -74,21 +74,11 @@ func newSigner(cfg *config.Config) (dkimSigner, []string, error) {
 }
 
 func schedulerOptions(cfg *config.Config) (scheduler.Options, error) {
-	t := cfg.Delivery.Timeouts
 	dial := delivery.Options{
 		Hostname: cfg.Hostname,
 		Port:     cfg.Delivery.Port,
 		NoTLS:    cfg.Delivery.TLS == "none",
-		Timeouts: delivery.Timeouts{
-			Connect:  time.Duration(t.Connect),
-			Greeting: time.Duration(t.Greeting),
-			Mail:     time.Duration(t.Mail),
-			Rcpt:     time.Duration(t.Rcpt),
-			Data:     time.Duration(t.Data),
-			Block:    time.Duration(t.Block),
-			DataEnd:  time.Duration(t.DataEnd),
-			Quit:     10 * time.Second,
-		},
+		Timeouts: delivery.TimeoutsFrom(cfg.Delivery.Timeouts),
 	}
 	if cfg.Delivery.SourceIP != "" {
 		ip, err := parseAddr(cfg.Delivery.SourceIP)
@@ -369,6 +359,7 @@ func (d *daemon) providers(w http.ResponseWriter, r *http.Request) {
 // deferred counts (GET /providers and the dashboard).
 func (d *daemon) providerStates(ctx context.Context, now time.Time) ([]policy.ProviderState, error) {
 	states := d.engine.Snapshot(now)
+	fillIPs(states, d.pools, now)
 	// From the queue's per-destination counters: no scan (issue 19 §3).
 	cs, err := d.store.Counts(ctx)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"facteur/relay/doctor"
+	"facteur/relay/pool"
 	"facteur/relay/resolver"
 )
 
@@ -93,6 +94,18 @@ func cmdDoctor(args []string) int {
 	defer cancel()
 
 	opts := doctor.Options{Domain: d, IP: ip, Hostname: cfg.Hostname, DKIM: cfg.DKIM}
+	if ps := pool.New(cfg); ps != nil && *ipFlag == "" {
+		for _, p := range ps.Pools() {
+			for _, x := range p.IPs {
+				opts.Sources = append(opts.Sources, doctor.Source{Addr: x.Addr, EHLO: x.EHLO, Pool: p.Name})
+			}
+		}
+		if !ip.IsValid() {
+			// SPF and the block lists look at one address: the first
+			// pool's first, as the PTR checks look at each.
+			opts.IP = opts.Sources[0].Addr
+		}
+	}
 	if len(zones) > 0 {
 		opts.DNSBL = zones
 	}

@@ -133,6 +133,8 @@ type Status struct {
 	// Dead lists the destinations that do not answer, their mail deferred
 	// until a probe at Until finds them alive (issue 19 §4).
 	Dead []scheduler.DeadDest `json:"dead"`
+	// Pools are the outbound IP pools, each IP's warm-up day (issue 17 §4).
+	Pools []PoolStatus `json:"pools"`
 }
 
 // SuspendedProvider names a provider (or default destination) on hold.
@@ -165,7 +167,9 @@ func (d *daemon) status(w http.ResponseWriter, r *http.Request) {
 		admin.WriteError(w, http.StatusInternalServerError, err)
 		return
 	}
-	for _, p := range d.engine.Snapshot(now) {
+	snap := d.engine.Snapshot(now)
+	out.Pools = poolStatus(d.pools, snap, now)
+	for _, p := range snap {
 		if p.SuspendedUntil != nil {
 			out.Suspended = append(out.Suspended, SuspendedProvider{Provider: p.Name, Until: *p.SuspendedUntil, Reason: deref(p.SuspendedReason)})
 		}
@@ -250,6 +254,24 @@ func cmdStatus(args []string) int {
 	}
 	for _, x := range st.Dead {
 		fmt.Printf("\ndead: %s, next probe %s (in %s): %s\n", x.Dest, x.Until.Local().Format(time.DateTime), time.Until(x.Until).Round(time.Second), strings.TrimSpace(x.Reason))
+	}
+	for _, p := range st.Pools {
+		fmt.Printf("\npool %s (overflow: %s):\n", p.Name, p.Overflow)
+		for _, ip := range p.IPs {
+			line := "  " + ip.Addr
+			if ip.EHLO != "" {
+				line += " (" + ip.EHLO + ")"
+			}
+			if ip.WarmupDay != nil {
+				line += fmt.Sprintf("  warm-up day %d, %d a day per provider", *ip.WarmupDay, *ip.WarmupCap)
+			} else {
+				line += "  warm"
+			}
+			if len(ip.SuspendedAt) > 0 {
+				line += "  suspended at " + strings.Join(ip.SuspendedAt, ", ")
+			}
+			fmt.Println(line)
+		}
 	}
 	if len(st.Suspended) == 0 {
 		fmt.Println("\nno provider suspended")

@@ -185,14 +185,21 @@ func offlineProviders(ctx context.Context, cfg *config.Config) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		return json.MarshalIndent(e.Snapshot(time.Now()), "", "  ")
+		ps, _ := newPools(ctx, cfg, nil, e, time.Now())
+		states := e.Snapshot(time.Now())
+		fillIPs(states, ps, time.Now())
+		return json.MarshalIndent(states, "", "  ")
 	}
 	defer store.Close()
 	e, err := offlineEngine(ctx, cfg, store, time.Now())
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{cfg: cfg, store: store, engine: e}
+	ps, err := newPools(ctx, cfg, store, e, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("saved warm-up state: %w", err)
+	}
+	d := &daemon{cfg: cfg, store: store, engine: e, pools: ps}
 	rec := httptest.NewRecorder()
 	d.providers(rec, httptest.NewRequestWithContext(ctx, "GET", "/providers", nil))
 	if rec.Code != http.StatusOK {

@@ -39,6 +39,7 @@ import (
 	"facteur/relay/maillog"
 	"facteur/relay/metrics"
 	"facteur/relay/pickup"
+	"facteur/relay/pool"
 	"facteur/relay/resolver"
 	"facteur/relay/scheduler"
 	"facteur/relay/submission"
@@ -141,6 +142,11 @@ type daemon struct {
 	flushReq chan time.Time
 
 	policyMu sync.Mutex // serialises reloads and state saves
+
+	// pools are the outbound IP pools (issue 17); nil without pools.
+	pools       *pool.Set
+	warmupMu    sync.Mutex // guards warmupSaved, serialises saves
+	warmupSaved time.Time
 }
 
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
@@ -222,6 +228,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			log.Warn(maillog.PolicyStateNotRestored, "err", err)
 		}
 	}
+	if d.pools, err = newPools(ctx, cfg, store, d.engine, time.Now()); err != nil {
+		log.Warn(maillog.PolicyStateNotRestored, "err", err)
+	}
+	schedOpts.Pools = d.pools
 
 	if cfg.Bounces.Domain != "" {
 		secret, domain := d.verpSecret, cfg.Bounces.Domain
@@ -259,6 +269,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			Provider: e.Provider, Class: e.Class, Response: e.Response, At: e.At})
 		d.arrivals.Event(e.ID, e.Rcpt, e.Event)
 		d.metrics.Recipient(e.Event, e.Provider, e.Class, e.Latency, e.At)
+		if e.SourceIP != "" {
+			d.metrics.SourceIP(e.Event, e.SourceIP, e.Provider)
+			d.saveWarmup(hookCtx, false)
+		}
 		if e.Event == "delivered" && e.TLS != "" {
 			d.metrics.DeliveredTLS(e.TLS)
 		}
@@ -522,6 +536,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	})
 	log.Info(maillog.Started, "listen", fmt.Sprint(cfg.Listen), "socket", socketAddr, "admin", string(cfg.Admin), "admin_socket", cfg.AdminSocketPath(), "data_dir", cfg.DataDir, "pid", os.Getpid())
 	err = g.Wait()
+	d.saveWarmup(context.WithoutCancel(ctx), true)
 	log.Info(maillog.Stopped)
 	return err
 }

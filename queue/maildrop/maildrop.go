@@ -227,7 +227,9 @@ func (e *Envelope) encodeHeader() []byte {
 func Read(path string) (Envelope, []byte, error) {
 	// O_NOFOLLOW: a symlink in the maildrop must not make the daemon read
 	// a file the submitter could not.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	// O_NONBLOCK: a FIFO must not make it wait for a writer for ever (it
+	// is then found not regular and quarantined); no effect on a file.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		if errors.Is(err, syscall.ELOOP) {
 			return Envelope{}, nil, fmt.Errorf("maildrop %s: %w: symbolic link", path, ErrCorrupt)

@@ -64,6 +64,9 @@ type Config struct {
 	MaxAuthFailures     int                 `yaml:"max_auth_failures" json:"max_auth_failures"`
 	SenderLogin         map[string][]string `yaml:"sender_login" json:"sender_login"`
 	MaildropQuota       MaildropQuota       `yaml:"maildrop_quota" json:"maildrop_quota"`
+	// Issue 17: outbound IP pools and which senders use them.
+	Pools  map[string]Pool `yaml:"pools" json:"pools,omitempty"`
+	PoolBy PoolBy          `yaml:"pool_by" json:"pool_by"`
 
 	// File is the path the config was read from ("" for built-in defaults).
 	File string `yaml:"-" json:"-"`
@@ -655,6 +658,7 @@ func (c *Config) Validate() error {
 	default:
 		bad("suppression.on_rcpt", "want refuse or drop, got %q", c.Suppression.OnRcpt)
 	}
+	c.validatePools(bad)
 	if len(errs) == 0 {
 		return nil
 	}

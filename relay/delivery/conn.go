@@ -33,10 +33,12 @@ type Timeouts struct {
 }
 
 // DefaultTimeouts returns the RFC 5321 §4.5.3.2 values of the config's
-// delivery.timeouts (config.Default, where they are written), and QUIT's,
-// short because nothing depends on its reply.
-func DefaultTimeouts() Timeouts {
-	t := config.Default().Delivery.Timeouts
+// delivery.timeouts (config.Default, where they are written).
+func DefaultTimeouts() Timeouts { return TimeoutsFrom(config.Default().Delivery.Timeouts) }
+
+// TimeoutsFrom is the config's delivery.timeouts as the client takes them,
+// with QUIT's short timeout: nothing depends on its reply.
+func TimeoutsFrom(t config.Timeouts) Timeouts {
 	return Timeouts{
 		Connect:  time.Duration(t.Connect),
 		Greeting: time.Duration(t.Greeting),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 
@@ -66,6 +67,17 @@ type Options struct {
 	// MX, when set (doctor -mx), checks the MTA-STS and DANE protection of
 	// the domain's own MX hosts; its findings come last.
 	MX func(ctx context.Context, domain string) []Finding
+	// Sources are the pools' outbound IPs (issue 17): each gets its own
+	// PTR check against its own EHLO name, after the relay's.
+	Sources []Source
+}
+
+// Source is one outbound IP of a pool and the EHLO name it gives ("" the
+// hostname).
+type Source struct {
+	Addr netip.Addr
+	EHLO string
+	Pool string
 }
 
 // DefaultDNSBL is the block lists checked when Options.DNSBL is nil: the
@@ -84,7 +96,24 @@ func Run(ctx context.Context, dns DNS, o Options) []Finding {
 	out = append(out, checkSPF(ctx, dns, o))
 	out = append(out, checkDKIM(ctx, dns, o)...)
 	out = append(out, checkDMARC(ctx, dns, o))
-	out = append(out, checkPTR(ctx, dns, o))
+	// The relay's address is checked against hostname unless it is a pool
+	// IP, checked against its own EHLO name below.
+	if !slices.ContainsFunc(o.Sources, func(s Source) bool { return s.Addr.Unmap() == o.IP }) {
+		out = append(out, checkPTR(ctx, dns, o))
+	}
+	for _, src := range o.Sources {
+		so := o
+		so.IP = src.Addr.Unmap()
+		if src.EHLO != "" {
+			so.Hostname = src.EHLO
+		}
+		f := checkPTR(ctx, dns, so)
+		f.Detail = fmt.Sprintf("pool %s: %s", src.Pool, f.Detail)
+		if src.EHLO != "" {
+			f.Fix = strings.ReplaceAll(f.Fix, "set hostname: ", "set this IP's ehlo: ")
+		}
+		out = append(out, f)
+	}
 	out = append(out, checkDNSBLs(ctx, dns, o)...)
 	if o.MX != nil {
 		out = append(out, o.MX(ctx, o.Domain)...)

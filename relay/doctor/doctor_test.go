@@ -102,6 +102,30 @@ func TestRun(t *testing.T) {
 			},
 		},
 		{
+			name: "pool IPs each match their EHLO",
+			change: func(w *world) {
+				w.zones[relaytest.DNSReverseName(t, "192.0.2.11")] = relaytest.Zone{PTR: []string{"out11.example.test"}}
+				w.zones["out11.example.test"] = relaytest.Zone{A: []string{"192.0.2.11"}}
+				w.opts.Sources = []Source{{Addr: netip.MustParseAddr("192.0.2.10"), Pool: "shop"}, {Addr: netip.MustParseAddr("192.0.2.11"), EHLO: "out11.example.test", Pool: "shop"}}
+			},
+			want: []want{
+				{CheckPTR, OK, "pool shop: 192.0.2.10 has PTR mail.example.test"},
+				{CheckPTR, OK, "pool shop: 192.0.2.11 has PTR out11.example.test"},
+			},
+		},
+		{
+			name: "pool IP whose PTR is not its EHLO",
+			change: func(w *world) {
+				w.zones[relaytest.DNSReverseName(t, "192.0.2.11")] = relaytest.Zone{PTR: []string{"out11.example.test"}}
+				w.zones["out11.example.test"] = relaytest.Zone{A: []string{"192.0.2.11"}}
+				w.opts.Sources = []Source{{Addr: netip.MustParseAddr("192.0.2.11"), EHLO: "wrong.example.test", Pool: "shop"}}
+			},
+			want: []want{
+				{CheckPTR, OK, "192.0.2.10 has PTR"},
+				{CheckPTR, Fail, `pool shop: 192.0.2.11 resolves to out11.example.test and back, but the relay introduces itself as "wrong.example.test"`},
+			},
+		},
+		{
 			name:   "IPv6 without PTR",
 			change: func(w *world) { w.opts.IP = netip.MustParseAddr("2001:db8::11") },
 			want:   []want{{CheckPTR, Fail, "Gmail refuses all mail from an IPv6 address without a PTR"}},

@@ -23,6 +23,10 @@ const (
 	Throttled = "throttled"
 	Resumed   = "resumed"
 
+	// A warming IP's ramp held a day by a block at a provider (issue 17).
+	WarmupHeld          = "warmup held"
+	WarmupStateNotSaved = "saving warm-up state"
+
 	// The transport's view of a destination, and of its TLS.
 	DestinationDead  = "destination dead"
 	DestinationAlive = "destination alive"
@@ -132,7 +136,7 @@ const (
 // Events is the closed set of event names, in the order above.
 var Events = []string{
 	Received, Deferred, Delivered, Bounced, Suppressed, Expired, Deleted, Held, Released, Note,
-	Suspended, Throttled, Resumed,
+	Suspended, Throttled, Resumed, WarmupHeld, WarmupStateNotSaved,
 	DestinationDead, DestinationAlive, TLSFallback, MTASTS,
 	BreakerTripped, BreakerReset, BreakerStateNotRestored, BreakerStateNotSaved,
 	BreakerReadQueue, BreakerHold, BreakerNotify, BreakerNotified,

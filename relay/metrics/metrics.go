@@ -56,6 +56,7 @@ type Metrics struct {
 	latency    prometheus.Histogram
 	trips      *prometheus.CounterVec
 	tls        *prometheus.CounterVec
+	sources    *prometheus.CounterVec
 
 	mu     sync.Mutex // guards window
 	window [60]minute // the last hour, one slot per minute
@@ -91,7 +92,11 @@ func New(src Sources) *Metrics {
 		Name: "facteur_tls_deliveries_total",
 		Help: "Delivered recipients by what protected the session: dane, mta-sts, verify, encrypt, opportunistic or none (issue 15).",
 	}, []string{"tls"})
-	m.reg.MustRegister(m.received, m.recipients, m.suspends, m.latency, m.trips, m.tls,
+	m.sources = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "facteur_source_ip_recipients_total",
+		Help: "Recipient outcomes of mail sent from a pool's IP, by event, source_ip and provider (issue 17).",
+	}, []string{"event", "source_ip", "provider"})
+	m.reg.MustRegister(m.received, m.recipients, m.suspends, m.latency, m.trips, m.tls, m.sources,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&gauges{src: src})
 	return m
@@ -112,6 +117,11 @@ func (m *Metrics) Recipient(event, provider, class string, latency time.Duration
 		m.latency.Observe(latency.Seconds())
 	}
 	m.count(event, at)
+}
+
+// SourceIP counts one recipient outcome of mail sent from a pool's IP.
+func (m *Metrics) SourceIP(event, sourceIP, provider string) {
+	m.sources.WithLabelValues(event, sourceIP, provider).Inc()
 }
 
 // BreakerTrip counts one circuit breaker trip of a key of kind per.

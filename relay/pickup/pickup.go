@@ -55,8 +55,9 @@ type Pickup struct {
 	done map[string]bool
 	// lastSweep is when stale temporary files were last removed.
 	lastSweep time.Time
-	// waiting names the files held back by the guard, logged once each.
-	waiting map[string]bool
+	// waiting names the files held back by the guard (logged once each)
+	// with when to read them again (waitRetry).
+	waiting map[string]time.Time
 }
 
 // Dropped is a recipient Filter dropped, and why (the suppression).
@@ -68,6 +69,13 @@ type Dropped struct {
 type Breaker interface {
 	Suppressed(s breaker.Sender, rcpt, why string, now time.Time)
 }
+
+// waitRetry is how long a file the guard held back waits before it is read
+// again. Every scan (one a second) would otherwise read and hash it anew:
+// a user over its budget with its whole maildrop quota (100 MiB) waiting
+// would cost that every second for the hour its budget takes to refill.
+// A per_user budget of 200/h earns a recipient every 18 s.
+const waitRetry = 30 * time.Second
 
 // Guard is the part of guard.Guard pickup needs.
 type Guard interface {
@@ -111,9 +119,15 @@ func (p *Pickup) Scan(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	n := 0
+	now := p.now()
+	listed := make(map[string]bool, len(paths))
 	for _, path := range paths {
+		listed[path] = true
 		if ctx.Err() != nil {
 			return n, nil
+		}
+		if next, ok := p.waiting[path]; ok && now.Before(next) {
+			continue // held back by the guard: not read again yet
 		}
 		if p.done[path] {
 			if maildrop.Remove(path) == nil {
@@ -123,10 +137,26 @@ func (p *Pickup) Scan(ctx context.Context) (int, error) {
 		}
 		ok, err := p.ingest(ctx, path)
 		if err != nil {
-			return n, err
+			// This file could not be read (an I/O error, a permission a
+			// shim installed without its setgid group left): said once,
+			// tried again later, and the files behind it, other users'
+			// and cron's mail, still go.
+			if _, said := p.waiting[path]; !said {
+				p.Log.Error(maillog.PickupScan, "file", path, "err", err)
+			}
+			if p.waiting == nil {
+				p.waiting = map[string]time.Time{}
+			}
+			p.waiting[path] = now.Add(waitRetry)
+			continue
 		}
 		if ok {
 			n++
+		}
+	}
+	for path := range p.waiting {
+		if !listed[path] {
+			delete(p.waiting, path) // gone (quarantined, removed)
 		}
 	}
 	// The shim's per-user ledgers follow what is really left.
@@ -183,13 +213,13 @@ func (p *Pickup) ingest(ctx context.Context, path string) (bool, error) {
 		}
 		// Temporary (a limit, the store full): the file waits for a
 		// later scan; said once.
-		if !p.waiting[path] {
-			if p.waiting == nil {
-				p.waiting = map[string]bool{}
-			}
-			p.waiting[path] = true
+		if _, said := p.waiting[path]; !said {
 			p.Log.Warn(maillog.MaildropWaits, "file", path, "uid", env.UID, "user", user, "resp", formatReply(se))
 		}
+		if p.waiting == nil {
+			p.waiting = map[string]time.Time{}
+		}
+		p.waiting[path] = now.Add(waitRetry)
 		return false, nil
 	}
 	if p.SenderCheck != nil {

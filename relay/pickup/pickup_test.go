@@ -131,7 +131,9 @@ func TestPickupAppliesTheGuard(t *testing.T) {
 		t.Fatalf("queue full: %d queued", n)
 	}
 	queueFull = false
-	clk.Advance(2 * time.Second) // past the guard's one-second storage cache
+	// Past the guard's one-second storage cache and the file's next read
+	// (waitRetry after the refusal of the full queue).
+	clk.Advance(waitRetry)
 	if n, _ := p.Scan(t.Context()); n != 1 {
 		t.Fatalf("after an hour: %d queued, want the waiting file", n)
 	}

@@ -65,6 +65,9 @@ type SinkOptions struct {
 
 	// Mail is called for MAIL FROM; nil accepts.
 	Mail func(from string) error
+	// MailFrom is Mail with the client's address ("127.0.0.3:41234"),
+	// for a server that answers one source IP differently; nil accepts.
+	MailFrom func(remote, from string) error
 	// Rcpt is called for each RCPT TO; nil accepts.
 	Rcpt func(addr string) error
 	// Data is called with the accepted recipients and the exact message
@@ -444,6 +447,11 @@ func (s *sinkSession) Mail(from string, opts *smtp.MailOptions) error {
 	}
 	if f := s.sink.opts.Mail; f != nil {
 		if err := f(from); err != nil {
+			return s.reply(err)
+		}
+	}
+	if f := s.sink.opts.MailFrom; f != nil {
+		if err := f(s.sc.RemoteAddr().String(), from); err != nil {
 			return s.reply(err)
 		}
 	}

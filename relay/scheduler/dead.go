@@ -237,7 +237,7 @@ func (s *Scheduler) deferOne(ctx context.Context, x deadItem, now time.Time) {
 		if next.Before(x.until) {
 			next = x.until
 		}
-		if until, _, ok := s.shaper.Suspended(x.provider, x.domain, now); ok && until.After(next) {
+		if until, _, ok := s.shaper.Suspended("", x.provider, x.domain, now); ok && until.After(next) {
 			next = until
 		}
 		if exp := s.expiry(x.provider, it.msg.Created); next.After(exp) {

@@ -74,16 +74,17 @@ func (s *Scheduler) record(ctx context.Context, it *item, provider, domain strin
 		rr, ok := byAddr[rcpt]
 		switch {
 		case ok && rr.Delivered():
-			s.logEvents(s.shaper.Delivered(provider, domain, now))
+			s.logEvents(s.shaper.Delivered(it.srcKey(), provider, domain, now))
 			mode, cipher, dn := tlsOf(c)
 			out.ups = append(out.ups, queue.Update{Rcpt: rcpt, Status: queue.Delivered, Response: rr.Reply.String(), Provider: provider, Attempted: true, At: now,
 				TLS: mode, TLSCipher: cipher, TLSDN: dn, MX: c.Host()})
 			attrs := []any{"qid", string(it.msg.ID), "rcpt", "<" + rcpt + ">", "provider", provider}
 			attrs = append(attrs, connAttrs(c)...)
+			attrs = append(attrs, it.srcAttrs()...)
 			attrs = append(attrs, "attempt", s.attempts(it, rcpt)+1, "delay", now.Sub(it.msg.Created), "resp", rr.Reply.String())
 			s.log.Info(maillog.Delivered, attrs...)
 			out.observe(it, rcpt, breaker.Delivered, policy.Decision{}, rr.Reply.String(), now)
-			out.events = append(out.events, DeliveryEvent{Event: "delivered", ID: it.msg.ID, Sender: it.msg.Sender, User: it.msg.User, Rcpt: rcpt, Provider: provider, Response: rr.Reply.String(), At: now, Latency: now.Sub(it.msg.Created), TLS: mode})
+			out.events = append(out.events, DeliveryEvent{SourceIP: it.srcKey(), Event: "delivered", ID: it.msg.ID, Sender: it.msg.Sender, User: it.msg.User, Rcpt: rcpt, Provider: provider, Response: rr.Reply.String(), At: now, Latency: now.Sub(it.msg.Created), TLS: mode})
 		case ok && rr.Reply.Known():
 			r := toPolicy(rr.Reply)
 			r.Stage = replyStage(res, rr)
@@ -170,13 +171,15 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 			v.Decision.Class, v.Decision.Action = policy.OtherPermanent, policy.Bounce
 		}
 	} else {
-		v = s.shaper.Observe(provider, domain, r, now)
+		v = s.shaper.Observe(it.srcKey(), provider, domain, r, now)
+		s.warmupHold(it, provider, v.Decision, r, now)
 	}
 	s.logEvents(v.Events)
 	d := v.Decision
 	attempt := s.attempts(it, rcpt) + 1
 	base := []any{"qid", string(it.msg.ID), "rcpt", "<" + rcpt + ">", "provider", provider}
 	base = append(base, connAttrs(c)...)
+	base = append(base, it.srcAttrs()...)
 	mode, cipher, dn := tlsOf(c)
 	if c == nil && out.refusal != nil {
 		base = append(base, "mx", out.refusal.Host)
@@ -205,7 +208,7 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 	if d.Action == policy.Bounce {
 		u.Status = queue.Bounced
 		s.log.Info(maillog.Bounced, append(base, "resp", r.String())...)
-		out.events = append(out.events, DeliveryEvent{Event: "bounced", ID: it.msg.ID, Sender: it.msg.Sender, User: it.msg.User, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now, TLS: mode})
+		out.events = append(out.events, DeliveryEvent{SourceIP: it.srcKey(), Event: "bounced", ID: it.msg.ID, Sender: it.msg.Sender, User: it.msg.User, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now, TLS: mode})
 		b := bouncedRcpt{rcpt: rcpt, reply: r, mx: mx, lastTime: now}
 		if d.Suppress {
 			b.suppress = &d
@@ -228,7 +231,9 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 	}
 	next, expired := s.nextAttempt(sched, attempt, it.msg.Created, now)
 	if !expired {
-		if until, _, ok := s.shaper.Suspended(provider, domain, now); ok && until.After(next) {
+		// Only what holds every source IP delays the retry: the pool's
+		// other IPs may take it.
+		if until, _, ok := s.shaper.Suspended(s.retrySrc(it), provider, domain, now); ok && until.After(next) {
 			next = until
 		}
 		if exp := s.expiry(provider, it.msg.Created); next.After(exp) {
@@ -239,7 +244,7 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 	if expired {
 		u.Status = queue.Bounced
 		s.log.Info(maillog.Expired, append(base, "resp", r.String())...)
-		out.events = append(out.events, DeliveryEvent{Event: "expired", ID: it.msg.ID, Sender: it.msg.Sender, User: it.msg.User, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now, TLS: mode})
+		out.events = append(out.events, DeliveryEvent{SourceIP: it.srcKey(), Event: "expired", ID: it.msg.ID, Sender: it.msg.Sender, User: it.msg.User, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now, TLS: mode})
 		out.ups = append(out.ups, u)
 		out.bounced = append(out.bounced, bouncedRcpt{rcpt: rcpt, reply: r, mx: mx, expired: true, lastTime: now})
 		out.observe(it, rcpt, breaker.Expired, d, r.String(), now)
@@ -249,7 +254,7 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 	u.Status = queue.Deferred
 	u.NextAttempt = next
 	s.log.Info(maillog.Deferred, append(base, "next", next, "resp", r.String())...)
-	out.events = append(out.events, DeliveryEvent{Event: "deferred", ID: it.msg.ID, Sender: it.msg.Sender, User: it.msg.User, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now, TLS: mode})
+	out.events = append(out.events, DeliveryEvent{SourceIP: it.srcKey(), Event: "deferred", ID: it.msg.ID, Sender: it.msg.Sender, User: it.msg.User, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now, TLS: mode})
 	out.ups = append(out.ups, u)
 }
 
@@ -292,7 +297,7 @@ func (s *Scheduler) expire(ctx context.Context, it *item, provider string, now t
 		}
 		out.ups = append(out.ups, queue.Update{Rcpt: rcpt, Status: queue.Bounced, Response: last.String(), Provider: provider, At: now})
 		s.log.Info(maillog.Expired, "qid", string(it.msg.ID), "rcpt", "<"+rcpt+">", "provider", provider, "delay", now.Sub(it.msg.Created), "resp", last.String())
-		out.events = append(out.events, DeliveryEvent{Event: "expired", ID: it.msg.ID, Sender: it.msg.Sender, User: it.msg.User, Rcpt: rcpt, Provider: provider, Response: last.String(), At: now})
+		out.events = append(out.events, DeliveryEvent{SourceIP: it.srcKey(), Event: "expired", ID: it.msg.ID, Sender: it.msg.Sender, User: it.msg.User, Rcpt: rcpt, Provider: provider, Response: last.String(), At: now})
 		out.bounced = append(out.bounced, bouncedRcpt{rcpt: rcpt, reply: last, expired: true, lastTime: now})
 	}
 	s.commit(ctx, it, out, now)
@@ -371,7 +376,7 @@ func (s *Scheduler) suspendLane(ctx context.Context, l *lane, provider string, u
 			// No attempt was made, but the log still tells why the
 			// message waits (Postfix: "delivery temporarily suspended").
 			for _, rcpt := range it.rcpts {
-				s.log.Info(maillog.Deferred, "qid", string(it.msg.ID), "rcpt", "<"+rcpt+">", "provider", provider, "next", next, "resp", "not tried: provider suspended: "+why)
+				s.log.Info(maillog.Deferred, "qid", string(it.msg.ID), "rcpt", "<"+rcpt+">", "provider", provider, "next", next, "resp", "not tried: "+why)
 			}
 		}
 		s.done(it)
@@ -538,7 +543,7 @@ func (s *Scheduler) deliverLocal(ctx context.Context, msg queue.Message, rcpts [
 			out.ups = append(out.ups, queue.Update{Rcpt: rcpt, Status: queue.Delivered, Response: resp, Provider: "local", Attempted: true, At: now, MX: "local"})
 			s.log.Info(maillog.Delivered, "qid", string(msg.ID), "rcpt", "<"+rcpt+">", "provider", "local", "mx", "local",
 				"attempt", s.attempts(it, rcpt)+1, "delay", now.Sub(msg.Created), "resp", resp)
-			out.events = append(out.events, DeliveryEvent{Event: "delivered", ID: msg.ID, Sender: msg.Sender, Rcpt: rcpt, Provider: "local", Response: resp, At: now, Latency: now.Sub(msg.Created)})
+			out.events = append(out.events, DeliveryEvent{SourceIP: it.srcKey(), Event: "delivered", ID: msg.ID, Sender: msg.Sender, Rcpt: rcpt, Provider: "local", Response: resp, At: now, Latency: now.Sub(msg.Created)})
 			continue
 		}
 		reply := policy.Reply{Code: 451, Enhanced: "4.2.0", Text: "local mailbox: " + err.Error()}

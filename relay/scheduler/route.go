@@ -26,8 +26,12 @@ import (
 // laneKey names the destination of a recipient: its domain (a lane's
 // worker then finds its MX, route or the relayhost). Recipients of one
 // provider at different domains stay in different lanes, each with its own
-// MX; the provider's limits still apply across them.
-func (s *Scheduler) laneKey(rcpt string) string {
+// MX; the provider's limits still apply across them. Mail of a pool has
+// its own lanes, whose connections leave from the pool's IPs.
+func (s *Scheduler) laneKey(msg queue.Message, rcpt string) string {
+	if p := s.opts.Pools.For(msg.Sender, msg.User); p != "" {
+		return p + "|" + address.Domain(rcpt)
+	}
 	return address.Domain(rcpt)
 }
 

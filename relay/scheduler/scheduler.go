@@ -18,6 +18,7 @@ import (
 	"facteur/relay/config"
 	"facteur/relay/delivery"
 	"facteur/relay/maillog"
+	"facteur/relay/pool"
 	"facteur/relay/resolver"
 	"facteur/relay/tlspolicy"
 )
@@ -86,6 +87,10 @@ type Options struct {
 
 	// Breaker is the per-sender circuit breaker (issue 21); nil: none.
 	Breaker Breaker
+
+	// Pools are the outbound IP pools (issue 17); nil: every connection
+	// leaves from Dial.SourceIP (delivery.source_ip, or the default).
+	Pools *pool.Set
 }
 
 // Breaker is the per-sender circuit breaker as the scheduler sees it: it
@@ -123,6 +128,9 @@ type DeliveryEvent struct {
 	// verify, encrypt, opportunistic or none (delivery.Prot*); "" when no
 	// session was made.
 	TLS string
+	// SourceIP is the outbound address the attempt left from ("" the
+	// default address, or none made).
+	SourceIP string
 }
 
 // Scheduler moves due recipients from the queue to delivery connections.
@@ -142,6 +150,7 @@ type Scheduler struct {
 	lanes    map[string]*lane
 	workers  int
 	dead     map[string]*deadDest // by destKey
+	srcConns map[srcProv]int      // open connections per (pool IP, provider)
 
 	wg      sync.WaitGroup
 	sendCtx context.Context // cancelled ShutdownTimeout after Run's ctx
@@ -157,6 +166,7 @@ type rkey struct {
 type lane struct {
 	key       string
 	domain    string
+	pool      string // the pool its mail leaves from; "" the default address
 	provider  string // known once resolved
 	route     []target
 	resolved  time.Time // when route was filled; routes are re-resolved per worker start
@@ -185,6 +195,8 @@ type target struct {
 type item struct {
 	msg   queue.Message
 	rcpts []string
+	// src is the pool IP of the connection it went on; nil the default.
+	src *pool.IP
 }
 
 // New returns a scheduler; Run starts it.
@@ -221,6 +233,7 @@ func New(opts Options, store *queue.Store, res *resolver.Resolver, shaper Shaper
 		inflight: map[rkey]struct{}{},
 		lanes:    map[string]*lane{},
 		dead:     map[string]*deadDest{},
+		srcConns: map[srcProv]int{},
 	}
 	s.dsn = &dsnMaker{s: s}
 	return s
@@ -347,7 +360,7 @@ func (s *Scheduler) fill(ctx context.Context, now time.Time) error {
 		groups := map[string][]string{}
 		var keys []string
 		for _, r := range byID[id] {
-			k := s.laneKey(r)
+			k := s.laneKey(msg, r)
 			if _, ok := groups[k]; !ok {
 				keys = append(keys, k)
 			}
@@ -381,7 +394,7 @@ func (s *Scheduler) fill(ctx context.Context, now time.Time) error {
 			}
 			l := s.lanes[k]
 			if l == nil {
-				l = &lane{key: k, domain: address.Domain(rcpts[0])}
+				l = &lane{key: k, domain: address.Domain(rcpts[0]), pool: s.opts.Pools.For(msg.Sender, msg.User)}
 				s.lanes[k] = l
 			}
 			l.pending = append(l.pending, &item{msg: msg, rcpts: rcpts})
@@ -411,6 +424,9 @@ func (s *Scheduler) startWorkers(ctx context.Context, now time.Time) time.Time {
 		want := 1
 		if l.provider != "" {
 			lim := s.shaper.Limits(l.provider).Connections
+			if p := s.opts.Pools.Pool(l.pool); p != nil {
+				lim *= len(p.IPs) // the limit is per source IP
+			}
 			want = len(l.pending)
 			if lim > 0 && want > lim {
 				want = lim
@@ -555,11 +571,11 @@ func (s *Scheduler) worker(ctx context.Context, l *lane) {
 			return
 		}
 		now := s.clock.Now()
-		if until, why, ok := s.shaper.Suspended(provider, l.domain, now); ok {
-			s.suspendLane(wctx, l, provider, until, why)
+		if until, why, ok := s.shaper.Suspended("", provider, l.domain, now); ok {
+			s.suspendLane(wctx, l, provider, until, "provider suspended: "+why)
 			return
 		}
-		release, ok, until, suspended, why := s.shaper.Acquire(provider, l.domain, now)
+		src, release, ok, until, suspended, why := s.acquireSource(l, provider, now)
 		if !ok {
 			if suspended {
 				s.suspendLane(wctx, l, provider, until, why)
@@ -577,7 +593,7 @@ func (s *Scheduler) worker(ctx context.Context, l *lane) {
 			s.mu.Unlock()
 			return
 		}
-		more := s.connection(ctx, wctx, l, provider, targets)
+		more := s.connection(ctx, wctx, l, provider, targets, src)
 		release()
 		if !more {
 			return
@@ -604,10 +620,10 @@ const (
 
 // takeRate takes one message from the provider's rate, waiting in place
 // for at most maxInlineWait.
-func (s *Scheduler) takeRate(ctx context.Context, l *lane, provider string) rateStop {
+func (s *Scheduler) takeRate(ctx context.Context, l *lane, provider string, src *pool.IP) rateStop {
 	for {
 		now := s.clock.Now()
-		ok, at := s.shaper.Allow(provider, l.domain, now)
+		ok, at := s.shaper.Allow(srcKeyOf(src), provider, l.domain, now)
 		if ok {
 			return rateOK
 		}
@@ -629,8 +645,9 @@ func (s *Scheduler) takeRate(ctx context.Context, l *lane, provider string) rate
 
 // connection opens one connection for l and sends items over it. It
 // returns whether the worker should open another.
-func (s *Scheduler) connection(ctx, wctx context.Context, l *lane, provider string, targets []target) bool {
+func (s *Scheduler) connection(ctx, wctx context.Context, l *lane, provider string, targets []target, src *pool.IP) bool {
 	lim := s.shaper.Limits(provider)
+	targets = s.bindTargets(targets, src)
 	if s.opts.ReturnPath != nil {
 		lim.RecipientsPerMessage = 1 // one VERP return path per recipient
 	}
@@ -648,10 +665,17 @@ func (s *Scheduler) connection(ctx, wctx context.Context, l *lane, provider stri
 	if it == nil {
 		return false
 	}
+	it.src = src
 	// The rate is asked before dialling, so that a throttled provider's
 	// connection never idles waiting for a token.
-	if why := s.takeRate(ctx, l, provider); why != rateOK {
+	if why := s.takeRate(ctx, l, provider, src); why != rateOK {
 		return stop(it, why)
+	}
+	if !s.takeWarmup(src, provider) {
+		// Today's warm-up cap of this IP is reached: the next connection
+		// picks another IP, or the lane waits for tomorrow.
+		s.unpop(l, it)
+		return true
 	}
 	conn, dialErr := s.dial(ctx, targets)
 	if conn == nil {
@@ -678,6 +702,7 @@ func (s *Scheduler) connection(ctx, wctx context.Context, l *lane, provider stri
 			items = append(items, s.drain(l)...)
 		}
 		for _, x := range items {
+			x.src = src
 			s.failItem(wctx, x, provider, l.domain, dialErr, nil)
 		}
 		return false
@@ -703,15 +728,20 @@ func (s *Scheduler) connection(ctx, wctx context.Context, l *lane, provider stri
 			if lim.MessagesPerConnection > 0 && conn.Messages() >= lim.MessagesPerConnection {
 				return true
 			}
-			if _, _, ok := s.shaper.Suspended(provider, l.domain, s.clock.Now()); ok || ctx.Err() != nil {
+			if _, _, ok := s.shaper.Suspended(srcKeyOf(src), provider, l.domain, s.clock.Now()); ok || ctx.Err() != nil {
 				return true
 			}
 		}
 		if it = s.pop(l, lim.RecipientsPerMessage); it == nil {
 			return false
 		}
-		if why := s.takeRate(ctx, l, provider); why != rateOK {
+		it.src = src
+		if why := s.takeRate(ctx, l, provider, src); why != rateOK {
 			return stop(it, why)
+		}
+		if !s.takeWarmup(src, provider) {
+			s.unpop(l, it)
+			return true
 		}
 		if err := conn.Reset(); err != nil {
 			s.unpop(l, it) // the next item goes on a new connection

@@ -16,19 +16,23 @@ type Shaper interface {
 	Recognize(domain string, mx []string) string
 	// Limits are the provider's per-connection knobs.
 	Limits(provider string) Limits
+	// Every shaping call names the source IP (src, "" the default
+	// address): limits and suspensions are kept per (source IP, provider)
+	// (issue 17 §2); with src "" Suspended says only what holds every IP.
+	//
 	// Acquire asks for a connection slot. Not ok: wait until `until`
 	// (the end of a suspension when suspended, else the zero time: retry
 	// when a connection of the provider closes).
-	Acquire(provider, domain string, now time.Time) (release func(), ok bool, until time.Time, suspended bool, why string)
+	Acquire(src, provider, domain string, now time.Time) (release func(), ok bool, until time.Time, suspended bool, why string)
 	// Allow takes one message from the provider's rate now, or says when
 	// to ask again.
-	Allow(provider, domain string, now time.Time) (ok bool, at time.Time)
+	Allow(src, provider, domain string, now time.Time) (ok bool, at time.Time)
 	// Suspended returns the end of the provider's suspension, if any.
-	Suspended(provider, domain string, now time.Time) (until time.Time, why string, ok bool)
+	Suspended(src, provider, domain string, now time.Time) (until time.Time, why string, ok bool)
 	// Observe judges a failing reply and applies any provider-wide action.
-	Observe(provider, domain string, r policy.Reply, now time.Time) Verdict
+	Observe(src, provider, domain string, r policy.Reply, now time.Time) Verdict
 	// Delivered reports a success (resets backoff, lets throttles recover).
-	Delivered(provider, domain string, now time.Time) []policy.Event
+	Delivered(src, provider, domain string, now time.Time) []policy.Event
 	// NextAttempt is the recipient's next retry after `attempts` attempts
 	// since queuedAt; expired when the provider's lifetime is over.
 	NextAttempt(provider string, attempts int, queuedAt, now time.Time) (next time.Time, expired bool)
@@ -64,27 +68,27 @@ func (s EngineShaper) Limits(provider string) Limits {
 	return Limits{Connections: l.Connections, MessagesPerConnection: l.MessagesPerConnection, RecipientsPerMessage: l.RecipientsPerMessage}
 }
 
-func (s EngineShaper) Acquire(provider, domain string, now time.Time) (func(), bool, time.Time, bool, string) {
-	release, wait, why, ok := s.E.Acquire(provider, domain, now)
+func (s EngineShaper) Acquire(src, provider, domain string, now time.Time) (func(), bool, time.Time, bool, string) {
+	release, wait, why, ok := s.E.AcquireFrom(src, provider, domain, now)
 	return release, ok, wait, !ok && !wait.IsZero(), why
 }
 
-func (s EngineShaper) Allow(provider, domain string, now time.Time) (bool, time.Time) {
-	return s.E.Allow(provider, domain, now)
+func (s EngineShaper) Allow(src, provider, domain string, now time.Time) (bool, time.Time) {
+	return s.E.AllowFrom(src, provider, domain, now)
 }
 
-func (s EngineShaper) Suspended(provider, domain string, now time.Time) (time.Time, string, bool) {
-	until, why := s.E.SuspendedUntil(provider, domain, now)
+func (s EngineShaper) Suspended(src, provider, domain string, now time.Time) (time.Time, string, bool) {
+	until, why := s.E.SuspendedUntilFrom(src, provider, domain, now)
 	return until, why, !until.IsZero()
 }
 
-func (s EngineShaper) Observe(provider, domain string, r policy.Reply, now time.Time) Verdict {
-	o := s.E.Observe(provider, domain, r, now)
+func (s EngineShaper) Observe(src, provider, domain string, r policy.Reply, now time.Time) Verdict {
+	o := s.E.ObserveFrom(src, provider, domain, r, now)
 	return Verdict{Decision: o.Decision, Events: o.Events}
 }
 
-func (s EngineShaper) Delivered(provider, domain string, now time.Time) []policy.Event {
-	return s.E.Delivered(provider, domain, now)
+func (s EngineShaper) Delivered(src, provider, domain string, now time.Time) []policy.Event {
+	return s.E.DeliveredFrom(src, provider, domain, now)
 }
 
 func (s EngineShaper) NextAttempt(provider string, attempts int, queuedAt, now time.Time) (time.Time, bool) {

@@ -2,7 +2,7 @@ package submission
 
 import (
 	"crypto/rand"
-	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 
@@ -23,18 +23,21 @@ import (
 var errAuthLimit = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
 	Message: "Too many authentication failures, closing connection"}
 
-// authFailures counts failures per client address over a sliding hour.
+// authFailures counts failures per client over a sliding hour: per
+// address, or, on loopback, per local user (every site of a web server
+// connects from 127.0.0.1: one guessing passwords must not lock the others
+// out for an hour).
 type authFailures struct {
 	mu   sync.Mutex // guards byIP
-	byIP map[netip.Addr][]time.Time
+	byIP map[string][]time.Time
 }
 
 // add records a failure and returns the count within the last hour.
-func (a *authFailures) add(ip netip.Addr, now time.Time) int {
+func (a *authFailures) add(ip string, now time.Time) int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.byIP == nil {
-		a.byIP = map[netip.Addr][]time.Time{}
+		a.byIP = map[string][]time.Time{}
 	}
 	if len(a.byIP) > 100000 {
 		// Under a wide attack, forget the oldest state rather than grow.
@@ -50,7 +53,7 @@ func (a *authFailures) add(ip netip.Addr, now time.Time) int {
 	return len(ts)
 }
 
-func (a *authFailures) count(ip netip.Addr, now time.Time) int {
+func (a *authFailures) count(ip string, now time.Time) int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	ts := recent(a.byIP[ip], now)
@@ -70,9 +73,20 @@ func recent(ts []time.Time, now time.Time) []time.Time {
 	return ts[i:]
 }
 
+// authKey is what the hourly failures are counted under: the local user
+// for a loopback client the kernel names, else the address.
+func (ss *session) authKey() string {
+	if ss.clientIP.IsLoopback() {
+		if p := ss.localPeer(); p.Known {
+			return "uid:" + strconv.Itoa(p.UID)
+		}
+	}
+	return ss.clientIP.String()
+}
+
 // authBlocked refuses AUTH from an address over its hourly failures.
 func (ss *session) authBlocked() error {
-	if ss.s.auth.count(ss.clientIP, ss.s.opts.Clock.Now()) >= ss.s.opts.AuthFailuresPerIP {
+	if ss.s.auth.count(ss.authKey(), ss.s.opts.Clock.Now()) >= ss.s.opts.AuthFailuresPerIP {
 		return ss.authCut("per-ip")
 	}
 	return nil
@@ -82,7 +96,7 @@ func (ss *session) authBlocked() error {
 // a limit is reached.
 func (ss *session) authFailed(username string) error {
 	ss.authFail++
-	n := ss.s.auth.add(ss.clientIP, ss.s.opts.Clock.Now())
+	n := ss.s.auth.add(ss.authKey(), ss.s.opts.Clock.Now())
 	ss.s.log.Info(maillog.AuthFailed, "client", ss.client(), "user", username, "mech", sasl.Plain)
 	if ss.c != nil {
 		ss.c.logged.Store(true) // that line is the log of the 535 (or 421)

@@ -2,6 +2,7 @@ package submission
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -12,6 +13,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+	"golang.org/x/crypto/bcrypt"
+
+	"facteur/relay/relaytest"
 )
 
 // holdScript connects n times to a TCP address, prints each greeting's
@@ -138,5 +145,78 @@ func TestLocalUserCannotTakeEverySlot(t *testing.T) {
 				t.Errorf("no refusal naming the user logged:\n%s", h.log.String())
 			}
 		})
+	}
+}
+
+// bruteScript makes n failed AUTH PLAIN attempts over implicit TLS, one per
+// session, and prints the last reply code.
+const bruteScript = `
+import smtplib, ssl, sys
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+last = 0
+for i in range(n):
+    try:
+        s = smtplib.SMTP_SSL(host, port, context=ctx, timeout=10)
+        s.ehlo("x")
+        s.login("bob", "wrong%d" % i)
+    except smtplib.SMTPAuthenticationError as e:
+        last = e.smtp_code
+    except smtplib.SMTPResponseException as e:
+        last = e.smtp_code
+    except smtplib.SMTPServerDisconnected:
+        last = 421
+print(last, flush=True)
+`
+
+// AUTH failures are counted per local user on loopback, as connections
+// are: a hacked site guessing passwords from 127.0.0.1 is cut at 10 an
+// hour, and another local user (its own site) still authenticates.
+func TestAuthFailuresPerLocalUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to run the brute force as a second local user")
+	}
+	py, err := exec.LookPath("/usr/bin/python3")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("python3 missing: %v", err)
+		}
+		t.Skip("python3 missing")
+	}
+	hash, _ := bcrypt.GenerateFromPassword([]byte("right"), 4)
+	cert := relaytest.SelfSignedCert(t, "relay.test")
+	h := startHostile(t, Options{MaxAuthFailures: 3}, Listener{ImplicitTLS: true, TLS: &tls.Config{Certificates: []tls.Certificate{cert}}, Users: map[string][]byte{"bob": hash}})
+	host, port, _ := net.SplitHostPort(h.addr)
+	for _, tc := range []struct {
+		name     string
+		attempts int
+		lastCode string
+	}{
+		{"under the hourly limit", 9, "535"},
+		{"at the limit: cut", 2, "421"},
+	} {
+		cmd := exec.Command(py, "-c", bruteScript, host, port, strconv.Itoa(tc.attempts))
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got := strings.TrimSpace(string(out)); got != tc.lastCode {
+			t.Fatalf("%s: last reply %s, want %s", tc.name, got, tc.lastCode)
+		}
+	}
+	// Another local user (root, the test) on the same 127.0.0.1.
+	c, err := smtp.DialTLS(h.addr, &tls.Config{InsecureSkipVerify: true}) // the test's own self-signed certificate
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Hello("x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Auth(sasl.NewPlainClient("", "bob", "right")); err != nil {
+		t.Fatalf("another local user's AUTH after nobody's brute force: %v", err)
 	}
 }
