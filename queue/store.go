@@ -24,6 +24,10 @@ type Options struct {
 	// MaxSize caps the database file in bytes (0: no cap). A write that would grow the
 	// file past it fails with ErrFull, as it would on a full disk.
 	MaxSize int
+	// ReadOnly opens the database with a shared lock and writes nothing: for a
+	// listing while the daemon is down (mailq as root). It fails with ErrLocked
+	// while a daemon holds the database.
+	ReadOnly bool
 
 	// arrayFreelist selects bbolt's defaults (array freelist, written at every commit),
 	// so that the benchmark can show what the chosen settings save.
@@ -70,6 +74,7 @@ func Open(path string, opts Options) (*Store, error) {
 		NoFreelistSync: true,
 		NoSync:         opts.NoSync,
 		MaxSize:        opts.MaxSize,
+		ReadOnly:       opts.ReadOnly,
 	}
 	if opts.arrayFreelist {
 		bo.FreelistType, bo.NoFreelistSync = bolt.FreelistArrayType, false
@@ -81,7 +86,16 @@ func Open(path string, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open queue %s: %w", path, err)
 	}
-	if err := db.Update(initBuckets); err != nil {
+	initTx := db.Update
+	if opts.ReadOnly {
+		initTx = db.View
+	}
+	if err := initTx(func(tx *bolt.Tx) error {
+		if opts.ReadOnly {
+			return checkVersion(tx)
+		}
+		return initBuckets(tx)
+	}); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open queue %s: %w", path, err)
 	}
@@ -106,10 +120,24 @@ func initBuckets(tx *bolt.Tx) error {
 		}
 	}
 	meta := tx.Bucket(bucketMeta)
+	if meta.Get(metaVersion) == nil {
+		return meta.Put(metaVersion, putU64(schemaVersion))
+	}
+	return checkVersion(tx)
+}
+
+// checkVersion refuses a database written by another schema version; a
+// read-only open of a database without the buckets yet (never opened by a
+// daemon) reads as empty.
+func checkVersion(tx *bolt.Tx) error {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		return nil
+	}
 	v := meta.Get(metaVersion)
 	switch {
 	case v == nil:
-		return meta.Put(metaVersion, putU64(schemaVersion))
+		return nil
 	case getU64(v) != schemaVersion:
 		return fmt.Errorf("database schema version %d, this facteur reads %d", getU64(v), schemaVersion)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"facteur/policy"
+	"facteur/policy/bounce"
 	"facteur/queue"
 )
 
@@ -237,7 +239,9 @@ func TestBounceParseCLI(t *testing.T) {
 
 // TestBounceIngestCLI feeds a DSN and an ARF report to `bounce ingest` as
 // an MTA's pipe alias would (config from FACTEUR_CONFIG, message on stdin),
-// with the daemon down and up, and finds the recipients suppressed.
+// with the daemon down and up, and finds the recipients suppressed. The
+// reports carry no VERP token: the operator vouches for them
+// (--trust-untokened); TestBounceIngestForgeryRule has the pipe's default.
 func TestBounceIngestCLI(t *testing.T) {
 	for _, daemonUp := range []bool{false, true} {
 		name := "daemon down"
@@ -252,7 +256,7 @@ func TestBounceIngestCLI(t *testing.T) {
 				e.startDaemon()
 			}
 			pipe := func(msg string) cliResult {
-				return e.runEnv([]string{"FACTEUR_CONFIG=" + e.cfg}, msg, "bounce", "ingest")
+				return e.runEnv([]string{"FACTEUR_CONFIG=" + e.cfg}, msg, "bounce", "ingest", "--trust-untokened")
 			}
 			for _, msg := range []string{cliDSN, cliARF, cliVacation} {
 				if r := pipe(msg); r.code != 0 {
@@ -353,4 +357,100 @@ func TestSoftBounceSuppressedWhenRepeated(t *testing.T) {
 			t.Fatalf("bounce %d: suppressions %+v, want suppressed=%v", i+1, sups, want)
 		}
 	}
+}
+
+// TestBounceIngestForgeryRule: `bounce ingest` is the pipe from another
+// MTA, which takes mail from anyone, so it follows the inbound listener's
+// rule (issue 11 §5): a report suppresses only the recipient a valid VERP
+// token names (the envelope recipient the MTA passes in RECIPIENT);
+// without one it suppresses nothing and says so, unless
+// bounces.trust_untokened or the operator's --trust-untokened. Daemon up
+// (POST /bounces) and down (the database) alike.
+func TestBounceIngestForgeryRule(t *testing.T) {
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	tests := []struct {
+		name       string
+		extra      string
+		args       []string
+		token      string // recipient the VERP token names ("": no token)
+		forged     bool   // the token is for gone@ but made with another secret
+		msgs       []string
+		suppressed []string
+		unverified []string
+	}{
+		{"no token: nothing suppressed", "", nil, "", false, []string{cliDSN, cliARF},
+			nil, []string{"gone@example.org", "angry@example.net"}},
+		{"valid token: its recipient", "", nil, "gone@example.org", false, []string{cliDSN},
+			[]string{"gone@example.org"}, nil},
+		{"token made with another secret", "", nil, "gone@example.org", true, []string{cliDSN},
+			nil, []string{"gone@example.org"}},
+		{"trust_untokened in the config", "  trust_untokened: true\n", nil, "", false, []string{cliDSN, cliARF},
+			[]string{"gone@example.org", "angry@example.net"}, nil},
+		{"the operator vouches", "", []string{"--trust-untokened"}, "", false, []string{cliDSN, cliARF},
+			[]string{"gone@example.org", "angry@example.net"}, nil},
+	}
+	for _, tc := range tests {
+		for _, daemonUp := range []bool{false, true} {
+			name := tc.name + ", daemon down"
+			if daemonUp {
+				name = tc.name + ", daemon up"
+			}
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				e := newCLIEnv(t, "")
+				secretFile := e.write("verp.secret", string(secret)+"\n")
+				f, err := os.OpenFile(e.cfg, os.O_APPEND|os.O_WRONLY, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fmt.Fprintf(f, "bounces:\n  secret_file: %s\n%s", secretFile, tc.extra)
+				f.Close()
+				id := enqueueHeld(t, e, "app@example.com", "gone@example.org")
+				if daemonUp {
+					e.startDaemon()
+				}
+				env := []string{"FACTEUR_CONFIG=" + e.cfg}
+				if tc.token != "" {
+					key := secret
+					if tc.forged {
+						key = []byte("another-secret-of-32-bytes-00000")
+					}
+					env = append(env, "RECIPIENT="+bounce.VERPAddress("app", "facteur.test", bounce.EncodeToken(string(id), tc.token, key)))
+				}
+				var out strings.Builder
+				for _, msg := range tc.msgs {
+					r := e.runEnv(env, msg, append([]string{"bounce", "ingest"}, tc.args...)...)
+					if r.code != 0 {
+						t.Fatalf("ingest: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+					}
+					out.WriteString(r.stdout)
+				}
+				list := listJSON(t, e)
+				if len(list) != len(tc.suppressed) {
+					t.Errorf("suppressed %v, want %v\n%s", keys(list), tc.suppressed, out.String())
+				}
+				for _, a := range tc.suppressed {
+					if _, ok := list[a]; !ok {
+						t.Errorf("%s not suppressed\n%s", a, out.String())
+					}
+				}
+				for _, a := range tc.unverified {
+					if !strings.Contains(out.String(), "unverified "+a+": not suppressed") {
+						t.Errorf("output does not say %s was not suppressed:\n%s", a, out.String())
+					}
+					if daemonUp && !strings.Contains(e.log.String(), "bounce unverified") {
+						t.Errorf("daemon log lacks bounce unverified:\n%s", e.log.String())
+					}
+				}
+			})
+		}
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -35,7 +36,10 @@ func init() {
 }
 
 const bounceUsage = `usage: facteur bounce parse [--json] < MESSAGE    what the bounce says and what would be decided
-       facteur bounce ingest [--json] < MESSAGE   the same, then suppress (daemon or database)`
+       facteur bounce ingest [--json] [--trust-untokened] < MESSAGE
+                                    the same, then suppress (daemon or database) what a valid
+                                    VERP token proves (all of it with --trust-untokened or
+                                    bounces.trust_untokened)`
 
 // exTempFail is sysexits' EX_TEMPFAIL: an MTA delivering to a pipe keeps
 // the message and retries later. ingest uses it when the bounce was read
@@ -47,6 +51,10 @@ const exTempFail = 75
 type bounceResult struct {
 	Report *bounce.Report `json:"report"`
 	suppressResult
+	// Unverified: the addresses the report would have suppressed but
+	// proves nothing about (no valid VERP token names them): logged
+	// (`bounce unverified`) and sent as unverified_report, never suppressed.
+	Unverified []string `json:"unverified,omitempty"`
 }
 
 func cmdBounce(args []string) int {
@@ -57,6 +65,10 @@ func cmdBounce(args []string) int {
 	sub := args[0]
 	fs, cfgPath := newFlags("bounce " + sub)
 	asJSON := fs.Bool("json", false, "print JSON: {kind, recipients: [{address, status, class, rule, stage, evidence, diagnostic, suppress, soft, ...}], ...}")
+	trust := new(bool)
+	if sub == "ingest" {
+		trust = fs.Bool("trust-untokened", false, "suppress what the report says even without a valid VERP token: for an operator\nwho read the report, never in an MTA's pipe alias (as bounces.trust_untokened)")
+	}
 	pos, err := parseFlags(fs, args[1:])
 	if err != nil {
 		return 2
@@ -103,12 +115,12 @@ func cmdBounce(args []string) int {
 	if sub == "parse" {
 		return printBounce(rep, nil, *asJSON)
 	}
-	res, err := ingest(context.Background(), cfg, p, raw, rep)
+	res, err := ingest(context.Background(), cfg, p, raw, rep, envTo, *trust)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "facteur: bounce ingest: %v\n", err)
 		return exTempFail
 	}
-	return printBounce(res.Report, &res.suppressResult, *asJSON)
+	return printBounce(res.Report, &res, *asJSON)
 }
 
 // decideBounce parses raw and decides each recipient with p. envelopeTo
@@ -145,15 +157,35 @@ func verpSecret(cfg *config.Config) ([]byte, error) {
 
 // ingest hands the raw message to the daemon, which parses and applies it
 // with the policy it runs; with the daemon down, rep is applied to the
-// database directly.
-func ingest(ctx context.Context, cfg *config.Config, p *policy.Policy, raw []byte, rep *bounce.Report) (bounceResult, error) {
+// database directly. Either way the inbound listener's rule holds (issue
+// 11 §5): the pipe from another MTA takes mail from anyone on the
+// Internet just as the listener does, so only the recipient a valid VERP
+// token names is suppressed, unless bounces.trust_untokened or trust (the
+// operator's --trust-untokened).
+//
+// envTo (the envelope recipient the MTA gave the pipe) goes to the daemon
+// with the message: it is where the VERP token is, and the token's HMAC is
+// what proves it, not who passes it.
+func ingest(ctx context.Context, cfg *config.Config, p *policy.Policy, raw []byte, rep *bounce.Report, envTo []string, trust bool) (bounceResult, error) {
 	var res bounceResult
-	err := newAdminClient(cfg).send("POST", "/bounces", nil, "message/rfc822", bytes.NewReader(raw), &res)
+	q := url.Values{}
+	if trust {
+		q.Set("trust_untokened", "1")
+	}
+	for _, a := range envTo {
+		q.Add("envelope_to", a)
+	}
+	err := newAdminClient(cfg).send("POST", "/bounces", q, "message/rfc822", bytes.NewReader(raw), &res)
 	if !errors.Is(err, errDaemonDown) {
 		return res, err
 	}
 	res.Report = rep
 	now := time.Now()
+	trusted, untrusted := trustedRecipients(rep, cfg.Bounces.TrustUntokened || trust)
+	res.Unverified = unverified(untrusted) // printed: the daemon's log is not there
+	applied := *rep
+	applied.Recipients = trusted
+	rep = &applied
 	sups := bounceSuppressions(rep, time.Duration(cfg.Suppression.HostUnknownTTL), now)
 	if len(sups) == 0 && !hasSoft(rep) {
 		res.Suppressed = []queue.Suppression{}
@@ -173,6 +205,18 @@ func ingest(ctx context.Context, cfg *config.Config, p *policy.Policy, raw []byt
 		return offlineCancel(ctx, cfg, store, addr, why, now)
 	})
 	return res, err
+}
+
+// unverified lists the addresses of rs the report would have suppressed
+// (or counted as a soft bounce).
+func unverified(rs []bounce.Recipient) []string {
+	var out []string
+	for _, r := range rs {
+		if r.Suppress || r.Soft {
+			out = append(out, strings.ToLower(strings.TrimSpace(r.Address)))
+		}
+	}
+	return out
 }
 
 // bounceSuppressions lists the entries a decided report adds: source fbl
@@ -261,11 +305,15 @@ func softSuppressions(ctx context.Context, store *queue.Store, p *policy.Policy,
 
 // printBounce writes the report (and what ingest applied): JSON, or one
 // line for the kind and one per recipient.
-func printBounce(rep *bounce.Report, applied *suppressResult, asJSON bool) int {
+func printBounce(rep *bounce.Report, res *bounceResult, asJSON bool) int {
+	var applied *suppressResult
+	if res != nil {
+		applied = &res.suppressResult
+	}
 	if asJSON {
 		var v any = rep
-		if applied != nil {
-			v = bounceResult{Report: rep, suppressResult: *applied}
+		if res != nil {
+			v = res
 		}
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetEscapeHTML(false)
@@ -300,6 +348,9 @@ func printBounce(rep *bounce.Report, applied *suppressResult, asJSON bool) int {
 		if applied.Cancelled > 0 {
 			fmt.Printf("%d queued recipient%s cancelled\n", applied.Cancelled, plural(applied.Cancelled))
 		}
+		for _, a := range res.Unverified {
+			fmt.Printf("unverified %s: not suppressed, no valid VERP token names it\n", a)
+		}
 	}
 	return 0
 }
@@ -312,7 +363,7 @@ func (d *daemon) ingestBounce(w http.ResponseWriter, r *http.Request) {
 		admin.WriteError(w, http.StatusRequestEntityTooLarge, err)
 		return
 	}
-	rep, err := decideBounce(raw, d.engine.Policy(), d.verpSecret)
+	rep, err := decideBounce(raw, d.engine.Policy(), d.verpSecret, r.URL.Query()["envelope_to"]...)
 	if err != nil {
 		admin.WriteError(w, http.StatusBadRequest, err)
 		return
@@ -320,8 +371,16 @@ func (d *daemon) ingestBounce(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	d.countComplaints(r.Context(), rep, now)
 	res := bounceResult{Report: rep}
-	sups := bounceSuppressions(rep, time.Duration(d.cfg.Suppression.HostUnknownTTL), now)
-	soft, err := softSuppressions(r.Context(), d.store, d.engine.Policy(), rep, now)
+	// The inbound listener's rule (issue 11 §5): the pipe takes mail from
+	// anyone; trust_untokened=1 is the operator's --trust-untokened, and
+	// only root, the daemon's user and admin_group reach this route.
+	trusted, untrusted := trustedRecipients(rep, d.cfg.Bounces.TrustUntokened || r.URL.Query().Get("trust_untokened") == "1")
+	d.reportUntrusted(r.Context(), rep, "bounce-ingest", untrusted)
+	res.Unverified = unverified(untrusted)
+	applied := *rep
+	applied.Recipients = trusted
+	sups := bounceSuppressions(&applied, time.Duration(d.cfg.Suppression.HostUnknownTTL), now)
+	soft, err := softSuppressions(r.Context(), d.store, d.engine.Policy(), &applied, now)
 	if err != nil {
 		admin.WriteError(w, http.StatusInternalServerError, err)
 		return

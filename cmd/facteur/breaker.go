@@ -90,7 +90,21 @@ func (g *breakerGuard) Observe(msg queue.Message, o breaker.Outcome) {
 	}
 	o.Sender = senderOf(msg)
 	// The scheduler's clock read at the record is the breaker's now.
-	trips := g.b.Observe(o, o.At)
+	g.observe(o, o.At)
+}
+
+// Suppressed is the acceptance path's call (relay/submission at RCPT,
+// relay/pickup for a maildrop file): a recipient refused or dropped because
+// it is suppressed counts as failed against the sender (issue 21 §1), with
+// no queue ID (it never had one).
+func (g *breakerGuard) Suppressed(s breaker.Sender, rcpt, why string, now time.Time) {
+	g.observe(breaker.Outcome{Sender: s, Rcpt: rcpt, Status: breaker.Suppressed,
+		Reply: "550 5.1.1 <" + rcpt + ">: " + why, At: now}, now)
+}
+
+// observe counts o and hands what it tripped to Run.
+func (g *breakerGuard) observe(o breaker.Outcome, now time.Time) {
+	trips := g.b.Observe(o, now)
 	if len(trips) == 0 {
 		return
 	}

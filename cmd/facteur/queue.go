@@ -16,7 +16,6 @@ import (
 	"strings"
 
 	"facteur/queue"
-	"facteur/queue/maildrop"
 	"facteur/relay/admin"
 	"facteur/relay/config"
 	"facteur/relay/maillog"
@@ -369,42 +368,15 @@ func (d dropWrite) Write(b []byte) (int, error) {
 // for it: that mail is not in the queue yet, but it is not lost either, and
 // "Mail queue is empty" would be a lie. It returns how many it found.
 func (qc *queueClient) maildrop(asJSON bool) int {
-	dir := filepath.Join(qc.cfg.DataDir, "maildrop")
-	paths, err := maildrop.List(dir)
-	if err != nil {
-		if !errors.Is(err, os.ErrNotExist) {
-			fmt.Fprintf(os.Stderr, "facteur: cannot read the maildrop: %v\n", err)
-		}
-		return 0
-	}
-	if len(paths) == 0 {
-		return 0
-	}
 	out := os.Stdout
 	if asJSON {
 		out = os.Stderr
 	}
-	fmt.Fprintf(out, "%d message%s waiting in the maildrop %s: the daemon is not running; they will be queued when it starts\n", len(paths), plural(len(paths)), dir)
-	if asJSON {
-		return len(paths)
+	n, err := admin.WriteMaildrop(out, filepath.Join(qc.cfg.DataDir, "maildrop"), !asJSON)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintf(os.Stderr, "facteur: cannot read the maildrop: %v\n", err)
 	}
-	for _, p := range paths {
-		env, body, err := maildrop.Read(p)
-		if err != nil {
-			fmt.Fprintf(out, "  %s: %v\n", filepath.Base(p), err)
-			continue
-		}
-		sender := env.Sender
-		if sender == "" {
-			sender = "MAILER-DAEMON"
-		}
-		fmt.Fprintf(out, "  %-34s %9d %s %s user=%s\n", filepath.Base(p), len(body), env.Time.Local().Format(admin.TextTime), sender, env.User)
-		for _, r := range env.Recipients {
-			fmt.Fprintf(out, "  %-34s %s\n", "", r)
-		}
-	}
-	fmt.Fprintln(out)
-	return len(paths)
+	return n
 }
 
 // show prints one message as postcat -q does: envelope, recipients with

@@ -367,6 +367,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err := os.MkdirAll(spoolDir, 0o700); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
 	}
+	// Never a nil *breakerGuard in the interface: no breaker is nil.
+	var smtpBreaker submission.Breaker
+	if d.breaker != nil {
+		smtpBreaker = d.breaker
+	}
 	d.smtp = submission.New(submission.Options{
 		Hostname:            cfg.Hostname,
 		MaxMessageSize:      int64(cfg.MaxMessageSize),
@@ -380,6 +385,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		MaxAuthFailures:     cfg.MaxAuthFailures,
 		SenderLogin:         cfg.SenderLogin,
 		SpoolDir:            spoolDir,
+		Breaker:             smtpBreaker,
 	}, d.cleanup, log)
 	token, err := adminToken(cfg)
 	if err != nil {
@@ -395,20 +401,25 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		SenderCheck: d.smtp.CheckSenderLogin,
 		// The shim could not learn at RCPT time that a recipient is
 		// suppressed when the daemon was down: drop it here, with a line.
-		Filter: func(ctx context.Context, rcpts []string) []string {
+		Filter: func(ctx context.Context, rcpts []string) (keep []string, dropped []pickup.Dropped) {
 			sup := storeSuppressions{store, cfg}
-			var keep []string
 			for _, r := range rcpts {
 				for _, x := range d.cleanup.ExpandRecipient(r) {
 					if why, ok := sup.Suppressed(ctx, x, time.Now()); ok {
 						log.Info(maillog.Suppressed, "rcpt", "<"+x+">", "client", "maildrop", "resp", "dropped: "+why)
+						dropped = append(dropped, pickup.Dropped{Rcpt: x, Why: why})
 						continue
 					}
 					keep = append(keep, x)
 				}
 			}
-			return keep
+			return keep, dropped
 		},
+	}
+	if d.breaker != nil {
+		// Suppressed recipients count against the sender at acceptance
+		// too (issue 21): at RCPT and at pickup.
+		d.pickup.Breaker = d.breaker
 	}
 
 	// Bind everything before serving anything, so that a port in use fails

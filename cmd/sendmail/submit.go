@@ -1,17 +1,22 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
+	"os"
 	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
+	"facteur/queue"
 	"facteur/queue/maildrop"
+	"facteur/relay/admin"
 )
 
 // Timeouts toward the local daemon. A daemon that does not answer within
@@ -210,7 +215,7 @@ func (s *shim) mailq() error {
 		if errors.Is(err, syscall.EACCES) {
 			return failf(exNoPerm, "showq socket %s: permission denied (is this program installed setgid facteur-drop?)", path)
 		}
-		return failf(exUnavailable, "mail system is down")
+		return s.mailqDirect()
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(adminTimeout))
@@ -245,4 +250,61 @@ func (s *shim) proxySMTP() error {
 		return failf(exUnavailable, "SMTP session with the daemon: %v", err)
 	}
 	return nil
+}
+
+// mailqDirect lists the queue with the daemon down, as Postfix's postqueue
+// runs showq itself: the maildrop's waiting envelopes, then the queue
+// database opened read-only. Only root and the daemon's own user (the owner
+// of data_dir) may: anyone else, setgid facteur-drop or not, gets neither,
+// because the maildrop (1730) cannot be listed by the group and the database
+// (0600) holds bodies and is the daemon's alone. They are told the mail
+// system is down (EX_UNAVAILABLE), never that the queue is empty. What is
+// printed is metadata, as showq's: envelopes, states, replies; no body, no
+// header, no credential.
+func (s *shim) mailqDirect() error {
+	if !mayReadQueue(os.Getuid(), s.cfg.DataDir) {
+		return failf(exUnavailable, "mail system is down: while the daemon is stopped only root can list the queue (sudo mailq, or facteur queue list)")
+	}
+	fmt.Fprintf(s.stderr, "%s: warning: mail system is down -- reading the queue directly\n", s.prog)
+	waiting, err := admin.WriteMaildrop(s.stdout, filepath.Join(s.cfg.DataDir, "maildrop"), true)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return failf(exUnavailable, "mail system is down, and the maildrop cannot be read: %v", err)
+	}
+	db := filepath.Join(s.cfg.DataDir, "queue.db")
+	if _, err := os.Stat(db); errors.Is(err, fs.ErrNotExist) {
+		// No daemon ever ran on this data_dir: the maildrop is all there is.
+		if waiting == 0 {
+			fmt.Fprintln(s.stdout, "Mail queue is empty")
+		}
+		return nil
+	}
+	store, err := queue.Open(db, queue.Options{ReadOnly: true, LockTimeout: time.Second})
+	if err != nil {
+		if errors.Is(err, queue.ErrLocked) {
+			return failf(exUnavailable, "the showq socket %s does not answer and the daemon holds the queue: %v", s.cfg.ShowqSocketPath(), err)
+		}
+		return failf(exUnavailable, "mail system is down, and the queue cannot be read: %v", err)
+	}
+	defer store.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
+	defer cancel()
+	if err := admin.WriteListing(ctx, store, nil, s.stdout, waiting); err != nil {
+		return failf(exUnavailable, "reading the queue: %v", err)
+	}
+	return nil
+}
+
+// mayReadQueue: root, or the user who owns data_dir (the daemon's), may
+// read the queue directly. The check is on the real uid: the shim's
+// set-group-ID grants the group, never this.
+func mayReadQueue(uid int, dataDir string) bool {
+	if uid == 0 {
+		return true
+	}
+	fi, err := os.Stat(dataDir)
+	if err != nil {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Uid) == uid
 }

@@ -68,19 +68,7 @@ func (q *Showq) Serve(ctx context.Context, ln net.Listener) error {
 func (q *Showq) write(ctx context.Context, c net.Conn) {
 	bw := bufio.NewWriter(c)
 	defer bw.Flush()
-	out := &QueueText{W: bw}
-	err := q.Store.Each(ctx, queue.Filter{}, func(m queue.Message) error {
-		if q.Decorate != nil {
-			one := []queue.Message{m}
-			q.Decorate(one)
-			m = one[0]
-		}
-		out.Add(m)
-		return nil
-	})
-	if err != nil {
+	if err := WriteListing(ctx, q.Store, q.Decorate, bw, 0); err != nil {
 		fmt.Fprintf(bw, "mailq: reading the queue: %v\n", err)
-		return
 	}
-	out.End()
 }

@@ -76,12 +76,12 @@ type Sender struct {
 }
 
 // Keys returns the keys s is watched under with cfg's `per`. The null
-// sender (facteur's own bounces and notifications) has none: what facteur
-// generates is never held by the breaker.
+// sender has no sender domain, but a local or authenticated user sending
+// with it is still watched under its user: otherwise MAIL FROM:<> would
+// take a hacked site out of the breaker's sight. What facteur generates
+// (bounces, the breaker's own notifications) has neither user nor AUTH
+// user, so it has no key and is never held.
 func (c Config) Keys(s Sender) []Key {
-	if s.Address == "" {
-		return nil
-	}
 	var keys []Key
 	for _, p := range c.Per {
 		switch p {

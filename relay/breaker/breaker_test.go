@@ -125,8 +125,11 @@ func TestTrips(t *testing.T) {
 			{s: cron, n: 100, status: Delivered, rcpt: "c"},
 			{s: www, n: 20, status: Bounced},
 		}, []string{"user=www-data", "sender_domain=shop.example"}},
-		{"the null sender is never watched", []send{
+		{"the null sender is watched by its user only", []send{
 			{s: Sender{User: "www-data"}, n: 50, status: Bounced},
+		}, []string{"user=www-data"}},
+		{"facteur's own null-sender mail is never watched", []send{
+			{s: Sender{}, n: 50, status: Bounced},
 		}, nil},
 		{"an authenticated user is watched", []send{
 			{s: Sender{AuthUser: "alice", Address: "a@x.example"}, n: 20, status: Bounced},

@@ -18,6 +18,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"facteur/queue/maildrop"
+	"facteur/relay/breaker"
 	"facteur/relay/cleanup"
 	"facteur/relay/clock"
 	"facteur/relay/maillog"
@@ -31,8 +32,14 @@ type Pickup struct {
 	Clock    clock.Clock   // default clock.Real
 	Interval time.Duration // between scans; default 1s
 	// Filter drops suppressed recipients (the shim could not learn it at
-	// RCPT time); nil keeps all.
-	Filter func(ctx context.Context, rcpts []string) []string
+	// RCPT time); nil keeps all. It returns the recipients kept and those
+	// dropped, with why.
+	Filter func(ctx context.Context, rcpts []string) (keep []string, dropped []Dropped)
+	// Breaker is told of each recipient Filter dropped, once the file
+	// leaves the maildrop (queued, or removed with no recipient left): it
+	// counts as failed against the sender (issue 21), as at RCPT. nil: no
+	// breaker.
+	Breaker Breaker
 	// Guard applies the limits of the SMTP path to a maildrop file (issue
 	// 11 §2: the maildrop is no way around them): the user's recipient
 	// budget, the sender's rate, max_queue_messages, min_free_disk. A 4xx
@@ -51,6 +58,16 @@ type Pickup struct {
 	// waiting names the files held back by the guard (logged once each)
 	// with when to read them again (waitRetry).
 	waiting map[string]time.Time
+}
+
+// Dropped is a recipient Filter dropped, and why (the suppression).
+type Dropped struct {
+	Rcpt, Why string
+}
+
+// Breaker is the per-sender circuit breaker, as relay/submission's.
+type Breaker interface {
+	Suppressed(s breaker.Sender, rcpt, why string, now time.Time)
 }
 
 // waitRetry is how long a file the guard held back waits before it is read
@@ -159,11 +176,9 @@ func (p *Pickup) ingest(ctx context.Context, path string) (bool, error) {
 		return false, err
 	}
 	rcpts := env.Recipients
+	var dropped []Dropped
 	if p.Filter != nil {
-		rcpts = p.Filter(ctx, rcpts)
-	}
-	if len(rcpts) == 0 {
-		return false, maildrop.Remove(path)
+		rcpts, dropped = p.Filter(ctx, rcpts)
 	}
 	user := env.User
 	if user == "" {
@@ -171,6 +186,25 @@ func (p *Pickup) ingest(ctx context.Context, path string) (bool, error) {
 		user = strconv.Itoa(env.UID)
 	}
 	now := p.now()
+	// Counted only when the file leaves the maildrop: a file that waits
+	// (a limit) is filtered again at the next scan and must not count
+	// twice.
+	report := func() {
+		if p.Breaker == nil {
+			return
+		}
+		bs := breaker.Sender{User: user, Address: p.Cleanup.RewriteSender(env.Sender)}
+		for _, d := range dropped {
+			p.Breaker.Suppressed(bs, d.Rcpt, d.Why, now)
+		}
+	}
+	if len(rcpts) == 0 {
+		if err := maildrop.Remove(path); err != nil {
+			return false, err
+		}
+		report()
+		return false, nil
+	}
 	refused := func(se *smtp.SMTPError) (bool, error) {
 		if se.Code/100 == 5 {
 			p.Log.Error(maillog.MaildropRefused, "file", path, "uid", env.UID, "user", user, "resp", formatReply(se))
@@ -217,6 +251,7 @@ func (p *Pickup) ingest(ctx context.Context, path string) (bool, error) {
 		return false, nil
 	}
 	delete(p.waiting, path)
+	report()
 	if err := maildrop.Remove(path); err != nil {
 		// Queued already: never queue it twice; retry the removal only.
 		p.Log.Error(maillog.MaildropRemove, "qid", string(id), "file", path, "err", err)

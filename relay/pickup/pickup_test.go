@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"facteur/policy"
 	"facteur/queue"
 	"facteur/queue/maildrop"
+	"facteur/relay/breaker"
 	"facteur/relay/cleanup"
 	"facteur/relay/clock"
 	"facteur/relay/guard"
@@ -137,5 +139,77 @@ func TestPickupAppliesTheGuard(t *testing.T) {
 	}
 	if left, _ := maildrop.List(drop); len(left) != 0 {
 		t.Errorf("maildrop still holds %v", left)
+	}
+}
+
+// breakerCalls records what the pickup told the breaker.
+type breakerCalls struct{ got []string }
+
+func (b *breakerCalls) Suppressed(s breaker.Sender, rcpt, why string, _ time.Time) {
+	b.got = append(b.got, s.User+" "+s.Address+" "+rcpt+" "+why)
+}
+
+// A recipient pickup drops because it is suppressed counts against the
+// sender in the breaker (issue 21), once: a file that waits for the guard
+// is filtered again at each scan but reported only when it leaves the
+// maildrop, queued or with no recipient left.
+func TestPickupReportsSuppressedToTheBreaker(t *testing.T) {
+	dir := t.TempDir()
+	drop := filepath.Join(dir, "maildrop")
+	if err := maildrop.Init(drop, -1); err != nil {
+		t.Fatal(err)
+	}
+	st, err := queue.Open(filepath.Join(dir, "q.db"), queue.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	log := slog.New(slog.DiscardHandler)
+	c := cleanup.New(cleanup.Options{Hostname: "relay.test", LocalDomain: "example.com",
+		Senders: map[string]string{"web": "noreply@site.example"}}, st, nil, log)
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	rate, _ := policy.ParseRate("1/h")
+	clk := clock.NewFake(now)
+	b := &breakerCalls{}
+	suppressed := map[string]bool{"gone1@example.org": true, "gone2@example.org": true}
+	p := &Pickup{Dir: drop, Cleanup: c, Log: log, Clock: clk, Breaker: b,
+		Guard: guard.New(guard.Options{PerUser: rate}),
+		Filter: func(_ context.Context, rcpts []string) (keep []string, dropped []Dropped) {
+			for _, r := range rcpts {
+				if suppressed[r] {
+					dropped = append(dropped, Dropped{Rcpt: r, Why: "suppressed"})
+					continue
+				}
+				keep = append(keep, r)
+			}
+			return keep, dropped
+		}}
+	write := func(rcpts ...string) {
+		env := maildrop.Envelope{Sender: "web", Recipients: rcpts, UID: os.Getuid(), User: "web", Time: clk.Now()}
+		if _, err := maildrop.Write(drop, env, strings.NewReader("Subject: x\r\n\r\ny\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(time.Millisecond) // names sort by time: the order of the writes
+	}
+	write("gone1@example.org")                    // nothing left: removed, reported
+	write("ok1@example.org", "gone2@example.org") // queued (spends web's 1/h), reported
+	write("ok2@example.org", "gone1@example.org") // waits an hour, then queued
+	for range 3 {
+		p.Scan(t.Context())
+	}
+	want := []string{
+		"web noreply@site.example gone1@example.org suppressed",
+		"web noreply@site.example gone2@example.org suppressed",
+	}
+	if !slices.Equal(b.got, want) {
+		t.Fatalf("breaker told %q, want %q", b.got, want)
+	}
+	clk.Advance(time.Hour)
+	if n, err := p.Scan(t.Context()); n != 1 || err != nil {
+		t.Fatalf("after an hour: %d queued, %v", n, err)
+	}
+	want = append(want, "web noreply@site.example gone1@example.org suppressed")
+	if !slices.Equal(b.got, want) {
+		t.Errorf("breaker told %q, want %q", b.got, want)
 	}
 }

@@ -33,6 +33,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"facteur/relay/address"
+	"facteur/relay/breaker"
 	"facteur/relay/cleanup"
 	"facteur/relay/clock"
 	"facteur/relay/guard"
@@ -44,6 +45,15 @@ import (
 type Suppressions interface {
 	// Suppressed returns the refusal text when addr is suppressed.
 	Suppressed(ctx context.Context, addr string, now time.Time) (why string, ok bool)
+}
+
+// Breaker is the per-sender circuit breaker (issue 21): a recipient
+// refused (or dropped) at RCPT because it is suppressed counts as failed
+// against the sender, as a 5xx would once queued; a hacked site spraying
+// suppressed addresses trips it without a single message queued. Sessions
+// call it concurrently.
+type Breaker interface {
+	Suppressed(s breaker.Sender, rcpt, why string, now time.Time)
 }
 
 // Guard is the abuse guard of issues 8 and 11 (rate limits per client,
@@ -66,6 +76,7 @@ type Options struct {
 	Suppressions   Suppressions // may be nil
 	DropSuppressed bool         // accept and drop suppressed recipients instead of refusing
 	Guard          Guard        // may be nil
+	Breaker        Breaker      // may be nil
 	Clock          clock.Clock  // default clock.Real
 	// ReadTimeout bounds each command and DATA read (RFC 5321 §4.5.3.2.7's
 	// server timeout is 5 minutes), counted from the last command that made
@@ -339,6 +350,17 @@ func (ss *session) budgetUser() string {
 	return ""
 }
 
+// breakerSender is who the breaker holds this transaction's sender to be:
+// the same keys as the queued message would carry (the local user, the
+// AUTH user, the envelope sender as cleanup rewrites it).
+func (ss *session) breakerSender() breaker.Sender {
+	bs := breaker.Sender{AuthUser: ss.user, Address: ss.s.cleanup.RewriteSender(ss.from)}
+	if p := ss.localPeer(); p.Known {
+		bs.User = p.User
+	}
+	return bs
+}
+
 func (ss *session) client() string {
 	if ss.listener.Local {
 		return "local"
@@ -512,6 +534,9 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	for _, r := range expanded {
 		if sup := ss.s.opts.Suppressions; sup != nil {
 			if why, ok := sup.Suppressed(context.Background(), r, ss.s.opts.Clock.Now()); ok {
+				if b := ss.s.opts.Breaker; b != nil {
+					b.Suppressed(ss.breakerSender(), r, why, ss.s.opts.Clock.Now())
+				}
 				if ss.s.opts.DropSuppressed || len(expanded) > 1 {
 					ss.s.log.Info(maillog.Suppressed, "rcpt", "<"+r+">", "client", ss.client(), "resp", "accepted and dropped: "+why)
 				} else {
