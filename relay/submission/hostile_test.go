@@ -317,7 +317,7 @@ func TestRefusalsLogged(t *testing.T) {
 		`client=127.0.0.5 from=<a@example.com> rcpt=<victim@example.org> resp="554 5.7.1 <victim@example.org>: Relay access denied"`,
 		`refused level=warn client=127.0.0.5 resp="502 5.5.1 Missing RCPT TO command."`,
 		`client=127.0.0.1 resp="501 5.5.2 Was expecting MAIL arg syntax`,
-		`client=127.0.0.1 from=<a@-bad.example> resp="501 5.1.7 Bad sender address syntax`,
+		`client=127.0.0.1 from=<a@-bad.example> resp="501 5.1.3 Bad sender address syntax`,
 	} {
 		if strings.Count(log, want) != 1 {
 			t.Errorf("want one %q in:\n%s", want, log)

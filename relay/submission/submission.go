@@ -239,7 +239,7 @@ var (
 			Message: "Bad recipient address syntax: " + err.Error()}
 	}
 	errBadSender = func(err error) *smtp.SMTPError {
-		return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 7},
+		return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3},
 			Message: "Bad sender address syntax: " + err.Error()}
 	}
 	errSmuggling = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 5, 2},
