@@ -219,6 +219,9 @@ type Trip struct {
 	// put another site's domain in its envelope sender; that must not
 	// stop the other site's mail. nil (a state saved before): all of it.
 	Submitters []string `json:"submitters,omitempty"`
+	// Node is the fleet node where it tripped, when it was imposed from
+	// there (Impose); "" when it tripped here.
+	Node string `json:"node,omitempty"`
 }
 
 // Submitter names who submitted a message: "user=NAME" for a local user,
@@ -568,6 +571,25 @@ func (b *Breaker) Watched(now time.Time) []Figures {
 		return out[i].Key < out[j].Key
 	})
 	return out
+}
+
+// Impose trips t.Key as another node found it (t.Node names that node),
+// so that the sender is stopped here too. It reports whether the key was
+// newly tripped; a key already tripped here keeps its own figures.
+func (b *Breaker) Impose(t Trip) bool {
+	if _, err := ParseKey(string(t.Key)); err != nil {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.tripped[t.Key] != nil {
+		return false
+	}
+	t.TopDomains = slices.Clone(t.TopDomains)
+	t.TopReplies = slices.Clone(t.TopReplies)
+	t.Submitters = slices.Clone(t.Submitters)
+	b.tripped[t.Key] = &t
+	return true
 }
 
 // ErrNotTripped: Reset was asked for a key that is not tripped.

@@ -61,6 +61,7 @@ type Cluster struct {
 	pending []func(ctx context.Context) error // learned while down, in order
 	seq     uint64
 	handler Handler
+	brk     BreakerHandler
 	lastErr string
 
 	// kick wakes the link loop (a call failed: check the link now).
@@ -220,8 +221,9 @@ func (c *Cluster) setUp(up bool, err error) {
 // while Redis was down when it returns. It returns when ctx is done.
 func (c *Cluster) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); c.linkLoop(ctx) }()
+	go func() { defer wg.Done(); c.breakerLoop(ctx) }()
 	go func() { defer wg.Done(); c.suppLoop(ctx) }()
 	go func() { defer wg.Done(); c.repLoop(ctx) }()
 	wg.Wait()
