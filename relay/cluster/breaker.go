@@ -122,12 +122,6 @@ func (c *Cluster) breakerLoop(ctx context.Context) {
 }
 
 func (c *Cluster) catchUpBreaker(ctx context.Context, h BreakerHandler) bool {
-	// What this node learned while the link was down goes first, so that
-	// its own trips are in the hash before it is read.
-	c.flush(ctx)
-	if !c.Up() {
-		return false
-	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	all, err := c.rdb.HGetAll(cctx, c.key("breaker")).Result()
