@@ -26,6 +26,7 @@ import (
 	"facteur/relay/admin"
 	"facteur/relay/breaker"
 	"facteur/relay/cleanup"
+	"facteur/relay/cluster"
 	"facteur/relay/config"
 	"facteur/relay/maillog"
 	"facteur/relay/webhook"
@@ -52,6 +53,8 @@ type breakerGuard struct {
 	log   *slog.Logger
 	hooks []*webhook.Webhook
 	d     *daemon // for the cleanup (notification) and metrics, set in serve
+	// fleet shares trips and resets with the other nodes; nil alone.
+	fleet *cluster.Cluster
 
 	mu      sync.Mutex // guards pending
 	pending [][]breaker.Trip
@@ -198,6 +201,11 @@ func (g *breakerGuard) tripped(ctx context.Context, trips []breaker.Trip) {
 		}
 	}
 	g.save(ctx)
+	if g.fleet != nil {
+		for _, t := range trips {
+			g.fleet.BreakerTripped(t)
+		}
+	}
 	held := g.holdQueued(ctx)
 	for _, t := range trips {
 		ev := webhook.Event{Event: webhook.Breaker, Sender: string(t.Key), Response: string(t.Key) + " " + t.Summary(), Timestamp: now,
@@ -371,10 +379,37 @@ func (d *daemon) breakerReset(w http.ResponseWriter, r *http.Request) {
 		admin.WriteError(w, http.StatusBadRequest, err)
 		return
 	}
+	if g.fleet != nil {
+		for _, k := range res.Reset {
+			g.fleet.BreakerReset(breaker.Key(k))
+		}
+	}
 	if d.sched != nil {
 		d.sched.Wake()
 	}
 	admin.WriteJSON(w, http.StatusOK, res)
+}
+
+// imposed acts on a trip another node found (the breaker already holds
+// it): one log line naming that node, the state saved, this node's queued
+// mail of the sender held. The tripping node notifies and posts the
+// webhook event, once for the fleet.
+func (g *breakerGuard) imposed(ctx context.Context, t breaker.Trip) {
+	g.log.Info(maillog.BreakerTripped, t.Key.Kind(), t.Key.Value(), "node", t.Node, "failed", fmt.Sprintf("%d%%", t.FailedPct()),
+		"deferred", fmt.Sprintf("%d%%", t.DeferredPct()), maillog.Prose(fmt.Sprintf("of %d recipients in %s", t.Recipients, t.Window)))
+	g.save(ctx)
+	g.holdQueued(ctx)
+}
+
+// resetByFleet re-arms k after a reset at another node and releases this
+// node's mail held for it.
+func (g *breakerGuard) resetByFleet(ctx context.Context, k breaker.Key) {
+	if _, err := g.reset(ctx, breakerResetRequest{Senders: []string{string(k)}}, time.Now()); err != nil && !errors.Is(err, breaker.ErrNotTripped) {
+		g.log.Error(maillog.BreakerHold, "err", err)
+	}
+	if g.d != nil && g.d.sched != nil {
+		g.d.sched.Wake()
+	}
 }
 
 // resolve turns what the operator typed into a tripped key: "user=NAME",

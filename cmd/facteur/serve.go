@@ -297,6 +297,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		d.breaker = newBreakerGuard(ctx, cfg, store, log)
 		d.breaker.d, d.breaker.hooks = d, hooks
 		schedOpts.Breaker = d.breaker
+		if d.cluster != nil {
+			// Issue 21 §3: a trip or reset at any node holds at every node.
+			d.breaker.fleet = d.cluster
+			d.cluster.SetBreakerHandler(&cluster.BreakerNode{B: d.breaker.b, OnTrip: d.breaker.imposed, OnReset: d.breaker.resetByFleet})
+		}
 	}
 	cleanOpts := cleanup.Options{
 		Hostname:    cfg.Hostname,
