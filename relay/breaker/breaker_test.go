@@ -332,3 +332,73 @@ func TestOddTimes(t *testing.T) {
 		t.Errorf("watched %+v", w)
 	}
 }
+
+// A trip imposed from another node stops the sender here like a local
+// one (a sender_domain trip only its submitters), survives a restart, is
+// cleared by Reset, and never overwrites a local trip's figures.
+func TestImpose(t *testing.T) {
+	tests := []struct {
+		name    string
+		trip    Trip
+		stopped []Sender
+		free    []Sender
+		ok      bool
+	}{
+		{"user", Trip{Key: "user=www-data", Node: "b", Recipients: 40, Failed: 30}, []Sender{www}, []Sender{cron}, true},
+		{"domain of one submitter", Trip{Key: "sender_domain=example.com", Node: "b", Submitters: []string{"user=www-data"}},
+			[]Sender{{User: "www-data", Address: "x@example.com"}}, []Sender{{User: "alice", Address: "x@example.com"}}, true},
+		{"bad key", Trip{Key: "nobody", Node: "b"}, nil, []Sender{www}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := New(Config{Window: time.Hour, MinRecipients: 20, MaxFailed: 0.25, MaxDeferred: 0.5, Per: []string{PerUser, PerSenderDomain}})
+			if got := b.Impose(tc.trip); got != tc.ok {
+				t.Fatalf("Impose = %v", got)
+			}
+			for _, s := range tc.stopped {
+				if _, ok := b.Stopped(s); !ok {
+					t.Errorf("%+v not stopped", s)
+				}
+			}
+			for _, s := range tc.free {
+				if k, ok := b.Stopped(s); ok {
+					t.Errorf("%+v stopped by %s", s, k)
+				}
+			}
+			if !tc.ok {
+				return
+			}
+			if b.Impose(tc.trip) {
+				t.Error("imposed twice")
+			}
+			st, err := b.MarshalState(t0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b2 := New(b.Config())
+			if err := b2.RestoreState(st); err != nil {
+				t.Fatal(err)
+			}
+			if tr := b2.Tripped(); len(tr) != 1 || tr[0].Node != "b" {
+				t.Fatalf("restored %+v", tr)
+			}
+			if _, err := b2.Reset(tc.trip.Key, t0); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := b2.Stopped(tc.stopped[0]); ok {
+				t.Error("still stopped after Reset")
+			}
+		})
+	}
+	// A local trip keeps its own figures when the fleet's news arrives.
+	b := New(defaultConfig())
+	send{s: www, n: 20, status: Bounced}.run(b)
+	if b.Impose(Trip{Key: "user=www-data", Node: "b", Recipients: 999}) {
+		t.Fatal("imposed over a local trip")
+	}
+	for _, tr := range b.Tripped() {
+		if tr.Recipients == 999 || tr.Node != "" {
+			t.Fatalf("local trip overwritten: %+v", tr)
+		}
+	}
+}
