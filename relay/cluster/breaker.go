@@ -152,12 +152,21 @@ func (c *Cluster) catchUpBreaker(ctx context.Context, h BreakerHandler) bool {
 func (c *Cluster) followBreaker(ctx context.Context, h BreakerHandler, ch <-chan *redisMessage) {
 	check := time.NewTicker(c.o.Heartbeat)
 	defer check.Stop()
+	ticks := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-check.C:
 			if !c.Up() {
+				return
+			}
+			// go-redis resubscribes by itself after a broken connection,
+			// and what was published meanwhile is lost even when this
+			// node's heartbeat never saw the link down: read the hash
+			// again every ten heartbeats (it holds only the senders
+			// stopped now, a few entries).
+			if ticks++; ticks%10 == 0 && !c.catchUpBreaker(ctx, h) {
 				return
 			}
 		case m, ok := <-ch:
