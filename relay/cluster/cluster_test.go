@@ -225,7 +225,7 @@ func TestReputationScope(t *testing.T) {
 	d := newNode(t, r, "d", "127.0.0.9", true)
 	waitUp(t, a, b, c, d)
 	now := time.Now()
-	v := b.shaper.Observe("", "yahoo", "yahoo.fr", reply(t, "421 4.7.0 [TSS04] Messages from 127.0.0.2 temporarily deferred due to unexpected volume or user complaints"), now)
+	v := b.shaper.Observe("", "", "yahoo", "yahoo.fr", reply(t, "421 4.7.0 [TSS04] Messages from 127.0.0.2 temporarily deferred due to unexpected volume or user complaints"), now)
 	if v.Decision.Action != policy.Suspend {
 		t.Fatalf("TSS04 judged %s, want suspend", v.Decision.Action)
 	}
@@ -247,7 +247,7 @@ func TestReputationScope(t *testing.T) {
 	}
 	// d, another IP: a moment later, still free.
 	eventually(t, 2*time.Second, "a second news reaches d", func() bool {
-		a.shaper.Observe("", "gmail", "gmail.com", reply(t, "550 5.7.26 Unauthenticated email from example.com is not accepted due to domain's DMARC policy"), time.Now())
+		a.shaper.Observe("", "example.com", "gmail", "gmail.com", reply(t, "550 5.7.26 Unauthenticated email from example.com is not accepted due to domain's DMARC policy"), time.Now())
 		return true
 	})
 	if _, _, ok := d.shaper.Suspended("", "yahoo", "yahoo.fr", time.Now()); ok {
@@ -267,7 +267,7 @@ func TestReputationScope(t *testing.T) {
 	})
 
 	// A node starting later catches up on what is in force.
-	b.shaper.Observe("", "yahoo", "yahoo.fr", reply(t, "421 4.7.0 [TSS04] Messages from 127.0.0.2 temporarily deferred"), time.Now())
+	b.shaper.Observe("", "", "yahoo", "yahoo.fr", reply(t, "421 4.7.0 [TSS04] Messages from 127.0.0.2 temporarily deferred"), time.Now())
 	late := newNode(t, r, "late", "127.0.0.2", true)
 	eventually(t, 3*time.Second, "a late node catches up", func() bool {
 		_, _, ok := late.shaper.Suspended("", "yahoo", "yahoo.fr", time.Now())
