@@ -275,6 +275,49 @@ func TestReputationScope(t *testing.T) {
 	})
 }
 
+// A reply about the sender domain learned at one node holds that sender
+// domain's mail at the provider on every node (whatever its IP), and only
+// that domain's: the provider and the other sender domains stay free.
+func TestSenderDomainScopeAcrossNodes(t *testing.T) {
+	r := relaytest.StartRedis(t)
+	a, c := newNode(t, r, "a", "127.0.0.2", true), newNode(t, r, "c", "127.0.0.3", true)
+	waitUp(t, a, c)
+	p, err := policy.Parse("hold.yaml", []byte(`
+providers:
+  google:
+    rules:
+      - {name: dmarc-hold, enhanced: 5.7.26, class: auth_failure, action: suspend, duration: 1h}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*node{a, c} {
+		n.e.Swap(p, time.Now())
+	}
+	v := a.shaper.Observe("", "bad.example", "google", "gmail.com", reply(t, "550 5.7.26 Unauthenticated email from bad.example is not accepted due to domain's DMARC policy"), time.Now())
+	if v.Decision.Action != policy.Suspend || len(v.Events) != 1 || v.Events[0].SenderDomain != "bad.example" {
+		t.Fatalf("verdict %+v", v)
+	}
+	took := eventually(t, 2*time.Second, "c holds bad.example", func() bool {
+		_, _, ok := c.shaper.SenderHeld("bad.example", "google", "gmail.com", time.Now())
+		return ok
+	})
+	t.Logf("c held bad.example %s after a's reply", took)
+	if _, _, ok := c.shaper.SenderHeld("good.example", "google", "gmail.com", time.Now()); ok {
+		t.Fatal("c holds good.example's mail too")
+	}
+	for _, n := range []*node{a, c} {
+		if _, _, ok := n.shaper.Suspended("", "google", "gmail.com", time.Now()); ok {
+			t.Fatalf("%s suspended google as a whole for one sender domain", n.c.Node())
+		}
+		rel, ok, _, _, why := n.shaper.Acquire("", "google", "gmail.com", time.Now())
+		if !ok {
+			t.Fatalf("%s: no connection to google: %s", n.c.Node(), why)
+		}
+		rel()
+	}
+}
+
 func sup(addr string) queue.Suppression {
 	now := time.Now()
 	return queue.Suppression{Address: addr, Reason: "user_unknown", Response: "550 5.1.1 no such user", Source: queue.SourceSMTP, FirstSeen: now, LastSeen: now}
