@@ -102,6 +102,20 @@ func (s dashSource) Unsuppress(ctx context.Context, addr string) (bool, error) {
 	return s.d.store.Unsuppress(ctx, addr)
 }
 
+// Cluster is the fleet link as `facteur status` reads it (GET /status's
+// cluster); nil alone.
+func (s dashSource) Cluster() *dashboard.Cluster {
+	if s.d.cluster == nil {
+		return nil
+	}
+	st := s.d.cluster.Status()
+	c := &dashboard.Cluster{Node: st.Node, Up: st.Up, LastErr: st.LastErr, Pending: st.Pending, Nodes: make([]dashboard.ClusterNode, 0, len(st.Nodes))}
+	for _, n := range st.Nodes {
+		c.Nodes = append(c.Nodes, dashboard.ClusterNode{Name: n.Name, AgeSeconds: n.AgeSeconds, Alive: n.Alive})
+	}
+	return c
+}
+
 // countComplaints counts each recipient of a feedback report as a
 // complaint against the sender of the message it names.
 func (d *daemon) countComplaints(ctx context.Context, rep *bounce.Report, now time.Time) {

@@ -150,7 +150,7 @@ s.quit()
 	run("login", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS("#token")), shoot("login"),
 		chromedp.SendKeys(chromedp.CSS("#token"), dashToken), chromedp.Click(chromedp.CSS("#login")),
 		chromedp.WaitVisible(chromedp.CSS("#providers")), textOf("main", &text), shoot("overview"))
-	for _, want := range []string{"yahoo", "suspended", "default"} {
+	for _, want := range []string{"yahoo", "suspended", "default", "single node"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("overview lacks %q:\n%s", want, text)
 		}

@@ -358,8 +358,12 @@ type Overview struct {
 	Providers  []ProviderQueue `json:"providers"`
 	HourSeries []Point         `json:"last_hour"`
 	DaySeries  []Point         `json:"last_day"`
-	// Link is the cluster link state; null on a single node.
+	// Link is the cluster link state, "up" or "down"; null on a single
+	// node.
 	Link *string `json:"link"`
+	// Cluster is this node's name and the nodes seen, with their
+	// heartbeat age; absent on a single node.
+	Cluster *Cluster `json:"cluster,omitempty"`
 }
 
 // ageWalk bounds the overview's walk for the oldest message of each
@@ -474,6 +478,13 @@ func (d *Dashboard) overview(r *http.Request) (string, any, error) {
 	ov.Messages = st.Messages
 	if !st.Oldest.IsZero() {
 		ov.Oldest = &st.Oldest
+	}
+	if c := d.Source.Cluster(); c != nil {
+		link := "down"
+		if c.Up {
+			link = "up"
+		}
+		ov.Link, ov.Cluster = &link, c
 	}
 	ov.HourSeries = d.Stats.Series(now, 5*time.Minute, 12)
 	ov.DaySeries = d.Stats.Series(now, time.Hour, 24)

@@ -27,7 +27,10 @@ type storeSource struct {
 	now     time.Time
 	mu      sync.Mutex // guards resumed
 	resumed []string
+	cluster *Cluster // nil: a single node
 }
+
+func (s *storeSource) Cluster() *Cluster { return s.cluster }
 
 func (s *storeSource) Stats(ctx context.Context) (queue.Stats, error) { return s.st.Stats(ctx) }
 
@@ -508,6 +511,60 @@ func TestOverviewFromCounters(t *testing.T) {
 	}
 	if p := got["yahoo"]; !p.Suspended {
 		t.Errorf("yahoo: %+v", p)
+	}
+}
+
+// TestOverviewClusterLink: the overview shows the fleet's link, this
+// node's name and the nodes seen with their heartbeat age (issue 18 §2),
+// in the page and in its JSON, and "single node" without a cluster.
+func TestOverviewClusterLink(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		cluster  *Cluster
+		wantHTML []string
+		notHTML  []string
+		wantJSON []string
+	}{
+		{name: "alone", wantHTML: []string{"single node"}, notHTML: []string{`id="nodes"`},
+			wantJSON: []string{`"link": null`}},
+		{name: "up", cluster: &Cluster{Node: "mx1", Up: true, Nodes: []ClusterNode{{Name: "mx1", AgeSeconds: 0.4, Alive: true}, {Name: "mx2", AgeSeconds: 2.5, Alive: true}}},
+			wantHTML: []string{"node <b>mx1</b>, cluster link <b>up</b>", "<td>mx2</td><td>alive</td><td class=\"n\">2.5s ago</td>"},
+			notHTML:  []string{"single node", "link is down"},
+			wantJSON: []string{`"link": "up"`, `"node": "mx1"`, `"name": "mx2"`, `"heartbeat_age_seconds": 2.5`}},
+		{name: "down", cluster: &Cluster{Node: "mx1", LastErr: "dial tcp 127.0.0.1:6379: connection refused", Pending: 3,
+			Nodes: []ClusterNode{{Name: "mx2", AgeSeconds: 31, Alive: false}}},
+			wantHTML: []string{`cluster link <span class="tag bad">down</span>`, "link is down", "connection refused", "<td>mx2</td><td>silent</td>", "3 change(s) waiting"},
+			notHTML:  []string{"single node"},
+			wantJSON: []string{`"link": "down"`, `"up": false`, `"last_error": "dial tcp`, `"alive": false`, `"pending": 3`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, testToken)
+			f.src.cluster = tc.cluster
+			cookie, _ := f.login(t)
+			code, page := f.get(t, "/", cookie)
+			if code != http.StatusOK {
+				t.Fatalf("GET /: %d", code)
+			}
+			for _, w := range tc.wantHTML {
+				if !strings.Contains(page, w) {
+					t.Errorf("page lacks %q:\n%s", w, page)
+				}
+			}
+			for _, w := range tc.notHTML {
+				if strings.Contains(page, w) {
+					t.Errorf("page has %q", w)
+				}
+			}
+			code, js := f.get(t, "/?format=json", cookie)
+			if code != http.StatusOK {
+				t.Fatalf("GET /?format=json: %d", code)
+			}
+			for _, w := range tc.wantJSON {
+				if !strings.Contains(js, w) {
+					t.Errorf("JSON lacks %q:\n%s", w, js)
+				}
+			}
+		})
 	}
 }
 

@@ -35,4 +35,29 @@ type Source interface {
 	Suppressions(ctx context.Context) ([]queue.Suppression, error)
 	// Unsuppress removes addr; false when it was not listed.
 	Unsuppress(ctx context.Context, addr string) (bool, error)
+	// Cluster is the link to the fleet (issue 14), as `facteur status`
+	// prints it; nil on a single node (no cluster configured).
+	Cluster() *Cluster
+}
+
+// Cluster is the fleet's link state as the overview shows it. It is the
+// dashboard's own copy of relay/cluster's Status, so that this package
+// needs nothing of the fleet's.
+type Cluster struct {
+	// Node is this node's name.
+	Node string `json:"node"`
+	Up   bool   `json:"up"`
+	// LastErr is why the link is down ("" when up).
+	LastErr string `json:"last_error,omitempty"`
+	// Nodes are the nodes seen on the link, this one included.
+	Nodes []ClusterNode `json:"nodes"`
+	// Pending counts the changes waiting for the link to come back.
+	Pending int `json:"pending"`
+}
+
+// ClusterNode is one node seen on the link.
+type ClusterNode struct {
+	Name       string  `json:"name"`
+	AgeSeconds float64 `json:"heartbeat_age_seconds"`
+	Alive      bool    `json:"alive"`
 }
