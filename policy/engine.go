@@ -174,6 +174,12 @@ func (e *Engine) prune(now time.Time) {
 		delete(e.budgets, k)
 		delete(e.scopes, k)
 	}
+	// A sender domain's window that ended, with no backoff level left, has nothing to keep.
+	for k, s := range e.scopes {
+		if strings.HasPrefix(k, senderPrefix) && s.idle(now) {
+			delete(e.scopes, k)
+		}
+	}
 }
 
 // effectiveRate is the provider's rate divided by the throttle level in force (the higher
@@ -326,6 +332,9 @@ type Event struct {
 	Reason string
 	// SourceIP is the outbound address the change holds for; "" every address.
 	SourceIP string
+	// SenderDomain is the sender domain the change holds for (a reply about the domain,
+	// ObserveSender); "" every sender domain.
+	SenderDomain string
 }
 
 // LogAttrs returns the event as slog key/value pairs, with the log's stable keys (provider,
@@ -337,6 +346,9 @@ func (ev Event) LogAttrs() []any {
 	}
 	if ev.SourceIP != "" {
 		kv = append(kv, "source_ip", ev.SourceIP)
+	}
+	if ev.SenderDomain != "" {
+		kv = append(kv, "sender_domain", ev.SenderDomain, "scope", string(ScopeDomain))
 	}
 	if ev.Group != "" {
 		kv = append(kv, "group", ev.Group, "affects", strings.Join(ev.Affects, ","))

@@ -35,6 +35,9 @@ type ProviderState struct {
 	// IPs is the state of each outbound IP of the pools at this provider (issue 17 §4); the
 	// engine fills addr, connections and the suspension, the caller the pool and warm-up.
 	IPs []IPState `json:"ips"`
+	// Senders are the sender domains held at this provider by a reply about the domain
+	// (scope domain, issue 14): their mail waits, the other sender domains' goes on.
+	Senders []SenderState `json:"senders,omitempty"`
 }
 
 // IPState is one source IP at one provider.
@@ -71,6 +74,8 @@ type DestinationState struct {
 	BackoffLevel    int        `json:"backoff_level"`
 	// ClusterConnections: as ProviderState's.
 	ClusterConnections *int `json:"cluster_connections,omitempty"`
+	// Senders: as ProviderState's, for this destination.
+	Senders []SenderState `json:"senders,omitempty"`
 }
 
 // Snapshot returns the state of every provider of the policy in force, sorted by name, the
@@ -104,6 +109,7 @@ func (e *Engine) Snapshot(now time.Time) []ProviderState {
 					ds.SuspendedUntil, ds.SuspendedReason, ds.ThrottledRate, ds.BackoffLevel = e.scopeState(pr, s, now)
 					ds.Scope = scopeOf(s, now)
 				}
+				ds.Senders = e.sendersOf(k, now)
 				ps.Destinations = append(ps.Destinations, ds)
 			}
 		} else {
@@ -117,6 +123,7 @@ func (e *Engine) Snapshot(now time.Time) []ProviderState {
 				ps.SuspendedUntil, ps.SuspendedReason, ps.ThrottledRate, ps.BackoffLevel = e.scopeState(pr, s, now)
 				ps.Scope = scopeOf(s, now)
 			}
+			ps.Senders = e.sendersOf(sk, now)
 		}
 		ps.IPs = []IPState{}
 		for _, src := range e.sources {
@@ -204,6 +211,9 @@ func WriteProviders(w io.Writer, states []ProviderState) error {
 				today = fmt.Sprintf("%d/%d today (warm-up)", ip.SentToday, *ip.CapToday)
 			}
 			row("  from "+ip.Addr, ip.Pool, ip.Connections, s.Limits.Connections, today, nil, 0, 0, ip.SuspendedUntil, ip.SuspendedReason)
+		}
+		for _, sd := range s.Senders {
+			row("  sender "+sd.Domain, "-", 0, s.Limits.Connections, s.Limits.Rate, nil, 0, 0, sd.SuspendedUntil, sd.SuspendedReason)
 		}
 	}
 	return tw.Flush()

@@ -278,9 +278,15 @@ func TestClusterFleet(t *testing.T) {
 	f.redis.Start()
 	took = refusedWithin(t, c, "unknown2@example.org", 10*time.Second)
 	t.Logf("suppression learned with Redis down refused at c %s after Redis's return", took)
+	// One line per change of the link, never one per failed call: the
+	// outage above is one down line. On a loaded machine a call may also
+	// overrun its 250 ms timeout before the kill, a real flap with its own
+	// down and up lines, so a second pair is allowed; a flood is not.
 	for _, n := range nodes {
-		if got := strings.Count(n.logText(), "cluster link down"); got != 1 {
-			t.Fatalf("%d 'cluster link down' lines at %s, want 1", got, n.smtp)
+		text := n.logText()
+		down, up := strings.Count(text, "cluster link down"), strings.Count(text, "cluster link up")
+		if down < 1 || down > 2 || up < down-1 || up > down+1 {
+			t.Fatalf("%d 'cluster link down' and %d 'cluster link up' lines at %s, want one down per outage (two at most), each matched by an up", down, up, n.smtp)
 		}
 	}
 }

@@ -225,7 +225,7 @@ func TestReputationScope(t *testing.T) {
 	d := newNode(t, r, "d", "127.0.0.9", true)
 	waitUp(t, a, b, c, d)
 	now := time.Now()
-	v := b.shaper.Observe("", "yahoo", "yahoo.fr", reply(t, "421 4.7.0 [TSS04] Messages from 127.0.0.2 temporarily deferred due to unexpected volume or user complaints"), now)
+	v := b.shaper.Observe("", "", "yahoo", "yahoo.fr", reply(t, "421 4.7.0 [TSS04] Messages from 127.0.0.2 temporarily deferred due to unexpected volume or user complaints"), now)
 	if v.Decision.Action != policy.Suspend {
 		t.Fatalf("TSS04 judged %s, want suspend", v.Decision.Action)
 	}
@@ -247,7 +247,7 @@ func TestReputationScope(t *testing.T) {
 	}
 	// d, another IP: a moment later, still free.
 	eventually(t, 2*time.Second, "a second news reaches d", func() bool {
-		a.shaper.Observe("", "gmail", "gmail.com", reply(t, "550 5.7.26 Unauthenticated email from example.com is not accepted due to domain's DMARC policy"), time.Now())
+		a.shaper.Observe("", "example.com", "gmail", "gmail.com", reply(t, "550 5.7.26 Unauthenticated email from example.com is not accepted due to domain's DMARC policy"), time.Now())
 		return true
 	})
 	if _, _, ok := d.shaper.Suspended("", "yahoo", "yahoo.fr", time.Now()); ok {
@@ -267,12 +267,55 @@ func TestReputationScope(t *testing.T) {
 	})
 
 	// A node starting later catches up on what is in force.
-	b.shaper.Observe("", "yahoo", "yahoo.fr", reply(t, "421 4.7.0 [TSS04] Messages from 127.0.0.2 temporarily deferred"), time.Now())
+	b.shaper.Observe("", "", "yahoo", "yahoo.fr", reply(t, "421 4.7.0 [TSS04] Messages from 127.0.0.2 temporarily deferred"), time.Now())
 	late := newNode(t, r, "late", "127.0.0.2", true)
 	eventually(t, 3*time.Second, "a late node catches up", func() bool {
 		_, _, ok := late.shaper.Suspended("", "yahoo", "yahoo.fr", time.Now())
 		return ok
 	})
+}
+
+// A reply about the sender domain learned at one node holds that sender
+// domain's mail at the provider on every node (whatever its IP), and only
+// that domain's: the provider and the other sender domains stay free.
+func TestSenderDomainScopeAcrossNodes(t *testing.T) {
+	r := relaytest.StartRedis(t)
+	a, c := newNode(t, r, "a", "127.0.0.2", true), newNode(t, r, "c", "127.0.0.3", true)
+	waitUp(t, a, c)
+	p, err := policy.Parse("hold.yaml", []byte(`
+providers:
+  google:
+    rules:
+      - {name: dmarc-hold, enhanced: 5.7.26, class: auth_failure, action: suspend, duration: 1h}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*node{a, c} {
+		n.e.Swap(p, time.Now())
+	}
+	v := a.shaper.Observe("", "bad.example", "google", "gmail.com", reply(t, "550 5.7.26 Unauthenticated email from bad.example is not accepted due to domain's DMARC policy"), time.Now())
+	if v.Decision.Action != policy.Suspend || len(v.Events) != 1 || v.Events[0].SenderDomain != "bad.example" {
+		t.Fatalf("verdict %+v", v)
+	}
+	took := eventually(t, 2*time.Second, "c holds bad.example", func() bool {
+		_, _, ok := c.shaper.SenderHeld("bad.example", "google", "gmail.com", time.Now())
+		return ok
+	})
+	t.Logf("c held bad.example %s after a's reply", took)
+	if _, _, ok := c.shaper.SenderHeld("good.example", "google", "gmail.com", time.Now()); ok {
+		t.Fatal("c holds good.example's mail too")
+	}
+	for _, n := range []*node{a, c} {
+		if _, _, ok := n.shaper.Suspended("", "google", "gmail.com", time.Now()); ok {
+			t.Fatalf("%s suspended google as a whole for one sender domain", n.c.Node())
+		}
+		rel, ok, _, _, why := n.shaper.Acquire("", "google", "gmail.com", time.Now())
+		if !ok {
+			t.Fatalf("%s: no connection to google: %s", n.c.Node(), why)
+		}
+		rel()
+	}
 }
 
 func sup(addr string) queue.Suppression {

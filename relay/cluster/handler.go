@@ -53,6 +53,9 @@ func (h *NodeHandler) Reputation(ctx context.Context, r Reputation) {
 		if r.SourceIP != "" {
 			kv = append(kv, "source_ip", r.SourceIP)
 		}
+		if r.SenderDomain != "" {
+			kv = append(kv, "sender_domain", r.SenderDomain)
+		}
 		if !st.Until.IsZero() && st.Until.After(h.now()) {
 			kv = append(kv, "until", st.Until.UTC().Format(time.RFC3339))
 		}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"encoding/json"
+	"strings"
 	"time"
 
 	"facteur/policy"
@@ -21,6 +22,10 @@ func (c *Cluster) Learned(scope policy.Scope, src, key string, st policy.ScopeSt
 		until = later(until, now.Add(24*time.Hour))
 	}
 	r := Reputation{Scope: string(scope), Key: key, State: b, Until: until}
+	if d, ok := strings.CutPrefix(key, "from:"); ok && scope == policy.ScopeDomain {
+		// A sender domain's hold (policy.SenderKey): named for the log.
+		r.SenderDomain, _, _ = strings.Cut(d, "|")
+	}
 	if src != "" {
 		// A pool's IP: the key names it (SRC|KEY), so every node sending
 		// from it applies the news, whatever its own source_ip.

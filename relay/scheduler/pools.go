@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"facteur/policy"
+	"facteur/relay/address"
 	"facteur/relay/maillog"
 	"facteur/relay/pool"
 )
@@ -24,6 +25,10 @@ func srcKeyOf(ip *pool.IP) string {
 }
 
 func (it *item) srcKey() string { return srcKeyOf(it.src) }
+
+// senderDomain is the domain of the message's envelope sender, whose mail a
+// reply about the domain holds (issue 14 §2); "" for the null sender.
+func (it *item) senderDomain() string { return address.Domain(it.msg.Sender) }
 
 // srcAttrs are the log keys of the source IP an attempt left from.
 func (it *item) srcAttrs() []any {

@@ -74,7 +74,7 @@ func (s *Scheduler) record(ctx context.Context, it *item, provider, domain strin
 		rr, ok := byAddr[rcpt]
 		switch {
 		case ok && rr.Delivered():
-			s.logEvents(s.shaper.Delivered(it.srcKey(), provider, domain, now))
+			s.logEvents(s.shaper.Delivered(it.srcKey(), it.senderDomain(), provider, domain, now))
 			mode, cipher, dn := tlsOf(c)
 			out.ups = append(out.ups, queue.Update{Rcpt: rcpt, Status: queue.Delivered, Response: rr.Reply.String(), Provider: provider, Attempted: true, At: now,
 				TLS: mode, TLSCipher: cipher, TLSDN: dn, MX: c.Host()})
@@ -171,7 +171,7 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 			v.Decision.Class, v.Decision.Action = policy.OtherPermanent, policy.Bounce
 		}
 	} else {
-		v = s.shaper.Observe(it.srcKey(), provider, domain, r, now)
+		v = s.shaper.Observe(it.srcKey(), it.senderDomain(), provider, domain, r, now)
 		s.warmupHold(it, provider, v.Decision, r, now)
 	}
 	s.logEvents(v.Events)
@@ -234,6 +234,11 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 		// Only what holds every source IP delays the retry: the pool's
 		// other IPs may take it.
 		if until, _, ok := s.shaper.Suspended(s.retrySrc(it), provider, domain, now); ok && until.After(next) {
+			next = until
+		}
+		// A hold of the sender domain's mail (a reply about the domain)
+		// delays this sender's recipients only.
+		if until, _, ok := s.shaper.SenderHeld(it.senderDomain(), provider, domain, now); ok && until.After(next) {
 			next = until
 		}
 		if exp := s.expiry(provider, it.msg.Created); next.After(exp) {
@@ -351,36 +356,43 @@ func (s *Scheduler) settle(ctx context.Context, it *item, provider, domain strin
 // provider's suspension, without an attempt and without extending the
 // lifetime (issue 5 §4: deferred, not held).
 func (s *Scheduler) suspendLane(ctx context.Context, l *lane, provider string, until time.Time, why string) {
-	now := s.clock.Now()
 	for _, it := range s.drain(l) {
-		if s.expire(ctx, it, provider, now) {
-			continue
-		}
-		next := until
-		if exp := s.expiry(provider, it.msg.Created); next.After(exp) {
-			next = exp
-		}
-		var ups []queue.Update
-		for _, rcpt := range it.rcpts {
-			st := queue.Deferred
-			for _, r := range it.msg.Recipients {
-				if r.Address == rcpt && r.Status == queue.Queued {
-					st = queue.Queued // never tried: still queued, just later
-				}
-			}
-			ups = append(ups, queue.Update{Rcpt: rcpt, Status: st, NextAttempt: next, Provider: provider, At: now})
-		}
-		if err := s.store.Record(ctx, it.msg.ID, ups); err != nil {
-			s.log.Error(maillog.Record, "qid", string(it.msg.ID), "err", err)
-		} else {
-			// No attempt was made, but the log still tells why the
-			// message waits (Postfix: "delivery temporarily suspended").
-			for _, rcpt := range it.rcpts {
-				s.log.Info(maillog.Deferred, "qid", string(it.msg.ID), "rcpt", "<"+rcpt+">", "provider", provider, "next", next, "resp", "not tried: "+why)
-			}
-		}
-		s.done(it)
+		s.holdItem(ctx, it, provider, until, why)
 	}
+}
+
+// holdItem makes it wait until `until` without an attempt and without
+// extending its lifetime: a suspended provider's lane (suspendLane), or a
+// message whose sender domain is held at the provider (issue 14 §2).
+func (s *Scheduler) holdItem(ctx context.Context, it *item, provider string, until time.Time, why string) {
+	now := s.clock.Now()
+	if s.expire(ctx, it, provider, now) {
+		return
+	}
+	next := until
+	if exp := s.expiry(provider, it.msg.Created); next.After(exp) {
+		next = exp
+	}
+	var ups []queue.Update
+	for _, rcpt := range it.rcpts {
+		st := queue.Deferred
+		for _, r := range it.msg.Recipients {
+			if r.Address == rcpt && r.Status == queue.Queued {
+				st = queue.Queued // never tried: still queued, just later
+			}
+		}
+		ups = append(ups, queue.Update{Rcpt: rcpt, Status: st, NextAttempt: next, Provider: provider, At: now})
+	}
+	if err := s.store.Record(ctx, it.msg.ID, ups); err != nil {
+		s.log.Error(maillog.Record, "qid", string(it.msg.ID), "err", err)
+	} else {
+		// No attempt was made, but the log still tells why the
+		// message waits (Postfix: "delivery temporarily suspended").
+		for _, rcpt := range it.rcpts {
+			s.log.Info(maillog.Deferred, "qid", string(it.msg.ID), "rcpt", "<"+rcpt+">", "provider", provider, "next", next, "resp", "not tried: "+why)
+		}
+	}
+	s.done(it)
 }
 
 // commit stores the updates of one item, then queues its DSN.

@@ -661,7 +661,7 @@ func (s *Scheduler) connection(ctx, wctx context.Context, l *lane, provider stri
 		s.unpop(l, it)
 		return false
 	}
-	it := s.pop(l, lim.RecipientsPerMessage)
+	it := s.popFree(wctx, l, provider, lim.RecipientsPerMessage)
 	if it == nil {
 		return false
 	}
@@ -732,7 +732,7 @@ func (s *Scheduler) connection(ctx, wctx context.Context, l *lane, provider stri
 				return true
 			}
 		}
-		if it = s.pop(l, lim.RecipientsPerMessage); it == nil {
+		if it = s.popFree(wctx, l, provider, lim.RecipientsPerMessage); it == nil {
 			return false
 		}
 		it.src = src
@@ -747,6 +747,23 @@ func (s *Scheduler) connection(ctx, wctx context.Context, l *lane, provider stri
 			s.unpop(l, it) // the next item goes on a new connection
 			return true
 		}
+	}
+}
+
+// popFree pops the next item of l whose sender domain is not held at the
+// provider; each held one waits, untried, for the end of its hold (a reply
+// about the sender domain holds that domain's mail only, issue 14 §2).
+func (s *Scheduler) popFree(ctx context.Context, l *lane, provider string, maxRcpts int) *item {
+	for {
+		it := s.pop(l, maxRcpts)
+		if it == nil {
+			return nil
+		}
+		until, why, held := s.shaper.SenderHeld(it.senderDomain(), provider, l.domain, s.clock.Now())
+		if !held {
+			return it
+		}
+		s.holdItem(ctx, it, provider, until, "sender domain "+it.senderDomain()+" suspended: "+why)
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"facteur/policy"
 	"facteur/policy/bounce"
 	"facteur/queue"
+	"facteur/relay/address"
 	"facteur/relay/clock"
 	"facteur/relay/delivery"
 	"facteur/relay/local"
@@ -609,5 +610,82 @@ func TestReplyStageDecidesSuppression(t *testing.T) {
 				h.clock.Advance(2 * 24 * time.Hour)
 			}
 		})
+	}
+}
+
+// A reply about the sender domain (550 5.7.26, DMARC) holds that sender
+// domain's mail at the provider, untried until the hold ends; the other
+// sender domains' mail keeps going to the same MX (issue 14 §2).
+func TestSenderDomainSuspension(t *testing.T) {
+	var mu sync.Mutex
+	mails := map[string]int{}
+	sink := relaytest.NewSink(t, "127.0.0.5:0", relaytest.SinkOptions{
+		Mail: func(from string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			mails[address.Domain(from)]++
+			if address.Domain(from) == "bad.example" {
+				return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 26}, Message: "Unauthenticated email from bad.example is not accepted due to domain's DMARC policy"}
+			}
+			return nil
+		},
+	})
+	h := newHarness(t, sink.Port(), map[string]relaytest.Zone{
+		"gmail.com":                  {MX: []relaytest.MX{{Host: "gmail-smtp-in.l.google.com", Pref: 5}}},
+		"gmail-smtp-in.l.google.com": {A: []string{"127.0.0.5"}},
+	}, nil)
+	// DMARC refusals bounce by default; a site may hold the domain instead.
+	p, err := policy.Parse("hold.yaml", []byte(`
+providers:
+  google:
+    rules:
+      - {name: dmarc-hold, enhanced: 5.7.26, class: auth_failure, action: suspend, duration: 1h}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.engine.Swap(p, t0)
+
+	h.enqueue("app@bad.example", []string{"a@gmail.com"}, msgBody)
+	if evs := h.expect(1); evs[0].Event != "deferred" || evs[0].Provider != "google" {
+		t.Fatalf("%+v", evs)
+	}
+	good := h.enqueue("app@good.example", []string{"b@gmail.com"}, msgBody)
+	if evs := h.expect(1); evs[0].Event != "delivered" || evs[0].ID != good {
+		t.Fatalf("the other sender domain's mail: %+v", evs)
+	}
+	held := h.enqueue("other@bad.example", []string{"c@gmail.com"}, msgBody)
+	deadline := time.After(10 * time.Second)
+	for {
+		m, _ := h.store.Get(t.Context(), held)
+		if len(m.Recipients) == 1 && m.Recipients[0].NextAttempt.Equal(t0.Add(time.Hour)) {
+			if m.Recipients[0].Attempts != 0 || m.Recipients[0].Status != queue.Queued {
+				t.Fatalf("held recipient: %+v", m.Recipients[0])
+			}
+			break
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("bad.example's second message not held to the end of the suspension: %+v", m)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	// Once held, good.example still goes.
+	good2 := h.enqueue("app@good.example", []string{"d@gmail.com"}, msgBody)
+	if evs := h.expect(1); evs[0].Event != "delivered" || evs[0].ID != good2 {
+		t.Fatalf("after the hold: %+v", evs)
+	}
+	mu.Lock()
+	if mails["bad.example"] != 1 || mails["good.example"] != 2 {
+		t.Fatalf("MAIL FROM per sender domain: %v", mails)
+	}
+	mu.Unlock()
+	for _, ps := range h.engine.Snapshot(t0) {
+		if ps.Name != "google" {
+			continue
+		}
+		if ps.SuspendedUntil != nil || len(ps.Senders) != 1 || ps.Senders[0].Domain != "bad.example" || ps.Senders[0].Scope != policy.ScopeDomain {
+			t.Fatalf("providers: %+v", ps)
+		}
 	}
 }

@@ -30,10 +30,16 @@ type Shaper interface {
 	Allow(src, provider, domain string, now time.Time) (ok bool, at time.Time)
 	// Suspended returns the end of the provider's suspension, if any.
 	Suspended(src, provider, domain string, now time.Time) (until time.Time, why string, ok bool)
-	// Observe judges a failing reply and applies any provider-wide action.
-	Observe(src, provider, domain string, r policy.Reply, now time.Time) Verdict
+	// Observe judges a failing reply to mail of sender domain sender ("" the
+	// null sender) and applies any provider-wide action; a reply about the
+	// sender domain (DMARC, SPF, DKIM, domain reputation) holds only that
+	// sender domain's mail (issue 14 §2).
+	Observe(src, sender, provider, domain string, r policy.Reply, now time.Time) Verdict
+	// SenderHeld returns the end of the hold of sender domain sender's mail
+	// at the provider, if any: the connection and other senders go on.
+	SenderHeld(sender, provider, domain string, now time.Time) (until time.Time, why string, ok bool)
 	// Delivered reports a success (resets backoff, lets throttles recover).
-	Delivered(src, provider, domain string, now time.Time) []policy.Event
+	Delivered(src, sender, provider, domain string, now time.Time) []policy.Event
 	// NextAttempt is the recipient's next retry after `attempts` attempts
 	// since queuedAt; expired when the provider's lifetime is over.
 	NextAttempt(provider string, attempts int, queuedAt, now time.Time) (next time.Time, expired bool)
@@ -121,15 +127,28 @@ func (s EngineShaper) Suspended(src, provider, domain string, now time.Time) (ti
 	return until, why, !until.IsZero()
 }
 
-func (s EngineShaper) Observe(src, provider, domain string, r policy.Reply, now time.Time) Verdict {
-	o := s.E.ObserveFrom(src, provider, domain, r, now)
+func (s EngineShaper) Observe(src, sender, provider, domain string, r policy.Reply, now time.Time) Verdict {
+	o := s.E.ObserveSender(src, sender, provider, domain, r, now)
 	if s.Fleet != nil {
 		_, sk := s.E.Keys(provider, domain)
 		for _, ev := range o.Events {
 			// The engine holds an IP's news under SRC|KEY, a rule's
-			// `scope: provider` under the bare key (every source IP).
+			// `scope: provider` under the bare key (every source IP), a
+			// sender domain's under from:DOMAIN|KEY (every node, that
+			// domain's mail only).
 			key, scope := policy.SourceKey(ev.SourceIP, sk), policy.ScopeOf(o.Decision, r)
-			if src != "" && ev.SourceIP == "" {
+			if ev.SenderDomain != "" {
+				key, scope = policy.SenderKey(ev.SenderDomain, sk), policy.ScopeDomain
+			} else if scope == policy.ScopeDomain {
+				// A reply about the domain that could not be kept per
+				// sender domain (no sender, a `scope: provider` rule, a
+				// throttle) holds what the engine held.
+				scope = policy.ScopeProvider
+				if ev.SourceIP != "" {
+					scope = policy.ScopeIP
+				}
+			}
+			if src != "" && ev.SourceIP == "" && ev.SenderDomain == "" {
 				scope = policy.ScopeProvider
 			}
 			s.Fleet.Learned(scope, ev.SourceIP, key, s.E.ScopeOfKey(key), now)
@@ -139,8 +158,13 @@ func (s EngineShaper) Observe(src, provider, domain string, r policy.Reply, now 
 	return Verdict{Decision: o.Decision, Events: o.Events}
 }
 
-func (s EngineShaper) Delivered(src, provider, domain string, now time.Time) []policy.Event {
-	return s.E.DeliveredFrom(src, provider, domain, now)
+func (s EngineShaper) SenderHeld(sender, provider, domain string, now time.Time) (time.Time, string, bool) {
+	until, why := s.E.SenderHeld(sender, provider, domain, now)
+	return until, why, !until.IsZero()
+}
+
+func (s EngineShaper) Delivered(src, sender, provider, domain string, now time.Time) []policy.Event {
+	return s.E.DeliveredSender(src, sender, provider, domain, now)
 }
 
 func (s EngineShaper) NextAttempt(provider string, attempts int, queuedAt, now time.Time) (time.Time, bool) {
