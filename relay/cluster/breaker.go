@@ -76,16 +76,7 @@ func (c *Cluster) pushBreaker(n breakerNews) {
 		_, err := pipe.Exec(ctx)
 		return err
 	}
-	if !c.Up() {
-		c.later(push)
-		return
-	}
-	ctx, cancel := c.callCtx()
-	defer cancel()
-	if err := push(ctx); err != nil {
-		c.failed(err)
-		c.later(push)
-	}
+	c.pushOrLater(push)
 }
 
 // breakerLoop follows the breaker channel after catching up on the hash,

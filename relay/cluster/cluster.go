@@ -327,6 +327,21 @@ func (c *Cluster) beat(ctx context.Context) {
 
 // later keeps fn, which failed or could not be tried with the link down,
 // to run when it comes back.
+// pushOrLater sends news to Redis now, or, with the link down or the call
+// failing, keeps it for flush when the link returns.
+func (c *Cluster) pushOrLater(push func(ctx context.Context) error) {
+	if !c.Up() {
+		c.later(push)
+		return
+	}
+	ctx, cancel := c.callCtx()
+	defer cancel()
+	if err := push(ctx); err != nil {
+		c.failed(err)
+		c.later(push)
+	}
+}
+
 func (c *Cluster) later(fn func(ctx context.Context) error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

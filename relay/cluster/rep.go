@@ -80,16 +80,7 @@ func (c *Cluster) Publish(r Reputation) {
 		_, err := pipe.Exec(ctx)
 		return err
 	}
-	if !c.Up() {
-		c.later(push)
-		return
-	}
-	ctx, cancel := c.callCtx()
-	defer cancel()
-	if err := push(ctx); err != nil {
-		c.failed(err)
-		c.later(push)
-	}
+	c.pushOrLater(push)
 }
 
 // repLoop follows the reputation channel, after catching up on the

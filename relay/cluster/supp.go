@@ -45,16 +45,7 @@ func (c *Cluster) pushSupp(op, addr string, entry []byte) {
 		_, err := pipe.Exec(ctx)
 		return err
 	}
-	if !c.Up() {
-		c.later(push)
-		return
-	}
-	ctx, cancel := c.callCtx()
-	defer cancel()
-	if err := push(ctx); err != nil {
-		c.failed(err)
-		c.later(push)
-	}
+	c.pushOrLater(push)
 }
 
 // suppLoop catches up (from the saved cursor, or the whole hash) and then
