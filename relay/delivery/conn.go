@@ -239,7 +239,10 @@ func Dial(ctx context.Context, host string, ip netip.Addr, opts Options) (*Conn,
 
 func dial(ctx context.Context, host string, ip netip.Addr, opts Options, tryTLS bool) (*Conn, error) {
 	c := &Conn{host: host, ip: ip, opts: opts}
-	d := net.Dialer{Timeout: opts.Timeouts.Connect}
+	// No TCP keepalive: each step has its own deadline, which ends a
+	// connection to a vanished peer, as Postfix's smtp client does; Go's
+	// keepalive cost four setsockopt calls (and a uname) per connection.
+	d := net.Dialer{Timeout: opts.Timeouts.Connect, KeepAlive: -1}
 	if opts.SourceIP.IsValid() {
 		d.LocalAddr = &net.TCPAddr{IP: opts.SourceIP.AsSlice()}
 	}
