@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"bytes"
@@ -29,12 +29,12 @@ import (
 	"facteur/relay/webhook"
 )
 
-// policyStateKey is where the policy engine's state (suspensions, backoff
+// PolicyStateKey is where the policy engine's state (suspensions, backoff
 // levels, throttles) lives in the queue database, so that it survives a
 // restart (issue 5 §7).
-const policyStateKey = "policy/state"
+const PolicyStateKey = "policy/state"
 
-func loadPolicy(cfg *config.Config) (*policy.Policy, error) {
+func LoadPolicy(cfg *config.Config) (*policy.Policy, error) {
 	if cfg.Policy == "" {
 		return policy.Builtin()
 	}
@@ -155,7 +155,7 @@ func (d *daemon) savePolicyState(ctx context.Context) {
 	defer d.policyMu.Unlock()
 	b, err := d.engine.MarshalState()
 	if err == nil {
-		err = d.store.PutState(ctx, policyStateKey, b)
+		err = d.store.PutState(ctx, PolicyStateKey, b)
 	}
 	if err != nil {
 		d.log.Error(maillog.PolicyStateNotSaved, "err", err)
@@ -167,7 +167,7 @@ func (d *daemon) savePolicyState(ctx context.Context) {
 func (d *daemon) reloadPolicy() error {
 	d.policyMu.Lock()
 	defer d.policyMu.Unlock()
-	p, err := loadPolicy(d.cfg)
+	p, err := LoadPolicy(d.cfg)
 	if err != nil {
 		d.log.Error(maillog.PolicyReloadRefused, "err", err)
 		return err
@@ -321,29 +321,6 @@ func domainOf(addr string) string {
 		return strings.ToLower(addr[i+1:])
 	}
 	return ""
-}
-
-// routeRegistrars add admin endpoints defined in other files of this
-// command (suppressions, bounces, metrics, status).
-var routeRegistrars []func(d *daemon, routes map[string]http.Handler)
-
-// routes are the daemon's admin endpoints beyond the queue.
-func (d *daemon) routes() map[string]http.Handler {
-	m := d.baseRoutes()
-	for _, r := range routeRegistrars {
-		r(d, m)
-	}
-	return m
-}
-
-func (d *daemon) baseRoutes() map[string]http.Handler {
-	return map[string]http.Handler{
-		"GET /providers":                http.HandlerFunc(d.providers),
-		"POST /providers/{name}/resume": http.HandlerFunc(d.resume),
-		"POST /policy/reload":           http.HandlerFunc(d.policyReload),
-		"GET /policy":                   http.HandlerFunc(d.policyShow),
-		"GET /events":                   http.HandlerFunc(d.recentEvents),
-	}
 }
 
 func (d *daemon) providers(w http.ResponseWriter, r *http.Request) {

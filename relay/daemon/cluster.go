@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -85,30 +85,5 @@ func (d *daemon) clusterConnections(states []policy.ProviderState) {
 		for j := range s.Destinations {
 			s.Destinations[j].ClusterConnections = n(s.Name, s.Destinations[j].Domain)
 		}
-	}
-}
-
-// printClusterStatus is the cluster part of `facteur status`.
-func printClusterStatus(st *cluster.Status) {
-	if st == nil {
-		return
-	}
-	link := "up"
-	if !st.Up {
-		link = "DOWN (this node shapes alone on its share of each limit)"
-		if st.LastErr != "" {
-			link += ": " + st.LastErr
-		}
-	}
-	fmt.Printf("\ncluster: node %s, redis %s, link %s\n", st.Node, strings.Join(st.Redis, ","), link)
-	for _, n := range st.Nodes {
-		state := "alive"
-		if !n.Alive {
-			state = "silent"
-		}
-		fmt.Printf("  %s\t%s, heartbeat %.1fs ago\n", n.Name, state, n.AgeSeconds)
-	}
-	if st.Pending > 0 {
-		fmt.Printf("  %d change%s waiting for the link\n", st.Pending, plural(st.Pending))
 	}
 }
