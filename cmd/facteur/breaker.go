@@ -3,12 +3,13 @@ package main
 import (
 	"encoding/json"
 	"errors"
-	"facteur/relay/admin/client"
-	"facteur/relay/daemon"
 	"fmt"
 	"os"
 	"sort"
 	"text/tabwriter"
+
+	"facteur/relay/admin/client"
+	"facteur/relay/daemon"
 )
 
 // facteur breaker list and facteur breaker reset (issue 21): the daemon's

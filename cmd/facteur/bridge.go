@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/url"
 	"time"
 
@@ -15,7 +16,6 @@ import (
 	"facteur/relay/daemon"
 	"facteur/relay/scheduler"
 	"facteur/relay/webhook"
-	"log/slog"
 )
 
 // The daemon's bounce-ingest and suppression endpoints still live in this

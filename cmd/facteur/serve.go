@@ -2,13 +2,14 @@ package main
 
 import (
 	"context"
-	"facteur/relay/daemon"
-	"facteur/relay/maillog"
 	"io"
 	"os"
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+
+	"facteur/relay/daemon"
+	"facteur/relay/maillog"
 )
 
 // memoryLimit is the runtime's soft memory limit unless GOMEMLIMIT is set.

@@ -2,17 +2,18 @@ package daemon
 
 import (
 	"errors"
-	"facteur/queue"
-	"facteur/relay/admin"
-	"facteur/relay/breaker"
-	"facteur/relay/config"
-	"facteur/relay/maillog"
 	"fmt"
 	"io"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"facteur/queue"
+	"facteur/relay/admin"
+	"facteur/relay/breaker"
+	"facteur/relay/config"
+	"facteur/relay/maillog"
 )
 
 // tripWWWData trips user=www-data (and its sender domain) in g.

@@ -2,35 +2,11 @@ package daemon
 
 import (
 	"context"
-	"fmt"
-	"log/slog"
-	"os"
-	"strings"
 	"time"
 
 	"facteur/policy"
 	"facteur/relay/cluster"
-	"facteur/relay/config"
 )
-
-// newCluster returns the node's link to the fleet (issue 14), nil without
-// a cluster block. It connects nothing yet.
-func newCluster(cfg *config.Config, log *slog.Logger) (*cluster.Cluster, error) {
-	cl := cfg.Cluster
-	if cl == nil {
-		return nil, nil
-	}
-	pw := ""
-	if cl.PasswordFile != "" {
-		b, err := os.ReadFile(cl.PasswordFile)
-		if err != nil {
-			return nil, fmt.Errorf("cluster.password_file: %w", err)
-		}
-		pw = strings.TrimSpace(string(b))
-	}
-	return cluster.New(cluster.Options{Redis: cl.Redis, MasterName: cl.MasterName, Password: pw, TLS: cl.TLS,
-		Node: cl.Node, Prefix: cl.Prefix, Lease: time.Duration(cl.Lease), SourceIP: cfg.Delivery.SourceIP, Log: log})
-}
 
 // wireCluster connects the fleet to this node's engine and queue: the
 // others' news in, this node's suppressions out.

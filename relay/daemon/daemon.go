@@ -1,505 +1,515 @@
+// Package daemon assembles facteur's daemon from a config.Config and runs
+// it (facteur serve): the queue, the SMTP listeners and pickup, the
+// scheduler, the admin sockets and routes, the circuit breaker, the pools,
+// the cluster link, webhooks and metrics. It also answers the admin
+// routes that make sense with the daemon down (queue, providers, breaker)
+// from the database, through the same handlers (offline.go), so that the
+// CLI calls one function either way.
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
+	"net"
 	"os"
-	"os/signal"
-	"sort"
-	"strings"
+	"os/user"
+	"path/filepath"
+	"strconv"
 	"sync"
-	"syscall"
+	"sync/atomic"
 	"time"
 
-	"facteur/dkim"
+	"golang.org/x/sync/errgroup"
+
 	"facteur/policy"
+	"facteur/policy/bounce"
 	"facteur/queue"
+	"facteur/queue/maildrop"
 	"facteur/relay/admin"
+	"facteur/relay/cleanup"
 	"facteur/relay/clock"
+	"facteur/relay/cluster"
 	"facteur/relay/config"
-	"facteur/relay/delivery"
+	"facteur/relay/dashboard"
+	"facteur/relay/guard"
+	"facteur/relay/inbound"
+	"facteur/relay/local"
 	"facteur/relay/maillog"
+	"facteur/relay/metrics"
+	"facteur/relay/pickup"
+	"facteur/relay/pool"
+	"facteur/relay/resolver"
 	"facteur/relay/scheduler"
+	"facteur/relay/submission"
 	"facteur/relay/webhook"
 )
 
-// PolicyStateKey is where the policy engine's state (suspensions, backoff
-// levels, throttles) lives in the queue database, so that it survives a
-// restart (issue 5 §7).
-const PolicyStateKey = "policy/state"
+// DropGroup is the group that owns the maildrop; the shim is installed
+// setgid to it (Postfix's postdrop group).
+const DropGroup = "facteur-drop"
 
-func LoadPolicy(cfg *config.Config) (*policy.Policy, error) {
-	if cfg.Policy == "" {
-		return policy.Builtin()
-	}
-	return policy.Load(cfg.Policy)
+// daemon holds the parts of a running facteur.
+type daemon struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	store   *queue.Store
+	cleanup *cleanup.Cleanup
+	smtp    *submission.Server
+	admin   *admin.Server
+	showq   *admin.Showq
+	// adminPeers are who may use the admin socket.
+	adminPeers admin.Peers
+	pickup     *pickup.Pickup
+	sched      *scheduler.Scheduler
+	engine     *policy.Engine
+	events     *eventRing
+	// tally counts outcomes and complaints for the dashboard (issue 18).
+	tally *dashboard.Tally
+	// dash is the web dashboard, served on the admin TCP listener.
+	dash    *dashboard.Dashboard
+	metrics *metrics.Metrics
+	alarm   atomic.Bool // the queue-depth alarm is raised
+	// webhookPending reports the webhook outbox size (0 without webhooks).
+	webhookPending func() int
+	hooks          []*webhook.Webhook
+	// verpSecret keys the VERP tokens; nil when bounces.domain is unset.
+	verpSecret []byte
+	inbound    []*inbound.Server
+	// arrivals remembers the last hour's messages for facteur top.
+	arrivals admin.Arrivals
+	// breaker is the per-sender circuit breaker; nil when it is off.
+	breaker *breakerGuard
+	// flushReq asks flushLoop for a whole-queue flush as of the time sent.
+	flushReq chan time.Time
+
+	policyMu sync.Mutex // serialises reloads and state saves
+
+	// pools are the outbound IP pools (issue 17); nil without pools.
+	pools       *pool.Set
+	warmupMu    sync.Mutex // guards warmupSaved, serialises saves
+	warmupSaved time.Time
+	// cluster is the link to the fleet's Redis (issue 14); nil alone.
+	cluster *cluster.Cluster
 }
 
-// dkimSigner adapts dkim.Signer to cleanup.Signer.
-type dkimSigner struct{ s *dkim.Signer }
-
-func (d dkimSigner) Sign(msg []byte, now time.Time) ([]byte, string, string, error) {
-	signed, res, err := d.s.Sign(msg, now)
-	if err != nil {
-		return nil, "", "", err
-	}
-	if res.Unsigned != "" {
-		return signed, res.Domain, "unsigned: " + res.Unsigned, nil
-	}
-	return signed, res.Domain, "", nil
-}
-
-func dkimKeys(cfg *config.Config) []dkim.KeyConfig {
-	var keys []dkim.KeyConfig
-	for _, k := range cfg.DKIM {
-		keys = append(keys, dkim.KeyConfig{Domain: k.Domain, Selector: k.Selector, Key: k.Key, Algorithm: k.Algorithm, Headers: k.Headers, Subdomains: k.Subdomains})
-	}
-	return keys
-}
-
-func newSigner(cfg *config.Config) (dkimSigner, []string, error) {
-	// x= never shorter than the queue lifetime: the last retry must verify
-	// (issue 6 §5). A day of margin covers clock skew at the receiver.
-	s, warnings, err := dkim.New(dkimKeys(cfg), dkim.Options{Expiration: time.Duration(cfg.Delivery.MaxLifetime) + 24*time.Hour})
-	if err != nil {
-		return dkimSigner{}, nil, fmt.Errorf("dkim (%s): %w", cfg.File, err)
-	}
-	return dkimSigner{s}, warnings, nil
-}
-
-func schedulerOptions(cfg *config.Config) (scheduler.Options, error) {
-	dial := delivery.Options{
-		Hostname: cfg.Hostname,
-		Port:     cfg.Delivery.Port,
-		NoTLS:    cfg.Delivery.TLS == "none",
-		Timeouts: delivery.TimeoutsFrom(cfg.Delivery.Timeouts),
-	}
-	if cfg.Delivery.SourceIP != "" {
-		ip, err := parseAddr(cfg.Delivery.SourceIP)
-		if err != nil {
-			return scheduler.Options{}, err
-		}
-		dial.SourceIP = ip
-	}
-	relay := dial
-	switch cfg.Delivery.RelayhostTLS {
-	case "implicit":
-		relay.ImplicitTLS = true
-	case "starttls":
-		relay.RequireTLS = true
-	case "none":
-		relay.NoTLS = true
-	}
-	if relay.NoTLS {
-		if cfg.Delivery.RelayhostAuth != nil && cfg.Delivery.RelayhostTLSVerify {
-			return scheduler.Options{}, errors.New("delivery.relayhost_auth: the password would go in plaintext with relayhost_tls: none")
-		}
-	} else {
-		// The relayhost is one known server: its certificate must verify
-		// for its name (issue 11 §7), and old TLS versions are refused.
-		relay.MinTLSVersion = tls.VersionTLS12
-		relay.VerifyTLS = cfg.Delivery.RelayhostTLSVerify
-		relay.AuthUnverified = !cfg.Delivery.RelayhostTLSVerify
-		if cfg.Delivery.RelayhostTLSCA != "" {
-			pem, err := os.ReadFile(cfg.Delivery.RelayhostTLSCA)
-			if err != nil {
-				return scheduler.Options{}, fmt.Errorf("delivery.relayhost_tls_ca: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return scheduler.Options{}, fmt.Errorf("delivery.relayhost_tls_ca %s: no PEM certificate in it", cfg.Delivery.RelayhostTLSCA)
-			}
-			relay.RootCAs = pool
-		}
-	}
-	if a := cfg.Delivery.RelayhostAuth; a != nil {
-		pw, err := os.ReadFile(a.PasswordFile)
-		if err != nil {
-			return scheduler.Options{}, fmt.Errorf("delivery.relayhost_auth.password_file: %w", err)
-		}
-		relay.Auth = &delivery.Auth{Username: a.Username, Password: strings.TrimRight(string(pw), "\r\n")}
-	}
-	routes, routeTLS := map[string]string{}, map[string]string{}
-	for dom, r := range cfg.Routes {
-		if r.To != "" {
-			routes[dom] = r.To
-		}
-		if r.TLS != "" {
-			routeTLS[dom] = r.TLS
-		}
-	}
-	return scheduler.Options{
-		Hostname:        cfg.Hostname,
-		Workers:         cfg.Delivery.Workers,
-		Dial:            dial,
-		Relayhost:       string(cfg.Delivery.Relayhost),
-		RelayhostDial:   relay,
-		Routes:          routes,
-		RouteTLS:        routeTLS,
-		MaxLifetime:     time.Duration(cfg.Delivery.MaxLifetime),
-		HostUnknownTTL:  time.Duration(cfg.Suppression.HostUnknownTTL),
-		Postmaster:      cfg.PostmasterAddress(),
-		ShutdownTimeout: time.Duration(cfg.ShutdownTimeout),
-	}, nil
-}
-
-// savePolicyState stores the engine's state after a provider event.
-func (d *daemon) savePolicyState(ctx context.Context) {
-	d.policyMu.Lock()
-	defer d.policyMu.Unlock()
-	b, err := d.engine.MarshalState()
-	if err == nil {
-		err = d.store.PutState(ctx, PolicyStateKey, b)
-	}
-	if err != nil {
-		d.log.Error(maillog.PolicyStateNotSaved, "err", err)
-	}
-}
-
-// reloadPolicy swaps in the policy file atomically; a bad file is refused
-// and the old policy stays (issue 5 §1).
-func (d *daemon) reloadPolicy() error {
-	d.policyMu.Lock()
-	defer d.policyMu.Unlock()
-	p, err := LoadPolicy(d.cfg)
-	if err != nil {
-		d.log.Error(maillog.PolicyReloadRefused, "err", err)
+// Run assembles the daemon of cfg and runs it until ctx ends (SIGTERM):
+// everything that can refuse the start is checked before anything is
+// created, every listener is bound before anything is served, and the
+// shutdown lets sessions in DATA finish within shutdown_timeout.
+func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options) error {
+	// The dashboard shows a message's log lines: every line with a queue
+	// ID is kept in memory (bounded) as well as written.
+	book := dashboard.NewLogBook()
+	log = slog.New(book.Handler(log.Handler()))
+	// Secrets other users can read are refused before anything starts,
+	// as DKIM keys are (issue 11 §9).
+	if err := cfg.CheckSecrets(); err != nil {
 		return err
 	}
-	d.engine.Swap(p, time.Now())
-	d.log.Info(maillog.PolicyReloaded, "file", d.cfg.Policy)
-	d.sched.Wake()
-	return nil
-}
-
-func (d *daemon) reloadOnHUP(ctx context.Context) error {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-hup:
-			d.reloadPolicy()
-		}
+	for _, w := range cfg.Warnings() {
+		log.Warn(maillog.ConfigWarning, "warning", w)
 	}
-}
-
-// Flush makes the recipients of the messages f selects due now (the whole
-// queue for the empty filter) and reports those a provider suspension still
-// holds (issue 3 §6, issue 5 §6). Nothing outside f is touched.
-func (d *daemon) Flush(ctx context.Context, f queue.Filter) (admin.FlushReport, error) {
-	now := time.Now()
-	var rep admin.FlushReport
-	if !f.Empty() {
-		// Only what f selects moves (issue 13: a filtered flush must not
-		// retry the rest early nor push its schedule out).
-		n, err := d.store.FlushMatching(ctx, f, now)
-		if err != nil {
-			return admin.FlushReport{}, err
-		}
-		rep.Flushed = n
-	} else {
-		// The whole queue is moved by flushLoop, a batch per transaction,
-		// while the scheduler sends what each batch made due: a flush of a
-		// million messages answers at once (issue 19 §2), as Postfix's
-		// postqueue -f only signals qmgr. The count is of the recipients
-		// waiting, from the counters.
-		st, err := d.store.Stats(ctx)
-		if err != nil {
-			return admin.FlushReport{}, err
-		}
-		rep.Flushed = st.Recipients[queue.Queued] + st.Recipients[queue.Deferred]
-		select {
-		case d.flushReq <- now:
-		default: // one is pending already; it flushes everything
-		}
-	}
-	skip := func(m queue.Message) error {
-		for _, r := range m.Recipients {
-			if r.Status.Final() || r.Status == queue.Held || r.Provider == "" {
-				continue
-			}
-			if until, why := d.engine.SuspendedUntil(r.Provider, domainOf(r.Address), now); !until.IsZero() {
-				if len(rep.Skipped) == maxSkippedReport {
-					return errSkippedFull
-				}
-				rep.Skipped = append(rep.Skipped, admin.SkippedEntry{ID: m.ID, Rcpt: r.Address, Provider: r.Provider, Until: until, Reason: why})
-			}
-		}
-		return nil
-	}
-	if d.suspendedWaiting(ctx, now) {
-		// Only a suspension can hold a recipient back, and the counters say
-		// whether one holds any: without, there is nothing to walk. The walk
-		// reads a page at a time (or only the IDs given) and the report is
-		// bounded.
-		if err := d.store.Each(ctx, f, skip); err != nil && !errors.Is(err, errSkippedFull) {
-			return admin.FlushReport{}, err
-		}
-	}
-	// As Postfix's flush, it revives dead destinations: try them now.
-	d.sched.Revive()
-	return rep, nil
-}
-
-// maxSkippedReport bounds the recipients a flush lists as held back by a
-// suspension; the log and `facteur providers` say the rest.
-const maxSkippedReport = 1000
-
-var errSkippedFull = errors.New("skipped report full")
-
-// suspendedWaiting reports whether a suspended provider or destination has
-// recipients waiting, from the queue's counters.
-func (d *daemon) suspendedWaiting(ctx context.Context, now time.Time) bool {
-	cs, err := d.store.Counts(ctx)
+	// Everything that can refuse the start is checked before anything is
+	// created: a start that fails leaves no data_dir behind.
+	pol, err := LoadPolicy(cfg)
 	if err != nil {
-		return true // walk, rather than leave out what a flush skips
+		return err
 	}
-	for _, c := range cs {
-		if c.Provider == "" || !(c.Status == queue.Queued || c.Status == queue.Deferred) {
-			continue
+	var signer cleanup.Signer
+	if len(cfg.DKIM) > 0 {
+		s, warnings, err := newSigner(cfg)
+		if err != nil {
+			return err
 		}
-		if until, _ := d.engine.SuspendedUntil(c.Provider, c.Domain, now); !until.IsZero() {
-			return true
+		for _, w := range warnings {
+			log.Warn(maillog.DKIMWarning, "warning", w)
 		}
+		signer = s
 	}
-	return false
-}
+	res, err := resolver.New(resolver.Options{Server: string(cfg.Resolver), IPVersion: cfg.Delivery.IPVersion})
+	if err != nil {
+		return fmt.Errorf("resolver: %w", err)
+	}
+	schedOpts, err := schedulerOptions(cfg)
+	if err != nil {
+		return err
+	}
+	vsecret, err := opts.VERPSecret(cfg)
+	if err != nil {
+		return err
+	}
+	// Listening before anything else, the queue's opening included (and
+	// once the config and policy are known good: a start that fails on
+	// them creates nothing).
+	early, err := bindEarly(cfg)
+	if err != nil {
+		return err
+	}
+	defer early.closeRest()
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("data_dir: %w", err)
+	}
+	store, err := queue.Open(filepath.Join(cfg.DataDir, "queue.db"), queue.Options{})
+	if err != nil {
+		return fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
+	}
+	defer closeStore(store, log)
 
-// flushLoop runs the whole-queue flushes `queue flush` asks for, one batch
-// per transaction, waking the scheduler after each so that delivery starts
-// with the first batch.
-func (d *daemon) flushLoop(ctx context.Context) error {
-	for {
-		var now time.Time
-		select {
-		case <-ctx.Done():
-			return nil
-		case now = <-d.flushReq:
+	dropDir := filepath.Join(cfg.DataDir, "maildrop")
+	gid := -1
+	if g, err := user.LookupGroup(DropGroup); err == nil {
+		gid, _ = strconv.Atoi(g.Gid)
+	}
+	if err := maildrop.Init(dropDir, gid); err != nil {
+		return err
+	}
+
+	d := &daemon{cfg: cfg, log: log, store: store, events: newEventRing(1000), tally: dashboard.NewTally(), verpSecret: vsecret, flushReq: make(chan time.Time, 1)}
+	if schedOpts.TLSPolicy, err = newTLSPolicy(cfg, res, store, log); err != nil {
+		return err
+	}
+
+	d.engine = policy.NewEngine(pol)
+	if st, err := store.State(ctx, PolicyStateKey); err == nil {
+		if err := d.engine.RestoreState(st, time.Now()); err != nil {
+			log.Warn(maillog.PolicyStateNotRestored, "err", err)
 		}
-		total := 0
-		var c queue.FlushCursor
-		for !c.Done() {
-			n, err := d.store.FlushBatch(ctx, now, &c)
-			total += n
-			if err != nil {
-				if ctx.Err() == nil {
-					d.log.Error(maillog.QueueFlush, "err", err)
-				}
-				break
+	}
+	if d.pools, err = newPools(ctx, cfg, store, d.engine, time.Now()); err != nil {
+		log.Warn(maillog.PolicyStateNotRestored, "err", err)
+	}
+	schedOpts.Pools = d.pools
+
+	if cfg.Bounces.Domain != "" {
+		secret, domain := d.verpSecret, cfg.Bounces.Domain
+		schedOpts.ReturnPath = func(id queue.ID, rcpt string) string {
+			return bounce.VERPAddress("bounces", domain, bounce.EncodeToken(string(id), rcpt, secret))
+		}
+	}
+	hooks, err := newWebhooks(ctx, cfg, store, log)
+	if err != nil {
+		return err
+	}
+	d.hooks = hooks
+	d.webhookPending = func() int {
+		n := 0
+		for _, h := range hooks {
+			n += h.Pending()
+		}
+		return n
+	}
+	if d.cluster, err = newCluster(cfg, log); err != nil {
+		return err
+	}
+	if d.cluster != nil {
+		defer d.cluster.Close()
+	}
+	d.metrics = d.newMetrics()
+	schedOpts.OnProviderEvent = func(evs []policy.Event) {
+		// Saved even during shutdown's grace period: the state must
+		// survive the restart that follows.
+		d.savePolicyState(context.WithoutCancel(ctx))
+		for _, e := range evs {
+			d.metrics.ProviderEvent(string(e.Kind), e.Provider)
+		}
+	}
+	// Webhook events are written while the scheduler finishes its last
+	// transactions at shutdown: their context outlives the daemon's.
+	hookCtx := context.WithoutCancel(ctx)
+	schedOpts.OnEvent = func(e scheduler.DeliveryEvent) {
+		d.events.add(e)
+		d.tally.Record(dashboard.Event{Kind: e.Event, ID: e.ID, Sender: e.Sender, User: e.User, Rcpt: e.Rcpt,
+			Provider: e.Provider, Class: e.Class, Response: e.Response, At: e.At})
+		d.arrivals.Event(e.ID, e.Rcpt, e.Event)
+		d.metrics.Recipient(e.Event, e.Provider, e.Class, e.Latency, e.At)
+		if e.SourceIP != "" {
+			d.metrics.SourceIP(e.Event, e.SourceIP, e.Provider)
+			d.saveWarmup(hookCtx, false)
+		}
+		if e.Event == "delivered" && e.TLS != "" {
+			d.metrics.DeliveredTLS(e.TLS)
+		}
+		for _, h := range hooks {
+			ev := webhook.Event{Event: webhook.Kind(e.Event), ID: string(e.ID), Sender: e.Sender, Recipient: e.Rcpt,
+				Provider: e.Provider, Class: e.Class, Response: e.Response, Timestamp: e.At}
+			if err := h.Add(hookCtx, ev); err != nil {
+				log.Error(maillog.WebhookOutbox, "qid", string(e.ID), "err", err)
 			}
+		}
+	}
+	if cfg.Breaker != nil {
+		d.breaker = newBreakerGuard(ctx, cfg, store, log)
+		d.breaker.d, d.breaker.hooks = d, hooks
+		schedOpts.Breaker = d.breaker
+		if d.cluster != nil {
+			// Issue 21 §3: a trip or reset at any node holds at every node.
+			d.breaker.fleet = d.cluster
+			d.cluster.SetBreakerHandler(&cluster.BreakerNode{B: d.breaker.b, OnTrip: d.breaker.imposed, OnReset: d.breaker.resetByFleet})
+		}
+	}
+	cleanOpts := cleanup.Options{
+		Hostname:    cfg.Hostname,
+		LocalDomain: cfg.LocalDomain,
+		Aliases:     loadAliases(cfg, log),
+		Senders:     cfg.Senders,
+		MaxHops:     cfg.MaxHops,
+		Hold:        d.breaker.Hold, // nil-safe: no breaker, no hold
+		Notify: func() {
+			d.metrics.Received()
 			d.sched.Wake()
-		}
-		d.log.Info(maillog.QueueFlushed, "messages", total)
-	}
-}
-
-// decorate gives a recipient not tried yet the provider its domain names
-// (the MX is looked up at the first attempt, which may refine it).
-func (d *daemon) decorate(msgs []queue.Message) { decorate(d.engine.Policy(), msgs) }
-
-func decorate(p *policy.Policy, msgs []queue.Message) {
-	for i := range msgs {
-		for j := range msgs[i].Recipients {
-			if r := &msgs[i].Recipients[j]; r.Provider == "" {
-				r.Provider = p.Recognize(domainOf(r.Address), nil)
+		},
+		Queued: func(env queue.Envelope, subject string, at time.Time) {
+			m := queue.Message{ID: env.ID, Sender: env.Sender, Created: at, ClientIP: env.ClientIP, User: env.User}
+			st := queue.Queued
+			if env.Hold != "" {
+				st = queue.Held // the breaker held it at acceptance
 			}
-		}
-	}
-}
-
-func domainOf(addr string) string {
-	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
-		return strings.ToLower(addr[i+1:])
-	}
-	return ""
-}
-
-func (d *daemon) providers(w http.ResponseWriter, r *http.Request) {
-	states, err := d.providerStates(r.Context(), time.Now())
-	if err != nil {
-		admin.WriteError(w, http.StatusInternalServerError, err)
-		return
-	}
-	admin.WriteJSON(w, http.StatusOK, states)
-}
-
-// providerStates is every provider's live state with its queued and
-// deferred counts (GET /providers and the dashboard).
-func (d *daemon) providerStates(ctx context.Context, now time.Time) ([]policy.ProviderState, error) {
-	states := d.engine.Snapshot(now)
-	fillIPs(states, d.pools, now)
-	// From the queue's per-destination counters: no scan (issue 19 §3).
-	cs, err := d.store.Counts(ctx)
-	if err != nil {
-		return nil, err
-	}
-	type counts struct{ queued, deferred int }
-	byProv := map[string]*counts{}
-	byDest := map[string]*counts{}
-	for _, qc := range cs {
-		p := qc.Provider
-		if p == "" {
-			p = d.engine.Policy().Recognize(qc.Domain, nil)
-		}
-		c := byProv[p]
-		if c == nil {
-			c = &counts{}
-			byProv[p] = c
-		}
-		dc := byDest[qc.Domain]
-		if dc == nil {
-			dc = &counts{}
-			byDest[qc.Domain] = dc
-		}
-		switch qc.Status {
-		case queue.Queued:
-			c.queued += qc.Count
-			dc.queued += qc.Count
-		case queue.Deferred:
-			c.deferred += qc.Count
-			dc.deferred += qc.Count
-		}
-	}
-	for i := range states {
-		if c := byProv[states[i].Name]; c != nil {
-			states[i].Queued, states[i].Deferred = c.queued, c.deferred
-		}
-		if states[i].Name == policy.DefaultProvider {
-			seen := map[string]bool{}
-			for j := range states[i].Destinations {
-				dst := &states[i].Destinations[j]
-				seen[dst.Domain] = true
-				if c := byDest[dst.Domain]; c != nil {
-					dst.Queued, dst.Deferred = c.queued, c.deferred
-				}
+			for _, r := range env.Recipients {
+				m.Recipients = append(m.Recipients, queue.Recipient{Address: r, Status: st})
 			}
-			// Every default destination with mail queued is listed.
-			var extra []string
-			for dom, c := range byDest {
-				if !seen[dom] && (c.queued+c.deferred) > 0 && d.engine.Policy().Recognize(dom, nil) == policy.DefaultProvider {
-					extra = append(extra, dom)
-				}
-			}
-			sort.Strings(extra)
-			for _, dom := range extra {
-				c := byDest[dom]
-				states[i].Destinations = append(states[i].Destinations, policy.DestinationState{Domain: dom, Queued: c.queued, Deferred: c.deferred})
-			}
+			d.arrivals.Add(m, admin.Subject(subject))
+		},
+	}
+	schedOpts.OwnDomains = []string{cfg.LocalDomain}
+	if cfg.MailSpool != "" {
+		boxes := &local.Mailboxes{Dir: cfg.MailSpool, LockTimeout: 10 * time.Second}
+		cleanOpts.LocalUser = boxes.Exists
+		schedOpts.Local = boxes
+	}
+	if cfg.Postmaster == "" {
+		// Double bounces go where mail to postmaster goes: its alias, else
+		// root's, else root's mailbox.
+		if pm := cleanup.New(cleanOpts, nil, nil, log).ExpandRecipient("postmaster"); len(pm) > 0 {
+			schedOpts.Postmaster = pm[0]
 		}
 	}
-	d.clusterConnections(states)
-	return states, nil
-}
-
-func (d *daemon) resume(w http.ResponseWriter, r *http.Request) {
-	if err := d.resumeProvider(r.Context(), r.PathValue("name")); err != nil {
-		admin.WriteError(w, http.StatusNotFound, err)
-		return
+	if _, ok := cleanOpts.Aliases["root"]; !ok {
+		log.Warn(maillog.RootNoAlias, "warning", "cron's and the system's mail to root goes to the local mailbox "+cfg.MailSpool+"/root; set aliases: {root: you@example.com} in the config or root: in "+cfg.AliasesFile)
 	}
-	admin.WriteJSON(w, http.StatusOK, map[string]string{"resumed": r.PathValue("name")})
-}
+	shaper := scheduler.EngineShaper{E: d.engine}
+	if d.cluster != nil {
+		shaper.Fleet = d.cluster
+	}
+	d.sched = scheduler.New(schedOpts, store, res, shaper, clock.Real{}, log)
+	if d.cluster != nil {
+		d.wireCluster(ctx)
+	}
 
-// resumeProvider lifts a provider's suspension, backoff and throttle, logs
-// it, saves the policy state and wakes the scheduler.
-func (d *daemon) resumeProvider(ctx context.Context, name string) error {
-	ev, err := d.engine.Resume(name, time.Now())
+	d.cleanup = cleanup.New(cleanOpts, store, signer, log)
+	// Issue 11: one guard for the SMTP path and pickup, so that the
+	// maildrop is no way around a limit.
+	abuse := guard.New(guard.Options{
+		PerClientIP:        cfg.Limits.PerClientIP.Rate,
+		PerClientIPTrusted: cfg.Limits.PerClientIPTrusted,
+		PerSender:          cfg.Limits.PerSender.Rate,
+		PerUser:            cfg.Limits.PerUser.Rate,
+		MaxQueue:           cfg.MaxQueue,
+		MinFreeDisk:        cfg.FreeDiskFloor(),
+		DataDir:            cfg.DataDir,
+		QueueSize: func(ctx context.Context) (int, error) {
+			st, err := store.Stats(ctx)
+			return st.Messages, err
+		},
+	})
+	// Large messages spill here while they arrive (issue 11 §3).
+	spoolDir := filepath.Join(cfg.DataDir, "tmp")
+	if err := os.MkdirAll(spoolDir, 0o700); err != nil {
+		return fmt.Errorf("data_dir: %w", err)
+	}
+	// Never a nil *breakerGuard in the interface: no breaker is nil.
+	var smtpBreaker submission.Breaker
+	if d.breaker != nil {
+		smtpBreaker = d.breaker
+	}
+	d.smtp = submission.New(submission.Options{
+		Hostname:            cfg.Hostname,
+		MaxMessageSize:      int64(cfg.MaxMessageSize),
+		MaxRecipients:       cfg.MaxRecipients,
+		Trusted:             prefixes(cfg),
+		DropSuppressed:      cfg.Suppression.OnRcpt == "drop",
+		Suppressions:        storeSuppressions{store, cfg},
+		Guard:               abuse,
+		MaxConnections:      cfg.MaxConnections,
+		MaxConnectionsPerIP: cfg.MaxConnectionsPerIP,
+		MaxAuthFailures:     cfg.MaxAuthFailures,
+		SenderLogin:         cfg.SenderLogin,
+		SpoolDir:            spoolDir,
+		Breaker:             smtpBreaker,
+	}, d.cleanup, log)
+	token, err := adminToken(cfg)
 	if err != nil {
 		return err
 	}
-	d.log.Info(string(ev.Kind), ev.LogAttrs()...)
-	d.clusterResumed(ev, time.Now())
-	d.savePolicyState(ctx)
-	d.sched.Wake()
-	return nil
-}
-
-func (d *daemon) policyReload(w http.ResponseWriter, r *http.Request) {
-	if err := d.reloadPolicy(); err != nil {
-		admin.WriteError(w, http.StatusBadRequest, err)
-		return
+	ext := opts.Endpoints(Parts{Config: cfg, Log: log, Store: store, Engine: d.engine, Scheduler: d.sched, Hooks: hooks,
+		VERPSecret: d.verpSecret, CountComplaints: d.countComplaints})
+	d.admin = &admin.Server{Store: store, Token: token, Log: log, Flusher: d, Extra: d.routes(ext), Decorate: d.decorate, Pprof: cfg.AdminPprof, Arrivals: &d.arrivals}
+	d.showq = &admin.Showq{Store: store, Decorate: d.decorate}
+	if d.adminPeers, err = adminPeers(cfg); err != nil {
+		return err
 	}
-	admin.WriteJSON(w, http.StatusOK, map[string]string{"reloaded": d.cfg.Policy})
-}
-
-func (d *daemon) policyShow(w http.ResponseWriter, r *http.Request) {
-	b, err := d.engine.Policy().Show(true)
-	if err != nil {
-		admin.WriteError(w, http.StatusInternalServerError, err)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Write(b)
-}
-
-func (d *daemon) recentEvents(w http.ResponseWriter, r *http.Request) {
-	admin.WriteJSON(w, http.StatusOK, d.events.list())
-}
-
-// eventRing keeps the last delivery events for the admin endpoint and
-// `facteur status`.
-type eventRing struct {
-	mu   sync.Mutex // guards buf and next
-	buf  []scheduler.DeliveryEvent
-	next int
-	full bool
-}
-
-func newEventRing(n int) *eventRing { return &eventRing{buf: make([]scheduler.DeliveryEvent, n)} }
-
-func (e *eventRing) add(ev scheduler.DeliveryEvent) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.buf[e.next] = ev
-	e.next = (e.next + 1) % len(e.buf)
-	if e.next == 0 {
-		e.full = true
-	}
-}
-
-func (e *eventRing) list() []scheduler.DeliveryEvent {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	var out []scheduler.DeliveryEvent
-	if e.full {
-		out = append(out, e.buf[e.next:]...)
-	}
-	out = append(out, e.buf[:e.next]...)
-	if out == nil {
-		out = []scheduler.DeliveryEvent{}
-	}
-	return out
-}
-
-// newWebhooks builds one webhook per configured URL, over the queue
-// database as the durable outbox (issue 8 §4).
-func newWebhooks(ctx context.Context, cfg *config.Config, store *queue.Store, log *slog.Logger) ([]*webhook.Webhook, error) {
-	var hooks []*webhook.Webhook
-	for i, wc := range cfg.Webhooks {
-		secret := []byte(wc.Secret)
-		if wc.SecretFile != "" {
-			b, err := os.ReadFile(wc.SecretFile)
-			if err != nil {
-				return nil, fmt.Errorf("webhooks[%d].secret_file: %w", i, err)
+	d.dash = &dashboard.Dashboard{Source: dashSource{d}, Stats: d.tally, Book: book, Token: token, Log: log}
+	d.pickup = &pickup.Pickup{Dir: dropDir, Cleanup: d.cleanup, Log: log, Guard: abuse,
+		SenderCheck: d.smtp.CheckSenderLogin,
+		// The shim could not learn at RCPT time that a recipient is
+		// suppressed when the daemon was down: drop it here, with a line.
+		Filter: func(ctx context.Context, rcpts []string) (keep []string, dropped []pickup.Dropped) {
+			sup := storeSuppressions{store, cfg}
+			for _, r := range rcpts {
+				for _, x := range d.cleanup.ExpandRecipient(r) {
+					if why, ok := sup.Suppressed(ctx, x, time.Now()); ok {
+						log.Info(maillog.Suppressed, "rcpt", "<"+x+">", "client", "maildrop", "resp", "dropped: "+why)
+						dropped = append(dropped, pickup.Dropped{Rcpt: x, Why: why})
+						continue
+					}
+					keep = append(keep, x)
+				}
 			}
-			secret = bytes.TrimSpace(b)
-		}
-		h, err := webhook.New(ctx, webhook.Options{
-			URL: wc.URL, Secret: secret, Events: wc.Events, BatchSize: wc.BatchSize,
-			BatchWait: time.Duration(wc.BatchWait), Timeout: time.Duration(wc.Timeout),
-		}, store, clock.Real{}, log)
-		if err != nil {
-			return nil, fmt.Errorf("webhooks[%d]: %w", i, err)
-		}
-		hooks = append(hooks, h)
+			return keep, dropped
+		},
 	}
-	return hooks, nil
+	if d.breaker != nil {
+		// Suppressed recipients count against the sender at acceptance
+		// too (issue 21): at RCPT and at pickup.
+		d.pickup.Breaker = d.breaker
+	}
+
+	// Bind everything before serving anything, so that a port in use fails
+	// the start instead of leaving a half-running daemon.
+	type smtpListener struct {
+		ln net.Listener
+		l  submission.Listener
+	}
+	var smtpLns []smtpListener
+	closeAll := func() {
+		for _, s := range smtpLns {
+			s.ln.Close()
+		}
+	}
+	for _, addr := range cfg.Listen {
+		ln, err := early.listen(string(addr))
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("listen %s: %w", addr, err)
+		}
+		smtpLns = append(smtpLns, smtpListener{ln, submission.Listener{Addr: string(addr)}})
+	}
+	for i, s := range cfg.Submission {
+		l := submission.Listener{Addr: string(s.Listen), ImplicitTLS: s.ImplicitTLS}
+		if s.TLSCert != "" {
+			cert, err := tls.LoadX509KeyPair(s.TLSCert, s.TLSKey)
+			if err != nil {
+				closeAll()
+				return fmt.Errorf("submission[%d]: %w", i, err)
+			}
+			l.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		}
+		users, err := submission.LoadUsers(s.UsersFile)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("submission[%d]: %w", i, err)
+		}
+		l.Users = users
+		ln, err := early.listen(string(s.Listen))
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("listen %s: %w", s.Listen, err)
+		}
+		smtpLns = append(smtpLns, smtpListener{ln, l})
+	}
+	var inboundLns []net.Listener
+	for _, addr := range cfg.Bounces.Listen {
+		ln, err := net.Listen("tcp", string(addr))
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("bounces.listen %s: %w", addr, err)
+		}
+		inboundLns = append(inboundLns, ln)
+		d.inbound = append(d.inbound, &inbound.Server{Domain: cfg.Bounces.Domain, Hostname: cfg.Hostname,
+			MaxMessageSize: int64(cfg.MaxMessageSize), Handle: ext.Inbound, Log: log})
+	}
+	// The admin and showq sockets first: binding the admin socket refuses
+	// a live one, which proves no other daemon runs on this data_dir.
+	adminSock, showqSock, err := d.bindAdminSockets(gid)
+	if err != nil {
+		closeAll()
+		return err
+	}
+	// The shim's socket (issue 11 §1): DATA_DIR/public, reachable by the
+	// facteur-drop group only, as Postfix's public/ and postdrop.
+	// Without it (a data_dir path past the 108 bytes of a socket address,
+	// a read-only public/) the shim still submits over loopback TCP, where
+	// the kernel's sock_diag names its uid: said, not fatal.
+	socketAddr := "-"
+	if localLn, err := submission.ListenLocal(filepath.Join(cfg.DataDir, "public"), gid); err != nil {
+		log.Error(maillog.LocalSocket, "err", err)
+	} else {
+		socketAddr = localLn.Addr().String()
+		smtpLns = append(smtpLns, smtpListener{localLn, submission.Listener{Addr: socketAddr, Local: true}})
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	for _, s := range smtpLns {
+		g.Go(func() error { return d.smtp.Serve(gctx, s.ln, s.l) })
+	}
+	if adminSock != nil {
+		g.Go(func() error { return d.admin.Serve(gctx, adminSock, d.admin.UnixHandler(d.adminPeers)) })
+	}
+	if showqSock != nil {
+		g.Go(func() error { return d.showq.Serve(gctx, showqSock) })
+	}
+	if cfg.Admin != "" {
+		// Bound now when free, so that /metrics answers once "started" is
+		// logged; taken, it is retried in the background.
+		adminLn, err := net.Listen("tcp", string(cfg.Admin))
+		if err != nil {
+			log.Error(maillog.AdminListenFailed, "admin", string(cfg.Admin), "err", err.Error())
+			adminLn = nil
+		}
+		g.Go(func() error { return d.serveAdminTCP(gctx, string(cfg.Admin), adminLn) })
+	}
+	for i, srv := range d.inbound {
+		ln := inboundLns[i]
+		g.Go(func() error { return srv.Serve(ln) })
+		g.Go(func() error {
+			<-gctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.ShutdownTimeout))
+			defer cancel()
+			srv.Shutdown(sctx)
+			return nil
+		})
+	}
+	g.Go(func() error { return d.pickup.Run(gctx) })
+	g.Go(func() error { return d.sched.Run(gctx) })
+	if d.cluster != nil {
+		g.Go(func() error { return d.cluster.Run(gctx) })
+	}
+	g.Go(func() error { return d.flushLoop(gctx) })
+	g.Go(func() error { return d.reloadOnHUP(gctx) })
+	g.Go(func() error { return d.alarmLoop(gctx) })
+	if d.breaker != nil {
+		g.Go(func() error { return d.breaker.Run(gctx) })
+	}
+	for _, h := range hooks {
+		g.Go(func() error { return h.Run(gctx) })
+	}
+	g.Go(func() error {
+		<-gctx.Done()
+		// SIGTERM: stop accepting, let sessions in DATA finish within
+		// shutdown_timeout; what they did not commit was never 250'd.
+		sctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.ShutdownTimeout))
+		defer cancel()
+		err := d.smtp.Shutdown(sctx)
+		if errors.Is(err, context.DeadlineExceeded) {
+			return nil
+		}
+		return err
+	})
+	log.Info(maillog.Started, "listen", fmt.Sprint(cfg.Listen), "socket", socketAddr, "admin", string(cfg.Admin), "admin_socket", cfg.AdminSocketPath(), "data_dir", cfg.DataDir, "pid", os.Getpid())
+	err = g.Wait()
+	d.saveWarmup(context.WithoutCancel(ctx), true)
+	log.Info(maillog.Stopped)
+	return err
 }

@@ -3,16 +3,17 @@ package daemon
 import (
 	"cmp"
 	"context"
+	"net/http"
+	"slices"
+	"sync/atomic"
+	"time"
+
 	"facteur/policy"
 	"facteur/relay/admin"
 	"facteur/relay/cluster"
 	"facteur/relay/maillog"
 	"facteur/relay/metrics"
 	"facteur/relay/scheduler"
-	"net/http"
-	"slices"
-	"sync/atomic"
-	"time"
 )
 
 func (d *daemon) newMetrics() *metrics.Metrics {

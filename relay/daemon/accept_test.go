@@ -1,9 +1,10 @@
 package daemon
 
 import (
+	"testing"
+
 	"facteur/queue"
 	"facteur/relay/config"
-	"testing"
 )
 
 func TestOwnAddressesNeverSuppressed(t *testing.T) {
