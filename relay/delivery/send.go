@@ -117,6 +117,24 @@ func (c *Conn) Send(ctx context.Context, m Message) (Result, error) {
 	}()
 	t := c.opts.Timeouts
 
+	if c.pipelining {
+		var sendable []int
+		for i, a := range m.Rcpts {
+			if why := badAddr(a); why != "" || a == "" {
+				if why == "" {
+					why = "empty"
+				}
+				res.Rcpts[i].Reply = localReply(501, "5.1.3", "bad recipient address: "+why)
+				continue
+			}
+			sendable = append(sendable, i)
+		}
+		if len(sendable) == 0 {
+			return res, nil // nothing to send: no transaction was opened
+		}
+		return res, c.sendPipelined(ctx, m, sendable, needUTF8, &res)
+	}
+
 	c.client.CommandTimeout = t.Mail
 	if err := c.client.Mail(m.From, &smtp.MailOptions{UTF8: needUTF8, Size: int64(len(m.Body))}); err != nil {
 		r, ok := replyOf(err)
