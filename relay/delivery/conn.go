@@ -16,6 +16,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"facteur/policy"
 	"facteur/relay/config"
 )
 
@@ -315,7 +316,7 @@ func (c *Conn) startTLS(ctx context.Context) error {
 	case errors.As(err, &te):
 		// A refusal (454 TLS not available) leaves a sound plaintext
 		// session: RFC 3207 §4 lets the client go on without TLS.
-		refused := fmt.Errorf("STARTTLS refused: %s", parseReply(code, msg))
+		refused := fmt.Errorf("STARTTLS refused: %s", policy.ReplyOf(code, msg))
 		if c.opts.RequireTLS {
 			return &Error{Phase: PhaseSTARTTLS, Host: c.host, IP: c.ip, Err: fmt.Errorf("%w: %w", ErrTLSRequired, refused)}
 		}

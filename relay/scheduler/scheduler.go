@@ -847,7 +847,7 @@ func (s *Scheduler) send(ctx, wctx context.Context, it *item, provider, domain s
 		// Without its body the message cannot go; defer it on its
 		// schedule rather than refetch it at once, and say why.
 		s.log.Error(maillog.ReadBody, "qid", string(it.msg.ID), "err", err)
-		s.settle(wctx, it, provider, domain, nil, policy.Reply{Code: 451, Enhanced: "4.3.0", Text: "local error: message body unreadable: " + err.Error()}, "", s.clock.Now(), true)
+		s.settle(wctx, it, provider, domain, nil, policy.Reply{Code: 451, Enhanced: "4.3.0", Text: "local error: message body unreadable: " + err.Error(), Local: true}, s.clock.Now())
 		return true
 	}
 	start := s.clock.Now()
