@@ -163,6 +163,13 @@ func IsEnhanced(s string) bool {
 	return n > 0 && n == len(s)
 }
 
+// ParseEnhanced reads an enhanced code as its three numbers (for go-smtp's EnhancedCode);
+// not ok unless s is exactly one.
+func ParseEnhanced(s string) (code [3]int, ok bool) {
+	n, code := scanEnhanced(s)
+	return code, n > 0 && n == len(s)
+}
+
 // SplitEnhanced splits the enhanced status code off the start of a reply's text: "5.1.1 user
 // unknown" gives "5.1.1" and "user unknown". Without one at the start, enhanced is "" and
 // rest is text. The code is returned as written: the stored reply is what the server said.

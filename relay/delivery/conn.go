@@ -512,7 +512,7 @@ func (c *Conn) Reset() error {
 	if c.wire != nil {
 		r, err := c.command("RSET", c.opts.Timeouts.Mail)
 		if err == nil && !r.Positive() {
-			err = r.SMTPError()
+			err = smtpError(r)
 		}
 		if err != nil {
 			c.abort()

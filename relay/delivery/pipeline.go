@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"facteur/policy"
 )
 
 // errUnexpected is a reply code that makes no sense at its point of the
@@ -42,27 +44,27 @@ func (c *Conn) wireOf() *wire {
 }
 
 // read reads one reply under limit.
-func (c *Conn) read(limit time.Duration) (Reply, error) {
+func (c *Conn) read(limit time.Duration) (policy.Reply, error) {
 	_ = c.netConn.SetReadDeadline(time.Now().Add(limit))
 	code, msg, err := c.wire.r.ReadResponse(0)
 	if err != nil {
 		var pe textproto.ProtocolError
 		if errors.As(err, &pe) || code == 0 {
-			return Reply{}, err
+			return policy.Reply{}, err
 		}
 	}
 	if code < 200 || code > 599 {
-		return Reply{}, fmt.Errorf("%w: %d %s", errUnexpected, code, msg)
+		return policy.Reply{}, fmt.Errorf("%w: %d %s", errUnexpected, code, msg)
 	}
-	return parseReply(code, msg), nil
+	return policy.ReplyOf(code, msg), nil
 }
 
 // command sends one command and reads its reply (RSET, QUIT on a wire).
-func (c *Conn) command(cmd string, limit time.Duration) (Reply, error) {
+func (c *Conn) command(cmd string, limit time.Duration) (policy.Reply, error) {
 	_ = c.netConn.SetWriteDeadline(time.Now().Add(limit))
 	c.wire.w.WriteString(cmd + "\r\n")
 	if err := c.wire.w.Flush(); err != nil {
-		return Reply{}, err
+		return policy.Reply{}, err
 	}
 	return c.read(limit)
 }
@@ -126,7 +128,7 @@ func (c *Conn) sendPipelined(ctx context.Context, m Message, rcpts []int, needUT
 		c.drainRefused(len(rcpts), t)
 		return nil
 	}
-	res.Mail = Reply{Code: 250}
+	res.Mail = policy.Reply{Code: 250}
 	c.inTxn = true
 
 	accepted := 0

@@ -30,3 +30,16 @@ func ReplyOf(err error) (policy.Reply, bool) {
 	r.Stage = policy.StageConnect
 	return r, ok
 }
+
+// smtpError returns a failing reply as an *smtp.SMTPError, for a caller
+// that relays it as an error; nil for a 2xx or an unknown reply.
+func smtpError(r policy.Reply) *smtp.SMTPError {
+	if r.Code < 400 {
+		return nil
+	}
+	e := &smtp.SMTPError{Code: r.Code, Message: r.Text, EnhancedCode: smtp.NoEnhancedCode}
+	if code, ok := policy.ParseEnhanced(r.Enhanced); ok {
+		e.EnhancedCode = code
+	}
+	return e
+}

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/emersion/go-smtp"
+
+	"facteur/policy"
 )
 
 func TestReplyOf(t *testing.T) {
@@ -29,6 +31,22 @@ func TestReplyOf(t *testing.T) {
 			if ok != tc.ok || r.String() != tc.str || r.Enhanced != tc.enhanced || r.Local {
 				t.Errorf("replyOf = %+v %q %v, want %q %q %v", r, r, ok, tc.enhanced, tc.str, tc.ok)
 			}
+			if !ok {
+				return
+			}
+			back := smtpError(r)
+			if back == nil || back.Code != r.Code {
+				t.Fatalf("smtpError() = %v", back)
+			}
+			if again, _ := replyOf(back); again != r {
+				t.Errorf("round trip %+v, want %+v", again, r)
+			}
 		})
+	}
+}
+
+func TestSMTPErrorOfPositive(t *testing.T) {
+	if smtpError(policy.Reply{Code: 250}) != nil || smtpError(policy.Reply{}) != nil {
+		t.Error("smtpError of a 2xx or unknown reply is not nil")
 	}
 }
