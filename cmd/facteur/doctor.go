@@ -20,10 +20,6 @@ import (
 // when a check fails, 2 on a usage or config error. The checks are
 // relay/doctor's; this file has the flags and prints the findings.
 
-func init() {
-	register("doctor", "check SPF, DKIM, DMARC, reverse DNS and block lists for a sending domain", cmdDoctor)
-}
-
 const doctorUsage = `usage: facteur doctor -domain D [-ip A] [-dnsbl ZONE ...] [-mx] [--json]`
 
 // doctorZones collects repeated -dnsbl flags.

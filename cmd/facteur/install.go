@@ -18,10 +18,6 @@ import (
 // README's "The sendmail shim" section describes by hand. The steps are
 // relay/install's; this file has the flags, the prompt and the exit status.
 
-func init() {
-	register("install", "set up this Debian/Ubuntu server: user, data dir, config, systemd unit, sendmail shim", cmdInstall)
-}
-
 const installUsage = `usage: facteur install [--dry-run] [--root DIR] [--no-start] [--shim PATH] [--hostname FQDN] [--root-alias ADDR] [--tcp-admin]
 
 Sets up facteur on a Debian/Ubuntu server: the facteur-drop group and the

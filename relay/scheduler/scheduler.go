@@ -23,7 +23,7 @@ import (
 	"facteur/relay/tlspolicy"
 )
 
-// Options configure the scheduler; cmd/facteur fills them from the config.
+// Options configure the scheduler; relay/daemon fills them from the config.
 type Options struct {
 	Hostname string
 	// Window is how many due recipients one fetch takes from the due index
