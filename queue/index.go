@@ -79,8 +79,9 @@ func sendersComplete(meta *bolt.Bucket) bool {
 }
 
 // indexBatch is how many messages one transaction of BuildIndexes indexes: a few
-// milliseconds of work, so that the Enqueue calls sharing its commit barely wait.
-const indexBatch = 1000
+// milliseconds of work, so that the Enqueue calls sharing its commit barely wait. A
+// variable so that tests build in several batches with few messages.
+var indexBatch = 1000
 
 // BuildIndexes fills the sender index of a database made before it (by a facteur
 // without it), a batch of messages per write transaction, and marks it complete; on
@@ -91,44 +92,7 @@ const indexBatch = 1000
 // if stopped before the end.
 func (s *Store) BuildIndexes(ctx context.Context) error {
 	for {
-		done := false
-		err := s.write(ctx, func(w *wtx) error {
-			done = false // the write may run again: start over
-			if sendersComplete(w.meta) {
-				done = true
-				return nil
-			}
-			c := w.msgs.Cursor()
-			k, v := c.First()
-			if at := w.meta.Get(metaSendersAt); at != nil {
-				k, v = c.Seek(at)
-				if k != nil && bytes.Equal(k, at) {
-					k, v = c.Next()
-				}
-			}
-			var last []byte
-			for n := 0; k != nil && n < indexBatch; k, v = c.Next() {
-				n++
-				var r struct {
-					Sender string `json:"sender"`
-				}
-				if err := json.Unmarshal(v, &r); err != nil {
-					return fmt.Errorf("message %s: corrupt record: %w", k, err)
-				}
-				if err := w.senders.Put(senderKey(r.Sender, ID(k)), nil); err != nil {
-					return fmt.Errorf("message %s: sender index: %w", k, err)
-				}
-				last = k
-			}
-			if k == nil {
-				done = true
-				if err := w.meta.Delete(metaSendersAt); err != nil {
-					return err
-				}
-				return w.meta.Put(metaSendersDone, []byte{1})
-			}
-			return w.meta.Put(metaSendersAt, bytes.Clone(last))
-		})
+		done, err := s.indexSome(ctx)
 		if err != nil {
 			return fmt.Errorf("build sender index: %w", err)
 		}
@@ -136,6 +100,50 @@ func (s *Store) BuildIndexes(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// indexSome indexes the next indexBatch messages and reports whether the index is
+// now complete.
+func (s *Store) indexSome(ctx context.Context) (bool, error) {
+	done := false
+	err := s.write(ctx, func(w *wtx) error {
+		done = false // the write may run again: start over
+		if sendersComplete(w.meta) {
+			done = true
+			return nil
+		}
+		c := w.msgs.Cursor()
+		k, v := c.First()
+		if at := w.meta.Get(metaSendersAt); at != nil {
+			k, v = c.Seek(at)
+			if k != nil && bytes.Equal(k, at) {
+				k, v = c.Next()
+			}
+		}
+		var last []byte
+		for n := 0; k != nil && n < indexBatch; k, v = c.Next() {
+			n++
+			var r struct {
+				Sender string `json:"sender"`
+			}
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("message %s: corrupt record: %w", k, err)
+			}
+			if err := w.senders.Put(senderKey(r.Sender, ID(k)), nil); err != nil {
+				return fmt.Errorf("message %s: sender index: %w", k, err)
+			}
+			last = k
+		}
+		if k == nil {
+			done = true
+			if err := w.meta.Delete(metaSendersAt); err != nil {
+				return err
+			}
+			return w.meta.Put(metaSendersDone, []byte{1})
+		}
+		return w.meta.Put(metaSendersAt, bytes.Clone(last))
+	})
+	return done, err
 }
 
 // idAhead is how far an ID's time may be ahead of its message's Created: NewID stays

@@ -135,8 +135,9 @@ func (s *Store) eachAfter(ctx context.Context, f Filter, from ID, fn func(Messag
 }
 
 // indexPage is how many sender-index keys one read transaction of senderIDs reads:
-// short transactions, for the reason given at walkPage.
-const indexPage = 4096
+// short transactions, for the reason given at walkPage. A variable so that tests page
+// with few messages.
+var indexPage = 4096
 
 // senderIDs returns, sorted, the IDs in the sender index under prefix that are in rng
 // and after from, and whether the index is complete (if not, the IDs are not
