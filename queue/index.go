@@ -88,26 +88,29 @@ var indexBatch = 1000
 // a database whose index is complete it returns at once. Until it is complete,
 // listings walk the records, so the result never depends on it. It resumes where a
 // previous run stopped. The daemon runs it in the background after start (issue 19
-// §1: nothing that grows with the queue before the listeners); it returns ctx's error
-// if stopped before the end.
-func (s *Store) BuildIndexes(ctx context.Context) error {
+// §1: nothing that grows with the queue before the listeners); it returns how many
+// messages it indexed (0: the index was complete), and ctx's error if stopped before
+// the end.
+func (s *Store) BuildIndexes(ctx context.Context) (int, error) {
+	total := 0
 	for {
-		done, err := s.indexSome(ctx)
+		n, done, err := s.indexSome(ctx)
+		total += n
 		if err != nil {
-			return fmt.Errorf("build sender index: %w", err)
+			return total, fmt.Errorf("build sender index: %w", err)
 		}
 		if done {
-			return nil
+			return total, nil
 		}
 	}
 }
 
-// indexSome indexes the next indexBatch messages and reports whether the index is
-// now complete.
-func (s *Store) indexSome(ctx context.Context) (bool, error) {
-	done := false
+// indexSome indexes the next indexBatch messages, and reports how many and whether
+// the index is now complete.
+func (s *Store) indexSome(ctx context.Context) (int, bool, error) {
+	done, indexed := false, 0
 	err := s.write(ctx, func(w *wtx) error {
-		done = false // the write may run again: start over
+		done, indexed = false, 0 // the write may run again: start over
 		if sendersComplete(w.meta) {
 			done = true
 			return nil
@@ -133,6 +136,7 @@ func (s *Store) indexSome(ctx context.Context) (bool, error) {
 				return fmt.Errorf("message %s: sender index: %w", k, err)
 			}
 			last = k
+			indexed++
 		}
 		if k == nil {
 			done = true
@@ -143,7 +147,10 @@ func (s *Store) indexSome(ctx context.Context) (bool, error) {
 		}
 		return w.meta.Put(metaSendersAt, bytes.Clone(last))
 	})
-	return done, err
+	if err != nil {
+		return 0, false, err
+	}
+	return indexed, done, nil
 }
 
 // idAhead is how far an ID's time may be ahead of its message's Created: NewID stays

@@ -367,8 +367,8 @@ func TestSenderIndexBuiltForOldDatabase(t *testing.T) {
 	}
 	check("before the build (empty index, walk)")
 	for i := range 3 {
-		if done, err := s.indexSome(t.Context()); err != nil || done {
-			t.Fatalf("batch %d: done %v, err %v", i, done, err)
+		if n, done, err := s.indexSome(t.Context()); err != nil || done || n != indexBatch {
+			t.Fatalf("batch %d: %d indexed, done %v, err %v", i, n, done, err)
 		}
 	}
 	check("a partial index")
@@ -393,11 +393,15 @@ func TestSenderIndexBuiltForOldDatabase(t *testing.T) {
 	defer s.Close()
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if err := s.BuildIndexes(ctx); err == nil {
+	if _, err := s.BuildIndexes(ctx); err == nil {
 		t.Error("BuildIndexes with a cancelled context: no error")
 	}
-	if err := s.BuildIndexes(t.Context()); err != nil {
-		t.Fatal(err)
+	// 60 messages less the removed, plus one new, less the 21 of the three batches.
+	if n, err := s.BuildIndexes(t.Context()); err != nil || n == 0 || n >= 60-21 {
+		t.Fatalf("BuildIndexes = %d, %v", n, err)
+	}
+	if n, err := s.BuildIndexes(t.Context()); err != nil || n != 0 {
+		t.Fatalf("BuildIndexes of a complete index = %d, %v; want 0", n, err)
 	}
 	if err := s.view(t.Context(), func(w *wtx) error {
 		if !sendersComplete(w.meta) || w.meta.Get(metaSendersAt) != nil {
@@ -426,7 +430,7 @@ func TestSenderIndexBuiltForOldDatabase(t *testing.T) {
 	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(metaSendersDone) }); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.BuildIndexes(t.Context()); err != nil {
+	if _, err := s.BuildIndexes(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	check("rebuilt")
