@@ -28,13 +28,6 @@ import (
 // be an MTA's pipe alias (`|facteur bounce ingest`): no tty, the config
 // from FACTEUR_CONFIG or the default path, and exit statuses an MTA reads.
 
-func init() {
-	register("bounce", "bounce parse|ingest: read a bounce or feedback report on stdin", cmdBounce)
-	routeRegistrars = append(routeRegistrars, func(d *daemon, m map[string]http.Handler) {
-		m["POST /bounces"] = http.HandlerFunc(d.ingestBounce)
-	})
-}
-
 const bounceUsage = `usage: facteur bounce parse [--json] < MESSAGE    what the bounce says and what would be decided
        facteur bounce ingest [--json] [--trust-untokened] < MESSAGE
                                     the same, then suppress (daemon or database) what a valid
@@ -357,7 +350,7 @@ func printBounce(rep *bounce.Report, res *bounceResult, asJSON bool) int {
 
 // ingestBounce is POST /bounces: the raw message in the body; the daemon
 // parses it with the policy in force and applies the decision.
-func (d *daemon) ingestBounce(w http.ResponseWriter, r *http.Request) {
+func (d *endpoints) ingestBounce(w http.ResponseWriter, r *http.Request) {
 	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, bounce.MaxSize))
 	if err != nil {
 		admin.WriteError(w, http.StatusRequestEntityTooLarge, err)
@@ -395,7 +388,7 @@ func (d *daemon) ingestBounce(w http.ResponseWriter, r *http.Request) {
 
 // handleInbound applies a bounce received by the inbound listener: the
 // RCPT addresses carry the VERP tokens.
-func (d *daemon) handleInbound(ctx context.Context, client string, rcpts []string, raw []byte) error {
+func (d *endpoints) handleInbound(ctx context.Context, client string, rcpts []string, raw []byte) error {
 	rep, err := decideBounce(raw, d.engine.Policy(), d.verpSecret, rcpts...)
 	if err != nil {
 		// Unparseable junk sent to the bounce domain: accept and log it,

@@ -51,7 +51,7 @@ func trustedRecipients(rep *bounce.Report, trustUntokened bool) (trusted, untrus
 // reportUntrusted logs the addresses a report names without proof and
 // hands them to the webhooks (event unverified_report), so that an app can
 // look into them; nothing is suppressed.
-func (d *daemon) reportUntrusted(ctx context.Context, rep *bounce.Report, client string, rs []bounce.Recipient) {
+func (d *endpoints) reportUntrusted(ctx context.Context, rep *bounce.Report, client string, rs []bounce.Recipient) {
 	now := time.Now()
 	for _, r := range rs {
 		d.log.Info(maillog.BounceUnverified, "qid", rep.QueueID, "kind", string(rep.Kind), "rcpt", "<"+r.Address+">", "client", client,

@@ -20,10 +20,6 @@ import (
 // to be delivered? Exit status: 0 when nothing fails (warnings allowed), 1
 // when a check fails, 2 on a usage or config error.
 
-func init() {
-	register("doctor", "check SPF, DKIM, DMARC, reverse DNS and block lists for a sending domain", cmdDoctor)
-}
-
 const doctorUsage = `usage: facteur doctor -domain D [-ip A] [-dnsbl ZONE ...] [-mx] [--json]`
 
 // doctorZones collects repeated -dnsbl flags.

@@ -33,10 +33,6 @@ import (
 // facteur install (issue 8 §6): set up a Debian/Ubuntu web server the way
 // README's "The sendmail shim" section describes by hand.
 
-func init() {
-	register("install", "set up this Debian/Ubuntu server: user, data dir, config, systemd unit, sendmail shim", cmdInstall)
-}
-
 // Where things go on the installed system. The unit (facteur.service) names
 // the same paths; a test checks that they agree.
 const (

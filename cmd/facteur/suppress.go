@@ -31,15 +31,6 @@ import (
 // is down they open the queue database directly and do the same there (the
 // DSNs are queued and leave at the next start).
 
-func init() {
-	register("suppress", "list, add, remove, import or export suppressed addresses", cmdSuppress)
-	routeRegistrars = append(routeRegistrars, func(d *daemon, m map[string]http.Handler) {
-		m["GET /suppressions"] = http.HandlerFunc(d.listSuppressions)
-		m["POST /suppressions"] = http.HandlerFunc(d.addSuppressions)
-		m["DELETE /suppressions/{addr}"] = http.HandlerFunc(d.removeSuppression)
-	})
-}
-
 const suppressUsage = `usage: facteur suppress list [--json] [--all]
        facteur suppress add ADDR [--reason R]
        facteur suppress remove ADDR
@@ -310,7 +301,7 @@ func cancelReason(s queue.Suppression) string {
 // one DSN, queued for the next start. The event lines go to stderr.
 func offlineCancel(ctx context.Context, cfg *config.Config, store *queue.Store, addr, why string, now time.Time) (int, error) {
 	s := scheduler.New(scheduler.Options{Hostname: cfg.Hostname, Postmaster: cfg.PostmasterAddress()},
-		store, nil, nil, nil, maillog.New(os.Stderr, cfg.LogFormat))
+		store, nil, scheduler.EngineShaper{}, nil, maillog.New(os.Stderr, cfg.LogFormat))
 	return s.CancelSuppressed(ctx, addr, why, now)
 }
 
@@ -526,7 +517,7 @@ func checkImported(s queue.Suppression) error {
 
 // The daemon's endpoints.
 
-func (d *daemon) listSuppressions(w http.ResponseWriter, r *http.Request) {
+func (d *endpoints) listSuppressions(w http.ResponseWriter, r *http.Request) {
 	list, err := d.store.Suppressions(r.Context())
 	if err != nil {
 		admin.WriteError(w, http.StatusInternalServerError, err)
@@ -543,7 +534,7 @@ const maxImportBody = 256 << 20
 
 // addSuppressions takes one queue.Suppression or a list; ?mode=import stores
 // them as given, else they are merged into existing entries.
-func (d *daemon) addSuppressions(w http.ResponseWriter, r *http.Request) {
+func (d *endpoints) addSuppressions(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxImportBody))
 	if err != nil {
 		admin.WriteError(w, http.StatusRequestEntityTooLarge, err)
@@ -586,7 +577,7 @@ func (d *daemon) addSuppressions(w http.ResponseWriter, r *http.Request) {
 // suppress stores list, logs one `suppressed` line per entry and has the
 // scheduler cancel the queued mail to the active ones (it logs each
 // cancelled recipient and sends the DSNs).
-func (d *daemon) suppress(ctx context.Context, list []queue.Suppression, replace bool, now time.Time) (suppressResult, error) {
+func (d *endpoints) suppress(ctx context.Context, list []queue.Suppression, replace bool, now time.Time) (suppressResult, error) {
 	logIt := func(s queue.Suppression) {
 		d.log.Info(maillog.Suppressed, "rcpt", "<"+s.Address+">", "class", s.Reason, "source", string(s.Source), "resp", s.Response)
 	}
@@ -595,7 +586,7 @@ func (d *daemon) suppress(ctx context.Context, list []queue.Suppression, replace
 	})
 }
 
-func (d *daemon) removeSuppression(w http.ResponseWriter, r *http.Request) {
+func (d *endpoints) removeSuppression(w http.ResponseWriter, r *http.Request) {
 	addr := r.PathValue("addr")
 	found, err := d.store.Unsuppress(r.Context(), addr)
 	if err != nil {

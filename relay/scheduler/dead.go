@@ -182,7 +182,7 @@ func (s *Scheduler) takeDead(now time.Time) []deadItem {
 		}
 		p := l.provider
 		if p == "" {
-			p = s.shaper.Recognize(l.domain, nil)
+			p = s.shaper.E.Policy().Recognize(l.domain, nil)
 		}
 		for _, it := range l.pending {
 			out = append(out, deadItem{it: it, provider: p, domain: l.domain, until: d.until, reason: d.reason})
@@ -224,20 +224,20 @@ func (s *Scheduler) deferOne(ctx context.Context, x deadItem, now time.Time) {
 	if s.expire(ctx, it, x.provider, now) {
 		return
 	}
-	reply := policy.Reply{Code: 451, Enhanced: "4.4.1", Text: "delivery temporarily suspended: " + x.reason}
+	reply := policy.Reply{Code: 451, Enhanced: "4.4.1", Text: "delivery temporarily suspended: " + x.reason, Local: true}
 	var out outcome
 	for _, rcpt := range it.rcpts {
 		attempt := s.attempts(it, rcpt) + 1
 		next, expired := s.nextAttempt(x.provider, attempt, it.msg.Created, now)
 		if expired {
 			// Past its lifetime: the expiry path bounces it with a DSN.
-			s.judge(&out, it, rcpt, x.provider, x.domain, nil, reply, true, now)
+			s.judge(&out, it, rcpt, x.provider, x.domain, nil, reply, now)
 			continue
 		}
 		if next.Before(x.until) {
 			next = x.until
 		}
-		if until, _, ok := s.shaper.Suspended("", x.provider, x.domain, now); ok && until.After(next) {
+		if until, _ := s.shaper.E.SuspendedUntilFrom("", x.provider, x.domain, now); until.After(next) {
 			next = until
 		}
 		if exp := s.expiry(x.provider, it.msg.Created); next.After(exp) {

@@ -23,7 +23,7 @@ import (
 	"facteur/relay/tlspolicy"
 )
 
-// Options configure the scheduler; cmd/facteur fills them from the config.
+// Options configure the scheduler; relay/daemon fills them from the config.
 type Options struct {
 	Hostname string
 	// Window is how many due recipients one fetch takes from the due index
@@ -55,6 +55,10 @@ type Options struct {
 	Postmaster string
 	// ShutdownTimeout bounds in-flight transactions after ctx is done.
 	ShutdownTimeout time.Duration
+	// ConnectionCache keeps a connection whose lane emptied open this long
+	// for the lane's next item (delivery.connection_cache_time); 0 closes
+	// it at once.
+	ConnectionCache time.Duration
 	// Suppress is called for a recipient the policy says to suppress;
 	// nil: store it in the queue's suppression list directly.
 	Suppress func(ctx context.Context, s queue.Suppression) error
@@ -138,7 +142,7 @@ type Scheduler struct {
 	opts   Options
 	store  *queue.Store
 	res    *resolver.Resolver
-	shaper Shaper
+	shaper EngineShaper
 	clock  clock.Clock
 	log    *slog.Logger
 	dsn    *dsnMaker
@@ -180,6 +184,10 @@ type lane struct {
 	// window): a destination that does not answer gets one failed attempt,
 	// not one per connection the provider's limit would allow.
 	connected bool
+	// more is closed when items are added to pending, waking the workers
+	// that hold an idle connection for the lane (connection cache); nil
+	// when none waits.
+	more chan struct{}
 }
 
 // target is one host to try, in order.
@@ -200,7 +208,7 @@ type item struct {
 }
 
 // New returns a scheduler; Run starts it.
-func New(opts Options, store *queue.Store, res *resolver.Resolver, shaper Shaper, clk clock.Clock, log *slog.Logger) *Scheduler {
+func New(opts Options, store *queue.Store, res *resolver.Resolver, shaper EngineShaper, clk clock.Clock, log *slog.Logger) *Scheduler {
 	if opts.Window <= 0 {
 		opts.Window = 2000
 	}
@@ -398,6 +406,10 @@ func (s *Scheduler) fill(ctx context.Context, now time.Time) error {
 				s.lanes[k] = l
 			}
 			l.pending = append(l.pending, &item{msg: msg, rcpts: rcpts})
+			if l.more != nil {
+				close(l.more)
+				l.more = nil
+			}
 			s.mu.Unlock()
 		}
 	}
@@ -423,7 +435,7 @@ func (s *Scheduler) startWorkers(ctx context.Context, now time.Time) time.Time {
 		}
 		want := 1
 		if l.provider != "" {
-			lim := s.shaper.Limits(l.provider).Connections
+			lim := s.shaper.E.Policy().Provider(l.provider).Knobs.Connections
 			if p := s.opts.Pools.Pool(l.pool); p != nil {
 				lim *= len(p.IPs) // the limit is per source IP
 			}
@@ -571,16 +583,17 @@ func (s *Scheduler) worker(ctx context.Context, l *lane) {
 			return
 		}
 		now := s.clock.Now()
-		if until, why, ok := s.shaper.Suspended("", provider, l.domain, now); ok {
+		if until, why := s.shaper.E.SuspendedUntilFrom("", provider, l.domain, now); !until.IsZero() {
 			s.suspendLane(wctx, l, provider, until, "provider suspended: "+why)
 			return
 		}
-		src, release, ok, until, suspended, why := s.acquireSource(l, provider, now)
-		if !ok {
-			if suspended {
-				s.suspendLane(wctx, l, provider, until, why)
+		src, a := s.acquireSource(l, provider, now)
+		if !a.OK {
+			if a.Suspended {
+				s.suspendLane(wctx, l, provider, a.Until, a.Why)
 				return
 			}
+			until := a.Until
 			// The connection limit: another worker of this provider will
 			// take the work; try again when a connection closes.
 			if !until.After(now) {
@@ -594,7 +607,7 @@ func (s *Scheduler) worker(ctx context.Context, l *lane) {
 			return
 		}
 		more := s.connection(ctx, wctx, l, provider, targets, src)
-		release()
+		a.Release()
 		if !more {
 			return
 		}
@@ -623,10 +636,11 @@ const (
 func (s *Scheduler) takeRate(ctx context.Context, l *lane, provider string, src *pool.IP) rateStop {
 	for {
 		now := s.clock.Now()
-		ok, at := s.shaper.Allow(srcKeyOf(src), provider, l.domain, now)
-		if ok {
+		a := s.shaper.Allow(srcKeyOf(src), provider, l.domain, now)
+		if a.OK {
 			return rateOK
 		}
+		at := a.Until
 		if at.Sub(now) > maxInlineWait {
 			s.mu.Lock()
 			if at.After(l.notBefore) {
@@ -646,7 +660,7 @@ func (s *Scheduler) takeRate(ctx context.Context, l *lane, provider string, src 
 // connection opens one connection for l and sends items over it. It
 // returns whether the worker should open another.
 func (s *Scheduler) connection(ctx, wctx context.Context, l *lane, provider string, targets []target, src *pool.IP) bool {
-	lim := s.shaper.Limits(provider)
+	lim := s.shaper.E.Limits(provider)
 	targets = s.bindTargets(targets, src)
 	if s.opts.ReturnPath != nil {
 		lim.RecipientsPerMessage = 1 // one VERP return path per recipient
@@ -728,12 +742,14 @@ func (s *Scheduler) connection(ctx, wctx context.Context, l *lane, provider stri
 			if lim.MessagesPerConnection > 0 && conn.Messages() >= lim.MessagesPerConnection {
 				return true
 			}
-			if _, _, ok := s.shaper.Suspended(srcKeyOf(src), provider, l.domain, s.clock.Now()); ok || ctx.Err() != nil {
+			if until, _ := s.shaper.E.SuspendedUntilFrom(srcKeyOf(src), provider, l.domain, s.clock.Now()); !until.IsZero() || ctx.Err() != nil {
 				return true
 			}
 		}
 		if it = s.popFree(wctx, l, provider, lim.RecipientsPerMessage); it == nil {
-			return false
+			if it = s.awaitMore(ctx, wctx, l, provider, lim.RecipientsPerMessage); it == nil {
+				return false
+			}
 		}
 		it.src = src
 		if why := s.takeRate(ctx, l, provider, src); why != rateOK {
@@ -750,6 +766,61 @@ func (s *Scheduler) connection(ctx, wctx context.Context, l *lane, provider stri
 	}
 }
 
+// awaitMore holds an idle connection of l open for ConnectionCache, for an
+// item the next cycle may add: under a steady trickle of mail (a web server
+// sending one message per page) each message would otherwise cost a
+// connection, greeting, EHLO and QUIT. It gives up early when another lane
+// of the provider waits for a connection slot, which the idle connection
+// holds. nil when nothing came.
+func (s *Scheduler) awaitMore(ctx, wctx context.Context, l *lane, provider string, maxRcpts int) *item {
+	hold := s.opts.ConnectionCache
+	if hold <= 0 {
+		return nil
+	}
+	deadline := s.clock.Now().Add(hold)
+	for ctx.Err() == nil {
+		s.mu.Lock()
+		if s.slotWantedLocked(l, provider) {
+			s.mu.Unlock()
+			return nil
+		}
+		if len(l.pending) == 0 {
+			if l.more == nil {
+				l.more = make(chan struct{})
+			}
+			more := l.more
+			s.mu.Unlock()
+			select {
+			case <-more:
+			case <-ctx.Done():
+				return nil
+			case <-s.clock.At(deadline):
+				return nil
+			}
+		} else {
+			s.mu.Unlock()
+		}
+		if it := s.popFree(wctx, l, provider, maxRcpts); it != nil {
+			return it
+		}
+		if !s.clock.Now().Before(deadline) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// slotWantedLocked says whether another lane of provider waits for a
+// connection slot. s.mu is held.
+func (s *Scheduler) slotWantedLocked(l *lane, provider string) bool {
+	for _, o := range s.lanes {
+		if o != l && o.limitWait && o.provider == provider {
+			return true
+		}
+	}
+	return false
+}
+
 // popFree pops the next item of l whose sender domain is not held at the
 // provider; each held one waits, untried, for the end of its hold (a reply
 // about the sender domain holds that domain's mail only, issue 14 §2).
@@ -759,7 +830,8 @@ func (s *Scheduler) popFree(ctx context.Context, l *lane, provider string, maxRc
 		if it == nil {
 			return nil
 		}
-		until, why, held := s.shaper.SenderHeld(it.senderDomain(), provider, l.domain, s.clock.Now())
+		until, why := s.shaper.E.SenderHeld(it.senderDomain(), provider, l.domain, s.clock.Now())
+		held := !until.IsZero()
 		if !held {
 			return it
 		}
@@ -778,7 +850,7 @@ func (s *Scheduler) send(ctx, wctx context.Context, it *item, provider, domain s
 		// Without its body the message cannot go; defer it on its
 		// schedule rather than refetch it at once, and say why.
 		s.log.Error(maillog.ReadBody, "qid", string(it.msg.ID), "err", err)
-		s.settle(wctx, it, provider, domain, nil, policy.Reply{Code: 451, Enhanced: "4.3.0", Text: "local error: message body unreadable: " + err.Error()}, "", s.clock.Now(), true)
+		s.settle(wctx, it, provider, domain, nil, policy.Reply{Code: 451, Enhanced: "4.3.0", Text: "local error: message body unreadable: " + err.Error(), Local: true}, s.clock.Now())
 		return true
 	}
 	start := s.clock.Now()
