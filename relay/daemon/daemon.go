@@ -490,6 +490,19 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		g.Go(func() error { return d.cluster.Run(gctx) })
 	}
 	g.Go(func() error { return d.flushLoop(gctx) })
+	g.Go(func() error {
+		// A queue.db from before the sender index gets it now, in the
+		// background (issue 19 §1: nothing that grows with the queue
+		// before the listeners); listings walk until it is complete.
+		n, err := store.BuildIndexes(gctx)
+		switch {
+		case err != nil && gctx.Err() == nil:
+			log.Error(maillog.QueueIndex, "err", err)
+		case n > 0:
+			log.Info(maillog.QueueIndexed, "messages", n)
+		}
+		return nil
+	})
 	g.Go(func() error { return d.reloadOnHUP(gctx) })
 	g.Go(func() error { return d.alarmLoop(gctx) })
 	if d.breaker != nil {
