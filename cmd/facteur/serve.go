@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -28,6 +27,7 @@ import (
 	"facteur/queue"
 	"facteur/queue/maildrop"
 	"facteur/relay/admin"
+	"facteur/relay/bounces"
 	"facteur/relay/aliases"
 	"facteur/relay/cleanup"
 	"facteur/relay/clock"
@@ -44,6 +44,7 @@ import (
 	"facteur/relay/resolver"
 	"facteur/relay/scheduler"
 	"facteur/relay/submission"
+	"facteur/relay/suppress"
 	"facteur/relay/webhook"
 )
 
@@ -190,7 +191,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	vsecret, err := verpSecret(cfg)
+	vsecret, err := bounces.Secret(cfg)
 	if err != nil {
 		return err
 	}
@@ -479,7 +480,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 		inboundLns = append(inboundLns, ln)
 		d.inbound = append(d.inbound, &inbound.Server{Domain: cfg.Bounces.Domain, Hostname: cfg.Hostname,
-			MaxMessageSize: int64(cfg.MaxMessageSize), Handle: d.handleInbound, Log: log})
+			MaxMessageSize: int64(cfg.MaxMessageSize), Handle: d.bounces().Inbound, Log: log})
 	}
 	// The admin and showq sockets first: binding the admin socket refuses
 	// a live one, which proves no other daemon runs on this data_dir.
@@ -584,7 +585,7 @@ type storeSuppressions struct {
 }
 
 func (s storeSuppressions) Suppressed(ctx context.Context, addr string, now time.Time) (string, bool) {
-	if s.cfg != nil && ownAddress(s.cfg, addr) {
+	if s.cfg != nil && suppress.OwnAddress(s.cfg, addr) {
 		return "", false
 	}
 	sup, ok, err := s.store.Suppressed(ctx, addr, now)
@@ -629,28 +630,4 @@ func loadAliases(cfg *config.Config, log *slog.Logger) map[string]string {
 		merged["postmaster"] = "root"
 	}
 	return merged
-}
-
-// ownAddress reports whether addr is one of this host's: a bare name, or
-// one at hostname, local_domain or localhost. Such an address is never
-// suppressed (issue 13 §5: root@vm went on the list for 30 days).
-func ownAddress(cfg *config.Config, addr string) bool {
-	i := strings.LastIndexByte(addr, '@')
-	if i < 0 {
-		return true
-	}
-	d := strings.TrimSuffix(addr[i+1:], ".")
-	return strings.EqualFold(d, cfg.Hostname) || strings.EqualFold(d, "localhost") || (cfg.LocalDomain != "" && strings.EqualFold(d, cfg.LocalDomain))
-}
-
-// dropOwn leaves this host's own addresses out of suppressions a bounce
-// asks for.
-func dropOwn(cfg *config.Config, sups []queue.Suppression) []queue.Suppression {
-	out := sups[:0:0]
-	for _, s := range sups {
-		if !ownAddress(cfg, s.Address) {
-			out = append(out, s)
-		}
-	}
-	return out
 }
