@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -67,174 +66,6 @@ func (a Action) Valid() bool { return slices.Contains(Actions, a) }
 
 // ProviderWide reports whether the action changes the provider's state.
 func (a Action) ProviderWide() bool { return a == Suspend || a == Throttle || a == Backoff }
-
-// Stage is the SMTP command a reply answered (the strings are the contract of `classify
-// --json` and `bounce parse --json`). StageUnknown ("") when the caller does not know.
-type Stage string
-
-// The stages of an SMTP transaction.
-const (
-	StageUnknown Stage = ""
-	// StageConnect: the greeting, EHLO/HELO, STARTTLS: about our connection, never a recipient.
-	StageConnect Stage = "connect"
-	// StageMail: the reply to MAIL FROM, about the sender: never a recipient's fault.
-	StageMail Stage = "mail"
-	// StageRcpt: the reply to RCPT TO, about this recipient.
-	StageRcpt Stage = "rcpt"
-	// StageData: the reply to DATA or to the final ".", about the message and every recipient
-	// of the transaction at once.
-	StageData Stage = "data"
-)
-
-// Stages lists every known stage.
-var Stages = []Stage{StageConnect, StageMail, StageRcpt, StageData}
-
-// ParseStage reads a stage name as `classify -stage` takes it; "" is StageUnknown.
-func ParseStage(s string) (Stage, error) {
-	st := Stage(strings.ToLower(strings.TrimSpace(s)))
-	if st == StageUnknown || slices.Contains(Stages, st) {
-		return st, nil
-	}
-	return "", fmt.Errorf("unknown stage %q (want connect, mail, rcpt or data)", s)
-}
-
-// Reply is a remote SMTP reply as stored: code, enhanced status code (RFC 3463, only when the
-// text starts with one) and the text after them. Code 0 means unknown (a DSN with only a
-// Status: field); the class digit of Enhanced then says temporary or permanent.
-type Reply struct {
-	Code     int    `json:"code"`
-	Enhanced string `json:"enhanced,omitempty"`
-	Text     string `json:"text"`
-	// Stage is the command the reply answered, when the caller knows it (the delivery engine
-	// does). It is not part of String: the stored and logged reply stays what the server said.
-	Stage Stage `json:"stage,omitempty"`
-}
-
-// Permanent reports a 5xx reply (or, without a code, a 5.x.x enhanced code).
-func (r Reply) Permanent() bool {
-	if r.Code != 0 {
-		return r.Code >= 500 && r.Code <= 599
-	}
-	return strings.HasPrefix(r.Enhanced, "5.")
-}
-
-// Temporary reports a 4xx reply (or, without a code, a 4.x.x enhanced code).
-func (r Reply) Temporary() bool {
-	if r.Code != 0 {
-		return r.Code >= 400 && r.Code <= 499
-	}
-	return strings.HasPrefix(r.Enhanced, "4.")
-}
-
-// String writes the reply as one line, `550 5.1.1 text`, the form of the log's resp= key.
-func (r Reply) String() string {
-	var b strings.Builder
-	if r.Code != 0 {
-		b.WriteString(strconv.Itoa(r.Code))
-	}
-	for _, s := range []string{r.Enhanced, r.Text} {
-		if s == "" {
-			continue
-		}
-		if b.Len() > 0 {
-			b.WriteByte(' ')
-		}
-		b.WriteString(s)
-	}
-	return b.String()
-}
-
-// ErrBadReply is returned (wrapped) by ParseReply for input that is not an SMTP reply.
-var ErrBadReply = errors.New("not an SMTP reply")
-
-var enhancedRE = regexp.MustCompile(`^[245]\.\d{1,3}\.\d{1,3}$`)
-
-// SplitEnhanced splits the RFC 3463 enhanced status code ("5.1.1": class 2, 4 or 5, then
-// subject and detail of 1 to 3 digits) off the start of a reply's text: "5.1.1 user unknown"
-// gives "5.1.1" and "user unknown". Without one at the start, enhanced is "" and rest is text.
-// It is the one enhanced-code parser: replies from the delivery engine, typed by ops, or
-// read from a DSN go through it.
-func SplitEnhanced(text string) (enhanced, rest string) {
-	enh, after, _ := strings.Cut(text, " ")
-	if !enhancedRE.MatchString(enh) {
-		return "", text
-	}
-	return enh, after
-}
-
-// ParseReply reads one reply as printed by an SMTP server or typed by ops: `550 5.1.1 text`,
-// `421 text`, or multi-line `550-5.1.1 a\r\n550 5.1.1 b`. Continuation lines are joined with
-// single spaces and their repeated code and enhanced code dropped (the form of
-// ../shared/testdata/responses.tsv). A bare enhanced code without a reply code (`5.1.1 text`)
-// is accepted with Code 0, for DSN Status fields.
-func ParseReply(s string) (Reply, error) {
-	lines := strings.FieldsFunc(strings.TrimSpace(s), func(r rune) bool { return r == '\n' || r == '\r' })
-	if len(lines) == 0 {
-		return Reply{}, fmt.Errorf("parse reply %q: %w: empty", s, ErrBadReply)
-	}
-	var r Reply
-	var texts []string
-	for i, line := range lines {
-		line = strings.TrimSpace(line)
-		code, rest, err := splitCode(line)
-		if err != nil {
-			if i == 0 {
-				return Reply{}, fmt.Errorf("parse reply %q: %w", s, err)
-			}
-			// A folded line without a code: keep it as text rather than refuse the reply.
-			texts = append(texts, line)
-			continue
-		}
-		if i == 0 {
-			r.Code = code
-		} else if code != r.Code && code != 0 {
-			return Reply{}, fmt.Errorf("parse reply %q: %w: line %d has code %d, line 1 has %d", s, ErrBadReply, i+1, code, r.Code)
-		}
-		if enh, text := SplitEnhanced(rest); enh != "" {
-			if r.Enhanced == "" {
-				r.Enhanced = enh
-			}
-			rest = text
-		}
-		if rest = strings.TrimSpace(rest); rest != "" {
-			texts = append(texts, rest)
-		}
-	}
-	// RFC 3463 wants the class digits of code and enhanced code to agree; servers do not always
-	// (Microsoft's `451 5.7.3 STARTTLS is required`). Both are kept: Permanent and Temporary
-	// trust the reply code, which is what the SMTP client acts on.
-	r.Text = strings.Join(texts, " ")
-	return r, nil
-}
-
-// splitCode splits "550-rest", "550 rest" or "550". A line starting with an enhanced code
-// and no reply code returns code 0.
-func splitCode(line string) (int, string, error) {
-	if len(line) >= 3 && isDigits(line[:3]) && (len(line) == 3 || line[3] == ' ' || line[3] == '-') {
-		code, _ := strconv.Atoi(line[:3])
-		if code < 200 || code > 599 {
-			return 0, "", fmt.Errorf("%w: code %d out of range", ErrBadReply, code)
-		}
-		rest := ""
-		if len(line) > 4 {
-			rest = line[4:]
-		}
-		return code, strings.TrimSpace(rest), nil
-	}
-	if enh, _ := SplitEnhanced(line); enh != "" {
-		return 0, line, nil
-	}
-	return 0, "", fmt.Errorf("%w: no 3-digit code at the start", ErrBadReply)
-}
-
-func isDigits(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return s != ""
-}
 
 // Decision is the policy's verdict on one reply (issue 7 §1, `facteur classify --json`).
 type Decision struct {
@@ -465,21 +296,6 @@ func (p *Policy) overrule(d *Decision, r Reply) {
 		d.Soft = true
 		d.Evidence = "reply to DATA, about every recipient at once: " + d.Evidence
 	}
-}
-
-// Command names the command a stage answers, for evidence: "RCPT TO".
-func (s Stage) Command() string {
-	switch s {
-	case StageConnect:
-		return "the greeting or EHLO"
-	case StageMail:
-		return "MAIL FROM"
-	case StageRcpt:
-		return "RCPT TO"
-	case StageData:
-		return "DATA"
-	}
-	return "an unknown command"
 }
 
 // codeEvidence is the reply's codes, as evidence: "code 550 5.1.1".

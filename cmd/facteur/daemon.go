@@ -146,6 +146,7 @@ func schedulerOptions(cfg *config.Config) (scheduler.Options, error) {
 		HostUnknownTTL:  time.Duration(cfg.Suppression.HostUnknownTTL),
 		Postmaster:      cfg.PostmasterAddress(),
 		ShutdownTimeout: time.Duration(cfg.ShutdownTimeout),
+		ConnectionCache: time.Duration(cfg.Delivery.ConnectionCacheTime),
 	}, nil
 }
 

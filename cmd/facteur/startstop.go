@@ -8,6 +8,7 @@ import (
 	"facteur/queue"
 	"facteur/relay/config"
 	"facteur/relay/maillog"
+	"facteur/relay/submission"
 )
 
 // earlyListeners are the SMTP listeners, bound before the queue is opened (issue 19
@@ -33,7 +34,7 @@ func bindEarly(cfg *config.Config) (earlyListeners, error) {
 		if _, ok := e[a]; ok {
 			continue // the same address twice fails at its second use, as before
 		}
-		ln, err := net.Listen("tcp", a)
+		ln, err := submission.ListenTCP(a)
 		if err != nil {
 			e.closeRest()
 			return nil, fmt.Errorf("listen %s: %w", a, err)
@@ -49,7 +50,7 @@ func (e earlyListeners) listen(addr string) (net.Listener, error) {
 		delete(e, addr)
 		return ln, nil
 	}
-	return net.Listen("tcp", addr)
+	return submission.ListenTCP(addr)
 }
 
 // closeRest closes the listeners not handed out (the start failed before).

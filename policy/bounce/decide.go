@@ -77,30 +77,13 @@ func decideARF(r *Recipient, typ string) {
 
 // replyFor builds the policy's view of the remote reply from a recipient.
 func replyFor(r *Recipient) policy.Reply {
-	rp := replyOf(r.Diagnostic)
-	var out policy.Reply
-	if rp.Code != 0 {
-		if pr, err := policy.ParseReply(rp.Text); err == nil {
-			out = pr
-		} else {
-			out = policy.Reply{Code: rp.Code, Text: strings.TrimSpace(strings.TrimPrefix(rp.Text, itoa3(rp.Code)))}
-		}
-	} else {
-		out = policy.Reply{Text: rp.Text}
-	}
-	if out.Enhanced == "" {
-		out.Enhanced = rp.Enhanced
-	}
+	out, _ := replyOf(r.Diagnostic)
 	// The DSN Status stands for the reply's enhanced code when the reply
 	// has none of its own, if both agree on temporary or permanent.
 	if out.Enhanced == "" && r.Status != "" && (out.Code == 0 || r.Status[0] == byte('0'+out.Code/100)) {
 		out.Enhanced = r.Status
 	}
 	return out
-}
-
-func itoa3(n int) string {
-	return string([]byte{byte('0' + n/100), byte('0' + n/10%10), byte('0' + n%10)})
 }
 
 func decideFailure(r *Recipient, p *policy.Policy) {

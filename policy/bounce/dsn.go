@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/emersion/go-message/mail"
+
+	"facteur/policy"
 )
 
 // field is one "Name: value" line of a delivery-status or feedback-report
@@ -109,7 +111,7 @@ func parseDSN(rep *Report, w *walker, top mail.Header) {
 				a, _, _ := strings.Cut(strings.ToLower(f.value), " ")
 				cur.Action = Action(strings.Trim(a, ";,. "))
 			case "status":
-				cur.Status = statusCode(f.value)
+				cur.Status = policy.FindEnhanced(f.value)
 			case "diagnostic-code":
 				cur.Diagnostic = unfold(f.value)
 			case "remote-mta":
@@ -275,28 +277,10 @@ var spaces = regexp.MustCompile(`\s+`)
 func unfold(s string) string { return strings.TrimSpace(spaces.ReplaceAllString(s, " ")) }
 
 var (
-	statusRe   = regexp.MustCompile(`(?:^|[^\d.])#?([245])\.(\d{1,3})\.(\d{1,3})(?:[^\d.]|\.(?:\D|$)|$)`)
 	addrRe     = regexp.MustCompile(`[A-Za-z0-9.!#$%&'*+/=?^_` + "`" + `{|}~-]+@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}|[A-Za-z0-9.!#$%&'*+/=?^_` + "`" + `{|}~-]+@\[[0-9.]+\]`)
 	replyRe    = regexp.MustCompile(`(?:^|[\s:;(\[<"'])([245][0-5]\d)(?:[ \-:]|$)`)
 	angleAddrs = regexp.MustCompile(`^[<"'(\[]+|[>"')\]:;,.]+$`)
 )
-
-// statusCode returns the first RFC 3463 code in s ("5.0.0 (undefined
-// status)" → "5.0.0"), or "".
-func statusCode(s string) string {
-	if m := statusRe.FindStringSubmatch(s); m != nil {
-		return m[1] + "." + trimZeros(m[2]) + "." + trimZeros(m[3])
-	}
-	return ""
-}
-
-func trimZeros(s string) string {
-	n, err := strconv.Atoi(s)
-	if err != nil {
-		return s
-	}
-	return strconv.Itoa(n)
-}
 
 // findAddrs returns the mailbox addresses in s, in order.
 func findAddrs(s string) []string {
@@ -319,12 +303,12 @@ func finish(r *Recipient) {
 	if r.Stage == "" {
 		r.Stage = stageIn(r.Diagnostic + "\n" + r.context)
 	}
-	rp := replyOf(r.Diagnostic)
+	rp, status := replyOf(r.Diagnostic)
 	r.RemoteCode = rp.Code
 	if r.Status == "" || r.Status[0] == '2' && r.Action == Failed {
 		switch {
-		case rp.Enhanced != "":
-			r.Status = rp.Enhanced
+		case status != "":
+			r.Status = status
 		case rp.Code != 0:
 			r.Status = strconv.Itoa(rp.Code/100) + ".0.0"
 		case r.Action == Delayed:

@@ -13,6 +13,8 @@ import (
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
+
+	"facteur/policy"
 )
 
 // MaxSize is the largest message Parse reads. Bounces carry the original
@@ -506,7 +508,7 @@ func (w *walker) sesJSON(rep *Report) bool {
 		rep.ReportingMTA = stripType(n.Bounce.ReportingMTA)
 		for _, b := range n.Bounce.BouncedRecipients {
 			r := Recipient{Address: cleanAddr(b.EmailAddress), Action: Action(strings.ToLower(b.Action)),
-				Status: statusCode(b.Status), Diagnostic: unfold(b.DiagnosticCode),
+				Status: policy.FindEnhanced(b.Status), Diagnostic: unfold(b.DiagnosticCode),
 				attributed: true, where: "the recipient's entry of the JSON notification"}
 			if r.Action == "" {
 				r.Action = Failed

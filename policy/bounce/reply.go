@@ -4,29 +4,31 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-)
 
-// reply is the remote server's answer as far as a diagnostic shows it.
-type reply struct {
-	Code     int
-	Enhanced string
-	Text     string
-}
+	"facteur/policy"
+)
 
 // continuation matches the "550-5.1.1 " or "550 5.1.1 " prefixes repeated on
 // each line of a multi-line reply (RFC 5321 §4.2.1) once it is unfolded.
-var continuation = regexp.MustCompile(`\s[245]\d\d[- ](?:#?[245]\.\d{1,3}\.\d{1,3}\s)?`)
+var continuation = regexp.MustCompile(`\s[245]\d\d[- ](?:#?` + policy.EnhancedPattern + `\s)?`)
 
 // replyOf finds the SMTP reply in a diagnostic: "smtp; 550 5.1.1 <a>: user
-// unknown", "host mx [192.0.2.1]: 550 5.1.1 ...", "ERROR_CODE :550". Text
-// starts at the code (the RFC 3464 type prefix and the MTA's narrative
-// before it are dropped) with continuation prefixes removed.
-func replyOf(diag string) reply {
+// unknown", "host mx [192.0.2.1]: 550 5.1.1 ...", "ERROR_CODE :550". The
+// reply starts at the code (the RFC 3464 type prefix and the MTA's
+// narrative before it are dropped), continuation prefixes removed; without
+// a code, its Text is the whole diagnostic.
+//
+// status is the enhanced code that stands for the recipient's status: the
+// first one anywhere in the reply, else in the diagnostic, unless its class
+// contradicts the reply code's ("421 ... (#5.1.1)" in a quoted transcript:
+// the code is trusted). The reply's own Enhanced is the code at the start of
+// its text, as the server wrote it, else status.
+func replyOf(diag string) (rp policy.Reply, status string) {
 	d := unfold(diag)
 	if i := strings.IndexByte(d, ';'); i > 0 && i < 12 && !strings.ContainsAny(d[:i], " <@") {
 		d = strings.TrimSpace(d[i+1:]) // RFC 3464 §2.3.6 diagnostic-type
 	}
-	var rp reply
+	var line string // the reply from its code on, or the diagnostic
 	// A transcript shows the accepted steps before the refusal ("250 2.1.5
 	// Ok ... 451 4.3.0 Error"): the first failing reply is the one.
 	var m []int
@@ -47,19 +49,25 @@ func replyOf(diag string) reply {
 		for strings.HasPrefix(rest, code+" ") || strings.HasPrefix(rest, code+"-") {
 			rest = strings.TrimLeft(rest[3:], " -:")
 		}
-		rp.Text = code + " " + continuation.ReplaceAllString(" "+rest, " ")
-		rp.Text = strings.TrimSpace(rp.Text)
+		line = strings.TrimSpace(code + " " + continuation.ReplaceAllString(" "+rest, " "))
+		if pr, err := policy.ParseReply(line); err == nil {
+			rp = pr
+		} else {
+			rp.Text = strings.TrimSpace(strings.TrimPrefix(line, code))
+		}
 	} else {
+		line = d
 		rp.Text = d
 	}
-	rp.Enhanced = statusCode(rp.Text)
+	status = policy.FindEnhanced(line)
+	if status == "" {
+		status = policy.FindEnhanced(d)
+	}
+	if rp.Code != 0 && status != "" && status[0] != byte('0'+rp.Code/100) {
+		status = ""
+	}
 	if rp.Enhanced == "" {
-		rp.Enhanced = statusCode(d)
+		rp.Enhanced = status
 	}
-	// A reply code and an enhanced code of different classes cannot both be
-	// the reply ("421 ... (#5.1.1)" in a quoted transcript): trust the code.
-	if rp.Code != 0 && rp.Enhanced != "" && rp.Enhanced[0] != byte('0'+rp.Code/100) {
-		rp.Enhanced = ""
-	}
-	return rp
+	return rp, status
 }

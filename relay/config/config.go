@@ -111,6 +111,11 @@ type Delivery struct {
 	// 7672): auto (only when the resolver is on loopback, where its AD bit
 	// can be trusted), on, or off.
 	DANE string `yaml:"dane" json:"dane"`
+	// ConnectionCacheTime keeps a connection open this long after its
+	// destination's queue emptied, for the next message to that
+	// destination (Postfix's smtp_connection_cache_time_limit); 0 closes
+	// it at once.
+	ConnectionCacheTime Duration `yaml:"connection_cache_time" json:"connection_cache_time"`
 }
 
 // RelayAuth is the smarthost login; the password lives in its own file so
@@ -312,11 +317,12 @@ func Default() *Config {
 				Block:    Duration(3 * time.Minute),
 				DataEnd:  Duration(10 * time.Minute),
 			},
-			Workers:     100,
-			MaxLifetime: Duration(5 * 24 * time.Hour),
-			TLS:         "may",
-			MTASTS:      "on",
-			DANE:        "auto",
+			Workers:             100,
+			MaxLifetime:         Duration(5 * 24 * time.Hour),
+			ConnectionCacheTime: Duration(time.Second),
+			TLS:                 "may",
+			MTASTS:              "on",
+			DANE:                "auto",
 		},
 		Suppression: Suppression{
 			HostUnknownTTL: Duration(30 * 24 * time.Hour),

@@ -17,6 +17,7 @@ import (
 
 	"facteur/policy"
 	"facteur/queue"
+	"facteur/relay/maillog"
 )
 
 // storeSource is a Source over a real queue.Store, with a fixed provider
@@ -377,18 +378,35 @@ func TestTallyWindows(t *testing.T) {
 }
 
 func TestLogBookKeepsLinesByQueueID(t *testing.T) {
-	book := NewLogBook()
-	var out strings.Builder
-	log := slog.New(book.Handler(slog.NewTextHandler(&out, nil)))
-	log.Info("received", "qid", "0ABC", "from", "<a@b.example>")
-	log.With("qid", "0ABC").Info("deferred", "rcpt", "<c@d.example>", "resp", "421 4.7.0 try later")
-	log.Info("started", "pid", 1)
-	got := book.Lines("0ABC")
-	if len(got) != 2 || !strings.Contains(got[0], " 0ABC received from=<a@b.example>") || !strings.Contains(got[1], ` 0ABC deferred rcpt=<c@d.example> resp="421 4.7.0 try later"`) {
-		t.Errorf("lines: %q", got)
-	}
-	if !strings.Contains(out.String(), "started") {
-		t.Error("the wrapped handler did not get every record")
+	// The daemon's text log hands the book its lines as written (a tap);
+	// any other handler (the JSON log) has them formatted for the book.
+	for _, tc := range []struct {
+		name string
+		next func(w io.Writer) slog.Handler
+	}{
+		{"maillog text", func(w io.Writer) slog.Handler { return maillog.New(w, "text").Handler() }},
+		{"json", func(w io.Writer) slog.Handler { return maillog.New(w, "json").Handler() }},
+		{"slog text", func(w io.Writer) slog.Handler { return slog.NewTextHandler(w, nil) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			book := NewLogBook()
+			var out strings.Builder
+			log := slog.New(book.Handler(tc.next(&out)))
+			log.Info("received", "qid", "0ABC", "from", "<a@b.example>")
+			log.With("qid", "0ABC").Info("deferred", "rcpt", "<c@d.example>", "resp", "421 4.7.0 try later")
+			log.Info("started", "pid", 1)
+			log.Info("received", "qid", "0DEF", "from", "<>")
+			got := book.Lines("0ABC")
+			if len(got) != 2 || !strings.Contains(got[0], " 0ABC received from=<a@b.example>") || !strings.Contains(got[1], ` 0ABC deferred rcpt=<c@d.example> resp="421 4.7.0 try later"`) {
+				t.Errorf("lines: %q", got)
+			}
+			if other := book.Lines("0DEF"); len(other) != 1 || strings.HasSuffix(other[0], "\n") {
+				t.Errorf("0DEF lines: %q", other)
+			}
+			if !strings.Contains(out.String(), "started") {
+				t.Error("the wrapped handler did not get every record")
+			}
+		})
 	}
 }
 

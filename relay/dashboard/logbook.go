@@ -60,6 +60,10 @@ func (l *LogBook) add(id queue.ID, line string) {
 // Handler wraps next: every record is passed on, and one with a queue ID
 // is also kept.
 func (l *LogBook) Handler(next slog.Handler) slog.Handler {
+	if mh, ok := next.(*maillog.Handler); ok {
+		// The text log: its lines are kept as written, formatted once.
+		return mh.WithTap(func(qid, line string) { l.add(queue.ID(qid), line) })
+	}
 	return &bookHandler{book: l, next: next}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"facteur/policy"
 	"facteur/relay/config"
 )
 
@@ -175,6 +176,9 @@ type Conn struct {
 
 	smtputf8     bool // the server offers SMTPUTF8 (last EHLO of the session)
 	eightBitMIME bool // the server offers 8BITMIME
+	sizeExt      bool // the server offers SIZE
+	pipelining   bool // the server offers PIPELINING (RFC 2920)
+	wire         *wire
 
 	messages int
 	inTxn    bool // MAIL accepted and no final reply to DATA yet
@@ -239,7 +243,10 @@ func Dial(ctx context.Context, host string, ip netip.Addr, opts Options) (*Conn,
 
 func dial(ctx context.Context, host string, ip netip.Addr, opts Options, tryTLS bool) (*Conn, error) {
 	c := &Conn{host: host, ip: ip, opts: opts}
-	d := net.Dialer{Timeout: opts.Timeouts.Connect}
+	// No TCP keepalive: each step has its own deadline, which ends a
+	// connection to a vanished peer, as Postfix's smtp client does; Go's
+	// keepalive cost four setsockopt calls (and a uname) per connection.
+	d := net.Dialer{Timeout: opts.Timeouts.Connect, KeepAlive: -1}
 	if opts.SourceIP.IsValid() {
 		d.LocalAddr = &net.TCPAddr{IP: opts.SourceIP.AsSlice()}
 	}
@@ -309,7 +316,7 @@ func (c *Conn) startTLS(ctx context.Context) error {
 	case errors.As(err, &te):
 		// A refusal (454 TLS not available) leaves a sound plaintext
 		// session: RFC 3207 §4 lets the client go on without TLS.
-		refused := fmt.Errorf("STARTTLS refused: %s", parseReply(code, msg))
+		refused := fmt.Errorf("STARTTLS refused: %s", policy.ReplyOf(code, msg))
 		if c.opts.RequireTLS {
 			return &Error{Phase: PhaseSTARTTLS, Host: c.host, IP: c.ip, Err: fmt.Errorf("%w: %w", ErrTLSRequired, refused)}
 		}
@@ -342,6 +349,8 @@ func (c *Conn) hello(ctx context.Context, conn net.Conn, replay []byte) error {
 		// and a network error there must not read as "not supported".
 		c.smtputf8, _ = c.client.Extension("SMTPUTF8")
 		c.eightBitMIME, _ = c.client.Extension("8BITMIME")
+		c.sizeExt, _ = c.client.Extension("SIZE")
+		c.pipelining, _ = c.client.Extension("PIPELINING")
 		return nil
 	}
 	phase := PhaseEHLO
@@ -500,6 +509,18 @@ func (c *Conn) Reset() error {
 	if !c.inTxn {
 		return nil
 	}
+	if c.wire != nil {
+		r, err := c.command("RSET", c.opts.Timeouts.Mail)
+		if err == nil && !r.Positive() {
+			err = smtpError(r)
+		}
+		if err != nil {
+			c.abort()
+			return c.wrap(context.Background(), PhaseReset, c.opts.Timeouts.Mail, err)
+		}
+		c.inTxn = false
+		return nil
+	}
 	c.client.CommandTimeout = c.opts.Timeouts.Mail
 	if err := c.client.Reset(); err != nil {
 		// Nothing sensible follows a refused RSET: drop the connection.
@@ -522,7 +543,12 @@ func (c *Conn) Close() error {
 	deadline := time.Now().Add(c.opts.Timeouts.Quit)
 	c.client.CommandTimeout = c.opts.Timeouts.Quit
 	_ = c.netConn.SetDeadline(deadline)
-	err := c.client.Quit()
+	var err error
+	if c.wire != nil {
+		_, err = c.command("QUIT", c.opts.Timeouts.Quit)
+	} else {
+		err = c.client.Quit()
+	}
 	_ = c.raw.Close()
 	if err != nil {
 		return c.wrap(context.Background(), PhaseQuit, c.opts.Timeouts.Quit, err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"facteur/policy"
 	"facteur/relay/address"
 )
 
@@ -33,7 +34,7 @@ type RcptResult struct {
 	// Reply is the recipient's outcome: the RCPT reply when RCPT failed,
 	// else the reply to DATA (or to the final "."). Zero when unknown: the
 	// connection broke before the server answered for this recipient.
-	Reply Reply
+	Reply policy.Reply
 	// Accepted is true when the server accepted RCPT.
 	Accepted bool
 }
@@ -44,9 +45,9 @@ func (r RcptResult) Delivered() bool { return r.Accepted && r.Reply.Positive() }
 
 // Result is what happened in one transaction.
 type Result struct {
-	Mail  Reply // the reply to MAIL FROM (a 2xx has no text: go-smtp keeps it)
+	Mail  policy.Reply // the reply to MAIL FROM (a 2xx has no text: go-smtp keeps it)
 	Rcpts []RcptResult
-	Data  Reply // the reply to DATA or to the final "."; zero if not reached
+	Data  policy.Reply // the reply to DATA or to the final "."; zero if not reached
 	// Note records something the caller should log although it did not
 	// stop delivery, such as an 8-bit body sent to a server without 8BITMIME.
 	Note string
@@ -117,6 +118,24 @@ func (c *Conn) Send(ctx context.Context, m Message) (Result, error) {
 	}()
 	t := c.opts.Timeouts
 
+	if c.pipelining {
+		var sendable []int
+		for i, a := range m.Rcpts {
+			if why := badAddr(a); why != "" || a == "" {
+				if why == "" {
+					why = "empty"
+				}
+				res.Rcpts[i].Reply = localReply(501, "5.1.3", "bad recipient address: "+why)
+				continue
+			}
+			sendable = append(sendable, i)
+		}
+		if len(sendable) == 0 {
+			return res, nil // nothing to send: no transaction was opened
+		}
+		return res, c.sendPipelined(ctx, m, sendable, needUTF8, &res)
+	}
+
 	c.client.CommandTimeout = t.Mail
 	if err := c.client.Mail(m.From, &smtp.MailOptions{UTF8: needUTF8, Size: int64(len(m.Body))}); err != nil {
 		r, ok := replyOf(err)
@@ -130,7 +149,7 @@ func (c *Conn) Send(ctx context.Context, m Message) (Result, error) {
 		c.after(r)
 		return res, nil
 	}
-	res.Mail = Reply{Code: 250}
+	res.Mail = policy.Reply{Code: 250}
 	c.inTxn = true
 
 	accepted := 0
@@ -195,14 +214,14 @@ func (c *Conn) Send(ctx context.Context, m Message) (Result, error) {
 	_ = c.netConn.SetWriteDeadline(time.Now().Add(t.Block))
 	c.client.SubmissionTimeout = t.DataEnd
 	resp, err := w.CloseWithResponse()
-	var r Reply
+	var r policy.Reply
 	if err != nil {
 		var ok bool
 		if r, ok = replyOf(err); !ok {
 			return res, c.fail(ctx, PhaseDataEnd, t.DataEnd, err)
 		}
 	} else {
-		r = parseReply(250, resp.StatusText)
+		r = policy.ReplyOf(250, resp.StatusText)
 	}
 	c.inTxn = false
 	c.messages++
@@ -212,7 +231,7 @@ func (c *Conn) Send(ctx context.Context, m Message) (Result, error) {
 	return res, nil
 }
 
-func setAccepted(res *Result, r Reply) {
+func setAccepted(res *Result, r policy.Reply) {
 	for i := range res.Rcpts {
 		if res.Rcpts[i].Accepted {
 			res.Rcpts[i].Reply = r
@@ -222,7 +241,7 @@ func setAccepted(res *Result, r Reply) {
 
 // after closes the connection on a 421: the server is going away (RFC 5321
 // §3.8), and any further command would be lost.
-func (c *Conn) after(r Reply) {
+func (c *Conn) after(r policy.Reply) {
 	if r.Code == 421 {
 		c.abort()
 	}
@@ -235,8 +254,8 @@ func (c *Conn) fail(ctx context.Context, phase Phase, limit time.Duration, err e
 	return c.wrap(ctx, phase, limit, err)
 }
 
-func localReply(code int, enhanced, text string) Reply {
-	return Reply{Code: code, Enhanced: enhanced, Text: text, Local: true}
+func localReply(code int, enhanced, text string) policy.Reply {
+	return policy.Reply{Code: code, Enhanced: enhanced, Text: text, Local: true}
 }
 
 // badAddr says what is wrong with an envelope address, or "" when it can be

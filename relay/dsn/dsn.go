@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
 
+	"facteur/policy"
 	"facteur/relay/address"
 )
 
@@ -64,11 +64,6 @@ type Bounce struct {
 var (
 	ErrNullSender   = errors.New("dsn: null sender: no DSN to <>")
 	ErrNoRecipients = errors.New("dsn: no recipients")
-)
-
-var (
-	statusRe  = regexp.MustCompile(`^[245]\.\d{1,3}\.\d{1,3}$`)
-	replyCode = regexp.MustCompile(`^([245])\d\d(?:[ -]([245]\.\d{1,3}\.\d{1,3}))?\b`)
 )
 
 // maxLine is where Build folds: well under the 998 octets of RFC 5322
@@ -195,7 +190,7 @@ func check(b Bounce) error {
 		if r.Address == "" || bad(r.Address) || strings.ContainsAny(r.RemoteMTA, " \t\r\n;") {
 			return fmt.Errorf("dsn: bad recipient %q (remote MTA %q)", r.Address, r.RemoteMTA)
 		}
-		if r.Status != "" && !statusRe.MatchString(r.Status) {
+		if r.Status != "" && !policy.IsEnhanced(r.Status) {
 			return fmt.Errorf("dsn: recipient %s: bad status %q", r.Address, r.Status)
 		}
 		switch r.Action {
@@ -224,16 +219,24 @@ func bad(a string) bool {
 // statusOf derives a Status from the reply: its enhanced code, else the
 // class of its reply code, else the action.
 func statusOf(r Recipient) string {
-	if m := replyCode.FindStringSubmatch(r.Diagnostic); m != nil {
-		if m[2] != "" {
-			return m[2]
+	if rp, ok := serverReply(r.Diagnostic); ok {
+		if rp.Enhanced != "" {
+			return rp.Enhanced
 		}
-		return m[1] + ".0.0"
+		return strconv.Itoa(rp.Code/100) + ".0.0"
 	}
 	if r.Action == "delayed" {
 		return "4.0.0"
 	}
 	return "5.0.0"
+}
+
+// serverReply reads a diagnostic that is a server's reply, "550 5.1.1
+// text" (a 2xx, 4xx or 5xx code first); not ok for facteur's own words.
+func serverReply(diag string) (policy.Reply, bool) {
+	rp, err := policy.ParseReply(diag)
+	ok := err == nil && rp.Code != 0 && rp.Code/100 != 3
+	return rp, ok
 }
 
 // oneLine unfolds a multi-line reply into one line; the DSN folds it again
@@ -330,7 +333,7 @@ func deliveryStatus(b Bounce, reporting string, rcpts []Recipient) ([]byte, bool
 		}
 		if r.Diagnostic != "" {
 			typ := "smtp"
-			if !replyCode.MatchString(r.Diagnostic) {
+			if _, ok := serverReply(r.Diagnostic); !ok {
 				// Not a server's reply (no MX, connection refused): say
 				// it is ours, as Postfix says X-Postfix.
 				typ = "X-Facteur"

@@ -45,6 +45,18 @@ type Handler struct {
 	mu    *sync.Mutex // guards writes to w
 	attrs []slog.Attr
 	group string
+	// tap, when set, also receives every line with a queue ID, as written
+	// (without its newline): the dashboard's log book keeps a message's
+	// lines without formatting them a second time.
+	tap func(qid, line string)
+}
+
+// WithTap returns a copy of h that also hands each line with a queue ID to
+// tap, in the order written.
+func (h *Handler) WithTap(tap func(qid, line string)) *Handler {
+	h2 := *h
+	h2.tap = tap
+	return &h2
 }
 
 func (h *Handler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
@@ -70,7 +82,8 @@ func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 	if t.IsZero() {
 		t = time.Now()
 	}
-	b.WriteString(t.UTC().Format("2006-01-02T15:04:05.000Z"))
+	var tb [32]byte
+	b.Write(t.UTC().AppendFormat(tb[:0], "2006-01-02T15:04:05.000Z"))
 	qid := "-"
 	var rest []slog.Attr
 	collect := func(a slog.Attr) bool {
@@ -98,9 +111,13 @@ func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 		writeAttr(&b, h.group, a)
 	}
 	b.WriteByte('\n')
+	line := b.String()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	_, err := io.WriteString(h.w, b.String())
+	_, err := io.WriteString(h.w, line)
+	if h.tap != nil && qid != "-" {
+		h.tap(qid, line[:len(line)-1])
+	}
 	return err
 }
 

@@ -254,6 +254,13 @@ func (s *Sink) Connections() int {
 	return s.conns
 }
 
+// Open is the number of connections open now.
+func (s *Sink) Open() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.open
+}
+
 // MaxConcurrent is the peak number of simultaneously open connections.
 func (s *Sink) MaxConcurrent() int {
 	s.mu.Lock()

@@ -224,14 +224,14 @@ func (s *Scheduler) deferOne(ctx context.Context, x deadItem, now time.Time) {
 	if s.expire(ctx, it, x.provider, now) {
 		return
 	}
-	reply := policy.Reply{Code: 451, Enhanced: "4.4.1", Text: "delivery temporarily suspended: " + x.reason}
+	reply := policy.Reply{Code: 451, Enhanced: "4.4.1", Text: "delivery temporarily suspended: " + x.reason, Local: true}
 	var out outcome
 	for _, rcpt := range it.rcpts {
 		attempt := s.attempts(it, rcpt) + 1
 		next, expired := s.nextAttempt(x.provider, attempt, it.msg.Created, now)
 		if expired {
 			// Past its lifetime: the expiry path bounces it with a DSN.
-			s.judge(&out, it, rcpt, x.provider, x.domain, nil, reply, true, now)
+			s.judge(&out, it, rcpt, x.provider, x.domain, nil, reply, now)
 			continue
 		}
 		if next.Before(x.until) {

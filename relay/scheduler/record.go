@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
 	"facteur/policy"
 	"facteur/queue"
 	"facteur/relay/address"
@@ -55,10 +53,6 @@ func tlsOf(c *delivery.Conn) (mode, cipher, dn string) {
 	return c.Protection(), "", ""
 }
 
-func toPolicy(r delivery.Reply) policy.Reply {
-	return policy.Reply{Code: r.Code, Enhanced: r.Enhanced, Text: strings.ReplaceAll(r.Text, "\n", " ")}
-}
-
 // record applies the result of one transaction to each recipient of it.
 func (s *Scheduler) record(ctx context.Context, it *item, provider, domain string, c *delivery.Conn, res delivery.Result, sendErr error, start time.Time) {
 	now := s.clock.Now()
@@ -86,9 +80,9 @@ func (s *Scheduler) record(ctx context.Context, it *item, provider, domain strin
 			out.observe(it, rcpt, breaker.Delivered, policy.Decision{}, rr.Reply.String(), now)
 			out.events = append(out.events, DeliveryEvent{SourceIP: it.srcKey(), Event: "delivered", ID: it.msg.ID, Sender: it.msg.Sender, User: it.msg.User, Rcpt: rcpt, Provider: provider, Response: rr.Reply.String(), At: now, Latency: now.Sub(it.msg.Created), TLS: mode})
 		case ok && rr.Reply.Known():
-			r := toPolicy(rr.Reply)
+			r := rr.Reply
 			r.Stage = replyStage(res, rr)
-			s.judge(&out, it, rcpt, provider, domain, c, r, rr.Reply.Local, now)
+			s.judge(&out, it, rcpt, provider, domain, c, r, now)
 		default:
 			// No reply for this recipient: the connection broke before the
 			// server answered. Nothing was acknowledged: defer.
@@ -96,7 +90,7 @@ func (s *Scheduler) record(ctx context.Context, it *item, provider, domain strin
 			if sendErr != nil {
 				reason = sendErr.Error()
 			}
-			s.judge(&out, it, rcpt, provider, domain, c, policy.Reply{Code: 451, Enhanced: "4.4.2", Text: reason}, true, now)
+			s.judge(&out, it, rcpt, provider, domain, c, policy.Reply{Code: 451, Enhanced: "4.4.2", Text: reason, Local: true}, now)
 		}
 	}
 	s.commit(ctx, it, out, now)
@@ -161,11 +155,12 @@ func (o *outcome) observe(it *item, rcpt string, st breaker.Status, d policy.Dec
 }
 
 // judge turns a failing reply into the recipient's update, logging it; a
-// bounce is returned for the DSN. local marks a reply facteur made up (no
-// server said it): it never changes the provider's state.
-func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string, c *delivery.Conn, r policy.Reply, local bool, now time.Time) {
+// bounce is returned for the DSN. A Local reply, one facteur made up (no
+// server said it), is not judged by the policy: it never changes the
+// provider's state.
+func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string, c *delivery.Conn, r policy.Reply, now time.Time) {
 	var v Verdict
-	if local {
+	if r.Local {
 		v.Decision = policy.Decision{Class: policy.OtherTemporary, Action: policy.Defer, Rule: "local", Provider: provider}
 		if r.Permanent() {
 			v.Decision.Class, v.Decision.Action = policy.OtherPermanent, policy.Bounce
@@ -320,34 +315,28 @@ func (s *Scheduler) failItem(ctx context.Context, it *item, provider, domain str
 		// RFC 8461 §5.1, RFC 7672 §2.2: the policy forbids every host that
 		// could be tried; the recipients wait, never sent in clear nor to
 		// a host outside the policy (issue 15: 4.7.5 with the reason).
-		reply := policy.Reply{Code: 451, Enhanced: "4.7.5", Text: ref.Error()}
+		reply := policy.Reply{Code: 451, Enhanced: "4.7.5", Text: ref.Error(), Local: true}
 		out := outcome{refusal: ref}
 		for _, rcpt := range it.rcpts {
-			s.judge(&out, it, rcpt, provider, domain, nil, reply, true, now)
+			s.judge(&out, it, rcpt, provider, domain, nil, reply, now)
 		}
 		s.commit(ctx, it, out, now)
 		return
 	}
-	var se *smtp.SMTPError
-	reply := policy.Reply{Code: 451, Enhanced: "4.4.1", Text: "connection failed: " + err.Error()}
-	local := true
-	if errors.As(err, &se) {
+	reply := policy.Reply{Code: 451, Enhanced: "4.4.1", Text: "connection failed: " + err.Error(), Local: true}
+	if r, ok := delivery.ReplyOf(err); ok {
 		// The server spoke (a 421 or 554 banner, a refused EHLO): judge it
 		// like any reply, so that RP-001 at connect throttles microsoft.
-		reply = policy.Reply{Code: se.Code, Text: se.Message, Stage: policy.StageConnect}
-		if se.EnhancedCode != (smtp.EnhancedCode{}) && se.EnhancedCode[0] > 0 {
-			reply.Enhanced = fmt.Sprintf("%d.%d.%d", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
-		}
-		local = false
+		reply = r
 	}
-	s.settle(ctx, it, provider, domain, c, reply, "", now, local)
+	s.settle(ctx, it, provider, domain, c, reply, now)
 }
 
 // settle applies one reply to every recipient of it.
-func (s *Scheduler) settle(ctx context.Context, it *item, provider, domain string, c *delivery.Conn, r policy.Reply, _ string, now time.Time, local bool) {
+func (s *Scheduler) settle(ctx context.Context, it *item, provider, domain string, c *delivery.Conn, r policy.Reply, now time.Time) {
 	var out outcome
 	for _, rcpt := range it.rcpts {
-		s.judge(&out, it, rcpt, provider, domain, c, r, local, now)
+		s.judge(&out, it, rcpt, provider, domain, c, r, now)
 	}
 	s.commit(ctx, it, out, now)
 }
@@ -558,11 +547,11 @@ func (s *Scheduler) deliverLocal(ctx context.Context, msg queue.Message, rcpts [
 			out.events = append(out.events, DeliveryEvent{SourceIP: it.srcKey(), Event: "delivered", ID: msg.ID, Sender: msg.Sender, Rcpt: rcpt, Provider: "local", Response: resp, At: now, Latency: now.Sub(msg.Created)})
 			continue
 		}
-		reply := policy.Reply{Code: 451, Enhanced: "4.2.0", Text: "local mailbox: " + err.Error()}
+		reply := policy.Reply{Code: 451, Enhanced: "4.2.0", Text: "local mailbox: " + err.Error(), Local: true}
 		if errors.Is(err, local.ErrNoUser) {
-			reply = policy.Reply{Code: 550, Enhanced: "5.1.1", Text: "<" + rcpt + ">: no such user on this host (no alias and no account " + name + ")"}
+			reply = policy.Reply{Code: 550, Enhanced: "5.1.1", Text: "<" + rcpt + ">: no such user on this host (no alias and no account " + name + ")", Local: true}
 		}
-		s.judge(&out, it, rcpt, provider, domain, nil, reply, true, now)
+		s.judge(&out, it, rcpt, provider, domain, nil, reply, now)
 	}
 	s.commit(ctx, it, out, now)
 }

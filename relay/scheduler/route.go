@@ -224,6 +224,6 @@ func (s *Scheduler) routeFailed(ctx context.Context, l *lane, provider string, e
 	// Judged by the policy like a remote reply, so that NXDOMAIN is
 	// host_unknown and suppresses (issue 7 §3), and a DNS failure defers.
 	for _, it := range s.drain(l) {
-		s.settle(ctx, it, provider, l.domain, nil, reply, "", s.clock.Now(), false)
+		s.settle(ctx, it, provider, l.domain, nil, reply, s.clock.Now())
 	}
 }

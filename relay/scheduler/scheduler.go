@@ -55,6 +55,10 @@ type Options struct {
 	Postmaster string
 	// ShutdownTimeout bounds in-flight transactions after ctx is done.
 	ShutdownTimeout time.Duration
+	// ConnectionCache keeps a connection whose lane emptied open this long
+	// for the lane's next item (delivery.connection_cache_time); 0 closes
+	// it at once.
+	ConnectionCache time.Duration
 	// Suppress is called for a recipient the policy says to suppress;
 	// nil: store it in the queue's suppression list directly.
 	Suppress func(ctx context.Context, s queue.Suppression) error
@@ -180,6 +184,10 @@ type lane struct {
 	// window): a destination that does not answer gets one failed attempt,
 	// not one per connection the provider's limit would allow.
 	connected bool
+	// more is closed when items are added to pending, waking the workers
+	// that hold an idle connection for the lane (connection cache); nil
+	// when none waits.
+	more chan struct{}
 }
 
 // target is one host to try, in order.
@@ -398,6 +406,10 @@ func (s *Scheduler) fill(ctx context.Context, now time.Time) error {
 				s.lanes[k] = l
 			}
 			l.pending = append(l.pending, &item{msg: msg, rcpts: rcpts})
+			if l.more != nil {
+				close(l.more)
+				l.more = nil
+			}
 			s.mu.Unlock()
 		}
 	}
@@ -733,7 +745,9 @@ func (s *Scheduler) connection(ctx, wctx context.Context, l *lane, provider stri
 			}
 		}
 		if it = s.popFree(wctx, l, provider, lim.RecipientsPerMessage); it == nil {
-			return false
+			if it = s.awaitMore(ctx, wctx, l, provider, lim.RecipientsPerMessage); it == nil {
+				return false
+			}
 		}
 		it.src = src
 		if why := s.takeRate(ctx, l, provider, src); why != rateOK {
@@ -748,6 +762,61 @@ func (s *Scheduler) connection(ctx, wctx context.Context, l *lane, provider stri
 			return true
 		}
 	}
+}
+
+// awaitMore holds an idle connection of l open for ConnectionCache, for an
+// item the next cycle may add: under a steady trickle of mail (a web server
+// sending one message per page) each message would otherwise cost a
+// connection, greeting, EHLO and QUIT. It gives up early when another lane
+// of the provider waits for a connection slot, which the idle connection
+// holds. nil when nothing came.
+func (s *Scheduler) awaitMore(ctx, wctx context.Context, l *lane, provider string, maxRcpts int) *item {
+	hold := s.opts.ConnectionCache
+	if hold <= 0 {
+		return nil
+	}
+	deadline := s.clock.Now().Add(hold)
+	for ctx.Err() == nil {
+		s.mu.Lock()
+		if s.slotWantedLocked(l, provider) {
+			s.mu.Unlock()
+			return nil
+		}
+		if len(l.pending) == 0 {
+			if l.more == nil {
+				l.more = make(chan struct{})
+			}
+			more := l.more
+			s.mu.Unlock()
+			select {
+			case <-more:
+			case <-ctx.Done():
+				return nil
+			case <-s.clock.At(deadline):
+				return nil
+			}
+		} else {
+			s.mu.Unlock()
+		}
+		if it := s.popFree(wctx, l, provider, maxRcpts); it != nil {
+			return it
+		}
+		if !s.clock.Now().Before(deadline) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// slotWantedLocked says whether another lane of provider waits for a
+// connection slot. s.mu is held.
+func (s *Scheduler) slotWantedLocked(l *lane, provider string) bool {
+	for _, o := range s.lanes {
+		if o != l && o.limitWait && o.provider == provider {
+			return true
+		}
+	}
+	return false
 }
 
 // popFree pops the next item of l whose sender domain is not held at the
@@ -778,7 +847,7 @@ func (s *Scheduler) send(ctx, wctx context.Context, it *item, provider, domain s
 		// Without its body the message cannot go; defer it on its
 		// schedule rather than refetch it at once, and say why.
 		s.log.Error(maillog.ReadBody, "qid", string(it.msg.ID), "err", err)
-		s.settle(wctx, it, provider, domain, nil, policy.Reply{Code: 451, Enhanced: "4.3.0", Text: "local error: message body unreadable: " + err.Error()}, "", s.clock.Now(), true)
+		s.settle(wctx, it, provider, domain, nil, policy.Reply{Code: 451, Enhanced: "4.3.0", Text: "local error: message body unreadable: " + err.Error(), Local: true}, s.clock.Now())
 		return true
 	}
 	start := s.clock.Now()

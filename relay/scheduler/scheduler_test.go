@@ -689,3 +689,54 @@ providers:
 		}
 	}
 }
+
+// The connection cache (delivery.connection_cache_time): a connection whose
+// lane emptied waits for the next message to the destination instead of
+// closing, and closes once the hold is over on the clock.
+func TestConnectionCache(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		hold  time.Duration
+		conns int
+	}{
+		{"off", 0, 2},
+		{"on", 2 * time.Second, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sink := relaytest.NewSink(t, "127.0.0.6:0", relaytest.SinkOptions{})
+			h := newHarness(t, sink.Port(), map[string]relaytest.Zone{
+				"example.org":    {MX: []relaytest.MX{{Host: "mx.example.org", Pref: 10}}},
+				"mx.example.org": {A: []string{"127.0.0.6"}},
+			}, func(o *Options) { o.ConnectionCache = tc.hold })
+			h.enqueue("app@example.com", []string{"a@example.org"}, msgBody)
+			h.expect(1)
+			if tc.hold == 0 {
+				waitOpen(t, sink, 0) // closed with the lane empty
+			}
+			h.enqueue("app@example.com", []string{"b@example.org"}, msgBody)
+			h.expect(1)
+			if got := sink.Connections(); got != tc.conns {
+				t.Fatalf("%d connections for two messages, want %d", got, tc.conns)
+			}
+			if tc.hold > 0 {
+				if sink.Open() != 1 {
+					t.Fatalf("%d connections open during the hold, want 1", sink.Open())
+				}
+				h.clock.Advance(tc.hold)
+				waitOpen(t, sink, 0)
+			}
+		})
+	}
+}
+
+// waitOpen waits (real time, bounded) until the sink has n connections open.
+func waitOpen(t *testing.T, sink *relaytest.Sink, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for sink.Open() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections open, want %d", sink.Open(), n)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}

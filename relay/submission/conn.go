@@ -45,6 +45,11 @@ type conn struct {
 	local   bool       // the shim's Unix socket
 	release func()     // gives back the connection slot; called once by Close
 
+	// The local account found at accept for a loopback client (peerDone),
+	// so that the session does not ask the kernel a second time.
+	peer     Peer
+	peerDone bool
+
 	// Read side, touched only by go-smtp's reading goroutine.
 	w       [3]byte // the last three bytes read, oldest first
 	pending []byte  // injected end of data still to hand out
@@ -333,8 +338,11 @@ func (l *listener) Accept() (net.Conn, error) {
 				// exempts $mynetworks; a loopback client is counted by
 				// the local user that owns its socket (unknown: not
 				// counted).
+				c.peerDone = true
 				if p, err := peerOfTCP(nc); err == nil {
-					k = clientKey{"uid:" + strconv.Itoa(p.UID), "user " + l.srv.names.lookup(p.UID), true}
+					p.User = l.srv.names.lookup(p.UID)
+					c.peer = p
+					k = clientKey{"uid:" + strconv.Itoa(p.UID), "user " + p.User, true}
 				}
 			}
 		}

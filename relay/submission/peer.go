@@ -1,6 +1,7 @@
 package submission
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -81,7 +83,6 @@ func inetDiagUID(local, remote *net.TCPAddr) (uint32, error) {
 	binary.NativeEndian.PutUint32(req[0:], uint32(len(req)))
 	binary.NativeEndian.PutUint16(req[4:], unix.SOCK_DIAG_BY_FAMILY)
 	binary.NativeEndian.PutUint16(req[6:], unix.NLM_F_REQUEST)
-	binary.NativeEndian.PutUint32(req[8:], 1) // sequence
 	r := req[16:]
 	r[0], r[1] = family, unix.IPPROTO_TCP
 	binary.NativeEndian.PutUint32(r[4:], 0xffffffff) // every state
@@ -93,23 +94,74 @@ func inetDiagUID(local, remote *net.TCPAddr) (uint32, error) {
 	binary.NativeEndian.PutUint32(id[40:], 0xffffffff) // INET_DIAG_NOCOOKIE
 	binary.NativeEndian.PutUint32(id[44:], 0xffffffff)
 
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	fd, err := diagSockets.get()
 	if err != nil {
 		return 0, fmt.Errorf("sock_diag: %w", err)
 	}
-	defer unix.Close(fd)
+	seq := diagSeq.Add(1)
+	binary.NativeEndian.PutUint32(req[8:], seq)
+	uid, err := diagAsk(fd, req, seq)
+	if err != nil {
+		// A socket that timed out may still receive the late answer:
+		// never reuse it.
+		unix.Close(fd)
+		return 0, err
+	}
+	diagSockets.put(fd)
+	return uid, nil
+}
+
+// diagSeq numbers the requests, so that an answer is matched to its
+// question.
+var diagSeq atomic.Uint32
+
+// diagSockets keeps a few NETLINK_SOCK_DIAG sockets open between lookups: a
+// socket per lookup cost five system calls of every loopback session.
+var diagSockets = &diagPool{free: make(chan int, 8)}
+
+type diagPool struct{ free chan int }
+
+func (p *diagPool) get() (int, error) {
+	select {
+	case fd := <-p.free:
+		return fd, nil
+	default:
+	}
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	if err != nil {
+		return -1, err
+	}
 	tv := unix.Timeval{Sec: 1}
-	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+func (p *diagPool) put(fd int) {
+	select {
+	case p.free <- fd:
+	default:
+		unix.Close(fd)
+	}
+}
+
+// diagAsk sends one inet_diag request on fd and reads its answer.
+func diagAsk(fd int, req []byte, seq uint32) (uint32, error) {
 	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return 0, fmt.Errorf("sock_diag: %w", err)
 	}
-	buf := make([]byte, 4096)
+	buf := make([]byte, 1024) // the answer without extensions: 124 bytes
 	n, _, err := unix.Recvfrom(fd, buf, 0)
 	if err != nil {
 		return 0, fmt.Errorf("sock_diag: %w", err)
 	}
 	if n < 16 {
 		return 0, fmt.Errorf("sock_diag: short answer")
+	}
+	if got := binary.NativeEndian.Uint32(buf[8:]); got != seq {
+		return 0, fmt.Errorf("sock_diag: answer %d to question %d", got, seq)
 	}
 	switch binary.NativeEndian.Uint16(buf[4:]) {
 	case unix.NLMSG_ERROR:
@@ -191,4 +243,14 @@ func ListenLocal(dir string, gid int) (net.Listener, error) {
 		return nil, fmt.Errorf("local socket: %w", err)
 	}
 	return ln, nil
+}
+
+// ListenTCP binds an SMTP listener. Accepted connections get no TCP
+// keepalive: the session's idle timeout already ends a connection whose
+// client vanished, as Postfix's smtpd relies on its timeouts, and the four
+// setsockopt calls Go makes per accepted socket for keepalive were a tenth
+// of the system calls of a loopback submission.
+func ListenTCP(addr string) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: -1}
+	return lc.Listen(context.Background(), "tcp", addr)
 }

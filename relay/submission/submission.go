@@ -329,6 +329,11 @@ func (ss *session) localPeer() Peer {
 	if !ss.clientIP.IsLoopback() || ss.c == nil {
 		return ss.peer
 	}
+	if ss.c.peerDone {
+		// Looked up at accept (a trusted loopback client).
+		ss.peer = ss.c.peer
+		return ss.peer
+	}
 	if p, err := peerOfTCP(ss.c.Conn); err == nil {
 		ss.peer = p
 		ss.peer.User = ss.s.names.lookup(p.UID)

@@ -1,0 +1,234 @@
+package delivery
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"time"
+
+	"facteur/policy"
+)
+
+// errUnexpected is a reply code that makes no sense at its point of the
+// conversation (a 3xx to RCPT): after it neither side knows where the other
+// stands.
+var errUnexpected = errors.New("unexpected reply")
+
+// wire is our own reader and writer on the connection, used once a
+// transaction is pipelined (RFC 2920): go-smtp's client sends each command
+// and waits for its reply, which costs a round trip and two system calls a
+// command. After the first pipelined transaction every command of the
+// connection (RSET, QUIT) goes through wire, so that no reply is read by
+// the wrong reader.
+type wire struct {
+	r *textproto.Reader
+	w *bufio.Writer
+}
+
+// wireOf returns c's wire, made on first use. go-smtp's client has read
+// nothing beyond the EHLO reply: the server sends nothing unasked.
+func (c *Conn) wireOf() *wire {
+	if c.wire == nil {
+		c.wire = &wire{
+			r: textproto.NewReader(bufio.NewReaderSize(c.netConn, 4096)),
+			// Large enough for a typical message and its final dot in
+			// one write.
+			w: bufio.NewWriterSize(c.netConn, 16<<10),
+		}
+	}
+	return c.wire
+}
+
+// read reads one reply under limit.
+func (c *Conn) read(limit time.Duration) (policy.Reply, error) {
+	_ = c.netConn.SetReadDeadline(time.Now().Add(limit))
+	code, msg, err := c.wire.r.ReadResponse(0)
+	if err != nil {
+		var pe textproto.ProtocolError
+		if errors.As(err, &pe) || code == 0 {
+			return policy.Reply{}, err
+		}
+	}
+	if code < 200 || code > 599 {
+		return policy.Reply{}, fmt.Errorf("%w: %d %s", errUnexpected, code, msg)
+	}
+	return policy.ReplyOf(code, msg), nil
+}
+
+// command sends one command and reads its reply (RSET, QUIT on a wire).
+func (c *Conn) command(cmd string, limit time.Duration) (policy.Reply, error) {
+	_ = c.netConn.SetWriteDeadline(time.Now().Add(limit))
+	c.wire.w.WriteString(cmd + "\r\n")
+	if err := c.wire.w.Flush(); err != nil {
+		return policy.Reply{}, err
+	}
+	return c.read(limit)
+}
+
+// mailCommand is MAIL FROM with the parameters go-smtp's client would send
+// for our options.
+func (c *Conn) mailCommand(from string, size int, utf8 bool) string {
+	var b strings.Builder
+	b.WriteString("MAIL FROM:<")
+	b.WriteString(from)
+	b.WriteByte('>')
+	if c.eightBitMIME {
+		b.WriteString(" BODY=8BITMIME")
+	}
+	if c.sizeExt && size > 0 {
+		b.WriteString(" SIZE=")
+		b.WriteString(strconv.Itoa(size))
+	}
+	if utf8 {
+		b.WriteString(" SMTPUTF8")
+	}
+	return b.String()
+}
+
+// sendPipelined is Send's transaction for a server that offers PIPELINING:
+// MAIL, every RCPT and DATA go in one write, then the replies are read in
+// order (RFC 2920 §3.1); the body follows a 354. The outcome is the one the
+// command-by-command path gives.
+func (c *Conn) sendPipelined(ctx context.Context, m Message, rcpts []int, needUTF8 bool, res *Result) error {
+	t := c.opts.Timeouts
+	wr := c.wireOf()
+	_ = c.netConn.SetWriteDeadline(time.Now().Add(t.Mail))
+	wr.w.WriteString(c.mailCommand(m.From, len(m.Body), needUTF8))
+	wr.w.WriteString("\r\n")
+	for _, i := range rcpts {
+		wr.w.WriteString("RCPT TO:<")
+		wr.w.WriteString(m.Rcpts[i])
+		wr.w.WriteString(">\r\n")
+	}
+	wr.w.WriteString("DATA\r\n")
+	if err := wr.w.Flush(); err != nil {
+		return c.fail(ctx, PhaseMail, t.Mail, err)
+	}
+
+	mail, err := c.read(t.Mail)
+	if err != nil {
+		return c.fail(ctx, PhaseMail, t.Mail, err)
+	}
+	if !mail.Positive() {
+		res.Mail = mail
+		for i := range res.Rcpts {
+			res.Rcpts[i].Reply = mail
+		}
+		if mail.Code == 421 {
+			c.abort()
+			return nil
+		}
+		// The RCPTs and DATA were refused too (503): read their replies so
+		// that the next transaction starts in step. A 354 to DATA without
+		// a transaction would be the server's bug: end it with a dot.
+		c.drainRefused(len(rcpts), t)
+		return nil
+	}
+	res.Mail = policy.Reply{Code: 250}
+	c.inTxn = true
+
+	accepted := 0
+	for n, i := range rcpts {
+		r, err := c.read(t.Rcpt)
+		if err != nil {
+			return c.fail(ctx, PhaseRcpt, t.Rcpt, err)
+		}
+		if r.Positive() {
+			res.Rcpts[i].Accepted = true
+			accepted++
+			continue
+		}
+		res.Rcpts[i].Reply = r
+		if r.Code == 421 {
+			// The server is closing: recipients not yet answered, and those
+			// accepted but not sent, are deferred with its reply.
+			for _, j := range rcpts[n+1:] {
+				res.Rcpts[j].Reply = r
+			}
+			for j := range res.Rcpts {
+				if res.Rcpts[j].Accepted {
+					res.Rcpts[j].Reply = r
+				}
+			}
+			c.abort()
+			return nil
+		}
+	}
+
+	data, err := c.read(t.Data)
+	if err != nil {
+		return c.fail(ctx, PhaseData, t.Data, err)
+	}
+	if data.Code != 354 {
+		if accepted == 0 {
+			// Every recipient refused: the DATA refusal (554 "no valid
+			// recipients") says nothing more. The transaction stays open
+			// for Reset's RSET, as on the command-by-command path.
+			return nil
+		}
+		res.Data = data
+		setAccepted(res, data)
+		c.after(data)
+		return nil
+	}
+	if accepted == 0 {
+		// A 354 although no recipient was accepted (RFC 2920 §3.1 lets the
+		// server answer so): an empty message ends the data phase, which
+		// delivers nothing.
+		_ = c.netConn.SetWriteDeadline(time.Now().Add(t.Block))
+		if _, err := wr.w.WriteString(".\r\n"); err != nil {
+			return c.fail(ctx, PhaseDataEnd, t.Block, err)
+		}
+		if err := wr.w.Flush(); err != nil {
+			return c.fail(ctx, PhaseDataEnd, t.Block, err)
+		}
+		r, err := c.read(t.DataEnd)
+		if err != nil {
+			return c.fail(ctx, PhaseDataEnd, t.DataEnd, err)
+		}
+		c.inTxn = false
+		c.after(r)
+		return nil
+	}
+
+	dw := textproto.NewWriter(wr.w).DotWriter()
+	for off := 0; off < len(m.Body); off += blockSize {
+		end := min(off+blockSize, len(m.Body))
+		_ = c.netConn.SetWriteDeadline(time.Now().Add(t.Block))
+		if _, err := dw.Write(m.Body[off:end]); err != nil {
+			return c.fail(ctx, PhaseBody, t.Block, err)
+		}
+	}
+	_ = c.netConn.SetWriteDeadline(time.Now().Add(t.Block))
+	if err := dw.Close(); err != nil { // the final dot, flushed
+		return c.fail(ctx, PhaseBody, t.Block, err)
+	}
+	r, err := c.read(t.DataEnd)
+	if err != nil {
+		return c.fail(ctx, PhaseDataEnd, t.DataEnd, err)
+	}
+	c.inTxn = false
+	c.messages++
+	res.Data = r
+	setAccepted(res, r)
+	c.after(r)
+	return nil
+}
+
+// drainRefused reads the replies to n RCPTs and a DATA sent after a refused
+// MAIL. A reply that does not come, or a 354, leaves the connection unusable.
+func (c *Conn) drainRefused(n int, t Timeouts) {
+	for range n {
+		if r, err := c.read(t.Rcpt); err != nil || r.Code == 421 {
+			c.abort()
+			return
+		}
+	}
+	if r, err := c.read(t.Data); err != nil || r.Code == 354 || r.Code == 421 {
+		c.abort()
+	}
+}
