@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -18,25 +17,13 @@ import (
 	"facteur/relay/config"
 )
 
-// facteur bounce parse / ingest (issue 7 §2) and the daemon's POST /bounces.
+// facteur bounce parse / ingest (issue 7 §2); the logic, and the daemon's
+// POST /bounces, are relay/bounces'.
 // parse reads only the config and the policy and changes nothing; ingest
 // applies the decision: every recipient the bounce shows unknown (or that
 // complained) is suppressed and its queued mail cancelled. ingest is made to
 // be an MTA's pipe alias (`|facteur bounce ingest`): no tty, the config
 // from FACTEUR_CONFIG or the default path, and exit statuses an MTA reads.
-
-func init() {
-	register("bounce", "bounce parse|ingest: read a bounce or feedback report on stdin", cmdBounce)
-	routeRegistrars = append(routeRegistrars, func(d *daemon, m map[string]http.Handler) {
-		m["POST /bounces"] = http.HandlerFunc(d.bounces().Ingest)
-	})
-}
-
-// bounces is what the daemon's POST /bounces and inbound listener run on.
-func (d *daemon) bounces() *bounces.Ingester {
-	return &bounces.Ingester{Config: d.cfg, Store: d.store, Policy: d.engine.Policy, Secret: d.verpSecret, Log: d.log,
-		Hooks: d.hooks, Complaints: d.countComplaints, Suppress: d.suppressions().Suppress}
-}
 
 const bounceUsage = `usage: facteur bounce parse [--json] < MESSAGE    what the bounce says and what would be decided
        facteur bounce ingest [--json] [--trust-untokened] < MESSAGE

@@ -4,68 +4,35 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
 	"facteur/queue"
+	"facteur/relay/admin"
 	"facteur/relay/breaker"
 	"facteur/relay/config"
-	"facteur/relay/maillog"
+	"facteur/relay/daemon"
 )
 
-// tripWWWData trips user=www-data (and its sender domain) in g.
-func tripWWWData(g *breakerGuard) {
+// saveWWWDataTrip trips user=www-data (and its sender domain) in a breaker
+// of cfg and saves its state where the daemon keeps it.
+func saveWWWDataTrip(t *testing.T, cfg *config.Config, store *queue.Store) {
+	t.Helper()
+	c := cfg.Breaker
+	b := breaker.New(breaker.Config{Window: time.Duration(c.Window), MinRecipients: c.MinRecipients,
+		MaxFailed: c.MaxFailed, MaxDeferred: c.MaxDeferred, Per: c.Per})
 	now := time.Now()
 	for i := range 20 {
-		g.Observe(queue.Message{ID: queue.ID(fmt.Sprintf("M%d", i)), Sender: "noreply@shop.example", User: "www-data"},
-			breaker.Outcome{ID: fmt.Sprintf("M%d", i), Rcpt: fmt.Sprintf("u%d@example.org", i), Status: breaker.Bounced,
-				Reply: "550 5.1.1 user unknown", At: now})
+		b.Observe(breaker.Outcome{ID: fmt.Sprintf("M%d", i), Rcpt: fmt.Sprintf("u%d@example.org", i), Status: breaker.Bounced,
+			Reply: "550 5.1.1 user unknown", At: now, Sender: breaker.Sender{User: "www-data", Address: "noreply@shop.example"}}, now)
 	}
-}
-
-func TestBreakerGuardHold(t *testing.T) {
-	for _, tc := range []struct {
-		action     string
-		user       string
-		wantReason string
-		wantCode   int
-	}{
-		{"hold", "www-data", "breaker", 0},
-		{"hold", "alice", "", 0},
-		{"refuse", "www-data", "", 451},
-		{"refuse", "alice", "", 0},
-	} {
-		t.Run(tc.action+" "+tc.user, func(t *testing.T) {
-			cfg := config.Default()
-			cfg.DataDir = t.TempDir()
-			cfg.Breaker = config.DefaultBreaker()
-			cfg.Breaker.Action = tc.action
-			store, err := queue.Open(dbPath(cfg), queue.Options{NoSync: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer store.Close()
-			g := newBreakerGuard(t.Context(), cfg, store, maillog.New(io.Discard, "text"))
-			tripWWWData(g)
-			reason, attrs, err := g.Hold(queue.Envelope{Sender: "x@other.example", User: tc.user}, time.Now())
-			var se *smtp.SMTPError
-			if tc.wantCode != 0 {
-				if !errors.As(err, &se) || se.Code != tc.wantCode || se.EnhancedCode != (smtp.EnhancedCode{4, 7, 1}) {
-					t.Fatalf("err %v, want %d 4.7.1", err, tc.wantCode)
-				}
-				return
-			}
-			if err != nil || reason != tc.wantReason {
-				t.Fatalf("Hold = %q %v %v, want %q", reason, attrs, err, tc.wantReason)
-			}
-			if reason != "" && fmt.Sprint(attrs) != "[user www-data]" {
-				t.Errorf("attrs %v", attrs)
-			}
-		})
+	st, err := b.MarshalState(now)
+	if err == nil {
+		err = store.PutState(t.Context(), daemon.BreakerStateKey, st)
+	}
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -81,13 +48,11 @@ func TestBreakerCLIDaemonDown(t *testing.T) {
 	if out := e.ok("", "breaker", "list"); !strings.Contains(out, "no sender stopped") {
 		t.Fatalf("list without a database: %s", out)
 	}
-	store, err := openStore(cfg, true)
+	store, err := admin.OpenStore(cfg, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := newBreakerGuard(context.Background(), cfg, store, maillog.New(io.Discard, "text"))
-	tripWWWData(g)
-	g.save(context.Background())
+	saveWWWDataTrip(t, cfg, store)
 	held, err := store.Enqueue(context.Background(), queue.Envelope{Sender: "noreply@shop.example", User: "www-data", UID: 33,
 		Recipients: []string{"a@example.org"}, Hold: breaker.Reason}, []byte("Subject: x\r\n\r\nx\r\n"), time.Now())
 	if err != nil {
@@ -120,7 +85,7 @@ func TestBreakerCLIDaemonDown(t *testing.T) {
 	if out := e.ok("", "breaker", "list"); !strings.Contains(out, "no sender stopped") {
 		t.Errorf("list after reset: %s", out)
 	}
-	store, err = openStore(cfg, false)
+	store, err = admin.OpenStore(cfg, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,13 +107,11 @@ func TestBreakerResetDelete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := openStore(cfg, true)
+	store, err := admin.OpenStore(cfg, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := newBreakerGuard(context.Background(), cfg, store, maillog.New(io.Discard, "text"))
-	tripWWWData(g)
-	g.save(context.Background())
+	saveWWWDataTrip(t, cfg, store)
 	id, err := store.Enqueue(context.Background(), queue.Envelope{Sender: "noreply@shop.example", User: "www-data", UID: 33,
 		Recipients: []string{"a@example.org"}, Hold: breaker.Reason}, []byte("Subject: x\r\n\r\nx\r\n"), time.Now())
 	if err != nil {
@@ -158,7 +121,7 @@ func TestBreakerResetDelete(t *testing.T) {
 	if out := e.ok("", "breaker", "reset", "--delete", "user=www-data", "sender_domain=shop.example"); !strings.Contains(out, "1 held message deleted") {
 		t.Errorf("reset --delete: %s", out)
 	}
-	store, err = openStore(cfg, false)
+	store, err = admin.OpenStore(cfg, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,10 +13,6 @@ import (
 // It reads the config and the policy only, never the queue database, so it
 // works whether the daemon runs or not and changes nothing.
 
-func init() {
-	register("classify", "classify an SMTP reply with the policy: class, action, suppression", cmdClassify)
-}
-
 const classifyUsage = `usage: facteur classify [-provider NAME|DOMAIN] [-stage connect|mail|rcpt|data] [--json] 'CODE [X.Y.Z] TEXT'`
 
 func cmdClassify(args []string) int {

@@ -20,10 +20,6 @@ func canBind(addr netip.Addr) error {
 	return l.Close()
 }
 
-func init() {
-	register("config", "config check: validate the config file and print what is likely wrong", cmdConfig)
-}
-
 const configUsage = `usage: facteur config check [-config FILE] [--no-bind-check]`
 
 // cmdConfig checks a config as the daemon would load it: errors (exit 1)

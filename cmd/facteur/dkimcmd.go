@@ -15,10 +15,6 @@ import (
 // to publish, so that `facteur dkim keygen ... >> zone` is safe; everything
 // else goes to stderr.
 
-func init() {
-	register("dkim", "dkim keygen: generate a signing key and print its DNS TXT record", cmdDKIM)
-}
-
 const dkimUsage = `usage: facteur dkim keygen -domain D -selector S [-algorithm rsa|ed25519] [-bits N] -out FILE`
 
 // selectorRE is a DKIM selector: dot-separated DNS labels (RFC 6376 §3.1).

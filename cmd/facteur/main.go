@@ -2,13 +2,11 @@
 package main
 
 import (
-	"cmp"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
 
 	"facteur/relay/config"
@@ -21,16 +19,30 @@ type command struct {
 	run     func(args []string) int
 }
 
-var commands []command
-
-func register(name, summary string, run func(args []string) int) {
-	commands = append(commands, command{name, summary, run})
+// commands is every subcommand, sorted by name: the usage lists them in
+// this order.
+var commands = []command{
+	{"bounce", "bounce parse|ingest: read a bounce or feedback report on stdin", cmdBounce},
+	{"breaker", "list the senders the circuit breaker stopped, reset them", cmdBreaker},
+	{"classify", "classify an SMTP reply with the policy: class, action, suppression", cmdClassify},
+	{"config", "config check: validate the config file and print what is likely wrong", cmdConfig},
+	{"dkim", "dkim keygen: generate a signing key and print its DNS TXT record", cmdDKIM},
+	{"doctor", "check SPF, DKIM, DMARC, reverse DNS and block lists for a sending domain", cmdDoctor},
+	{"install", "set up this Debian/Ubuntu server: user, data dir, config, systemd unit, sendmail shim", cmdInstall},
+	{"policy", "check a policy file, show the effective policy, reload it in the daemon", cmdPolicy},
+	{"provider", "provider resume NAME: end a provider's suspension or backoff window now", cmdProvider},
+	{"providers", "list the providers: limits, connections, queued mail, suspensions", cmdProviders},
+	{"queue", "list, show, delete, hold, release or flush queued mail", cmdQueue},
+	{"serve", "run the daemon", cmdServe},
+	{"status", "one-screen summary of the queue, deliveries and providers", cmdStatus},
+	{"suppress", "list, add, remove, import or export suppressed addresses", cmdSuppress},
+	{"top", "the senders, users, clients, domains and subjects with the most mail, queued and in the last hour", cmdTop},
+	{"version", "print facteur's version, the git commit it was built from and the Go version", cmdVersion},
 }
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: facteur COMMAND [flags] [args]")
 	fmt.Fprintln(w, "\ncommands:")
-	slices.SortFunc(commands, func(a, b command) int { return cmp.Compare(a.name, b.name) })
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-18s %s\n", c.name, c.summary)
 	}

@@ -6,14 +6,11 @@ import (
 	"os"
 
 	"facteur/policy"
+	"facteur/relay/admin/client"
 )
 
 // The policy commands of issue 5 §1: validate a file without starting,
 // print the effective policy, and ask the daemon to swap in the file.
-
-func init() {
-	register("policy", "check a policy file, show the effective policy, reload it in the daemon", cmdPolicy)
-}
 
 const policyUsage = `usage: facteur policy check [FILE]     validate FILE (default: the config's policy file)
        facteur policy show [--json]     print the effective policy (file overlaid on the built-in)
@@ -84,7 +81,7 @@ func cmdPolicy(args []string) int {
 		var res struct {
 			Reloaded string `json:"reloaded"`
 		}
-		if err := newAdminClient(cfg).do("POST", "/policy/reload", nil, nil, &res); err != nil {
+		if err := client.New(cfg).Do("POST", "/policy/reload", nil, nil, &res); err != nil {
 			// The daemon refuses a bad file and keeps the old policy; its
 			// error names file:line:key.
 			return failErr(fmt.Errorf("policy reload: %w", err))

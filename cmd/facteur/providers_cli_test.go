@@ -8,7 +8,9 @@ import (
 
 	"facteur/policy"
 	"facteur/queue"
+	"facteur/relay/admin"
 	"facteur/relay/config"
+	"facteur/relay/daemon"
 )
 
 // saveSuspension stores, as the daemon does, an engine state in which
@@ -29,12 +31,12 @@ func saveSuspension(t *testing.T, e *cliEnv) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := openStore(&config.Config{DataDir: e.dataDir}, true)
+	s, err := admin.OpenStore(&config.Config{DataDir: e.dataDir}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if err := s.PutState(t.Context(), policyStateKey, b); err != nil {
+	if err := s.PutState(t.Context(), daemon.PolicyStateKey, b); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Enqueue(t.Context(), queue.Envelope{Sender: "app@example.com", Recipients: []string{"x@yahoo.com"}}, []byte("Subject: x\r\n\r\nx\r\n"), now); err != nil {

@@ -2,14 +2,11 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -17,13 +14,10 @@ import (
 
 	"facteur/queue"
 	"facteur/relay/admin"
+	"facteur/relay/admin/client"
 	"facteur/relay/config"
-	"facteur/relay/maillog"
+	"facteur/relay/daemon"
 )
-
-func init() {
-	register("queue", "list, show, delete, hold, release or flush queued mail", cmdQueue)
-}
 
 const queueUsage = `usage: facteur queue list [--json] [ID...] [FILTERS]
        facteur queue show ID [--json] [--body]
@@ -149,11 +143,11 @@ func cmdQueue(args []string) int {
 		}
 		// Offline, like postsuper's maintenance: the file is rewritten with
 		// only its live pages (issue 19 §5).
-		before, after, err := queue.Compact(dbPath(cfg), queue.Options{})
+		before, after, err := queue.Compact(admin.DBPath(cfg), queue.Options{})
 		if err != nil {
 			return failErr(err)
 		}
-		fmt.Printf("%s: %s -> %s\n", dbPath(cfg), humanBytes(before), humanBytes(after))
+		fmt.Printf("%s: %s -> %s\n", admin.DBPath(cfg), admin.HumanBytes(before), admin.HumanBytes(after))
 		return 0
 	}
 	var ids []string
@@ -189,7 +183,7 @@ func cmdQueue(args []string) int {
 	if err != nil {
 		return failErr(err)
 	}
-	qc := &queueClient{cfg: cfg, c: newAdminClient(cfg)}
+	qc := &queueClient{cfg: cfg, c: client.New(cfg)}
 	switch sub {
 	case "list":
 		return qc.list(q, *asJSON)
@@ -218,11 +212,11 @@ func cmdQueue(args []string) int {
 	case "compact":
 		// Offline, like postsuper's maintenance: the file is rewritten with
 		// only its live pages (issue 19 §5).
-		before, after, err := queue.Compact(dbPath(cfg), queue.Options{})
+		before, after, err := queue.Compact(admin.DBPath(cfg), queue.Options{})
 		if err != nil {
 			return failErr(err)
 		}
-		fmt.Printf("%s: %s -> %s\n", dbPath(cfg), humanBytes(before), humanBytes(after))
+		fmt.Printf("%s: %s -> %s\n", admin.DBPath(cfg), admin.HumanBytes(before), admin.HumanBytes(after))
 		return 0
 	default:
 		var rep admin.BulkReport
@@ -294,17 +288,17 @@ func readIDs(pos []string, stdin io.Reader) ([]string, error) {
 // mailq and postsuper, the queue tools must not need the daemon.
 type queueClient struct {
 	cfg     *config.Config
-	c       *adminClient
+	c       *client.Client
 	offline bool // the daemon was down: answered from the database
 }
 
 func (qc *queueClient) do(method, path string, q url.Values, out any) error {
-	err := qc.c.do(method, path, q, nil, out)
-	if !errors.Is(err, errDaemonDown) {
+	err := qc.c.Do(method, path, q, nil, out)
+	if !errors.Is(err, client.ErrDaemonDown) {
 		return err
 	}
 	qc.offline = true
-	raw, err := offlineDo(qc.cfg, method, path, q)
+	raw, err := daemon.OfflineDo(qc.cfg, method, path, q)
 	if err != nil {
 		return err
 	}
@@ -328,11 +322,11 @@ func (qc *queueClient) list(q url.Values, asJSON bool) int {
 		q.Set("format", "text")
 	}
 	// Streamed from the daemon: the first lines print at once.
-	err := qc.c.do("GET", "/queue", q, nil, os.Stdout)
+	err := qc.c.Do("GET", "/queue", q, nil, os.Stdout)
 	if err == nil {
 		return 0
 	}
-	if !errors.Is(err, errDaemonDown) {
+	if !errors.Is(err, client.ErrDaemonDown) {
 		return failErr(err)
 	}
 	qc.offline = true
@@ -345,7 +339,7 @@ func (qc *queueClient) list(q url.Values, asJSON bool) int {
 		// The maildrop was listed: an empty queue is not an empty system.
 		w = dropWrite{w: w, drop: "Mail queue is empty\n"}
 	}
-	if err := offlineList(qc.cfg, q, w); err != nil {
+	if err := daemon.OfflineList(qc.cfg, q, w); err != nil {
 		return failErr(err)
 	}
 	return 0
@@ -409,167 +403,6 @@ func (qc *queueClient) show(id string, asJSON, body bool) int {
 		os.Stdout.Write(append(b, '\n'))
 		return 0
 	}
-	writeShow(os.Stdout, m, raw, body)
+	admin.WriteShow(os.Stdout, m, raw, body)
 	return 0
-}
-
-func writeShow(w io.Writer, m queue.Message, raw []byte, body bool) {
-	fmt.Fprintf(w, "*** ENVELOPE %s ***\n", m.ID)
-	fmt.Fprintf(w, "arrival:   %s\n", m.Created.Local().Format(admin.TextTime))
-	fmt.Fprintf(w, "size:      %d\n", m.Size)
-	sender := m.Sender
-	if sender == "" {
-		sender = "<> (null sender)"
-	}
-	fmt.Fprintf(w, "sender:    %s\n", sender)
-	client := m.ClientIP
-	if client == "" {
-		client = "local"
-	}
-	if m.Helo != "" {
-		client += " (helo " + m.Helo + ")"
-	}
-	fmt.Fprintf(w, "client:    %s\n", client)
-	if m.User != "" {
-		u := m.User
-		if m.UID != nil {
-			u += fmt.Sprintf(" (uid %d)", *m.UID)
-		}
-		fmt.Fprintf(w, "user:      %s\n", u)
-	}
-	if m.AuthUser != "" {
-		fmt.Fprintf(w, "auth:      %s\n", m.AuthUser)
-	}
-	if !m.Expires.IsZero() {
-		fmt.Fprintf(w, "expires:   %s\n", m.Expires.Local().Format(admin.TextTime))
-	}
-	var flags []string
-	if m.SMTPUTF8 {
-		flags = append(flags, "SMTPUTF8")
-	}
-	if m.EightBit {
-		flags = append(flags, "8BITMIME")
-	}
-	if m.IsDSN {
-		flags = append(flags, "DSN")
-	}
-	if len(flags) > 0 {
-		fmt.Fprintf(w, "flags:     %s\n", strings.Join(flags, " "))
-	}
-	for _, r := range m.Recipients {
-		line := fmt.Sprintf("recipient: %s [%s", r.Address, r.Status)
-		if r.Provider != "" {
-			line += " " + r.Provider
-		}
-		line += fmt.Sprintf(", %d attempt%s", r.Attempts, plural(r.Attempts))
-		if !r.NextAttempt.IsZero() {
-			line += ", next " + r.NextAttempt.Local().Format(admin.TextTime)
-		}
-		fmt.Fprintln(w, line+"]")
-		for _, a := range r.History {
-			mx := a.MX
-			if mx == "" {
-				mx = "-"
-			}
-			fmt.Fprintf(w, "    %s  %s  %s\n", a.At.Local().Format(admin.TextTime), mx, oneLineText(a.Response))
-		}
-		if len(r.History) == 0 && r.LastResponse != "" {
-			fmt.Fprintf(w, "    %s\n", oneLineText(r.LastResponse))
-		}
-	}
-	h := admin.HeaderOf(raw)
-	fmt.Fprintln(w, "*** HEADER ***")
-	w.Write(bytes.ReplaceAll(bytes.TrimRight(h, "\r\n"), []byte("\r\n"), []byte("\n")))
-	fmt.Fprintln(w)
-	if body {
-		fmt.Fprintln(w, "*** BODY ***")
-		w.Write(bytes.ReplaceAll(raw[len(h):], []byte("\r\n"), []byte("\n")))
-		if len(raw) > len(h) && raw[len(raw)-1] != '\n' {
-			fmt.Fprintln(w)
-		}
-	}
-	fmt.Fprintln(w, "*** END ***")
-}
-
-func oneLineText(s string) string {
-	return strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", " "), "\n", " ")
-}
-
-// humanBytes writes n as ops read a file size.
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d bytes", n)
-}
-
-func plural(n int) string {
-	if n == 1 {
-		return ""
-	}
-	return "s"
-}
-
-// errNoDatabase: there is no database and no daemon. This config's daemon
-// never ran; saying "Mail queue is empty" could hide the queue of the daemon
-// that does run (another config, another data_dir).
-func errNoDatabase(cfg *config.Config) error {
-	where := "the built-in defaults (no config file)"
-	if cfg.File != "" {
-		where = cfg.File
-	}
-	return fmt.Errorf("no queue database at %s and the daemon is not running (config: %s); check data_dir, or pass -config", dbPath(cfg), where)
-}
-
-// offlineDo answers a request to the admin endpoint from the database, with
-// the endpoint's own handler, while the daemon is down.
-func offlineDo(cfg *config.Config, method, path string, q url.Values) ([]byte, error) {
-	store, err := openStore(cfg, false)
-	if err != nil {
-		return nil, err
-	}
-	if store == nil {
-		return nil, errNoDatabase(cfg)
-	}
-	defer store.Close()
-	pol, err := loadPolicy(cfg)
-	if err != nil {
-		return nil, err
-	}
-	srv := &admin.Server{Store: store, Log: offlineLog(cfg), Decorate: func(msgs []queue.Message) { decorate(pol, msgs) }}
-	u := path
-	if len(q) > 0 {
-		u += "?" + q.Encode()
-	}
-	rec := httptest.NewRecorder()
-	srv.Handler().ServeHTTP(rec, httptest.NewRequest(method, u, nil))
-	if rec.Code/100 != 2 {
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(rec.Body.Bytes(), &e) == nil && e.Error != "" {
-			return nil, errors.New(e.Error)
-		}
-		return nil, fmt.Errorf("queue: %d", rec.Code)
-	}
-	return rec.Body.Bytes(), nil
-}
-
-// offlineLog is where an operation made with the daemon down is logged: the
-// daemon's log_file when set (one line per message, as when it runs),
-// nowhere otherwise.
-func offlineLog(cfg *config.Config) *slog.Logger {
-	if cfg.LogFile == "" {
-		return slog.New(slog.DiscardHandler)
-	}
-	f, err := os.OpenFile(cfg.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-	if err != nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return maillog.New(f, cfg.LogFormat)
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -18,27 +17,12 @@ import (
 	"facteur/relay/suppress"
 )
 
-// facteur suppress (issue 7 §4) and the daemon's /suppressions endpoint.
+// facteur suppress (issue 7 §4); the logic, and the daemon's /suppressions
+// endpoints, are relay/suppress'.
 // Every subcommand goes through the daemon when it runs, so that adding an
 // address cancels its queued mail with DSNs and logs `suppressed`; when it
 // is down they open the queue database directly and do the same there (the
 // DSNs are queued and leave at the next start).
-
-func init() {
-	register("suppress", "list, add, remove, import or export suppressed addresses", cmdSuppress)
-	routeRegistrars = append(routeRegistrars, func(d *daemon, m map[string]http.Handler) {
-		m["GET /suppressions"] = http.HandlerFunc(d.suppressions().List)
-		m["POST /suppressions"] = http.HandlerFunc(d.suppressions().Add)
-		m["DELETE /suppressions/{addr}"] = http.HandlerFunc(d.suppressions().Remove)
-	})
-}
-
-// suppressions is what the daemon's /suppressions endpoints run on.
-func (d *daemon) suppressions() *suppress.Service {
-	return &suppress.Service{Store: d.store, Log: d.log, Cancel: func(ctx context.Context, addr, why string, now time.Time) (int, error) {
-		return d.sched.CancelSuppressed(ctx, addr, why, now)
-	}}
-}
 
 const suppressUsage = `usage: facteur suppress list [--json] [--all]
        facteur suppress add ADDR [--reason R]

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"facteur/queue"
+	"facteur/relay/admin"
 	"facteur/relay/config"
 )
 
@@ -20,7 +21,7 @@ func enqueueHeld(t *testing.T, e *cliEnv, sender string, rcpts ...string) queue.
 	if err := os.MkdirAll(e.dataDir, 0o750); err != nil {
 		t.Fatal(err)
 	}
-	s, err := queue.Open(dbPath(&config.Config{DataDir: e.dataDir}), queue.Options{})
+	s, err := queue.Open(admin.DBPath(&config.Config{DataDir: e.dataDir}), queue.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +48,7 @@ func queueOf(t *testing.T, e *cliEnv) []queue.Message {
 		}
 		return msgs
 	}
-	s, err := queue.Open(dbPath(&config.Config{DataDir: e.dataDir}), queue.Options{})
+	s, err := queue.Open(admin.DBPath(&config.Config{DataDir: e.dataDir}), queue.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +285,7 @@ func TestSuppressOfflineDatabaseOwner(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.ok("", "suppress", "add", "bob@example.org")
-	fi, err := os.Stat(dbPath(&config.Config{DataDir: e.dataDir}))
+	fi, err := os.Stat(admin.DBPath(&config.Config{DataDir: e.dataDir}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,10 +25,6 @@ var (
 	commit  string
 )
 
-func init() {
-	register("version", "print facteur's version, the git commit it was built from and the Go version", cmdVersion)
-}
-
 func cmdVersion(args []string) int {
 	fs := flag.NewFlagSet("facteur version", flag.ContinueOnError)
 	fs.SetOutput(os.Stderr)

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"strconv"
@@ -57,7 +58,7 @@ func (q *QueueText) Add(m queue.Message) {
 			line += " " + r.Provider
 		}
 		if r.Attempts > 0 {
-			line += fmt.Sprintf(", %d attempt%s", r.Attempts, plural(r.Attempts))
+			line += fmt.Sprintf(", %d attempt%s", r.Attempts, Plural(r.Attempts))
 		}
 		if !r.NextAttempt.IsZero() && r.Status != queue.Queued {
 			line += ", next " + r.NextAttempt.Local().Format(TextTime)
@@ -82,7 +83,7 @@ func (q *QueueText) End() {
 		}
 		return
 	}
-	fmt.Fprintf(q.W, "-- %d Kbytes in %d Request%s.\n", (q.total+1023)/1024, q.n, plural(q.n))
+	fmt.Fprintf(q.W, "-- %d Kbytes in %d Request%s.\n", (q.total+1023)/1024, q.n, Plural(q.n))
 }
 
 // submitter says who handed m in: client IP (or the local pickup), the
@@ -110,9 +111,103 @@ func oneLine(s string) string {
 	return strings.ReplaceAll(s, "\n", " ")
 }
 
-func plural(n int) string {
+// Plural is "s" unless n is 1.
+func Plural(n int) string {
 	if n == 1 {
 		return ""
 	}
 	return "s"
+}
+
+// WriteShow prints one message as postcat -q does: envelope, recipients with
+// their attempts, the header, and with body the whole message.
+func WriteShow(w io.Writer, m queue.Message, raw []byte, body bool) {
+	fmt.Fprintf(w, "*** ENVELOPE %s ***\n", m.ID)
+	fmt.Fprintf(w, "arrival:   %s\n", m.Created.Local().Format(TextTime))
+	fmt.Fprintf(w, "size:      %d\n", m.Size)
+	sender := m.Sender
+	if sender == "" {
+		sender = "<> (null sender)"
+	}
+	fmt.Fprintf(w, "sender:    %s\n", sender)
+	client := m.ClientIP
+	if client == "" {
+		client = "local"
+	}
+	if m.Helo != "" {
+		client += " (helo " + m.Helo + ")"
+	}
+	fmt.Fprintf(w, "client:    %s\n", client)
+	if m.User != "" {
+		u := m.User
+		if m.UID != nil {
+			u += fmt.Sprintf(" (uid %d)", *m.UID)
+		}
+		fmt.Fprintf(w, "user:      %s\n", u)
+	}
+	if m.AuthUser != "" {
+		fmt.Fprintf(w, "auth:      %s\n", m.AuthUser)
+	}
+	if !m.Expires.IsZero() {
+		fmt.Fprintf(w, "expires:   %s\n", m.Expires.Local().Format(TextTime))
+	}
+	var flags []string
+	if m.SMTPUTF8 {
+		flags = append(flags, "SMTPUTF8")
+	}
+	if m.EightBit {
+		flags = append(flags, "8BITMIME")
+	}
+	if m.IsDSN {
+		flags = append(flags, "DSN")
+	}
+	if len(flags) > 0 {
+		fmt.Fprintf(w, "flags:     %s\n", strings.Join(flags, " "))
+	}
+	for _, r := range m.Recipients {
+		line := fmt.Sprintf("recipient: %s [%s", r.Address, r.Status)
+		if r.Provider != "" {
+			line += " " + r.Provider
+		}
+		line += fmt.Sprintf(", %d attempt%s", r.Attempts, Plural(r.Attempts))
+		if !r.NextAttempt.IsZero() {
+			line += ", next " + r.NextAttempt.Local().Format(TextTime)
+		}
+		fmt.Fprintln(w, line+"]")
+		for _, a := range r.History {
+			mx := a.MX
+			if mx == "" {
+				mx = "-"
+			}
+			fmt.Fprintf(w, "    %s  %s  %s\n", a.At.Local().Format(TextTime), mx, oneLine(a.Response))
+		}
+		if len(r.History) == 0 && r.LastResponse != "" {
+			fmt.Fprintf(w, "    %s\n", oneLine(r.LastResponse))
+		}
+	}
+	h := HeaderOf(raw)
+	fmt.Fprintln(w, "*** HEADER ***")
+	w.Write(bytes.ReplaceAll(bytes.TrimRight(h, "\r\n"), []byte("\r\n"), []byte("\n")))
+	fmt.Fprintln(w)
+	if body {
+		fmt.Fprintln(w, "*** BODY ***")
+		w.Write(bytes.ReplaceAll(raw[len(h):], []byte("\r\n"), []byte("\n")))
+		if len(raw) > len(h) && raw[len(raw)-1] != '\n' {
+			fmt.Fprintln(w)
+		}
+	}
+	fmt.Fprintln(w, "*** END ***")
+}
+
+// HumanBytes writes n as ops read a file size.
+func HumanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", n)
 }

@@ -305,7 +305,7 @@ func (s *Server) top(w http.ResponseWriter, r *http.Request) {
 
 // WriteTop prints the report as `facteur top` shows it.
 func WriteTop(w io.Writer, rep TopReport) {
-	fmt.Fprintf(w, "%d message%s in the queue, %d received in the last hour (%s)\n", rep.Messages, plural(rep.Messages), rep.LastHour, rep.At.Local().Format(TextTime))
+	fmt.Fprintf(w, "%d message%s in the queue, %d received in the last hour (%s)\n", rep.Messages, Plural(rep.Messages), rep.LastHour, rep.At.Local().Format(TextTime))
 	for _, t := range []struct {
 		title   string
 		entries []TopEntry

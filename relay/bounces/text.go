@@ -5,6 +5,7 @@ import (
 	"io"
 
 	"facteur/policy/bounce"
+	"facteur/relay/admin"
 )
 
 // WriteText writes a decided report as `facteur bounce` shows it without
@@ -21,7 +22,7 @@ func WriteText(w io.Writer, rep *bounce.Report, res *Result) {
 	if rep.QueueID != "" {
 		head += " qid=" + rep.QueueID
 	}
-	fmt.Fprintf(w, "%s, %d recipient%s\n", head, len(rep.Recipients), plural(len(rep.Recipients)))
+	fmt.Fprintf(w, "%s, %d recipient%s\n", head, len(rep.Recipients), admin.Plural(len(rep.Recipients)))
 	for _, r := range rep.Recipients {
 		soft := ""
 		if r.Soft {
@@ -36,16 +37,9 @@ func WriteText(w io.Writer, rep *bounce.Report, res *Result) {
 		fmt.Fprintf(w, "suppressed %s (%s, source %s)\n", s.Address, s.Reason, s.Source)
 	}
 	if res.Cancelled > 0 {
-		fmt.Fprintf(w, "%d queued recipient%s cancelled\n", res.Cancelled, plural(res.Cancelled))
+		fmt.Fprintf(w, "%d queued recipient%s cancelled\n", res.Cancelled, admin.Plural(res.Cancelled))
 	}
 	for _, a := range res.Unverified {
 		fmt.Fprintf(w, "unverified %s: not suppressed, no valid VERP token names it\n", a)
 	}
-}
-
-func plural(n int) string {
-	if n == 1 {
-		return ""
-	}
-	return "s"
 }

@@ -23,7 +23,7 @@
 // then re-arms with an empty window, so that the mail released by the reset
 // is judged afresh. The package decides only: it does no I/O, reads no
 // clock (every time is an argument) and starts no goroutine. The daemon
-// (cmd/facteur) holds the sender's mail, logs, notifies and saves the state
+// (relay/daemon) holds the sender's mail, logs, notifies and saves the state
 // (MarshalState) in the queue's state store so that it survives a restart.
 //
 // Memory: per watched key, 60 buckets and the last 256 failures (for the

@@ -12,6 +12,6 @@
 // when the link comes back (one log line).
 //
 // It imports nothing of facteur's but the leaf types it exchanges: the
-// caller (cmd/facteur, relay/scheduler's EngineShaper) wires it to the
+// caller (relay/daemon, relay/scheduler's EngineShaper) wires it to the
 // policy engine and the queue through narrow hooks.
 package cluster

@@ -24,11 +24,11 @@ const root = "../.."
 // call, by file and expression, with where the value comes from; the test
 // checks those values separately.
 var dynamic = map[string]string{
-	"relay/admin/admin.go: event":               "the admin's operations pass maillog.Deleted, Held, Released",
-	"relay/scheduler/route.go: event":           "a route's hold or discard: maillog.Held or Delivered",
-	"relay/scheduler/record.go: string(e.Kind)": "policy.EventKind: suspended, throttled, resumed",
-	"cmd/facteur/daemon.go: string(ev.Kind)":    "policy.EventKind: resumed",
-	"cmd/facteur/breaker.go: event":             "a breaker reset: maillog.Released or Deleted",
+	"relay/admin/admin.go: event":                "the admin's operations pass maillog.Deleted, Held, Released",
+	"relay/scheduler/route.go: event":            "a route's hold or discard: maillog.Held or Delivered",
+	"relay/scheduler/record.go: string(e.Kind)":  "policy.EventKind: suspended, throttled, resumed",
+	"relay/daemon/providers.go: string(ev.Kind)": "policy.EventKind: resumed",
+	"relay/daemon/breaker.go: event":             "a breaker reset: maillog.Released or Deleted",
 }
 
 // logCall reports whether call is Info, Warn or Error on a logger named

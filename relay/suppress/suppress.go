@@ -134,7 +134,7 @@ func (l Local) Add(ctx context.Context, list []queue.Suppression, replace bool, 
 // code.
 func (l Local) Apply(ctx context.Context, store *queue.Store, list []queue.Suppression, replace bool, now time.Time) (Result, error) {
 	s := scheduler.New(scheduler.Options{Hostname: l.Config.Hostname, Postmaster: l.Config.PostmasterAddress()},
-		store, nil, nil, nil, maillog.New(l.LogTo, l.Config.LogFormat))
+		store, nil, scheduler.EngineShaper{}, nil, maillog.New(l.LogTo, l.Config.LogFormat))
 	return Apply(ctx, store, list, replace, now, nil, s.CancelSuppressed)
 }
 

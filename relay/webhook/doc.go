@@ -4,7 +4,7 @@
 //
 // It owns, per configured URL, a durable outbox and the goroutine (Run)
 // that empties it. It does not own the events' meaning (relay/scheduler
-// decides them; cmd/facteur converts scheduler.DeliveryEvent into Event and
+// decides them; relay/daemon converts scheduler.DeliveryEvent into Event and
 // calls Add) nor the storage: the outbox lives in the queue's state bucket
 // through the Outbox interface, which *queue.Store implements.
 //

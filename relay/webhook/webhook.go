@@ -86,7 +86,7 @@ type Outbox interface {
 	States(ctx context.Context, prefix string) (map[string][]byte, error)
 }
 
-// Options configure one webhook; cmd/facteur fills them from the config's
+// Options configure one webhook; relay/daemon fills them from the config's
 // webhooks list.
 type Options struct {
 	// URL receives the POSTs; http or https.

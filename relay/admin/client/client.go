@@ -1,4 +1,6 @@
-package main
+// Package client is the admin CLI's side of the daemon's admin socket: JSON
+// requests over private/admin.sock, and ErrDaemonDown when nothing listens.
+package client
 
 import (
 	"bytes"
@@ -16,16 +18,17 @@ import (
 	"facteur/relay/config"
 )
 
-// adminClient talks to the daemon through its admin socket (admin_socket,
+// Client talks to the daemon through its admin socket (admin_socket,
 // default data_dir/private/admin.sock). It never uses the TCP listener and
 // never sends the admin token: a process that took the TCP port while the
 // daemon restarted gets nothing from the CLI (issue 11 §4).
-type adminClient struct {
+type Client struct {
 	socket string
 	http   *http.Client
 }
 
-func newAdminClient(c *config.Config) *adminClient {
+// New returns the client of c's admin socket.
+func New(c *config.Config) *Client {
 	sock := c.AdminSocketPath()
 	tr := &http.Transport{
 		Proxy: nil,
@@ -34,28 +37,28 @@ func newAdminClient(c *config.Config) *adminClient {
 			return d.DialContext(ctx, "unix", sock)
 		},
 	}
-	return &adminClient{socket: sock, http: &http.Client{Timeout: 60 * time.Second, Transport: tr}}
+	return &Client{socket: sock, http: &http.Client{Timeout: 60 * time.Second, Transport: tr}}
 }
 
-// errDaemonDown is returned when nothing listens on the admin socket.
-var errDaemonDown = errors.New("the facteur daemon is not running (admin socket unreachable)")
+// ErrDaemonDown is returned when nothing listens on the admin socket.
+var ErrDaemonDown = errors.New("the facteur daemon is not running (admin socket unreachable)")
 
-// do sends body (nil, or a value encoded as JSON) and decodes the JSON
+// Do sends body (nil, or a value encoded as JSON) and decodes the JSON
 // answer into out (nil: ignored; *[]byte: raw; an io.Writer: copied as it
 // arrives, without the client's timeout).
-func (a *adminClient) do(method, path string, q url.Values, body any, out any) error {
+func (a *Client) Do(method, path string, q url.Values, body any, out any) error {
 	if body == nil {
-		return a.send(method, path, q, "", nil, out)
+		return a.Send(method, path, q, "", nil, out)
 	}
 	b, err := json.Marshal(body)
 	if err != nil {
 		return err
 	}
-	return a.send(method, path, q, "application/json", bytes.NewReader(b), out)
+	return a.Send(method, path, q, "application/json", bytes.NewReader(b), out)
 }
 
-// send is do with a body of any content type.
-func (a *adminClient) send(method, path string, q url.Values, contentType string, rd io.Reader, out any) error {
+// Send is Do with a body of any content type.
+func (a *Client) Send(method, path string, q url.Values, contentType string, rd io.Reader, out any) error {
 	u := "http://facteur-admin" + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
@@ -78,7 +81,7 @@ func (a *adminClient) send(method, path string, q url.Values, contentType string
 	resp, err := hc.Do(req)
 	if err != nil {
 		if isDialError(err) {
-			return errDaemonDown
+			return ErrDaemonDown
 		}
 		if errors.Is(err, syscall.EACCES) {
 			return fmt.Errorf("admin socket %s: permission denied: admin commands are for root and the daemon's user (or admin_group)", a.socket)

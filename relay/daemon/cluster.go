@@ -1,36 +1,12 @@
-package main
+package daemon
 
 import (
 	"context"
-	"fmt"
-	"log/slog"
-	"os"
-	"strings"
 	"time"
 
 	"facteur/policy"
 	"facteur/relay/cluster"
-	"facteur/relay/config"
 )
-
-// newCluster returns the node's link to the fleet (issue 14), nil without
-// a cluster block. It connects nothing yet.
-func newCluster(cfg *config.Config, log *slog.Logger) (*cluster.Cluster, error) {
-	cl := cfg.Cluster
-	if cl == nil {
-		return nil, nil
-	}
-	pw := ""
-	if cl.PasswordFile != "" {
-		b, err := os.ReadFile(cl.PasswordFile)
-		if err != nil {
-			return nil, fmt.Errorf("cluster.password_file: %w", err)
-		}
-		pw = strings.TrimSpace(string(b))
-	}
-	return cluster.New(cluster.Options{Redis: cl.Redis, MasterName: cl.MasterName, Password: pw, TLS: cl.TLS,
-		Node: cl.Node, Prefix: cl.Prefix, Lease: time.Duration(cl.Lease), SourceIP: cfg.Delivery.SourceIP, Log: log})
-}
 
 // wireCluster connects the fleet to this node's engine and queue: the
 // others' news in, this node's suppressions out.
@@ -85,30 +61,5 @@ func (d *daemon) clusterConnections(states []policy.ProviderState) {
 		for j := range s.Destinations {
 			s.Destinations[j].ClusterConnections = n(s.Name, s.Destinations[j].Domain)
 		}
-	}
-}
-
-// printClusterStatus is the cluster part of `facteur status`.
-func printClusterStatus(st *cluster.Status) {
-	if st == nil {
-		return
-	}
-	link := "up"
-	if !st.Up {
-		link = "DOWN (this node shapes alone on its share of each limit)"
-		if st.LastErr != "" {
-			link += ": " + st.LastErr
-		}
-	}
-	fmt.Printf("\ncluster: node %s, redis %s, link %s\n", st.Node, strings.Join(st.Redis, ","), link)
-	for _, n := range st.Nodes {
-		state := "alive"
-		if !n.Alive {
-			state = "silent"
-		}
-		fmt.Printf("  %s\t%s, heartbeat %.1fs ago\n", n.Name, state, n.AgeSeconds)
-	}
-	if st.Pending > 0 {
-		fmt.Printf("  %d change%s waiting for the link\n", st.Pending, plural(st.Pending))
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -6,14 +6,9 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/user"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
-	"facteur/relay/admin"
-	"facteur/relay/config"
 	"facteur/relay/maillog"
 	"facteur/relay/unixsock"
 )
@@ -27,46 +22,6 @@ import (
 //                                public/ is 0710, group facteur-drop, the
 //                                setgid shim's group (shared with the
 //                                shim's submission socket)
-
-// adminToken is admin_token, or the content of admin_token_file.
-func adminToken(cfg *config.Config) (string, error) {
-	if cfg.AdminTokenFile == "" {
-		return cfg.AdminToken, nil
-	}
-	b, err := os.ReadFile(cfg.AdminTokenFile)
-	if err != nil {
-		return "", fmt.Errorf("admin_token_file: %w", err)
-	}
-	tok := strings.TrimSpace(string(b))
-	if len(tok) < 16 {
-		return "", fmt.Errorf("admin_token_file %s: want a token of at least 16 characters", cfg.AdminTokenFile)
-	}
-	return tok, nil
-}
-
-// adminPeers: root, the daemon's uid, and admin_group's members.
-func adminPeers(cfg *config.Config) (admin.Peers, error) {
-	p := admin.Peers{DaemonUID: os.Geteuid(), GID: -1}
-	if cfg.AdminGroup != "" {
-		gid, err := lookupGID(cfg.AdminGroup)
-		if err != nil {
-			return p, fmt.Errorf("admin_group: %w", err)
-		}
-		p.GID = gid
-	}
-	return p, nil
-}
-
-func lookupGID(name string) (int, error) {
-	if n, err := strconv.Atoi(name); err == nil {
-		return n, nil
-	}
-	g, err := user.LookupGroup(name)
-	if err != nil {
-		return -1, err
-	}
-	return strconv.Atoi(g.Gid)
-}
 
 // bindAdminSockets prepares private/ and public/ and binds the admin and
 // showq sockets; dropGID is the facteur-drop group (-1: none on this host).
