@@ -13,6 +13,7 @@ import (
 	"facteur/policy"
 	"facteur/policy/bounce"
 	"facteur/queue"
+	"facteur/relay/clock"
 	"facteur/relay/config"
 	"facteur/relay/maillog"
 	"facteur/relay/suppress"
@@ -218,7 +219,8 @@ func TestInbound(t *testing.T) {
 				cancelled = append(cancelled, addr)
 				return 0, nil
 			}}
-			in := &Ingester{Config: cfg, Store: store, Policy: func() *policy.Policy { return p }, Secret: secret, Log: log, Suppress: sup.Suppress}
+			clk := clock.NewFake(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+			in := &Ingester{Config: cfg, Store: store, Policy: func() *policy.Policy { return p }, Secret: secret, Log: log, Suppress: sup.Suppress, Clock: clk}
 			if err := in.Inbound(t.Context(), "192.0.2.9", []string{tc.rcpt}, []byte(tc.raw)); err != nil {
 				t.Fatal(err)
 			}
@@ -229,6 +231,9 @@ func TestInbound(t *testing.T) {
 			var got []string
 			for _, s := range list {
 				got = append(got, s.Address)
+				if !s.FirstSeen.Equal(clk.Now()) {
+					t.Errorf("%s first seen %v, want the clock's %v", s.Address, s.FirstSeen, clk.Now())
+				}
 			}
 			if !slices.Equal(got, tc.suppressed) || !slices.Equal(cancelled, tc.suppressed) {
 				t.Errorf("suppressed %v, cancelled %v, want %v", got, cancelled, tc.suppressed)

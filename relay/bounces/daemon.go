@@ -12,6 +12,7 @@ import (
 	"facteur/policy/bounce"
 	"facteur/queue"
 	"facteur/relay/admin"
+	"facteur/relay/clock"
 	"facteur/relay/config"
 	"facteur/relay/maillog"
 	"facteur/relay/suppress"
@@ -36,6 +37,8 @@ type Ingester struct {
 	Hooks []*webhook.Webhook
 	// Complaints, when set, counts a feedback report's complaints.
 	Complaints func(ctx context.Context, rep *bounce.Report, now time.Time)
+	// Clock dates what is applied and sent (clock.Real when nil).
+	Clock clock.Clock
 	// Suppress applies the suppressions (suppress.Service.Suppress).
 	Suppress func(ctx context.Context, list []queue.Suppression, replace bool, now time.Time) (suppress.Result, error)
 }
@@ -55,7 +58,7 @@ func (in *Ingester) Ingest(w http.ResponseWriter, r *http.Request) {
 		admin.WriteError(w, http.StatusBadRequest, err)
 		return
 	}
-	now := time.Now()
+	now := in.now()
 	in.complaints(r.Context(), rep, now)
 	res := Result{Report: rep}
 	// The inbound listener's rule (issue 11 §5): the pipe takes mail from
@@ -90,7 +93,7 @@ func (in *Ingester) Inbound(ctx context.Context, client string, rcpts []string, 
 		in.Log.Info(maillog.BounceUnreadable, "rcpt", strings.Join(rcpts, ","), "err", err.Error())
 		return nil
 	}
-	now := time.Now()
+	now := in.now()
 	// Only what a valid VERP token proves is applied (issue 11 §5).
 	trusted, untrusted := Trusted(rep, in.Config.Bounces.TrustUntokened)
 	in.reportUntrusted(ctx, rep, client, untrusted)
@@ -109,6 +112,13 @@ func (in *Ingester) Inbound(ctx context.Context, client string, rcpts []string, 
 	return err
 }
 
+func (in *Ingester) now() time.Time {
+	if in.Clock == nil {
+		return time.Now()
+	}
+	return in.Clock.Now()
+}
+
 func (in *Ingester) complaints(ctx context.Context, rep *bounce.Report, now time.Time) {
 	if in.Complaints != nil {
 		in.Complaints(ctx, rep, now)
@@ -119,7 +129,7 @@ func (in *Ingester) complaints(ctx context.Context, rep *bounce.Report, now time
 // hands them to the webhooks (event unverified_report), so that an app can
 // look into them; nothing is suppressed.
 func (in *Ingester) reportUntrusted(ctx context.Context, rep *bounce.Report, client string, rs []bounce.Recipient) {
-	now := time.Now()
+	now := in.now()
 	for _, r := range rs {
 		in.Log.Info(maillog.BounceUnverified, "qid", rep.QueueID, "kind", string(rep.Kind), "rcpt", "<"+r.Address+">", "client", client,
 			"class", string(r.Class), "resp", r.Diagnostic)

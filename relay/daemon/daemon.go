@@ -348,9 +348,9 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	sups := &suppress.Service{Store: store, Log: log, Cancel: d.sched.CancelSuppressed}
+	sups := &suppress.Service{Store: store, Log: log, Cancel: d.sched.CancelSuppressed, Clock: d.clock}
 	bnc := &bounces.Ingester{Config: cfg, Store: store, Policy: d.engine.Policy, Secret: d.verpSecret, Log: log,
-		Hooks: hooks, Complaints: d.countComplaints, Suppress: sups.Suppress}
+		Hooks: hooks, Complaints: d.countComplaints, Suppress: sups.Suppress, Clock: d.clock}
 	d.admin = &admin.Server{Store: store, Token: token, Log: log, Flusher: d, Extra: d.routes(sups, bnc), Decorate: d.decorate, Pprof: cfg.AdminPprof, Arrivals: &d.arrivals}
 	d.showq = &admin.Showq{Store: store, Decorate: d.decorate}
 	if d.adminPeers, err = adminPeers(cfg); err != nil {

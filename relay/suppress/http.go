@@ -14,6 +14,7 @@ import (
 
 	"facteur/queue"
 	"facteur/relay/admin"
+	"facteur/relay/clock"
 	"facteur/relay/maillog"
 )
 
@@ -27,10 +28,20 @@ type Service struct {
 	// Cancel is the running scheduler's CancelSuppressed: it logs each
 	// cancelled recipient and sends the DSNs.
 	Cancel Canceller
+	// Clock dates what POST /suppressions adds (clock.Real when nil).
+	Clock clock.Clock
 }
 
 // maxImportBody bounds POST /suppressions: about a million entries.
 const maxImportBody = 256 << 20
+
+// now reads c, the wall clock when c is nil.
+func now(c clock.Clock) time.Time {
+	if c == nil {
+		return time.Now()
+	}
+	return c.Now()
+}
 
 // Suppress stores list, logs one `suppressed` line per entry and has the
 // scheduler cancel the queued mail to the active ones.
@@ -84,7 +95,7 @@ func (s *Service) Add(w http.ResponseWriter, r *http.Request) {
 		admin.WriteError(w, http.StatusBadRequest, err)
 		return
 	}
-	res, err := s.Suppress(r.Context(), list, r.URL.Query().Get("mode") == "import", time.Now())
+	res, err := s.Suppress(r.Context(), list, r.URL.Query().Get("mode") == "import", now(s.Clock))
 	if err != nil {
 		code := http.StatusInternalServerError
 		if errors.Is(err, queue.ErrInvalid) {
