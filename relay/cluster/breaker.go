@@ -66,18 +66,14 @@ func (c *Cluster) pushBreaker(n breakerNews) {
 	if err != nil {
 		return
 	}
-	push := func(ctx context.Context) error {
-		pipe := c.rdb.TxPipeline()
+	c.publishLater("breaker", msg, func(ctx context.Context, pipe redisPipe) error {
 		if n.Reset {
 			pipe.HDel(ctx, c.key("breaker"), string(n.Key))
 		} else {
 			pipe.HSet(ctx, c.key("breaker"), string(n.Key), entry)
 		}
-		pipe.Publish(ctx, c.key("breaker", "ch"), msg)
-		_, err := pipe.Exec(ctx)
-		return err
-	}
-	c.pushOrLater(push)
+		return nil
+	})
 }
 
 // breakerLoop follows the breaker channel after catching up on the hash,
@@ -93,13 +89,10 @@ func (c *Cluster) breakerLoop(ctx context.Context) {
 		if h == nil {
 			return
 		}
-		ps := c.rdb.Subscribe(ctx, c.key("breaker", "ch"))
 		// Subscribe first, then read the hash: nothing published between
 		// the two is lost (a duplicate trip or reset is harmless).
-		if _, err := ps.Receive(ctx); err != nil {
-			ps.Close()
-			c.failed(err)
-			c.pause(ctx)
+		ps := c.subscribe(ctx, "breaker")
+		if ps == nil {
 			continue
 		}
 		if !c.catchUpBreaker(ctx, h) {

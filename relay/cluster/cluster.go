@@ -335,8 +335,6 @@ func (c *Cluster) beat(ctx context.Context) {
 	c.setUp(true, nil)
 }
 
-// later keeps fn, which failed or could not be tried with the link down,
-// to run when it comes back.
 // pushOrLater sends news to Redis now, or, with the link down or the call
 // failing, keeps it for flush when the link returns.
 func (c *Cluster) pushOrLater(push func(ctx context.Context) error) {
@@ -352,6 +350,38 @@ func (c *Cluster) pushOrLater(push func(ctx context.Context) error) {
 	}
 }
 
+// publishLater changes the topic's hash (stage) and announces msg on the
+// topic's channel in one transaction, now or when the link returns. The
+// breaker's and the reputation news travel this one way, so that a node
+// catching up from the hash never misses what the channel said.
+func (c *Cluster) publishLater(topic string, msg []byte, stage func(ctx context.Context, pipe redisPipe) error) {
+	c.pushOrLater(func(ctx context.Context) error {
+		pipe := c.rdb.TxPipeline()
+		if err := stage(ctx, pipe); err != nil {
+			return err
+		}
+		pipe.Publish(ctx, c.key(topic, "ch"), msg)
+		_, err := pipe.Exec(ctx)
+		return err
+	})
+}
+
+// subscribe listens to the topic's channel and waits for Redis to confirm;
+// on failure it reports the link failed, pauses, and returns nil for the
+// caller's loop to start over. The breaker and reputation loops share it.
+func (c *Cluster) subscribe(ctx context.Context, topic string) *redis.PubSub {
+	ps := c.rdb.Subscribe(ctx, c.key(topic, "ch"))
+	if _, err := ps.Receive(ctx); err != nil {
+		ps.Close()
+		c.failed(err)
+		c.pause(ctx)
+		return nil
+	}
+	return ps
+}
+
+// later keeps fn, which failed or could not be tried with the link down,
+// to run when it comes back.
 func (c *Cluster) later(fn func(ctx context.Context) error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -11,6 +11,9 @@ import (
 
 type redisMessage = redis.Message
 
+// redisPipe is a transaction being staged (publishLater).
+type redisPipe = redis.Pipeliner
+
 // quietLogger silences go-redis's own log (a dial failure per attempt
 // while Redis is down): the link's state is said once, by setUp.
 type quietLogger struct{}

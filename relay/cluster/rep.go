@@ -60,8 +60,7 @@ func (c *Cluster) Publish(r Reputation) {
 		c.log.Error(maillog.ClusterPublish, "err", err)
 		return
 	}
-	push := func(ctx context.Context) error {
-		pipe := c.rdb.TxPipeline()
+	c.publishLater("rep", b, func(ctx context.Context, pipe redisPipe) error {
 		if r.Resume == "" {
 			pipe.HSet(ctx, c.key("rep"), r.field(), b)
 		} else {
@@ -76,11 +75,8 @@ func (c *Cluster) Publish(r Reputation) {
 				}
 			}
 		}
-		pipe.Publish(ctx, c.key("rep", "ch"), b)
-		_, err := pipe.Exec(ctx)
-		return err
-	}
-	c.pushOrLater(push)
+		return nil
+	})
 }
 
 // repLoop follows the reputation channel, after catching up on the
@@ -92,13 +88,10 @@ func (c *Cluster) repLoop(ctx context.Context) {
 				return
 			}
 		}
-		ps := c.rdb.Subscribe(ctx, c.key("rep", "ch"))
 		// Subscribe first, then read the hash: nothing published between
 		// the two is lost (a duplicate is harmless: Impose only extends).
-		if _, err := ps.Receive(ctx); err != nil {
-			ps.Close()
-			c.failed(err)
-			c.pause(ctx)
+		ps := c.subscribe(ctx, "rep")
+		if ps == nil {
 			continue
 		}
 		c.catchUpRep(ctx)
