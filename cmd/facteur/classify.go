@@ -30,13 +30,9 @@ func cmdClassify(args []string) int {
 	}
 	// An unquoted reply arrives as several arguments: join them back.
 	text := strings.Join(pos, " ")
-	cfg, err := loadConfig(*cfgPath)
-	if err != nil {
-		return failErr(err)
-	}
-	p, err := loadPolicy(cfg)
-	if err != nil {
-		return printPolicyErrors(err)
+	p, status := loadConfiguredPolicy(*cfgPath)
+	if p == nil {
+		return status
 	}
 	name, err := p.ProviderFor(*provider)
 	if err != nil {

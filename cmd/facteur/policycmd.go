@@ -55,13 +55,9 @@ func cmdPolicy(args []string) int {
 			fmt.Fprintln(os.Stderr, policyUsage)
 			return 2
 		}
-		cfg, err := loadConfig(*cfgPath)
-		if err != nil {
-			return failErr(err)
-		}
-		p, err := loadPolicy(cfg)
-		if err != nil {
-			return printPolicyErrors(err)
+		p, status := loadConfiguredPolicy(*cfgPath)
+		if p == nil {
+			return status
 		}
 		out, err := p.Show(*asJSON)
 		if err != nil {
@@ -113,6 +109,22 @@ func policyCheck(file string) int {
 	}
 	fmt.Printf("%s: ok\n", name)
 	return 0
+}
+
+// loadConfiguredPolicy loads the config (-config, or $FACTEUR_CONFIG) and
+// the policy it names. On failure it prints the error, a policy error one
+// line per problem, and returns nil with the exit status: the start that
+// classify and policy show share, so that both report a bad file alike.
+func loadConfiguredPolicy(cfgPath string) (*policy.Policy, int) {
+	cfg, err := loadConfig(cfgPath)
+	if err != nil {
+		return nil, failErr(err)
+	}
+	p, err := loadPolicy(cfg)
+	if err != nil {
+		return nil, printPolicyErrors(err)
+	}
+	return p, 0
 }
 
 // printPolicyErrors writes each policy problem on its own line, without the
