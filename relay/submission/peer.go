@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"facteur/relay/unixsock"
 )
 
 // Peer is the local account behind a connection, as the kernel tells it
@@ -25,23 +27,15 @@ type Peer struct {
 	User  string // the account name, or the decimal uid when it has none
 }
 
-// peerOfUnix reads SO_PEERCRED of a Unix-socket connection.
+// peerOfUnix reads SO_PEERCRED of a Unix-socket connection, through
+// unixsock, the package that owns the local sockets and reads their peers
+// for the admin API too.
 func peerOfUnix(c *net.UnixConn) (Peer, error) {
-	raw, err := c.SyscallConn()
+	cred, err := unixsock.Peer(c)
 	if err != nil {
 		return Peer{}, err
 	}
-	var cred *unix.Ucred
-	var serr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, serr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return Peer{}, err
-	}
-	if serr != nil {
-		return Peer{}, serr
-	}
-	return Peer{Known: true, UID: int(cred.Uid)}, nil
+	return Peer{Known: true, UID: cred.UID}, nil
 }
 
 // peerOfTCP asks the kernel (NETLINK_SOCK_DIAG, inet_diag) which uid owns
