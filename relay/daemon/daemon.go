@@ -29,6 +29,7 @@ import (
 	"facteur/queue"
 	"facteur/queue/maildrop"
 	"facteur/relay/admin"
+	"facteur/relay/bounces"
 	"facteur/relay/cleanup"
 	"facteur/relay/clock"
 	"facteur/relay/cluster"
@@ -44,6 +45,7 @@ import (
 	"facteur/relay/resolver"
 	"facteur/relay/scheduler"
 	"facteur/relay/submission"
+	"facteur/relay/suppress"
 	"facteur/relay/webhook"
 )
 
@@ -53,6 +55,9 @@ const DropGroup = "facteur-drop"
 
 // daemon holds the parts of a running facteur.
 type daemon struct {
+	// clock is the daemon's one clock (clock.Real): every time it decides
+	// by, or hands to the engine, the queue and the breaker, is read here.
+	clock   clock.Clock
 	cfg     *config.Config
 	log     *slog.Logger
 	store   *queue.Store
@@ -99,7 +104,7 @@ type daemon struct {
 // everything that can refuse the start is checked before anything is
 // created, every listener is bound before anything is served, and the
 // shutdown lets sessions in DATA finish within shutdown_timeout.
-func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options) error {
+func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	// The dashboard shows a message's log lines: every line with a queue
 	// ID is kept in memory (bounded) as well as written.
 	book := dashboard.NewLogBook()
@@ -137,7 +142,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	if err != nil {
 		return err
 	}
-	vsecret, err := opts.VERPSecret(cfg)
+	vsecret, err := bounces.Secret(cfg)
 	if err != nil {
 		return err
 	}
@@ -167,18 +172,18 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		return err
 	}
 
-	d := &daemon{cfg: cfg, log: log, store: store, events: newEventRing(1000), tally: dashboard.NewTally(), verpSecret: vsecret, flushReq: make(chan time.Time, 1)}
+	d := &daemon{clock: clock.Real{}, cfg: cfg, log: log, store: store, events: newEventRing(1000), tally: dashboard.NewTally(), verpSecret: vsecret, flushReq: make(chan time.Time, 1)}
 	if schedOpts.TLSPolicy, err = newTLSPolicy(cfg, res, store, log); err != nil {
 		return err
 	}
 
 	d.engine = policy.NewEngine(pol)
 	if st, err := store.State(ctx, PolicyStateKey); err == nil {
-		if err := d.engine.RestoreState(st, time.Now()); err != nil {
+		if err := d.engine.RestoreState(st, d.clock.Now()); err != nil {
 			log.Warn(maillog.PolicyStateNotRestored, "err", err)
 		}
 	}
-	if d.pools, err = newPools(ctx, cfg, store, d.engine, time.Now()); err != nil {
+	if d.pools, err = newPools(ctx, cfg, store, d.engine, d.clock.Now()); err != nil {
 		log.Warn(maillog.PolicyStateNotRestored, "err", err)
 	}
 	schedOpts.Pools = d.pools
@@ -241,7 +246,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		}
 	}
 	if cfg.Breaker != nil {
-		d.breaker = newBreakerGuard(ctx, cfg, store, log)
+		d.breaker = newBreakerGuard(ctx, cfg, store, log, d.clock)
 		d.breaker.d, d.breaker.hooks = d, hooks
 		schedOpts.Breaker = d.breaker
 		if d.cluster != nil {
@@ -293,7 +298,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	if d.cluster != nil {
 		shaper.Fleet = d.cluster
 	}
-	d.sched = scheduler.New(schedOpts, store, res, shaper, clock.Real{}, log)
+	d.sched = scheduler.New(schedOpts, store, res, shaper, d.clock, log)
 	if d.cluster != nil {
 		d.wireCluster(ctx)
 	}
@@ -343,9 +348,10 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	if err != nil {
 		return err
 	}
-	ext := opts.Endpoints(Parts{Config: cfg, Log: log, Store: store, Engine: d.engine, Scheduler: d.sched, Hooks: hooks,
-		VERPSecret: d.verpSecret, CountComplaints: d.countComplaints})
-	d.admin = &admin.Server{Store: store, Token: token, Log: log, Flusher: d, Extra: d.routes(ext), Decorate: d.decorate, Pprof: cfg.AdminPprof, Arrivals: &d.arrivals}
+	sups := &suppress.Service{Store: store, Log: log, Cancel: d.sched.CancelSuppressed, Clock: d.clock}
+	bnc := &bounces.Ingester{Config: cfg, Store: store, Policy: d.engine.Policy, Secret: d.verpSecret, Log: log,
+		Hooks: hooks, Complaints: d.countComplaints, Suppress: sups.Suppress, Clock: d.clock}
+	d.admin = &admin.Server{Store: store, Token: token, Log: log, Flusher: d, Extra: d.routes(sups, bnc), Decorate: d.decorate, Pprof: cfg.AdminPprof, Arrivals: &d.arrivals}
 	d.showq = &admin.Showq{Store: store, Decorate: d.decorate}
 	if d.adminPeers, err = adminPeers(cfg); err != nil {
 		return err
@@ -359,7 +365,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 			sup := storeSuppressions{store, cfg}
 			for _, r := range rcpts {
 				for _, x := range d.cleanup.ExpandRecipient(r) {
-					if why, ok := sup.Suppressed(ctx, x, time.Now()); ok {
+					if why, ok := sup.Suppressed(ctx, x, d.clock.Now()); ok {
 						log.Info(maillog.Suppressed, "rcpt", "<"+x+">", "client", "maildrop", "resp", "dropped: "+why)
 						dropped = append(dropped, pickup.Dropped{Rcpt: x, Why: why})
 						continue
@@ -428,7 +434,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		}
 		inboundLns = append(inboundLns, ln)
 		d.inbound = append(d.inbound, &inbound.Server{Domain: cfg.Bounces.Domain, Hostname: cfg.Hostname,
-			MaxMessageSize: int64(cfg.MaxMessageSize), Handle: ext.Inbound, Log: log})
+			MaxMessageSize: int64(cfg.MaxMessageSize), Handle: bnc.Inbound, Log: log})
 	}
 	// The admin and showq sockets first: binding the admin socket refuses
 	// a live one, which proves no other daemon runs on this data_dir.
