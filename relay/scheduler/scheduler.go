@@ -696,21 +696,31 @@ func (s *Scheduler) connection(ctx, wctx context.Context, l *lane, provider stri
 		s.unpop(l, it)
 		return false
 	}
+	// admit gives it this connection's IP and takes a token of the rate and
+	// of the IP's warm-up, for the first message and for each next one
+	// alike. Refused, it gives the item back and says, in more, whether the
+	// worker should open another connection.
+	admit := func(it *item) (ok, more bool) {
+		it.src = src
+		if why := s.takeRate(ctx, l, provider, src); why != rateOK {
+			return false, stop(it, why)
+		}
+		if !s.takeWarmup(src, provider) {
+			// Today's warm-up cap of this IP is reached: the next connection
+			// picks another IP, or the lane waits for tomorrow.
+			s.unpop(l, it)
+			return false, true
+		}
+		return true, false
+	}
 	it := s.popFree(wctx, l, provider, lim.RecipientsPerMessage)
 	if it == nil {
 		return false
 	}
-	it.src = src
 	// The rate is asked before dialling, so that a throttled provider's
 	// connection never idles waiting for a token.
-	if why := s.takeRate(ctx, l, provider, src); why != rateOK {
-		return stop(it, why)
-	}
-	if !s.takeWarmup(src, provider) {
-		// Today's warm-up cap of this IP is reached: the next connection
-		// picks another IP, or the lane waits for tomorrow.
-		s.unpop(l, it)
-		return true
+	if ok, more := admit(it); !ok {
+		return more
 	}
 	conn, dialErr := s.dial(ctx, targets)
 	if conn == nil {
@@ -772,13 +782,8 @@ func (s *Scheduler) connection(ctx, wctx context.Context, l *lane, provider stri
 				return false
 			}
 		}
-		it.src = src
-		if why := s.takeRate(ctx, l, provider, src); why != rateOK {
-			return stop(it, why)
-		}
-		if !s.takeWarmup(src, provider) {
-			s.unpop(l, it)
-			return true
+		if ok, more := admit(it); !ok {
+			return more
 		}
 		if err := conn.Reset(); err != nil {
 			s.unpop(l, it) // the next item goes on a new connection
