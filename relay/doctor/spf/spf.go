@@ -249,6 +249,13 @@ func (e *eval) void() error {
 	return nil
 }
 
+// isVoid says whether a lookup found no record (NXDOMAIN, a name DNS
+// cannot hold, or an empty answer): what §4.6.4 counts as a void lookup.
+// The a and mx mechanisms and the address lookups all judge it here.
+func isVoid(err error, n int) bool {
+	return errors.Is(err, resolver.ErrNXDomain) || errors.Is(err, resolver.ErrInvalidName) || err == nil && n == 0
+}
+
 // mechanism evaluates one directive; sub is the path below an include.
 func (e *eval) mechanism(domain string, m directive) (match bool, sub string, err error) {
 	switch m.kind {
@@ -300,7 +307,7 @@ func (e *eval) mechanism(domain string, m directive) (match bool, sub string, er
 		}
 		names, err := e.dns.LookupMX(e.ctx, target)
 		switch {
-		case errors.Is(err, resolver.ErrNXDomain), errors.Is(err, resolver.ErrInvalidName), err == nil && len(names) == 0:
+		case isVoid(err, len(names)):
 			return false, "", e.void()
 		case err != nil:
 			return false, "", e.dnsErr(err)
@@ -343,7 +350,7 @@ func (e *eval) mechanism(domain string, m directive) (match bool, sub string, er
 		// §5.7: always an A query, whatever the client's family.
 		addrs, err := e.dns.LookupA(e.ctx, target)
 		switch {
-		case errors.Is(err, resolver.ErrNXDomain), errors.Is(err, resolver.ErrInvalidName), err == nil && len(addrs) == 0:
+		case isVoid(err, len(addrs)):
 			return false, "", e.void()
 		case err != nil:
 			return false, "", e.dnsErr(err)
@@ -372,7 +379,7 @@ func (e *eval) addrs(name string, voidCounts bool) ([]netip.Addr, error) {
 		addrs, err = e.dns.LookupAAAA(e.ctx, name)
 	}
 	switch {
-	case errors.Is(err, resolver.ErrNXDomain), errors.Is(err, resolver.ErrInvalidName), err == nil && len(addrs) == 0:
+	case isVoid(err, len(addrs)):
 		if voidCounts {
 			return nil, e.void()
 		}
