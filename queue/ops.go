@@ -366,38 +366,17 @@ func (w *wtx) release(id ID, r *record, now time.Time) (bool, error) {
 // logs each hold once). Messages gone since are skipped. The breaker
 // (issue 21) holds a stopped sender's mail with it.
 func (s *Store) HoldIDs(ctx context.Context, ids []ID, reason string) ([]ID, error) {
-	var held []ID
-	for len(ids) > 0 {
-		chunk := ids[:min(bulkBatch, len(ids))]
-		ids = ids[len(chunk):]
-		var got []ID
-		err := s.write(ctx, func(w *wtx) error {
-			got = got[:0] // the write may run again: start over
-			for _, id := range chunk {
-				r, err := w.load(id)
-				if errors.Is(err, ErrNotFound) {
-					continue
-				}
-				if err != nil {
-					return err
-				}
-				for _, slot := range r.Rcpts {
-					if slot.Status.scheduled() {
-						r.HoldReason = reason
-						if err := w.hold(id, r); err != nil {
-							return err
-						}
-						got = append(got, id)
-						break
-					}
-				}
+	held, err := s.eachBatch(ctx, ids, func(w *wtx, id ID, r *record) (bool, error) {
+		for _, slot := range r.Rcpts {
+			if slot.Status.scheduled() {
+				r.HoldReason = reason
+				return true, w.hold(id, r)
 			}
-			return nil
-		})
-		if err != nil {
-			return held, fmt.Errorf("hold: %w", err)
 		}
-		held = append(held, got...)
+		return false, nil
+	})
+	if err != nil {
+		return held, fmt.Errorf("hold: %w", err)
 	}
 	return held, nil
 }
@@ -533,15 +512,17 @@ func (w *wtx) flushRecord(id ID, r *record, now time.Time) (bool, error) {
 const bulkBatch = 256
 
 // eachBatch applies fn to the messages ids in transactions of bulkBatch. Messages gone
-// since the ids were collected are skipped. It returns how many fn reported changed.
-func (s *Store) eachBatch(ctx context.Context, ids []ID, fn func(*wtx, ID, *record) (bool, error)) (int, error) {
-	total := 0
+// since the ids were collected are skipped. It returns the messages fn reported changed,
+// those of the transactions committed before an error included. HoldIDs and
+// eachMatching share it, so that every bulk change batches and skips the same way.
+func (s *Store) eachBatch(ctx context.Context, ids []ID, fn func(*wtx, ID, *record) (bool, error)) ([]ID, error) {
+	var changed []ID
 	for len(ids) > 0 {
 		chunk := ids[:min(bulkBatch, len(ids))]
 		ids = ids[len(chunk):]
-		var n int
+		var got []ID
 		err := s.write(ctx, func(w *wtx) error {
-			n = 0
+			got = got[:0] // the write may run again: start over
 			for _, id := range chunk {
 				r, err := w.load(id)
 				if errors.Is(err, ErrNotFound) {
@@ -550,22 +531,22 @@ func (s *Store) eachBatch(ctx context.Context, ids []ID, fn func(*wtx, ID, *reco
 				if err != nil {
 					return err
 				}
-				changed, err := fn(w, id, r)
+				ok, err := fn(w, id, r)
 				if err != nil {
 					return err
 				}
-				if changed {
-					n++
+				if ok {
+					got = append(got, id)
 				}
 			}
 			return nil
 		})
 		if err != nil {
-			return total, err
+			return changed, err
 		}
-		total += n
+		changed = append(changed, got...)
 	}
-	return total, nil
+	return changed, nil
 }
 
 // matching collects the IDs of the messages f selects.
@@ -669,16 +650,16 @@ func (s *Store) eachMatching(ctx context.Context, f Filter, op string, fn func(w
 	if err != nil {
 		return 0, fmt.Errorf("%s matching: %w", op, err)
 	}
-	n, err := s.eachBatch(ctx, ids, func(w *wtx, id ID, r *record) (bool, error) {
+	changed, err := s.eachBatch(ctx, ids, func(w *wtx, id ID, r *record) (bool, error) {
 		if !f.match(id, r) {
 			return false, nil
 		}
 		return fn(w, id, r)
 	})
 	if err != nil {
-		return n, fmt.Errorf("%s matching: %w", op, err)
+		return len(changed), fmt.Errorf("%s matching: %w", op, err)
 	}
-	return n, nil
+	return len(changed), nil
 }
 
 // Stats reads the counters and the oldest message; it costs two key lookups per status.
