@@ -135,44 +135,30 @@ func (c *Cluster) catchUpBreaker(ctx context.Context, h BreakerHandler) bool {
 }
 
 func (c *Cluster) followBreaker(ctx context.Context, h BreakerHandler, ch <-chan *redisMessage) {
-	check := time.NewTicker(c.o.Heartbeat)
-	defer check.Stop()
 	ticks := 0
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-check.C:
-			if !c.Up() {
-				return
-			}
-			// go-redis resubscribes by itself after a broken connection,
-			// and what was published meanwhile is lost even when this
-			// node's heartbeat never saw the link down: read the hash
-			// again every ten heartbeats (it holds only the senders
-			// stopped now, a few entries).
-			if ticks++; ticks%10 == 0 && !c.catchUpBreaker(ctx, h) {
-				return
-			}
-		case m, ok := <-ch:
-			if !ok {
-				return
-			}
-			var n breakerNews
-			if err := json.Unmarshal([]byte(m.Payload), &n); err != nil {
-				c.log.Warn(maillog.ClusterBadEntry, "err", err)
-				continue
-			}
-			if n.Node == c.o.Node {
-				continue
-			}
-			if n.Reset {
-				h.BreakerReset(ctx, n.Key)
-			} else if n.Trip != nil {
-				h.BreakerTrip(ctx, *n.Trip)
-			}
-		}
+	// go-redis resubscribes by itself after a broken connection, and what
+	// was published meanwhile is lost even when this node's heartbeat never
+	// saw the link down: read the hash again every ten heartbeats (it holds
+	// only the senders stopped now, a few entries).
+	tick := func() bool {
+		ticks++
+		return ticks%10 != 0 || c.catchUpBreaker(ctx, h)
 	}
+	c.follow(ctx, ch, tick, func(payload []byte) {
+		var n breakerNews
+		if err := json.Unmarshal(payload, &n); err != nil {
+			c.log.Warn(maillog.ClusterBadEntry, "err", err)
+			return
+		}
+		if n.Node == c.o.Node {
+			return
+		}
+		if n.Reset {
+			h.BreakerReset(ctx, n.Key)
+		} else if n.Trip != nil {
+			h.BreakerTrip(ctx, *n.Trip)
+		}
+	})
 }
 
 // BreakerNode is a BreakerHandler over a breaker; OnTrip and OnReset, when

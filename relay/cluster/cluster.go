@@ -380,6 +380,34 @@ func (c *Cluster) subscribe(ctx context.Context, topic string) *redis.PubSub {
 	return ps
 }
 
+// follow hands each message of a subscribed channel to apply until ctx
+// ends, the channel closes, or a heartbeat finds the link down (the caller
+// then subscribes again and catches up). tick, when set, runs at the other
+// heartbeats; false from it ends the following too. The breaker and the
+// reputation channels are followed this one way.
+func (c *Cluster) follow(ctx context.Context, ch <-chan *redisMessage, tick func() bool, apply func(payload []byte)) {
+	check := time.NewTicker(c.o.Heartbeat)
+	defer check.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-check.C:
+			if !c.Up() {
+				return
+			}
+			if tick != nil && !tick() {
+				return
+			}
+		case m, ok := <-ch:
+			if !ok {
+				return
+			}
+			apply([]byte(m.Payload))
+		}
+	}
+}
+
 // later keeps fn, which failed or could not be tried with the link down,
 // to run when it comes back.
 func (c *Cluster) later(fn func(ctx context.Context) error) {

@@ -102,23 +102,7 @@ func (c *Cluster) repLoop(ctx context.Context) {
 }
 
 func (c *Cluster) followRep(ctx context.Context, ch <-chan *redisMessage) {
-	check := time.NewTicker(c.o.Heartbeat)
-	defer check.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-check.C:
-			if !c.Up() {
-				return // resubscribe and catch up when it returns
-			}
-		case m, ok := <-ch:
-			if !ok {
-				return
-			}
-			c.applyRep(ctx, []byte(m.Payload))
-		}
-	}
+	c.follow(ctx, ch, nil, func(payload []byte) { c.applyRep(ctx, payload) })
 }
 
 func (c *Cluster) catchUpRep(ctx context.Context) {
