@@ -10,6 +10,7 @@ import (
 	"facteur/policy"
 	"facteur/policy/bounce"
 	"facteur/queue"
+	"facteur/queue/maildrop"
 	"facteur/relay/admin"
 	"facteur/relay/admin/client"
 	"facteur/relay/config"
@@ -54,7 +55,6 @@ func daemonOptions() daemon.Options {
 
 var (
 	loadPolicy    = daemon.LoadPolicy
-	dropGroup     = daemon.DropGroup
 	dropOwn       = daemon.DropOwn
 	openStore     = admin.OpenStore
 	plural        = admin.Plural
@@ -74,3 +74,6 @@ func (a *adminClient) do(method, path string, q url.Values, body any, out any) e
 func (a *adminClient) send(method, path string, q url.Values, contentType string, rd io.Reader, out any) error {
 	return a.Send(method, path, q, contentType, rd, out)
 }
+
+// dropGroup is the maildrop's group, as install.go names it.
+const dropGroup = maildrop.Group

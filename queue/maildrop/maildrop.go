@@ -485,6 +485,10 @@ func RemoveStale(dir string, before time.Time) (int, error) {
 	return n, nil
 }
 
+// Group is the group that owns the maildrop; the shim is installed setgid
+// to it (Postfix's postdrop group).
+const Group = "facteur-drop"
+
 // Init creates dir if needed and gives it the maildrop permissions (mode
 // 1730; group gid unless gid is -1). The daemon calls it at start.
 func Init(dir string, gid int) error {
