@@ -218,12 +218,30 @@ func (e *Engine) applyRate(b *budget, now time.Time) {
 	}
 }
 
+// Admission is the engine's answer to a connection or a message that asks to go now: go, or
+// wait until when, and why. Acquire and Allow return it; the scheduler acts on it.
+type Admission struct {
+	// OK: go now. For a connection, Release must be called once it is closed (it is
+	// idempotent).
+	OK      bool
+	Release func()
+	// Source is the source IP the answer is for ("" the default address).
+	Source string
+	// Until, when not OK, is when to ask again: the end of the suspension or backoff window
+	// when Suspended; the next token of the rate for a message; the zero time when every
+	// connection is in use (ask again when one is released).
+	Until time.Time
+	// Suspended: a suspension or backoff window holds the provider (for this source IP, or
+	// for every IP with `scope: provider`) until Until.
+	Suspended bool
+	// Why says what holds it, for the log: "suspended until ...: <the reply>", "connections:
+	// 4 of 4 in use".
+	Why string
+}
+
 // Acquire asks whether a new connection to provider (destination domain, for the default
-// provider) may open now. When ok, the caller must call release once the connection is
-// closed (release is idempotent). When not ok, reason says why and wait says until when: the
-// end of the suspension or backoff window, or the zero time when all connections are in use
-// (retry when one is released).
-func (e *Engine) Acquire(provider, domain string, now time.Time) (release func(), wait time.Time, reason string, ok bool) {
+// provider) may open now, from the default address.
+func (e *Engine) Acquire(provider, domain string, now time.Time) Admission {
 	return e.AcquireFrom("", provider, domain, now)
 }
 
@@ -238,28 +256,34 @@ func held(s, w *scope, now time.Time) *scope {
 	return out
 }
 
-// AcquireFrom is Acquire for connections from source IP src ("" the default address): the
-// connection limit and suspensions are those of (src, provider), and a provider-wide
-// suspension (`scope: provider`) holds every source.
-func (e *Engine) AcquireFrom(src, provider, domain string, now time.Time) (release func(), wait time.Time, reason string, ok bool) {
+// suspension is the Admission of a scope's window in force.
+func (h *scope) suspension(src string) Admission {
+	return Admission{Source: src, Until: h.until, Suspended: true,
+		Why: fmt.Sprintf("%s until %s: %s", h.cause.pastTense(), h.until.UTC().Format(time.RFC3339), h.reason)}
+}
+
+// AcquireFrom asks whether a new connection from source IP src ("" the default address) may
+// open now: the connection limit and suspensions are those of (src, provider), and a
+// provider-wide suspension (`scope: provider`) holds every source.
+func (e *Engine) AcquireFrom(src, provider, domain string, now time.Time) Admission {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	pr, b, s, w := e.budgetFrom(src, provider, domain, now)
 	if h := held(s, w, now); h != nil {
-		return nil, h.until, fmt.Sprintf("%s until %s: %s", h.cause.pastTense(), h.until.UTC().Format(time.RFC3339), h.reason), false
+		return h.suspension(src)
 	}
 	if b.conns >= pr.Knobs.Connections {
-		return nil, time.Time{}, fmt.Sprintf("connections: %d of %d in use", b.conns, pr.Knobs.Connections), false
+		return Admission{Source: src, Why: fmt.Sprintf("connections: %d of %d in use", b.conns, pr.Knobs.Connections)}
 	}
 	b.conns++
 	var once sync.Once
-	return func() {
+	return Admission{OK: true, Source: src, Release: func() {
 		once.Do(func() {
 			e.mu.Lock()
 			defer e.mu.Unlock()
 			b.conns--
 		})
-	}, time.Time{}, "", true
+	}}
 }
 
 func (a Action) pastTense() string {
@@ -269,31 +293,31 @@ func (a Action) pastTense() string {
 	return "suspended"
 }
 
-// Allow asks whether one more message may be sent to provider now, and takes it from the
-// rate budget when so. When not, at is the earliest time it may (the end of a suspension, or
-// the next token of the rate).
-func (e *Engine) Allow(provider, domain string, now time.Time) (ok bool, at time.Time) {
+// Allow asks whether one more message may be sent to provider now, from the default address,
+// and takes it from the rate budget when so.
+func (e *Engine) Allow(provider, domain string, now time.Time) Admission {
 	return e.AllowFrom("", provider, domain, now)
 }
 
-// AllowFrom is Allow for a message sent from source IP src: the rate is that of (src,
-// provider).
-func (e *Engine) AllowFrom(src, provider, domain string, now time.Time) (ok bool, at time.Time) {
+// AllowFrom asks whether one more message may be sent from source IP src now, and takes it
+// from the rate of (src, provider) when so. When not, Until is the earliest time it may: the
+// end of a suspension, or the next token of the rate.
+func (e *Engine) AllowFrom(src, provider, domain string, now time.Time) Admission {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	_, b, s, w := e.budgetFrom(src, provider, domain, now)
 	if h := held(s, w, now); h != nil {
-		return false, h.until
+		return h.suspension(src)
 	}
 	if b.lim.AllowN(now, 1) {
-		return true, now
+		return Admission{OK: true, Source: src}
 	}
 	missing := 1 - b.lim.TokensAt(now)
 	wait := time.Duration(math.Ceil(missing / float64(b.lim.Limit()) * float64(time.Second)))
 	if wait <= 0 {
 		wait = 1
 	}
-	return false, now.Add(wait)
+	return Admission{Source: src, Until: now.Add(wait), Why: "rate: " + b.rate.String()}
 }
 
 // Limits returns the static limits of provider (messages_per_connection,

@@ -42,14 +42,15 @@ providers:
 				t.Errorf("event source_ip %q", ip)
 			}
 			for src, free := range tc.free {
-				release, _, why, ok := e.AcquireFrom(src, "yahoo", "yahoo.com", now.Add(time.Minute))
+				adm := e.AcquireFrom(src, "yahoo", "yahoo.com", now.Add(time.Minute))
+				release, why, ok := adm.Release, adm.Why, adm.OK
 				if ok != free {
 					t.Errorf("%q: acquire %v (%s), want %v", src, ok, why, free)
 				}
 				if ok {
 					release()
 				}
-				if ok, _ := e.AllowFrom(src, "yahoo", "yahoo.com", now.Add(time.Minute)); ok != free {
+				if ok := e.AllowFrom(src, "yahoo", "yahoo.com", now.Add(time.Minute)).OK; ok != free {
 					t.Errorf("%q: allow %v, want %v", src, ok, free)
 				}
 			}
@@ -70,10 +71,10 @@ providers:
 			if _, err := e.Resume("yahoo", now.Add(time.Minute)); err != nil {
 				t.Fatal(err)
 			}
-			if r, _, _, ok := e.AcquireFrom("127.0.0.3", "yahoo", "yahoo.com", now.Add(time.Minute)); !ok {
+			if a := e.AcquireFrom("127.0.0.3", "yahoo", "yahoo.com", now.Add(time.Minute)); !a.OK {
 				t.Error("resume left 127.0.0.3 suspended")
 			} else {
-				r()
+				a.Release()
 			}
 		})
 	}
@@ -88,13 +89,13 @@ func TestEngineConnectionsPerSourceIP(t *testing.T) {
 	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	e := NewEngine(p)
 	e.SetSources([]string{"127.0.0.2", "127.0.0.3"})
-	if _, _, _, ok := e.AcquireFrom("127.0.0.2", "yahoo", "", now); !ok {
+	if !e.AcquireFrom("127.0.0.2", "yahoo", "", now).OK {
 		t.Fatal("first connection refused")
 	}
-	if _, _, why, ok := e.AcquireFrom("127.0.0.2", "yahoo", "", now); ok || !strings.Contains(why, "1 of 1") {
-		t.Fatalf("second connection of 127.0.0.2: %v %s", ok, why)
+	if a := e.AcquireFrom("127.0.0.2", "yahoo", "", now); a.OK || !strings.Contains(a.Why, "1 of 1") {
+		t.Fatalf("second connection of 127.0.0.2: %+v", a)
 	}
-	if _, _, _, ok := e.AcquireFrom("127.0.0.3", "yahoo", "", now); !ok {
+	if !e.AcquireFrom("127.0.0.3", "yahoo", "", now).OK {
 		t.Fatal("127.0.0.3 held by 127.0.0.2's connection")
 	}
 	for _, s := range e.Snapshot(now) {

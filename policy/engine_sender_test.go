@@ -55,7 +55,8 @@ providers:
 			if until, _ := e.SenderHeld("good.example", "acme", "acme.test", later); until.IsZero() == tc.heldOther {
 				t.Errorf("good.example held until %v", until)
 			}
-			release, _, why, ok := e.AcquireFrom("127.0.0.2", "acme", "acme.test", later)
+			adm := e.AcquireFrom("127.0.0.2", "acme", "acme.test", later)
+			release, why, ok := adm.Release, adm.Why, adm.OK
 			if ok != tc.conn {
 				t.Errorf("acquire %v (%s), want %v", ok, why, tc.conn)
 			}

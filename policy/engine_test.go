@@ -21,11 +21,11 @@ func reply(t *testing.T, s string) Reply {
 
 // mayConnect acquires and releases at once, returning whether a connection could open.
 func mayConnect(e *Engine, provider, domain string, now time.Time) (bool, time.Time) {
-	release, wait, _, ok := e.Acquire(provider, domain, now)
-	if ok {
-		release()
+	a := e.Acquire(provider, domain, now)
+	if a.OK {
+		a.Release()
 	}
-	return ok, wait
+	return a.OK, a.Until
 }
 
 func TestYahooTSS04SuspendsFourHours(t *testing.T) {
@@ -45,7 +45,7 @@ func TestYahooTSS04SuspendsFourHours(t *testing.T) {
 		if ok, wait := mayConnect(e, "yahoo", "ymail.com", t0.Add(at)); ok || !wait.Equal(t0.Add(4*time.Hour)) {
 			t.Errorf("at +%v: connect ok=%t wait=%v, want refused until +4h", at, ok, wait)
 		}
-		if ok, _ := e.Allow("yahoo", "ymail.com", t0.Add(at)); ok {
+		if e.Allow("yahoo", "ymail.com", t0.Add(at)).OK {
 			t.Errorf("at +%v: a message was allowed during the suspension", at)
 		}
 	}
@@ -178,8 +178,9 @@ func TestRateSpacesSends(t *testing.T) {
 	now := t0
 	var sent []time.Time
 	for len(sent) < 50 {
-		ok, at := e.Allow("fast", "fast.example", now)
-		if ok {
+		a := e.Allow("fast", "fast.example", now)
+		at := a.Until
+		if a.OK {
 			sent = append(sent, now)
 			continue
 		}
@@ -199,11 +200,11 @@ func TestRateSpacesSends(t *testing.T) {
 	}
 	// The bucket starts with one token: a new engine (a restart) cannot burst.
 	e2 := NewEngine(ratePolicy(t, ""))
-	if ok, _ := e2.Allow("fast", "fast.example", t0); !ok {
+	if !e2.Allow("fast", "fast.example", t0).OK {
 		t.Fatal("first message refused")
 	}
-	if ok, at := e2.Allow("fast", "fast.example", t0); ok || at.Sub(t0) != 100*time.Millisecond {
-		t.Fatalf("second message at once: ok=%t at=+%v, want refused until +100ms", ok, at.Sub(t0))
+	if a := e2.Allow("fast", "fast.example", t0); a.OK || a.Until.Sub(t0) != 100*time.Millisecond {
+		t.Fatalf("second message at once: ok=%t at=+%v, want refused until +100ms", a.OK, a.Until.Sub(t0))
 	}
 }
 
@@ -221,8 +222,9 @@ func TestConnectionsLimit(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for n := 0; n < 20; n++ {
-				release, _, reason, ok := e.Acquire("free", "free.fr", t0)
-				if !ok {
+				adm := e.Acquire("free", "free.fr", t0)
+				release, reason := adm.Release, adm.Why
+				if !adm.OK {
 					if !strings.Contains(reason, "1 of 1") {
 						t.Errorf("reason %q", reason)
 					}
@@ -244,8 +246,9 @@ func TestConnectionsLimit(t *testing.T) {
 	if maxSeen != 1 {
 		t.Fatalf("%d simultaneous connections granted, want 1", maxSeen)
 	}
-	r1, _, _, ok1 := e.Acquire("free", "free.fr", t0)
-	_, _, _, ok2 := e.Acquire("free", "free.fr", t0)
+	a1 := e.Acquire("free", "free.fr", t0)
+	r1, ok1 := a1.Release, a1.OK
+	ok2 := e.Acquire("free", "free.fr", t0).OK
 	if !ok1 || ok2 {
 		t.Fatalf("ok1=%t ok2=%t, want the second refused", ok1, ok2)
 	}
@@ -260,8 +263,9 @@ func TestDefaultBudgetPerDomain(t *testing.T) {
 	e := NewEngine(p)
 	var releases []func()
 	for i := 0; i < 20; i++ {
-		r, _, _, ok := e.Acquire(DefaultProvider, "a.example", t0)
-		if !ok {
+		a := e.Acquire(DefaultProvider, "a.example", t0)
+		r := a.Release
+		if !a.OK {
 			t.Fatalf("connection %d to a.example refused", i+1)
 		}
 		releases = append(releases, r)
@@ -356,10 +360,10 @@ func TestThrottleHalvesAndRecovers(t *testing.T) {
 	// The limiter follows: at 500/h messages are 7.2s apart.
 	e2 := NewEngine(p)
 	e2.Observe("microsoft", "outlook.com", rp, t0)
-	if ok, _ := e2.Allow("microsoft", "outlook.com", t0); !ok {
+	if !e2.Allow("microsoft", "outlook.com", t0).OK {
 		t.Fatal("first message refused")
 	}
-	if _, at := e2.Allow("microsoft", "outlook.com", t0); at.Sub(t0) != 7200*time.Millisecond {
+	if at := e2.Allow("microsoft", "outlook.com", t0).Until; at.Sub(t0) != 7200*time.Millisecond {
 		t.Fatalf("next message at +%v, want +7.2s", at.Sub(t0))
 	}
 	// The floor: throttle.min 10/h.
@@ -383,7 +387,7 @@ func rateOf2(e *Engine, now time.Time) string {
 func TestSwapKeepsState(t *testing.T) {
 	p := mustBuiltin(t)
 	e := NewEngine(p)
-	release, _, _, _ := e.Acquire("yahoo", "yahoo.com", t0)
+	release := e.Acquire("yahoo", "yahoo.com", t0).Release
 	e.Observe("yahoo", "yahoo.com", reply(t, "421 4.7.0 [TSS05] deferred"), t0)
 	e.Observe("free", "free.fr", reply(t, "451 too many errors from your ip"), t0)
 	p2, err := Parse("reload.yaml", []byte("providers:\n  yahoo:\n    connections: 1\n  free:\n    rate: 1/m\n"))
@@ -403,10 +407,10 @@ func TestSwapKeepsState(t *testing.T) {
 	}
 	release()
 	// The new rate applies: 1/m.
-	if ok, _ := e.Allow("free", "free.fr", t0.Add(2*time.Hour)); !ok {
+	if !e.Allow("free", "free.fr", t0.Add(2*time.Hour)).OK {
 		t.Fatal("first message refused")
 	}
-	if _, at := e.Allow("free", "free.fr", t0.Add(2*time.Hour)); at.Sub(t0.Add(2*time.Hour)) != time.Minute {
+	if at := e.Allow("free", "free.fr", t0.Add(2*time.Hour)).Until; at.Sub(t0.Add(2*time.Hour)) != time.Minute {
 		t.Fatalf("next at +%v, want +1m", at.Sub(t0.Add(2*time.Hour)))
 	}
 }

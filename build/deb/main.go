@@ -7,7 +7,7 @@
 // on the machine. The version is `git describe`'s, in Debian's spelling.
 //
 // The layout is facteur install's: the builder runs `facteur install
-// --root STAGE` (cmd/facteur/install.go) to write the shim, its links, the
+// --root STAGE` (relay/install) to write the shim, its links, the
 // config and policy files and the systemd unit, then moves what a package
 // puts elsewhere (/usr/sbin/facteur rather than /usr/local/sbin, the unit
 // under /lib/systemd/system) and adds the man pages, the docs and the

@@ -10,7 +10,6 @@ import (
 	"facteur/policy"
 	"facteur/policy/bounce"
 	"facteur/queue"
-	"facteur/queue/maildrop"
 	"facteur/relay/admin"
 	"facteur/relay/admin/client"
 	"facteur/relay/config"
@@ -74,6 +73,3 @@ func (a *adminClient) do(method, path string, q url.Values, body any, out any) e
 func (a *adminClient) send(method, path string, q url.Values, contentType string, rd io.Reader, out any) error {
 	return a.Send(method, path, q, contentType, rd, out)
 }
-
-// dropGroup is the maildrop's group, as install.go names it.
-const dropGroup = maildrop.Group

@@ -12,13 +12,13 @@ import (
 	"time"
 
 	"facteur/relay/doctor"
-	"facteur/relay/pool"
 	"facteur/relay/resolver"
 )
 
 // facteur doctor (issue 8 §5): is DOMAIN set up for its mail from this relay
 // to be delivered? Exit status: 0 when nothing fails (warnings allowed), 1
-// when a check fails, 2 on a usage or config error.
+// when a check fails, 2 on a usage or config error. The checks are
+// relay/doctor's; this file has the flags and prints the findings.
 
 const doctorUsage = `usage: facteur doctor -domain D [-ip A] [-dnsbl ZONE ...] [-mx] [--json]`
 
@@ -66,14 +66,11 @@ func cmdDoctor(args []string) int {
 		return 2
 	}
 	var ip netip.Addr
-	switch src := *ipFlag; {
-	case src != "":
+	if src := *ipFlag; src != "" {
 		if ip, err = netip.ParseAddr(src); err != nil || ip.Zone() != "" {
 			fmt.Fprintf(os.Stderr, "facteur doctor: -ip %q is not an IP address\n", src)
 			return 2
 		}
-	case cfg.Delivery.SourceIP != "":
-		ip, _ = netip.ParseAddr(cfg.Delivery.SourceIP) // Validate checked it
 	}
 	// Both families whatever delivery.ip_version says: the doctor looks at
 	// the records themselves, not at a route.
@@ -89,24 +86,14 @@ func cmdDoctor(args []string) int {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 
-	opts := doctor.Options{Domain: d, IP: ip, Hostname: cfg.Hostname, DKIM: cfg.DKIM}
-	if ps := pool.New(cfg); ps != nil && *ipFlag == "" {
-		for _, p := range ps.Pools() {
-			for _, x := range p.IPs {
-				opts.Sources = append(opts.Sources, doctor.Source{Addr: x.Addr, EHLO: x.EHLO, Pool: p.Name})
-			}
-		}
-		if !ip.IsValid() {
-			// SPF and the block lists look at one address: the first
-			// pool's first, as the PTR checks look at each.
-			opts.IP = opts.Sources[0].Addr
-		}
-	}
+	opts := doctor.FromConfig(cfg, d, ip)
 	if len(zones) > 0 {
 		opts.DNSBL = zones
 	}
 	if *withMX {
-		opts.MX = func(ctx context.Context, domain string) []doctor.Finding { return mxTLSFindings(ctx, cfg, res, domain) }
+		opts.MX = func(ctx context.Context, domain string) []doctor.Finding {
+			return doctor.MXFindings(ctx, cfg, res, domain)
+		}
 	}
 	findings := doctor.Run(ctx, res, opts)
 	if *asJSON {

@@ -14,16 +14,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"reflect"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 
-	"facteur/policy"
 	"facteur/relay/config"
+	"facteur/relay/install"
 )
 
 // Ids of the facteur user and groups in the etc/passwd and etc/group of a
@@ -81,7 +79,7 @@ func checkInstallLines(t *testing.T, out string) {
 type installWant struct {
 	path     string
 	kind     fs.FileMode // 0 regular, ModeDir, ModeSymlink
-	mode     string      // as modeOctal() prints it
+	mode     string      // as install.ModeOctal() prints it
 	uid, gid int
 	same     string // a file whose bytes it must have
 	target   string // for a link
@@ -106,7 +104,7 @@ func checkInstalled(t *testing.T, root string, want []installWant, owners bool) 
 			}
 			continue
 		}
-		if got := modeOctal(fi.Mode()); got != w.mode {
+		if got := install.ModeOctal(fi.Mode()); got != w.mode {
 			t.Errorf("%s: mode %s, want %s", w.path, got, w.mode)
 		}
 		st := fi.Sys().(*syscall.Stat_t)
@@ -157,7 +155,7 @@ func TestInstallRoot(t *testing.T) {
 		t.Errorf("root with users in etc/passwd skipped a chown:\n%s", out)
 	}
 	unit, _ := os.ReadFile(filepath.Join(root, "etc/systemd/system/facteur.service"))
-	if !bytes.Equal(unit, installUnitText) {
+	if !bytes.Equal(unit, install.UnitText) {
 		t.Errorf("the unit written is not the embedded facteur.service")
 	}
 
@@ -245,7 +243,7 @@ func TestInstallDryRun(t *testing.T) {
 // touches nothing; an MTA package's sendmail would be diverted.
 func TestInstallDryRunSystem(t *testing.T) {
 	bin, _ := binaries(t)
-	watched := []string{installBin, installSendmail, installConfig, installPolicy, installUnit, installDataDir}
+	watched := []string{install.Bin, install.Sendmail, install.Config, install.Policy, install.Unit, install.DataDir}
 	before := map[string]string{}
 	for _, p := range watched {
 		before[p] = installStatLine(p)
@@ -257,12 +255,12 @@ func TestInstallDryRunSystem(t *testing.T) {
 		}
 	}
 	if _, err := exec.LookPath("dpkg-query"); err == nil {
-		installOwner := exec.Command("dpkg-query", "--search", installSendmail).Run() == nil
-		divert := "dry-run: divert " + installSendmail + " to " + installSendmail + ".distrib"
+		installOwner := exec.Command("dpkg-query", "--search", install.Sendmail).Run() == nil
+		divert := "dry-run: divert " + install.Sendmail + " to " + install.Sendmail + ".distrib"
 		if installOwner != strings.Contains(out, divert) {
-			t.Errorf("a package owns %s: %v; the dry run diverts it: %v\n%s", installSendmail, installOwner, !installOwner, out)
+			t.Errorf("a package owns %s: %v; the dry run diverts it: %v\n%s", install.Sendmail, installOwner, !installOwner, out)
 		}
-		if installOwner && !strings.Contains(out, "dry-run: install "+installSendmail+" from ") {
+		if installOwner && !strings.Contains(out, "dry-run: install "+install.Sendmail+" from ") {
 			t.Errorf("after a diversion the shim is installed, not replaced:\n%s", out)
 		}
 	}
@@ -360,10 +358,10 @@ func TestInstallUnitVerifies(t *testing.T) {
 		break_ func()
 	}{
 		{"misspelt directive", func() {
-			os.WriteFile(unitPath, bytes.Replace(installUnitText, []byte("ProtectSystem=strict"), []byte("ProtectSytem=strict"), 1), 0o644)
+			os.WriteFile(unitPath, bytes.Replace(install.UnitText, []byte("ProtectSystem=strict"), []byte("ProtectSytem=strict"), 1), 0o644)
 		}},
 		{"no binary", func() {
-			os.WriteFile(unitPath, installUnitText, 0o644)
+			os.WriteFile(unitPath, install.UnitText, 0o644)
 			os.Remove(filepath.Join(root, "usr/local/sbin/facteur"))
 		}},
 	} {
@@ -400,143 +398,9 @@ func TestInstallUnitExposure(t *testing.T) {
 	t.Logf("systemd-analyze security: exposure %s", m[1])
 }
 
-// The unit names the paths install writes to and the users it creates.
-func TestInstallUnitAgrees(t *testing.T) {
-	directives := map[string][]string{}
-	for _, l := range strings.Split(string(installUnitText), "\n") {
-		if k, v, ok := strings.Cut(l, "="); ok && !strings.HasPrefix(l, "#") {
-			directives[k] = append(directives[k], v)
-		}
-	}
-	for k, want := range map[string]string{
-		"Type":                  "simple",
-		"ExecStart":             installBin + " serve -config " + installConfig,
-		"ExecReload":            "/bin/kill -HUP $MAINPID",
-		"Restart":               "on-failure",
-		"User":                  installUser,
-		"Group":                 installUser,
-		"SupplementaryGroups":   dropGroup + " mail",
-		"ReadWritePaths":        installDataDir + " -/var/mail",
-		"AmbientCapabilities":   "CAP_NET_BIND_SERVICE CAP_CHOWN",
-		"CapabilityBoundingSet": "CAP_NET_BIND_SERVICE CAP_CHOWN",
-		"NoNewPrivileges":       "yes",
-		"ProtectSystem":         "strict",
-		"ProtectHome":           "yes",
-		"PrivateTmp":            "yes",
-		"WantedBy":              "multi-user.target",
-	} {
-		if got := directives[k]; len(got) != 1 || got[0] != want {
-			t.Errorf("%s=%v, want %s", k, got, want)
-		}
-	}
-}
-
-// uncomment turns the commented examples of a written file (lines such as
-// `#   root: ops@example.com`) into YAML, leaving prose comments.
-var installExampleRE = regexp.MustCompile(`(?m)^# ( *(?:[a-z_-]+:(?: |$)|- ))`)
-
-func TestInstallConfigParses(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		text string
-	}{
-		{"as written", installConfigText("web1.example.com", "")},
-		{"examples uncommented", installExampleRE.ReplaceAllString(installConfigText("web1.example.com", ""), "$1")},
-		{"with a root alias", installConfigText("web1.example.com", "ops@example.org")},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			c, err := config.Parse(installConfig, []byte(tc.text))
-			if err != nil {
-				t.Fatalf("%v\n%s", err, tc.text)
-			}
-			if c.Hostname != "web1.example.com" || c.DataDir != installDataDir || c.Policy != installPolicy ||
-				len(c.Listen) != 1 || c.Listen[0] != "127.0.0.1:25" || c.MaxQueue != 10000 || c.MinFreeDisk != 512<<20 {
-				t.Errorf("parsed %+v", c)
-			}
-			for _, l := range []struct {
-				key  string
-				got  config.Rate
-				want string
-			}{{"per_client_ip", c.Limits.PerClientIP, "100/h"}, {"per_sender", c.Limits.PerSender, "100/h"}, {"per_user", c.Limits.PerUser, "200/h"}} {
-				want, err := policy.ParseRate(l.want)
-				if err != nil || l.got.Rate != want {
-					t.Errorf("limits.%s = %v, want %s", l.key, l.got, l.want)
-				}
-			}
-			if tc.name == "with a root alias" && c.Aliases["root"] != "ops@example.org" {
-				t.Errorf("root alias: %v", c.Aliases)
-			}
-			// Issue 21 §1: install turns the breaker on with the documented values.
-			if b, want := c.Breaker, config.DefaultBreaker(); b == nil || fmt.Sprint(*b) != fmt.Sprint(*want) {
-				t.Errorf("breaker %+v, want %+v", b, want)
-			}
-			if tc.name == "examples uncommented" && (c.Aliases["root"] != "ops@example.com" || c.Senders["www-data"] != "noreply@example.com" || len(c.DKIM) != 1) {
-				t.Errorf("examples: aliases %v senders %v dkim %v", c.Aliases, c.Senders, c.DKIM)
-			}
-		})
-	}
-}
-
-func TestInstallPolicyParses(t *testing.T) {
-	builtin, err := policy.Builtin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := policy.Parse(installPolicy, []byte(installPolicyText))
-	if err != nil {
-		t.Fatalf("as written: %v", err)
-	}
-	if !reflect.DeepEqual(p.Providers, builtin.Providers) {
-		t.Errorf("the written overlay changes the built-in policy")
-	}
-	ex := installExampleRE.ReplaceAllString(installPolicyText, "$1")
-	if _, err := policy.Parse(installPolicy, []byte(ex)); err != nil {
-		t.Fatalf("examples uncommented: %v\n%s", err, ex)
-	}
-}
-
-func TestInstallHostname(t *testing.T) {
-	for _, tc := range []struct {
-		host string
-		ok   bool
-	}{
-		{"web1.example.com", true},
-		{"localhost", true},
-		{"web1.example.com\nlisten: [0.0.0.0:25]", false},
-		{"-bad.example", false},
-		{"a b", false},
-	} {
-		_, err := newInstaller(installOptions{Root: t.TempDir(), Hostname: tc.host, Euid: 0})
-		if (err == nil) != tc.ok {
-			t.Errorf("hostname %q: err %v", tc.host, err)
-		}
-	}
-}
-
+// A user running install on the system gets exit status 1 and the reason
+// (relay/install's TestInstallNeedsRoot checks the refusal itself).
 func TestInstallNeedsRoot(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		o    installOptions
-		ok   bool
-	}{
-		{"user on the system", installOptions{Euid: 1000}, false},
-		{"user, dry run", installOptions{Euid: 1000, DryRun: true}, true},
-		{"user under a root", installOptions{Euid: 1000, Root: "/tmp/image"}, true},
-		{"user, --root /", installOptions{Euid: 1000, Root: "/"}, false},
-		{"root on the system", installOptions{Euid: 0}, true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			tc.o.Hostname = "web1.example.com"
-			_, err := newInstaller(tc.o)
-			if (err == nil) != tc.ok {
-				t.Fatalf("err %v", err)
-			}
-			if err != nil && !strings.Contains(err.Error(), "must run as root") {
-				t.Errorf("error does not say why: %v", err)
-			}
-		})
-	}
-	// And the process: a user gets exit status 1 and the reason.
 	if os.Geteuid() != 0 {
 		return
 	}
@@ -570,10 +434,10 @@ func installCopyFile(t *testing.T, from, to string, mode fs.FileMode) {
 
 func TestInstallShimLookup(t *testing.T) {
 	bin, shim := binaries(t)
-	if err := checkShim(shim); err != nil {
+	if err := install.CheckShim(shim); err != nil {
 		t.Fatalf("the built shim is not recognised: %v", err)
 	}
-	if err := checkShim(bin); err == nil {
+	if err := install.CheckShim(bin); err == nil {
 		t.Fatalf("facteur itself is taken for the shim")
 	}
 	// facteur alone in its directory: no shim, said so, the rest installed.
@@ -584,15 +448,15 @@ func TestInstallShimLookup(t *testing.T) {
 	if !strings.Contains(out, "skipped: sendmail shim: no sendmail shim: ") {
 		t.Errorf("missing shim not reported:\n%s", out)
 	}
-	if _, err := os.Lstat(filepath.Join(root, installSendmail)); err == nil {
+	if _, err := os.Lstat(filepath.Join(root, install.Sendmail)); err == nil {
 		t.Errorf("a shim was installed without one")
 	}
-	if _, err := os.Stat(filepath.Join(root, installBin)); err != nil {
+	if _, err := os.Stat(filepath.Join(root, install.Bin)); err != nil {
 		t.Errorf("facteur not installed without a shim: %v", err)
 	}
 	// --shim names it; something else than the shim is refused.
 	out = runInstall(t, filepath.Join(dir, "facteur"), "--root", root, "--no-start", "--shim", shim)
-	if !strings.Contains(out, "install "+filepath.Join(root, installSendmail)+" from "+shim) {
+	if !strings.Contains(out, "install "+filepath.Join(root, install.Sendmail)+" from "+shim) {
 		t.Errorf("--shim not installed:\n%s", out)
 	}
 	cmd := exec.Command(filepath.Join(dir, "facteur"), "install", "--root", root, "--shim", "/bin/sh")
@@ -619,7 +483,7 @@ func TestInstallDivertsPackageFiles(t *testing.T) {
 	os.Symlink("exim4", filepath.Join(root, "usr/bin/mailq"))
 
 	out := runInstall(t, bin, "--root", root, "--no-start")
-	for _, p := range []string{installSendmail, "/usr/bin/mailq"} {
+	for _, p := range []string{install.Sendmail, "/usr/bin/mailq"} {
 		if !strings.Contains(out, "divert "+p+" to "+p+".distrib (dpkg-divert --root="+root+" --local --rename --add "+p+")\n") {
 			t.Errorf("%s not diverted:\n%s", p, out)
 		}
@@ -658,7 +522,7 @@ func TestInstalledShimClients(t *testing.T) {
 	root := newInstallRoot(t, true)
 	runInstall(t, bin, "--root", root, "--no-start")
 	r := startRelay(t, relayOpts{})
-	sendmail := filepath.Join(root, installSendmail)
+	sendmail := filepath.Join(root, install.Sendmail)
 	// Root runs the shim here, so FACTEUR_CONFIG is honoured even though
 	// it is setgid.
 	env := []string{"FACTEUR_CONFIG=" + r.config}
@@ -831,7 +695,7 @@ func TestInstallTCPAdminToken(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c, err := config.Parse(installConfig, cfgText)
+			c, err := config.Parse(install.Config, cfgText)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -853,8 +717,8 @@ func TestInstallTCPAdminToken(t *testing.T) {
 			if strings.Contains(out, strings.TrimSpace(string(tok))) {
 				t.Errorf("install printed the token")
 			}
-			if c.AdminTokenFile != installAdminToken {
-				t.Errorf("admin_token_file %q, want %s", c.AdminTokenFile, installAdminToken)
+			if c.AdminTokenFile != install.AdminToken {
+				t.Errorf("admin_token_file %q, want %s", c.AdminTokenFile, install.AdminToken)
 			}
 			// A second run keeps the token.
 			runInstall(t, bin, append([]string{"--root", root, "--no-start"}, tc.args...)...)
@@ -864,7 +728,7 @@ func TestInstallTCPAdminToken(t *testing.T) {
 		})
 	}
 	for _, l := range []string{"MemoryMax=", "LimitNOFILE=", "TasksMax="} {
-		if !bytes.Contains(installUnitText, []byte("\n"+l)) {
+		if !bytes.Contains(install.UnitText, []byte("\n"+l)) {
 			t.Errorf("the unit sets no %s", l)
 		}
 	}
@@ -915,32 +779,5 @@ func TestInstallRootAliasAndHostname(t *testing.T) {
 	}
 	if _, stderr, err = run("--root", newInstallRoot(t, true), "--hostname", "web1.example.com", "--root-alias", "bob@@example.org"); err == nil || !strings.Contains(stderr, "--root-alias") {
 		t.Errorf("bad --root-alias accepted: %v\n%s", err, stderr)
-	}
-}
-
-// Every socket family the daemon opens must pass the unit's
-// RestrictAddressFamilies, or systemd's seccomp filter refuses the socket(2)
-// call with EAFNOSUPPORT and the feature silently stops: without AF_NETLINK
-// the loopback owner lookup (sock_diag, issue 11 §1) fails, every PHPMailer
-// session is "uid unknown", and per_user limits and the per-user breaker
-// never apply to it.
-func TestInstallUnitAddressFamilies(t *testing.T) {
-	var allowed []string
-	for _, l := range strings.Split(string(installUnitText), "\n") {
-		if v, ok := strings.CutPrefix(l, "RestrictAddressFamilies="); ok {
-			allowed = append(allowed, strings.Fields(v)...)
-		}
-	}
-	for _, tc := range []struct {
-		family, why string
-	}{
-		{"AF_INET", "SMTP, the admin listener, delivery"},
-		{"AF_INET6", "SMTP and delivery over IPv6"},
-		{"AF_UNIX", "the shim's, the admin and the showq sockets, the journal, NSS"},
-		{"AF_NETLINK", "sock_diag: which local user owns a loopback client's socket"},
-	} {
-		if !slices.Contains(allowed, tc.family) {
-			t.Errorf("RestrictAddressFamilies=%s lacks %s (%s)", strings.Join(allowed, " "), tc.family, tc.why)
-		}
 	}
 }

@@ -301,7 +301,7 @@ func cancelReason(s queue.Suppression) string {
 // one DSN, queued for the next start. The event lines go to stderr.
 func offlineCancel(ctx context.Context, cfg *config.Config, store *queue.Store, addr, why string, now time.Time) (int, error) {
 	s := scheduler.New(scheduler.Options{Hostname: cfg.Hostname, Postmaster: cfg.PostmasterAddress()},
-		store, nil, nil, nil, maillog.New(os.Stderr, cfg.LogFormat))
+		store, nil, scheduler.EngineShaper{}, nil, maillog.New(os.Stderr, cfg.LogFormat))
 	return s.CancelSuppressed(ctx, addr, why, now)
 }
 

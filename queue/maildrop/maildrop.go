@@ -485,8 +485,8 @@ func RemoveStale(dir string, before time.Time) (int, error) {
 	return n, nil
 }
 
-// Group is the group that owns the maildrop; the shim is installed setgid
-// to it (Postfix's postdrop group).
+// Group is the group that owns the maildrop: the shim is installed setgid
+// to it, and the daemon's user is a member (Postfix's postdrop group).
 const Group = "facteur-drop"
 
 // Init creates dir if needed and gives it the maildrop permissions (mode

@@ -231,11 +231,12 @@ func TestReputationScope(t *testing.T) {
 	}
 	for _, n := range []*node{a, c} {
 		took := eventually(t, 2*time.Second, n.c.Node()+" suspended", func() bool {
-			_, _, ok := n.shaper.Suspended("", "yahoo", "yahoo.fr", time.Now())
+			until, _ := n.e.SuspendedUntilFrom("", "yahoo", "yahoo.fr", time.Now())
+			ok := !until.IsZero()
 			return ok
 		})
 		t.Logf("%s suspended %s after b's reply", n.c.Node(), took)
-		if _, ok, _, _, _ := n.shaper.Acquire("", "yahoo", "yahoo.fr", time.Now()); ok {
+		if n.shaper.Acquire("", "yahoo", "yahoo.fr", time.Now()).OK {
 			t.Fatalf("%s opened a connection to a suspended yahoo", n.c.Node())
 		}
 	}
@@ -250,7 +251,7 @@ func TestReputationScope(t *testing.T) {
 		a.shaper.Observe("", "example.com", "gmail", "gmail.com", reply(t, "550 5.7.26 Unauthenticated email from example.com is not accepted due to domain's DMARC policy"), time.Now())
 		return true
 	})
-	if _, _, ok := d.shaper.Suspended("", "yahoo", "yahoo.fr", time.Now()); ok {
+	if until, _ := d.e.SuspendedUntilFrom("", "yahoo", "yahoo.fr", time.Now()); !until.IsZero() {
 		t.Fatal("node d, sending from another IP, was suspended by a block on 127.0.0.2")
 	}
 
@@ -262,7 +263,8 @@ func TestReputationScope(t *testing.T) {
 	a.c.Resumed("yahoo", "yahoo", time.Now())
 	_ = ev
 	eventually(t, 2*time.Second, "c resumed", func() bool {
-		_, _, ok := c.shaper.Suspended("", "yahoo", "yahoo.fr", time.Now())
+		until, _ := c.e.SuspendedUntilFrom("", "yahoo", "yahoo.fr", time.Now())
+		ok := !until.IsZero()
 		return !ok
 	})
 
@@ -270,7 +272,8 @@ func TestReputationScope(t *testing.T) {
 	b.shaper.Observe("", "", "yahoo", "yahoo.fr", reply(t, "421 4.7.0 [TSS04] Messages from 127.0.0.2 temporarily deferred"), time.Now())
 	late := newNode(t, r, "late", "127.0.0.2", true)
 	eventually(t, 3*time.Second, "a late node catches up", func() bool {
-		_, _, ok := late.shaper.Suspended("", "yahoo", "yahoo.fr", time.Now())
+		until, _ := late.e.SuspendedUntilFrom("", "yahoo", "yahoo.fr", time.Now())
+		ok := !until.IsZero()
 		return ok
 	})
 }
@@ -299,18 +302,20 @@ providers:
 		t.Fatalf("verdict %+v", v)
 	}
 	took := eventually(t, 2*time.Second, "c holds bad.example", func() bool {
-		_, _, ok := c.shaper.SenderHeld("bad.example", "google", "gmail.com", time.Now())
+		until, _ := c.e.SenderHeld("bad.example", "google", "gmail.com", time.Now())
+		ok := !until.IsZero()
 		return ok
 	})
 	t.Logf("c held bad.example %s after a's reply", took)
-	if _, _, ok := c.shaper.SenderHeld("good.example", "google", "gmail.com", time.Now()); ok {
+	if until, _ := c.e.SenderHeld("good.example", "google", "gmail.com", time.Now()); !until.IsZero() {
 		t.Fatal("c holds good.example's mail too")
 	}
 	for _, n := range []*node{a, c} {
-		if _, _, ok := n.shaper.Suspended("", "google", "gmail.com", time.Now()); ok {
+		if until, _ := n.e.SuspendedUntilFrom("", "google", "gmail.com", time.Now()); !until.IsZero() {
 			t.Fatalf("%s suspended google as a whole for one sender domain", n.c.Node())
 		}
-		rel, ok, _, _, why := n.shaper.Acquire("", "google", "gmail.com", time.Now())
+		adm := n.shaper.Acquire("", "google", "gmail.com", time.Now())
+		rel, ok, why := adm.Release, adm.OK, adm.Why
 		if !ok {
 			t.Fatalf("%s: no connection to google: %s", n.c.Node(), why)
 		}

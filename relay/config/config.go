@@ -75,6 +75,8 @@ type Config struct {
 
 	// File is the path the config was read from ("" for built-in defaults).
 	File string `yaml:"-" json:"-"`
+	// doc has the line of each key of File, for Validate's errors.
+	doc *strictyaml.Doc
 }
 
 // Submission is an authenticated listener (ports 587/465) for clients outside
@@ -395,9 +397,11 @@ func decode(name string, data []byte) (*Config, error) {
 	// Maps replace, not merge: a file that lists aliases gives all of them.
 	c.Aliases, c.Senders, c.SenderLogin = nil, nil, nil
 	presetOptional(data, c)
-	if _, err := strictyaml.Decode(name, data, c, movedKey); err != nil {
+	doc, err := strictyaml.Decode(name, data, c, movedKey)
+	if err != nil {
 		return nil, err
 	}
+	c.doc = doc
 	if c.Aliases == nil {
 		c.Aliases = map[string]string{}
 	}
@@ -453,7 +457,7 @@ func Parse(name string, data []byte) (*Config, error) {
 func (c *Config) Validate() error {
 	var errs strictyaml.Errors
 	bad := func(key, format string, args ...any) {
-		errs = append(errs, &Error{File: c.fileName(), Key: key, Msg: fmt.Sprintf(format, args...)})
+		errs = append(errs, c.errorf(key, format, args...))
 	}
 	if c.Hostname == "" || strings.ContainsAny(c.Hostname, " \t\r\n") {
 		bad("hostname", "must be a host name, got %q", c.Hostname)
@@ -734,6 +738,18 @@ func (c *Config) Warnings() []string {
 		w = append(w, fmt.Sprintf("%s: hostname %q is not a fully qualified domain name: receivers check the EHLO name, and mail to root@%s cannot be answered; set hostname: web1.example.com (facteur install --hostname FQDN)", c.fileName(), c.Hostname, c.Hostname))
 	}
 	return w
+}
+
+// errorf is a problem with the setting at key, placed at the line of the
+// key (or of its closest parent) when the file sets it; a value that comes
+// from the defaults has no line.
+func (c *Config) errorf(key, format string, args ...any) *Error {
+	if c.doc == nil {
+		return &Error{File: c.fileName(), Key: key, Msg: fmt.Sprintf(format, args...)}
+	}
+	e := c.doc.Errorf(key, format, args...)
+	e.File = c.fileName()
+	return e
 }
 
 func (c *Config) fileName() string {

@@ -1,12 +1,15 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"facteur/strictyaml"
 )
 
 func TestBadConfigs(t *testing.T) {
@@ -201,5 +204,54 @@ func TestRouteForms(t *testing.T) {
 	}
 	if c.Delivery.MTASTS != "on" || c.Delivery.DANE != "auto" {
 		t.Errorf("defaults mta_sts=%q dane=%q, want on and auto", c.Delivery.MTASTS, c.Delivery.DANE)
+	}
+}
+
+// Validate's errors are strictyaml.Errors, each at the line of its key (or
+// of the closest parent the file sets), every problem at once; a value the
+// file does not set has no line.
+func TestValidateLines(t *testing.T) {
+	type at struct {
+		line int
+		key  string
+	}
+	for _, tc := range []struct {
+		name string
+		yaml string
+		want []at
+	}{
+		{"several at once", "hostname: relay.example.com\nmax_recipients: 0\ndelivery:\n  port: 0\n  tls: sometimes\nlog_format: xml\n",
+			[]at{{2, "max_recipients"}, {6, "log_format"}, {4, "delivery.port"}, {5, "delivery.tls"}}},
+		{"key of a list entry not set: the entry's line", "submission:\n  - listen: 127.0.0.1:587\n    users_file: /u\n  - listen: 127.0.0.1:588\n",
+			[]at{{4, "submission[1].users_file"}}},
+		{"flow mapping", "breaker: {window: 1h, min_recipients: 0}\n", []at{{1, "breaker.min_recipients"}}},
+		{"mapping key with dots", "routes:\n  a.example: hold\n  b.example: nowhere\n", []at{{3, "routes.b.example"}}},
+		{"pools", "pools:\n  p:\n    ips: []\n  q:\n    ips: [127.0.0.2]\n    overflow: x\n", []at{{3, "pools.p.ips"}, {6, "pools.q.overflow"}}},
+		{"an empty value", "hostname: \"\"\n", []at{{1, "hostname"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("f.yaml", []byte(tc.yaml))
+			var errs strictyaml.Errors
+			if !errors.As(err, &errs) {
+				t.Fatalf("err %v (%T), want strictyaml.Errors", err, err)
+			}
+			var got []at
+			for _, e := range errs {
+				if e.File != "f.yaml" {
+					t.Errorf("file %q", e.File)
+				}
+				got = append(got, at{e.Line, e.Key})
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("got %v, want %v\n%v", got, tc.want, err)
+			}
+		})
+	}
+	// Without a file (the defaults, a config built in code), no line.
+	c := Default()
+	c.Delivery.Port = 0
+	var e *Error
+	if err := c.Validate(); !errors.As(err, &e) || e.Line != 0 || e.Key != "delivery.port" || e.File != "(defaults)" {
+		t.Errorf("defaults: %v %+v", err, e)
 	}
 }

@@ -266,7 +266,7 @@ func (c *Config) CheckBind(bind func(netip.Addr) error) error {
 			return // Validate reports it
 		}
 		if err := bind(a); err != nil {
-			errs = append(errs, &Error{File: c.fileName(), Key: key, Msg: fmt.Sprintf("%s is not an address of this host (%v); use --no-bind-check to skip this check", a, err)})
+			errs = append(errs, c.errorf(key, "%s is not an address of this host (%v); use --no-bind-check to skip this check", a, err))
 		}
 	}
 	if c.Delivery.SourceIP != "" {

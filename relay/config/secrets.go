@@ -54,7 +54,7 @@ func (c *Config) CheckSecrets() error {
 	for _, s := range c.SecretFiles() {
 		fi, err := os.Stat(s.Path)
 		if err != nil {
-			errs = append(errs, &Error{File: c.fileName(), Key: s.Key, Msg: err.Error()})
+			errs = append(errs, c.errorf(s.Key, "%s", err.Error()))
 			continue
 		}
 		if fi.Mode().Perm()&0o077 != 0 {

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"facteur/relay/config"
+	"facteur/relay/pool"
 )
 
 // Status is a check's verdict. Its strings are the JSON contract.
@@ -70,6 +71,31 @@ type Options struct {
 	// Sources are the pools' outbound IPs (issue 17): each gets its own
 	// PTR check against its own EHLO name, after the relay's.
 	Sources []Source
+}
+
+// FromConfig returns the options that check domain as the relay of cfg
+// sends it: its hostname and DKIM keys, the outbound IP ip (when valid),
+// else delivery.source_ip, else, with pools, the first pool's first
+// address; without ip, the PTR checks also cover every pool's addresses.
+func FromConfig(cfg *config.Config, domain string, ip netip.Addr) Options {
+	opts := Options{Domain: domain, IP: ip, Hostname: cfg.Hostname, DKIM: cfg.DKIM}
+	given := ip.IsValid()
+	if !given && cfg.Delivery.SourceIP != "" {
+		opts.IP, _ = netip.ParseAddr(cfg.Delivery.SourceIP) // Validate checked it
+	}
+	if ps := pool.New(cfg); ps != nil && !given {
+		for _, p := range ps.Pools() {
+			for _, x := range p.IPs {
+				opts.Sources = append(opts.Sources, Source{Addr: x.Addr, EHLO: x.EHLO, Pool: p.Name})
+			}
+		}
+		if !opts.IP.IsValid() {
+			// SPF and the block lists look at one address: the first
+			// pool's first, as the PTR checks look at each.
+			opts.IP = opts.Sources[0].Addr
+		}
+	}
+	return opts
 }
 
 // Source is one outbound IP of a pool and the EHLO name it gives ("" the

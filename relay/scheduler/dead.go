@@ -182,7 +182,7 @@ func (s *Scheduler) takeDead(now time.Time) []deadItem {
 		}
 		p := l.provider
 		if p == "" {
-			p = s.shaper.Recognize(l.domain, nil)
+			p = s.shaper.E.Policy().Recognize(l.domain, nil)
 		}
 		for _, it := range l.pending {
 			out = append(out, deadItem{it: it, provider: p, domain: l.domain, until: d.until, reason: d.reason})
@@ -237,7 +237,7 @@ func (s *Scheduler) deferOne(ctx context.Context, x deadItem, now time.Time) {
 		if next.Before(x.until) {
 			next = x.until
 		}
-		if until, _, ok := s.shaper.Suspended("", x.provider, x.domain, now); ok && until.After(next) {
+		if until, _ := s.shaper.E.SuspendedUntilFrom("", x.provider, x.domain, now); until.After(next) {
 			next = until
 		}
 		if exp := s.expiry(x.provider, it.msg.Created); next.After(exp) {

@@ -46,15 +46,14 @@ func (s *Scheduler) retrySrc(*item) string { return "" }
 // acquireSource takes a connection slot for l: from the default address
 // when l has no pool, else from the first IP of the pool that has one,
 // warming IPs with cap left first, then the warm IPs least loaded first.
-// Not ok and suspended: every candidate is suspended, or the warming IPs
-// are at today's cap with nothing to overflow to (until is then the next
-// UTC midnight); not ok otherwise: every candidate's connections are in
+// Not OK and Suspended: every candidate is suspended, or the warming IPs
+// are at today's cap with nothing to overflow to (Until is then the next
+// UTC midnight); not OK otherwise: every candidate's connections are in
 // use.
-func (s *Scheduler) acquireSource(l *lane, provider string, now time.Time) (src *pool.IP, release func(), ok bool, until time.Time, suspended bool, why string) {
+func (s *Scheduler) acquireSource(l *lane, provider string, now time.Time) (*pool.IP, policy.Admission) {
 	p := s.opts.Pools.Pool(l.pool)
 	if p == nil {
-		release, ok, until, suspended, why = s.shaper.Acquire("", provider, l.domain, now)
-		return nil, release, ok, until, suspended, why
+		return nil, s.shaper.Acquire("", provider, l.domain, now)
 	}
 	warming, warm, capped := s.opts.Pools.Candidates(p, provider, now)
 	s.mu.Lock()
@@ -66,29 +65,31 @@ func (s *Scheduler) acquireSource(l *lane, provider string, now time.Time) (src 
 	var held time.Time
 	heldWhy := ""
 	for _, ip := range append(warming, warm...) {
-		rel, got, u, susp, w := s.shaper.Acquire(ip.String(), provider, l.domain, now)
-		if got {
+		a := s.shaper.Acquire(ip.String(), provider, l.domain, now)
+		if a.OK {
 			k := srcProv{ip.String(), provider}
 			s.mu.Lock()
 			s.srcConns[k]++
 			s.mu.Unlock()
-			return ip, func() {
+			rel := a.Release
+			a.Release = func() {
 				rel()
 				s.mu.Lock()
 				s.srcConns[k]--
 				s.mu.Unlock()
-			}, true, time.Time{}, false, ""
+			}
+			return ip, a
 		}
-		if !susp {
+		if !a.Suspended {
 			busy = true
 			continue
 		}
-		if held.IsZero() || u.Before(held) {
-			held, heldWhy = u, fmt.Sprintf("source IP %s suspended: %s", ip, w)
+		if held.IsZero() || a.Until.Before(held) {
+			held, heldWhy = a.Until, fmt.Sprintf("source IP %s suspended: %s", ip, a.Why)
 		}
 	}
 	if busy {
-		return nil, nil, false, time.Time{}, false, "connections of pool " + p.Name + " in use"
+		return nil, policy.Admission{Why: "connections of pool " + p.Name + " in use"}
 	}
 	if capped {
 		if next := pool.NextDay(now); held.IsZero() || next.Before(held) {
@@ -99,7 +100,7 @@ func (s *Scheduler) acquireSource(l *lane, provider string, now time.Time) (src 
 	if held.IsZero() {
 		held, heldWhy = now.Add(time.Minute), "pool "+p.Name+" has no IP for "+provider
 	}
-	return nil, nil, false, held, true, heldWhy
+	return nil, policy.Admission{Until: held, Suspended: true, Why: heldWhy}
 }
 
 // srcProv counts the scheduler's connections per (source IP, provider),

@@ -68,7 +68,7 @@ func (s *Scheduler) record(ctx context.Context, it *item, provider, domain strin
 		rr, ok := byAddr[rcpt]
 		switch {
 		case ok && rr.Delivered():
-			s.logEvents(s.shaper.Delivered(it.srcKey(), it.senderDomain(), provider, domain, now))
+			s.logEvents(s.shaper.E.DeliveredSender(it.srcKey(), it.senderDomain(), provider, domain, now))
 			mode, cipher, dn := tlsOf(c)
 			out.ups = append(out.ups, queue.Update{Rcpt: rcpt, Status: queue.Delivered, Response: rr.Reply.String(), Provider: provider, Attempted: true, At: now,
 				TLS: mode, TLSCipher: cipher, TLSDN: dn, MX: c.Host()})
@@ -159,7 +159,7 @@ func (o *outcome) observe(it *item, rcpt string, st breaker.Status, d policy.Dec
 // server said it), is not judged by the policy: it never changes the
 // provider's state.
 func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string, c *delivery.Conn, r policy.Reply, now time.Time) {
-	var v Verdict
+	var v policy.Outcome
 	if r.Local {
 		v.Decision = policy.Decision{Class: policy.OtherTemporary, Action: policy.Defer, Rule: "local", Provider: provider}
 		if r.Permanent() {
@@ -228,12 +228,12 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 	if !expired {
 		// Only what holds every source IP delays the retry: the pool's
 		// other IPs may take it.
-		if until, _, ok := s.shaper.Suspended(s.retrySrc(it), provider, domain, now); ok && until.After(next) {
+		if until, _ := s.shaper.E.SuspendedUntilFrom(s.retrySrc(it), provider, domain, now); until.After(next) {
 			next = until
 		}
 		// A hold of the sender domain's mail (a reply about the domain)
 		// delays this sender's recipients only.
-		if until, _, ok := s.shaper.SenderHeld(it.senderDomain(), provider, domain, now); ok && until.After(next) {
+		if until, _ := s.shaper.E.SenderHeld(it.senderDomain(), provider, domain, now); until.After(next) {
 			next = until
 		}
 		if exp := s.expiry(provider, it.msg.Created); next.After(exp) {
@@ -262,14 +262,14 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 // provider's when shorter.
 func (s *Scheduler) expiry(provider string, created time.Time) time.Time {
 	exp := created.Add(s.opts.MaxLifetime)
-	if pd := s.shaper.Deadline(provider, created); !pd.IsZero() && pd.Before(exp) {
+	if pd := s.shaper.E.Deadline(provider, created); !pd.IsZero() && pd.Before(exp) {
 		exp = pd
 	}
 	return exp
 }
 
 func (s *Scheduler) nextAttempt(provider string, attempts int, created, now time.Time) (time.Time, bool) {
-	next, expired := s.shaper.NextAttempt(provider, attempts, created, now)
+	next, expired := s.shaper.E.NextAttempt(provider, attempts, created, now)
 	if !now.Before(s.expiry(provider, created)) {
 		expired = true
 	}
@@ -446,7 +446,7 @@ func (s *Scheduler) softAgain(ctx context.Context, class policy.Class, rcpt stri
 	if err != nil {
 		s.log.Error(maillog.SuppressionHistory, "class", string(class), "rcpt", "<"+rcpt+">", "err", err)
 	}
-	return s.shaper.MailboxFullSuppress(times, now)
+	return s.shaper.E.Policy().MailboxFullSuppress(times, now)
 }
 
 // suppress adds rcpt to the suppression list and cancels its queued mail.

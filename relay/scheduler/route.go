@@ -115,19 +115,19 @@ func (s *Scheduler) resolve(ctx context.Context, l *lane) ([]target, string, err
 		dial := s.opts.Dial
 		dial.Security = pin
 		ts, err := s.hostTargets(ctx, route, dial)
-		p := s.shaper.Recognize(l.domain, nil)
+		p := s.shaper.E.Policy().Recognize(l.domain, nil)
 		s.setProvider(l, p)
 		return ts, p, err
 	}
 	if s.opts.Relayhost != "" {
 		ts, err := s.hostTargets(ctx, s.opts.Relayhost, s.opts.RelayhostDial)
-		p := s.shaper.Recognize(l.domain, nil)
+		p := s.shaper.E.Policy().Recognize(l.domain, nil)
 		s.setProvider(l, p)
 		return ts, p, err
 	}
 	route, err := s.res.Route(ctx, l.domain)
 	if err != nil {
-		p := s.shaper.Recognize(l.domain, nil)
+		p := s.shaper.E.Policy().Recognize(l.domain, nil)
 		s.setProvider(l, p)
 		return nil, p, err
 	}
@@ -136,7 +136,7 @@ func (s *Scheduler) resolve(ctx context.Context, l *lane) ([]target, string, err
 		names = append(names, h.Name)
 	}
 	ts := s.mxTargets(ctx, route, pin)
-	p := s.shaper.Recognize(l.domain, names)
+	p := s.shaper.E.Policy().Recognize(l.domain, names)
 	s.setProvider(l, p)
 	return ts, p, nil
 }

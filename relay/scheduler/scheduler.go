@@ -142,7 +142,7 @@ type Scheduler struct {
 	opts   Options
 	store  *queue.Store
 	res    *resolver.Resolver
-	shaper Shaper
+	shaper EngineShaper
 	clock  clock.Clock
 	log    *slog.Logger
 	dsn    *dsnMaker
@@ -208,7 +208,7 @@ type item struct {
 }
 
 // New returns a scheduler; Run starts it.
-func New(opts Options, store *queue.Store, res *resolver.Resolver, shaper Shaper, clk clock.Clock, log *slog.Logger) *Scheduler {
+func New(opts Options, store *queue.Store, res *resolver.Resolver, shaper EngineShaper, clk clock.Clock, log *slog.Logger) *Scheduler {
 	if opts.Window <= 0 {
 		opts.Window = 2000
 	}
@@ -435,7 +435,7 @@ func (s *Scheduler) startWorkers(ctx context.Context, now time.Time) time.Time {
 		}
 		want := 1
 		if l.provider != "" {
-			lim := s.shaper.Limits(l.provider).Connections
+			lim := s.shaper.E.Policy().Provider(l.provider).Knobs.Connections
 			if p := s.opts.Pools.Pool(l.pool); p != nil {
 				lim *= len(p.IPs) // the limit is per source IP
 			}
@@ -583,16 +583,17 @@ func (s *Scheduler) worker(ctx context.Context, l *lane) {
 			return
 		}
 		now := s.clock.Now()
-		if until, why, ok := s.shaper.Suspended("", provider, l.domain, now); ok {
+		if until, why := s.shaper.E.SuspendedUntilFrom("", provider, l.domain, now); !until.IsZero() {
 			s.suspendLane(wctx, l, provider, until, "provider suspended: "+why)
 			return
 		}
-		src, release, ok, until, suspended, why := s.acquireSource(l, provider, now)
-		if !ok {
-			if suspended {
-				s.suspendLane(wctx, l, provider, until, why)
+		src, a := s.acquireSource(l, provider, now)
+		if !a.OK {
+			if a.Suspended {
+				s.suspendLane(wctx, l, provider, a.Until, a.Why)
 				return
 			}
+			until := a.Until
 			// The connection limit: another worker of this provider will
 			// take the work; try again when a connection closes.
 			if !until.After(now) {
@@ -606,7 +607,7 @@ func (s *Scheduler) worker(ctx context.Context, l *lane) {
 			return
 		}
 		more := s.connection(ctx, wctx, l, provider, targets, src)
-		release()
+		a.Release()
 		if !more {
 			return
 		}
@@ -635,10 +636,11 @@ const (
 func (s *Scheduler) takeRate(ctx context.Context, l *lane, provider string, src *pool.IP) rateStop {
 	for {
 		now := s.clock.Now()
-		ok, at := s.shaper.Allow(srcKeyOf(src), provider, l.domain, now)
-		if ok {
+		a := s.shaper.Allow(srcKeyOf(src), provider, l.domain, now)
+		if a.OK {
 			return rateOK
 		}
+		at := a.Until
 		if at.Sub(now) > maxInlineWait {
 			s.mu.Lock()
 			if at.After(l.notBefore) {
@@ -658,7 +660,7 @@ func (s *Scheduler) takeRate(ctx context.Context, l *lane, provider string, src 
 // connection opens one connection for l and sends items over it. It
 // returns whether the worker should open another.
 func (s *Scheduler) connection(ctx, wctx context.Context, l *lane, provider string, targets []target, src *pool.IP) bool {
-	lim := s.shaper.Limits(provider)
+	lim := s.shaper.E.Limits(provider)
 	targets = s.bindTargets(targets, src)
 	if s.opts.ReturnPath != nil {
 		lim.RecipientsPerMessage = 1 // one VERP return path per recipient
@@ -740,7 +742,7 @@ func (s *Scheduler) connection(ctx, wctx context.Context, l *lane, provider stri
 			if lim.MessagesPerConnection > 0 && conn.Messages() >= lim.MessagesPerConnection {
 				return true
 			}
-			if _, _, ok := s.shaper.Suspended(srcKeyOf(src), provider, l.domain, s.clock.Now()); ok || ctx.Err() != nil {
+			if until, _ := s.shaper.E.SuspendedUntilFrom(srcKeyOf(src), provider, l.domain, s.clock.Now()); !until.IsZero() || ctx.Err() != nil {
 				return true
 			}
 		}
@@ -828,7 +830,8 @@ func (s *Scheduler) popFree(ctx context.Context, l *lane, provider string, maxRc
 		if it == nil {
 			return nil
 		}
-		until, why, held := s.shaper.SenderHeld(it.senderDomain(), provider, l.domain, s.clock.Now())
+		until, why := s.shaper.E.SenderHeld(it.senderDomain(), provider, l.domain, s.clock.Now())
+		held := !until.IsZero()
 		if !held {
 			return it
 		}

@@ -7,63 +7,13 @@ import (
 	"facteur/policy"
 )
 
-// Shaper is what the scheduler asks the provider policy (issue 5): who a
-// destination is, whether it may connect or send now, and what a reply
-// means. It is a decision over state and the time it is given; it does no
-// I/O and starts no goroutine. EngineShaper adapts policy.Engine to it.
-type Shaper interface {
-	// Recognize names the provider of domain, from the domain and its MX
-	// host names (none with a relayhost or a route).
-	Recognize(domain string, mx []string) string
-	// Limits are the provider's per-connection knobs.
-	Limits(provider string) Limits
-	// Every shaping call names the source IP (src, "" the default
-	// address): limits and suspensions are kept per (source IP, provider)
-	// (issue 17 §2); with src "" Suspended says only what holds every IP.
-	//
-	// Acquire asks for a connection slot. Not ok: wait until `until`
-	// (the end of a suspension when suspended, else the zero time: retry
-	// when a connection of the provider closes).
-	Acquire(src, provider, domain string, now time.Time) (release func(), ok bool, until time.Time, suspended bool, why string)
-	// Allow takes one message from the provider's rate now, or says when
-	// to ask again.
-	Allow(src, provider, domain string, now time.Time) (ok bool, at time.Time)
-	// Suspended returns the end of the provider's suspension, if any.
-	Suspended(src, provider, domain string, now time.Time) (until time.Time, why string, ok bool)
-	// Observe judges a failing reply to mail of sender domain sender ("" the
-	// null sender) and applies any provider-wide action; a reply about the
-	// sender domain (DMARC, SPF, DKIM, domain reputation) holds only that
-	// sender domain's mail (issue 14 §2).
-	Observe(src, sender, provider, domain string, r policy.Reply, now time.Time) Verdict
-	// SenderHeld returns the end of the hold of sender domain sender's mail
-	// at the provider, if any: the connection and other senders go on.
-	SenderHeld(sender, provider, domain string, now time.Time) (until time.Time, why string, ok bool)
-	// Delivered reports a success (resets backoff, lets throttles recover).
-	Delivered(src, sender, provider, domain string, now time.Time) []policy.Event
-	// NextAttempt is the recipient's next retry after `attempts` attempts
-	// since queuedAt; expired when the provider's lifetime is over.
-	NextAttempt(provider string, attempts int, queuedAt, now time.Time) (next time.Time, expired bool)
-	// Deadline is when a recipient queued at queuedAt expires.
-	Deadline(provider string, queuedAt time.Time) time.Time
-	// MailboxFullSuppress applies issue 7's repeated-bounce rule to the
-	// times of an address's permanent mailbox_full bounces.
-	MailboxFullSuppress(bounces []time.Time, now time.Time) bool
-}
-
-// Limits are the per-connection shaping knobs (0: no limit).
-type Limits struct {
-	Connections           int
-	MessagesPerConnection int
-	RecipientsPerMessage  int
-}
-
-// Verdict is the policy's answer to a reply, plus the provider events to log.
-type Verdict struct {
-	Decision policy.Decision
-	Events   []policy.Event
-}
-
-// EngineShaper is the Shaper of a running facteur: the policy engine.
+// EngineShaper is what the scheduler asks about providers (issue 5): the
+// policy engine E, whose answers are policy values (an Admission to
+// connect or send, an Outcome for a reply), and the Fleet it shares its
+// limits and news with (nil: this node alone). Its methods are the calls
+// where the fleet has a say; for the rest (recognition, limits, retry
+// schedule, suspensions and holds) the scheduler asks E. It does no I/O of
+// its own and starts no goroutine.
 type EngineShaper struct {
 	E     *policy.Engine
 	Fleet Fleet
@@ -86,48 +36,50 @@ type Fleet interface {
 	Learned(scope policy.Scope, src, key string, st policy.ScopeState, now time.Time)
 }
 
-func (s EngineShaper) Recognize(domain string, mx []string) string {
-	return s.E.Policy().Recognize(domain, mx)
-}
-
-func (s EngineShaper) Limits(provider string) Limits {
-	l := s.E.Limits(provider)
-	return Limits{Connections: l.Connections, MessagesPerConnection: l.MessagesPerConnection, RecipientsPerMessage: l.RecipientsPerMessage}
-}
-
-func (s EngineShaper) Acquire(src, provider, domain string, now time.Time) (func(), bool, time.Time, bool, string) {
-	release, wait, why, ok := s.E.AcquireFrom(src, provider, domain, now)
-	if !ok || s.Fleet == nil {
-		return release, ok, wait, !ok && !wait.IsZero(), why
+// Acquire asks for a connection slot from source IP src ("" the default
+// address): the engine's, then, with a fleet, one of the slots the nodes
+// sending from that IP share.
+func (s EngineShaper) Acquire(src, provider, domain string, now time.Time) policy.Admission {
+	a := s.E.AcquireFrom(src, provider, domain, now)
+	if !a.OK || s.Fleet == nil {
+		return a
 	}
 	budget, _, limit := s.E.ShapeFrom(src, provider, domain, now)
 	shared, ok := s.Fleet.Acquire(budget, limit)
 	if !ok {
-		release()
-		return nil, false, time.Time{}, false, fmt.Sprintf("connections: %d in use by the nodes sending from this IP", limit)
+		a.Release()
+		return policy.Admission{Source: src, Why: fmt.Sprintf("connections: %d in use by the nodes sending from this IP", limit)}
 	}
-	return func() { shared(); release() }, true, time.Time{}, false, ""
+	release := a.Release
+	a.Release = func() { shared(); release() }
+	return a
 }
 
-func (s EngineShaper) Allow(src, provider, domain string, now time.Time) (bool, time.Time) {
+// Allow takes one message from the rate of (src, provider), or says when
+// to ask again; with a fleet, the shared rate replaces the node's own.
+func (s EngineShaper) Allow(src, provider, domain string, now time.Time) policy.Admission {
 	if s.Fleet == nil {
 		return s.E.AllowFrom(src, provider, domain, now)
 	}
 	// The shared rate replaces the node's own: a suspension still stops
 	// the message first.
-	if until, _ := s.E.SuspendedUntilFrom(src, provider, domain, now); !until.IsZero() {
-		return false, until
+	if until, why := s.E.SuspendedUntilFrom(src, provider, domain, now); !until.IsZero() {
+		return policy.Admission{Source: src, Until: until, Suspended: true, Why: why}
 	}
 	budget, r, _ := s.E.ShapeFrom(src, provider, domain, now)
-	return s.Fleet.Allow(budget, r.Interval(), now)
+	ok, at := s.Fleet.Allow(budget, r.Interval(), now)
+	if ok {
+		return policy.Admission{OK: true, Source: src}
+	}
+	return policy.Admission{Source: src, Until: at, Why: "rate: " + r.String() + ", shared by the nodes sending from this IP"}
 }
 
-func (s EngineShaper) Suspended(src, provider, domain string, now time.Time) (time.Time, string, bool) {
-	until, why := s.E.SuspendedUntilFrom(src, provider, domain, now)
-	return until, why, !until.IsZero()
-}
-
-func (s EngineShaper) Observe(src, sender, provider, domain string, r policy.Reply, now time.Time) Verdict {
+// Observe judges a failing reply to mail of sender domain sender ("" the
+// null sender) and applies any provider-wide action; a reply about the
+// sender domain (DMARC, SPF, DKIM, domain reputation) holds only that
+// sender domain's mail (issue 14 §2). With a fleet, the others learn of the
+// scope it changed.
+func (s EngineShaper) Observe(src, sender, provider, domain string, r policy.Reply, now time.Time) policy.Outcome {
 	o := s.E.ObserveSender(src, sender, provider, domain, r, now)
 	if s.Fleet != nil {
 		_, sk := s.E.Keys(provider, domain)
@@ -155,26 +107,5 @@ func (s EngineShaper) Observe(src, sender, provider, domain string, r policy.Rep
 			break // one scope changed: one news
 		}
 	}
-	return Verdict{Decision: o.Decision, Events: o.Events}
-}
-
-func (s EngineShaper) SenderHeld(sender, provider, domain string, now time.Time) (time.Time, string, bool) {
-	until, why := s.E.SenderHeld(sender, provider, domain, now)
-	return until, why, !until.IsZero()
-}
-
-func (s EngineShaper) Delivered(src, sender, provider, domain string, now time.Time) []policy.Event {
-	return s.E.DeliveredSender(src, sender, provider, domain, now)
-}
-
-func (s EngineShaper) NextAttempt(provider string, attempts int, queuedAt, now time.Time) (time.Time, bool) {
-	return s.E.NextAttempt(provider, attempts, queuedAt, now)
-}
-
-func (s EngineShaper) Deadline(provider string, queuedAt time.Time) time.Time {
-	return s.E.Deadline(provider, queuedAt)
-}
-
-func (s EngineShaper) MailboxFullSuppress(bounces []time.Time, now time.Time) bool {
-	return s.E.Policy().MailboxFullSuppress(bounces, now)
+	return o
 }
