@@ -19,7 +19,9 @@ const maxCheckErrors = 20
 // recipient, no duplicate recipients, valid statuses; a queued or deferred recipient
 // has exactly one due-index entry, at its NextAttempt; held and final ones have none
 // and a zero NextAttempt; the address index holds exactly one key per distinct
-// lower-cased recipient per message; the counters equal what a scan counts; every
+// lower-cased recipient per message; the sender index exactly one key per message
+// once complete, and none that names no message before; an ID's time is within
+// idAhead after its message's Created; the counters equal what a scan counts; every
 // suppression is stored under its own address.
 func (s *Store) Check() error {
 	var errs []error
@@ -42,6 +44,7 @@ func (s *Store) Check() error {
 		w := newWtx(tx)
 		due := map[string]bool{}
 		addrs := map[string]bool{}
+		senders := map[string]bool{}
 		counts := map[Status]int64{}
 		dests := map[countKey]int64{}
 		var messages int64
@@ -56,6 +59,10 @@ func (s *Store) Check() error {
 				report("%w", err)
 				return nil
 			}
+			if !idFits(id, r.Created) {
+				report("message %s: ID time %v is not within %v after its creation %v", id, id.Time(), idAhead, r.Created)
+			}
+			senders[string(senderKey(r.Sender, id))] = true
 			body, ok, err := w.body(id)
 			switch {
 			case err != nil:
@@ -120,6 +127,22 @@ func (s *Store) Check() error {
 		}
 		if err := checkIndex("address", w.addrs, addrs); err != nil {
 			return err
+		}
+		if sendersComplete(w.meta) {
+			if err := checkIndex("sender", w.senders, senders); err != nil {
+				return err
+			}
+		} else if w.senders != nil {
+			// Still being built (BuildIndexes): what it holds must be right.
+			err := w.senders.ForEach(func(k, _ []byte) error {
+				if !senders[string(k)] {
+					report("sender index (incomplete): key %q matches no message", k)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
 		}
 		for _, b := range []*bolt.Bucket{w.bodies, w.zbodies} {
 			err = b.ForEach(func(k, _ []byte) error {

@@ -26,6 +26,11 @@ func (s *Store) Enqueue(ctx context.Context, env Envelope, body []byte, now time
 	if now.IsZero() {
 		return "", fmt.Errorf("enqueue: zero time: %w", ErrInvalid)
 	}
+	if ms := floorMilli(now); ms < 0 || ms > idMaxMillis-idAhead.Milliseconds() {
+		// An ID tells 1970 to 5188: a time outside could not be kept within idAhead
+		// of its ID (a clock gone mad; refused rather than listed wrongly).
+		return "", fmt.Errorf("enqueue: time %v outside what a queue ID can tell: %w", now, ErrInvalid)
+	}
 	now = norm(now)
 	r := &record{
 		Sender: env.Sender, Size: int64(len(body)), Created: now, ClientIP: env.ClientIP,
@@ -55,6 +60,12 @@ func (s *Store) Enqueue(ctx context.Context, env Envelope, body []byte, now time
 			id = NewID(now)
 		} else if _, err := ParseID(string(id)); err != nil {
 			return "", fmt.Errorf("enqueue: %w: %v", ErrInvalid, err)
+		} else if !idFits(id, now) {
+			// A caller's ID whose time is not within idAhead after now (drawn long
+			// before, or by a clock that has moved since) is replaced, as a taken one
+			// is: a stored message's ID must tell its Created within idAhead, or the
+			// time-bounded listings (idRangeOf) would miss it.
+			id = NewID(now)
 		}
 		err := s.write(ctx, func(w *wtx) error {
 			if w.msgs.Get([]byte(id)) != nil {

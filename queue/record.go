@@ -27,7 +27,7 @@ var (
 	// bucketMeta: schema version and counters (8-byte big-endian).
 	bucketMeta = []byte("meta")
 
-	allBuckets = [][]byte{bucketMsgs, bucketBodies, bucketDue, bucketAddrs, bucketSupp, bucketState, bucketMeta, bucketCounts, bucketZBodies}
+	allBuckets = [][]byte{bucketMsgs, bucketBodies, bucketDue, bucketAddrs, bucketSupp, bucketState, bucketMeta, bucketCounts, bucketZBodies, bucketSenders}
 )
 
 var (

@@ -109,6 +109,9 @@ func Open(path string, opts Options) (*Store, error) {
 func initBuckets(tx *bolt.Tx) error {
 	// A database from before the counts bucket gets it filled once, here.
 	newCounts := tx.Bucket(bucketMsgs) != nil && tx.Bucket(bucketCounts) == nil
+	// A new database has its sender index complete from the start; one from before
+	// the index gets it from BuildIndexes, in the background.
+	fresh := tx.Bucket(bucketMsgs) == nil
 	for _, name := range allBuckets {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
@@ -120,6 +123,11 @@ func initBuckets(tx *bolt.Tx) error {
 		}
 	}
 	meta := tx.Bucket(bucketMeta)
+	if fresh {
+		if err := meta.Put(metaSendersDone, []byte{1}); err != nil {
+			return err
+		}
+	}
 	if meta.Get(metaVersion) == nil {
 		return meta.Put(metaVersion, putU64(schemaVersion))
 	}
@@ -352,6 +360,8 @@ func (s *Store) viewSome(ctx context.Context, fn func(*wtx) error, names ...[]by
 				w.meta = b
 			case string(bucketDue):
 				w.due = b
+			case string(bucketSenders):
+				w.senders = b
 			default:
 				return fmt.Errorf("viewSome: bucket %s not wired", n)
 			}

@@ -15,6 +15,7 @@ import (
 type wtx struct {
 	tx                                                           *bolt.Tx
 	msgs, bodies, zbodies, due, addrs, supp, state, meta, counts *bolt.Bucket
+	senders                                                      *bolt.Bucket
 	// delta holds counter changes, written once per transaction by flushCounters.
 	delta map[string]int64
 	// dest holds the counts bucket's changes, orig what each record loaded or saved in
@@ -34,6 +35,8 @@ func newWtx(tx *bolt.Tx) *wtx {
 		state:  tx.Bucket(bucketState),
 		meta:   tx.Bucket(bucketMeta),
 		counts: tx.Bucket(bucketCounts),
+		// nil in a read-only view of a database made before the index.
+		senders: tx.Bucket(bucketSenders),
 		// delta, dest and orig are made by the first write that needs them: most
 		// transactions are reads (a lookup per RCPT, per delivery), and three maps
 		// each showed in the submission path's profile.
@@ -104,6 +107,12 @@ func (w *wtx) putNew(id ID, r *record, body []byte) error {
 	if err := w.putBody(id, body); err != nil {
 		return err
 	}
+	// Written whether or not the index is complete yet (BuildIndexes), so that it is
+	// once BuildIndexes has passed the older messages. One small Put: this is every
+	// SMTP acceptance's transaction.
+	if err := w.senders.Put(senderKey(r.Sender, id), nil); err != nil {
+		return fmt.Errorf("message %s: sender index: %w", id, err)
+	}
 	for _, s := range r.Rcpts {
 		if s.Status.scheduled() {
 			if err := w.due.Put(dueKey(s.NextAttempt, id, s.Address), nil); err != nil {
@@ -158,6 +167,9 @@ func (w *wtx) remove(id ID, r *record) error {
 	w.count(metaMessages, -1)
 	if err := w.deleteBody(id); err != nil {
 		return err
+	}
+	if err := w.senders.Delete(senderKey(r.Sender, id)); err != nil {
+		return fmt.Errorf("message %s: sender index: %w", id, err)
 	}
 	if err := w.msgs.Delete([]byte(id)); err != nil {
 		return fmt.Errorf("message %s: %w", id, err)

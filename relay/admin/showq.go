@@ -54,6 +54,7 @@ func (q *Showq) Serve(ctx context.Context, ln net.Listener) error {
 		go func() {
 			defer func() { <-sem }()
 			defer c.Close()
+			// Socket deadlines are wall-clock times (the net poller's).
 			c.SetDeadline(time.Now().Add(timeout))
 			cctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()

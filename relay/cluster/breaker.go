@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"facteur/relay/breaker"
+	"facteur/relay/clock"
 	"facteur/relay/maillog"
 	"time"
 )
@@ -187,6 +188,8 @@ type BreakerNode struct {
 	B       *breaker.Breaker
 	OnTrip  func(ctx context.Context, t breaker.Trip)
 	OnReset func(ctx context.Context, k breaker.Key)
+	// Clock is the time of a reset without OnReset (clock.Real when nil).
+	Clock clock.Clock
 }
 
 // BreakerTrip imposes t.
@@ -202,7 +205,11 @@ func (n *BreakerNode) BreakerReset(ctx context.Context, k breaker.Key) {
 		n.OnReset(ctx, k)
 		return
 	}
-	_, _ = n.B.Reset(k, time.Now())
+	clk := n.Clock
+	if clk == nil {
+		clk = clock.Real{}
+	}
+	_, _ = n.B.Reset(k, clk.Now())
 }
 
 // BreakerTripped lists the breaker's trips.

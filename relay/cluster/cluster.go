@@ -15,6 +15,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/time/rate"
+
+	"facteur/relay/clock"
 )
 
 // Options configure a Cluster.
@@ -41,6 +43,11 @@ type Options struct {
 	// five of them.
 	Heartbeat time.Duration
 	Log       *slog.Logger
+	// Clock judges the news read back from Redis (expired or in force);
+	// clock.Real when nil. The heartbeat, lease renewals and call
+	// timeouts are network timing against Redis's own clock (its TTLs run
+	// in real time) and stay on the wall clock.
+	Clock clock.Clock
 }
 
 // Cluster is this node's link to the fleet. Its methods are safe for
@@ -125,6 +132,9 @@ func New(o Options) (*Cluster, error) {
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
 	}
 	silenceRedisLog()
 	uo := &redis.UniversalOptions{
@@ -404,5 +414,6 @@ func (c *Cluster) nextMember() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.seq++
+	// The wall clock only makes the ID unique across restarts.
 	return c.o.Node + ":" + strconv.FormatUint(c.seq, 36) + ":" + strconv.FormatInt(time.Now().UnixNano(), 36)
 }

@@ -11,6 +11,7 @@ import (
 
 	"facteur/policy"
 	"facteur/queue"
+	"facteur/relay/clock"
 )
 
 // cursorKey is where a node keeps its position in the suppression stream,
@@ -27,15 +28,15 @@ type NodeHandler struct {
 	// Changed is called after another node's news changed the engine's
 	// state (to save it, count it); may be nil.
 	Changed func(r Reputation)
-	// Now is the clock (time.Now when nil).
-	Now func() time.Time
+	// Clock is the time news is judged by (clock.Real when nil).
+	Clock clock.Clock
 }
 
 func (h *NodeHandler) now() time.Time {
-	if h.Now != nil {
-		return h.Now()
+	if h.Clock != nil {
+		return h.Clock.Now()
 	}
-	return time.Now()
+	return clock.Real{}.Now()
 }
 
 // Reputation applies another node's news to the engine, with one log line

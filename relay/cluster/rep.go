@@ -136,7 +136,7 @@ func (c *Cluster) catchUpRep(ctx context.Context) {
 		c.failed(err)
 		return
 	}
-	now := time.Now()
+	now := c.o.Clock.Now()
 	for f, v := range all {
 		var r Reputation
 		if json.Unmarshal([]byte(v), &r) != nil || !r.Until.After(now) {

@@ -97,6 +97,7 @@ func (c *Cluster) Acquire(budget string, limit int) (release func(), ok bool) {
 		}
 		// The lease is registered when the link returns (renew), so that
 		// the others count it.
+		// The wall clock only makes the member name unique.
 		member = c.o.Node + ":" + "local:" + budget + ":" + time.Now().Format(time.RFC3339Nano)
 	}
 	c.local[budget]++

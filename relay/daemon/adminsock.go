@@ -120,7 +120,7 @@ func (d *daemon) serveAdminTCP(ctx context.Context, addr string, ln net.Listener
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(wait):
+		case <-d.clock.After(wait):
 		}
 		wait = min(2*wait, maxWait)
 	}

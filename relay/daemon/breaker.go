@@ -22,6 +22,7 @@ import (
 	"facteur/relay/admin"
 	"facteur/relay/breaker"
 	"facteur/relay/cleanup"
+	"facteur/relay/clock"
 	"facteur/relay/cluster"
 	"facteur/relay/config"
 	"facteur/relay/maillog"
@@ -40,6 +41,7 @@ type breakerGuard struct {
 	store *queue.Store
 	log   *slog.Logger
 	hooks []*webhook.Webhook
+	clock clock.Clock
 	d     *daemon // for the cleanup (notification) and metrics, set in serve
 	// fleet shares trips and resets with the other nodes; nil alone.
 	fleet *cluster.Cluster
@@ -58,8 +60,8 @@ func breakerConfig(c *config.Breaker) breaker.Config {
 // newBreakerGuard builds the breaker of cfg and restores its saved state.
 // A state that cannot be read is logged and ignored: the breaker then
 // starts armed and empty, which stops no one wrongly.
-func newBreakerGuard(ctx context.Context, cfg *config.Config, store *queue.Store, log *slog.Logger) *breakerGuard {
-	g := &breakerGuard{b: breaker.New(breakerConfig(cfg.Breaker)), cfg: *cfg.Breaker, store: store, log: log, wake: make(chan struct{}, 1)}
+func newBreakerGuard(ctx context.Context, cfg *config.Config, store *queue.Store, log *slog.Logger, clk clock.Clock) *breakerGuard {
+	g := &breakerGuard{b: breaker.New(breakerConfig(cfg.Breaker)), cfg: *cfg.Breaker, store: store, log: log, clock: clk, wake: make(chan struct{}, 1)}
 	st, err := store.State(ctx, BreakerStateKey)
 	if err == nil {
 		err = g.b.RestoreState(st)
@@ -135,8 +137,7 @@ func (g *breakerGuard) Hold(env queue.Envelope, _ time.Time) (string, []any, err
 // Run acts on trips as they come and saves the windows every minute and at
 // shutdown.
 func (g *breakerGuard) Run(ctx context.Context) error {
-	t := time.NewTicker(time.Minute)
-	defer t.Stop()
+	next := g.clock.Now().Add(time.Minute)
 	for {
 		select {
 		case <-ctx.Done():
@@ -147,7 +148,8 @@ func (g *breakerGuard) Run(ctx context.Context) error {
 			return nil
 		case <-g.wake:
 			g.handle(ctx)
-		case <-t.C:
+		case <-g.clock.At(next):
+			next = next.Add(time.Minute)
 			g.save(ctx)
 		}
 	}
@@ -156,7 +158,7 @@ func (g *breakerGuard) Run(ctx context.Context) error {
 func (g *breakerGuard) save(ctx context.Context) {
 	g.saveMu.Lock()
 	defer g.saveMu.Unlock()
-	b, err := g.b.MarshalState(time.Now())
+	b, err := g.b.MarshalState(g.clock.Now())
 	if err == nil {
 		err = g.store.PutState(ctx, BreakerStateKey, b)
 	}
@@ -180,7 +182,7 @@ func (g *breakerGuard) handle(ctx context.Context) {
 // queued mail held, the webhook event, and one message to the notify
 // addresses for the keys that tripped together.
 func (g *breakerGuard) tripped(ctx context.Context, trips []breaker.Trip) {
-	now := time.Now()
+	now := g.clock.Now()
 	for _, t := range trips {
 		g.log.Info(maillog.BreakerTripped, t.Key.Kind(), t.Key.Value(), "failed", fmt.Sprintf("%d%%", t.FailedPct()),
 			"deferred", fmt.Sprintf("%d%%", t.DeferredPct()), maillog.Prose(fmt.Sprintf("of %d recipients in %s", t.Recipients, t.Window)))
@@ -331,7 +333,7 @@ func (d *daemon) breakerList(w http.ResponseWriter, r *http.Request) {
 			admin.WriteError(w, http.StatusInternalServerError, err)
 			return
 		}
-		if w := g.b.Watched(time.Now()); w != nil {
+		if w := g.b.Watched(d.clock.Now()); w != nil {
 			out.Watched = w
 		}
 	}
@@ -362,7 +364,7 @@ func (d *daemon) breakerReset(w http.ResponseWriter, r *http.Request) {
 		admin.WriteError(w, http.StatusBadRequest, errors.New("want {\"senders\": [SENDER, ...], \"delete\": false}"))
 		return
 	}
-	res, err := g.reset(r.Context(), req, time.Now())
+	res, err := g.reset(r.Context(), req, d.clock.Now())
 	if err != nil {
 		admin.WriteError(w, http.StatusBadRequest, err)
 		return
@@ -392,7 +394,7 @@ func (g *breakerGuard) imposed(ctx context.Context, t breaker.Trip) {
 // resetByFleet re-arms k after a reset at another node and releases this
 // node's mail held for it.
 func (g *breakerGuard) resetByFleet(ctx context.Context, k breaker.Key) {
-	if _, err := g.reset(ctx, BreakerResetRequest{Senders: []string{string(k)}}, time.Now()); err != nil && !errors.Is(err, breaker.ErrNotTripped) {
+	if _, err := g.reset(ctx, BreakerResetRequest{Senders: []string{string(k)}}, g.clock.Now()); err != nil && !errors.Is(err, breaker.ErrNotTripped) {
 		g.log.Error(maillog.BreakerHold, "err", err)
 	}
 	if g.d != nil && g.d.sched != nil {

@@ -12,6 +12,7 @@ import (
 	"facteur/queue"
 	"facteur/relay/admin"
 	"facteur/relay/breaker"
+	"facteur/relay/clock"
 	"facteur/relay/config"
 	"facteur/relay/maillog"
 )
@@ -48,7 +49,7 @@ func TestBreakerGuardHold(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer store.Close()
-			g := newBreakerGuard(t.Context(), cfg, store, maillog.New(io.Discard, "text"))
+			g := newBreakerGuard(t.Context(), cfg, store, maillog.New(io.Discard, "text"), clock.Real{})
 			tripWWWData(g)
 			reason, attrs, err := g.Hold(queue.Envelope{Sender: "x@other.example", User: tc.user}, time.Now())
 			var se *smtp.SMTPError

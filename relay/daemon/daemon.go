@@ -49,6 +49,9 @@ import (
 
 // daemon holds the parts of a running facteur.
 type daemon struct {
+	// clock is the daemon's one clock (clock.Real): every time it decides
+	// by, or hands to the engine, the queue and the breaker, is read here.
+	clock   clock.Clock
 	cfg     *config.Config
 	log     *slog.Logger
 	store   *queue.Store
@@ -163,18 +166,18 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		return err
 	}
 
-	d := &daemon{cfg: cfg, log: log, store: store, events: newEventRing(1000), tally: dashboard.NewTally(), verpSecret: vsecret, flushReq: make(chan time.Time, 1)}
+	d := &daemon{clock: clock.Real{}, cfg: cfg, log: log, store: store, events: newEventRing(1000), tally: dashboard.NewTally(), verpSecret: vsecret, flushReq: make(chan time.Time, 1)}
 	if schedOpts.TLSPolicy, err = newTLSPolicy(cfg, res, store, log); err != nil {
 		return err
 	}
 
 	d.engine = policy.NewEngine(pol)
 	if st, err := store.State(ctx, PolicyStateKey); err == nil {
-		if err := d.engine.RestoreState(st, time.Now()); err != nil {
+		if err := d.engine.RestoreState(st, d.clock.Now()); err != nil {
 			log.Warn(maillog.PolicyStateNotRestored, "err", err)
 		}
 	}
-	if d.pools, err = newPools(ctx, cfg, store, d.engine, time.Now()); err != nil {
+	if d.pools, err = newPools(ctx, cfg, store, d.engine, d.clock.Now()); err != nil {
 		log.Warn(maillog.PolicyStateNotRestored, "err", err)
 	}
 	schedOpts.Pools = d.pools
@@ -237,7 +240,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		}
 	}
 	if cfg.Breaker != nil {
-		d.breaker = newBreakerGuard(ctx, cfg, store, log)
+		d.breaker = newBreakerGuard(ctx, cfg, store, log, d.clock)
 		d.breaker.d, d.breaker.hooks = d, hooks
 		schedOpts.Breaker = d.breaker
 		if d.cluster != nil {
@@ -289,7 +292,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	if d.cluster != nil {
 		shaper.Fleet = d.cluster
 	}
-	d.sched = scheduler.New(schedOpts, store, res, shaper, clock.Real{}, log)
+	d.sched = scheduler.New(schedOpts, store, res, shaper, d.clock, log)
 	if d.cluster != nil {
 		d.wireCluster(ctx)
 	}
@@ -355,7 +358,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 			sup := storeSuppressions{store, cfg}
 			for _, r := range rcpts {
 				for _, x := range d.cleanup.ExpandRecipient(r) {
-					if why, ok := sup.Suppressed(ctx, x, time.Now()); ok {
+					if why, ok := sup.Suppressed(ctx, x, d.clock.Now()); ok {
 						log.Info(maillog.Suppressed, "rcpt", "<"+x+">", "client", "maildrop", "resp", "dropped: "+why)
 						dropped = append(dropped, pickup.Dropped{Rcpt: x, Why: why})
 						continue
@@ -483,6 +486,19 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		g.Go(func() error { return d.cluster.Run(gctx) })
 	}
 	g.Go(func() error { return d.flushLoop(gctx) })
+	g.Go(func() error {
+		// A queue.db from before the sender index gets it now, in the
+		// background (issue 19 §1: nothing that grows with the queue
+		// before the listeners); listings walk until it is complete.
+		n, err := store.BuildIndexes(gctx)
+		switch {
+		case err != nil && gctx.Err() == nil:
+			log.Error(maillog.QueueIndex, "err", err)
+		case n > 0:
+			log.Info(maillog.QueueIndexed, "messages", n)
+		}
+		return nil
+	})
 	g.Go(func() error { return d.reloadOnHUP(gctx) })
 	g.Go(func() error { return d.alarmLoop(gctx) })
 	if d.breaker != nil {

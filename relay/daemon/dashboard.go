@@ -85,7 +85,7 @@ func (s dashSource) Hold(ctx context.Context, id queue.ID) error { return s.d.st
 // Release makes the message due at once and wakes the scheduler, as the
 // admin API's release does.
 func (s dashSource) Release(ctx context.Context, id queue.ID) error {
-	if err := s.d.store.Release(ctx, id, time.Now()); err != nil {
+	if err := s.d.store.Release(ctx, id, s.d.clock.Now()); err != nil {
 		return err
 	}
 	_, err := s.d.Flush(ctx, queue.Filter{IDs: []queue.ID{id}})

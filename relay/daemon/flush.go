@@ -14,7 +14,7 @@ import (
 // queue for the empty filter) and reports those a provider suspension still
 // holds (issue 3 §6, issue 5 §6). Nothing outside f is touched.
 func (d *daemon) Flush(ctx context.Context, f queue.Filter) (admin.FlushReport, error) {
-	now := time.Now()
+	now := d.clock.Now()
 	var rep admin.FlushReport
 	if !f.Empty() {
 		// Only what f selects moves (issue 13: a filtered flush must not

@@ -25,14 +25,14 @@ func (d *daemon) newMetrics() *metrics.Metrics {
 			}
 			var oldest time.Duration
 			if !st.Oldest.IsZero() {
-				oldest = time.Since(st.Oldest)
+				oldest = d.clock.Now().Sub(st.Oldest)
 			}
 			depth, err := d.queueDepth(ctx)
 			return depth, oldest, err
 		},
 		Providers: func() []metrics.ProviderGauge {
 			var out []metrics.ProviderGauge
-			for _, p := range d.engine.Snapshot(time.Now()) {
+			for _, p := range d.engine.Snapshot(d.clock.Now()) {
 				out = append(out, metrics.ProviderGauge{Provider: p.Name, Connections: p.Connections, Suspended: p.SuspendedUntil != nil})
 			}
 			return out
@@ -86,13 +86,11 @@ func (d *daemon) alarmLoop(ctx context.Context) error {
 	if a.Messages <= 0 && a.Age <= 0 {
 		return nil
 	}
-	t := time.NewTicker(15 * time.Second)
-	defer t.Stop()
 	for {
 		st, err := d.store.Stats(ctx)
 		if err == nil {
 			over := (a.Messages > 0 && st.Messages >= a.Messages) ||
-				(a.Age > 0 && !st.Oldest.IsZero() && time.Since(st.Oldest) >= time.Duration(a.Age))
+				(a.Age > 0 && !st.Oldest.IsZero() && d.clock.Now().Sub(st.Oldest) >= time.Duration(a.Age))
 			if over != d.alarm.Load() {
 				d.alarm.Store(over)
 				if over {
@@ -105,7 +103,7 @@ func (d *daemon) alarmLoop(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case <-d.clock.After(15 * time.Second):
 		}
 	}
 }
@@ -138,7 +136,7 @@ type SuspendedProvider struct {
 }
 
 func (d *daemon) status(w http.ResponseWriter, r *http.Request) {
-	now := time.Now()
+	now := d.clock.Now()
 	st, err := d.store.Stats(r.Context())
 	if err != nil {
 		admin.WriteError(w, http.StatusInternalServerError, err)

@@ -24,6 +24,7 @@ import (
 	"facteur/queue"
 	"facteur/relay/admin"
 	"facteur/relay/breaker"
+	"facteur/relay/clock"
 	"facteur/relay/config"
 	"facteur/relay/maillog"
 )
@@ -175,28 +176,32 @@ func OfflineProviders(ctx context.Context, cfg *config.Config) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The command line's clock, read once: the daemon is down, and this
+	// is an entry point, as main is.
+	clk := clock.Real{}
+	now := clk.Now()
 	if store == nil {
 		// No database yet: nothing queued, nothing saved; the limits of
 		// the policy are still worth showing.
-		e, err := offlineEngine(ctx, cfg, nil, time.Now())
+		e, err := offlineEngine(ctx, cfg, nil, now)
 		if err != nil {
 			return nil, err
 		}
-		ps, _ := newPools(ctx, cfg, nil, e, time.Now())
-		states := e.Snapshot(time.Now())
-		fillIPs(states, ps, time.Now())
+		ps, _ := newPools(ctx, cfg, nil, e, now)
+		states := e.Snapshot(now)
+		fillIPs(states, ps, now)
 		return json.MarshalIndent(states, "", "  ")
 	}
 	defer store.Close()
-	e, err := offlineEngine(ctx, cfg, store, time.Now())
+	e, err := offlineEngine(ctx, cfg, store, now)
 	if err != nil {
 		return nil, err
 	}
-	ps, err := newPools(ctx, cfg, store, e, time.Now())
+	ps, err := newPools(ctx, cfg, store, e, now)
 	if err != nil {
 		return nil, fmt.Errorf("saved warm-up state: %w", err)
 	}
-	d := &daemon{cfg: cfg, store: store, engine: e, pools: ps}
+	d := &daemon{clock: clk, cfg: cfg, store: store, engine: e, pools: ps}
 	rec := httptest.NewRecorder()
 	d.providers(rec, httptest.NewRequestWithContext(ctx, "GET", "/providers", nil))
 	if rec.Code != http.StatusOK {
@@ -212,7 +217,7 @@ func OfflineResume(ctx context.Context, cfg *config.Config, name string) error {
 	if err != nil {
 		return err
 	}
-	now := time.Now()
+	now := clock.Real{}.Now() // the command line's clock: the daemon is down
 	if store == nil {
 		// Nothing saved: nothing is suspended, but the name must exist.
 		e, err := offlineEngine(ctx, cfg, nil, now)
@@ -245,7 +250,7 @@ func OfflineBreaker(cfg *config.Config, method, path string, body any) ([]byte, 
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{cfg: cfg}
+	d := &daemon{clock: clock.Real{}, cfg: cfg}
 	if store == nil && cfg.Breaker != nil {
 		// No database yet: nothing was ever stopped.
 		if method == "GET" {
@@ -257,7 +262,7 @@ func OfflineBreaker(cfg *config.Config, method, path string, body any) ([]byte, 
 		defer store.Close()
 		d.store = store
 		if cfg.Breaker != nil {
-			d.breaker = newBreakerGuard(ctx, cfg, store, maillog.New(os.Stderr, cfg.LogFormat))
+			d.breaker = newBreakerGuard(ctx, cfg, store, maillog.New(os.Stderr, cfg.LogFormat), d.clock)
 		}
 	}
 	var rd *strings.Reader

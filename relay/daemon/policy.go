@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"facteur/policy"
 	"facteur/relay/admin"
@@ -49,7 +48,7 @@ func (d *daemon) reloadPolicy() error {
 		d.log.Error(maillog.PolicyReloadRefused, "err", err)
 		return err
 	}
-	d.engine.Swap(p, time.Now())
+	d.engine.Swap(p, d.clock.Now())
 	d.log.Info(maillog.PolicyReloaded, "file", d.cfg.Policy)
 	d.sched.Wake()
 	return nil

@@ -48,7 +48,7 @@ func (d *daemon) saveWarmup(ctx context.Context, force bool) {
 	if d.pools == nil {
 		return
 	}
-	now := time.Now()
+	now := d.clock.Now()
 	d.warmupMu.Lock()
 	defer d.warmupMu.Unlock()
 	if !force && now.Sub(d.warmupSaved) < warmupSaveEvery {

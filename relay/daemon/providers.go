@@ -34,7 +34,7 @@ func domainOf(addr string) string {
 }
 
 func (d *daemon) providers(w http.ResponseWriter, r *http.Request) {
-	states, err := d.providerStates(r.Context(), time.Now())
+	states, err := d.providerStates(r.Context(), d.clock.Now())
 	if err != nil {
 		admin.WriteError(w, http.StatusInternalServerError, err)
 		return
@@ -121,12 +121,12 @@ func (d *daemon) resume(w http.ResponseWriter, r *http.Request) {
 // resumeProvider lifts a provider's suspension, backoff and throttle, logs
 // it, saves the policy state and wakes the scheduler.
 func (d *daemon) resumeProvider(ctx context.Context, name string) error {
-	ev, err := d.engine.Resume(name, time.Now())
+	ev, err := d.engine.Resume(name, d.clock.Now())
 	if err != nil {
 		return err
 	}
 	d.log.Info(string(ev.Kind), ev.LogAttrs()...)
-	d.clusterResumed(ev, time.Now())
+	d.clusterResumed(ev, d.clock.Now())
 	d.savePolicyState(ctx)
 	d.sched.Wake()
 	return nil

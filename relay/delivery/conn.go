@@ -305,6 +305,8 @@ func (c *Conn) startTLS(ctx context.Context) error {
 
 	// STARTTLS on the raw socket, after go-smtp's EHLO: go-smtp only
 	// exports a STARTTLS that says "EHLO localhost" first.
+	// Here and below, socket deadlines are wall-clock times (the net
+	// poller's): the injected clock decides nothing in delivery.
 	_ = c.raw.SetDeadline(time.Now().Add(t.Greeting))
 	if _, err := c.raw.Write([]byte("STARTTLS\r\n")); err != nil {
 		return c.tlsFailed(ctx, PhaseSTARTTLS, t.Greeting, err)

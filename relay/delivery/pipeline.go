@@ -43,7 +43,8 @@ func (c *Conn) wireOf() *wire {
 	return c.wire
 }
 
-// read reads one reply under limit.
+// read reads one reply under limit (socket deadlines, here and below, are
+// wall-clock times, the net poller's).
 func (c *Conn) read(limit time.Duration) (policy.Reply, error) {
 	_ = c.netConn.SetReadDeadline(time.Now().Add(limit))
 	code, msg, err := c.wire.r.ReadResponse(0)

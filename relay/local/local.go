@@ -101,6 +101,9 @@ func (m *Mailboxes) Deliver(name, sender, rcpt string, msg []byte, at time.Time)
 	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
+	// The locks are shared with other programs (MUAs, procmail, mutt):
+	// their age is a file's mtime and their wait is real time, so the wall
+	// clock, not the injected one, times them.
 	deadline := time.Now().Add(timeout)
 	unlock, err := dotLock(path+".lock", deadline)
 	if err != nil {

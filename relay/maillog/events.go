@@ -103,7 +103,10 @@ const (
 	// QueueCompacted: a clean stop compacted queue.db (before=, after= in
 	// bytes).
 	QueueCompacted = "queue compacted"
-	DKIMWarning    = "dkim"
+	// QueueIndexed: the sender index of a queue.db made before it was
+	// built (messages=), in the background after start.
+	QueueIndexed = "queue indexed"
+	DKIMWarning  = "dkim"
 	// ConfigWarning: a config value that is valid but likely wrong (a
 	// hostname not fully qualified), at start.
 	ConfigWarning = "config"
@@ -130,6 +133,7 @@ const (
 	QueueList           = "queue list"
 	QueueClose          = "closing the queue"
 	QueueCompaction     = "queue compaction"
+	QueueIndex          = "queue index"
 	PickupScan          = "pickup scan"
 	MaildropSweep       = "maildrop sweep"
 	MaildropQuarantined = "maildrop file quarantined"
@@ -159,10 +163,10 @@ var Events = []string{
 	AdminRefused, AdminListenFailed, AdminListening,
 	WebhookDelivered, WebhookFailed, WebhookDropped, WebhookOutbox,
 	Started, Stopped, QueueAlarm, QueueAlarmCleared, PolicyStateNotRestored, PolicyStateNotSaved,
-	PolicyReloaded, PolicyReloadRefused, QueueFlush, QueueFlushed, QueueCompacted, DKIMWarning,
+	PolicyReloaded, PolicyReloadRefused, QueueFlush, QueueFlushed, QueueCompacted, QueueIndexed, DKIMWarning,
 	ConfigWarning, RootNoAlias, AliasRefused, AliasesFileUnread, NotSuppressed, DANEOff,
 	DashboardLogin, DashboardLoginRefused, DashboardBodyShown, Unsuppressed,
-	DashboardRender, QueueList, QueueClose, QueueCompaction, PickupScan, MaildropSweep, MaildropQuarantined, MaildropRefused, MaildropRemove, MaildropRecount, LocalSocket,
+	DashboardRender, QueueList, QueueClose, QueueCompaction, QueueIndex, PickupScan, MaildropSweep, MaildropQuarantined, MaildropRefused, MaildropRemove, MaildropRecount, LocalSocket,
 	DSNBuild, DSNEnqueue, Record, ReadBody, ReadDue, Suppress, CancelSuppressed, SuppressionHistory,
 	ClusterUp, ClusterDown, ClusterLearned, ClusterResumed, ClusterSuppressed, ClusterUnsuppressed,
 	ClusterListLoaded, ClusterNotApplied, ClusterCursorNotSaved, ClusterPublish, ClusterBadEntry,

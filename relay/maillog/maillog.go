@@ -80,6 +80,8 @@ func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 	var b strings.Builder
 	t := r.Time
 	if t.IsZero() {
+		// A log line's timestamp is the wall clock's, whatever clock the
+		// caller decides by.
 		t = time.Now()
 	}
 	var tb [32]byte

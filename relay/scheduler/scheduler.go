@@ -283,20 +283,24 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	for {
 		// Wakes come per enqueue and per finished connection; a cycle
 		// rescans the in-flight head of the due index, so under load they
-		// are coalesced to one per minCycle of real time. This paces the
-		// CPU, it decides nothing: on the injected clock a test's fake
-		// time, which stands still between Advances, would stop the loop.
-		if wait := minCycle - time.Since(last); wait > 0 {
-			select {
-			case <-time.After(wait):
-			case <-ctx.Done():
+		// are coalesced to one per minCycle of the clock. This paces the
+		// CPU and decides nothing. A clock that reads the same time as at
+		// the last cycle (a test's fake clock, which stands still between
+		// Advances) has no time to pace by: the cycle runs at once; the
+		// real clock always moves.
+		if now := s.clock.Now(); now.After(last) {
+			if wait := minCycle - now.Sub(last); wait > 0 {
+				select {
+				case <-s.clock.After(wait):
+				case <-ctx.Done():
+				}
 			}
 		}
 		if ctx.Err() != nil {
 			s.wg.Wait()
 			return nil
 		}
-		last = time.Now()
+		last = s.clock.Now()
 		next := s.cycle(ctx)
 		select {
 		case <-ctx.Done():
@@ -546,7 +550,8 @@ func (s *Scheduler) workerExit(l *lane) {
 	s.Wake()
 }
 
-// minCycle is the least real time between two scheduling cycles.
+// minCycle is the least time between two scheduling cycles, on a clock
+// that moves.
 const minCycle = 5 * time.Millisecond
 
 // maxInlineWait is the longest a worker waits for its provider's rate

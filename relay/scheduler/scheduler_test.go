@@ -740,3 +740,35 @@ func waitOpen(t *testing.T, sink *relaytest.Sink, n int) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+// TestCyclePauseOnTheClock: cycles are paced on the injected clock, not the
+// wall clock. A clock that moved by less than minCycle since the last
+// cycle makes the next one wait the rest on that clock (the fake reports
+// the wait and releases it on Advance); a clock that stands still does not
+// pace at all, which is how the other tests run on their fake clock.
+func TestCyclePauseOnTheClock(t *testing.T) {
+	sink := relaytest.NewSink(t, "127.0.0.2:0", relaytest.SinkOptions{})
+	h := newHarness(t, sink.Port(), map[string]relaytest.Zone{
+		"example.org":    {MX: []relaytest.MX{{Host: "mx.example.org", Pref: 10}}},
+		"mx.example.org": {A: []string{"127.0.0.2"}},
+	}, nil)
+	h.enqueue("app@example.com", []string{"a@example.org"}, msgBody)
+	h.expect(1)
+	// The clock moves 1 ms: the next wake waits the 4 ms left, on the clock.
+	h.clock.Advance(time.Millisecond)
+	h.enqueue("app@example.com", []string{"b@example.org"}, msgBody)
+	rest := minCycle - time.Millisecond
+	deadline := time.After(20 * time.Second)
+	for seen := false; !seen; {
+		select {
+		case d := <-h.clock.Waits():
+			seen = d == rest
+		case <-deadline:
+			t.Fatalf("no wait of %v on the clock", rest)
+		}
+	}
+	h.clock.Advance(rest)
+	if evs := h.expect(1); evs[0].Rcpt != "b@example.org" || evs[0].Event != "delivered" {
+		t.Fatalf("events %+v", evs)
+	}
+}

@@ -64,7 +64,9 @@ type conn struct {
 	logged   atomic.Bool // the session logged the refusal about to be written
 	isClosed atomic.Bool
 
-	mu       sync.Mutex // guards progress
+	mu sync.Mutex // guards progress
+	// progress is wall-clock time: it caps the socket's read deadline,
+	// which the net poller measures in real time.
 	progress time.Time
 	idle     time.Duration
 
