@@ -8,11 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"facteur/policy"
 	"facteur/policy/bounce"
-	"facteur/queue"
 )
 
 // bounceJSON is the contract of `bounce parse --json`.
@@ -295,67 +292,6 @@ func TestBounceIngestCLI(t *testing.T) {
 				t.Errorf("unreadable input: exit %d, want 1", r.code)
 			}
 		})
-	}
-}
-
-// cliSoft is a Postfix DSN whose unknown user answered DATA, not RCPT: the
-// evidence is not conclusive, so the bounce is soft (issue 12).
-const cliSoft = "From: MAILER-DAEMON@mx.example.org\r\n" +
-	"To: app@facteur.test\r\n" +
-	"Subject: Undelivered Mail Returned to Sender\r\n" +
-	"MIME-Version: 1.0\r\n" +
-	"Content-Type: multipart/report; report-type=delivery-status; boundary=\"b3\"\r\n" +
-	"\r\n" +
-	"--b3\r\n" +
-	"Content-Type: text/plain\r\n" +
-	"\r\n" +
-	"<maybe@example.org>: host mx.example.org[192.0.2.7] said: 550 5.1.1 User\r\n" +
-	"    unknown (in reply to end of DATA command)\r\n" +
-	"--b3\r\n" +
-	"Content-Type: message/delivery-status\r\n" +
-	"\r\n" +
-	"Reporting-MTA: dns; relay.example.net\r\n" +
-	"\r\n" +
-	"Final-Recipient: rfc822; maybe@example.org\r\n" +
-	"Action: failed\r\n" +
-	"Status: 5.1.1\r\n" +
-	"Diagnostic-Code: smtp; 550 5.1.1 User unknown\r\n" +
-	"--b3--\r\n"
-
-// TestSoftBounceSuppressedWhenRepeated: a soft bounce suppresses nothing at
-// once; the same bounce three times over three days does, through the
-// history the delivery engine also keeps.
-func TestSoftBounceSuppressedWhenRepeated(t *testing.T) {
-	t.Parallel()
-	p, err := policy.Builtin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := queue.Open(filepath.Join(t.TempDir(), "q.db"), queue.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	for i, want := range []bool{false, false, true} {
-		rep, err := decideBounce([]byte(cliSoft), p, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := rep.Recipients[0]
-		if r.Suppress || !r.Soft || r.Stage != policy.StageData || r.Class != policy.UserUnknown {
-			t.Fatalf("decision %+v, want a soft user_unknown at data", r)
-		}
-		if sups := bounceSuppressions(rep, 0, t0); len(sups) != 0 {
-			t.Fatalf("soft bounce suppressed at once: %+v", sups)
-		}
-		sups, err := softSuppressions(t.Context(), store, p, rep, t0.Add(time.Duration(i)*36*time.Hour))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := len(sups) == 1 && sups[0].Address == "maybe@example.org" && sups[0].Reason == "user_unknown"; got != want {
-			t.Fatalf("bounce %d: suppressions %+v, want suppressed=%v", i+1, sups, want)
-		}
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"regexp"
 	"strings"
 
 	"facteur/policy"
@@ -39,9 +38,9 @@ func cmdClassify(args []string) int {
 	if err != nil {
 		return printPolicyErrors(err)
 	}
-	name, err := providerName(p, *provider)
+	name, err := p.ProviderFor(*provider)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "facteur: %v\n", err)
+		fmt.Fprintf(os.Stderr, "facteur: -provider: %v\n", err)
 		return 2
 	}
 	st, err := policy.ParseStage(*stage)
@@ -55,7 +54,7 @@ func cmdClassify(args []string) int {
 	}
 	reply.Stage = st
 	if *provider == "" {
-		if n, why := inferProvider(p, reply); n != "" {
+		if n, why := p.ProviderInText(reply.Text); n != "" {
 			name = n
 			fmt.Fprintf(os.Stderr, "facteur: classify: provider %s inferred (%s); give -provider to choose\n", n, why)
 		}
@@ -71,44 +70,4 @@ func cmdClassify(args []string) int {
 	}
 	fmt.Printf("%s evidence=%q\n", d.String(), d.Evidence)
 	return 0
-}
-
-// providerName resolves -provider: a provider of the policy by name, or a
-// recipient domain recognised as the scheduler would (without MX hosts,
-// which classify does not look up). "" is the default provider.
-func providerName(p *policy.Policy, arg string) (string, error) {
-	arg = strings.ToLower(strings.TrimSpace(arg))
-	if arg == "" {
-		return policy.DefaultProvider, nil
-	}
-	if _, ok := p.Lookup(arg); ok {
-		return arg, nil
-	}
-	if strings.Contains(arg, ".") {
-		return p.Recognize(strings.TrimPrefix(arg, "@"), nil), nil
-	}
-	names := make([]string, 0, len(p.Providers))
-	for _, pr := range p.Providers {
-		names = append(names, pr.Name)
-	}
-	return "", fmt.Errorf("-provider: unknown provider %q (known: %s; or give a domain such as yahoo.fr)", arg, strings.Join(names, ", "))
-}
-
-// hostRE finds host names in a reply's text ("... [PR2FRA01FT009.eop-fra01
-// .prod.protection.outlook.com]", "https://support.google.com/mail/...").
-var hostRE = regexp.MustCompile(`(?i)\b[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+\b`)
-
-// inferProvider guesses, without -provider, which provider sent r from a
-// host name in its text that the policy's MX patterns recognise (Gmail's
-// "support.google.com", Microsoft's "...prod.protection.outlook.com"), so
-// that classify shows what the scheduler would do there. Provider rules are
-// not used to guess: generic ones (a 421 4.7.0) match at several providers
-// and would pick one at random. "" means no guess: the default provider.
-func inferProvider(p *policy.Policy, r policy.Reply) (name, why string) {
-	for _, h := range hostRE.FindAllString(r.Text, -1) {
-		if n := p.Recognize("", []string{h}); n != policy.DefaultProvider {
-			return n, "host " + strings.ToLower(h) + " in the text"
-		}
-	}
-	return "", ""
 }

@@ -59,7 +59,7 @@ func cmdServe(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	if err := daemon.Run(ctx, cfg, log, daemonOptions()); err != nil {
+	if err := daemon.Run(ctx, cfg, log); err != nil {
 		return failErr(err)
 	}
 	return 0

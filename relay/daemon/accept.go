@@ -8,13 +8,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"strings"
 	"time"
 
 	"facteur/queue"
 	"facteur/relay/aliases"
 	"facteur/relay/config"
 	"facteur/relay/maillog"
+	"facteur/relay/suppress"
 )
 
 func prefixes(cfg *config.Config) []netip.Prefix {
@@ -34,7 +34,7 @@ type storeSuppressions struct {
 }
 
 func (s storeSuppressions) Suppressed(ctx context.Context, addr string, now time.Time) (string, bool) {
-	if s.cfg != nil && ownAddress(s.cfg, addr) {
+	if s.cfg != nil && suppress.OwnAddress(s.cfg, addr) {
 		return "", false
 	}
 	sup, ok, err := s.store.Suppressed(ctx, addr, now)
@@ -79,28 +79,4 @@ func loadAliases(cfg *config.Config, log *slog.Logger) map[string]string {
 		merged["postmaster"] = "root"
 	}
 	return merged
-}
-
-// ownAddress reports whether addr is one of this host's: a bare name, or
-// one at hostname, local_domain or localhost. Such an address is never
-// suppressed (issue 13 §5: root@vm went on the list for 30 days).
-func ownAddress(cfg *config.Config, addr string) bool {
-	i := strings.LastIndexByte(addr, '@')
-	if i < 0 {
-		return true
-	}
-	d := strings.TrimSuffix(addr[i+1:], ".")
-	return strings.EqualFold(d, cfg.Hostname) || strings.EqualFold(d, "localhost") || (cfg.LocalDomain != "" && strings.EqualFold(d, cfg.LocalDomain))
-}
-
-// DropOwn leaves this host's own addresses out of suppressions a bounce
-// asks for.
-func DropOwn(cfg *config.Config, sups []queue.Suppression) []queue.Suppression {
-	out := sups[:0:0]
-	for _, s := range sups {
-		if !ownAddress(cfg, s.Address) {
-			out = append(out, s)
-		}
-	}
-	return out
 }

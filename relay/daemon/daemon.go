@@ -29,6 +29,7 @@ import (
 	"facteur/queue"
 	"facteur/queue/maildrop"
 	"facteur/relay/admin"
+	"facteur/relay/bounces"
 	"facteur/relay/cleanup"
 	"facteur/relay/clock"
 	"facteur/relay/cluster"
@@ -44,6 +45,7 @@ import (
 	"facteur/relay/resolver"
 	"facteur/relay/scheduler"
 	"facteur/relay/submission"
+	"facteur/relay/suppress"
 	"facteur/relay/webhook"
 )
 
@@ -98,7 +100,7 @@ type daemon struct {
 // everything that can refuse the start is checked before anything is
 // created, every listener is bound before anything is served, and the
 // shutdown lets sessions in DATA finish within shutdown_timeout.
-func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options) error {
+func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	// The dashboard shows a message's log lines: every line with a queue
 	// ID is kept in memory (bounded) as well as written.
 	book := dashboard.NewLogBook()
@@ -136,7 +138,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	if err != nil {
 		return err
 	}
-	vsecret, err := opts.VERPSecret(cfg)
+	vsecret, err := bounces.Secret(cfg)
 	if err != nil {
 		return err
 	}
@@ -342,9 +344,10 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	if err != nil {
 		return err
 	}
-	ext := opts.Endpoints(Parts{Config: cfg, Log: log, Store: store, Engine: d.engine, Scheduler: d.sched, Hooks: hooks,
-		VERPSecret: d.verpSecret, CountComplaints: d.countComplaints})
-	d.admin = &admin.Server{Store: store, Token: token, Log: log, Flusher: d, Extra: d.routes(ext), Decorate: d.decorate, Pprof: cfg.AdminPprof, Arrivals: &d.arrivals}
+	sups := &suppress.Service{Store: store, Log: log, Cancel: d.sched.CancelSuppressed, Clock: d.clock}
+	bnc := &bounces.Ingester{Config: cfg, Store: store, Policy: d.engine.Policy, Secret: d.verpSecret, Log: log,
+		Hooks: hooks, Complaints: d.countComplaints, Suppress: sups.Suppress, Clock: d.clock}
+	d.admin = &admin.Server{Store: store, Token: token, Log: log, Flusher: d, Extra: d.routes(sups, bnc), Decorate: d.decorate, Pprof: cfg.AdminPprof, Arrivals: &d.arrivals}
 	d.showq = &admin.Showq{Store: store, Decorate: d.decorate}
 	if d.adminPeers, err = adminPeers(cfg); err != nil {
 		return err
@@ -427,7 +430,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		}
 		inboundLns = append(inboundLns, ln)
 		d.inbound = append(d.inbound, &inbound.Server{Domain: cfg.Bounces.Domain, Hostname: cfg.Hostname,
-			MaxMessageSize: int64(cfg.MaxMessageSize), Handle: ext.Inbound, Log: log})
+			MaxMessageSize: int64(cfg.MaxMessageSize), Handle: bnc.Inbound, Log: log})
 	}
 	// The admin and showq sockets first: binding the admin socket refuses
 	// a live one, which proves no other daemon runs on this data_dir.

@@ -1,4 +1,4 @@
-package main
+package suppress
 
 import (
 	"bytes"
@@ -9,13 +9,13 @@ import (
 	"facteur/queue"
 )
 
-// FuzzSuppressCSV: whatever an import file holds, parseCSV returns entries
+// FuzzSuppressCSV: whatever an import file holds, ParseCSV returns entries
 // or errors, never panics; and what it accepts survives export and import
 // again unchanged (the exact round trip of issue 7 §4).
 func FuzzSuppressCSV(f *testing.F) {
 	var seed bytes.Buffer
 	t0 := time.Date(2026, 3, 8, 14, 0, 0, 123456789, time.UTC)
-	writeCSV(&seed, []queue.Suppression{
+	WriteCSV(&seed, []queue.Suppression{
 		{Address: "a@example.org", Reason: "user_unknown", Response: `550 5.1.1 "quoted", comma`, Source: queue.SourceSMTP, FirstSeen: t0, LastSeen: t0.Add(time.Hour), Count: 2},
 		{Address: "b@example.net", Reason: "host_unknown", Response: "multi\nline ", Source: queue.SourceDSN, FirstSeen: t0, LastSeen: t0, Expires: t0.Add(720 * time.Hour), Count: 1},
 	})
@@ -25,20 +25,20 @@ func FuzzSuppressCSV(f *testing.F) {
 	f.Add([]byte("address,count\nx@y,-1\n"))
 	f.Add([]byte("\ufeffaddress,first_seen\nx@y,2026-01-02T03:04:05+02:00\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		list, err := parseCSV("fuzz.csv", data)
+		list, err := ParseCSV("fuzz.csv", data)
 		if err != nil {
 			return
 		}
 		for _, s := range list {
-			if checkImported(s) != nil {
+			if Check(s) != nil {
 				t.Fatalf("accepted an entry the import check refuses: %+v", s)
 			}
 		}
 		var out bytes.Buffer
-		if err := writeCSV(&out, list); err != nil {
+		if err := WriteCSV(&out, list); err != nil {
 			t.Fatal(err)
 		}
-		again, err := parseCSV("again.csv", out.Bytes())
+		again, err := ParseCSV("again.csv", out.Bytes())
 		if err != nil {
 			t.Fatalf("an export does not import: %v\n%s", err, out.Bytes())
 		}
