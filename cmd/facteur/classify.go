@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"facteur/policy"
+	"facteur/relay/daemon"
 )
 
 // facteur classify (issue 7 §1): what the policy would make of one reply.
@@ -34,7 +35,7 @@ func cmdClassify(args []string) int {
 	if err != nil {
 		return failErr(err)
 	}
-	p, err := loadPolicy(cfg)
+	p, err := daemon.LoadPolicy(cfg)
 	if err != nil {
 		return printPolicyErrors(err)
 	}

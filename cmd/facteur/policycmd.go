@@ -7,6 +7,7 @@ import (
 
 	"facteur/policy"
 	"facteur/relay/admin/client"
+	"facteur/relay/daemon"
 )
 
 // The policy commands of issue 5 §1: validate a file without starting,
@@ -59,7 +60,7 @@ func cmdPolicy(args []string) int {
 		if err != nil {
 			return failErr(err)
 		}
-		p, err := loadPolicy(cfg)
+		p, err := daemon.LoadPolicy(cfg)
 		if err != nil {
 			return printPolicyErrors(err)
 		}
