@@ -1,10 +1,12 @@
 package admin
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -53,41 +55,94 @@ type Arrival struct {
 	ClientIP string
 	User     string
 	Subject  string
-	Rcpts    map[string]string // recipient -> last status (queued until an event)
+	Rcpts    []RcptState // in the order of the envelope
+}
+
+// RcptState is a recipient and its last status (queued until an event).
+type RcptState struct {
+	Addr   string
+	Status string
 }
 
 // Arrivals is the daemon's memory of the last hour's arrivals; the zero
 // value is ready. Safe for concurrent use.
+//
+// It is kept compact because a flood fills it (issue 19: memory bounded
+// with a million messages): an entry is a value in a slice, not a pointer
+// and a map of recipients; the sender, client, user and subject strings,
+// repeated across a flood's messages, are interned; the ID index is the
+// slice itself (IDs grow with arrival, so a binary search finds one).
 type Arrivals struct {
-	mu    sync.Mutex // guards byID and order
-	byID  map[queue.ID]*Arrival
-	order []queue.ID
+	mu      sync.Mutex // guards the fields below
+	entries []arrival  // by arrival, oldest first
+	intern  map[string]string
 }
 
-// maxArrivals bounds the memory: an hour of a flood is still counted, as far
-// as this many messages.
-const maxArrivals = 200000
+type arrival struct {
+	id                            queue.ID
+	at                            int64 // Unix nanoseconds
+	sender, client, user, subject string
+	rcpts                         []RcptState
+}
+
+// maxArrivals bounds the memory (about 150 bytes a message): an hour of a
+// flood is still counted, as far as this many messages.
+const maxArrivals = 100000
 
 // Add records a message just queued.
 func (a *Arrivals) Add(m queue.Message, subject string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.byID == nil {
-		a.byID = map[queue.ID]*Arrival{}
+	if a.intern == nil {
+		a.intern = map[string]string{}
 	}
-	ar := &Arrival{ID: m.ID, At: m.Created, Sender: m.Sender, ClientIP: m.ClientIP, User: m.User, Subject: subject, Rcpts: map[string]string{}}
-	for _, r := range m.Recipients {
-		st := r.Status
+	e := arrival{id: m.ID, at: m.Created.UnixNano(), sender: a.internLocked(m.Sender), client: a.internLocked(m.ClientIP),
+		user: a.internLocked(m.User), subject: a.internLocked(subject), rcpts: make([]RcptState, len(m.Recipients))}
+	for i, r := range m.Recipients {
+		st := string(r.Status)
 		if st == "" {
-			st = queue.Queued
+			st = string(queue.Queued)
 		}
-		ar.Rcpts[r.Address] = string(st)
+		e.rcpts[i] = RcptState{Addr: r.Address, Status: st}
 	}
-	a.byID[m.ID] = ar
-	a.order = append(a.order, m.ID)
-	if len(a.order) > maxArrivals {
-		delete(a.byID, a.order[0])
-		a.order = a.order[1:]
+	// Sessions finish out of ID order by a few places at most: insert from
+	// the end, so that the slice stays sorted for Event's search.
+	k := len(a.entries)
+	for k > 0 && a.entries[k-1].id > e.id {
+		k--
+	}
+	a.entries = slices.Insert(a.entries, k, e)
+	if len(a.entries) > maxArrivals {
+		a.dropLocked(len(a.entries) - maxArrivals)
+	}
+}
+
+// internLocked returns the stored copy of s. The table is rebuilt when the
+// entries it served are dropped (dropLocked), so it holds only live strings.
+func (a *Arrivals) internLocked(s string) string {
+	if v, ok := a.intern[s]; ok {
+		return v
+	}
+	a.intern[s] = s
+	return s
+}
+
+// dropLocked forgets the n oldest entries, and the interned strings only
+// they used once the table has grown past the entries.
+func (a *Arrivals) dropLocked(n int) {
+	clear(a.entries[:n])
+	a.entries = a.entries[n:]
+	if len(a.intern) > 2*len(a.entries)+1024 {
+		old := a.intern
+		a.intern = make(map[string]string, len(old)/2)
+		for _, e := range a.entries {
+			for _, s := range []string{e.sender, e.client, e.user, e.subject} {
+				a.intern[s] = old[s]
+			}
+		}
+	}
+	if cap(a.entries) > 2*len(a.entries)+1024 {
+		a.entries = slices.Clone(a.entries) // give the dropped part back
 	}
 }
 
@@ -96,9 +151,13 @@ func (a *Arrivals) Add(m queue.Message, subject string) {
 func (a *Arrivals) Event(id queue.ID, rcpt, event string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if ar := a.byID[id]; ar != nil {
-		if _, ok := ar.Rcpts[rcpt]; ok {
-			ar.Rcpts[rcpt] = event
+	i, ok := slices.BinarySearchFunc(a.entries, id, func(e arrival, id queue.ID) int { return cmp.Compare(e.id, id) })
+	if !ok {
+		return
+	}
+	for j := range a.entries[i].rcpts {
+		if a.entries[i].rcpts[j].Addr == rcpt {
+			a.entries[i].rcpts[j].Status = event
 		}
 	}
 }
@@ -107,20 +166,18 @@ func (a *Arrivals) Event(id queue.ID, rcpt, event string) {
 func (a *Arrivals) Since(t time.Time) []Arrival {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	cut := t.UnixNano()
 	i := 0
-	for i < len(a.order) && a.byID[a.order[i]].At.Before(t) {
-		delete(a.byID, a.order[i])
+	for i < len(a.entries) && a.entries[i].at < cut {
 		i++
 	}
-	a.order = a.order[i:]
-	out := make([]Arrival, 0, len(a.order))
-	for _, id := range a.order {
-		ar := *a.byID[id]
-		ar.Rcpts = make(map[string]string, len(a.byID[id].Rcpts))
-		for k, v := range a.byID[id].Rcpts {
-			ar.Rcpts[k] = v
-		}
-		out = append(out, ar)
+	if i > 0 {
+		a.dropLocked(i)
+	}
+	out := make([]Arrival, 0, len(a.entries))
+	for _, e := range a.entries {
+		out = append(out, Arrival{ID: e.id, At: time.Unix(0, e.at), Sender: e.sender, ClientIP: e.client,
+			User: e.user, Subject: e.subject, Rcpts: slices.Clone(e.rcpts)})
 	}
 	return out
 }
@@ -160,89 +217,128 @@ func headerValue(msg []byte, name string) string {
 	return ""
 }
 
-type topRow struct {
-	key   string
-	queue bool
-	rcpts map[string]string // recipient -> status, for this message
+// maxTopKeys bounds each table of a report: a flood of messages with a
+// different subject each (an order number in it) must not make a report of
+// a million-message queue hold a million entries. Keys first seen past the
+// bound are counted together under otherKeys.
+const (
+	maxTopKeys = 20000
+	otherKeys  = "(other keys)"
+)
+
+// topTally builds a report one message at a time, so that the queue is
+// streamed, not loaded.
+type topTally struct {
+	rep     TopReport
+	hourAgo time.Time
+	tables  map[string]map[string]*TopEntry
+	recent  []Arrival
+	inQueue map[queue.ID]int // recent arrivals by ID -> index; -1 once seen queued
 }
 
-// ComputeTop builds the report from the queue, the subjects of its
-// messages, and the recent arrivals (nil when the daemon is down: the last
-// hour is then what is still queued).
-func ComputeTop(msgs []queue.Message, subjects map[queue.ID]string, recent []Arrival, now time.Time, n int) TopReport {
-	rep := TopReport{At: now, Messages: len(msgs)}
-	type acc map[string]*TopEntry
-	tables := map[string]acc{"sender": {}, "user": {}, "client": {}, "domain": {}, "subject": {}}
-	add := func(table, key string, inQueue, lastHour bool, states map[string]string) {
-		t := tables[table]
-		e := t[key]
+func newTopTally(now time.Time, recent []Arrival) *topTally {
+	t := &topTally{
+		rep:     TopReport{At: now},
+		hourAgo: now.Add(-time.Hour),
+		tables:  map[string]map[string]*TopEntry{"sender": {}, "user": {}, "client": {}, "domain": {}, "subject": {}},
+		recent:  recent,
+		inQueue: make(map[queue.ID]int, len(recent)),
+	}
+	for i, a := range recent {
+		t.inQueue[a.ID] = i
+	}
+	return t
+}
+
+func (t *topTally) add(table, key string, inQueue, lastHour bool, rcpts []RcptState) {
+	tab := t.tables[table]
+	e := tab[key]
+	if e == nil {
+		if len(tab) >= maxTopKeys {
+			key = otherKeys
+			e = tab[key]
+		}
 		if e == nil {
 			e = &TopEntry{Key: key, Queue: StateCounts{States: map[string]int{}}, LastHour: StateCounts{States: map[string]int{}}}
-			t[key] = e
-		}
-		count := func(c *StateCounts) {
-			c.Messages++
-			for _, st := range states {
-				c.States[st]++
-			}
-		}
-		if inQueue {
-			count(&e.Queue)
-		}
-		if lastHour {
-			count(&e.LastHour)
+			tab[key] = e
 		}
 	}
-	feed := func(sender, user, client, subject string, rcpts map[string]string, inQueue, lastHour bool) {
-		if sender == "" {
-			sender = "<>"
-		}
-		if user == "" {
-			user = "(unknown)"
-		}
-		if client == "" {
-			client = "local"
-		}
-		add("sender", sender, inQueue, lastHour, rcpts)
-		add("user", user, inQueue, lastHour, rcpts)
-		add("client", client, inQueue, lastHour, rcpts)
-		add("subject", subject, inQueue, lastHour, rcpts)
-		byDomain := map[string]map[string]string{}
-		for r, st := range rcpts {
-			d := strings.ToLower(domainOf(r))
-			if byDomain[d] == nil {
-				byDomain[d] = map[string]string{}
-			}
-			byDomain[d][r] = st
-		}
-		for d, rs := range byDomain {
-			add("domain", d, inQueue, lastHour, rs)
+	count := func(c *StateCounts) {
+		c.Messages++
+		for _, r := range rcpts {
+			c.States[r.Status]++
 		}
 	}
-	hourAgo := now.Add(-time.Hour)
-	queued := map[queue.ID]bool{}
-	for _, m := range msgs {
-		queued[m.ID] = true
-		rcpts := map[string]string{}
-		for _, r := range m.Recipients {
-			rcpts[r.Address] = string(r.Status)
-		}
-		last := !m.Created.Before(hourAgo)
-		if last {
-			rep.LastHour++
-		}
-		feed(m.Sender, m.User, m.ClientIP, subjects[m.ID], rcpts, true, last)
+	if inQueue {
+		count(&e.Queue)
 	}
-	for _, a := range recent {
-		if queued[a.ID] || a.At.Before(hourAgo) {
+	if lastHour {
+		count(&e.LastHour)
+	}
+}
+
+func (t *topTally) feed(sender, user, client, subject string, rcpts []RcptState, inQueue, lastHour bool) {
+	if sender == "" {
+		sender = "<>"
+	}
+	if user == "" {
+		user = "(unknown)"
+	}
+	if client == "" {
+		client = "local"
+	}
+	t.add("sender", sender, inQueue, lastHour, rcpts)
+	t.add("user", user, inQueue, lastHour, rcpts)
+	t.add("client", client, inQueue, lastHour, rcpts)
+	t.add("subject", subject, inQueue, lastHour, rcpts)
+	// Each domain of the message once, with its own recipients.
+	done := map[string]bool{}
+	for _, r := range rcpts {
+		d := strings.ToLower(domainOf(r.Addr))
+		if done[d] {
 			continue
 		}
-		rep.LastHour++
-		feed(a.Sender, a.User, a.ClientIP, a.Subject, a.Rcpts, false, true)
+		done[d] = true
+		var rs []RcptState
+		for _, x := range rcpts {
+			if strings.EqualFold(domainOf(x.Addr), d) {
+				rs = append(rs, x)
+			}
+		}
+		t.add("domain", d, inQueue, lastHour, rs)
 	}
-	sorted := func(t acc) []TopEntry {
-		out := make([]TopEntry, 0, len(t))
-		for _, e := range t {
+}
+
+// queued counts a message of the queue.
+func (t *topTally) queued(m queue.Message, subject string) {
+	t.rep.Messages++
+	if i, ok := t.inQueue[m.ID]; ok && i >= 0 {
+		t.inQueue[m.ID] = -1 // counted here, not again as a past arrival
+	}
+	rcpts := make([]RcptState, len(m.Recipients))
+	for i, r := range m.Recipients {
+		rcpts[i] = RcptState{Addr: r.Address, Status: string(r.Status)}
+	}
+	last := !m.Created.Before(t.hourAgo)
+	if last {
+		t.rep.LastHour++
+	}
+	t.feed(m.Sender, m.User, m.ClientIP, subject, rcpts, true, last)
+}
+
+// report adds the recent arrivals that left the queue and returns the n
+// first of each table.
+func (t *topTally) report(n int) TopReport {
+	for _, a := range t.recent {
+		if t.inQueue[a.ID] < 0 || a.At.Before(t.hourAgo) {
+			continue
+		}
+		t.rep.LastHour++
+		t.feed(a.Sender, a.User, a.ClientIP, a.Subject, a.Rcpts, false, true)
+	}
+	sorted := func(tab map[string]*TopEntry) []TopEntry {
+		out := make([]TopEntry, 0, len(tab))
+		for _, e := range tab {
 			out = append(out, *e)
 		}
 		sort.Slice(out, func(i, j int) bool {
@@ -257,11 +353,12 @@ func ComputeTop(msgs []queue.Message, subjects map[queue.ID]string, recent []Arr
 		}
 		return out
 	}
-	rep.Senders = sorted(tables["sender"])
-	rep.Users = sorted(tables["user"])
-	rep.Clients = sorted(tables["client"])
-	rep.Domains = sorted(tables["domain"])
-	rep.Subjects = sorted(tables["subject"])
+	rep := t.rep
+	rep.Senders = sorted(t.tables["sender"])
+	rep.Users = sorted(t.tables["user"])
+	rep.Clients = sorted(t.tables["client"])
+	rep.Domains = sorted(t.tables["domain"])
+	rep.Subjects = sorted(t.tables["subject"])
 	return rep
 }
 
@@ -282,25 +379,28 @@ func (s *Server) top(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	msgs, err := s.Store.List(r.Context(), queue.Filter{})
-	if err != nil {
-		WriteError(w, statusFor(err), err)
-		return
-	}
-	subjects := make(map[queue.ID]string, len(msgs))
-	for _, m := range msgs {
-		body, err := s.Store.Body(r.Context(), m.ID)
-		if err != nil {
-			continue // delivered meanwhile
-		}
-		subjects[m.ID] = Subject(headerValue(body, "Subject"))
-	}
+	// The queue is streamed (a page of messages per read transaction, one
+	// body read per message for its Subject), never loaded: a report of a
+	// million queued messages holds the tables, not the queue.
 	now := s.Clock.Now()
 	var recent []Arrival
 	if s.Arrivals != nil {
 		recent = s.Arrivals.Since(now.Add(-time.Hour))
 	}
-	WriteJSON(w, http.StatusOK, ComputeTop(msgs, subjects, recent, now, n))
+	t := newTopTally(now, recent)
+	err := s.Store.Each(r.Context(), queue.Filter{}, func(m queue.Message) error {
+		subject := ""
+		if body, err := s.Store.Body(r.Context(), m.ID); err == nil {
+			subject = Subject(headerValue(body, "Subject"))
+		} // else delivered meanwhile: counted without its subject
+		t.queued(m, subject)
+		return nil
+	})
+	if err != nil {
+		WriteError(w, statusFor(err), err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, t.report(n))
 }
 
 // WriteTop prints the report as `facteur top` shows it.
