@@ -577,10 +577,18 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	return nil
 }
 
+// copyBufs are the buffers DATA is copied through into the spool.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 8<<10); return &b }}
+
 func (ss *session) Data(r io.Reader) error {
 	sp := newSpool(ss.s.opts.SpoolDir)
 	defer sp.close()
-	if _, err := io.Copy(sp, r); err != nil {
+	// io.Copy would allocate 32 KiB per message (neither side has
+	// ReadFrom/WriteTo): a third of all the bytes the daemon allocated.
+	buf := copyBufs.Get().(*[]byte)
+	_, err := io.CopyBuffer(sp, r, *buf)
+	copyBufs.Put(buf)
+	if err != nil {
 		if errors.Is(err, smtp.ErrDataTooLarge) {
 			return ss.refuse(smtp.ErrDataTooLarge, "size", sp.size)
 		}
