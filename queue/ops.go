@@ -210,8 +210,9 @@ func (s *Store) Body(ctx context.Context, id ID) ([]byte, error) {
 	return body, nil
 }
 
-// List returns copies of the messages f selects, in ID (arrival) order. It reads every
-// record: it is for the admin CLI, not for the delivery path.
+// List returns copies of the messages f selects, in ID (arrival) order. It reads the
+// records Each reads (every one unless the filter's sender or times allow an index):
+// it is for the admin CLI, not for the delivery path.
 func (s *Store) List(ctx context.Context, f Filter) ([]Message, error) {
 	if err := f.validate(); err != nil {
 		return nil, fmt.Errorf("list: %w", err)
