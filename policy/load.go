@@ -3,6 +3,7 @@ package policy
 import (
 	_ "embed"
 	"fmt"
+	"maps"
 	"os"
 	"regexp"
 	"slices"
@@ -118,7 +119,7 @@ func resolve(name string, doc *fileDoc, srcs []*source) (*Policy, Errors) {
 	if doc.Providers[DefaultProvider] == nil {
 		doc.Providers[DefaultProvider] = &fileProvider{}
 	}
-	for _, pname := range sortedKeys(doc.Providers) {
+	for _, pname := range slices.Sorted(maps.Keys(doc.Providers)) {
 		fp := doc.Providers[pname]
 		pp := "providers." + pname
 		pr := &Provider{Name: pname, Knobs: resolveKnobs(pp, fp.fileKnobs, p.Defaults, false, errorf), Rules: resolveRules(fp.Rules)}
@@ -244,13 +245,4 @@ func resolveRules(rules []fileRule) []Rule {
 		}
 	}
 	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"maps"
+	"slices"
 	"strings"
 	"time"
 )
@@ -128,7 +130,7 @@ func (e *Engine) sendersOf(sk string, now time.Time) []SenderState {
 		seen[k] = true
 	}
 	var out []SenderState
-	for _, k := range sortedKeys(seen) {
+	for _, k := range slices.Sorted(maps.Keys(seen)) {
 		s := e.scopes[k]
 		u, r := s.until.UTC(), s.reason
 		out = append(out, SenderState{Domain: strings.TrimSuffix(strings.TrimPrefix(k, senderPrefix), "|"+sk),

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -98,7 +100,7 @@ func (e *Engine) Snapshot(now time.Time) []ProviderState {
 					seen[k] = true
 				}
 			}
-			for _, k := range sortedKeys(seen) {
+			for _, k := range slices.Sorted(maps.Keys(seen)) {
 				domain := strings.TrimPrefix(k, DefaultProvider+":")
 				ds := DestinationState{Domain: domain}
 				if b := e.budgets[k]; b != nil {
@@ -245,7 +247,7 @@ func (e *Engine) MarshalState() ([]byte, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	st := savedState{Version: stateVersion, Scopes: []savedScope{}}
-	for _, k := range sortedKeys(e.scopes) {
+	for _, k := range slices.Sorted(maps.Keys(e.scopes)) {
 		s := e.scopes[k]
 		if s.until.IsZero() && s.backoff == 0 && s.throttle == 0 {
 			continue

@@ -1,6 +1,10 @@
 package policy
 
-import "fmt"
+import (
+	"fmt"
+	"maps"
+	"slices"
+)
 
 // Validation: what one policy document can say on its own, every problem with its position.
 
@@ -20,7 +24,7 @@ func (s *source) validate() Errors {
 		}
 	}
 	s.validateRules("rules", s.doc.Rules, add)
-	for _, name := range sortedKeys(s.doc.Providers) {
+	for _, name := range slices.Sorted(maps.Keys(s.doc.Providers)) {
 		pp := "providers." + name
 		p := s.doc.Providers[name]
 		if !nameRE.MatchString(name) {

@@ -43,12 +43,15 @@
 // big-endian Unix nanoseconds | ID | 0x00 | recipient), addrs
 // (lower-cased recipient | 0x00 | ID), suppressions (lower-cased address -> JSON),
 // state (caller's key -> caller's bytes), meta (schema version, counters), counts
-// (provider | 0x00 | domain | 0x00 | status -> non-final recipients so placed). The
+// (provider | 0x00 | domain | 0x00 | status -> non-final recipients so placed),
+// senders (lower-cased sender, byte-reversed | 0x00 | ID; index.go). The
 // ID-keyed buckets grow at their end (IDs sort by arrival), so their pages are filled
 // whole rather than split in halves.
 //
 //   - An ID is 12 characters of [0-9A-Z]: arrival milliseconds and a sequence, so
-//     messages sort by arrival; it is drawn before the transaction (see NewID).
+//     messages sort by arrival; it is drawn before the transaction (see NewID). Its
+//     millisecond is within idAhead (idMaxStepBack + 1 ms) after its message's
+//     Created: Enqueue replaces a caller's ID that is not, as it does a taken one.
 //   - A recipient has one Status. A queued or deferred one has exactly one due entry, at
 //     its NextAttempt; held and final (delivered, bounced, suppressed) ones have none
 //     and a zero NextAttempt. A final status never changes again.
@@ -63,6 +66,9 @@
 //     path need not say what it moved: the difference between what a record counted
 //     when loaded and when saved or removed is applied (counts.go).
 //   - A body is in bodies or in zbodies, never both.
+//   - Once meta's index/senders/done is set (at creation, or by BuildIndexes on a
+//     database made before the index), the sender index has exactly one key per
+//     stored message; before, it holds no key of a message not stored.
 //
 // Check verifies all of the above (and bbolt's own page consistency); every test runs it
 // at cleanup.
@@ -71,10 +77,15 @@
 // finding the due work costs O(log n) plus what it returns plus the entries the caller
 // skips (those in flight). Each (the streamed `queue list`) and FlushBatch read a page
 // per transaction, so neither holds memory nor the write path in proportion to the
-// queue. List and the bulk admin operations (DeleteMatching,
-// HoldMatching) read every record: they serve the CLI, not the delivery path, and the
-// bulk ones rewrite in transactions of 256 messages so that Enqueue callers never
-// queue behind one huge commit.
+// queue. Each, List and the bulk admin operations (DeleteMatching, HoldMatching...)
+// read only what a filter's indexes allow (issue 19 §3): OlderThan and YoungerThan
+// bound the walk by ID (the ID window above makes the bound exact); a Sender that is
+// an address, "<>" or "*" followed by a literal suffix is a prefix scan of the sender
+// index, whose IDs are collected (12 bytes each), sorted and read in pages, so the
+// order and EachAfter's continuation are the walk's. Any other filter walks the
+// records; every record read is matched against the whole filter either way. The bulk
+// ones rewrite in transactions of 256 messages so that Enqueue callers never queue
+// behind one huge commit.
 //
 // Addresses are compared as wholes, lower-cased, for suppressions and the address index
 // (RFC 5321 lets a local part be case sensitive; no mailbox provider uses that, and the

@@ -210,8 +210,9 @@ func (s *Store) Body(ctx context.Context, id ID) ([]byte, error) {
 	return body, nil
 }
 
-// List returns copies of the messages f selects, in ID (arrival) order. It reads every
-// record: it is for the admin CLI, not for the delivery path.
+// List returns copies of the messages f selects, in ID (arrival) order. It reads the
+// records Each reads (every one unless the filter's sender or times allow an index):
+// it is for the admin CLI, not for the delivery path.
 func (s *Store) List(ctx context.Context, f Filter) ([]Message, error) {
 	if err := f.validate(); err != nil {
 		return nil, fmt.Errorf("list: %w", err)
@@ -285,32 +286,34 @@ func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 
 // Delete removes message id whatever its recipients' state.
 func (s *Store) Delete(ctx context.Context, id ID) error {
+	return s.onMessage(ctx, id, "delete", func(w *wtx, r *record) error {
+		return w.remove(id, r)
+	})
+}
+
+// onMessage runs fn on message id's record in one write transaction (an
+// unknown id is ErrNotFound and changes nothing) and prefixes an error with
+// what. It is the frame the operator's commands on one message share
+// (Delete, Hold, Release), so that they fail the same way.
+func (s *Store) onMessage(ctx context.Context, id ID, what string, fn func(w *wtx, r *record) error) error {
 	err := s.write(ctx, func(w *wtx) error {
 		r, err := w.load(id)
 		if err != nil {
 			return reject(err)
 		}
-		return w.remove(id, r)
+		return fn(w, r)
 	})
 	if err != nil {
-		return fmt.Errorf("delete: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
 }
 
 // Hold parks every non-final recipient of id: status held, no due entry, until Release.
 func (s *Store) Hold(ctx context.Context, id ID) error {
-	err := s.write(ctx, func(w *wtx) error {
-		r, err := w.load(id)
-		if err != nil {
-			return reject(err)
-		}
+	return s.onMessage(ctx, id, "hold", func(w *wtx, r *record) error {
 		return w.hold(id, r)
 	})
-	if err != nil {
-		return fmt.Errorf("hold: %w", err)
-	}
-	return nil
 }
 
 // hold reports nothing about whether r changed: holding a held message is no error.
@@ -328,18 +331,10 @@ func (w *wtx) hold(id ID, r *record) error {
 // Release makes every held recipient of id due at now: deferred if it was tried before,
 // queued otherwise.
 func (s *Store) Release(ctx context.Context, id ID, now time.Time) error {
-	err := s.write(ctx, func(w *wtx) error {
-		r, err := w.load(id)
-		if err != nil {
-			return reject(err)
-		}
-		_, err = w.release(id, r, norm(now))
+	return s.onMessage(ctx, id, "release "+string(id), func(w *wtx, r *record) error {
+		_, err := w.release(id, r, norm(now))
 		return err
 	})
-	if err != nil {
-		return fmt.Errorf("release %s: %w", id, err)
-	}
-	return nil
 }
 
 // release makes the held recipients of r due at now and says whether there was one.

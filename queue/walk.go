@@ -16,6 +16,9 @@ const walkPage = 512
 
 // Each calls fn with a copy of every message f selects, in ID (arrival) order, reading
 // the queue a page at a time so that memory stays bounded and no write waits for it.
+// f.OlderThan and f.YoungerThan bound the pages read by ID, and a Sender the sender
+// index can answer (an address, "<>", "*@domain") reads only its messages, once that
+// index is complete (BuildIndexes); the result is the walk's either way.
 // Each page is a consistent snapshot; a message queued or removed during the walk may
 // be seen or not. An error from fn stops the walk and is returned.
 func (s *Store) Each(ctx context.Context, f Filter, fn func(Message) error) error {

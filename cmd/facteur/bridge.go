@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/url"
 
+	"facteur/queue/maildrop"
 	"facteur/relay/admin"
 	"facteur/relay/admin/client"
 	"facteur/relay/config"
@@ -13,7 +14,7 @@ import (
 // The names the commands use for what now lives in relay packages.
 var (
 	loadPolicy    = daemon.LoadPolicy
-	dropGroup     = daemon.DropGroup
+	dropGroup     = maildrop.Group
 	openStore     = admin.OpenStore
 	plural        = admin.Plural
 	errDaemonDown = client.ErrDaemonDown

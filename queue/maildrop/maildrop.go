@@ -492,6 +492,16 @@ const Group = "facteur-drop"
 // Init creates dir if needed and gives it the maildrop permissions (mode
 // 1730; group gid unless gid is -1). The daemon calls it at start.
 func Init(dir string, gid int) error {
+	if err := initDir(dir, gid); err != nil {
+		return err
+	}
+	// The quota ledgers (quota.go) live in a directory of the same mode.
+	return initDir(filepath.Join(dir, quotaDir), gid)
+}
+
+// initDir gives one directory the maildrop's owner group and mode, the same
+// steps for the maildrop and for its quota directory.
+func initDir(dir string, gid int) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("maildrop init: %w", err)
 	}
@@ -502,19 +512,6 @@ func Init(dir string, gid int) error {
 	}
 	// Chmod after MkdirAll: the umask applies to MkdirAll, not to Chmod.
 	if err := os.Chmod(dir, dirMode); err != nil {
-		return fmt.Errorf("maildrop init: %w", err)
-	}
-	// The quota ledgers (quota.go) live in a directory of the same mode.
-	qdir := filepath.Join(dir, quotaDir)
-	if err := os.MkdirAll(qdir, 0o700); err != nil {
-		return fmt.Errorf("maildrop init: %w", err)
-	}
-	if gid >= 0 {
-		if err := os.Chown(qdir, -1, gid); err != nil {
-			return fmt.Errorf("maildrop init: %w", err)
-		}
-	}
-	if err := os.Chmod(qdir, dirMode); err != nil {
 		return fmt.Errorf("maildrop init: %w", err)
 	}
 	return nil

@@ -137,7 +137,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, h http.Handler) err
 	return err
 }
 
-// WriteJSON writes v as indented JSON.
+// WriteJSON writes v as indented JSON. It lives with the admin API and the
+// dashboard uses it too, so that every JSON answer of the daemon is encoded
+// the one way.
 func WriteJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)

@@ -19,6 +19,7 @@ import (
 	"facteur/policy"
 	"facteur/policy/bounce"
 	"facteur/queue"
+	"facteur/relay/clock"
 	"facteur/relay/config"
 	"facteur/relay/suppress"
 )
@@ -75,7 +76,7 @@ func Secret(cfg *config.Config) ([]byte, error) {
 func Offline(ctx context.Context, l suppress.Local, p *policy.Policy, rep *bounce.Report, trust bool) (Result, error) {
 	cfg := l.Config
 	res := Result{Report: rep}
-	now := time.Now()
+	now := clock.Real{}.Now() // the command line's clock: the daemon is down
 	trusted, untrusted := Trusted(rep, cfg.Bounces.TrustUntokened || trust)
 	res.Unverified = Unverified(untrusted)
 	applied := *rep

@@ -114,7 +114,7 @@ func (in *Ingester) Inbound(ctx context.Context, client string, rcpts []string, 
 
 func (in *Ingester) now() time.Time {
 	if in.Clock == nil {
-		return time.Now()
+		return clock.Real{}.Now()
 	}
 	return in.Clock.Now()
 }

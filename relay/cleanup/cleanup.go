@@ -12,6 +12,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"facteur/policy"
 	"facteur/queue"
 	"facteur/relay/address"
 	"facteur/relay/config"
@@ -96,6 +97,13 @@ var (
 	errStore = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
 		Message: "Temporary failure storing the message, try again later"}
 )
+
+// ReplyLine is one of our refusals as a client sees it, "451 4.7.1 text",
+// for the log's resp= and a quarantined file's reason: the one-line form of
+// policy.Reply.
+func ReplyLine(se *smtp.SMTPError) string {
+	return policy.Reply{Code: se.Code, Enhanced: policy.FormatEnhanced(se.EnhancedCode), Text: se.Message}.String()
+}
 
 // isLocal reports whether domain is one of ours: bare, local_domain or the
 // host name. Aliases and sender rewriting apply only there.
@@ -242,7 +250,7 @@ func (c *Cleanup) Process(ctx context.Context, m Message, now time.Time) (queue.
 			resp := err.Error()
 			var se *smtp.SMTPError
 			if errors.As(err, &se) {
-				resp = fmt.Sprintf("%d %d.%d.%d %s", se.Code, se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2], se.Message)
+				resp = ReplyLine(se)
 			}
 			c.log.Warn(maillog.Refused, append([]any{"from", "<" + sender + ">", "client", m.ClientIP, "resp", resp}, attrs...)...)
 			return "", err

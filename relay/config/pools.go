@@ -3,8 +3,9 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -180,7 +181,7 @@ func (p PoolIP) MarshalJSON() ([]byte, error) {
 // validatePools checks pools and pool_by; bad reports each problem.
 func (c *Config) validatePools(bad func(key, format string, args ...any)) {
 	owner := map[netip.Addr]string{}
-	for _, name := range sortedNames(c.Pools) {
+	for _, name := range slices.Sorted(maps.Keys(c.Pools)) {
 		p := c.Pools[name]
 		key := "pools." + name
 		if len(p.IPs) == 0 {
@@ -231,15 +232,6 @@ func plausibleHost(s string) bool {
 	return s != "" && !strings.ContainsAny(s, " \t\r\n@/") && !strings.HasPrefix(s, ".") && !strings.HasSuffix(s, ".")
 }
 
-func sortedNames[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // PoolFor returns the pool of a message: its sender's domain first (the
 // envelope sender after rewriting), then its local user, then
 // pool_by.default; "" when mail of this sender uses delivery.source_ip.
@@ -272,7 +264,7 @@ func (c *Config) CheckBind(bind func(netip.Addr) error) error {
 	if c.Delivery.SourceIP != "" {
 		try("delivery.source_ip", c.Delivery.SourceIP)
 	}
-	for _, name := range sortedNames(c.Pools) {
+	for _, name := range slices.Sorted(maps.Keys(c.Pools)) {
 		for i, ip := range c.Pools[name].IPs {
 			try(fmt.Sprintf("pools.%s.ips[%d]", name, i), ip.Addr)
 		}

@@ -49,10 +49,6 @@ import (
 	"facteur/relay/webhook"
 )
 
-// DropGroup is the group that owns the maildrop; the shim is installed
-// setgid to it (Postfix's postdrop group).
-const DropGroup = "facteur-drop"
-
 // daemon holds the parts of a running facteur.
 type daemon struct {
 	// clock is the daemon's one clock (clock.Real): every time it decides
@@ -165,7 +161,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 
 	dropDir := filepath.Join(cfg.DataDir, "maildrop")
 	gid := -1
-	if g, err := user.LookupGroup(DropGroup); err == nil {
+	if g, err := user.LookupGroup(maildrop.Group); err == nil {
 		gid, _ = strconv.Atoi(g.Gid)
 	}
 	if err := maildrop.Init(dropDir, gid); err != nil {

@@ -2,7 +2,6 @@ package dashboard
 
 import (
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
@@ -16,6 +15,7 @@ import (
 
 	"facteur/policy"
 	"facteur/queue"
+	"facteur/relay/admin"
 	"facteur/relay/maillog"
 )
 
@@ -151,7 +151,7 @@ func (d *Dashboard) auth(w http.ResponseWriter, r *http.Request) (string, bool) 
 		return d.sess.csrf(id), true
 	}
 	if wantsJSON(r) || r.Method != http.MethodGet {
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "admin token required"})
+		admin.WriteJSON(w, http.StatusUnauthorized, map[string]string{"error": "admin token required"})
 		return "", false
 	}
 	http.Redirect(w, r, "/ui/login?next="+urlQueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
@@ -174,14 +174,14 @@ func (d *Dashboard) page(name string, build func(r *http.Request) (string, any, 
 		if err != nil {
 			code := statusFor(err)
 			if wantsJSON(r) {
-				writeJSON(w, code, map[string]string{"error": err.Error()})
+				admin.WriteJSON(w, code, map[string]string{"error": err.Error()})
 				return
 			}
 			d.render(w, code, "error", view{Title: "Error", CSRF: csrf, Data: err.Error()})
 			return
 		}
 		if wantsJSON(r) {
-			writeJSON(w, http.StatusOK, data)
+			admin.WriteJSON(w, http.StatusOK, data)
 			return
 		}
 		v := view{Title: title, Nav: navOf(name), CSRF: csrf, Now: d.Now(), Data: data, Flash: r.URL.Query().Get("done")}
@@ -228,14 +228,14 @@ func (d *Dashboard) action(do func(r *http.Request) (string, error)) http.Handle
 		next, err := do(r)
 		if err != nil {
 			if bearer {
-				writeJSON(w, statusFor(err), map[string]string{"error": err.Error()})
+				admin.WriteJSON(w, statusFor(err), map[string]string{"error": err.Error()})
 				return
 			}
 			d.render(w, statusFor(err), "error", view{Title: "Error", Data: err.Error()})
 			return
 		}
 		if bearer {
-			writeJSON(w, http.StatusOK, map[string]string{"done": next})
+			admin.WriteJSON(w, http.StatusOK, map[string]string{"done": next})
 			return
 		}
 		http.Redirect(w, r, next, http.StatusSeeOther)
@@ -252,14 +252,6 @@ func (d *Dashboard) render(w http.ResponseWriter, code int, name string, v view)
 	}
 	w.WriteHeader(code)
 	w.Write([]byte(b.String()))
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
 }
 
 var errBadRequest = errors.New("bad request")

@@ -121,11 +121,7 @@ func (c *Conn) Send(ctx context.Context, m Message) (Result, error) {
 	if c.pipelining {
 		var sendable []int
 		for i, a := range m.Rcpts {
-			if why := badAddr(a); why != "" || a == "" {
-				if why == "" {
-					why = "empty"
-				}
-				res.Rcpts[i].Reply = localReply(501, "5.1.3", "bad recipient address: "+why)
+			if refuseBadRcpt(&res, i, a) {
 				continue
 			}
 			sendable = append(sendable, i)
@@ -155,11 +151,7 @@ func (c *Conn) Send(ctx context.Context, m Message) (Result, error) {
 	accepted := 0
 	c.client.CommandTimeout = t.Rcpt
 	for i, a := range m.Rcpts {
-		if why := badAddr(a); why != "" || a == "" {
-			if why == "" {
-				why = "empty"
-			}
-			res.Rcpts[i].Reply = localReply(501, "5.1.3", "bad recipient address: "+why)
+		if refuseBadRcpt(&res, i, a) {
 			continue
 		}
 		err := c.client.Rcpt(a, nil)
@@ -256,6 +248,22 @@ func (c *Conn) fail(ctx context.Context, phase Phase, limit time.Duration, err e
 
 func localReply(code int, enhanced, text string) policy.Reply {
 	return policy.Reply{Code: code, Enhanced: enhanced, Text: text, Local: true}
+}
+
+// refuseBadRcpt answers recipient i locally with a 501 when its address
+// cannot be sent (badAddr, or empty) and reports whether it did. The
+// pipelined and the one-by-one paths both check here, so that a bad
+// address gets the same reply whatever the server offers.
+func refuseBadRcpt(res *Result, i int, a string) bool {
+	why := badAddr(a)
+	if why == "" && a != "" {
+		return false
+	}
+	if why == "" {
+		why = "empty"
+	}
+	res.Rcpts[i].Reply = localReply(501, "5.1.3", "bad recipient address: "+why)
+	return true
 }
 
 // badAddr says what is wrong with an envelope address, or "" when it can be

@@ -56,7 +56,7 @@ func stsFindings(ctx context.Context, cfg *config.Config, res *resolver.Resolver
 	}
 	r := src.Get(ctx, d)
 	publish := fmt.Sprintf(`_mta-sts.%s. IN TXT "v=STSv1; id=%s", and at %s (text/plain): "version: STSv1", "mode: enforce", one "mx: HOST" per MX host, "max_age: 604800"`,
-		d, time.Now().UTC().Format("20060102T150405"), mtasts.URL(d))
+		d, time.Now().UTC().Format("20060102T150405"), mtasts.URL(d)) // a fresh policy id: the wall clock's date, decides nothing
 	switch {
 	case r.Policy == nil && r.Note == "":
 		return []Finding{{Check: CheckMTASTS, Status: Warn,

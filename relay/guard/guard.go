@@ -91,15 +91,7 @@ func (g *Guard) Admit(c Client, sender string, now time.Time) *smtp.SMTPError {
 	if !g.opts.PerClientIP.Unlimited() && c.IP != "" && (!c.Trusted || g.opts.PerClientIPTrusted) {
 		checks = append(checks, check{"ip:" + c.IP, g.opts.PerClientIP, "client " + c.IP, 1})
 	}
-	if !g.opts.PerSender.Unlimited() {
-		s := strings.ToLower(sender)
-		if s == "" {
-			s = "<>"
-		}
-		checks = append(checks, check{"from:" + s, g.opts.PerSender, "sender <" + sender + ">", 1})
-	}
-	_, err := g.take(checks, now)
-	return err
+	return g.takeWithSender(checks, sender, now)
 }
 
 // Spend takes n recipients from user's per_user budget (issue 11 §2: a
@@ -124,6 +116,13 @@ func (g *Guard) Local(user, sender string, nrcpt int, now time.Time) *smtp.SMTPE
 	if !g.opts.PerUser.Unlimited() && user != "" {
 		checks = append(checks, check{"user:" + user, g.opts.PerUser, "user " + user, nrcpt})
 	}
+	return g.takeWithSender(checks, sender, now)
+}
+
+// takeWithSender adds the sender's rate to checks and takes them all. Admit
+// and Local both end here, so that a sender spends the one per_sender
+// budget (one key, one message each) whether it came by SMTP or the maildrop.
+func (g *Guard) takeWithSender(checks []check, sender string, now time.Time) *smtp.SMTPError {
 	if !g.opts.PerSender.Unlimited() {
 		s := strings.ToLower(sender)
 		if s == "" {

@@ -10,7 +10,6 @@ package pickup
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strconv"
 	"time"
@@ -207,14 +206,14 @@ func (p *Pickup) ingest(ctx context.Context, path string) (bool, error) {
 	}
 	refused := func(se *smtp.SMTPError) (bool, error) {
 		if se.Code/100 == 5 {
-			p.Log.Error(maillog.MaildropRefused, "file", path, "uid", env.UID, "user", user, "resp", formatReply(se))
+			p.Log.Error(maillog.MaildropRefused, "file", path, "uid", env.UID, "user", user, "resp", cleanup.ReplyLine(se))
 			delete(p.waiting, path)
-			return false, maildrop.Quarantine(path, formatReply(se))
+			return false, maildrop.Quarantine(path, cleanup.ReplyLine(se))
 		}
 		// Temporary (a limit, the store full): the file waits for a
 		// later scan; said once.
 		if _, said := p.waiting[path]; !said {
-			p.Log.Warn(maillog.MaildropWaits, "file", path, "uid", env.UID, "user", user, "resp", formatReply(se))
+			p.Log.Warn(maillog.MaildropWaits, "file", path, "uid", env.UID, "user", user, "resp", cleanup.ReplyLine(se))
 		}
 		if p.waiting == nil {
 			p.waiting = map[string]time.Time{}
@@ -261,15 +260,6 @@ func (p *Pickup) ingest(ctx context.Context, path string) (bool, error) {
 		p.done[path] = true
 	}
 	return true, nil
-}
-
-// formatReply is a reply as a client would have seen it: "451 4.7.1 text".
-func formatReply(se *smtp.SMTPError) string {
-	e := se.EnhancedCode
-	if e == smtp.EnhancedCodeNotSet || e == smtp.NoEnhancedCode {
-		return fmt.Sprintf("%d %s", se.Code, se.Message)
-	}
-	return fmt.Sprintf("%d %d.%d.%d %s", se.Code, e[0], e[1], e[2], se.Message)
 }
 
 // now is the pickup's clock: what it stamps and when it sweeps.

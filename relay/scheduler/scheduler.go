@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -335,6 +336,21 @@ func (s *Scheduler) cycle(ctx context.Context) time.Time {
 	return next
 }
 
+// stillDue keeps the recipients of rcpts that msg, read after the due
+// index, still has due at now. Due reads a snapshot: a recipient whose
+// attempt was recorded (and which left the in-flight set) after that
+// snapshot began looks due there, but not in msg, and must not be tried
+// again at once.
+func stillDue(msg queue.Message, rcpts []string, now time.Time) []string {
+	var out []string
+	for _, r := range msg.Recipients {
+		if (r.Status == queue.Queued || r.Status == queue.Deferred) && !r.NextAttempt.After(now) && slices.Contains(rcpts, r.Address) {
+			out = append(out, r.Address)
+		}
+	}
+	return out
+}
+
 // fill moves due recipients into lanes, grouped by message and destination.
 func (s *Scheduler) fill(ctx context.Context, now time.Time) error {
 	s.mu.Lock()
@@ -371,7 +387,7 @@ func (s *Scheduler) fill(ctx context.Context, now time.Time) error {
 		id := msg.ID
 		groups := map[string][]string{}
 		var keys []string
-		for _, r := range byID[id] {
+		for _, r := range stillDue(msg, byID[id], now) {
 			k := s.laneKey(msg, r)
 			if _, ok := groups[k]; !ok {
 				keys = append(keys, k)

@@ -38,7 +38,7 @@ const maxImportBody = 256 << 20
 // now reads c, the wall clock when c is nil.
 func now(c clock.Clock) time.Time {
 	if c == nil {
-		return time.Now()
+		return clock.Real{}.Now()
 	}
 	return c.Now()
 }
