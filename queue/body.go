@@ -25,6 +25,18 @@ const (
 // would leave every page half empty (measured: 2.5 times the bodies on disk).
 const appendFill = 1.0
 
+// recordFill is the fill of the records' bucket. Its keys are appended too, but a
+// record grows by half when its first attempt is recorded (the response, the
+// attempt history): in pages filled to the brim every such update split a page,
+// and a queue of deferred messages ended with its record pages 40 % full. Room
+// left at append takes that growth in place.
+const recordFill = 0.55
+
+// indexFill is the fill of the index buckets (due, addrs, senders), whose small
+// keys grow mostly at the end: at bbolt's default half a page, they took as much
+// room as the records.
+const indexFill = 0.9
+
 // bigBody is the stored size from which a body gets a bucket of its own. bbolt
 // rewrites a whole leaf when one of its keys changes, and a leaf holds at least two
 // keys: large bodies side by side were copied again by every later enqueue (a 10 MB

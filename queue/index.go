@@ -129,7 +129,11 @@ func (s *Store) indexSome(ctx context.Context) (int, bool, error) {
 			var r struct {
 				Sender string `json:"sender"`
 			}
-			if err := json.Unmarshal(v, &r); err != nil {
+			js, err := recordJSON(ID(k), v)
+			if err != nil {
+				return err
+			}
+			if err := json.Unmarshal(js, &r); err != nil {
 				return fmt.Errorf("message %s: corrupt record: %w", k, err)
 			}
 			if err := w.senders.Put(senderKey(r.Sender, ID(k)), nil); err != nil {

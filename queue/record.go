@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"github.com/golang/snappy"
 	"math"
 	"strings"
 	"time"
@@ -76,7 +77,49 @@ type rcptSlot struct {
 	TLSDN        string    `json:"tlsdn,omitempty"`
 }
 
+// recordSnappy starts a record stored Snappy-compressed; a JSON record starts
+// with '{'. A deferred recipient's record carries its last response twice (as the
+// last response and in the attempt history) and the field names of every slot:
+// compressed, a million deferred messages' records took 40 % of what they did
+// (issue 19 §5).
+const (
+	recordSnappy   = 0x01
+	recordZipMin   = 192
+	recordZipSaves = 8 // stored compressed only when that saves an eighth
+)
+
+// encodeRecord is the stored form of r: its JSON, compressed when that pays.
+func encodeRecord(r *record) ([]byte, error) {
+	b, err := json.Marshal(r)
+	if err != nil || len(b) < recordZipMin {
+		return b, err
+	}
+	z := make([]byte, 1+snappy.MaxEncodedLen(len(b)))
+	z[0] = recordSnappy
+	n := len(snappy.Encode(z[1:], b))
+	if 1+n > len(b)-len(b)/recordZipSaves {
+		return b, nil
+	}
+	return z[:1+n], nil
+}
+
+// recordJSON is a stored record's JSON, decompressed if it was stored so.
+func recordJSON(id ID, b []byte) ([]byte, error) {
+	if len(b) == 0 || b[0] != recordSnappy {
+		return b, nil
+	}
+	plain, err := snappy.Decode(nil, b[1:])
+	if err != nil {
+		return nil, fmt.Errorf("message %s: corrupt record: %w", id, err)
+	}
+	return plain, nil
+}
+
 func decodeRecord(id ID, b []byte) (*record, error) {
+	b, err := recordJSON(id, b)
+	if err != nil {
+		return nil, err
+	}
 	var r record
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("message %s: corrupt record: %w", id, err)

@@ -82,6 +82,38 @@ func TestStorageUnderOneAndAHalfBodies(t *testing.T) {
 	if ratio > 1.5 {
 		t.Errorf("queue takes %.2f x its bodies, want at most 1.5", ratio)
 	}
+	// The relayhost is down: every message takes its first attempt's deferral
+	// (response, attempt history), the state a million queued messages are
+	// in; each record grows by half.
+	resp := "451 4.4.1 delivery temporarily suspended: delivery 127.0.0.1[127.0.0.1]: connect: dial tcp 127.0.0.1:2699: connect: connection refused"
+	ids, err := s.List(t.Context(), Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var next atomic.Int64
+	for range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := next.Add(1) - 1; i < int64(len(ids)); i = next.Add(1) - 1 {
+				m := ids[i]
+				at := t0.Add(time.Hour + time.Duration(i)*time.Millisecond)
+				u := Update{Rcpt: m.Recipients[0].Address, Status: Deferred, NextAttempt: at.Add(5 * time.Minute), Response: resp,
+					Class: "other_temporary", Provider: "default", Attempted: true, At: at}
+				if err := s.Record(t.Context(), m.ID, []Update{u}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	used = usedBytes(t, s)
+	ratio = float64(used) / float64(total)
+	t.Logf("deferred: %d bytes used, %.2f x the bodies", used, ratio)
+	if ratio > 1.5 {
+		t.Errorf("deferred queue takes %.2f x its bodies, want at most 1.5", ratio)
+	}
 	if testing.Verbose() {
 		s.db.View(func(tx *bolt.Tx) error {
 			for _, b := range allBuckets {

@@ -1,7 +1,6 @@
 package queue
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -42,9 +41,21 @@ func newWtx(tx *bolt.Tx) *wtx {
 		// each showed in the submission path's profile.
 	}
 	w.zbodies = tx.Bucket(bucketZBodies)
-	for _, b := range []*bolt.Bucket{w.msgs, w.bodies, w.zbodies} {
+	if w.msgs != nil {
+		w.msgs.FillPercent = recordFill
+	}
+	for _, b := range []*bolt.Bucket{w.bodies, w.zbodies} {
 		if b != nil {
 			b.FillPercent = appendFill
+		}
+	}
+	// The indexes grow mostly at their end too: due keys start with the next
+	// attempt's time, addrs and senders keys end with the ID, which grows with
+	// arrival. Their keys are small, so a page keeps room for a few inserts
+	// between older keys.
+	for _, b := range []*bolt.Bucket{w.due, w.addrs, w.senders} {
+		if b != nil {
+			b.FillPercent = indexFill
 		}
 	}
 	return w
@@ -88,7 +99,7 @@ func (w *wtx) load(id ID) (*record, error) {
 }
 
 func (w *wtx) save(id ID, r *record) error {
-	b, err := json.Marshal(r)
+	b, err := encodeRecord(r)
 	if err != nil {
 		return fmt.Errorf("message %s: encode: %w", id, err)
 	}

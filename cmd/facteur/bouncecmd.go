@@ -13,8 +13,10 @@ import (
 
 	"facteur/policy"
 	"facteur/policy/bounce"
+	"facteur/relay/admin/client"
 	"facteur/relay/bounces"
 	"facteur/relay/config"
+	"facteur/relay/daemon"
 )
 
 // facteur bounce parse / ingest (issue 7 §2); the logic, and the daemon's
@@ -65,7 +67,7 @@ func cmdBounce(args []string) int {
 	if err != nil {
 		return fail("bounce %s: read stdin: %v", sub, err)
 	}
-	p, err := loadPolicy(cfg)
+	p, err := daemon.LoadPolicy(cfg)
 	if err != nil {
 		if sub == "ingest" {
 			printPolicyErrors(err)
@@ -123,8 +125,8 @@ func ingest(ctx context.Context, cfg *config.Config, p *policy.Policy, raw []byt
 	for _, a := range envTo {
 		q.Add("envelope_to", a)
 	}
-	err := newAdminClient(cfg).send("POST", "/bounces", q, "message/rfc822", bytes.NewReader(raw), &res)
-	if !errors.Is(err, errDaemonDown) {
+	err := client.New(cfg).Send("POST", "/bounces", q, "message/rfc822", bytes.NewReader(raw), &res)
+	if !errors.Is(err, client.ErrDaemonDown) {
 		return res, err
 	}
 	return bounces.Offline(ctx, localSuppressions(cfg), p, rep, trust)

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"text/tabwriter"
 
+	"facteur/relay/admin"
 	"facteur/relay/admin/client"
 	"facteur/relay/daemon"
 )
@@ -81,9 +82,9 @@ func cmdBreaker(args []string) int {
 		fmt.Printf("%s reset: the breaker is armed again\n", k)
 	}
 	if *del {
-		fmt.Printf("%d held message%s deleted\n", res.Deleted, plural(res.Deleted))
+		fmt.Printf("%d held message%s deleted\n", res.Deleted, admin.Plural(res.Deleted))
 	} else {
-		fmt.Printf("%d held message%s released\n", res.Released, plural(res.Released))
+		fmt.Printf("%d held message%s released\n", res.Released, admin.Plural(res.Released))
 	}
 	return 0
 }

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+
+	"facteur/relay/daemon"
 )
 
 // canBind says whether an outbound connection can leave from addr: a TCP
@@ -54,7 +56,7 @@ func cmdConfig(args []string) int {
 	if err != nil {
 		return failErr(err)
 	}
-	if _, err := loadPolicy(cfg); err != nil {
+	if _, err := daemon.LoadPolicy(cfg); err != nil {
 		return failErr(err)
 	}
 	if !*noBind {

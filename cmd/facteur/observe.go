@@ -62,7 +62,7 @@ func cmdStatus(args []string) int {
 	if st.Oldest != nil {
 		oldest = fmt.Sprintf("%s (%s ago)", st.Oldest.Local().Format(admin.TextTime), time.Since(*st.Oldest).Round(time.Second))
 	}
-	fmt.Printf("queue: %d message%s, oldest %s", st.Messages, plural(st.Messages), oldest)
+	fmt.Printf("queue: %d message%s, oldest %s", st.Messages, admin.Plural(st.Messages), oldest)
 	if st.Alarm {
 		fmt.Print("   ALARM: queue deeper or older than queue_alarm")
 	}
@@ -80,7 +80,7 @@ func cmdStatus(args []string) int {
 		lh["delivered"], lh["deferred"], lh["bounced"], lh["expired"], lh["suppressed"])
 	for _, b := range st.Breaker {
 		fmt.Printf("\nbreaker: %s stopped since %s, %s, %d message%s held (facteur breaker reset %s)\n",
-			b.Key, b.At.Local().Format(admin.TextTime), b.Summary(), b.Held, plural(b.Held), b.Key)
+			b.Key, b.At.Local().Format(admin.TextTime), b.Summary(), b.Held, admin.Plural(b.Held), b.Key)
 	}
 	printClusterStatus(st.Cluster)
 	for _, x := range st.Dead {
@@ -181,6 +181,6 @@ func printClusterStatus(st *cluster.Status) {
 		fmt.Printf("  %s\t%s, heartbeat %.1fs ago\n", n.Name, state, n.AgeSeconds)
 	}
 	if st.Pending > 0 {
-		fmt.Printf("  %d change%s waiting for the link\n", st.Pending, plural(st.Pending))
+		fmt.Printf("  %d change%s waiting for the link\n", st.Pending, admin.Plural(st.Pending))
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"facteur/policy"
 	"facteur/relay/admin/client"
+	"facteur/relay/daemon"
 )
 
 // The policy commands of issue 5 §1: validate a file without starting,
@@ -120,7 +121,7 @@ func loadConfiguredPolicy(cfgPath string) (*policy.Policy, int) {
 	if err != nil {
 		return nil, failErr(err)
 	}
-	p, err := loadPolicy(cfg)
+	p, err := daemon.LoadPolicy(cfg)
 	if err != nil {
 		return nil, printPolicyErrors(err)
 	}

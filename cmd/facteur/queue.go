@@ -201,9 +201,9 @@ func cmdQueue(args []string) int {
 		if len(q) == 0 {
 			// The whole queue: the daemon's flush loop moves it in the
 			// background; the count is of the recipients waiting.
-			fmt.Printf("queue flushed: %d recipient%s due now\n", rep.Flushed, plural(rep.Flushed))
+			fmt.Printf("queue flushed: %d recipient%s due now\n", rep.Flushed, admin.Plural(rep.Flushed))
 		} else {
-			fmt.Printf("%d message%s flushed\n", rep.Flushed, plural(rep.Flushed))
+			fmt.Printf("%d message%s flushed\n", rep.Flushed, admin.Plural(rep.Flushed))
 		}
 		for _, s := range rep.Skipped {
 			fmt.Printf("skipped %s %s: provider %s suspended until %s (%s)\n", s.ID, s.Rcpt, s.Provider, s.Until.Local().Format(admin.TextTime), s.Reason)
@@ -228,7 +228,7 @@ func cmdQueue(args []string) int {
 			return 0
 		}
 		verb := map[string]string{"delete": "deleted", "hold": "held", "release": "released"}[sub]
-		fmt.Printf("%d message%s %s\n", rep.Count, plural(rep.Count), verb)
+		fmt.Printf("%d message%s %s\n", rep.Count, admin.Plural(rep.Count), verb)
 		return 0
 	}
 }

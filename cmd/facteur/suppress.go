@@ -13,6 +13,8 @@ import (
 
 	"facteur/queue"
 	"facteur/relay/address"
+	"facteur/relay/admin"
+	"facteur/relay/admin/client"
 	"facteur/relay/config"
 	"facteur/relay/suppress"
 )
@@ -67,7 +69,7 @@ func cmdSuppress(args []string) int {
 		return failErr(err)
 	}
 	ctx := context.Background()
-	c := newAdminClient(cfg)
+	c := client.New(cfg)
 	switch sub {
 	case "list":
 		list, err := fetchSuppressions(ctx, cfg, c)
@@ -111,12 +113,12 @@ func cmdSuppress(args []string) int {
 		if err != nil {
 			return failErr(fmt.Errorf("suppress add %s: %w", addr, err))
 		}
-		fmt.Printf("suppressed %s (%s); %d queued recipient%s cancelled\n", strings.ToLower(addr), r, res.Cancelled, plural(res.Cancelled))
+		fmt.Printf("suppressed %s (%s); %d queued recipient%s cancelled\n", strings.ToLower(addr), r, res.Cancelled, admin.Plural(res.Cancelled))
 		return 0
 	case "remove":
 		addr := strings.TrimSpace(pos[0])
-		err := c.do("DELETE", "/suppressions/"+url.PathEscape(addr), nil, nil, nil)
-		if errors.Is(err, errDaemonDown) {
+		err := c.Do("DELETE", "/suppressions/"+url.PathEscape(addr), nil, nil, nil)
+		if errors.Is(err, client.ErrDaemonDown) {
 			err = localSuppressions(cfg).Remove(ctx, addr)
 		}
 		if err != nil {
@@ -142,7 +144,7 @@ func cmdSuppress(args []string) int {
 		if err != nil {
 			return failErr(fmt.Errorf("suppress import %s: %w", pos[0], err))
 		}
-		fmt.Printf("imported %d suppression%s; %d queued recipient%s cancelled\n", len(res.Suppressed), plural(len(res.Suppressed)), res.Cancelled, plural(res.Cancelled))
+		fmt.Printf("imported %d suppression%s; %d queued recipient%s cancelled\n", len(res.Suppressed), admin.Plural(len(res.Suppressed)), res.Cancelled, admin.Plural(res.Cancelled))
 		return 0
 	}
 	return 2
@@ -151,15 +153,15 @@ func cmdSuppress(args []string) int {
 // localSuppressions is the list in the database, for when the daemon is
 // down; the event lines go to stderr.
 func localSuppressions(cfg *config.Config) suppress.Local {
-	return suppress.Local{Config: cfg, Open: func(create bool) (*queue.Store, error) { return openStore(cfg, create) }, LogTo: os.Stderr}
+	return suppress.Local{Config: cfg, Open: func(create bool) (*queue.Store, error) { return admin.OpenStore(cfg, create) }, LogTo: os.Stderr}
 }
 
 // fetchSuppressions returns the whole list, expired entries included, from
 // the daemon or, when it is down, from the database.
-func fetchSuppressions(ctx context.Context, cfg *config.Config, c *adminClient) ([]queue.Suppression, error) {
+func fetchSuppressions(ctx context.Context, cfg *config.Config, c *client.Client) ([]queue.Suppression, error) {
 	var list []queue.Suppression
-	err := c.do("GET", "/suppressions", nil, nil, &list)
-	if errors.Is(err, errDaemonDown) {
+	err := c.Do("GET", "/suppressions", nil, nil, &list)
+	if errors.Is(err, client.ErrDaemonDown) {
 		list, err = localSuppressions(cfg).List(ctx)
 	}
 	if err != nil {
@@ -174,14 +176,14 @@ func fetchSuppressions(ctx context.Context, cfg *config.Config, c *adminClient) 
 // postSuppressions adds (merging with existing entries) or imports
 // (replacing them, times and counts as given) through the daemon, or
 // directly when it is down.
-func postSuppressions(ctx context.Context, cfg *config.Config, c *adminClient, list []queue.Suppression, replace bool) (suppress.Result, error) {
+func postSuppressions(ctx context.Context, cfg *config.Config, c *client.Client, list []queue.Suppression, replace bool) (suppress.Result, error) {
 	var q url.Values
 	if replace {
 		q = url.Values{"mode": {"import"}}
 	}
 	var res suppress.Result
-	err := c.do("POST", "/suppressions", q, list, &res)
-	if errors.Is(err, errDaemonDown) {
+	err := c.Do("POST", "/suppressions", q, list, &res)
+	if errors.Is(err, client.ErrDaemonDown) {
 		return localSuppressions(cfg).Add(ctx, list, replace, time.Now())
 	}
 	return res, err

@@ -1,5 +1,10 @@
 package daemon
 
+// With the daemon down, the CLI's queue, providers and breaker commands
+// are answered from the queue database through the daemon's own handlers
+// (as mailq and postsuper need no running master), so that both answers
+// are the same JSON.
+
 import (
 	"bytes"
 	"context"
