@@ -624,6 +624,9 @@ func (s *Scheduler) worker(ctx context.Context, l *lane) {
 			if l.workers <= 1 {
 				l.notBefore, l.limitWait = until, true
 			}
+			// A connection held idle by another lane of the provider
+			// (connection cache) gives its slot up now.
+			s.wakeIdleLocked(l, provider)
 			s.mu.Unlock()
 			return
 		}
@@ -834,6 +837,17 @@ func (s *Scheduler) awaitMore(ctx, wctx context.Context, l *lane, provider strin
 		}
 	}
 	return nil
+}
+
+// wakeIdleLocked wakes the workers holding an idle connection for another
+// lane of provider, so that they see a lane waiting for a slot. s.mu is held.
+func (s *Scheduler) wakeIdleLocked(l *lane, provider string) {
+	for _, o := range s.lanes {
+		if o != l && o.more != nil && o.provider == provider {
+			close(o.more)
+			o.more = nil
+		}
+	}
 }
 
 // slotWantedLocked says whether another lane of provider waits for a

@@ -722,8 +722,16 @@ func TestConnectionCache(t *testing.T) {
 				if sink.Open() != 1 {
 					t.Fatalf("%d connections open during the hold, want 1", sink.Open())
 				}
-				h.clock.Advance(tc.hold)
-				waitOpen(t, sink, 0)
+				// The worker reads the clock for its deadline after the
+				// delivery event: advance until the hold is seen to end.
+				deadline := time.Now().Add(10 * time.Second)
+				for sink.Open() != 0 {
+					if time.Now().After(deadline) {
+						t.Fatalf("%d connections open after the hold", sink.Open())
+					}
+					h.clock.Advance(tc.hold)
+					time.Sleep(2 * time.Millisecond)
+				}
 			}
 		})
 	}
@@ -770,5 +778,32 @@ func TestCyclePauseOnTheClock(t *testing.T) {
 	h.clock.Advance(rest)
 	if evs := h.expect(1); evs[0].Rcpt != "b@example.org" || evs[0].Event != "delivered" {
 		t.Fatalf("events %+v", evs)
+	}
+}
+
+// A connection held idle for its lane gives its slot up at once to another
+// lane of the provider waiting for one (the provider allows one connection):
+// the second domain's mail does not wait for the hold to end.
+func TestConnectionCacheYieldsSlot(t *testing.T) {
+	sink := relaytest.NewSink(t, "127.0.0.6:0", relaytest.SinkOptions{})
+	h := newHarness(t, sink.Port(), map[string]relaytest.Zone{
+		"gmail.com":                  {MX: []relaytest.MX{{Host: "gmail-smtp-in.l.google.com", Pref: 5}}},
+		"googlemail.com":             {MX: []relaytest.MX{{Host: "gmail-smtp-in.l.google.com", Pref: 5}}},
+		"gmail-smtp-in.l.google.com": {A: []string{"127.0.0.6"}},
+	}, func(o *Options) { o.ConnectionCache = time.Hour })
+	p, err := policy.Parse("one.yaml", []byte("providers:\n  google:\n    connections: 1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.engine.Swap(p, t0)
+	h.enqueue("app@example.com", []string{"a@gmail.com"}, msgBody)
+	h.expect(1)
+	waitOpen(t, sink, 1) // held for gmail.com's lane
+	h.enqueue("app@example.com", []string{"b@googlemail.com"}, msgBody)
+	if evs := h.expect(1); evs[0].Event != "delivered" || evs[0].Rcpt != "b@googlemail.com" {
+		t.Fatalf("%+v", evs)
+	}
+	if sink.MaxConcurrent() > 1 {
+		t.Errorf("%d connections at once, the provider allows 1", sink.MaxConcurrent())
 	}
 }
