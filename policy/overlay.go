@@ -51,6 +51,18 @@ func set[T any](dst **T, src *T) {
 	}
 }
 
+// own gives *dst a struct of its own, a copy of the one it shares with the
+// layer below (or a new one), so that setting its fields changes this layer
+// alone. Every nested block of the knobs (backoff, throttle) overlays so.
+func own[T any](dst **T) {
+	if *dst == nil {
+		*dst = new(T)
+		return
+	}
+	c := **dst
+	*dst = &c
+}
+
 func overlayKnobs(dst, src *fileKnobs) {
 	set(&dst.Connections, src.Connections)
 	set(&dst.MessagesPerConnection, src.MessagesPerConnection)
@@ -59,22 +71,12 @@ func overlayKnobs(dst, src *fileKnobs) {
 	set(&dst.Retry, src.Retry)
 	set(&dst.MaxLifetime, src.MaxLifetime)
 	if b := src.Backoff; b != nil {
-		if dst.Backoff == nil {
-			dst.Backoff = &fileBackoff{}
-		} else {
-			c := *dst.Backoff
-			dst.Backoff = &c
-		}
+		own(&dst.Backoff)
 		set(&dst.Backoff.Initial, b.Initial)
 		set(&dst.Backoff.Max, b.Max)
 	}
 	if t := src.Throttle; t != nil {
-		if dst.Throttle == nil {
-			dst.Throttle = &fileThrottle{}
-		} else {
-			c := *dst.Throttle
-			dst.Throttle = &c
-		}
+		own(&dst.Throttle)
 		set(&dst.Throttle.Factor, t.Factor)
 		set(&dst.Throttle.RecoverAfter, t.RecoverAfter)
 		set(&dst.Throttle.Cooldown, t.Cooldown)
