@@ -153,15 +153,12 @@ func offlineEngine(ctx context.Context, cfg *config.Config, store *queue.Store, 
 		return nil, err
 	}
 	e := policy.NewEngine(pol)
-	if store == nil {
-		return e, nil
-	}
-	st, err := store.State(ctx, PolicyStateKey)
-	if errors.Is(err, queue.ErrNotFound) {
-		return e, nil
-	}
+	st, ok, err := savedState(ctx, store, PolicyStateKey)
 	if err != nil {
 		return nil, err
+	}
+	if !ok {
+		return e, nil
 	}
 	if err := e.RestoreState(st, now); err != nil {
 		return nil, fmt.Errorf("saved policy state: %w", err)

@@ -29,17 +29,32 @@ func newPools(ctx context.Context, cfg *config.Config, store *queue.Store, engin
 		return nil, nil
 	}
 	engine.SetSources(ps.Addrs())
-	if store == nil {
-		return ps, nil
-	}
-	b, err := store.State(ctx, warmupStateKey)
-	if errors.Is(err, queue.ErrNotFound) {
-		return ps, nil
-	}
+	b, ok, err := savedState(ctx, store, warmupStateKey)
 	if err != nil {
 		return nil, err
 	}
+	if !ok {
+		return ps, nil
+	}
 	return ps, ps.RestoreState(b, now)
+}
+
+// savedState reads what the daemon saved under key; ok is false, with no
+// error, when there is no store or nothing was saved yet (a first start).
+// The policy engine (offline too) and the pools restore through it, so that
+// both treat a missing state alike.
+func savedState(ctx context.Context, store *queue.Store, key string) (b []byte, ok bool, err error) {
+	if store == nil {
+		return nil, false, nil
+	}
+	b, err = store.State(ctx, key)
+	if errors.Is(err, queue.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return b, true, nil
 }
 
 // saveWarmup stores the pools' counts, at most every warmupSaveEvery unless
