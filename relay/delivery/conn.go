@@ -533,6 +533,17 @@ func (c *Conn) Reset() error {
 	return nil
 }
 
+// Probe sends RSET whatever the transaction state, to learn that a
+// connection that sat idle is still there; on any failure the connection is
+// closed and unusable.
+func (c *Conn) Probe() error {
+	if c.broken {
+		return &Error{Phase: PhaseReset, Host: c.host, IP: c.ip, Err: ErrUnusable}
+	}
+	c.inTxn = true // Reset sends RSET only in a transaction
+	return c.Reset()
+}
+
 // Close sends QUIT (under Timeouts.Quit) when the connection is sound, and
 // closes it. The QUIT's failure is returned for the record only: nothing
 // depends on it.

@@ -157,3 +157,52 @@ func TestPipelinedMailRefusedThenReuse(t *testing.T) {
 		t.Errorf("%d connections", n)
 	}
 }
+
+// Probe checks a connection that sat idle with an RSET: a live server answers
+// and the connection goes on; one that closed it meanwhile leaves it
+// unusable, before a message is tried on it.
+func TestProbe(t *testing.T) {
+	t.Run("alive", func(t *testing.T) {
+		s := relaytest.NewSink(t, "127.0.0.2:0", relaytest.SinkOptions{})
+		c := dial(t, s, "mx.dest.test", opts(0))
+		if res, err := c.Send(t.Context(), msg("a@dest.test")); err != nil || !res.Rcpts[0].Delivered() {
+			t.Fatalf("%+v %v", res, err)
+		}
+		if err := c.Probe(); err != nil || !c.Usable() {
+			t.Fatalf("probe of a live connection: %v", err)
+		}
+		if res, err := c.Send(t.Context(), msg("b@dest.test")); err != nil || !res.Rcpts[0].Delivered() {
+			t.Fatalf("after the probe: %+v %v", res, err)
+		}
+	})
+	t.Run("closed by the server", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.2:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		go func() {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			r := bufio.NewReader(c)
+			c.Write([]byte("220 scripted ESMTP\r\n"))
+			r.ReadString('\n') // EHLO
+			c.Write([]byte("250 scripted\r\n"))
+			c.Close() // an idle timeout of zero
+		}()
+		ap := netip.MustParseAddrPort(ln.Addr().String())
+		o := opts(int(ap.Port()))
+		o.NoTLS = true
+		c, err := delivery.Dial(t.Context(), "mx.dest.test", ap.Addr(), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.Probe(); err == nil || c.Usable() {
+			t.Fatalf("probe of a closed connection: %v, usable %v", err, c.Usable())
+		}
+	})
+}

@@ -780,20 +780,34 @@ func (s *Scheduler) connection(ctx, wctx context.Context, l *lane, provider stri
 				return true
 			}
 		}
+		idled := false
 		if it = s.popFree(wctx, l, provider, lim.RecipientsPerMessage); it == nil {
+			start := s.clock.Now()
 			if it = s.awaitMore(ctx, wctx, l, provider, lim.RecipientsPerMessage); it == nil {
 				return false
 			}
+			idled = s.clock.Now().Sub(start) >= probeAfterIdle
 		}
 		if ok, more := admit(it); !ok {
 			return more
 		}
-		if err := conn.Reset(); err != nil {
+		reset := conn.Reset
+		if idled {
+			// The server may have closed the connection while it sat in the
+			// cache: an RSET finds out before the message is tried on it, as
+			// Postfix does when it takes a connection from its cache.
+			reset = conn.Probe
+		}
+		if err := reset(); err != nil {
 			s.unpop(l, it) // the next item goes on a new connection
 			return true
 		}
 	}
 }
+
+// probeAfterIdle is how long a cached connection may sit idle before it is
+// checked with an RSET before its next message.
+const probeAfterIdle = 200 * time.Millisecond
 
 // awaitMore holds an idle connection of l open for ConnectionCache, for an
 // item the next cycle may add: under a steady trickle of mail (a web server
