@@ -76,6 +76,7 @@ type Arrivals struct {
 	mu      sync.Mutex // guards the fields below
 	entries []arrival  // by arrival, oldest first
 	intern  map[string]string
+	dropped int // entries dropped since intern was last rebuilt
 }
 
 type arrival struct {
@@ -127,12 +128,17 @@ func (a *Arrivals) internLocked(s string) string {
 	return s
 }
 
-// dropLocked forgets the n oldest entries, and the interned strings only
-// they used once the table has grown past the entries.
+// dropLocked forgets the n oldest entries, and from time to time the
+// interned strings only they used.
 func (a *Arrivals) dropLocked(n int) {
 	clear(a.entries[:n])
 	a.entries = a.entries[n:]
-	if len(a.intern) > 2*len(a.entries)+1024 {
+	// Rebuilt once as many entries were dropped as half of those kept: the
+	// cost stays a constant per entry, whatever share of the strings are
+	// unique (every subject different, every client too).
+	a.dropped += n
+	if a.dropped > len(a.entries)/2+1024 {
+		a.dropped = 0
 		old := a.intern
 		a.intern = make(map[string]string, len(old)/2)
 		for _, e := range a.entries {
