@@ -111,6 +111,9 @@ func (c *Conn) sendPipelined(ctx context.Context, m Message, rcpts []int, needUT
 	}
 
 	mail, err := c.read(t.Mail)
+	if err == nil {
+		err = expect(mail, false)
+	}
 	if err != nil {
 		return c.fail(ctx, PhaseMail, t.Mail, err)
 	}
@@ -135,6 +138,9 @@ func (c *Conn) sendPipelined(ctx context.Context, m Message, rcpts []int, needUT
 	accepted := 0
 	for n, i := range rcpts {
 		r, err := c.read(t.Rcpt)
+		if err == nil {
+			err = expect(r, false)
+		}
 		if err != nil {
 			return c.fail(ctx, PhaseRcpt, t.Rcpt, err)
 		}
@@ -161,6 +167,9 @@ func (c *Conn) sendPipelined(ctx context.Context, m Message, rcpts []int, needUT
 	}
 
 	data, err := c.read(t.Data)
+	if err == nil {
+		err = expect(data, true)
+	}
 	if err != nil {
 		return c.fail(ctx, PhaseData, t.Data, err)
 	}
@@ -218,6 +227,20 @@ func (c *Conn) sendPipelined(ctx context.Context, m Message, rcpts []int, needUT
 	setAccepted(res, r)
 	c.after(r)
 	return nil
+}
+
+// expect refuses a reply that makes no sense at its step, as go-smtp's
+// command-by-command client does: a 3xx to MAIL or RCPT, anything but 354 or
+// a refusal to DATA (a 250 there would count the message delivered although
+// its body was never sent).
+func expect(r policy.Reply, data bool) error {
+	switch {
+	case data && (r.Code == 354 || r.Code >= 400):
+		return nil
+	case !data && r.Code/100 != 3:
+		return nil
+	}
+	return fmt.Errorf("%w: %d %s", errUnexpected, r.Code, r.Text)
 }
 
 // drainRefused reads the replies to n RCPTs and a DATA sent after a refused

@@ -206,3 +206,50 @@ func TestProbe(t *testing.T) {
 		}
 	})
 }
+
+// A 250 to DATA (or a 3xx to RCPT) is no reply a server can give: the
+// conversation is broken and nothing counts as delivered, although the
+// body was never sent.
+func TestPipelinedNonsenseReply(t *testing.T) {
+	for _, tc := range []struct{ name, rcpt, data string }{
+		{"250 to DATA", "250 2.1.5 ok", "250 2.0.0 fine"},
+		{"354 to RCPT", "354 go on", "354 go ahead"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.2:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				r := bufio.NewReader(c)
+				c.Write([]byte("220 scripted ESMTP\r\n"))
+				r.ReadString('\n') // EHLO
+				c.Write([]byte("250-scripted\r\n250 PIPELINING\r\n"))
+				for range 3 { // MAIL, RCPT, DATA
+					r.ReadString('\n')
+				}
+				c.Write([]byte("250 2.1.0 ok\r\n" + tc.rcpt + "\r\n" + tc.data + "\r\n"))
+				r.ReadString('\n')
+			}()
+			ap := netip.MustParseAddrPort(ln.Addr().String())
+			o := opts(int(ap.Port()))
+			o.NoTLS = true
+			c, err := delivery.Dial(t.Context(), "mx.dest.test", ap.Addr(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			res, err := c.Send(t.Context(), msg("a@dest.test"))
+			if err == nil || res.Rcpts[0].Delivered() || c.Usable() {
+				t.Fatalf("Send: %+v, err %v, usable %v", res, err, c.Usable())
+			}
+		})
+	}
+}
