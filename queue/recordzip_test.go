@@ -2,6 +2,7 @@ package queue
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -73,5 +74,34 @@ func TestRecordEncoding(t *testing.T) {
 	after, err := s.Get(t.Context(), id)
 	if err != nil || after.Recipients[0].LastResponse != long || after.Sender != before.Sender || len(after.Recipients[0].History) != 1 {
 		t.Fatalf("old record: %+v, %v", after, err)
+	}
+}
+
+// A read-only open of a file no daemon has made its buckets in (mailq before
+// the first start) reads as empty: listings are empty and lookups are
+// ErrNotFound, never a panic on a missing bucket.
+func TestReadOnlyWithoutBuckets(t *testing.T) {
+	path := t.TempDir() + "/q.db"
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s, err := Open(path, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if msgs, err := s.List(t.Context(), Filter{}); err != nil || len(msgs) != 0 {
+		t.Fatalf("List: %v, %v", msgs, err)
+	}
+	if msgs, err := s.List(t.Context(), Filter{Sender: "*@x.example"}); err != nil || len(msgs) != 0 {
+		t.Fatalf("List by sender: %v, %v", msgs, err)
+	}
+	if _, err := s.Get(t.Context(), "0MWRWPYMI001"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get: %v", err)
+	}
+	if _, err := s.Body(t.Context(), "0MWRWPYMI001"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Body: %v", err)
 	}
 }

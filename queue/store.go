@@ -54,6 +54,11 @@ type Store struct {
 
 	sparseMin int64 // see Sparse
 
+	// noQueue: a read-only open of a file no daemon has made its buckets in
+	// (checkVersion): every read answers errNoQueue instead of touching a
+	// bucket that is not there.
+	noQueue bool
+
 	// suppHook, when set, is told of every change of the suppression list (issue 14).
 	suppHook atomic.Pointer[SuppressionHook]
 }
@@ -90,8 +95,10 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.ReadOnly {
 		initTx = db.View
 	}
+	noQueue := false
 	if err := initTx(func(tx *bolt.Tx) error {
 		if opts.ReadOnly {
+			noQueue = tx.Bucket(bucketMsgs) == nil
 			return checkVersion(tx)
 		}
 		return initBuckets(tx)
@@ -103,7 +110,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if sparseMin <= 0 {
 		sparseMin = sparseMinSize
 	}
-	return &Store{db: db, path: path, sparseMin: sparseMin}, nil
+	return &Store{db: db, path: path, sparseMin: sparseMin, noQueue: noQueue}, nil
 }
 
 func initBuckets(tx *bolt.Tx) error {
@@ -133,6 +140,11 @@ func initBuckets(tx *bolt.Tx) error {
 	}
 	return checkVersion(tx)
 }
+
+// errNoQueue is what every read of a database without its buckets answers:
+// nothing was ever queued there, so it is ErrNotFound, and a listing is
+// empty.
+var errNoQueue = fmt.Errorf("%w: no queue in this database yet", ErrNotFound)
 
 // checkVersion refuses a database written by another schema version; a
 // read-only open of a database without the buckets yet (never opened by a
@@ -343,6 +355,9 @@ func (s *Store) viewSome(ctx context.Context, fn func(*wtx) error, names ...[]by
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if s.noQueue {
+		return errNoQueue
+	}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		w := &wtx{tx: tx}
 		for _, n := range names {
@@ -378,6 +393,9 @@ func (s *Store) viewSome(ctx context.Context, fn func(*wtx) error, names ...[]by
 func (s *Store) view(ctx context.Context, fn func(*wtx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if s.noQueue {
+		return errNoQueue
 	}
 	err := s.db.View(func(tx *bolt.Tx) error { return fn(newWtx(tx)) })
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {

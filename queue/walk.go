@@ -32,6 +32,9 @@ func (s *Store) EachAfter(ctx context.Context, f Filter, from ID, fn func(Messag
 	if err := f.validate(); err != nil {
 		return fmt.Errorf("list: %w", err)
 	}
+	if s.noQueue {
+		return nil // nothing was ever queued in this file
+	}
 	if len(f.IDs) > 0 {
 		// A list of IDs (an operator's few) is read by key, not by walking
 		// the queue.
