@@ -241,7 +241,7 @@ var (
 	// recipient's existence, whatever its code: a rate, a policy or preference (a filter), a
 	// block, an IP, a reputation, spam, the sender (shared/testdata/README.md: "the text
 	// decides"). Exported for the bounce package, which applies the same judgement.
-	ContraryWords = regexp.MustCompile(`(?i)\brate\b|rate[- ]?limit|\bpolic(y|ies)\b|\bpreference|\bblock|\b(black|deny|block) ?list|blacklisted|reputation|\bip\b|\bip address|\bspam|too many|\b(this|per|an|each|every) (hour|minute|day)\b|\bhourly\b|\bsender\b|envelope[- ]from|\bmail from\b|\bbanned\b|relay(ing)? (access )?(denied|not permitted)|unable to relay|not (permitted|allowed|authori[sz]ed) to relay|not an open relay|we do ?n.?t handle mail for`)
+	ContraryWords = regexp.MustCompile(`(?i)\brate\b|rate[- ]?limit|\bpolic(y|ies)\b|\bpreference|\bblock|\b(black|deny|block) ?list|blacklisted|reputation|\bip\b|\bip address|\bspam|too many|\b(this|per|an|each|every) (hour|minute|day)\b|\bhourly\b|\bsenders?\b|authenticat|\bhelo\b|\behlo\b|envelope[- ]from|\bmail from\b|\bbanned\b|relay(ing)? (access )?(denied|not (permitted|allowed))|unable to relay|not (permitted|allowed|authori[sz]ed) to relay|not an open relay|we do ?n.?t handle mail for`)
 	// TransientDNSWords say a lookup failed for now, which is not a dead domain (Postfix's
 	// "Host not found, try again" is the resolver's TRY_AGAIN; host_unknown needs NXDOMAIN,
 	// a null MX, or the MTA's words for them).
