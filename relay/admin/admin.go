@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"golang.org/x/net/netutil"
 	"log/slog"
 	"net"
 	"net/http"
@@ -118,9 +119,22 @@ func healthz(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
+// adminConns bounds the admin connections open at once on one listener.
+const adminConns = 128
+
 // Serve runs handler h (UnixHandler or TCPHandler) on ln until ctx is done.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ConnContext: connContext}
+	// IdleTimeout: a keep-alive connection waiting for its next request is
+	// closed, or any local user could hold the TCP listener's connections
+	// (and the daemon's descriptors) open for ever with one GET /healthz
+	// each; adminConns bounds how many are open at once on the TCP listener.
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 30 * time.Second, ConnContext: connContext}
+	if _, tcp := ln.(*net.TCPListener); tcp {
+		// Only there: the Unix socket's handler reads the peer's
+		// credentials from the *net.UnixConn itself, and only its
+		// admins may connect to it.
+		ln = netutil.LimitListener(ln, adminConns)
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -43,7 +43,14 @@ func (q *Showq) Serve(ctx context.Context, ln net.Listener) error {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			return err
+			// Out of descriptors (EMFILE) and the like pass: a mailq must
+			// never stop the daemon, whose errgroup this runs in.
+			select {
+			case <-time.After(100 * time.Millisecond):
+				continue
+			case <-ctx.Done():
+				return nil
+			}
 		}
 		select {
 		case sem <- struct{}{}:
