@@ -340,10 +340,39 @@ func (b *Breaker) figures(s *sender, now time.Time) (n, failed, deferred int) {
 func (b *Breaker) senderOf(k Key) *sender {
 	s := b.senders[k]
 	if s == nil {
+		if len(b.senders) >= maxSenders {
+			b.evictIdlest(maxSenders / 10)
+		}
 		s = &sender{}
 		b.senders[k] = s
 	}
 	return s
+}
+
+// maxSenders bounds the keys watched at once. A local user can make a new
+// sender domain per transaction (MAIL FROM a fresh domain, RCPT to a
+// suppressed address, RSET), and each key holds a window of buckets for an
+// hour: without a bound that is memory at its command.
+const maxSenders = 50000
+
+// evictIdlest forgets the n untripped keys seen least recently, in one pass
+// (a sort every maxSenders/10 new keys, not a scan per key). The flood's own
+// user key is seen at every transaction and stays.
+func (b *Breaker) evictIdlest(n int) {
+	type idle struct {
+		k    Key
+		seen time.Time
+	}
+	all := make([]idle, 0, len(b.senders))
+	for k, s := range b.senders {
+		if b.tripped[k] == nil {
+			all = append(all, idle{k, s.Seen})
+		}
+	}
+	slices.SortFunc(all, func(a, c idle) int { return a.seen.Compare(c.seen) })
+	for _, x := range all[:min(n, len(all))] {
+		delete(b.senders, x.k)
+	}
 }
 
 // Observe counts one recipient outcome under each key of its sender and

@@ -402,3 +402,32 @@ func TestImpose(t *testing.T) {
 		}
 	}
 }
+
+// A flood of fresh sender domains (each a new key) keeps the watched keys
+// bounded; the flooding user's own key, seen all along, is still counted,
+// and so is an earlier tripped key.
+func TestSenderKeysBounded(t *testing.T) {
+	b := New(defaultConfig())
+	send{s: www, n: 300, status: Bounced, rcpt: "many"}.run(b)
+	if len(b.Tripped()) == 0 {
+		t.Fatal("nothing tripped")
+	}
+	flood := Sender{User: "flooder"}
+	for i := range maxSenders + maxSenders/2 {
+		flood.Address = fmt.Sprintf("x@r%d.example", i)
+		b.Observe(Outcome{Sender: flood, ID: fmt.Sprint(i), Rcpt: "gone@example.org", Status: Suppressed, At: t0}, t0)
+	}
+	b.mu.Lock()
+	n := len(b.senders)
+	_, user := b.senders["user=flooder"]
+	b.mu.Unlock()
+	if n > maxSenders {
+		t.Errorf("%d keys watched, bound %d", n, maxSenders)
+	}
+	if !user {
+		t.Error("the flooding user's key was evicted")
+	}
+	if len(b.Tripped()) == 0 {
+		t.Error("a tripped key was evicted")
+	}
+}
