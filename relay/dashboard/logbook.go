@@ -27,7 +27,7 @@ const (
 type LogBook struct {
 	mu    sync.Mutex // guards lines and order
 	lines map[queue.ID][]string
-	order []queue.ID
+	order idRing // the messages in arrival order, for eviction
 }
 
 // NewLogBook returns an empty log book.
@@ -45,10 +45,8 @@ func (l *LogBook) add(id queue.ID, line string) {
 	defer l.mu.Unlock()
 	ls, ok := l.lines[id]
 	if !ok {
-		l.order = append(l.order, id)
-		if len(l.order) > logbookMessages {
-			delete(l.lines, l.order[0])
-			l.order = l.order[1:]
+		if old := l.order.push(id, logbookMessages); old != "" {
+			delete(l.lines, old)
 		}
 	}
 	if len(ls) >= logbookLines {

@@ -73,6 +73,51 @@ type bucket struct {
 
 type origin struct{ domain, user string }
 
+// replyRing is a provider's last RepliesKept replies: written in place, so
+// that a busy provider's every event costs no copy of the list.
+type replyRing struct {
+	buf  [RepliesKept]Reply
+	next int // where the next reply goes: the oldest once full
+	n    int // how many are kept, at most RepliesKept
+}
+
+func (r *replyRing) add(rep Reply) {
+	r.buf[r.next] = rep
+	r.next = (r.next + 1) % RepliesKept
+	if r.n < RepliesKept {
+		r.n++
+	}
+}
+
+// newestFirst returns the kept replies, the last added first.
+func (r *replyRing) newestFirst() []Reply {
+	out := make([]Reply, r.n)
+	for i := range out {
+		out[i] = r.buf[(r.next-1-i+RepliesKept)%RepliesKept]
+	}
+	return out
+}
+
+// idRing is a FIFO of at most max queue IDs, in a fixed array once full:
+// the oldest is overwritten in place instead of slid off the front of a
+// slice that append copies over and over.
+type idRing struct {
+	ids  []queue.ID
+	head int // the oldest once full
+}
+
+// push adds id and returns the ID it evicted ("" while not full).
+func (r *idRing) push(id queue.ID, max int) queue.ID {
+	if len(r.ids) < max {
+		r.ids = append(r.ids, id)
+		return ""
+	}
+	old := r.ids[r.head]
+	r.ids[r.head] = id
+	r.head = (r.head + 1) % max
+	return old
+}
+
 // Tally counts delivery outcomes and complaints in 5-minute buckets over
 // the last day, per provider, sender domain and local user, and keeps each
 // provider's last replies. It lives in memory: after a restart the windows
@@ -81,14 +126,14 @@ type origin struct{ domain, user string }
 type Tally struct {
 	mu      sync.Mutex // guards all below
 	buckets []*bucket  // oldest first
-	replies map[string][]Reply
+	replies map[string]*replyRing
 	origins map[queue.ID]origin
-	order   []queue.ID // origins in insertion order, for eviction
+	order   idRing // origins in insertion order, for eviction
 }
 
 // NewTally returns an empty tally.
 func NewTally() *Tally {
-	return &Tally{replies: map[string][]Reply{}, origins: map[queue.ID]origin{}}
+	return &Tally{replies: map[string]*replyRing{}, origins: map[queue.ID]origin{}}
 }
 
 // SenderDomain is the domain part of a sender address, lower-cased; "<>"
@@ -154,11 +199,12 @@ func (t *Tally) Record(e Event) {
 	b := t.bucketAt(e.At)
 	if e.Provider != "" {
 		counter(b.providers, e.Provider).add(one)
-		rs := append(t.replies[e.Provider], Reply{At: e.At, Event: e.Kind, ID: e.ID, Rcpt: e.Rcpt, Class: e.Class, Response: e.Response})
-		if len(rs) > RepliesKept {
-			rs = append(rs[:0:0], rs[len(rs)-RepliesKept:]...)
+		rs := t.replies[e.Provider]
+		if rs == nil {
+			rs = &replyRing{}
+			t.replies[e.Provider] = rs
 		}
-		t.replies[e.Provider] = rs
+		rs.add(Reply{At: e.At, Event: e.Kind, ID: e.ID, Rcpt: e.Rcpt, Class: e.Class, Response: e.Response})
 	}
 	dom := SenderDomain(e.Sender)
 	counter(b.domains, dom).add(one)
@@ -168,10 +214,8 @@ func (t *Tally) Record(e Event) {
 	if e.ID != "" {
 		if _, ok := t.origins[e.ID]; !ok {
 			t.origins[e.ID] = origin{dom, e.User}
-			t.order = append(t.order, e.ID)
-			if len(t.order) > originsKept {
-				delete(t.origins, t.order[0])
-				t.order = t.order[1:]
+			if old := t.order.push(e.ID, originsKept); old != "" {
+				delete(t.origins, old)
 			}
 		}
 	}
@@ -269,9 +313,8 @@ func (t *Tally) Replies(provider string) []Reply {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	rs := t.replies[provider]
-	out := make([]Reply, len(rs))
-	for i, r := range rs {
-		out[len(rs)-1-i] = r
+	if rs == nil {
+		return []Reply{}
 	}
-	return out
+	return rs.newestFirst()
 }
