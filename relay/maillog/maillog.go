@@ -76,49 +76,71 @@ func (h *Handler) WithGroup(name string) slog.Handler {
 	return &h2
 }
 
+// lineBufs holds the buffers lines are built in: a line is written with
+// one Write and the buffer handed back, so that a busy relay's log costs
+// no allocation per line. A writer never keeps the slice it is given
+// (io.Writer's contract); the tap gets its own copy.
+var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// maxPooledLine bounds the buffers kept for reuse: a line with a huge
+// reply in it is not worth holding on to.
+const maxPooledLine = 16 << 10
+
 func (h *Handler) Handle(_ context.Context, r slog.Record) error {
-	var b strings.Builder
 	t := r.Time
 	if t.IsZero() {
 		// A log line's timestamp is the wall clock's, whatever clock the
 		// caller decides by.
 		t = time.Now()
 	}
-	var tb [32]byte
-	b.Write(t.UTC().AppendFormat(tb[:0], "2006-01-02T15:04:05.000Z"))
+	// The queue ID goes first whatever its place among the attributes: a
+	// first pass finds it (the last non-empty one), the second writes the
+	// others in order.
 	qid := "-"
-	var rest []slog.Attr
-	collect := func(a slog.Attr) bool {
+	findQID := func(a slog.Attr) bool {
 		if a.Key == "qid" {
 			if s := a.Value.String(); s != "" {
 				qid = s
 			}
-			return true
 		}
-		rest = append(rest, a)
 		return true
 	}
 	for _, a := range h.attrs {
-		collect(a)
+		findQID(a)
 	}
-	r.Attrs(collect)
-	b.WriteByte(' ')
-	b.WriteString(qid)
-	b.WriteByte(' ')
-	b.WriteString(r.Message)
+	r.Attrs(findQID)
+
+	bp := lineBufs.Get().(*[]byte)
+	b := appendStamp((*bp)[:0], t)
+	b = append(b, ' ')
+	b = append(b, qid...)
+	b = append(b, ' ')
+	b = append(b, r.Message...)
 	if r.Level >= slog.LevelWarn {
-		b.WriteString(" level=" + strings.ToLower(r.Level.String()))
+		b = append(b, " level="...)
+		b = append(b, strings.ToLower(r.Level.String())...)
 	}
-	for _, a := range rest {
-		writeAttr(&b, h.group, a)
+	for _, a := range h.attrs {
+		if a.Key != "qid" {
+			b = appendAttr(b, h.group, a)
+		}
 	}
-	b.WriteByte('\n')
-	line := b.String()
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key != "qid" {
+			b = appendAttr(b, h.group, a)
+		}
+		return true
+	})
+	b = append(b, '\n')
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	_, err := io.WriteString(h.w, line)
+	_, err := h.w.Write(b)
 	if h.tap != nil && qid != "-" {
-		h.tap(qid, line[:len(line)-1])
+		h.tap(qid, string(b[:len(b)-1]))
+	}
+	h.mu.Unlock()
+	if cap(b) <= maxPooledLine {
+		*bp = b[:0]
+		lineBufs.Put(bp)
 	}
 	return err
 }
@@ -128,61 +150,109 @@ func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 // format writes them under "detail".
 func Prose(s string) slog.Attr { return slog.String("", s) }
 
-func writeAttr(b *strings.Builder, prefix string, a slog.Attr) {
+// stampLayout is the time at the start of each line, in UTC.
+const stampLayout = "2006-01-02T15:04:05.000Z"
+
+// appendStamp appends t as stampLayout, digit by digit: time.AppendFormat
+// interprets the layout at each call, most of the cost of a line.
+// FuzzAppendStamp checks both agree.
+func appendStamp(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(b, stampLayout) // not four digits
+	}
+	hour, min, sec := t.Clock()
+	ms := t.Nanosecond() / 1e6 // truncated, as the layout's .000
+	return append(b,
+		byte('0'+year/1000), byte('0'+year/100%10), byte('0'+year/10%10), byte('0'+year%10), '-',
+		byte('0'+int(month)/10), byte('0'+int(month)%10), '-',
+		byte('0'+day/10), byte('0'+day%10), 'T',
+		byte('0'+hour/10), byte('0'+hour%10), ':',
+		byte('0'+min/10), byte('0'+min%10), ':',
+		byte('0'+sec/10), byte('0'+sec%10), '.',
+		byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z')
+}
+
+func appendAttr(b []byte, prefix string, a slog.Attr) []byte {
 	a.Value = a.Value.Resolve()
 	if a.Equal(slog.Attr{}) {
-		return
+		return b
 	}
 	if a.Key == "" && prefix == "" && a.Value.Kind() == slog.KindString {
-		b.WriteByte(' ')
-		b.WriteString(strings.Map(func(r rune) rune {
+		b = append(b, ' ')
+		return append(b, strings.Map(func(r rune) rune {
 			if r < ' ' || r == 0x7f {
 				return ' ' // never a line break in the log
 			}
 			return r
-		}, a.Value.String()))
-		return
-	}
-	key := a.Key
-	if prefix != "" {
-		key = prefix + "." + key
+		}, a.Value.String())...)
 	}
 	if a.Value.Kind() == slog.KindGroup {
-		for _, g := range a.Value.Group() {
-			writeAttr(b, key, g)
+		key := a.Key
+		if prefix != "" {
+			key = prefix + "." + key
 		}
-		return
+		for _, g := range a.Value.Group() {
+			b = appendAttr(b, key, g)
+		}
+		return b
 	}
-	b.WriteByte(' ')
-	b.WriteString(key)
-	b.WriteByte('=')
-	var s string
-	switch a.Value.Kind() {
+	b = append(b, ' ')
+	if prefix != "" {
+		b = append(b, prefix...)
+		b = append(b, '.')
+	}
+	b = append(b, a.Key...)
+	b = append(b, '=')
+	v := a.Value
+	switch v.Kind() {
+	case slog.KindString:
+		return appendQuoted(b, v.String())
+	case slog.KindInt64:
+		return strconv.AppendInt(b, v.Int64(), 10) // always plain
+	case slog.KindUint64:
+		return strconv.AppendUint(b, v.Uint64(), 10)
 	case slog.KindTime:
-		s = a.Value.Time().UTC().Format(time.RFC3339)
+		// RFC 3339 in UTC: digits, '-', ':', 'T', 'Z', '.', never quoted.
+		start := len(b)
+		b = v.Time().UTC().AppendFormat(b, time.RFC3339)
+		return requote(b, start)
 	case slog.KindDuration:
-		s = a.Value.Duration().Round(time.Millisecond).String()
+		return appendQuoted(b, v.Duration().Round(time.Millisecond).String())
 	default:
-		s = a.Value.String()
+		return appendQuoted(b, v.String())
 	}
-	b.WriteString(quote(s))
 }
 
-// quote leaves plain tokens bare and quotes anything with spaces, quotes,
-// '=' or control characters, so that a remote reply stays on one line.
-func quote(s string) string {
-	if s == "" {
-		return `""`
+// appendQuoted appends s, quoted when it is not a plain token.
+func appendQuoted(b []byte, s string) []byte {
+	if plain(s) {
+		return append(b, s...)
 	}
-	plain := true
+	return strconv.AppendQuote(b, s)
+}
+
+// requote quotes b[start:] in place when it is not a plain token.
+func requote(b []byte, start int) []byte {
+	if plain(string(b[start:])) {
+		return b
+	}
+	s := string(b[start:])
+	return strconv.AppendQuote(b[:start], s)
+}
+
+// plain reports whether s can stand bare in a line: not empty, and without
+// spaces, quotes, '=', '\\', control or invalid characters, so that a
+// remote reply stays on one line and key=value parsing stays unambiguous.
+func plain(s string) bool {
+	if s == "" {
+		return false
+	}
 	for _, r := range s {
 		if r <= ' ' || r == '"' || r == '=' || r == '\\' || r == utf8.RuneError || r == 0x7f {
-			plain = false
-			break
+			return false
 		}
 	}
-	if plain {
-		return s
-	}
-	return strconv.Quote(s)
+	return true
 }
