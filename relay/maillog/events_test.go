@@ -31,18 +31,25 @@ var dynamic = map[string]string{
 	"relay/daemon/breaker.go: event":             "a breaker reset: maillog.Released or Deleted",
 }
 
-// logCall reports whether call is Info, Warn or Error on a logger named
-// log or Log (s.log, p.Log, log): the event log's calls. Debug never
-// reaches the event log.
-func logCall(call *ast.CallExpr) bool {
+// logCall reports whether call is Info, Warn, Error or LogAttrs on a
+// logger named log or Log (s.log, p.Log, log): the event log's calls, and
+// returns its event argument (the first; LogAttrs's third, after ctx and
+// level). Debug never reaches the event log.
+func logCall(call *ast.CallExpr) (event ast.Expr, ok bool) {
 	sel, ok := call.Fun.(*ast.SelectorExpr)
-	if !ok || len(call.Args) == 0 {
-		return false
+	if !ok {
+		return nil, false
 	}
+	i := 0
 	switch sel.Sel.Name {
 	case "Info", "Warn", "Error":
+	case "LogAttrs":
+		i = 2
 	default:
-		return false
+		return nil, false
+	}
+	if len(call.Args) <= i {
+		return nil, false
 	}
 	var name string
 	switch x := sel.X.(type) {
@@ -51,7 +58,7 @@ func logCall(call *ast.CallExpr) bool {
 	case *ast.SelectorExpr:
 		name = x.Sel.Name
 	}
-	return name == "log" || name == "Log"
+	return call.Args[i], name == "log" || name == "Log"
 }
 
 // sources parses every non-test Go file of the module but this package's.
@@ -141,10 +148,13 @@ func TestLogCallsUseEvents(t *testing.T) {
 	for rel, f := range files {
 		ast.Inspect(f, func(n ast.Node) bool {
 			call, ok := n.(*ast.CallExpr)
-			if !ok || !logCall(call) {
+			if !ok {
 				return true
 			}
-			arg := call.Args[0]
+			arg, ok := logCall(call)
+			if !ok {
+				return true
+			}
 			if sel, ok := arg.(*ast.SelectorExpr); ok {
 				if pkg, ok := sel.X.(*ast.Ident); ok && pkg.Name == "maillog" {
 					if _, ok := consts[sel.Sel.Name]; !ok {
@@ -192,6 +202,29 @@ func keysOf(call *ast.CallExpr, add func(string)) {
 	}
 }
 
+// slogAttrKey returns the key of slog.String("key", v), slog.Int and the
+// other constructors of one attribute, when it is a literal.
+func slogAttrKey(call *ast.CallExpr) (string, bool) {
+	sel, ok := call.Fun.(*ast.SelectorExpr)
+	if !ok || len(call.Args) == 0 {
+		return "", false
+	}
+	if pkg, ok := sel.X.(*ast.Ident); !ok || pkg.Name != "slog" {
+		return "", false
+	}
+	switch sel.Sel.Name {
+	case "String", "Int", "Int64", "Uint64", "Float64", "Bool", "Time", "Duration", "Any":
+	default:
+		return "", false
+	}
+	lit, ok := call.Args[0].(*ast.BasicLit)
+	if !ok || lit.Kind != token.STRING {
+		return "", false
+	}
+	k, err := strconv.Unquote(lit.Value)
+	return k, err == nil
+}
+
 // TestREADMEListsEventsAndKeys: README's "Events, a closed set" paragraph names every
 // event and its key list every key a log call writes.
 func TestREADMEListsEventsAndKeys(t *testing.T) {
@@ -225,8 +258,13 @@ func TestREADMEListsEventsAndKeys(t *testing.T) {
 		ast.Inspect(f, func(n ast.Node) bool {
 			switch x := n.(type) {
 			case *ast.CallExpr:
-				if logCall(x) {
+				if _, ok := logCall(x); ok {
 					keysOf(x, func(k string) { used[k] = fset.Position(x.Pos()).String() })
+				}
+				// slog.String("key", v) and its kin: attributes a
+				// LogAttrs call is given.
+				if k, ok := slogAttrKey(x); ok && fileLogs(f) {
+					used[k] = fset.Position(x.Pos()).String()
 				}
 			case *ast.CompositeLit:
 				// []any{"key", value, ...}: attributes a log call appends.
@@ -252,8 +290,8 @@ func TestREADMEListsEventsAndKeys(t *testing.T) {
 func fileLogs(f *ast.File) bool {
 	found := false
 	ast.Inspect(f, func(n ast.Node) bool {
-		if call, ok := n.(*ast.CallExpr); ok && logCall(call) {
-			found = true
+		if call, ok := n.(*ast.CallExpr); ok {
+			_, found = logCall(call)
 		}
 		return !found
 	})

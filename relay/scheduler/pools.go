@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"fmt"
+	"log/slog"
 	"sort"
 	"time"
 
@@ -30,12 +31,13 @@ func (it *item) srcKey() string { return srcKeyOf(it.src) }
 // reply about the domain holds (issue 14 §2); "" for the null sender.
 func (it *item) senderDomain() string { return address.Domain(it.msg.Sender) }
 
-// srcAttrs are the log keys of the source IP an attempt left from.
-func (it *item) srcAttrs() []any {
+// appendSrcAttrs appends the log keys of the source IP an attempt left
+// from.
+func (it *item) appendSrcAttrs(attrs []slog.Attr) []slog.Attr {
 	if it.src == nil {
-		return nil
+		return attrs
 	}
-	return []any{"source_ip", it.src.String(), "pool", it.src.Pool}
+	return append(attrs, slog.String("source_ip", it.src.String()), slog.String("pool", it.src.Pool))
 }
 
 // retrySrc is the source whose suspension delays a recipient's next

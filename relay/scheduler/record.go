@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -18,29 +19,35 @@ import (
 	"facteur/relay/tlspolicy"
 )
 
-// connInfo is what the log says about the connection an attempt used.
-func connAttrs(c *delivery.Conn) []any {
+// appendConnAttrs appends what the log says about the connection an
+// attempt used. Attributes rather than key/value pairs: no value is boxed
+// in an interface on the way to the log.
+func appendConnAttrs(attrs []slog.Attr, c *delivery.Conn) []slog.Attr {
 	if c == nil {
-		return nil
+		return attrs
 	}
 	// tls is what protected the session (issue 15 §4); cipher, cv and dn
 	// describe the TLS session itself.
-	attrs := []any{"mx", c.Host(), "ip", c.IP().String(), "tls", c.Protection()}
+	attrs = append(attrs, slog.String("mx", c.Host()), slog.String("ip", c.IP().String()), slog.String("tls", c.Protection()))
 	if t, ok := c.TLS(); ok {
 		cv := "no"
 		if t.Verified {
 			cv = "yes"
 		}
-		attrs = append(attrs, "cipher", t.Version+":"+t.Cipher, "cv", cv)
+		attrs = append(attrs, slog.String("cipher", t.Version+":"+t.Cipher), slog.String("cv", cv))
 		if t.PeerDN != "" {
-			attrs = append(attrs, "dn", t.PeerDN)
+			attrs = append(attrs, slog.String("dn", t.PeerDN))
 		}
 	}
 	if r := c.Report(); r != "" {
-		attrs = append(attrs, "tls_report", r)
+		attrs = append(attrs, slog.String("tls_report", r))
 	}
 	return attrs
 }
+
+// rcptAttrs is room for the attributes of a recipient's log line, on the
+// stack of the caller.
+type rcptAttrs [24]slog.Attr
 
 // tlsOf is the queue's record of a session's TLS for a recipient.
 func tlsOf(c *delivery.Conn) (mode, cipher, dn string) {
@@ -56,29 +63,34 @@ func tlsOf(c *delivery.Conn) (mode, cipher, dn string) {
 // record applies the result of one transaction to each recipient of it.
 func (s *Scheduler) record(ctx context.Context, it *item, provider, domain string, c *delivery.Conn, res delivery.Result, sendErr error, start time.Time) {
 	now := s.clock.Now()
+	s.commit(ctx, it, s.outcomeOf(it, provider, domain, c, res, sendErr, now), now)
+}
+
+// outcomeOf judges the result of one transaction for each recipient of it,
+// logging each, and returns what commit is to store and announce.
+func (s *Scheduler) outcomeOf(it *item, provider, domain string, c *delivery.Conn, res delivery.Result, sendErr error, now time.Time) outcome {
 	if res.Note != "" {
 		s.log.Info(maillog.Note, "qid", string(it.msg.ID), "note", res.Note)
 	}
-	byAddr := map[string]delivery.RcptResult{}
-	for _, r := range res.Rcpts {
-		byAddr[r.Addr] = r
-	}
-	var out outcome
+	byAddr := indexRcpts(res.Rcpts)
+	out := s.newOutcome(len(it.rcpts))
 	for _, rcpt := range it.rcpts {
-		rr, ok := byAddr[rcpt]
+		rr, ok := byAddr.get(rcpt)
 		switch {
 		case ok && rr.Delivered():
 			s.logEvents(s.shaper.E.DeliveredSender(it.srcKey(), it.senderDomain(), provider, domain, now))
 			mode, cipher, dn := tlsOf(c)
-			out.ups = append(out.ups, queue.Update{Rcpt: rcpt, Status: queue.Delivered, Response: rr.Reply.String(), Provider: provider, Attempted: true, At: now,
+			resp := rr.Reply.String()
+			out.ups = append(out.ups, queue.Update{Rcpt: rcpt, Status: queue.Delivered, Response: resp, Provider: provider, Attempted: true, At: now,
 				TLS: mode, TLSCipher: cipher, TLSDN: dn, MX: c.Host()})
-			attrs := []any{"qid", string(it.msg.ID), "rcpt", "<" + rcpt + ">", "provider", provider}
-			attrs = append(attrs, connAttrs(c)...)
-			attrs = append(attrs, it.srcAttrs()...)
-			attrs = append(attrs, "attempt", s.attempts(it, rcpt)+1, "delay", now.Sub(it.msg.Created), "resp", rr.Reply.String())
-			s.log.Info(maillog.Delivered, attrs...)
-			out.observe(it, rcpt, breaker.Delivered, policy.Decision{}, rr.Reply.String(), now)
-			out.events = append(out.events, DeliveryEvent{SourceIP: it.srcKey(), Event: "delivered", ID: it.msg.ID, Sender: it.msg.Sender, User: it.msg.User, Rcpt: rcpt, Provider: provider, Response: rr.Reply.String(), At: now, Latency: now.Sub(it.msg.Created), TLS: mode})
+			var buf rcptAttrs
+			attrs := append(buf[:0], slog.String("qid", string(it.msg.ID)), slog.String("rcpt", "<"+rcpt+">"), slog.String("provider", provider))
+			attrs = appendConnAttrs(attrs, c)
+			attrs = it.appendSrcAttrs(attrs)
+			attrs = append(attrs, slog.Int("attempt", s.attempts(it, rcpt)+1), slog.Duration("delay", now.Sub(it.msg.Created)), slog.String("resp", resp))
+			s.log.LogAttrs(context.Background(), slog.LevelInfo, maillog.Delivered, attrs...)
+			out.observe(it, rcpt, breaker.Delivered, policy.Decision{}, resp, now)
+			out.events = append(out.events, DeliveryEvent{SourceIP: it.srcKey(), Event: "delivered", ID: it.msg.ID, Sender: it.msg.Sender, User: it.msg.User, Rcpt: rcpt, Provider: provider, Response: resp, At: now, Latency: now.Sub(it.msg.Created), TLS: mode})
 		case ok && rr.Reply.Known():
 			r := rr.Reply
 			r.Stage = replyStage(res, rr)
@@ -93,7 +105,38 @@ func (s *Scheduler) record(ctx context.Context, it *item, provider, domain strin
 			s.judge(&out, it, rcpt, provider, domain, c, policy.Reply{Code: 451, Enhanced: "4.4.2", Text: reason, Local: true}, now)
 		}
 	}
-	s.commit(ctx, it, out, now)
+	return out
+}
+
+// rcptIndex finds a recipient's result among a transaction's: the last
+// one for the address, as a map filled in order keeps it.
+type rcptIndex struct {
+	rs []delivery.RcptResult
+	m  map[string]delivery.RcptResult // nil for a few: a scan costs less than a map
+}
+
+func indexRcpts(rs []delivery.RcptResult) rcptIndex {
+	x := rcptIndex{rs: rs}
+	if len(rs) > 8 {
+		x.m = make(map[string]delivery.RcptResult, len(rs))
+		for _, r := range rs {
+			x.m[r.Addr] = r
+		}
+	}
+	return x
+}
+
+func (x rcptIndex) get(addr string) (delivery.RcptResult, bool) {
+	if x.m != nil {
+		r, ok := x.m[addr]
+		return r, ok
+	}
+	for i := len(x.rs) - 1; i >= 0; i-- {
+		if x.rs[i].Addr == addr {
+			return x.rs[i], true
+		}
+	}
+	return delivery.RcptResult{}, false
 }
 
 // replyStage says which command rr's reply answered, so that the policy
@@ -144,9 +187,19 @@ type outcome struct {
 	refusal *tlspolicy.Refusal
 	// seen are the attempts' outcomes for the breaker (issue 21).
 	seen []breaker.Outcome
+	// noBreaker: there is no breaker to tell, seen stays empty.
+	noBreaker bool
+}
+
+// newOutcome is an outcome with room for n recipients.
+func (s *Scheduler) newOutcome(n int) outcome {
+	return outcome{ups: make([]queue.Update, 0, n), events: make([]DeliveryEvent, 0, n), noBreaker: s.opts.Breaker == nil}
 }
 
 func (o *outcome) observe(it *item, rcpt string, st breaker.Status, d policy.Decision, reply string, now time.Time) {
+	if o.noBreaker {
+		return
+	}
 	// A deferral by our own TLS policy is the destination's doing, as a
 	// provider-wide action is: not the sender's.
 	wide := d.Action.ProviderWide() || o.refusal != nil
@@ -172,28 +225,30 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 	s.logEvents(v.Events)
 	d := v.Decision
 	attempt := s.attempts(it, rcpt) + 1
-	base := []any{"qid", string(it.msg.ID), "rcpt", "<" + rcpt + ">", "provider", provider}
-	base = append(base, connAttrs(c)...)
-	base = append(base, it.srcAttrs()...)
+	var buf rcptAttrs
+	base := append(buf[:0], slog.String("qid", string(it.msg.ID)), slog.String("rcpt", "<"+rcpt+">"), slog.String("provider", provider))
+	base = appendConnAttrs(base, c)
+	base = it.appendSrcAttrs(base)
 	mode, cipher, dn := tlsOf(c)
 	if c == nil && out.refusal != nil {
-		base = append(base, "mx", out.refusal.Host)
+		base = append(base, slog.String("mx", out.refusal.Host))
 		if out.refusal.IP.IsValid() {
-			base = append(base, "ip", out.refusal.IP.String())
+			base = append(base, slog.String("ip", out.refusal.IP.String()))
 		}
-		base = append(base, "tls", out.refusal.Mode)
+		base = append(base, slog.String("tls", out.refusal.Mode))
 		mode = out.refusal.Mode
 	}
-	base = append(base, "attempt", attempt, "delay", now.Sub(it.msg.Created), "class", string(d.Class), "rule", d.Rule)
+	base = append(base, slog.Int("attempt", attempt), slog.Duration("delay", now.Sub(it.msg.Created)), slog.String("class", string(d.Class)), slog.String("rule", d.Rule))
 	if r.Stage != "" {
 		// The command the reply answered: a refusal of MAIL FROM reads
 		// differently from one of RCPT TO (issue 12).
-		base = append(base, "stage", string(r.Stage))
+		base = append(base, slog.String("stage", string(r.Stage)))
 	}
 	if len(d.Auth) > 0 {
-		base = append(base, "missing", strings.Join(d.Auth, ","))
+		base = append(base, slog.String("missing", strings.Join(d.Auth, ",")))
 	}
-	u := queue.Update{Rcpt: rcpt, Response: r.String(), Class: string(d.Class), Provider: provider, Attempted: true, At: now,
+	resp := r.String()
+	u := queue.Update{Rcpt: rcpt, Response: resp, Class: string(d.Class), Provider: provider, Attempted: true, At: now,
 		TLS: mode, TLSCipher: cipher, TLSDN: dn}
 	mx := ""
 	if c != nil {
@@ -202,8 +257,8 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 	u.MX = mx
 	if d.Action == policy.Bounce {
 		u.Status = queue.Bounced
-		s.log.Info(maillog.Bounced, append(base, "resp", r.String())...)
-		out.events = append(out.events, DeliveryEvent{SourceIP: it.srcKey(), Event: "bounced", ID: it.msg.ID, Sender: it.msg.Sender, User: it.msg.User, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now, TLS: mode})
+		s.log.LogAttrs(context.Background(), slog.LevelInfo, maillog.Bounced, append(base, slog.String("resp", resp))...)
+		out.events = append(out.events, DeliveryEvent{SourceIP: it.srcKey(), Event: "bounced", ID: it.msg.ID, Sender: it.msg.Sender, User: it.msg.User, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: resp, At: now, TLS: mode})
 		b := bouncedRcpt{rcpt: rcpt, reply: r, mx: mx, lastTime: now}
 		if d.Suppress {
 			b.suppress = &d
@@ -212,7 +267,7 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 		// is not conclusive) counts towards the repeated-bounce rule.
 		b.soft = (d.Soft || d.Class == policy.MailboxFull) && r.Permanent()
 		b.class = d.Class
-		out.observe(it, rcpt, breaker.Bounced, d, r.String(), now)
+		out.observe(it, rcpt, breaker.Bounced, d, resp, now)
 		out.ups = append(out.ups, u)
 		out.bounced = append(out.bounced, b)
 		return
@@ -243,18 +298,18 @@ func (s *Scheduler) judge(out *outcome, it *item, rcpt, provider, domain string,
 	}
 	if expired {
 		u.Status = queue.Bounced
-		s.log.Info(maillog.Expired, append(base, "resp", r.String())...)
-		out.events = append(out.events, DeliveryEvent{SourceIP: it.srcKey(), Event: "expired", ID: it.msg.ID, Sender: it.msg.Sender, User: it.msg.User, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now, TLS: mode})
+		s.log.LogAttrs(context.Background(), slog.LevelInfo, maillog.Expired, append(base, slog.String("resp", resp))...)
+		out.events = append(out.events, DeliveryEvent{SourceIP: it.srcKey(), Event: "expired", ID: it.msg.ID, Sender: it.msg.Sender, User: it.msg.User, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: resp, At: now, TLS: mode})
 		out.ups = append(out.ups, u)
 		out.bounced = append(out.bounced, bouncedRcpt{rcpt: rcpt, reply: r, mx: mx, expired: true, lastTime: now})
-		out.observe(it, rcpt, breaker.Expired, d, r.String(), now)
+		out.observe(it, rcpt, breaker.Expired, d, resp, now)
 		return
 	}
-	out.observe(it, rcpt, breaker.Deferred, d, r.String(), now)
+	out.observe(it, rcpt, breaker.Deferred, d, resp, now)
 	u.Status = queue.Deferred
 	u.NextAttempt = next
-	s.log.Info(maillog.Deferred, append(base, "next", next, "resp", r.String())...)
-	out.events = append(out.events, DeliveryEvent{SourceIP: it.srcKey(), Event: "deferred", ID: it.msg.ID, Sender: it.msg.Sender, User: it.msg.User, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: r.String(), At: now, TLS: mode})
+	s.log.LogAttrs(context.Background(), slog.LevelInfo, maillog.Deferred, append(base, slog.Time("next", next), slog.String("resp", resp))...)
+	out.events = append(out.events, DeliveryEvent{SourceIP: it.srcKey(), Event: "deferred", ID: it.msg.ID, Sender: it.msg.Sender, User: it.msg.User, Rcpt: rcpt, Provider: provider, Class: string(d.Class), Response: resp, At: now, TLS: mode})
 	out.ups = append(out.ups, u)
 }
 

@@ -1,0 +1,66 @@
+package scheduler
+
+import (
+	"io"
+	"log/slog"
+	"net/netip"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"facteur/policy"
+	"facteur/queue"
+	"facteur/relay/clock"
+	"facteur/relay/delivery"
+	"facteur/relay/maillog"
+	"facteur/relay/relaytest"
+)
+
+// benchScheduler is a scheduler as the daemon builds it for relay-bench:
+// the builtin policy, the text log (to nowhere) with a tap that keeps each
+// line as the dashboard's log book does, and an OnEvent.
+func benchScheduler(b *testing.B) *Scheduler {
+	b.Helper()
+	st, err := queue.Open(filepath.Join(b.TempDir(), "q.db"), queue.Options{NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	pol, err := policy.Builtin()
+	if err != nil {
+		b.Fatal(err)
+	}
+	book := map[string][]string{}
+	h := maillog.New(io.Discard, "text").Handler().(*maillog.Handler).WithTap(func(qid, line string) {
+		book[qid] = append(book[qid][:0], line)
+	})
+	opts := Options{Hostname: "relay.test", MaxLifetime: 5 * 24 * time.Hour, OnEvent: func(DeliveryEvent) {}}
+	return New(opts, st, nil, EngineShaper{E: policy.NewEngine(pol)}, clock.NewFake(t0), slog.New(h))
+}
+
+// BenchmarkOutcomeDelivered is what the scheduler builds for one delivered
+// recipient once the remote said 250 (the store's write excluded): the
+// queue update, the log line, the event, the breaker's outcome.
+func BenchmarkOutcomeDelivered(b *testing.B) {
+	sink := relaytest.NewSink(b, "127.0.0.2:0", relaytest.SinkOptions{})
+	c, err := delivery.Dial(b.Context(), "mx.example.org", netip.MustParseAddr("127.0.0.2"),
+		delivery.Options{Hostname: "relay.test", Port: sink.Port(), Timeouts: delivery.DefaultTimeouts()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	s := benchScheduler(b)
+	now := s.clock.Now()
+	it := &item{msg: queue.Message{ID: "0G3ZK4R2Q8M1", Sender: "app@shop.example", User: "www-data", Created: now.Add(-3 * time.Millisecond),
+		Recipients: []queue.Recipient{{Address: "bob@example.org", Status: queue.Queued}}}, rcpts: []string{"bob@example.org"}}
+	res := delivery.Result{Mail: policy.Reply{Code: 250}, Rcpts: []delivery.RcptResult{{Addr: "bob@example.org", Accepted: true,
+		Reply: policy.Reply{Code: 250, Enhanced: "2.0.0", Text: "Ok: queued as 4XyzAbC"}}}, Data: policy.Reply{Code: 250, Enhanced: "2.0.0", Text: "Ok: queued as 4XyzAbC"}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		out := s.outcomeOf(it, "default", "example.org", c, res, nil, now)
+		if len(out.ups) != 1 || out.ups[0].Status != queue.Delivered {
+			b.Fatalf("%+v", out.ups)
+		}
+	}
+}
