@@ -369,13 +369,31 @@ func (s *Scheduler) fill(ctx context.Context, now time.Time) error {
 		return err
 	}
 	// One message meta read per message, whatever its number of recipients.
-	byID := map[queue.ID][]string{}
-	var order []queue.ID
+	// The due entries are grouped by message, messages in the order of
+	// their first entry, into one slice: no slice per message.
+	idx := make(map[queue.ID]int, len(dues))
+	order := make([]queue.ID, 0, len(dues))
+	next := make([]int, 0, len(dues)) // per message: its count, then where its next entry goes
 	for _, d := range dues {
-		if _, ok := byID[d.ID]; !ok {
+		i, ok := idx[d.ID]
+		if !ok {
+			i = len(order)
+			idx[d.ID] = i
 			order = append(order, d.ID)
+			next = append(next, 0)
 		}
-		byID[d.ID] = append(byID[d.ID], d.Rcpt)
+		next[i]++
+	}
+	first := make([]int, len(order)+1) // message i's entries are rcpts[first[i]:first[i+1]]
+	for i, n := range next {
+		first[i+1] = first[i] + n
+		next[i] = first[i]
+	}
+	rcpts := make([]string, len(dues))
+	for _, d := range dues {
+		i := idx[d.ID]
+		rcpts[next[i]] = d.Rcpt
+		next[i]++
 	}
 	// One read transaction for the window; a message deleted meanwhile is
 	// left out.
@@ -384,10 +402,28 @@ func (s *Scheduler) fill(ctx context.Context, now time.Time) error {
 		return err
 	}
 	for _, msg := range msgs {
-		id := msg.ID
+		i := idx[msg.ID]
+		due := stillDue(msg, rcpts[first[i]:first[i+1]], now)
+		if len(due) == 0 {
+			continue
+		}
+		// Most messages have one destination: then the recipients go as
+		// one group, without a map to sort them.
+		k := s.laneKey(msg, due[0])
+		one := true
+		for _, r := range due[1:] {
+			if s.laneKey(msg, r) != k {
+				one = false
+				break
+			}
+		}
+		if one {
+			s.enlane(ctx, msg, k, due, now)
+			continue
+		}
 		groups := map[string][]string{}
 		var keys []string
-		for _, r := range stillDue(msg, byID[id], now) {
+		for _, r := range due {
 			k := s.laneKey(msg, r)
 			if _, ok := groups[k]; !ok {
 				keys = append(keys, k)
@@ -395,45 +431,51 @@ func (s *Scheduler) fill(ctx context.Context, now time.Time) error {
 			groups[k] = append(groups[k], r)
 		}
 		for _, k := range keys {
-			rcpts := groups[k]
-			if s.isLocal(address.Domain(rcpts[0])) {
-				// Off the scheduling goroutine: a MUA may hold the mailbox
-				// lock for a while.
-				s.mu.Lock()
-				for _, r := range rcpts {
-					s.inflight[rkey{id, r}] = struct{}{}
-				}
-				s.mu.Unlock()
-				s.wg.Add(1)
-				go func(msg queue.Message, rcpts []string) {
-					defer s.wg.Done()
-					defer s.Wake()
-					s.deliverLocal(context.WithoutCancel(ctx), msg, rcpts, now)
-				}(msg, rcpts)
-				continue
-			}
-			if route, ok := s.route(address.Domain(rcpts[0])); ok && (route == "hold" || route == "discard") {
-				s.applyRoute(ctx, msg, rcpts, route, now)
-				continue
-			}
-			s.mu.Lock()
-			for _, r := range rcpts {
-				s.inflight[rkey{id, r}] = struct{}{}
-			}
-			l := s.lanes[k]
-			if l == nil {
-				l = &lane{key: k, domain: address.Domain(rcpts[0]), pool: s.opts.Pools.For(msg.Sender, msg.User)}
-				s.lanes[k] = l
-			}
-			l.pending = append(l.pending, &item{msg: msg, rcpts: rcpts})
-			if l.more != nil {
-				close(l.more)
-				l.more = nil
-			}
-			s.mu.Unlock()
+			s.enlane(ctx, msg, k, groups[k], now)
 		}
 	}
 	return nil
+}
+
+// enlane puts the recipients rcpts of msg, all of lane k, in flight: to
+// local delivery, to a hold or discard route, or into lane k.
+func (s *Scheduler) enlane(ctx context.Context, msg queue.Message, k string, rcpts []string, now time.Time) {
+	id := msg.ID
+	if s.isLocal(address.Domain(rcpts[0])) {
+		// Off the scheduling goroutine: a MUA may hold the mailbox
+		// lock for a while.
+		s.mu.Lock()
+		for _, r := range rcpts {
+			s.inflight[rkey{id, r}] = struct{}{}
+		}
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go func(msg queue.Message, rcpts []string) {
+			defer s.wg.Done()
+			defer s.Wake()
+			s.deliverLocal(context.WithoutCancel(ctx), msg, rcpts, now)
+		}(msg, rcpts)
+		return
+	}
+	if route, ok := s.route(address.Domain(rcpts[0])); ok && (route == "hold" || route == "discard") {
+		s.applyRoute(ctx, msg, rcpts, route, now)
+		return
+	}
+	s.mu.Lock()
+	for _, r := range rcpts {
+		s.inflight[rkey{id, r}] = struct{}{}
+	}
+	l := s.lanes[k]
+	if l == nil {
+		l = &lane{key: k, domain: address.Domain(rcpts[0]), pool: s.opts.Pools.For(msg.Sender, msg.User)}
+		s.lanes[k] = l
+	}
+	l.pending = append(l.pending, &item{msg: msg, rcpts: rcpts})
+	if l.more != nil {
+		close(l.more)
+		l.more = nil
+	}
+	s.mu.Unlock()
 }
 
 // startWorkers starts connections for lanes that have work and room, and
