@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -93,4 +94,54 @@ func BenchmarkFill(b *testing.B) {
 		clear(s.inflight)
 		clear(s.lanes)
 	}
+}
+
+// BenchmarkRelay delivers b.N queued messages of one recipient through
+// the running scheduler to a relayhost (a relaytest sink), as relay-bench
+// does: for the profile of the scheduler's whole path per message (go test
+// -bench Relay -memprofile). Enqueueing is outside the timer.
+func BenchmarkRelay(b *testing.B) {
+	sink := relaytest.NewSink(b, "127.0.0.2:0", relaytest.SinkOptions{})
+	st, err := queue.Open(filepath.Join(b.TempDir(), "q.db"), queue.Options{NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	pol, err := policy.Builtin()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := b.Context()
+	for i := range b.N {
+		if _, err := st.Enqueue(ctx, queue.Envelope{Sender: "app@shop.example", Recipients: []string{fmt.Sprintf("u%d@example.org", i)}},
+			[]byte("Subject: x\r\n\r\nx\r\n"), time.Now().Add(-time.Second)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	delivered := make(chan struct{}, b.N)
+	opts := Options{Hostname: "relay.test", MaxLifetime: 5 * 24 * time.Hour, Relayhost: fmt.Sprintf("127.0.0.2:%d", sink.Port()),
+		RelayhostDial: delivery.Options{Hostname: "relay.test", Timeouts: delivery.DefaultTimeouts()}, ConnectionCache: time.Second,
+		OnEvent: func(e DeliveryEvent) {
+			if e.Event == "delivered" {
+				delivered <- struct{}{}
+			}
+		}}
+	h := maillog.New(io.Discard, "text").Handler().(*maillog.Handler).WithTap(func(qid, line string) {})
+	s := New(opts, st, nil, EngineShaper{E: policy.NewEngine(pol)}, clock.Real{}, slog.New(h))
+	b.ReportAllocs()
+	b.ResetTimer()
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(runCtx) }()
+	timeout := time.After(time.Minute)
+	for range b.N {
+		select {
+		case <-delivered:
+		case <-timeout:
+			b.Fatal("not delivered in a minute")
+		}
+	}
+	b.StopTimer()
+	cancel()
+	<-done
 }
