@@ -6,10 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/user"
 	"path/filepath"
-	"strconv"
-	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -175,32 +172,6 @@ func diagAsk(fd int, req []byte, seq uint32) (uint32, error) {
 		return binary.NativeEndian.Uint32(buf[uidOff:]), nil
 	}
 	return 0, fmt.Errorf("sock_diag: unexpected answer")
-}
-
-// names caches uid → account name: a lookup reads /etc/passwd (or NSS).
-type names struct {
-	mu sync.Mutex // guards m
-	m  map[int]string
-}
-
-func (n *names) lookup(uid int) string {
-	n.mu.Lock()
-	name, ok := n.m[uid]
-	n.mu.Unlock()
-	if ok {
-		return name
-	}
-	name = strconv.Itoa(uid)
-	if u, err := user.LookupId(name); err == nil && u.Username != "" {
-		name = u.Username
-	}
-	n.mu.Lock()
-	if n.m == nil || len(n.m) > 10000 {
-		n.m = map[int]string{}
-	}
-	n.m[uid] = name
-	n.mu.Unlock()
-	return name
 }
 
 // LocalSocket is the name of the shim's socket in DATA_DIR/public.
