@@ -205,7 +205,7 @@ func (c *Conn) sendPipelined(ctx context.Context, m Message, rcpts []int, needUT
 		return nil
 	}
 
-	dw := textproto.NewWriter(wr.w).DotWriter()
+	dw := dotWriter{w: wr.w} // textproto's DotWriter encoding, faster
 	for off := 0; off < len(m.Body); off += blockSize {
 		end := min(off+blockSize, len(m.Body))
 		_ = c.netConn.SetWriteDeadline(time.Now().Add(t.Block))
