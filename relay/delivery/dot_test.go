@@ -194,3 +194,28 @@ func writeBlocks(b *testing.B, w io.WriteCloser, msg []byte) {
 		b.Fatal(err)
 	}
 }
+
+// TestLineBuffered: read skips the deadline only when the whole reply is one
+// line already buffered, so that ReadResponse cannot touch the socket.
+func TestLineBuffered(t *testing.T) {
+	for _, tc := range []struct {
+		buffered string
+		want     bool
+	}{
+		{"", false},
+		{"250 2.1.0 ok\r\n", true},
+		{"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go ahead\r\n", true},
+		{"250 2.1.0 o", false},               // the rest still to come
+		{"250-first\r\n250 last\r\n", false}, // ReadResponse reads on
+		{"250\r\n", true},                    // an error, without a read
+		{"25\r\n", false},                    // too short to judge: read as before
+		{"250\n", false},                     // conservative: a deadline as before
+	} {
+		br := bufio.NewReaderSize(strings.NewReader(tc.buffered), 64)
+		br.Peek(len(tc.buffered)) // fills the buffer from the "socket"
+		w := &wire{r: textproto.NewReader(br)}
+		if got := w.lineBuffered(); got != tc.want {
+			t.Errorf("%q: %v, want %v", tc.buffered, got, tc.want)
+		}
+	}
+}
