@@ -68,28 +68,34 @@ func (s *spool) Write(p []byte) (int, error) {
 // checkHeader tracks the length of header lines: up to the first empty
 // line, a line longer than 998 octets is refused with a 5xx (issue 11 §3;
 // a 4xx would have the client retry for ever).
+//
+// It goes from line feed to line feed with bytes.IndexByte; the state
+// (length so far, whether its last byte was a CR) carries a line across
+// writes. scan_test.go keeps the byte-at-a-time form as the reference
+// (FuzzCheckHeader).
 func (s *spool) checkHeader(p []byte) {
-	for _, ch := range p {
-		if !s.inHeader {
+	for s.inHeader && len(p) > 0 {
+		j := bytes.IndexByte(p, '\n')
+		if j < 0 {
+			s.lineLen += len(p)
+			s.prevCR = p[len(p)-1] == '\r'
 			return
 		}
-		switch ch {
-		case '\n':
-			n := s.lineLen
-			if s.prevCR {
-				n--
-			}
-			if n > maxHeaderLine {
-				s.longHeader = true
-			}
-			if n == 0 {
-				s.inHeader = false
-			}
-			s.lineLen, s.prevCR = 0, false
-		default:
-			s.lineLen++
-			s.prevCR = ch == '\r'
+		n := s.lineLen + j
+		if j > 0 {
+			s.prevCR = p[j-1] == '\r'
 		}
+		if s.prevCR {
+			n-- // the CR of the CRLF is not part of the line
+		}
+		if n > maxHeaderLine {
+			s.longHeader = true
+		}
+		if n == 0 {
+			s.inHeader = false
+		}
+		s.lineLen, s.prevCR = 0, false
+		p = p[j+1:]
 	}
 }
 
