@@ -218,7 +218,8 @@ func (c *conn) Write(b []byte) (int, error) {
 // flushes after each) and reports whether b ended a reply.
 func (c *conn) observe(b []byte) bool {
 	final := false
-	for _, line := range bytes.Split(bytes.TrimRight(b, "\r\n"), []byte("\r\n")) {
+	// SplitSeq, not Split: no slice of lines allocated per reply written.
+	for line := range bytes.SplitSeq(bytes.TrimRight(b, "\r\n"), []byte("\r\n")) {
 		if len(line) < 4 || line[3] != ' ' {
 			continue // a continuation line, or not a reply
 		}

@@ -66,3 +66,25 @@ func BenchmarkSpool(b *testing.B) {
 		sp.release()
 	}
 }
+
+// BenchmarkObserve is the reply watch over one session's replies.
+func BenchmarkObserve(b *testing.B) {
+	replies := [][]byte{
+		[]byte("220 relay.test ESMTP Service Ready\r\n"),
+		[]byte("250-relay.test Hello\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 10485760\r\n"),
+		[]byte("250 2.0.0 Roger, accepting mail from <a@example.org>\r\n"),
+		[]byte("250 2.0.0 I'll make sure <b@example.com> gets this\r\n"),
+		[]byte("354 2.0.0 Go ahead. End your data with <CR><LF>.<CR><LF>\r\n"),
+		[]byte("250 2.0.0 Ok: queued as 4Fx9k2\r\n"),
+		[]byte("221 2.0.0 Bye\r\n"),
+	}
+	c := &conn{}
+	for b.Loop() {
+		c.greeted = false
+		for _, r := range replies {
+			if !c.observe(r) {
+				b.Fatal("not final")
+			}
+		}
+	}
+}
