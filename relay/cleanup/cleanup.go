@@ -208,7 +208,7 @@ func (c *Cleanup) Process(ctx context.Context, m Message, now time.Time) (queue.
 	}
 	// Bcc must never reach a recipient (Postfix's cleanup removes it too).
 	h.remove("Bcc")
-	var appendFields []string
+	appendFields := make([]string, 0, 3) // From, Date, Message-ID at most
 	if h.count("From") == 0 && sender != "" {
 		appendFields = append(appendFields, "From: <"+sender+">\r\n")
 	}
