@@ -339,6 +339,11 @@ func TestUnprivilegedUserReachesNoAdmin(t *testing.T) {
 	if !strings.Contains(log.String(), "admin listen failed") {
 		t.Errorf("the daemon did not say the admin port is taken:\n%s", log.String())
 	}
+	// And who holds it (the squatter here is this test's process), so that
+	// the operator does not type the token into its page.
+	if want := fmt.Sprintf("holder_uid=%d ", os.Getuid()); !strings.Contains(log.String(), want) {
+		t.Errorf("the daemon did not name the squatter's uid (%s):\n%s", want, log.String())
+	}
 	// Mail is still accepted while the port is squatted.
 	c, err := smtp.Dial(smtpAddr)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"facteur/relay/maillog"
@@ -114,7 +115,7 @@ func (d *daemon) serveAdminTCP(ctx context.Context, addr string, ln net.Listener
 		// One line per new error, not one per try: a squatter that stays
 		// would fill the log.
 		if err.Error() != lastErr && lastErr != "bind failed at start" {
-			d.log.Error(maillog.AdminListenFailed, "admin", addr, "err", err.Error())
+			d.log.Error(maillog.AdminListenFailed, append([]any{"admin", addr, "err", err.Error()}, portHolder(addr, err)...)...)
 		}
 		lastErr = err.Error()
 		select {
@@ -124,4 +125,34 @@ func (d *daemon) serveAdminTCP(ctx context.Context, addr string, ln net.Listener
 		}
 		wait = min(2*wait, maxWait)
 	}
+}
+
+// portHolder names, for a bind that found addr taken, the local account
+// whose socket listens there, as the kernel tells it (sock_diag): on an
+// unprivileged port (8025 by default) any local user can take the admin
+// address before the daemon does, a hacked PHP site included, and serve a
+// look-alike login page that collects the admin token. The daemon keeps
+// delivering and takes the port back when it is free; this is what tells
+// the operator not to log in there meanwhile. Nothing when the holder
+// cannot be learnt (another error, an address that is not local).
+func portHolder(addr string, err error) []any {
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		return nil
+	}
+	ta, rerr := net.ResolveTCPAddr("tcp", addr)
+	if rerr != nil {
+		return nil
+	}
+	ip := ta.IP
+	if ip == nil || ip.IsUnspecified() {
+		// A wildcard bind: the holder also answers on loopback.
+		ip = net.IPv4(127, 0, 0, 1)
+	}
+	// A listening socket is found by its own address, whatever the peer.
+	uid, derr := unixsock.TCPOwner(&net.TCPAddr{IP: ip, Port: ta.Port}, &net.TCPAddr{IP: ip})
+	if derr != nil {
+		return nil
+	}
+	return []any{"holder_uid", uid, "holder", (&unixsock.Names{}).Lookup(int(uid)),
+		"hint", "another process listens there: do not log in to the dashboard at this address until facteur logs admin listening"}
 }

@@ -467,7 +467,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		// logged; taken, it is retried in the background.
 		adminLn, err := net.Listen("tcp", string(cfg.Admin))
 		if err != nil {
-			log.Error(maillog.AdminListenFailed, "admin", string(cfg.Admin), "err", err.Error())
+			log.Error(maillog.AdminListenFailed, append([]any{"admin", string(cfg.Admin), "err", err.Error()}, portHolder(string(cfg.Admin), err)...)...)
 			adminLn = nil
 		}
 		g.Go(func() error { return d.serveAdminTCP(gctx, string(cfg.Admin), adminLn) })

@@ -8,10 +8,14 @@ import (
 	"encoding/base64"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"facteur/relay/unixsock"
 )
 
 const (
@@ -24,44 +28,93 @@ const (
 // sessions are the browser sessions opened by a login. They are in
 // memory: a restart logs everyone out, which is fine for an admin page.
 type sessions struct {
-	mu     sync.Mutex // guards byID, failures and lastFail
+	mu     sync.Mutex // guards byID and fails
 	byID   map[string]time.Time
 	secret []byte // keys the CSRF tokens
-	// failures counts wrong tokens in a row: past loginTries, a login is
-	// refused unchecked until a minute after the last failure, so that a
-	// local process cannot guess the token at network speed.
-	failures int
-	lastFail time.Time
+	// fails counts each client's wrong tokens in a row: past loginTries,
+	// that client's logins are refused unchecked until a minute after its
+	// last failure, so that a local process cannot guess the token at
+	// network speed. Per client (loginClient), not one count for all: a
+	// hacked site posting a wrong token every ten seconds would otherwise
+	// keep the operator locked out for good.
+	fails map[string]failCount
+}
+
+type failCount struct {
+	n    int
+	last time.Time
 }
 
 const (
 	loginTries   = 5
 	loginPenalty = time.Minute
+	// maxFailing bounds the clients remembered; past it those whose
+	// penalty is over are forgotten first.
+	maxFailing = 10000
 )
 
-// throttled reports whether logins are refused at now.
-func (s *sessions) throttled(now time.Time) bool {
+// throttled reports whether client's logins are refused at now.
+func (s *sessions) throttled(client string, now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.failures >= loginTries && now.Before(s.lastFail.Add(loginPenalty))
+	f := s.fails[client]
+	return f.n >= loginTries && now.Before(f.last.Add(loginPenalty))
 }
 
-// failed records a wrong token; ok a right one.
-func (s *sessions) failed(now time.Time) {
+// failed records a wrong token from client; ok a right one.
+func (s *sessions) failed(client string, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.failures++
-	s.lastFail = now
+	if len(s.fails) >= maxFailing {
+		for k, f := range s.fails {
+			if !now.Before(f.last.Add(loginPenalty)) {
+				delete(s.fails, k)
+			}
+		}
+		if len(s.fails) >= maxFailing {
+			// Still full: as many clients guessing within a minute. Start
+			// over rather than grow; each is throttled again after
+			// loginTries more guesses.
+			clear(s.fails)
+		}
+	}
+	f := s.fails[client]
+	s.fails[client] = failCount{n: f.n + 1, last: now}
 }
 
-func (s *sessions) ok() {
+func (s *sessions) ok(client string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.failures = 0
+	delete(s.fails, client)
+}
+
+// loginClient names what a login attempt counts against. A loopback client
+// is the local account owning its socket, as the kernel tells it
+// (sock_diag), so that www-data's guesses throttle www-data and not the
+// operator's browser on the same 127.0.0.1; any other client is its
+// address. A loopback client whose owner cannot be learnt shares one count.
+func loginClient(r *http.Request) string {
+	remote, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	ip := remote.Addr().Unmap()
+	if !ip.IsLoopback() {
+		return ip.String()
+	}
+	local, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr)
+	if !ok {
+		return "loopback"
+	}
+	uid, err := unixsock.TCPOwner(net.TCPAddrFromAddrPort(remote), local)
+	if err != nil {
+		return "loopback"
+	}
+	return "uid:" + strconv.FormatUint(uint64(uid), 10)
 }
 
 func newSessions() *sessions {
-	s := &sessions{byID: map[string]time.Time{}, secret: make([]byte, 32)}
+	s := &sessions{byID: map[string]time.Time{}, fails: map[string]failCount{}, secret: make([]byte, 32)}
 	rand.Read(s.secret)
 	return s
 }

@@ -292,18 +292,19 @@ func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 	}
 	next := safeNext(r.PostFormValue("next"))
 	now := d.Now()
-	if d.sess.throttled(now) {
-		d.Log.Warn(maillog.DashboardLoginRefused, "client", r.RemoteAddr, "reason", "too many wrong tokens")
+	client := loginClient(r)
+	if d.sess.throttled(client, now) {
+		d.Log.Warn(maillog.DashboardLoginRefused, "client", r.RemoteAddr, "account", client, "reason", "too many wrong tokens")
 		d.render(w, http.StatusTooManyRequests, "login", view{Title: "Log in", Data: loginView{Next: next, Error: "Too many wrong tokens: wait a minute."}})
 		return
 	}
 	if !hmacEqual(r.PostFormValue("token"), d.Token) {
-		d.sess.failed(now)
-		d.Log.Warn(maillog.DashboardLoginRefused, "client", r.RemoteAddr, "reason", "wrong token")
+		d.sess.failed(client, now)
+		d.Log.Warn(maillog.DashboardLoginRefused, "client", r.RemoteAddr, "account", client, "reason", "wrong token")
 		d.render(w, http.StatusUnauthorized, "login", view{Title: "Log in", Data: loginView{Next: next, Error: "Wrong token."}})
 		return
 	}
-	d.sess.ok()
+	d.sess.ok(client)
 	id := d.sess.open(now)
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: "/", HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, MaxAge: int(sessionTTL / time.Second)})

@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -8,10 +9,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -75,6 +79,7 @@ type fixture struct {
 	d    *Dashboard
 	host string
 	id   queue.ID
+	log  *lockedBuffer
 }
 
 func newFixture(t testing.TB, token string) *fixture {
@@ -91,13 +96,18 @@ func newFixture(t testing.TB, token string) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &Dashboard{Source: src, Token: token, Now: func() time.Time { return now }, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	logb := &lockedBuffer{}
+	d := &Dashboard{Source: src, Token: token, Now: func() time.Time { return now }, Log: slog.New(slog.NewTextHandler(logb, nil)),
 		API: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("api " + r.URL.Path)) })}
-	srv := httptest.NewServer(nil)
+	// Configured before it serves: a client in another process shares no
+	// memory with the test, so nothing else orders these writes before the
+	// handler's reads.
+	srv := httptest.NewUnstartedServer(nil)
 	srv.Config.Handler = d.Handler()
 	d.Hosts = AllowedHosts(srv.Listener.Addr().String())
+	srv.Start()
 	t.Cleanup(srv.Close)
-	return &fixture{srv: srv, src: src, d: d, host: srv.Listener.Addr().String(), id: id}
+	return &fixture{srv: srv, src: src, d: d, host: srv.Listener.Addr().String(), id: id, log: logb}
 }
 
 func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
@@ -305,6 +315,50 @@ func TestLoginThrottled(t *testing.T) {
 	if got := try(testToken); got != http.StatusSeeOther {
 		t.Errorf("the right token after the penalty: %d", got)
 	}
+}
+
+// The throttle counts per local account (sock_diag), not for every client
+// at once: www-data guessing from the same host locks itself out, never the
+// operator. Real processes under real uids: python3 as www-data (33).
+func TestLoginThrottlePerAccount(t *testing.T) {
+	python := "/usr/bin/python3" // the system's: a pyenv one is not reachable by uid 33
+	if _, err := os.Stat(python); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("python3 is missing (apt-get install python3)")
+		}
+		t.Skip("python3 is missing")
+	}
+	if os.Getuid() != 0 {
+		t.Skip("relay/dashboard: needs root to post as another uid")
+	}
+	f := newFixture(t, testToken)
+	const guesser = `
+import sys, urllib.request, urllib.parse
+base = sys.argv[1]
+codes = []
+for i in range(int(sys.argv[2])):
+    req = urllib.request.Request(base + "/ui/login", data=urllib.parse.urlencode({"token": "guess%d" % i}).encode(), headers={"Origin": base})
+    try:
+        codes.append(urllib.request.urlopen(req).status)
+    except urllib.error.HTTPError as e:
+        codes.append(e.code)
+print(" ".join(map(str, codes)))
+`
+	cmd := exec.CommandContext(t.Context(), python, "-c", guesser, f.srv.URL, fmt.Sprint(loginTries+2))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 33, Gid: 33}}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("python3 as www-data: %v", err)
+	}
+	// Five wrong tokens, then refused unchecked.
+	if got, want := strings.TrimSpace(string(out)), strings.TrimSpace(strings.Repeat("401 ", loginTries)+"429 429"); got != want {
+		t.Fatalf("www-data's guesses answered %q, want %q", got, want)
+	}
+	if !strings.Contains(f.log.String(), "account=uid:33") {
+		t.Errorf("the refusals do not name www-data's uid:\n%s", f.log.String())
+	}
+	// The operator, on the same 127.0.0.1 but another account, still logs in.
+	f.login(t)
 }
 
 func TestSafeNext(t *testing.T) {
@@ -606,4 +660,22 @@ func TestSeriesOnRoundTimes(t *testing.T) {
 	if hour[11].Counts != (Counts{Delivered: 1}) || hour[3].Counts != (Counts{Bounced: 1}) {
 		t.Errorf("hour series: %+v", hour)
 	}
+}
+
+// lockedBuffer is a log sink the server's goroutines write while the test reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -11,7 +11,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"strconv"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -21,6 +20,7 @@ import (
 	"facteur/relay/cleanup"
 	"facteur/relay/clock"
 	"facteur/relay/maillog"
+	"facteur/relay/unixsock"
 )
 
 // Pickup scans one maildrop directory.
@@ -48,6 +48,9 @@ type Pickup struct {
 	// SenderCheck applies sender_login to a local user's envelope sender;
 	// nil allows every sender.
 	SenderCheck func(user, sender string) *smtp.SMTPError
+
+	// names gives a file's uid its account name.
+	names unixsock.Names
 
 	// done names the files queued whose removal failed: they must not be
 	// queued again (only Scan, from one goroutine, touches it).
@@ -179,11 +182,12 @@ func (p *Pickup) ingest(ctx context.Context, path string) (bool, error) {
 	if p.Filter != nil {
 		rcpts, dropped = p.Filter(ctx, rcpts)
 	}
-	user := env.User
-	if user == "" {
-		// The uid has no name: the queue's convention is its decimal form.
-		user = strconv.Itoa(env.UID)
-	}
+	// The account is named from the uid, which Read checked against the
+	// file's owner, never from the file's own user line: the file is the
+	// submitter's writing, and www-data claiming "root" (or a name with no
+	// limit spent yet) would take another account's per-user budget and be
+	// logged and counted as it.
+	user := p.names.Lookup(env.UID)
 	now := p.now()
 	// Counted only when the file leaves the maildrop: a file that waits
 	// (a limit) is filtered again at the next scan and must not count

@@ -3,6 +3,7 @@ package pickup
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"facteur/relay/cleanup"
 	"facteur/relay/clock"
 	"facteur/relay/guard"
+	"facteur/relay/unixsock"
 )
 
 func TestScanIngestsAndQuarantines(t *testing.T) {
@@ -165,6 +167,8 @@ func TestPickupReportsSuppressedToTheBreaker(t *testing.T) {
 	}
 	defer st.Close()
 	log := slog.New(slog.DiscardHandler)
+	// The file says "web"; the account is the one of its uid.
+	me := (&unixsock.Names{}).Lookup(os.Getuid())
 	c := cleanup.New(cleanup.Options{Hostname: "relay.test", LocalDomain: "example.com",
 		Senders: map[string]string{"web": "noreply@site.example"}}, st, nil, log)
 	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
@@ -198,8 +202,8 @@ func TestPickupReportsSuppressedToTheBreaker(t *testing.T) {
 		p.Scan(t.Context())
 	}
 	want := []string{
-		"web noreply@site.example gone1@example.org suppressed",
-		"web noreply@site.example gone2@example.org suppressed",
+		me + " noreply@site.example gone1@example.org suppressed",
+		me + " noreply@site.example gone2@example.org suppressed",
 	}
 	if !slices.Equal(b.got, want) {
 		t.Fatalf("breaker told %q, want %q", b.got, want)
@@ -208,8 +212,48 @@ func TestPickupReportsSuppressedToTheBreaker(t *testing.T) {
 	if n, err := p.Scan(t.Context()); n != 1 || err != nil {
 		t.Fatalf("after an hour: %d queued, %v", n, err)
 	}
-	want = append(want, "web noreply@site.example gone1@example.org suppressed")
+	want = append(want, me+" noreply@site.example gone1@example.org suppressed")
 	if !slices.Equal(b.got, want) {
 		t.Errorf("breaker told %q, want %q", b.got, want)
+	}
+}
+
+// A maildrop file is its submitter's writing: its user line must not choose
+// whose budget it spends, whose sender_login applies or whom the queue names.
+// The uid (checked against the file's owner) does.
+func TestPickupNamesTheAccountFromTheUID(t *testing.T) {
+	dir := t.TempDir()
+	drop := filepath.Join(dir, "maildrop")
+	if err := maildrop.Init(drop, -1); err != nil {
+		t.Fatal(err)
+	}
+	st, err := queue.Open(filepath.Join(dir, "q.db"), queue.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	log := slog.New(slog.DiscardHandler)
+	c := cleanup.New(cleanup.Options{Hostname: "relay.test", LocalDomain: "example.com"}, st, nil, log)
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	rate, _ := policy.ParseRate("1/h")
+	p := &Pickup{Dir: drop, Cleanup: c, Log: log, Clock: clock.NewFake(now), Guard: guard.New(guard.Options{PerUser: rate})}
+	me := (&unixsock.Names{}).Lookup(os.Getuid())
+	for i, claim := range []string{"postmaster", "someone-else"} {
+		env := maildrop.Envelope{Sender: "app@example.com", Recipients: []string{fmt.Sprintf("r%d@example.org", i)},
+			UID: os.Getuid(), User: claim, Time: now.Add(time.Duration(i) * time.Millisecond)}
+		if _, err := maildrop.Write(drop, env, strings.NewReader("Subject: x\r\n\r\ny\r\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Two names claimed, one account: its 1/h lets one file through.
+	if n, err := p.Scan(t.Context()); err != nil || n != 1 {
+		t.Fatalf("Scan = %d, %v; want 1 queued and 1 waiting", n, err)
+	}
+	msgs, _ := st.List(t.Context(), queue.Filter{})
+	if len(msgs) != 1 || msgs[0].User != me {
+		t.Fatalf("queued %+v; want one message of user %q", msgs, me)
+	}
+	if left, _ := maildrop.List(drop); len(left) != 1 {
+		t.Errorf("maildrop holds %d files, want the one over the budget", len(left))
 	}
 }

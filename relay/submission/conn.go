@@ -353,7 +353,7 @@ func (l *listener) Accept() (net.Conn, error) {
 			total = false
 			if u, ok := nc.(*net.UnixConn); ok {
 				if p, err := peerOfUnix(u); err == nil {
-					k = clientKey{"uid:" + strconv.Itoa(p.UID), "user " + l.srv.names.lookup(p.UID), true}
+					k = clientKey{"uid:" + strconv.Itoa(p.UID), "user " + l.srv.names.Lookup(p.UID), true}
 				}
 			}
 		} else {
@@ -370,7 +370,7 @@ func (l *listener) Accept() (net.Conn, error) {
 				// counted).
 				c.peerDone = true
 				if p, err := peerOfTCP(nc); err == nil {
-					p.User = l.srv.names.lookup(p.UID)
+					p.User = l.srv.names.Lookup(p.UID)
 					c.peer = p
 					k = clientKey{"uid:" + strconv.Itoa(p.UID), "user " + p.User, true}
 				}

@@ -543,13 +543,3 @@ func TestStartTLSSubmission(t *testing.T) {
 		t.Errorf("spurious refusal:\n%s", h.log)
 	}
 }
-
-// The kernel says "no such socket" for a tuple nobody holds: unknown, not
-// someone else's uid.
-func TestInetDiagUnknownSocket(t *testing.T) {
-	local := &net.TCPAddr{IP: net.ParseIP("127.0.0.1"), Port: 1}
-	remote := &net.TCPAddr{IP: net.ParseIP("127.0.0.1"), Port: 2}
-	if uid, err := inetDiagUID(local, remote); err == nil {
-		t.Fatalf("uid %d for a socket that does not exist", uid)
-	}
-}

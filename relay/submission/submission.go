@@ -38,6 +38,7 @@ import (
 	"facteur/relay/clock"
 	"facteur/relay/guard"
 	"facteur/relay/maillog"
+	"facteur/relay/unixsock"
 )
 
 // Suppressions answers whether a recipient is suppressed (issue 7). The
@@ -117,7 +118,7 @@ type Server struct {
 	servers []*smtp.Server
 
 	limits limits
-	names  names
+	names  unixsock.Names
 	budget budget
 	auth   authFailures
 }
@@ -305,7 +306,7 @@ func (s *Server) newSession(c *smtp.Conn, l Listener, dummy []byte) *session {
 			if u, ok := uc.Conn.(*net.UnixConn); ok {
 				if p, err := peerOfUnix(u); err == nil {
 					ss.peer = p
-					ss.peer.User = s.names.lookup(p.UID)
+					ss.peer.User = s.names.Lookup(p.UID)
 				}
 			}
 		}
@@ -336,7 +337,7 @@ func (ss *session) localPeer() Peer {
 	}
 	if p, err := peerOfTCP(ss.c.Conn); err == nil {
 		ss.peer = p
-		ss.peer.User = ss.s.names.lookup(p.UID)
+		ss.peer.User = ss.s.names.Lookup(p.UID)
 	} else {
 		ss.s.log.Debug("peer uid unknown", "client", ss.clientIP.String(), "err", err)
 	}
