@@ -5,8 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -62,7 +62,11 @@ type Message struct {
 	UID        int
 	Protocol   string // "ESMTP", "SMTP", "ESMTPA", "ESMTPS", "local"
 	SMTPUTF8   bool
-	Data       []byte
+	// Data is the message as received. Process only borrows it: it keeps
+	// no reference to it, or to any part of it, once it returns (what it
+	// queues, signs and logs is copied), so the caller may reuse the
+	// memory; the submission spool does (TestProcessKeepsNoReference).
+	Data []byte
 }
 
 // Cleanup turns a submission into a queued message.
@@ -204,19 +208,20 @@ func (c *Cleanup) Process(ctx context.Context, m Message, now time.Time) (queue.
 	}
 	// Bcc must never reach a recipient (Postfix's cleanup removes it too).
 	h.remove("Bcc")
-	var appendFields []string
+	appendFields := make([]string, 0, 3) // From, Date, Message-ID at most
 	if h.count("From") == 0 && sender != "" {
 		appendFields = append(appendFields, "From: <"+sender+">\r\n")
 	}
+	date := now.Format(time.RFC1123Z)
 	if h.count("Date") == 0 {
-		appendFields = append(appendFields, "Date: "+now.Format(time.RFC1123Z)+"\r\n")
+		appendFields = append(appendFields, "Date: "+date+"\r\n")
 	}
 	messageID := ""
 	if h.count("Message-ID") == 0 {
 		messageID = "<" + string(id) + "." + randomHex(6) + "@" + c.opts.Hostname + ">"
 		appendFields = append(appendFields, "Message-ID: "+messageID+"\r\n")
 	}
-	received := c.received(m, id, rcpts, now)
+	received := c.received(m, id, rcpts, date)
 	msg := h.bytes([]string{received}, appendFields)
 
 	env := queue.Envelope{
@@ -265,8 +270,10 @@ func (c *Cleanup) Process(ctx context.Context, m Message, now time.Time) (queue.
 		c.log.Error(maillog.EnqueueFailed, "err", err)
 		return "", errStore
 	}
-	attrs := []any{"qid", string(qid), "from", "<" + sender + ">", "size", len(msg), "nrcpt", len(rcpts),
-		"client", m.ClientIP, "proto", m.Protocol}
+	// Room for every attribute below: one allocation, not a regrowth.
+	attrs := make([]any, 0, 26)
+	attrs = append(attrs, "qid", string(qid), "from", "<"+sender+">", "size", len(msg), "nrcpt", len(rcpts),
+		"client", m.ClientIP, "proto", m.Protocol)
 	switch {
 	case m.User != "":
 		attrs = append(attrs, "uid", m.UID, "user", m.User)
@@ -304,7 +311,9 @@ func (c *Cleanup) Process(ctx context.Context, m Message, now time.Time) (queue.
 	return qid, nil
 }
 
-func (c *Cleanup) received(m Message, id queue.ID, rcpts []string, now time.Time) string {
+// received is the Received field, date already formatted (RFC 1123Z). It
+// is built by concatenation, one allocation: fmt boxed every argument.
+func (c *Cleanup) received(m Message, id queue.ID, rcpts []string, date string) string {
 	helo := m.Helo
 	if helo == "" {
 		helo = "localhost"
@@ -313,7 +322,7 @@ func (c *Cleanup) received(m Message, id queue.ID, rcpts []string, now time.Time
 	// userid 33)"; the uid is the kernel's word, never the client's.
 	by := c.opts.Hostname + " (facteur)"
 	if m.User != "" {
-		by = fmt.Sprintf("%s (facteur, from userid %d)", c.opts.Hostname, m.UID)
+		by = c.opts.Hostname + " (facteur, from userid " + strconv.Itoa(m.UID) + ")"
 	}
 	proto := m.Protocol
 	if proto == "" {
@@ -324,12 +333,10 @@ func (c *Cleanup) received(m Message, id queue.ID, rcpts []string, now time.Time
 		forPart = "\r\n\tfor <" + rcpts[0] + ">"
 	}
 	if proto == "local" {
-		return fmt.Sprintf("Received: by %s\r\n\twith local id %s%s;\r\n\t%s\r\n",
-			by, id, forPart, now.Format(time.RFC1123Z))
+		return "Received: by " + by + "\r\n\twith local id " + string(id) + forPart + ";\r\n\t" + date + "\r\n"
 	}
-	from := fmt.Sprintf("from %s ([%s])", sanitize(helo), m.ClientIP)
-	return fmt.Sprintf("Received: %s\r\n\tby %s with %s id %s%s;\r\n\t%s\r\n",
-		from, by, proto, id, forPart, now.Format(time.RFC1123Z))
+	return "Received: from " + sanitize(helo) + " ([" + m.ClientIP + "])\r\n\tby " + by + " with " + proto +
+		" id " + string(id) + forPart + ";\r\n\t" + date + "\r\n"
 }
 
 // sanitize keeps a client-supplied HELO from breaking the header.

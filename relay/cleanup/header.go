@@ -22,6 +22,13 @@ type field struct {
 // a header field means the message has no header block: everything is body.
 func parseHeader(msg []byte) header {
 	var h header
+	// Usually one allocation for the fields: room for the lines before the
+	// blank line (64 at most: a message without one may be all body).
+	head := msg
+	if end := bytes.Index(msg, []byte("\r\n\r\n")); end >= 0 {
+		head = msg[:end+2]
+	}
+	h.fields = make([]field, 0, min(bytes.Count(head, []byte("\n")), 64))
 	rest := msg
 	for len(rest) > 0 {
 		if bytes.HasPrefix(rest, []byte("\r\n")) {
@@ -100,19 +107,29 @@ func (h *header) value(name string) string {
 	return ""
 }
 
-// bytes reassembles the message with extra fields prepended and appended.
+// bytes reassembles the message with extra fields prepended and appended,
+// into one allocation of the exact size.
 func (h *header) bytes(prepend, appendFields []string) []byte {
-	var b bytes.Buffer
+	n := len("\r\n") + len(h.body)
 	for _, f := range prepend {
-		b.WriteString(f)
+		n += len(f)
 	}
 	for _, f := range h.fields {
-		b.Write(f.raw)
+		n += len(f.raw)
 	}
 	for _, f := range appendFields {
-		b.WriteString(f)
+		n += len(f)
 	}
-	b.WriteString("\r\n")
-	b.Write(h.body)
-	return b.Bytes()
+	b := make([]byte, 0, n)
+	for _, f := range prepend {
+		b = append(b, f...)
+	}
+	for _, f := range h.fields {
+		b = append(b, f.raw...)
+	}
+	for _, f := range appendFields {
+		b = append(b, f...)
+	}
+	b = append(b, "\r\n"...)
+	return append(b, h.body...)
 }

@@ -119,7 +119,10 @@ func (c *Conn) Send(ctx context.Context, m Message) (Result, error) {
 	t := c.opts.Timeouts
 
 	if c.pipelining {
-		var sendable []int
+		// On the stack for up to 8 recipients: sendPipelined keeps no
+		// reference to it.
+		var small [8]int
+		sendable := small[:0]
 		for i, a := range m.Rcpts {
 			if refuseBadRcpt(&res, i, a) {
 				continue

@@ -110,10 +110,36 @@ func isBreak(b byte) bool { return b == '\r' || b == '\n' }
 
 // scan flags smuggling patterns and returns the index in b where the first
 // flagged dot line starts (0 when it started in an earlier read), or -1.
+//
+// It runs the exact step only where a pattern can end, and skips the rest
+// with bytes.IndexByte (the byte-at-a-time form stays in scan_test.go as
+// the reference, FuzzScan). A pattern ends at cur only if w3 is a dot
+// after a break (w2 CR or LF) or w2 is a dot after a break (w1). When
+// neither holds at b[i], neither holds at any byte up to the next dot d
+// (included): at b[i+1], w2 is i's w3 and w1 its w2, the first test that
+// just failed; further on, w2 and w3 lie in b[i:d], which has no dot. So
+// the scan jumps to b[d+1], the window (carried across reads) refilled
+// with the three bytes before it.
 func (c *conn) scan(b []byte) int {
 	cut := -1
 	w1, w2, w3 := c.w[0], c.w[1], c.w[2]
-	for i, cur := range b {
+	for i := 0; i < len(b); {
+		if !(w3 == '.' && isBreak(w2)) && !(w2 == '.' && isBreak(w1)) {
+			end := len(b) // the window moves past b[i:end]
+			if d := bytes.IndexByte(b[i:], '.'); d >= 0 {
+				end = i + d + 1
+			}
+			if end-i >= 3 {
+				w1, w2, w3 = b[end-3], b[end-2], b[end-1]
+			} else {
+				for _, ch := range b[i:end] {
+					w1, w2, w3 = w2, w3, ch
+				}
+			}
+			i = end
+			continue
+		}
+		cur := b[i]
 		hit := -2 // index in b of the dot of a pattern ending at cur
 		if w3 == '.' && isBreak(w2) {
 			bareBefore := w2 == '\r' || w1 != '\r'
@@ -131,6 +157,7 @@ func (c *conn) scan(b []byte) int {
 			}
 		}
 		w1, w2, w3 = w2, w3, cur
+		i++
 	}
 	c.w = [3]byte{w1, w2, w3}
 	return cut
@@ -191,7 +218,8 @@ func (c *conn) Write(b []byte) (int, error) {
 // flushes after each) and reports whether b ended a reply.
 func (c *conn) observe(b []byte) bool {
 	final := false
-	for _, line := range bytes.Split(bytes.TrimRight(b, "\r\n"), []byte("\r\n")) {
+	// SplitSeq, not Split: no slice of lines allocated per reply written.
+	for line := range bytes.SplitSeq(bytes.TrimRight(b, "\r\n"), []byte("\r\n")) {
 		if len(line) < 4 || line[3] != ' ' {
 			continue // a continuation line, or not a reply
 		}

@@ -584,6 +584,9 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 8<<10); return &b }
 func (ss *session) Data(r io.Reader) error {
 	sp := newSpool(ss.s.opts.SpoolDir)
 	defer sp.close()
+	// Once Data is done with the spooled bytes (Process included), another
+	// session may reuse them.
+	defer sp.release()
 	// io.Copy would allocate 32 KiB per message (neither side has
 	// ReadFrom/WriteTo): a third of all the bytes the daemon allocated.
 	buf := copyBufs.Get().(*[]byte)
