@@ -555,7 +555,12 @@ func TestInstallSystemInOverlay(t *testing.T) {
 	}
 	bin, shim := binaries(t)
 	tmp := t.TempDir()
+	// The trace (set -x) and the daemon's pid go to files: a run that
+	// does not end is reported with the step it stood at.
 	script := `set -e
+exec 9>"$TMP/trace"
+BASH_XTRACEFD=9
+set -x
 for d in etc usr var; do
 	mkdir -p "$TMP/$d.upper" "$TMP/$d.work"
 	mount -t overlay overlay -o "lowerdir=/$d,upperdir=$TMP/$d.upper,workdir=$TMP/$d.work" "/$d"
@@ -584,8 +589,10 @@ echo "maildrop files: $(find /var/lib/facteur/maildrop -maxdepth 1 -type f | wc 
 # capability but CAP_NET_BIND_SERVICE, the installed config.
 setpriv --reuid=facteur --regid=facteur --init-groups --inh-caps=-all,+net_bind_service --ambient-caps=-all,+net_bind_service --bounding-set=-all,+net_bind_service /usr/local/sbin/facteur serve -config /etc/facteur/facteur.yaml 2>"$TMP/daemon.log" &
 pid=$!
-# tail -f waits on the file, not on a clock.
-grep -m1 -q ' received ' <(timeout 20 tail -n +1 -f "$TMP/daemon.log") && echo "picked up from the maildrop"
+echo $pid >"$TMP/daemon.pid"
+# tail -f waits on the file, not on a clock. Its stderr is not the test's
+# pipe: a tail left waiting does not hold the test's output open.
+grep -m1 -q ' received ' <(timeout 20 tail -n +1 -f "$TMP/daemon.log" 2>/dev/null) && echo "picked up from the maildrop"
 printf 'Subject: live\n\nover SMTP\n' | setpriv --reuid=www-data --regid=www-data --clear-groups /usr/sbin/sendmail -i bob@example.org
 /usr/local/sbin/facteur queue list -config /etc/facteur/facteur.yaml
 echo "maildrop files: $(find /var/lib/facteur/maildrop -maxdepth 1 -type f | wc -l)"
@@ -593,10 +600,7 @@ kill $pid; wait $pid || true
 echo "== log"
 cat "$TMP/daemon.log"
 `
-	cmd := exec.Command("unshare", "--mount", "--net", "--propagation", "private", "bash", "-c", script)
-	cmd.Env = append(os.Environ(), "TMP="+tmp, "BIN="+bin, "SHIM="+shim)
-	outb, err := cmd.CombinedOutput()
-	out := string(outb)
+	out, err := runScriptBounded(t, tmp, installScriptTimeout, script, "TMP="+tmp, "BIN="+bin, "SHIM="+shim)
 	if !strings.Contains(out, "== mounted") {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("cannot mount overlays: %v\n%s", err, out)

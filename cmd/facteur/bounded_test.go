@@ -1,0 +1,118 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// installScriptTimeout bounds TestInstallSystemInOverlay's script: 4–6 s on
+// an idle machine, much longer on a loaded CI runner, far from go test's
+// 10 min, so that a step that never ends fails this one test with what it
+// printed instead of the whole package's run with a timeout panic.
+const installScriptTimeout = 2 * time.Minute
+
+// runScriptBounded runs script under bash in private mount and network
+// namespaces (unshare), in a process group of its own, and returns its
+// combined output. When timeout passes first, the facteur processes still
+// running in the group (daemon, shim, CLI) get SIGQUIT, which makes a Go
+// program print every goroutine's stack on its stderr (the daemon's is
+// dir/daemon.log), the group is killed, and the test fails with the output
+// so far, the script's trace (dir/trace, when the script writes one) and the
+// daemon's log.
+func runScriptBounded(t *testing.T, dir string, timeout time.Duration, script string, env ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "unshare", "--mount", "--net", "--propagation", "private", "bash", "-c", script)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var quit []string
+	cmd.Cancel = func() error {
+		quit = quitGoProcesses(cmd.Process.Pid, "facteur", "sendmail")
+		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	// A process that left the group (timeout(1) makes its own) may still
+	// hold the output pipe: Wait returns anyway.
+	cmd.WaitDelay = 10 * time.Second
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		trace, _ := os.ReadFile(filepath.Join(dir, "trace"))
+		daemonLog, _ := os.ReadFile(filepath.Join(dir, "daemon.log"))
+		t.Fatalf("the script did not end within %v (%v); sent SIGQUIT to %v\n== output\n%s\n== trace (last 40 lines)\n%s\n== daemon.log\n%s",
+			timeout, err, quit, out, lastLines(trace, 40), daemonLog)
+	}
+	return string(out), err
+}
+
+// quitGoProcesses sends SIGQUIT to the processes of group pgid named one of
+// names, and waits (5 s at most) until each has exited, so that the stacks
+// the Go runtime prints are written before the group is killed. It returns
+// what it signalled, as "name[pid]".
+func quitGoProcesses(pgid int, names ...string) []string {
+	var sent []string
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		comm, _, group, ok := procStat(pid)
+		if !ok || group != pgid {
+			continue
+		}
+		for _, n := range names {
+			if comm == n && syscall.Kill(pid, syscall.SIGQUIT) == nil {
+				sent = append(sent, comm+"["+e.Name()+"]")
+				pids = append(pids, pid)
+			}
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, pid := range pids {
+		for time.Now().Before(deadline) {
+			if _, state, _, ok := procStat(pid); !ok || state == "Z" {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return sent
+}
+
+// procStat reads a process's name, state and process group from
+// /proc/PID/stat; the name is in parentheses and may hold spaces.
+func procStat(pid int) (comm, state string, pgid int, ok bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return "", "", 0, false
+	}
+	open, closing := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+	if open < 0 || closing < open {
+		return "", "", 0, false
+	}
+	// After the name: state ppid pgrp ...
+	f := strings.Fields(string(b[closing+1:]))
+	if len(f) < 3 {
+		return "", "", 0, false
+	}
+	pgid, err = strconv.Atoi(f[2])
+	return string(b[open+1 : closing]), f[0], pgid, err == nil
+}
+
+func lastLines(b []byte, n int) string {
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
