@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,11 +44,25 @@ func runScriptBounded(t *testing.T, dir string, timeout time.Duration, script st
 	// hold the output pipe: Wait returns anyway.
 	cmd.WaitDelay = 10 * time.Second
 	out, err := cmd.CombinedOutput()
-	if ctx.Err() != nil {
+	timedOut := ctx.Err() != nil
+	var left []string
+	if cmd.Process != nil {
+		// What the script left behind goes too: an orphaned daemon
+		// would outlive the test (and did, holding its output pipe).
+		// The group outlives its leader while it has members, so its
+		// id is not reused meanwhile.
+		left = quitGoProcesses(cmd.Process.Pid, "facteur", "sendmail")
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	if timedOut || len(left) > 0 {
 		trace, _ := os.ReadFile(filepath.Join(dir, "trace"))
 		daemonLog, _ := os.ReadFile(filepath.Join(dir, "daemon.log"))
-		t.Fatalf("the script did not end within %v (%v); sent SIGQUIT to %v\n== output\n%s\n== trace (last 40 lines)\n%s\n== daemon.log\n%s",
-			timeout, err, quit, out, lastLines(trace, 40), daemonLog)
+		what := fmt.Sprintf("the script did not end within %v (%v); sent SIGQUIT to %v", timeout, err, quit)
+		if !timedOut {
+			what = fmt.Sprintf("the script ended (%v) and left %v running (sent SIGQUIT)", err, left)
+		}
+		t.Fatalf("%s\n== output\n%s\n== trace (last 40 lines)\n%s\n== daemon.log\n%s",
+			what, out, lastLines(trace, 40), daemonLog)
 	}
 	return string(out), err
 }
@@ -65,8 +80,8 @@ func quitGoProcesses(pgid int, names ...string) []string {
 		if err != nil {
 			continue
 		}
-		comm, _, group, ok := procStat(pid)
-		if !ok || group != pgid {
+		comm, state, group, ok := procStat(pid)
+		if !ok || group != pgid || state == "Z" {
 			continue
 		}
 		for _, n := range names {

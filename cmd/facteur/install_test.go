@@ -586,19 +586,33 @@ ip link set lo up
 printf 'Subject: dropped\n\nwhile down\n' | setpriv --reuid=www-data --regid=www-data --clear-groups /usr/sbin/sendmail -i ops@example.org
 echo "maildrop files: $(find /var/lib/facteur/maildrop -maxdepth 1 -type f | wc -l)"
 # The daemon as the unit runs it: user facteur with its groups, no
-# capability but CAP_NET_BIND_SERVICE, the installed config.
-setpriv --reuid=facteur --regid=facteur --init-groups --inh-caps=-all,+net_bind_service --ambient-caps=-all,+net_bind_service --bounding-set=-all,+net_bind_service /usr/local/sbin/facteur serve -config /etc/facteur/facteur.yaml 2>"$TMP/daemon.log" &
+# capability but CAP_NET_BIND_SERVICE, the installed config. Its log exists
+# before it starts: bash opens a background job's redirection in the child,
+# and on a loaded machine the lines after the & can run first; tail -f then
+# found no file and gave up at once, the steps below ran against a daemon
+# still starting, queue list failed, set -e ended the script, and the
+# daemon, never stopped, held the test's output open until go test's
+# timeout (a loaded run, 2026-12-07).
+: >"$TMP/daemon.log"
+setpriv --reuid=facteur --regid=facteur --init-groups --inh-caps=-all,+net_bind_service --ambient-caps=-all,+net_bind_service --bounding-set=-all,+net_bind_service /usr/local/sbin/facteur serve -config /etc/facteur/facteur.yaml 2>>"$TMP/daemon.log" &
 pid=$!
 echo $pid >"$TMP/daemon.pid"
-# tail -f waits on the file, not on a clock. Its stderr is not the test's
-# pipe: a tail left waiting does not hold the test's output open.
-grep -m1 -q ' received ' <(timeout 20 tail -n +1 -f "$TMP/daemon.log" 2>/dev/null) && echo "picked up from the maildrop"
+# However the script ends from here (set -e included), the daemon is
+# stopped and its log printed: left running, it would hold the test's
+# output pipe open for ever.
+trap 'kill $pid 2>/dev/null || true; wait $pid || true; echo "== log"; cat "$TMP/daemon.log"' EXIT
+# tail -f waits on the file, not on a clock; timeout only bounds a daemon
+# that never picks up. --foreground keeps it in the script's process group,
+# which the test kills at the end; its stderr is not the test's pipe.
+if grep -m1 -q ' received ' <(timeout --foreground 60 tail -n +1 -f "$TMP/daemon.log" 2>/dev/null); then
+	echo "picked up from the maildrop"
+else
+	echo "nothing picked up from the maildrop within 60 s"
+	exit 1
+fi
 printf 'Subject: live\n\nover SMTP\n' | setpriv --reuid=www-data --regid=www-data --clear-groups /usr/sbin/sendmail -i bob@example.org
 /usr/local/sbin/facteur queue list -config /etc/facteur/facteur.yaml
 echo "maildrop files: $(find /var/lib/facteur/maildrop -maxdepth 1 -type f | wc -l)"
-kill $pid; wait $pid || true
-echo "== log"
-cat "$TMP/daemon.log"
 `
 	out, err := runScriptBounded(t, tmp, installScriptTimeout, script, "TMP="+tmp, "BIN="+bin, "SHIM="+shim)
 	if !strings.Contains(out, "== mounted") {
