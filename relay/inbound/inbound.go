@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -35,33 +36,59 @@ type Server struct {
 	Handle         Handler
 	Log            *slog.Logger
 
-	srv *smtp.Server
+	// mu guards srv, ln and closed: Serve runs in a goroutine of its own
+	// and Shutdown may come first (a SIGTERM during the daemon's start);
+	// closed makes a late Serve return at once, and Shutdown closes ln
+	// itself, which go-smtp registers only once its Serve runs.
+	mu     sync.Mutex
+	srv    *smtp.Server
+	ln     net.Listener
+	closed bool
 }
 
-// Serve runs until ln is closed.
+// Serve runs until Shutdown or until ln is closed; called after Shutdown,
+// it closes ln and returns nil.
 func (s *Server) Serve(ln net.Listener) error {
-	s.srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		return &session{s: s, client: c.Conn().RemoteAddr().String()}, nil
 	}))
-	s.srv.Domain = s.Hostname
-	s.srv.MaxMessageBytes = s.MaxMessageSize
-	s.srv.MaxRecipients = 50
-	s.srv.ReadTimeout = 5 * time.Minute
-	s.srv.WriteTimeout = 5 * time.Minute
-	s.srv.EnableSMTPUTF8 = true
-	err := s.srv.Serve(ln)
+	srv.Domain = s.Hostname
+	srv.MaxMessageBytes = s.MaxMessageSize
+	srv.MaxRecipients = 50
+	srv.ReadTimeout = 5 * time.Minute
+	srv.WriteTimeout = 5 * time.Minute
+	srv.EnableSMTPUTF8 = true
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.srv, s.ln = srv, ln
+	s.mu.Unlock()
+	err := srv.Serve(ln)
 	if errors.Is(err, smtp.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
 		return nil
 	}
 	return err
 }
 
-// Shutdown stops the server.
+// Shutdown stops the server, before or after Serve: it closes the
+// listener and waits for sessions until ctx is done.
 func (s *Server) Shutdown(ctx context.Context) error {
-	if s.srv == nil {
+	s.mu.Lock()
+	s.closed = true
+	srv, ln := s.srv, s.ln
+	s.mu.Unlock()
+	if srv == nil {
 		return nil
 	}
-	return s.srv.Shutdown(ctx)
+	ln.Close()
+	// go-smtp closes the listener again: already closed is fine.
+	if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
 }
 
 type session struct {

@@ -114,8 +114,15 @@ type Server struct {
 	cleanup *cleanup.Cleanup
 	log     *slog.Logger
 
-	mu      sync.Mutex // guards servers
-	servers []*smtp.Server
+	// mu guards servers, listeners and closed. Serve runs in a goroutine of
+	// its own and Shutdown may come first (a SIGTERM during the start):
+	// closed makes a late Serve return at once, and Shutdown closes the
+	// listeners itself, since go-smtp only closes those its Serve has
+	// registered, which it does after Serve is called.
+	mu        sync.Mutex
+	servers   []*smtp.Server
+	listeners []net.Listener
+	closed    bool
 
 	limits limits
 	names  unixsock.Names
@@ -190,8 +197,9 @@ func (s *Server) newSMTP(l Listener) *smtp.Server {
 	return srv
 }
 
-// Serve accepts connections on ln until ctx is done, then shuts down,
-// letting sessions in DATA finish within the context given to Shutdown.
+// Serve accepts connections on ln until Shutdown, which lets sessions in
+// DATA finish within the context given to it. Called after Shutdown, Serve
+// closes ln and returns nil.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, l Listener) error {
 	srv := s.newSMTP(l)
 	ln = &listener{Listener: ln, srv: s, local: l.Local, tls: l.ImplicitTLS && l.TLS != nil}
@@ -199,7 +207,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, l Listener) error {
 		ln = tls.NewListener(ln, l.TLS)
 	}
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
 	s.servers = append(s.servers, srv)
+	s.listeners = append(s.listeners, ln)
 	s.mu.Unlock()
 	err := srv.Serve(ln)
 	if errors.Is(err, smtp.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
@@ -208,14 +222,20 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, l Listener) error {
 	return err
 }
 
-// Shutdown closes the listeners and waits for sessions until ctx is done.
+// Shutdown closes the listeners, those of a Serve yet to come included,
+// and waits for sessions until ctx is done.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	servers := s.servers
+	s.closed = true
+	servers, listeners := s.servers, s.listeners
 	s.mu.Unlock()
+	for _, ln := range listeners {
+		ln.Close()
+	}
 	var errs []error
 	for _, srv := range servers {
-		if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
+		// go-smtp closes the listeners again: already closed is fine.
+		if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, smtp.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 			errs = append(errs, err)
 		}
 	}
