@@ -130,3 +130,49 @@ func lastLines(b []byte, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// commandTimeout bounds one run of a client, tool or CLI command in these
+// tests: each takes well under a second, and a stuck one fails its own test
+// with what it printed instead of the package with go test's timeout panic.
+const commandTimeout = 2 * time.Minute
+
+// boundedCommand is exec.Command bounded by commandTimeout: past it the
+// process gets SIGQUIT (a Go program prints every goroutine's stack on its
+// stderr, which the caller's failure shows with the rest of the output) and
+// is killed 5 s later if still there; Wait then returns even if a child of
+// it holds the output open.
+func boundedCommand(t testing.TB, name string, args ...string) *exec.Cmd {
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	t.Cleanup(cancel)
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
+	cmd.WaitDelay = 5 * time.Second
+	return cmd
+}
+
+// daemonStopTimeout bounds a test daemon's exit after SIGTERM: its
+// shutdown_timeout (10 s by default) then the queue's close, with room for a
+// loaded machine.
+const daemonStopTimeout = 30 * time.Second
+
+// stopDaemon sends SIGTERM to a facteur serve a test started and waits for
+// exited. A daemon still running daemonStopTimeout later gets SIGQUIT, so
+// that its stacks reach its log, then is killed, and the test fails: not
+// exiting on SIGTERM is a bug (systemd would kill it after TimeoutStopSec).
+func stopDaemon(t testing.TB, p *os.Process, exited <-chan struct{}, log func() string) {
+	t.Helper()
+	p.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+		return
+	case <-time.After(daemonStopTimeout):
+	}
+	p.Signal(syscall.SIGQUIT)
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		p.Kill()
+		<-exited
+	}
+	t.Errorf("facteur serve still running %v after SIGTERM; its log, with its stacks (SIGQUIT):\n%s", daemonStopTimeout, log())
+}

@@ -117,7 +117,7 @@ s.quit()
 	qid := qidOf(t, r.logText(), " delivered rcpt=<a@example.org>")
 	arf := strings.Replace(cliARF, "Subject: hello\r\n", "Subject: hello\r\nX-Facteur-ID: "+qid+"\r\n", 1)
 	arf = strings.ReplaceAll(arf, "angry@example.net", "a@example.org")
-	cmd := exec.Command(r.bin, "bounce", "ingest", "-config", r.config)
+	cmd := boundedCommand(t, r.bin, "bounce", "ingest", "-config", r.config)
 	cmd.Stdin = strings.NewReader(arf)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("bounce ingest: %v\n%s", err, out)

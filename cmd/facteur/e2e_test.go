@@ -24,7 +24,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -199,13 +198,7 @@ func (r *relay) stop() {
 	if r.cmd == nil || r.cmd.Process == nil {
 		return
 	}
-	r.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-r.exited:
-	case <-time.After(20 * time.Second):
-		r.cmd.Process.Kill()
-		<-r.exited
-	}
+	stopDaemon(r.t, r.cmd.Process, r.exited, r.logText)
 }
 
 func (r *relay) kill9() {
@@ -234,7 +227,7 @@ func (r *relay) waitLog(s string) {
 
 // cli runs a facteur subcommand against this relay's config.
 func (r *relay) cli(args ...string) (string, error) {
-	cmd := exec.Command(r.bin, append(args, "-config", r.config)...)
+	cmd := boundedCommand(r.t, r.bin, append(args, "-config", r.config)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -257,7 +250,7 @@ func (r *relay) wait(n int) []relaytest.SinkMessage {
 
 func runTool(t *testing.T, env []string, stdin string, name string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(name, args...)
+	cmd := boundedCommand(t, name, args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
@@ -383,7 +376,7 @@ ts = [threading.Thread(target=worker, args=(n,)) for n in range(20)]
 [t.start() for t in ts]
 [t.join() for t in ts]
 `
-	cmd := exec.Command("python3", "-c", script, r.smtp)
+	cmd := boundedCommand(t, "python3", "-c", script, r.smtp)
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -565,7 +558,7 @@ func TestMetricsAndStatus(t *testing.T) {
 		}
 	}
 	if _, err := exec.LookPath("promtool"); err == nil || os.Getenv("CI") != "" {
-		cmd := exec.Command("promtool", "check", "metrics")
+		cmd := boundedCommand(t, "promtool", "check", "metrics")
 		cmd.Stdin = bytes.NewReader(body)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("promtool check metrics: %v\n%s", err, out)
@@ -619,7 +612,7 @@ func TestDiskFloor(t *testing.T) {
 	cfg, _ := os.ReadFile(r.config)
 	os.WriteFile(r.config, append(cfg, []byte("min_free_disk: 1000000TiB\n")...), 0o644)
 	r.start()
-	cmd := exec.Command("swaks", "--server", r.smtp, "--from", "app@example.com", "--to", "after@example.org")
+	cmd := boundedCommand(t, "swaks", "--server", r.smtp, "--from", "app@example.com", "--to", "after@example.org")
 	out, _ := cmd.CombinedOutput()
 	if !strings.Contains(string(out), "452 4.3.1") {
 		t.Fatalf("no 452 past the disk floor:\n%s", out)
@@ -713,7 +706,7 @@ func TestServeRefusesUnsafeDKIMKey(t *testing.T) {
 	cfg := filepath.Join(dir, "f.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf("listen: [127.0.0.1:%d]\nadmin: 127.0.0.1:%d\ndata_dir: %s\ndkim:\n  - {domain: example.com, selector: s, key: %s}\n",
 		freePort(t, "127.0.0.1"), freePort(t, "127.0.0.1"), filepath.Join(dir, "data"), key)), 0o644)
-	out, err := exec.Command(bin, "serve", "-config", cfg).CombinedOutput()
+	out, err := boundedCommand(t, bin, "serve", "-config", cfg).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), key) {
 		t.Fatalf("serve started or did not name the key: %v\n%s", err, out)
 	}
@@ -770,7 +763,7 @@ func TestVERPBounceListener(t *testing.T) {
 		t.Fatalf("suppress list: %v\n%s", err, out)
 	}
 	// The next message to it is refused at RCPT.
-	cmd := exec.Command(r.shim, "-i", "-f", "app@example.com", "ghost@example.org")
+	cmd := boundedCommand(t, r.shim, "-i", "-f", "app@example.com", "ghost@example.org")
 	cmd.Env = append(os.Environ(), "FACTEUR_CONFIG="+r.config)
 	cmd.Stdin = strings.NewReader("Subject: again\n\nx\n")
 	err = cmd.Run()
@@ -796,7 +789,7 @@ func TestUserUnknownSuppressedThenRefused(t *testing.T) {
 	if err != nil || !strings.Contains(out, `"user_unknown"`) || !strings.Contains(out, `"smtp"`) {
 		t.Fatalf("suppress list: %v\n%s", err, out)
 	}
-	cmd := exec.Command("swaks", "--server", r.smtp, "--from", "app@example.com", "--to", "nobody@example.org")
+	cmd := boundedCommand(t, "swaks", "--server", r.smtp, "--from", "app@example.com", "--to", "nobody@example.org")
 	o, _ := cmd.CombinedOutput()
 	if !strings.Contains(string(o), "550 5.1.1 <nobody@example.org>: recipient is suppressed (user unknown since ") {
 		t.Fatalf("second RCPT not refused as suppressed:\n%s", o)

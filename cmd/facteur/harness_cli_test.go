@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -85,7 +84,7 @@ func (e *cliEnv) run(stdin string, args ...string) cliResult {
 
 func (e *cliEnv) runEnv(env []string, stdin string, args ...string) cliResult {
 	e.t.Helper()
-	cmd := exec.CommandContext(e.t.Context(), e.bin, args...)
+	cmd := boundedCommand(e.t, e.bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
@@ -123,16 +122,9 @@ func (e *cliEnv) startDaemon() {
 		e.t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	e.t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	})
+	exited := make(chan struct{})
+	go func() { done <- cmd.Wait(); close(exited) }()
+	e.t.Cleanup(func() { stopDaemon(e.t, cmd.Process, exited, e.log.String) })
 	client := unixHTTPClient(filepath.Join(e.dataDir, "private", "admin.sock"))
 	// Bounded polling: the daemon binds before it logs "started", but the
 	// test cannot see its listener any other way.

@@ -222,7 +222,7 @@ func openUpTo(t *testing.T, dir string, mode os.FileMode) {
 // runAsUser runs a program with the given credentials.
 func runAsUser(t *testing.T, uid, gid uint32, env []string, name string, args ...string) cliResult {
 	t.Helper()
-	cmd := exec.CommandContext(t.Context(), name, args...)
+	cmd := boundedCommand(t, name, args...)
 	cmd.Env = append([]string{"PATH=/usr/bin:/bin"}, env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
 	var out, errb strings.Builder
@@ -316,11 +316,9 @@ func TestUnprivilegedUserReachesNoAdmin(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- daemon.Wait() }()
-	t.Cleanup(func() {
-		daemon.Process.Signal(syscall.SIGTERM)
-		<-done
-	})
+	exited := make(chan struct{})
+	go func() { done <- daemon.Wait(); close(exited) }()
+	t.Cleanup(func() { stopDaemon(t, daemon.Process, exited, log.String) })
 	waitFor := func(what string, ok func() bool) {
 		t.Helper()
 		for deadline := time.Now().Add(20 * time.Second); !ok(); {
@@ -367,7 +365,7 @@ func TestUnprivilegedUserReachesNoAdmin(t *testing.T) {
 	}
 
 	t.Run("root's CLI works and sends nothing to the squatter", func(t *testing.T) {
-		out, err := exec.Command(bin, "queue", "list", "--json", "-config", cfg).CombinedOutput()
+		out, err := boundedCommand(t, bin, "queue", "list", "--json", "-config", cfg).CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "rcpt@example.org") {
 			t.Fatalf("root: queue list: %v\n%s", err, out)
 		}
@@ -456,7 +454,7 @@ func TestUnprivilegedUserReachesNoAdmin(t *testing.T) {
 		}
 	})
 	// Nothing the user tried removed the message.
-	out, err := exec.Command(bin, "queue", "list", "--json", "-config", cfg).CombinedOutput()
+	out, err := boundedCommand(t, bin, "queue", "list", "--json", "-config", cfg).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "rcpt@example.org") {
 		t.Fatalf("root: queue list at the end: %v\n%s", err, out)
 	}
@@ -474,7 +472,7 @@ func TestServeRefusesReadableSecret(t *testing.T) {
 	cfg := filepath.Join(dir, "f.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf("listen: [127.0.0.1:%d]\nadmin: \"\"\ndata_dir: %s\ndelivery:\n  relayhost: smtp.example.com:587\n  relayhost_auth: {username: u, password_file: %q}\n",
 		freePort(t, "127.0.0.1"), filepath.Join(dir, "data"), pw)), 0o644)
-	out, err := exec.Command(bin, "serve", "-config", cfg).CombinedOutput()
+	out, err := boundedCommand(t, bin, "serve", "-config", cfg).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), pw) || !strings.Contains(string(out), "group or world") {
 		t.Fatalf("serve started or did not name the file: %v\n%s", err, out)
 	}

@@ -54,7 +54,7 @@ func newInstallRoot(t *testing.T, withUsers bool) string {
 // install runs the built facteur install and returns its stdout.
 func runInstall(t *testing.T, bin string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(bin, append([]string{"install"}, args...)...)
+	cmd := boundedCommand(t, bin, append([]string{"install"}, args...)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
@@ -339,7 +339,7 @@ func verifyInstalledUnit(t *testing.T, root string) (string, error) {
 	if err := os.WriteFile(filepath.Join(root, "bin/kill"), []byte("#!/bin/sh\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("systemd-analyze", "verify", "--recursive-errors=no", "--root="+root, "facteur.service")
+	cmd := boundedCommand(t, "systemd-analyze", "verify", "--recursive-errors=no", "--root="+root, "facteur.service")
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
@@ -383,7 +383,7 @@ func TestInstallUnitExposure(t *testing.T) {
 	if out, err := verifyInstalledUnit(t, root); err != nil {
 		t.Fatalf("verify: %v\n%s", err, out)
 	}
-	out, err := exec.Command("systemd-analyze", "security", "--offline=true", "--root="+root, "facteur.service").CombinedOutput()
+	out, err := boundedCommand(t, "systemd-analyze", "security", "--offline=true", "--root="+root, "facteur.service").CombinedOutput()
 	if err != nil {
 		t.Fatalf("systemd-analyze security: %v\n%s", err, out)
 	}
@@ -412,7 +412,7 @@ func TestInstallNeedsRoot(t *testing.T) {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	os.Chmod(dir, 0o755)
 	installCopyFile(t, bin, filepath.Join(dir, "facteur"), 0o755)
-	cmd := exec.Command(filepath.Join(dir, "facteur"), "install", "--no-start")
+	cmd := boundedCommand(t, filepath.Join(dir, "facteur"), "install", "--no-start")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
@@ -459,7 +459,7 @@ func TestInstallShimLookup(t *testing.T) {
 	if !strings.Contains(out, "install "+filepath.Join(root, install.Sendmail)+" from "+shim) {
 		t.Errorf("--shim not installed:\n%s", out)
 	}
-	cmd := exec.Command(filepath.Join(dir, "facteur"), "install", "--root", root, "--shim", "/bin/sh")
+	cmd := boundedCommand(t, filepath.Join(dir, "facteur"), "install", "--root", root, "--shim", "/bin/sh")
 	if msg, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(msg), "is not facteur's cmd/sendmail") {
 		t.Errorf("--shim /bin/sh: %v\n%s", err, msg)
 	}
@@ -501,7 +501,7 @@ func TestInstallDivertsPackageFiles(t *testing.T) {
 		{path: "usr/sbin/sendmail", mode: "2755", gid: testDropGID, same: shim},
 		{path: "usr/bin/mailq", kind: fs.ModeSymlink, target: "../sbin/sendmail"},
 	}, os.Geteuid() == 0)
-	list2, err := exec.Command("dpkg-divert", "--root="+root, "--list").CombinedOutput()
+	list2, err := boundedCommand(t, "dpkg-divert", "--root="+root, "--list").CombinedOutput()
 	if err != nil || !strings.Contains(string(list2), "local diversion of /usr/sbin/sendmail to /usr/sbin/sendmail.distrib") ||
 		!strings.Contains(string(list2), "local diversion of /usr/bin/mailq to /usr/bin/mailq.distrib") {
 		t.Errorf("dpkg-divert --list: %v\n%s", err, list2)
@@ -759,7 +759,7 @@ func TestInstallTCPAdminToken(t *testing.T) {
 func TestInstallRootAliasAndHostname(t *testing.T) {
 	bin, _ := binaries(t)
 	run := func(args ...string) (string, string, error) {
-		cmd := exec.Command(bin, append([]string{"install", "--no-start"}, args...)...)
+		cmd := boundedCommand(t, bin, append([]string{"install", "--no-start"}, args...)...)
 		cmd.Stdin = strings.NewReader("") // not a terminal: no question
 		var out, errb bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &errb

@@ -49,7 +49,7 @@ func TestRootMailArrives(t *testing.T) {
 			t.Errorf("no warning that root has no alias:\n%s", e.log.String())
 		}
 		if mailx, err := exec.LookPath("bsd-mailx"); err == nil {
-			cmd := exec.Command(mailx, "-N", "-f", box)
+			cmd := boundedCommand(t, mailx, "-N", "-f", box)
 			cmd.Env = append(os.Environ(), "MAILRC=/dev/null", "HOME="+t.TempDir())
 			cmd.Stdin = strings.NewReader("p 1\nx\n")
 			out, err := cmd.CombinedOutput()

@@ -77,7 +77,7 @@ func addUser(t *testing.T, name, group string) localUser {
 func (u localUser) run(t *testing.T, env []string, stdin string, args ...string) (string, int) {
 	t.Helper()
 	full := append([]string{fmt.Sprintf("--reuid=%d", u.uid), fmt.Sprintf("--regid=%d", u.gid), "--init-groups", "--"}, args...)
-	cmd := exec.Command("setpriv", full...)
+	cmd := boundedCommand(t, "setpriv", full...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=/"}, env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	out, err := cmd.CombinedOutput()

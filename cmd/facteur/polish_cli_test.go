@@ -2,7 +2,6 @@ package main
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,7 +10,7 @@ import (
 // A start that fails (here: the policy file is missing) creates nothing.
 func TestFailedStartCreatesNothing(t *testing.T) {
 	e := newCLIEnv(t, "policy: /nonexistent/policy.yaml\n")
-	cmd := exec.Command(e.bin, "serve", "-config", e.cfg)
+	cmd := boundedCommand(t, e.bin, "serve", "-config", e.cfg)
 	out, err := cmd.CombinedOutput()
 	if err == nil {
 		t.Fatalf("serve with a missing policy started:\n%s", out)

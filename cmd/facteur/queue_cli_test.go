@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -393,7 +392,7 @@ s.quit()
 		t.Fatalf("flush of held mail: %v %q", err, out)
 	}
 	ids := string(held[0].ID) + "\n" + string(held[1].ID) + "\n"
-	cmd := exec.Command(r.bin, "queue", "delete", "-", "-config", r.config)
+	cmd := boundedCommand(t, r.bin, "queue", "delete", "-", "-config", r.config)
 	cmd.Stdin = strings.NewReader(ids)
 	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "2 messages deleted") {
 		t.Fatalf("delete -: %v %s", err, out)
