@@ -29,15 +29,30 @@ type Client struct {
 
 // New returns the client of c's admin socket.
 func New(c *config.Config) *Client {
-	sock := c.AdminSocketPath()
+	return newClient(c.AdminSocketPath(), requestTimeout, streamHeaderTimeout)
+}
+
+const (
+	// requestTimeout bounds a request with a JSON answer.
+	requestTimeout = 60 * time.Second
+	// streamHeaderTimeout bounds the wait for a streamed answer's
+	// headers, which has no overall timeout: they leave with its first
+	// line, which a filtered listing of a large queue without an index
+	// may find late, but a daemon that took the connection and never
+	// answers must not hold the command (a cron job, a script) for ever.
+	streamHeaderTimeout = 5 * time.Minute
+)
+
+func newClient(sock string, timeout, headerTimeout time.Duration) *Client {
 	tr := &http.Transport{
 		Proxy: nil,
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", sock)
 		},
+		ResponseHeaderTimeout: headerTimeout,
 	}
-	return &Client{socket: sock, http: &http.Client{Timeout: 60 * time.Second, Transport: tr}}
+	return &Client{socket: sock, http: &http.Client{Timeout: timeout, Transport: tr}}
 }
 
 // ErrDaemonDown is returned when nothing listens on the admin socket.
