@@ -14,9 +14,8 @@ import (
 	"time"
 )
 
-// installScriptTimeout bounds TestInstallSystemInOverlay's script: 4–6 s on
-// an idle machine, much longer on a loaded CI runner, far from go test's
-// 10 min, so that a step that never ends fails this one test with what it
+// installScriptTimeout bounds TestInstallSystemInOverlay's script: a few
+// seconds, longer on a loaded CI runner, far from go test's 10 min, so that a step that never ends fails this one test with what it
 // printed instead of the whole package's run with a timeout panic.
 const installScriptTimeout = 2 * time.Minute
 
@@ -40,8 +39,8 @@ func runScriptBounded(t *testing.T, dir string, timeout time.Duration, script st
 		quit = quitGoProcesses(cmd.Process.Pid, "facteur", "sendmail")
 		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
-	// A process that left the group (timeout(1) makes its own) may still
-	// hold the output pipe: Wait returns anyway.
+	// A process that left the group (timeout(1) without --foreground makes
+	// its own) may still hold the output pipe: Wait returns anyway.
 	cmd.WaitDelay = 10 * time.Second
 	out, err := cmd.CombinedOutput()
 	timedOut := ctx.Err() != nil
