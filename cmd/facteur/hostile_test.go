@@ -56,7 +56,6 @@ func TestRelayhostSelfSignedNeverSeesAuth(t *testing.T) {
 				}
 				extra = "  relayhost_tls_ca: " + ca + "\n"
 			}
-			sinkPort := freePort(t, "127.0.0.2")
 			r := startRelay(t, relayOpts{
 				sinkOpts: relaytest.SinkOptions{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}, Auth: func(u, p string) error {
 					auths.Add(1)
@@ -65,8 +64,9 @@ func TestRelayhostSelfSignedNeverSeesAuth(t *testing.T) {
 					}
 					return nil
 				}},
-				extraConfig: fmt.Sprintf("  relayhost: mx.example.org:%d\n  relayhost_tls: starttls\n  relayhost_auth: {username: web1, password_file: %q}\n%s", sinkPort, pw, extra),
-				sinkAddr:    fmt.Sprintf("127.0.0.2:%d", sinkPort),
+				extra: func(r *relay) string {
+					return fmt.Sprintf("  relayhost: mx.example.org:%d\n  relayhost_tls: starttls\n  relayhost_auth: {username: web1, password_file: %q}\n%s", r.sink.Port(), pw, extra)
+				},
 			})
 			runTool(t, nil, "", "swaks", "--server", r.smtp, "--from", "app@example.com", "--to", "someone@example.net")
 			if tc.withCA {
@@ -113,9 +113,10 @@ func TestForgedBounceSuppressesNobody(t *testing.T) {
 		}
 	}))
 	defer hook.Close()
-	bouncePort := freePort(t, "127.0.0.1")
-	r := startRelay(t, relayOpts{extraConfig: fmt.Sprintf("bounces:\n  domain: bounces.example.com\n  listen: [127.0.0.1:%d]\n  secret_file: %s\n"+
-		"webhooks:\n  - {url: %q, secret: s3cret-webhook-key, batch_wait: 10ms}\n", bouncePort, secretFile, hook.URL)})
+	r := startRelay(t, relayOpts{extra: func(r *relay) string {
+		return fmt.Sprintf("bounces:\n  domain: bounces.example.com\n  listen: [%s]\n  secret_file: %s\n"+
+			"webhooks:\n  - {url: %q, secret: s3cret-webhook-key, batch_wait: 10ms}\n", r.addr("bounces"), secretFile, hook.URL)
+	}})
 	dsn := func(to string, rcpts ...string) string {
 		var b strings.Builder
 		b.WriteString("From: MAILER-DAEMON@mx.example.org\r\nTo: " + to + "\r\nSubject: Undelivered Mail\r\n" +
@@ -130,7 +131,7 @@ func TestForgedBounceSuppressesNobody(t *testing.T) {
 	}
 	send := func(rcpt, body string) {
 		t.Helper()
-		c, err := smtp.Dial(fmt.Sprintf("127.0.0.1:%d", bouncePort))
+		c, err := smtp.Dial(r.addr("bounces"))
 		if err != nil {
 			t.Fatal(err)
 		}
