@@ -449,6 +449,54 @@ func runTool(t *testing.T, env []string, stdin string, name string, args ...stri
 	return string(out)
 }
 
+// The harness's own guarantee: a port taken by another process between
+// its pick and the daemon's bind costs a start, not the test. Each case
+// takes one of the daemon's addresses as the daemon starts.
+func TestStartPicksTakenPortsAnew(t *testing.T) {
+	for _, name := range []string{"smtp", "admin", "bounces"} {
+		t.Run(name, func(t *testing.T) {
+			secret := filepath.Join(t.TempDir(), "verp.key")
+			os.WriteFile(secret, []byte("0123456789abcdef0123456789abcdef"), 0o600)
+			var taken string
+			r := startRelay(t, relayOpts{extra: func(r *relay) string {
+				// Called before the config is written: the address is
+				// taken as another process would, after its pick.
+				taken = r.addr(name)
+				ln, err := net.Listen("tcp", taken)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { ln.Close() })
+				return fmt.Sprintf("bounces:\n  domain: bounces.example.com\n  listen: [%s]\n  secret_file: %s\n", r.addr("bounces"), secret)
+			}})
+			if got := r.addr(name); got == taken {
+				t.Fatalf("%s is still %s, the taken address", name, got)
+			}
+			cfg, err := os.ReadFile(r.config)
+			if err != nil || strings.Contains(string(cfg), taken+"]") || strings.Contains(string(cfg), taken+"\n") {
+				t.Fatalf("the config still names %s: %v\n%s", taken, err, cfg)
+			}
+			if n := strings.Count(r.logText(), " started "); n != 1 || strings.Contains(r.logText(), "address already in use") {
+				t.Errorf("the log keeps the failed start (%d started):\n%s", n, r.logText())
+			}
+			// The daemon answers at each of its addresses.
+			for _, a := range []string{r.smtp, r.addr("bounces")} {
+				c, err := smtp.Dial(a)
+				if err != nil {
+					t.Fatalf("%s: %v", a, err)
+				}
+				if err := c.Hello("client.test"); err != nil {
+					t.Errorf("%s: %v", a, err)
+				}
+				c.Close()
+			}
+			if m, err := r.metrics(); err != nil || !strings.Contains(m, "facteur_messages_received_total") {
+				t.Errorf("admin %s: %v\n%.300s", r.admin, err, m)
+			}
+		})
+	}
+}
+
 func TestClientSwaks(t *testing.T) {
 	need(t, "swaks")
 	r := startRelay(t, relayOpts{})
