@@ -318,11 +318,7 @@ func (r *relay) portTaken(log, event string) string {
 // config file as well: the edits a test made to the file are kept.
 func (r *relay) repick() {
 	r.t.Helper()
-	cfg, err := os.ReadFile(r.config)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	var names, olds []string
+	var names []string
 	for name := range r.addrs {
 		names = append(names, name)
 	}
@@ -331,15 +327,29 @@ func (r *relay) repick() {
 		old := r.addrs[name]
 		delete(r.addrs, name)
 		renamed[old] = r.addr(name)
+	}
+	renameAddrs(r.t, r.config, renamed)
+}
+
+// renameAddrs replaces each address of renamed's keys in the file at
+// path with its value, leaving the rest of the file as it is.
+func renameAddrs(t *testing.T, path string, renamed map[string]string) {
+	t.Helper()
+	text, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var olds []string
+	for old := range renamed {
 		olds = append(olds, regexp.QuoteMeta(old))
 	}
 	// One pass, so that a new port equal to another's old one is not
 	// renamed twice; \b, so that 127.0.0.1:4123 is not found inside
 	// 127.0.0.1:41234.
 	re := regexp.MustCompile(`(?:` + strings.Join(olds, "|") + `)\b`)
-	text := re.ReplaceAllStringFunc(string(cfg), func(old string) string { return renamed[old] })
-	if err := os.WriteFile(r.config, []byte(text), 0o644); err != nil {
-		r.t.Fatal(err)
+	text = re.ReplaceAllFunc(text, func(old []byte) []byte { return []byte(renamed[string(old)]) })
+	if err := os.WriteFile(path, text, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
 
