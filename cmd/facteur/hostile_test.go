@@ -303,25 +303,51 @@ func TestUnprivilegedUserReachesNoAdmin(t *testing.T) {
 		return squatGot.String()
 	}
 	dataDir := filepath.Join(dir, "data")
-	smtpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
 	cfg := filepath.Join(dir, "facteur.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("hostname: relay.test\nlisten: [%s]\nadmin: %s\nadmin_token_file: %s\ndata_dir: %s\nresolver: 127.0.0.1:%d\n",
-		smtpAddr, adminAddr, tokenFile, dataDir, freePort(t, "127.0.0.1"))), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	env := []string{"FACTEUR_CONFIG=" + cfg}
-	log := &syncBuffer{}
-	daemon := exec.Command(bin, "serve", "-config", cfg)
-	daemon.Stdout, daemon.Stderr = log, log
-	if err := daemon.Start(); err != nil {
-		t.Fatal(err)
+	var (
+		smtpAddr string
+		log      *syncBuffer
+		done     chan error // gets the daemon's exit
+	)
+	// As relay.start: the SMTP port, taken by another process between its
+	// pick and the daemon's bind, costs a start with a new one.
+start:
+	for n := 1; ; n++ {
+		smtpAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
+		if err := os.WriteFile(cfg, []byte(fmt.Sprintf("hostname: relay.test\nlisten: [%s]\nadmin: %s\nadmin_token_file: %s\ndata_dir: %s\nresolver: 127.0.0.1:%d\n",
+			smtpAddr, adminAddr, tokenFile, dataDir, freePort(t, "127.0.0.1"))), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		log = &syncBuffer{}
+		daemon := exec.Command(bin, "serve", "-config", cfg)
+		daemon.Stdout, daemon.Stderr = log, log
+		if err := daemon.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		done = make(chan error, 1)
+		go func() { done <- daemon.Wait(); close(exited) }()
+		t.Cleanup(func() {
+			daemon.Process.Signal(syscall.SIGTERM)
+			<-exited
+		})
+		for deadline := time.Now().Add(20 * time.Second); !strings.Contains(log.String(), " started "); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("started: not within 20s\n%s", log.String())
+			}
+			select {
+			case err := <-done:
+				if l := log.String(); n < maxStarts && strings.Contains(l, "address already in use") && strings.Contains(l, smtpAddr) {
+					t.Logf("start %d: the SMTP port was taken between its pick and the bind, picking it anew:\n%s", n, l)
+					continue start
+				}
+				t.Fatalf("facteur serve exited: %v\n%s", err, log.String())
+			default:
+			}
+		}
+		break
 	}
-	done := make(chan error, 1)
-	go func() { done <- daemon.Wait() }()
-	t.Cleanup(func() {
-		daemon.Process.Signal(syscall.SIGTERM)
-		<-done
-	})
 	waitFor := func(what string, ok func() bool) {
 		t.Helper()
 		for deadline := time.Now().Add(20 * time.Second); !ok(); {
