@@ -254,7 +254,7 @@ func (r *relay) startOnce() string {
 	if err := r.cmd.Start(); err != nil {
 		r.t.Fatal(err)
 	}
-	started, exited := r.started, r.exited
+	cmd, started, exited := r.cmd, r.started, r.exited
 	go func() {
 		defer close(exited)
 		sc := bufio.NewScanner(stderr)
@@ -268,7 +268,7 @@ func (r *relay) startOnce() string {
 				once.Do(func() { close(started) })
 			}
 		}
-		r.cmd.Wait()
+		cmd.Wait()
 	}()
 	// The log of this start alone, from the first line to drop.
 	since := func() string { return r.logText()[mark:] }
@@ -306,7 +306,8 @@ func (r *relay) portTaken(log, event string) string {
 			continue
 		}
 		for _, a := range r.addrs {
-			if strings.Contains(line, a) {
+			// \b: 127.0.0.1:4123 is not 127.0.0.1:41234.
+			if regexp.MustCompile(regexp.QuoteMeta(a) + `\b`).MatchString(line) {
 				return line
 			}
 		}
