@@ -231,7 +231,18 @@ func (d *Dashboard) session(r *http.Request) (string, bool) {
 
 // safeNext keeps a post-login redirect on this site.
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.Contains(next, "\\") {
+		return "/"
+	}
+	// Browsers drop tabs and line breaks anywhere in a URL before reading it
+	// (WHATWG URL), so "/\t/evil.example" is "//evil.example" to them: a
+	// protocol-relative jump off the site. No control character passes.
+	for i := 0; i < len(next); i++ {
+		if c := next[i]; c < 0x20 || c == 0x7f {
+			return "/"
+		}
+	}
+	if u, err := url.Parse(next); err != nil || u.Scheme != "" || u.Host != "" {
 		return "/"
 	}
 	return next

@@ -362,7 +362,9 @@ print(" ".join(map(str, codes)))
 }
 
 func TestSafeNext(t *testing.T) {
-	for in, want := range map[string]string{"/ui/queue?q=x": "/ui/queue?q=x", "//evil.example/": "/", "https://evil.example": "/", "/\\evil": "/", "": "/"} {
+	for in, want := range map[string]string{"/ui/queue?q=x": "/ui/queue?q=x", "//evil.example/": "/", "https://evil.example": "/", "/\\evil": "/", "": "/",
+		"/\t/evil.example": "/", "/\n/evil.example": "/", "/\r\n/evil.example": "/", "/ui/x\\y": "/", "/ui/\x7f": "/",
+		"/ui/queue?q=a%20b&field=rcpt": "/ui/queue?q=a%20b&field=rcpt"} {
 		if got := safeNext(in); got != want {
 			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)
 		}
