@@ -133,6 +133,7 @@ type relay struct {
 	log     bytes.Buffer
 	started chan struct{}
 	exited  chan struct{}
+	ended   bool // the test stopped or killed the daemon it started last
 }
 
 type relayOpts struct {
@@ -246,6 +247,7 @@ func (r *relay) startOnce() string {
 	r.logMu.Unlock()
 	r.started = make(chan struct{})
 	r.exited = make(chan struct{})
+	r.ended = false
 	r.cmd = exec.Command(r.bin, "serve", "-config", r.config)
 	stderr, err := r.cmd.StderrPipe()
 	if err != nil {
@@ -358,6 +360,17 @@ func (r *relay) stop() {
 	if r.cmd == nil || r.cmd.Process == nil {
 		return
 	}
+	select {
+	case <-r.exited:
+		if !r.ended && r.t.Failed() {
+			// A failure that looks like a flake (connection refused, the
+			// admin socket unreachable) may be the daemon's own exit.
+			l := r.logText()
+			r.t.Logf("facteur had exited before the test stopped it (%v); the end of its log:\n%s", r.cmd.ProcessState, l[max(0, len(l)-4000):])
+		}
+	default:
+	}
+	r.ended = true
 	r.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-r.exited:
@@ -368,6 +381,7 @@ func (r *relay) stop() {
 }
 
 func (r *relay) kill9() {
+	r.ended = true
 	r.cmd.Process.Kill()
 	<-r.exited
 }
