@@ -230,7 +230,7 @@ func asWWWData(t *testing.T, r *relay) (drop, direct func(stdin string, args ...
 	if err != nil {
 		t.Fatal(err)
 	}
-	closed := fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
+	closed := refusingAddr(t)
 	shimCfg := filepath.Join(r.dir, "shim.yaml")
 	text := strings.Replace(string(cfg), "listen: ["+r.smtp+"]", "listen: ["+closed+"]", 1)
 	if err := os.WriteFile(shimCfg, []byte(text), 0o644); err != nil {

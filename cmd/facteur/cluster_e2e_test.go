@@ -63,10 +63,7 @@ func (f *fleet) node(name, sourceIP string) *relay {
 	t := f.t
 	bin, shim := binaries(t)
 	dir := t.TempDir()
-	r := &relay{t: t, bin: bin, shim: shim, dir: dir, dns: f.dns, sink: f.sink,
-		smtp:  fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1")),
-		admin: fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1")),
-	}
+	r := &relay{t: t, bin: bin, shim: shim, dir: dir, dns: f.dns, sink: f.sink}
 	r.config = filepath.Join(dir, "facteur.yaml")
 	cfg := fmt.Sprintf(`hostname: %s.relay.test
 listen: [%s]
@@ -87,7 +84,7 @@ cluster:
   node: %s
   prefix: "e2e:"
   lease: 3s
-`, name, r.smtp, r.admin, filepath.Join(dir, "data"), filepath.Join(dir, "spool"), f.dns.Addr(), f.pol, f.sink.Port(), sourceIP, f.redis.Addr, name)
+`, name, r.addr("smtp"), r.addr("admin"), filepath.Join(dir, "data"), filepath.Join(dir, "spool"), f.dns.Addr(), f.pol, f.sink.Port(), sourceIP, f.redis.Addr, name)
 	if err := os.WriteFile(r.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -22,8 +22,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -78,6 +80,10 @@ func need(t *testing.T, tools ...string) {
 	}
 }
 
+// freePort returns a port that was free on host a moment ago. Another
+// process can take it before it is bound again: what binds it in this
+// process should rather listen on :0; a daemon that binds it is started
+// by relay.start, which picks anew when that happened.
 func freePort(t *testing.T, host string) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", host+":0")
@@ -88,15 +94,38 @@ func freePort(t *testing.T, host string) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// refusingAddr returns a loopback address where connections are refused
+// for the whole test: a socket bound there and never listening holds the
+// port, so no other process can start listening on it meanwhile.
+func refusingAddr(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+}
+
 // relay is one running facteur daemon with its world.
 type relay struct {
-	t       *testing.T
-	bin     string
-	shim    string
-	dir     string
-	config  string
-	smtp    string // host:port of the submission listener
-	admin   string
+	t      *testing.T
+	bin    string
+	shim   string
+	dir    string
+	config string
+	smtp   string // host:port of the submission listener: addr("smtp")
+	admin  string // addr("admin")
+	// addrs are the loopback addresses the daemon binds, by name (see
+	// addr); the config names them.
+	addrs   map[string]string
 	dns     *relaytest.DNSServer
 	sink    *relaytest.Sink
 	cmd     *exec.Cmd
@@ -104,13 +133,17 @@ type relay struct {
 	log     bytes.Buffer
 	started chan struct{}
 	exited  chan struct{}
+	ended   bool // the test stopped or killed the daemon it started last
 }
 
 type relayOpts struct {
 	extraConfig string
-	sinkOpts    relaytest.SinkOptions
-	sinkIP      string
-	sinkAddr    string // ip:port of the sink, when the config must name its port first
+	// extra, when set, returns more config, written after extraConfig:
+	// config that names the sink's port or an address of the daemon's own
+	// (r.addr) that extraConfig cannot know before the relay exists.
+	extra    func(r *relay) string
+	sinkOpts relaytest.SinkOptions
+	sinkIP   string
 }
 
 func startRelay(t *testing.T, o relayOpts) *relay {
@@ -119,10 +152,7 @@ func startRelay(t *testing.T, o relayOpts) *relay {
 	if o.sinkIP == "" {
 		o.sinkIP = "127.0.0.2"
 	}
-	if o.sinkAddr == "" {
-		o.sinkAddr = o.sinkIP + ":0"
-	}
-	sink := relaytest.NewSink(t, o.sinkAddr, o.sinkOpts)
+	sink := relaytest.NewSink(t, o.sinkIP+":0", o.sinkOpts)
 	dns := relaytest.NewDNS(t, map[string]relaytest.Zone{
 		"example.org":    {MX: []relaytest.MX{{Host: "mx.example.org", Pref: 10}}},
 		"example.com":    {MX: []relaytest.MX{{Host: "mx.example.org", Pref: 10}}},
@@ -130,11 +160,12 @@ func startRelay(t *testing.T, o relayOpts) *relay {
 		"mx.example.org": {A: []string{o.sinkIP}},
 	})
 	dir := t.TempDir()
-	r := &relay{t: t, bin: bin, shim: shim, dir: dir, dns: dns, sink: sink,
-		smtp:  fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1")),
-		admin: fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1")),
-	}
+	r := &relay{t: t, bin: bin, shim: shim, dir: dir, dns: dns, sink: sink}
 	r.config = filepath.Join(dir, "facteur.yaml")
+	extra := o.extraConfig
+	if o.extra != nil {
+		extra += o.extra(r)
+	}
 	cfg := fmt.Sprintf(`hostname: relay.test
 listen: [%s]
 admin: %s
@@ -149,7 +180,7 @@ senders:
 resolver: %s
 delivery:
   port: %d
-%s`, r.smtp, r.admin, filepath.Join(dir, "data"), filepath.Join(dir, "spool"), dns.Addr(), sink.Port(), o.extraConfig)
+%s`, r.addr("smtp"), r.addr("admin"), filepath.Join(dir, "data"), filepath.Join(dir, "spool"), dns.Addr(), sink.Port(), extra)
 	if err := os.WriteFile(r.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -158,10 +189,65 @@ delivery:
 	return r
 }
 
+// addr returns the loopback address named name that the daemon binds
+// (its listen, admin, bounces.listen...), picked free on first use: the
+// config names it, and so do the test's clients, after start (which may
+// have picked it anew).
+func (r *relay) addr(name string) string {
+	if a, ok := r.addrs[name]; ok {
+		return a
+	}
+	if r.addrs == nil {
+		r.addrs = map[string]string{}
+	}
+	a := fmt.Sprintf("127.0.0.1:%d", freePort(r.t, "127.0.0.1"))
+	r.addrs[name] = a
+	switch name {
+	case "smtp":
+		r.smtp = a
+	case "admin":
+		r.admin = a
+	}
+	return a
+}
+
+// maxStarts bounds the starts of the daemon when its ports keep being
+// taken: each start fails that way only if another process takes a port
+// in the moment between its pick and the daemon's bind.
+const maxStarts = 5
+
+// start starts the daemon. The ports it binds were free when picked, but
+// on a busy machine another process (another test suite, an outbound
+// connection's ephemeral port) may take one before the daemon binds it:
+// then the ports are picked anew and the daemon started again, as a
+// whole; nothing else about the start is retried.
 func (r *relay) start() {
 	r.t.Helper()
+	for n := 1; ; n++ {
+		taken := r.startOnce()
+		if taken == "" {
+			return
+		}
+		if n == maxStarts {
+			r.t.Fatalf("facteur could not bind its ports in %d starts; the last:\n%s", n, taken)
+		}
+		r.t.Logf("start %d: a port was taken between its pick and the bind, picking them anew: %s", n, taken)
+		r.repick()
+	}
+}
+
+// startOnce starts the daemon once and waits for its "started" line. It
+// returns "" once started, or, when a port the daemon was to bind was
+// taken, the line that says so: the daemon is then stopped, and its log
+// of that start dropped.
+func (r *relay) startOnce() string {
+	r.t.Helper()
+	r.logMu.Lock()
+	mark := r.log.Len()
+	r.logMu.Unlock()
 	r.started = make(chan struct{})
 	r.exited = make(chan struct{})
+	r.ended = false
 	r.cmd = exec.Command(r.bin, "serve", "-config", r.config)
 	stderr, err := r.cmd.StderrPipe()
 	if err != nil {
@@ -170,8 +256,9 @@ func (r *relay) start() {
 	if err := r.cmd.Start(); err != nil {
 		r.t.Fatal(err)
 	}
+	cmd, started, exited := r.cmd, r.started, r.exited
 	go func() {
-		defer close(r.exited)
+		defer close(exited)
 		sc := bufio.NewScanner(stderr)
 		once := sync.Once{}
 		for sc.Scan() {
@@ -180,17 +267,92 @@ func (r *relay) start() {
 			r.log.WriteString(line + "\n")
 			r.logMu.Unlock()
 			if strings.Contains(line, " started ") {
-				once.Do(func() { close(r.started) })
+				once.Do(func() { close(started) })
 			}
 		}
-		r.cmd.Wait()
+		cmd.Wait()
 	}()
+	// The log of this start alone, from the first line to drop.
+	since := func() string { return r.logText()[mark:] }
+	drop := func() {
+		r.logMu.Lock()
+		r.log.Truncate(mark)
+		r.logMu.Unlock()
+	}
 	select {
-	case <-r.started:
-	case <-r.exited:
+	case <-started:
+		// A taken admin port does not stop the daemon, which retries it in
+		// the background: the test would talk to the other process.
+		if line := r.portTaken(since(), "admin listen failed"); line != "" {
+			r.stop()
+			drop()
+			return line
+		}
+	case <-exited:
+		if line := r.portTaken(since(), ""); line != "" {
+			drop()
+			return line
+		}
 		r.t.Fatalf("facteur exited at start:\n%s", r.logText())
 	case <-time.After(20 * time.Second):
 		r.t.Fatalf("facteur did not start:\n%s", r.logText())
+	}
+	return ""
+}
+
+// portTaken returns the line of log (containing event) that says one of
+// the daemon's addresses was in use, or "".
+func (r *relay) portTaken(log, event string) string {
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.Contains(line, event) || !strings.Contains(line, "address already in use") {
+			continue
+		}
+		for _, a := range r.addrs {
+			// \b: 127.0.0.1:4123 is not 127.0.0.1:41234.
+			if regexp.MustCompile(regexp.QuoteMeta(a) + `\b`).MatchString(line) {
+				return line
+			}
+		}
+	}
+	return ""
+}
+
+// repick gives each of the daemon's addresses a new free port, in the
+// config file as well: the edits a test made to the file are kept.
+func (r *relay) repick() {
+	r.t.Helper()
+	var names []string
+	for name := range r.addrs {
+		names = append(names, name)
+	}
+	renamed := map[string]string{}
+	for _, name := range names {
+		old := r.addrs[name]
+		delete(r.addrs, name)
+		renamed[old] = r.addr(name)
+	}
+	renameAddrs(r.t, r.config, renamed)
+}
+
+// renameAddrs replaces each address of renamed's keys in the file at
+// path with its value, leaving the rest of the file as it is.
+func renameAddrs(t *testing.T, path string, renamed map[string]string) {
+	t.Helper()
+	text, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var olds []string
+	for old := range renamed {
+		olds = append(olds, regexp.QuoteMeta(old))
+	}
+	// One pass, so that a new port equal to another's old one is not
+	// renamed twice; \b, so that 127.0.0.1:4123 is not found inside
+	// 127.0.0.1:41234.
+	re := regexp.MustCompile(`(?:` + strings.Join(olds, "|") + `)\b`)
+	text = re.ReplaceAllFunc(text, func(old []byte) []byte { return []byte(renamed[string(old)]) })
+	if err := os.WriteFile(path, text, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -198,10 +360,22 @@ func (r *relay) stop() {
 	if r.cmd == nil || r.cmd.Process == nil {
 		return
 	}
+	select {
+	case <-r.exited:
+		if !r.ended && r.t.Failed() {
+			// A failure that looks like a flake (connection refused, the
+			// admin socket unreachable) may be the daemon's own exit.
+			l := r.logText()
+			r.t.Logf("facteur had exited before the test stopped it (%v); the end of its log:\n%s", r.cmd.ProcessState, l[max(0, len(l)-4000):])
+		}
+	default:
+	}
+	r.ended = true
 	stopDaemon(r.t, r.cmd.Process, r.exited, r.logText)
 }
 
 func (r *relay) kill9() {
+	r.ended = true
 	r.cmd.Process.Kill()
 	<-r.exited
 }
@@ -223,6 +397,40 @@ func (r *relay) waitLog(s string) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// eventually runs check until it finds nothing wrong, polling, and at
+// the deadline fails the test with what check found the last time. The
+// daemon logs an attempt's outcome before it commits it to the queue and
+// counts it in the metrics: a test that waited for the log line reads
+// the queue or the metrics this way, rather than racing the commit.
+func eventually(t *testing.T, check func() []string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		problems := check()
+		if len(problems) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			for _, p := range problems {
+				t.Error(p)
+			}
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// metrics reads the daemon's /metrics.
+func (r *relay) metrics() (string, error) {
+	resp, err := http.Get("http://" + r.admin + "/metrics")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return string(body), err
 }
 
 // cli runs a facteur subcommand against this relay's config.
@@ -258,6 +466,54 @@ func runTool(t *testing.T, env []string, stdin string, name string, args ...stri
 		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
 	}
 	return string(out)
+}
+
+// The harness's own guarantee: a port taken by another process between
+// its pick and the daemon's bind costs a start, not the test. Each case
+// takes one of the daemon's addresses as the daemon starts.
+func TestStartPicksTakenPortsAnew(t *testing.T) {
+	for _, name := range []string{"smtp", "admin", "bounces"} {
+		t.Run(name, func(t *testing.T) {
+			secret := filepath.Join(t.TempDir(), "verp.key")
+			os.WriteFile(secret, []byte("0123456789abcdef0123456789abcdef"), 0o600)
+			var taken string
+			r := startRelay(t, relayOpts{extra: func(r *relay) string {
+				// Called before the config is written: the address is
+				// taken as another process would, after its pick.
+				taken = r.addr(name)
+				ln, err := net.Listen("tcp", taken)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { ln.Close() })
+				return fmt.Sprintf("bounces:\n  domain: bounces.example.com\n  listen: [%s]\n  secret_file: %s\n", r.addr("bounces"), secret)
+			}})
+			if got := r.addr(name); got == taken {
+				t.Fatalf("%s is still %s, the taken address", name, got)
+			}
+			cfg, err := os.ReadFile(r.config)
+			if err != nil || strings.Contains(string(cfg), taken+"]") || strings.Contains(string(cfg), taken+"\n") {
+				t.Fatalf("the config still names %s: %v\n%s", taken, err, cfg)
+			}
+			if n := strings.Count(r.logText(), " started "); n != 1 || strings.Contains(r.logText(), "address already in use") {
+				t.Errorf("the log keeps the failed start (%d started):\n%s", n, r.logText())
+			}
+			// The daemon answers at each of its addresses.
+			for _, a := range []string{r.smtp, r.addr("bounces")} {
+				c, err := smtp.Dial(a)
+				if err != nil {
+					t.Fatalf("%s: %v", a, err)
+				}
+				if err := c.Hello("client.test"); err != nil {
+					t.Errorf("%s: %v", a, err)
+				}
+				c.Close()
+			}
+			if m, err := r.metrics(); err != nil || !strings.Contains(m, "facteur_messages_received_total") {
+				t.Errorf("admin %s: %v\n%.300s", r.admin, err, m)
+			}
+		})
+	}
 }
 
 func TestClientSwaks(t *testing.T) {
@@ -478,10 +734,6 @@ func TestQueueCLI(t *testing.T) {
 	for i := range 3 {
 		r.waitLog(fmt.Sprintf(" deferred rcpt=<h%d@example.org>", i))
 	}
-	out, err := r.cli("queue", "list", "--json")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var msgs []struct {
 		ID         string `json:"id"`
 		Sender     string `json:"sender"`
@@ -494,12 +746,27 @@ func TestQueueCLI(t *testing.T) {
 			LastResponse string  `json:"last_response"`
 		} `json:"recipients"`
 	}
-	if err := jsonUnmarshal(out, &msgs); err != nil || len(msgs) != 3 {
-		t.Fatalf("queue list --json: %v\n%s", err, out)
-	}
-	rc := msgs[0].Recipients[0]
-	if rc.Status != "deferred" || rc.Provider != "default" || rc.Attempts != 1 || rc.NextAttempt == nil || !strings.Contains(rc.LastResponse, "451 4.7.1") {
-		t.Errorf("recipient state %+v", rc)
+	// The deferrals are logged before they are committed: the list is
+	// read until each recipient's attempt is in it.
+	eventually(t, func() []string {
+		out, err := r.cli("queue", "list", "--json")
+		if err != nil {
+			return []string{err.Error()}
+		}
+		msgs = nil
+		if err := jsonUnmarshal(out, &msgs); err != nil || len(msgs) != 3 {
+			return []string{fmt.Sprintf("queue list --json: %v\n%s", err, out)}
+		}
+		var problems []string
+		for _, m := range msgs {
+			if rc := m.Recipients[0]; rc.Status != "deferred" || rc.Provider != "default" || rc.Attempts != 1 || rc.NextAttempt == nil || !strings.Contains(rc.LastResponse, "451 4.7.1") {
+				problems = append(problems, fmt.Sprintf("recipient state %+v", rc))
+			}
+		}
+		return problems
+	})
+	if t.Failed() {
+		t.FailNow()
 	}
 	if out, err := r.cli("queue", "hold", msgs[0].ID); err != nil || !strings.Contains(out, "1 message held") {
 		t.Fatalf("hold: %v %s", err, out)
@@ -720,8 +987,9 @@ func TestVERPBounceListener(t *testing.T) {
 	dir := t.TempDir()
 	secret := filepath.Join(dir, "verp.key")
 	os.WriteFile(secret, []byte("0123456789abcdef0123456789abcdef"), 0o600)
-	bouncePort := freePort(t, "127.0.0.1")
-	r := startRelay(t, relayOpts{extraConfig: fmt.Sprintf("bounces:\n  domain: bounces.example.com\n  listen: [127.0.0.1:%d]\n  secret_file: %s\n", bouncePort, secret)})
+	r := startRelay(t, relayOpts{extra: func(r *relay) string {
+		return fmt.Sprintf("bounces:\n  domain: bounces.example.com\n  listen: [%s]\n  secret_file: %s\n", r.addr("bounces"), secret)
+	}})
 	runTool(t, []string{"FACTEUR_CONFIG=" + r.config}, "Subject: hi\n\nbody\n", r.shim, "-i", "-f", "app@example.com", "ghost@example.org")
 	m := r.wait(1)[0]
 	if !strings.HasPrefix(m.From, "bounces+") || !strings.HasSuffix(m.From, "@bounces.example.com") {
@@ -735,7 +1003,7 @@ func TestVERPBounceListener(t *testing.T) {
 		"--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.org\r\n\r\n" +
 		"Final-Recipient: rfc822; ghost@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 <ghost@example.org>: Recipient address rejected: User unknown\r\n" +
 		"--b--\r\n"
-	c, err := smtp.Dial(fmt.Sprintf("127.0.0.1:%d", bouncePort))
+	c, err := smtp.Dial(r.addr("bounces"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -974,30 +1242,34 @@ s.quit()
 	}
 	runTool(t, nil, "", "python3", "-c", script, r.smtp, "y@yahoo-hosted.example")
 	r.waitLog(" deferred rcpt=<y@yahoo-hosted.example> provider=yahoo")
-	out, err := r.cli("providers", "--json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var provs []struct {
-		Name           string     `json:"name"`
-		SuspendedUntil *time.Time `json:"suspended_until"`
-		Reason         *string    `json:"suspended_reason"`
-		Deferred       int        `json:"deferred"`
-	}
-	json.Unmarshal([]byte(out), &provs)
-	found := false
-	for _, p := range provs {
-		if p.Name == "yahoo" {
-			found = true
-			if p.SuspendedUntil == nil || time.Until(*p.SuspendedUntil) < 3*time.Hour+50*time.Minute || p.Reason == nil || !strings.Contains(*p.Reason, "TSS04") || p.Deferred != 1 {
-				t.Errorf("yahoo: %+v", p)
+	// The deferral is logged before it is committed (and counted in the
+	// provider's deferred): read until it is.
+	eventually(t, func() []string {
+		out, err := r.cli("providers", "--json")
+		if err != nil {
+			return []string{err.Error()}
+		}
+		var provs []struct {
+			Name           string     `json:"name"`
+			SuspendedUntil *time.Time `json:"suspended_until"`
+			Reason         *string    `json:"suspended_reason"`
+			Deferred       int        `json:"deferred"`
+		}
+		json.Unmarshal([]byte(out), &provs)
+		for _, p := range provs {
+			if p.Name == "yahoo" {
+				if p.SuspendedUntil == nil || time.Until(*p.SuspendedUntil) < 3*time.Hour+50*time.Minute || p.Reason == nil || !strings.Contains(*p.Reason, "TSS04") || p.Deferred != 1 {
+					return []string{fmt.Sprintf("yahoo: %+v", p)}
+				}
+				return nil
 			}
 		}
+		return []string{"no yahoo in providers --json:\n" + out}
+	})
+	if t.Failed() {
+		t.FailNow()
 	}
-	if !found {
-		t.Fatalf("no yahoo in providers --json:\n%s", out)
-	}
-	out, _ = r.cli("queue", "list", "--json")
+	out, _ := r.cli("queue", "list", "--json")
 	if !strings.Contains(out, `"provider": "yahoo"`) {
 		t.Errorf("queue list lacks the yahoo provider:\n%s", out)
 	}
@@ -1029,6 +1301,14 @@ func TestQueueListWithDaemonDown(t *testing.T) {
 	}}})
 	runTool(t, []string{"FACTEUR_CONFIG=" + r.config}, "Subject: q\n\nx\n", r.shim, "-i", "-f", "app@example.com", "waiting@example.org")
 	r.waitLog(" deferred rcpt=<waiting@example.org>")
+	// The deferral is logged before it is committed, and a stop cancels
+	// a commit not yet made: stop once the queue has it.
+	eventually(t, func() []string {
+		if out, err := r.cli("queue", "list", "--json"); err != nil || !strings.Contains(out, `"deferred"`) {
+			return []string{fmt.Sprintf("the deferral is not in the queue: %v\n%s", err, out)}
+		}
+		return nil
+	})
 	r.stop()
 	out, err := r.cli("queue", "list", "--json")
 	if err != nil || !strings.Contains(out, `"waiting@example.org"`) || !strings.Contains(out, `"deferred"`) {

@@ -35,6 +35,7 @@ type cliEnv struct {
 	cfg     string
 	dataDir string
 	admin   string
+	listen  string      // the SMTP listener's address
 	log     *syncBuffer // the daemon's stderr, when started
 }
 
@@ -46,15 +47,16 @@ func newCLIEnv(t *testing.T, extra string) *cliEnv {
 	e := &cliEnv{t: t, bin: buildFacteurCLI(t), dir: t.TempDir()}
 	e.dataDir = filepath.Join(e.dir, "data")
 	e.admin = fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
+	e.listen = fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
 	cfg := fmt.Sprintf(`hostname: facteur.test
 data_dir: %s
 admin: %s
-listen: [127.0.0.1:%d]
+listen: [%s]
 resolver: 127.0.0.1:%d
 postmaster: postmaster@facteur.test
 aliases_file: %s
 mail_spool: %s
-`, e.dataDir, e.admin, freePort(t, "127.0.0.1"), freePort(t, "127.0.0.1"), filepath.Join(e.dir, "aliases"), filepath.Join(e.dir, "spool"))
+`, e.dataDir, e.admin, e.listen, freePort(t, "127.0.0.1"), filepath.Join(e.dir, "aliases"), filepath.Join(e.dir, "spool"))
 	e.cfg = e.write("facteur.yaml", cfg+extra)
 	return e
 }
@@ -115,33 +117,123 @@ func (e *cliEnv) ok(stdin string, args ...string) string {
 // admin endpoint answers.
 func (e *cliEnv) startDaemon() {
 	e.t.Helper()
+	// As relay.start: a port taken between its pick and the daemon's bind
+	// costs a start with new ports, not the test.
+	for n := 1; ; n++ {
+		taken := e.startDaemonOnce()
+		if taken == "" {
+			return
+		}
+		if n == maxStarts {
+			e.t.Fatalf("facteur could not bind its ports in %d starts; the last:\n%s", n, taken)
+		}
+		e.t.Logf("start %d: a port was taken between its pick and the bind, picking them anew: %s", n, taken)
+		renamed := map[string]string{}
+		for _, a := range []*string{&e.admin, &e.listen} {
+			nu := fmt.Sprintf("127.0.0.1:%d", freePort(e.t, "127.0.0.1"))
+			renamed[*a], *a = nu, nu
+		}
+		renameAddrs(e.t, e.cfg, renamed)
+	}
+}
+
+// startDaemonOnce starts facteur serve and waits until it has logged
+// "started" and its admin socket answers. It returns "", or the log line
+// saying one of its ports was taken, the daemon then stopped.
+func (e *cliEnv) startDaemonOnce() string {
+	e.t.Helper()
 	e.log = &syncBuffer{}
+	log := e.log
 	cmd := exec.Command(e.bin, "serve", "-config", e.cfg)
-	cmd.Stdout, cmd.Stderr = e.log, e.log
+	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	exited := make(chan struct{})
-	go func() { done <- cmd.Wait(); close(exited) }()
-	e.t.Cleanup(func() { stopDaemon(e.t, cmd.Process, exited, e.log.String) })
+	// Closed at the exit, so that both the start and the cleanup can wait.
+	done := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(done) }()
+	stop := func() { stopDaemon(e.t, cmd.Process, done, log.String) }
+	e.t.Cleanup(stop)
+	taken := func(event string) string {
+		for _, line := range strings.Split(log.String(), "\n") {
+			if strings.Contains(line, event) && strings.Contains(line, "address already in use") &&
+				(strings.Contains(line, e.admin) || strings.Contains(line, e.listen)) {
+				return line
+			}
+		}
+		return ""
+	}
 	client := unixHTTPClient(filepath.Join(e.dataDir, "private", "admin.sock"))
-	// Bounded polling: the daemon binds before it logs "started", but the
-	// test cannot see its listener any other way.
-	for range 500 {
+	// Polled with a deadline: "started" is logged once every listener is
+	// bound (a taken admin port is logged before it), and the admin
+	// socket may answer a moment before.
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		select {
-		case err := <-done:
-			e.t.Fatalf("facteur serve exited: %v\n%s", err, e.log.String())
+		case <-done:
+			if line := taken(""); line != "" {
+				return line
+			}
+			e.t.Fatalf("facteur serve exited: %v\n%s", waitErr, log.String())
 		default:
 		}
-		resp, err := client.Get("http://facteur-admin/healthz")
-		if err == nil {
-			resp.Body.Close()
-			return
+		if !strings.Contains(log.String(), " started ") {
+			continue
 		}
-		time.Sleep(10 * time.Millisecond)
+		resp, err := client.Get("http://facteur-admin/healthz")
+		if err != nil {
+			continue
+		}
+		resp.Body.Close()
+		// A taken admin port does not stop the daemon: it retries it in
+		// the background, and the test would meet the other process.
+		if line := taken("admin listen failed"); line != "" {
+			stop()
+			return line
+		}
+		return ""
 	}
-	e.t.Fatalf("facteur serve: admin endpoint %s never answered\n%s", e.admin, e.log.String())
+	e.t.Fatalf("facteur serve: not started, or admin endpoint %s never answered\n%s", e.admin, log.String())
+	return ""
+}
+
+// startDaemon's own guarantee, as TestStartPicksTakenPortsAnew's: each
+// case takes one of the daemon's ports before it starts.
+func TestStartDaemonPicksTakenPortsAnew(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		addr func(e *cliEnv) string
+	}{
+		{"listen", func(e *cliEnv) string { return e.listen }},
+		{"admin", func(e *cliEnv) string { return e.admin }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newCLIEnv(t, "")
+			taken := tc.addr(e)
+			ln, err := net.Listen("tcp", taken)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			e.startDaemon()
+			if got := tc.addr(e); got == taken {
+				t.Fatalf("%s is still %s, the taken address", tc.name, got)
+			}
+			if strings.Contains(e.log.String(), "address already in use") {
+				t.Errorf("the log is the failed start's:\n%s", e.log.String())
+			}
+			c, err := net.Dial("tcp", e.listen)
+			if err != nil {
+				t.Fatalf("the daemon does not listen at %s: %v", e.listen, err)
+			}
+			c.Close()
+			resp, err := http.Get("http://" + e.admin + "/healthz")
+			if err != nil {
+				t.Fatalf("the daemon's admin does not answer at %s: %v", e.admin, err)
+			}
+			resp.Body.Close()
+		})
+	}
 }
 
 // unixHTTPClient speaks HTTP over the Unix socket at path, as the CLI does.

@@ -56,7 +56,6 @@ func TestRelayhostSelfSignedNeverSeesAuth(t *testing.T) {
 				}
 				extra = "  relayhost_tls_ca: " + ca + "\n"
 			}
-			sinkPort := freePort(t, "127.0.0.2")
 			r := startRelay(t, relayOpts{
 				sinkOpts: relaytest.SinkOptions{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}, Auth: func(u, p string) error {
 					auths.Add(1)
@@ -65,8 +64,9 @@ func TestRelayhostSelfSignedNeverSeesAuth(t *testing.T) {
 					}
 					return nil
 				}},
-				extraConfig: fmt.Sprintf("  relayhost: mx.example.org:%d\n  relayhost_tls: starttls\n  relayhost_auth: {username: web1, password_file: %q}\n%s", sinkPort, pw, extra),
-				sinkAddr:    fmt.Sprintf("127.0.0.2:%d", sinkPort),
+				extra: func(r *relay) string {
+					return fmt.Sprintf("  relayhost: mx.example.org:%d\n  relayhost_tls: starttls\n  relayhost_auth: {username: web1, password_file: %q}\n%s", r.sink.Port(), pw, extra)
+				},
 			})
 			runTool(t, nil, "", "swaks", "--server", r.smtp, "--from", "app@example.com", "--to", "someone@example.net")
 			if tc.withCA {
@@ -113,9 +113,10 @@ func TestForgedBounceSuppressesNobody(t *testing.T) {
 		}
 	}))
 	defer hook.Close()
-	bouncePort := freePort(t, "127.0.0.1")
-	r := startRelay(t, relayOpts{extraConfig: fmt.Sprintf("bounces:\n  domain: bounces.example.com\n  listen: [127.0.0.1:%d]\n  secret_file: %s\n"+
-		"webhooks:\n  - {url: %q, secret: s3cret-webhook-key, batch_wait: 10ms}\n", bouncePort, secretFile, hook.URL)})
+	r := startRelay(t, relayOpts{extra: func(r *relay) string {
+		return fmt.Sprintf("bounces:\n  domain: bounces.example.com\n  listen: [%s]\n  secret_file: %s\n"+
+			"webhooks:\n  - {url: %q, secret: s3cret-webhook-key, batch_wait: 10ms}\n", r.addr("bounces"), secretFile, hook.URL)
+	}})
 	dsn := func(to string, rcpts ...string) string {
 		var b strings.Builder
 		b.WriteString("From: MAILER-DAEMON@mx.example.org\r\nTo: " + to + "\r\nSubject: Undelivered Mail\r\n" +
@@ -130,7 +131,7 @@ func TestForgedBounceSuppressesNobody(t *testing.T) {
 	}
 	send := func(rcpt, body string) {
 		t.Helper()
-		c, err := smtp.Dial(fmt.Sprintf("127.0.0.1:%d", bouncePort))
+		c, err := smtp.Dial(r.addr("bounces"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -302,23 +303,49 @@ func TestUnprivilegedUserReachesNoAdmin(t *testing.T) {
 		return squatGot.String()
 	}
 	dataDir := filepath.Join(dir, "data")
-	smtpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
 	cfg := filepath.Join(dir, "facteur.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("hostname: relay.test\nlisten: [%s]\nadmin: %s\nadmin_token_file: %s\ndata_dir: %s\nresolver: 127.0.0.1:%d\n",
-		smtpAddr, adminAddr, tokenFile, dataDir, freePort(t, "127.0.0.1"))), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	env := []string{"FACTEUR_CONFIG=" + cfg}
-	log := &syncBuffer{}
-	daemon := exec.Command(bin, "serve", "-config", cfg)
-	daemon.Stdout, daemon.Stderr = log, log
-	if err := daemon.Start(); err != nil {
-		t.Fatal(err)
+	var (
+		smtpAddr string
+		log      *syncBuffer
+		done     chan error // gets the daemon's exit
+	)
+	// As relay.start: the SMTP port, taken by another process between its
+	// pick and the daemon's bind, costs a start with a new one.
+start:
+	for n := 1; ; n++ {
+		smtpAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
+		if err := os.WriteFile(cfg, []byte(fmt.Sprintf("hostname: relay.test\nlisten: [%s]\nadmin: %s\nadmin_token_file: %s\ndata_dir: %s\nresolver: 127.0.0.1:%d\n",
+			smtpAddr, adminAddr, tokenFile, dataDir, freePort(t, "127.0.0.1"))), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		log = &syncBuffer{}
+		daemon := exec.Command(bin, "serve", "-config", cfg)
+		daemon.Stdout, daemon.Stderr = log, log
+		if err := daemon.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		done = make(chan error, 1)
+		go func() { done <- daemon.Wait(); close(exited) }()
+		logText := log.String // this start's log, not the next one's
+		t.Cleanup(func() { stopDaemon(t, daemon.Process, exited, logText) })
+		for deadline := time.Now().Add(20 * time.Second); !strings.Contains(log.String(), " started "); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("started: not within 20s\n%s", log.String())
+			}
+			select {
+			case err := <-done:
+				if l := log.String(); n < maxStarts && strings.Contains(l, "address already in use") && strings.Contains(l, smtpAddr) {
+					t.Logf("start %d: the SMTP port was taken between its pick and the bind, picking it anew:\n%s", n, l)
+					continue start
+				}
+				t.Fatalf("facteur serve exited: %v\n%s", err, log.String())
+			default:
+			}
+		}
+		break
 	}
-	done := make(chan error, 1)
-	exited := make(chan struct{})
-	go func() { done <- daemon.Wait(); close(exited) }()
-	t.Cleanup(func() { stopDaemon(t, daemon.Process, exited, log.String) })
 	waitFor := func(what string, ok func() bool) {
 		t.Helper()
 		for deadline := time.Now().Add(20 * time.Second); !ok(); {

@@ -118,13 +118,10 @@ func TestTLSPoliciesEndToEnd(t *testing.T) {
 	t.Setenv("SSL_CERT_FILE", ca.PEMFile())
 	t.Setenv("SSL_CERT_DIR", t.TempDir())
 	dir := t.TempDir()
-	r := &relay{t: t, bin: bin, shim: shim, dir: dir, dns: dns, sink: first,
-		smtp:  fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1")),
-		admin: fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1")),
-	}
+	r := &relay{t: t, bin: bin, shim: shim, dir: dir, dns: dns, sink: first}
 	r.config = filepath.Join(dir, "facteur.yaml")
 	cfg := fmt.Sprintf("hostname: relay.test\nlisten: [%s]\nadmin: %s\ndata_dir: %s\nresolver: %s\ndelivery:\n  port: %d\n",
-		r.smtp, r.admin, filepath.Join(dir, "data"), dns.Addr(), port)
+		r.addr("smtp"), r.addr("admin"), filepath.Join(dir, "data"), dns.Addr(), port)
 	if err := os.WriteFile(r.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -201,42 +198,50 @@ func TestTLSPoliciesEndToEnd(t *testing.T) {
 		t.Errorf("refused MX hosts received mail: %v", got)
 	}
 
-	// The queue keeps the deferred recipients with the policy that held them.
-	out, err := r.cli("queue", "list", "--json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var msgs []queue.Message
-	if err := json.Unmarshal([]byte(out), &msgs); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
-	deferred := 0
-	for _, m := range msgs {
-		for _, rc := range m.Recipients {
-			w := wants[rc.Address]
-			if rc.Status != queue.Deferred || rc.TLS != w.tls || !strings.Contains(rc.LastResponse, "4.7.5") {
-				t.Errorf("queue: %+v, want deferred with tls=%s and 4.7.5", rc, w.tls)
+	// The queue keeps the deferred recipients with the policy that held
+	// them, and only them: read until every outcome logged is committed.
+	eventually(t, func() []string {
+		out, err := r.cli("queue", "list", "--json")
+		if err != nil {
+			return []string{err.Error()}
+		}
+		var msgs []queue.Message
+		if err := json.Unmarshal([]byte(out), &msgs); err != nil {
+			return []string{fmt.Sprintf("%v\n%s", err, out)}
+		}
+		var problems []string
+		deferred := 0
+		for _, m := range msgs {
+			for _, rc := range m.Recipients {
+				w := wants[rc.Address]
+				if rc.Status != queue.Deferred || rc.TLS != w.tls || !strings.Contains(rc.LastResponse, "4.7.5") {
+					problems = append(problems, fmt.Sprintf("queue: %+v, want deferred with tls=%s and 4.7.5", rc, w.tls))
+				}
+				deferred++
 			}
-			deferred++
 		}
-	}
-	if want := map[bool]int{true: 5, false: 2}[withSTS]; deferred != want {
-		t.Errorf("%d deferred recipients in the queue, want %d:\n%s", deferred, want, out)
-	}
+		if want := map[bool]int{true: 5, false: 2}[withSTS]; deferred != want {
+			problems = append(problems, fmt.Sprintf("%d deferred recipients in the queue, want %d:\n%s", deferred, want, out))
+		}
+		return problems
+	})
 
-	// Metrics count deliveries by protection.
-	resp, err := http.Get("http://" + r.admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, m := range []string{`facteur_tls_deliveries_total{tls="dane"} 1`, `facteur_tls_deliveries_total{tls="opportunistic"}`} {
-		if !strings.Contains(string(metrics), m) {
-			t.Errorf("metrics lack %s", m)
+	// Metrics count deliveries by protection, once each is committed.
+	eventually(t, func() []string {
+		metrics, err := r.metrics()
+		if err != nil {
+			return []string{err.Error()}
 		}
-	}
-	if withSTS && !strings.Contains(string(metrics), `facteur_tls_deliveries_total{tls="mta-sts"} 1`) {
-		t.Error("metrics lack the mta-sts delivery")
-	}
+		want := []string{`facteur_tls_deliveries_total{tls="dane"} 1`, `facteur_tls_deliveries_total{tls="opportunistic"}`}
+		if withSTS {
+			want = append(want, `facteur_tls_deliveries_total{tls="mta-sts"} 1`)
+		}
+		var problems []string
+		for _, m := range want {
+			if !strings.Contains(metrics, m) {
+				problems = append(problems, "metrics lack "+m)
+			}
+		}
+		return problems
+	})
 }
