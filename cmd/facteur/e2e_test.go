@@ -95,24 +95,8 @@ func freePort(t *testing.T, host string) int {
 }
 
 // refusingAddr returns a loopback address where connections are refused
-// for the whole test: a socket bound there and never listening holds the
-// port, so no other process can start listening on it meanwhile.
-func refusingAddr(t *testing.T) string {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
-}
+// for the whole test (relaytest.RefusingAddr).
+func refusingAddr(t *testing.T) string { return relaytest.RefusingAddr(t, "") }
 
 // relay is one running facteur daemon with its world.
 type relay struct {

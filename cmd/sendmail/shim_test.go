@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 
 	"facteur/queue"
 	"facteur/queue/maildrop"
+	"facteur/relay/relaytest"
 )
 
 // shimBin is the shim, built once by TestMain and run as a process.
@@ -137,22 +137,7 @@ func startDaemon(t *testing.T, d *daemon) {
 // whole test: a socket bound there and never listening holds the port,
 // where a port merely found free could be taken by another process
 // (another test suite) before the shim connects.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
-}
+func freeAddr(t *testing.T) string { return relaytest.RefusingAddr(t, "") }
 
 // setup is one test's config, data_dir and maildrop.
 type setup struct {

@@ -431,13 +431,9 @@ func TestDialFailures(t *testing.T) {
 	})
 
 	t.Run("connection refused", func(t *testing.T) {
-		ln, err := net.Listen("tcp", "127.0.0.2:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		_, err = delivery.Dial(t.Context(), "mx.dest.test", netip.MustParseAddr("127.0.0.2"), opts(port))
+		// Held bound, never listening: refused for the whole subtest.
+		port := int(netip.MustParseAddrPort(relaytest.RefusingAddr(t, "127.0.0.2")).Port())
+		_, err := delivery.Dial(t.Context(), "mx.dest.test", netip.MustParseAddr("127.0.0.2"), opts(port))
 		var de *delivery.Error
 		if !errors.As(err, &de) || de.Phase != delivery.PhaseConnect {
 			t.Fatalf("Dial: %v, want a connect error", err)
