@@ -132,12 +132,7 @@ func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 		return true
 	})
 	b = append(b, '\n')
-	h.mu.Lock()
-	_, err := h.w.Write(b)
-	if h.tap != nil && qid != "-" {
-		h.tap(qid, string(b[:len(b)-1]))
-	}
-	h.mu.Unlock()
+	err := h.emit(qid, b)
 	if cap(b) <= maxPooledLine {
 		*bp = b[:0]
 		lineBufs.Put(bp)
@@ -255,4 +250,18 @@ func plain(s string) bool {
 		}
 	}
 	return true
+}
+
+// emit writes one line and hands it to the tap, under the lock every
+// derived handler shares: deferred, so that a panic in a writer or the tap,
+// recovered by the goroutine that logged (an HTTP handler), cannot leave
+// the lock held and every later log call of the daemon waiting.
+func (h *Handler) emit(qid string, b []byte) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, err := h.w.Write(b)
+	if h.tap != nil && qid != "-" {
+		h.tap(qid, string(b[:len(b)-1]))
+	}
+	return err
 }

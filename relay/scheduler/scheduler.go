@@ -402,7 +402,10 @@ func (s *Scheduler) fill(ctx context.Context, now time.Time) error {
 		return err
 	}
 	for _, msg := range msgs {
-		i := idx[msg.ID]
+		i, ok := idx[msg.ID]
+		if !ok {
+			continue // not asked for: never another message's recipients
+		}
 		due := stillDue(msg, rcpts[first[i]:first[i+1]], now)
 		if len(due) == 0 {
 			continue

@@ -2,6 +2,7 @@ package submission
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"facteur/relay/maillog"
+	"facteur/relay/unixsock"
 )
 
 // conn wraps every accepted connection. It is where facteur sees the bytes
@@ -369,7 +371,19 @@ func (l *listener) Accept() (net.Conn, error) {
 				// the local user that owns its socket (unknown: not
 				// counted).
 				c.peerDone = true
-				if p, err := peerOfTCP(nc); err == nil {
+				p, err := peerOfTCP(nc)
+				if errors.Is(err, unixsock.ErrNoOwner) {
+					// Hung up before we could ask who it was: no SMTP
+					// client closes before the greeting, but one that sent
+					// a whole pipelined transaction and closed would pass
+					// unknown, with no account's budget or sender_login
+					// (the kernel even names such a socket uid 0). Dropped
+					// unanswered; nothing it sent is read.
+					l.srv.log.Warn(maillog.Refused, "client", c.client(), "resp", "closed before its local account could be learnt")
+					nc.Close()
+					continue
+				}
+				if err == nil {
 					p.User = l.srv.names.Lookup(p.UID)
 					c.peer = p
 					k = clientKey{"uid:" + strconv.Itoa(p.UID), "user " + p.User, true}

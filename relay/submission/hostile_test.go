@@ -63,6 +63,12 @@ type hostile struct {
 // local is set, on a Unix socket whose path it returns in addr).
 func startHostile(t *testing.T, opts Options, l Listener) hostile {
 	t.Helper()
+	return startHostileOn(t, opts, l, nil)
+}
+
+// startHostileOn is startHostile serving ln when it is not nil.
+func startHostileOn(t *testing.T, opts Options, l Listener, ln net.Listener) hostile {
+	t.Helper()
 	st, err := queue.Open(filepath.Join(t.TempDir(), "q.db"), queue.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
@@ -86,10 +92,11 @@ func startHostile(t *testing.T, opts Options, l Listener) hostile {
 		opts.SpoolDir = t.TempDir()
 	}
 	srv := New(opts, c, log)
-	var ln net.Listener
-	if l.Local {
+	switch {
+	case ln != nil:
+	case l.Local:
 		ln, err = ListenLocal(filepath.Join(t.TempDir(), "public"), -1)
-	} else {
+	default:
 		ln, err = net.Listen("tcp", "127.0.0.1:0")
 	}
 	if err != nil {
@@ -541,5 +548,71 @@ func TestStartTLSSubmission(t *testing.T) {
 	}
 	if strings.Contains(h.log.String(), " refused ") {
 		t.Errorf("spurious refusal:\n%s", h.log)
+	}
+}
+
+// gatedListener accepts only when the test says so: a connection can then
+// wait, whole, in the kernel's backlog, as under a flood.
+type gatedListener struct {
+	net.Listener
+	gate   chan struct{}
+	closed chan struct{}
+	once   *sync.Once
+}
+
+func newGated(ln net.Listener) gatedListener {
+	return gatedListener{ln, make(chan struct{}, 2), make(chan struct{}), &sync.Once{}}
+}
+
+func (g gatedListener) Accept() (net.Conn, error) {
+	select {
+	case <-g.gate:
+		return g.Listener.Accept()
+	case <-g.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (g gatedListener) Close() error {
+	g.once.Do(func() { close(g.closed) })
+	return g.Listener.Close()
+}
+
+// A loopback client that sends a whole pipelined transaction and hangs up
+// before the daemon asks the kernel who it is used to pass as root (the
+// kernel names an orphaned socket uid 0): root's sender_login and budget,
+// or none, for anyone who closes fast. It is dropped unanswered; the next
+// client is served.
+func TestClosedBeforeItsOwnerIsKnown(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := newGated(inner)
+	h := startHostileOn(t, Options{}, Listener{}, g)
+	c, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "EHLO fast\r\nMAIL FROM:<ceo@example.com>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\n"+
+		"Subject: forged\r\n\r\nx\r\n.\r\nQUIT\r\n")
+	c.Close()
+	g.gate <- struct{}{} // the closed one
+	g.gate <- struct{}{} // the next, served
+	conn, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := smtp.NewClient(conn)
+	defer sc.Close()
+	if err := sendMessage(t, sc, "app@example.com", "bob@example.org", "Subject: ok\r\n\r\nhi\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	msgs, _ := h.store.List(t.Context(), queue.Filter{})
+	if len(msgs) != 1 || msgs[0].Sender != "app@example.com" {
+		t.Fatalf("queued %+v, want the second client's message only", msgs)
+	}
+	if !strings.Contains(h.log.String(), "closed before its local account could be learnt") {
+		t.Errorf("the drop is not logged:\n%s", h.log.String())
 	}
 }

@@ -1,6 +1,7 @@
 package unixsock
 
 import (
+	"errors"
 	"os/user"
 	"strconv"
 	"sync"
@@ -24,8 +25,17 @@ func (n *Names) Lookup(uid int) string {
 		return name
 	}
 	name = strconv.Itoa(uid)
-	if u, err := user.LookupId(name); err == nil && u.Username != "" {
+	u, err := user.LookupId(name)
+	switch {
+	case err == nil && u.Username != "":
 		name = u.Username
+	case err == nil, errors.As(err, new(user.UnknownUserIdError)):
+		// No account: the decimal form, for good.
+	default:
+		// The lookup itself failed (EMFILE reading /etc/passwd, NSS
+		// down): the decimal form this once, not cached, or www-data
+		// would be "33" until a restart, a name with a budget of its own.
+		return name
 	}
 	n.mu.Lock()
 	// Bounded: a host has few accounts, but the uids come from clients.

@@ -2,6 +2,7 @@ package unixsock
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"sync/atomic"
@@ -9,13 +10,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// ErrNoOwner is TCPOwner's answer for a socket its process has already
+// closed: nobody can be named for it.
+var ErrNoOwner = errors.New("the socket has no owner any more (closed by its process)")
+
 // TCPOwner returns the uid owning the TCP socket whose local address is
 // local and whose peer is remote: for a loopback connection accepted by the
 // daemon, pass the client's address as local, so that the kernel names the
 // account of the process that connected (issue 11 §1). It asks
 // NETLINK_SOCK_DIAG for that exact 4-tuple (inet_diag_find_one_icsk, no
-// dump), which needs no privilege, as ss(8). A tuple nobody holds is an
-// error, never uid 0.
+// dump), which needs no privilege, as ss(8). A tuple nobody holds, or a
+// socket its process has already closed, is an error, never uid 0.
 func TCPOwner(local, remote *net.TCPAddr) (uint32, error) {
 	family := uint8(unix.AF_INET6)
 	src, dst := local.IP.To16(), remote.IP.To16()
@@ -119,11 +124,19 @@ func diagAsk(fd int, req []byte, seq uint32) (uint32, error) {
 		}
 		return 0, fmt.Errorf("sock_diag: error answer")
 	case unix.SOCK_DIAG_BY_FAMILY:
-		// struct inet_diag_msg: 4 bytes, the sockid (48), expires,
-		// rqueue, wqueue, then uid.
+		// struct inet_diag_msg: family, state, timer, retrans, the sockid
+		// (48), expires, rqueue, wqueue, then uid and inode.
 		const uidOff = 16 + 4 + 48 + 12
-		if n < uidOff+4 {
+		if n < uidOff+8 {
 			return 0, fmt.Errorf("sock_diag: short answer")
+		}
+		// A socket its process has closed (FIN_WAIT2, TIME_WAIT: the client
+		// sent a whole pipelined transaction and hung up before our accept
+		// asked) belongs to nobody: the kernel reports it with inode 0 and
+		// uid 0. Unknown, never root: root's budget and sender_login would
+		// be anyone's who closes fast enough.
+		if binary.NativeEndian.Uint32(buf[uidOff+4:]) == 0 {
+			return 0, fmt.Errorf("sock_diag: %w (state %d)", ErrNoOwner, buf[16+1])
 		}
 		return binary.NativeEndian.Uint32(buf[uidOff:]), nil
 	}

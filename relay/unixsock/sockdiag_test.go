@@ -1,6 +1,8 @@
 package unixsock
 
 import (
+	"errors"
+	"io"
 	"net"
 	"os"
 	"testing"
@@ -39,5 +41,37 @@ func TestTCPOwnerOfALoopbackClient(t *testing.T) {
 	}
 	if int(uid) != os.Getuid() {
 		t.Errorf("owner uid %d, want %d", uid, os.Getuid())
+	}
+}
+
+// A client that sent everything and closed before the lookup (its end in
+// FIN_WAIT2, owned by nobody) is unknown: the kernel says uid 0 for it, which
+// must not read as root.
+func TestTCPOwnerOfAClosedClient(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := c.Write([]byte("EHLO x\r\nQUIT\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	// The server reads to the client's FIN: the client's end is orphaned now.
+	if _, err := io.ReadAll(s); err != nil {
+		t.Fatal(err)
+	}
+	uid, err := TCPOwner(s.RemoteAddr().(*net.TCPAddr), s.LocalAddr().(*net.TCPAddr))
+	if !errors.Is(err, ErrNoOwner) {
+		t.Fatalf("owner uid %d, %v for a socket its process closed, want ErrNoOwner", uid, err)
 	}
 }
