@@ -53,18 +53,18 @@ const (
 	maxFailing = 10000
 )
 
-// throttled reports whether client's logins are refused at now.
-func (s *sessions) throttled(client string, now time.Time) bool {
+// attempt counts a login attempt of client at now, before its token is
+// checked, and reports whether it may be checked at all: past loginTries
+// attempts, refused until loginPenalty after the last one. Counted first,
+// in one locked step, so that guesses posted in parallel cannot all pass
+// the check before any is counted; a right token (ok) clears the count.
+func (s *sessions) attempt(client string, now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f := s.fails[client]
-	return f.n >= loginTries && now.Before(f.last.Add(loginPenalty))
-}
-
-// failed records a wrong token from client; ok a right one.
-func (s *sessions) failed(client string, now time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	if f.n >= loginTries && now.Before(f.last.Add(loginPenalty)) {
+		return false
+	}
 	if len(s.fails) >= maxFailing {
 		for k, f := range s.fails {
 			if !now.Before(f.last.Add(loginPenalty)) {
@@ -78,8 +78,8 @@ func (s *sessions) failed(client string, now time.Time) {
 			clear(s.fails)
 		}
 	}
-	f := s.fails[client]
 	s.fails[client] = failCount{n: f.n + 1, last: now}
+	return true
 }
 
 func (s *sessions) ok(client string) {

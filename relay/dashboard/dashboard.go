@@ -293,13 +293,12 @@ func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 	next := safeNext(r.PostFormValue("next"))
 	now := d.Now()
 	client := loginClient(r)
-	if d.sess.throttled(client, now) {
+	if !d.sess.attempt(client, now) {
 		d.Log.Warn(maillog.DashboardLoginRefused, "client", r.RemoteAddr, "account", client, "reason", "too many wrong tokens")
 		d.render(w, http.StatusTooManyRequests, "login", view{Title: "Log in", Data: loginView{Next: next, Error: "Too many wrong tokens: wait a minute."}})
 		return
 	}
 	if !hmacEqual(r.PostFormValue("token"), d.Token) {
-		d.sess.failed(client, now)
 		d.Log.Warn(maillog.DashboardLoginRefused, "client", r.RemoteAddr, "account", client, "reason", "wrong token")
 		d.render(w, http.StatusUnauthorized, "login", view{Title: "Log in", Data: loginView{Next: next, Error: "Wrong token."}})
 		return

@@ -681,3 +681,43 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// Attempts are counted before the token is checked, in one locked step:
+// twenty guesses posted at once get loginTries checks, not twenty.
+func TestLoginAttemptsCountedFirst(t *testing.T) {
+	s := newSessions()
+	now := time.Date(2026, 12, 7, 7, 0, 0, 0, time.UTC)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	checked := 0
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if s.attempt("uid:33", now) {
+				mu.Lock()
+				checked++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if checked != loginTries {
+		t.Fatalf("%d of 20 parallel guesses checked, want %d", checked, loginTries)
+	}
+	if !s.attempt("uid:0", now) {
+		t.Error("another account is throttled too")
+	}
+	if s.attempt("uid:33", now.Add(loginPenalty-time.Second)) {
+		t.Error("a guess within the penalty was checked")
+	}
+	if !s.attempt("uid:33", now.Add(2*loginPenalty)) {
+		t.Error("no guess checked after the penalty")
+	}
+	s.ok("uid:33")
+	for i := range loginTries {
+		if !s.attempt("uid:33", now.Add(2*loginPenalty)) {
+			t.Fatalf("attempt %d after a right token refused", i)
+		}
+	}
+}
