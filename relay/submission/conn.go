@@ -379,7 +379,7 @@ func (l *listener) Accept() (net.Conn, error) {
 					// unknown, with no account's budget or sender_login
 					// (the kernel even names such a socket uid 0). Dropped
 					// unanswered; nothing it sent is read.
-					l.srv.log.Warn(maillog.Refused, "client", c.client(), "resp", "closed before its local account could be learnt")
+					l.srv.log.Warn(maillog.Refused, "client", c.client(), "reason", "closed before its local account could be learnt")
 					nc.Close()
 					continue
 				}
