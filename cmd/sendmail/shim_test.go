@@ -21,6 +21,7 @@ import (
 
 	"facteur/queue"
 	"facteur/queue/maildrop"
+	facteuradmin "facteur/relay/admin"
 	"facteur/relay/relaytest"
 )
 
@@ -583,6 +584,18 @@ func TestMailq(t *testing.T) {
 	if got := seen(); got != "" {
 		t.Errorf("mailq talked to the TCP admin port: %q", got)
 	}
+
+	t.Run("listing slot taken", func(t *testing.T) {
+		// The daemon refuses a listing beyond the account's share: the
+		// refusal goes to stderr, never to stdout as if it were the queue,
+		// and the exit says try again later.
+		s := newSetup(t, freeAddr(t), admin, "")
+		showqServer(t, s.dataDir, facteuradmin.ShowqBusy+"another listing for uid 33 is in progress; try again when it is done\n")
+		r := s.run(t, "mailq", "")
+		if r.code != exTempFail || r.stdout != "" || !strings.Contains(r.stderr, "queue listing unavailable: another listing for uid 33") {
+			t.Errorf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+		}
+	})
 
 	t.Run("daemon down, empty", func(t *testing.T) {
 		s := newSetup(t, freeAddr(t), admin, "")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -219,7 +221,16 @@ func (s *shim) mailq() error {
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(adminTimeout))
-	if _, err := io.Copy(s.stdout, conn); err != nil {
+	// A listing starts with the queue's first line, a refusal (this
+	// account's listing slot taken, or all of them) with admin.ShowqBusy:
+	// the daemon is there, so try again later (EX_TEMPFAIL), and keep the
+	// refusal off stdout, where a script would take it for the listing.
+	br := bufio.NewReader(conn)
+	if head, _ := br.Peek(len(admin.ShowqBusy)); string(head) == admin.ShowqBusy {
+		line, _ := br.ReadString('\n')
+		return failf(exTempFail, "%s", strings.TrimSpace(strings.TrimPrefix(line, "mailq: ")))
+	}
+	if _, err := io.Copy(s.stdout, br); err != nil {
 		return failf(exUnavailable, "reading the queue listing: %v", err)
 	}
 	return nil
