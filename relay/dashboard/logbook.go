@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"facteur/queue"
 	"facteur/relay/maillog"
@@ -18,6 +19,14 @@ const (
 	// logbookLines bounds the lines of one message (a recipient deferred
 	// every few hours for days writes dozens).
 	logbookLines = 100
+	// logbookBytes bounds the text kept, whatever the lines are like: ten
+	// thousand messages of a hundred lines of long replies each would be
+	// hundreds of MB (the daemon's whole budget is 200). The oldest
+	// messages go first.
+	logbookBytes = 24 << 20
+	// logbookLineMax cuts a line kept here (never the log itself): a
+	// remote's multi-line reply can make one line kilobytes long.
+	logbookLineMax = 2048
 )
 
 // LogBook keeps the event log lines of the last messages, by queue ID, so
@@ -25,9 +34,10 @@ const (
 // from the mainlog. The lines are formatted by maillog's text handler,
 // whatever format the daemon writes.
 type LogBook struct {
-	mu    sync.Mutex // guards lines and order
+	mu    sync.Mutex // guards all below
 	lines map[queue.ID][]string
 	order idRing // the messages in arrival order, for eviction
+	bytes int    // the length of every line in lines
 }
 
 // NewLogBook returns an empty log book.
@@ -41,18 +51,47 @@ func (l *LogBook) Lines(id queue.ID) []string {
 }
 
 func (l *LogBook) add(id queue.ID, line string) {
+	if len(line) > logbookLineMax {
+		cut := logbookLineMax - len(cutMark)
+		for cut > 0 && !utf8.RuneStart(line[cut]) {
+			cut-- // not inside a character
+		}
+		line = line[:cut] + cutMark
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	ls, ok := l.lines[id]
 	if !ok {
 		if old := l.order.push(id, logbookMessages); old != "" {
-			delete(l.lines, old)
+			l.forget(old)
 		}
 	}
 	if len(ls) >= logbookLines {
+		l.bytes -= len(ls[0])
 		ls = ls[1:]
 	}
 	l.lines[id] = append(ls, line)
+	l.bytes += len(line)
+	// Over the byte budget: forget the oldest messages, never the one
+	// being written.
+	for l.bytes > logbookBytes && l.order.n > 1 {
+		old := l.order.pop()
+		if old == id {
+			l.order.push(id, logbookMessages)
+			continue
+		}
+		l.forget(old)
+	}
+}
+
+// cutMark ends a line the log book cut.
+const cutMark = " …(cut)"
+
+func (l *LogBook) forget(id queue.ID) {
+	for _, s := range l.lines[id] {
+		l.bytes -= len(s)
+	}
+	delete(l.lines, id)
 }
 
 // Handler wraps next: every record is passed on, and one with a queue ID

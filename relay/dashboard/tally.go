@@ -103,18 +103,43 @@ func (r *replyRing) newestFirst() []Reply {
 // slice that append copies over and over.
 type idRing struct {
 	ids  []queue.ID
-	head int // the oldest once full
+	head int // the oldest
+	n    int // how many are held
 }
 
 // push adds id and returns the ID it evicted ("" while not full).
 func (r *idRing) push(id queue.ID, max int) queue.ID {
-	if len(r.ids) < max {
+	switch {
+	case r.n < len(r.ids):
+		// Room left by pop.
+		r.ids[(r.head+r.n)%len(r.ids)] = id
+		r.n++
+		return ""
+	case len(r.ids) < max:
+		if r.head != 0 {
+			// Popped and refilled past the end: lay it out from 0 to grow.
+			r.ids = append(append(make([]queue.ID, 0, len(r.ids)+1), r.ids[r.head:]...), r.ids[:r.head]...)
+			r.head = 0
+		}
 		r.ids = append(r.ids, id)
+		r.n++
 		return ""
 	}
 	old := r.ids[r.head]
 	r.ids[r.head] = id
-	r.head = (r.head + 1) % max
+	r.head = (r.head + 1) % len(r.ids)
+	return old
+}
+
+// pop removes and returns the oldest ID ("" when empty).
+func (r *idRing) pop() queue.ID {
+	if r.n == 0 {
+		return ""
+	}
+	old := r.ids[r.head]
+	r.ids[r.head] = ""
+	r.head = (r.head + 1) % len(r.ids)
+	r.n--
 	return old
 }
 
