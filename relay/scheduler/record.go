@@ -599,7 +599,7 @@ func (s *Scheduler) deliverLocal(ctx context.Context, msg queue.Message, rcpts [
 			out.ups = append(out.ups, queue.Update{Rcpt: rcpt, Status: queue.Delivered, Response: resp, Provider: "local", Attempted: true, At: now, MX: "local"})
 			s.log.Info(maillog.Delivered, "qid", string(msg.ID), "rcpt", "<"+rcpt+">", "provider", "local", "mx", "local",
 				"attempt", s.attempts(it, rcpt)+1, "delay", now.Sub(msg.Created), "resp", resp)
-			out.events = append(out.events, DeliveryEvent{SourceIP: it.srcKey(), Event: "delivered", ID: msg.ID, Sender: msg.Sender, Rcpt: rcpt, Provider: "local", Response: resp, At: now, Latency: now.Sub(msg.Created)})
+			out.events = append(out.events, DeliveryEvent{SourceIP: it.srcKey(), Event: "delivered", ID: msg.ID, Sender: msg.Sender, User: msg.User, Rcpt: rcpt, Provider: "local", Response: resp, At: now, Latency: now.Sub(msg.Created)})
 			continue
 		}
 		reply := policy.Reply{Code: 451, Enhanced: "4.2.0", Text: "local mailbox: " + err.Error(), Local: true}

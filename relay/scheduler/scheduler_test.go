@@ -516,8 +516,20 @@ func TestLocalDeliveryAndOwnAddressesNeverSuppressed(t *testing.T) {
 		o.Local = boxes
 		o.OwnDomains = []string{"corp.example"}
 	})
-	h.enqueue("", []string{"root@relay.test", "ghost@relay.test", "root@corp.example"}, "Subject: cron\r\n\r\nFrom the cron job\r\n")
-	got := eventNames(h.expect(3))
+	// Submitted by a local account: every event names it, the local
+	// delivery's too (the dashboard's senders page counts by it).
+	if _, err := h.store.Enqueue(t.Context(), queue.Envelope{Recipients: []string{"root@relay.test", "ghost@relay.test", "root@corp.example"}, User: "backup"},
+		[]byte("Subject: cron\r\n\r\nFrom the cron job\r\n"), h.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	h.sched.Wake()
+	evs := h.expect(3)
+	for _, e := range evs {
+		if e.User != "backup" {
+			t.Errorf("%s event for %s names user %q, want backup", e.Event, e.Rcpt, e.User)
+		}
+	}
+	got := eventNames(evs)
 	want := map[string]string{"root@relay.test": "delivered", "ghost@relay.test": "bounced", "root@corp.example": "bounced"}
 	for k, v := range want {
 		if got[k] != v {
