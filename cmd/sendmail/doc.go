@@ -46,5 +46,6 @@
 // Exit codes (sysexits.h): 0 ok or stored in the maildrop; 64 usage; 65
 // bad input; 67 recipient refused; 69 daemon refused or (mailq, -bs) down;
 // 70 internal; 73 maildrop missing; 74 input unreadable; 75 could not store
-// anywhere; 77 maildrop not writable; 78 config error.
+// anywhere, or (mailq) no listing slot free; 77 maildrop not writable; 78
+// config error.
 package main
