@@ -602,6 +602,13 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 8<<10); return &b }}
 
 func (ss *session) Data(r io.Reader) error {
+	// Whether this message came by DATA (its 354 was written, and the
+	// final reply is not yet): BDAT sends no 354. BDAT chunks are taken
+	// as they are, no dot removed, so the watch's flag means nothing for
+	// them, and its patterns show up in legitimate ones (a chunk that ends
+	// between the CR and LF of a "." line reads "<CR><LF>.<CR>BDAT"):
+	// cleanup's Normalize, which sees the whole message, is their guard.
+	viaDATA := ss.c != nil && ss.c.inData.Load()
 	sp := newSpool(ss.s.opts.SpoolDir)
 	defer sp.close()
 	// Once Data is done with the spooled bytes (Process included), another
@@ -630,7 +637,7 @@ func (ss *session) Data(r io.Reader) error {
 		return ss.refuse(&smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Error reading message"})
 	}
 	if ss.c != nil {
-		if flagged, bareEnd := ss.c.take(); flagged {
+		if flagged, bareEnd := ss.c.take(); flagged && viaDATA {
 			if bareEnd {
 				return ss.refuse(errBareLFEnd)
 			}

@@ -3,6 +3,7 @@ package submission
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -213,6 +214,65 @@ func TestSmugglingOverTheWire(t *testing.T) {
 	msgs, err := f.store.List(t.Context(), queue.Filter{})
 	if err != nil || len(msgs) != 0 {
 		t.Fatalf("queue holds %d messages (%v)", len(msgs), err)
+	}
+}
+
+// BDAT chunks are taken as they are (RFC 3030: no dot-stuffing, any
+// boundary): a chunk that ends between the CR and LF of a "." line made the
+// smuggling watch, which sees "<CR><LF>.<CR>BDAT" on the wire, refuse a
+// legitimate message with 550 5.5.2. What is smuggling in the message
+// itself is still refused, by cleanup.
+func TestBDATChunks(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		chunks []string
+		want   string // the stored body's end; "" for a refusal
+	}{
+		{"dot line cut after its CR", []string{"Subject: s\r\n\r\nhello\r\n.\r", "\nbye\r\n"}, "hello\r\n.\r\nbye\r\n"},
+		{"dot line cut before its dot", []string{"Subject: s\r\n\r\nhello\r\n", ".\r\n..\r\n"}, "hello\r\n.\r\n..\r\n"},
+		{"bare LF around a dot", []string{"Subject: s\r\n\r\nhello\n.\nsmuggled\r\n"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := startServer(t, "127.0.0.0/8", nil)
+			conn, err := net.Dial("tcp", f.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(10 * time.Second))
+			script := "EHLO x\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\n"
+			for i, c := range tc.chunks {
+				last := ""
+				if i == len(tc.chunks)-1 {
+					last = " LAST"
+				}
+				script += fmt.Sprintf("BDAT %d%s\r\n%s", len(c), last, c)
+			}
+			if _, err := conn.Write([]byte(script + "QUIT\r\n")); err != nil {
+				t.Fatal(err)
+			}
+			out, _ := io.ReadAll(conn)
+			msgs, err := f.store.List(t.Context(), queue.Filter{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.want == "" {
+				if len(msgs) != 0 || !strings.Contains(string(out), "550 5.5.2") {
+					t.Fatalf("want 550 5.5.2 and nothing queued; %d queued, replies:\n%s", len(msgs), out)
+				}
+				return
+			}
+			if len(msgs) != 1 {
+				t.Fatalf("%d messages queued, want 1; replies:\n%s", len(msgs), out)
+			}
+			body, err := f.store.Body(t.Context(), msgs[0].ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasSuffix(string(body), tc.want) {
+				t.Errorf("stored body %q, want it to end with %q", body, tc.want)
+			}
+		})
 	}
 }
 
