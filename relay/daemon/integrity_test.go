@@ -1124,4 +1124,3 @@ func sameSet(a, b string) bool {
 	slices.Sort(y)
 	return slices.Equal(x, y)
 }
-
