@@ -323,7 +323,7 @@ func TestMTARules(t *testing.T) {
 		{"1&1: the recipient is also the bounce's To", einsUndEinsSelf,
 			map[string]want{"ida@example.org": {policy.UserUnknown, true, false}}},
 		{"Exim: a local part and X-Failed-Recipients, reply to MAIL FROM", eximLocalPart,
-			map[string]want{"jon@example.org": {policy.OtherPermanent, false, false}}},
+			map[string]want{"jon@example.org": {policy.IPBlocked, false, false}}},
 		{"Exim: a local part and X-Failed-Recipients, mailbox full", eximLocalPartFull,
 			map[string]want{"lee@example.org": {policy.MailboxFull, false, true}}},
 		{"Biglobe: too many messages in the mailbox",
