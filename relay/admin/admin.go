@@ -76,6 +76,9 @@ type Server struct {
 	// queue, for top; nil (the CLI with the daemon down): the queue only.
 	Arrivals *Arrivals
 
+	// listHeadersAfter overrides listHeadersAfter (tests).
+	listHeadersAfter time.Duration
+
 	once sync.Once // builds mux: the socket and TCP listeners share it
 	mux  *http.ServeMux
 }
@@ -295,6 +298,12 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	if out.text != nil {
 		out.text.Filtered = !f.Empty()
 	}
+	after := s.listHeadersAfter
+	if after == 0 {
+		after = listHeadersAfter
+	}
+	stop := out.keepAlive(after)
+	defer stop()
 	err := s.Store.Each(r.Context(), f, func(m queue.Message) error {
 		if s.Decorate != nil {
 			one := []queue.Message{m}
@@ -304,7 +313,8 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		return out.add(m)
 	})
 	if err != nil {
-		if !out.started {
+		stop() // from here on the timer cannot start the listing
+		if !out.begun() {
 			WriteError(w, statusFor(err), err)
 			return
 		}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"sync"
+	"time"
 
 	"facteur/queue"
 )
@@ -13,11 +15,14 @@ import (
 const flushEvery = 256
 
 // listStream writes a queue listing as it is read: the JSON array
-// WriteJSON would write (same bytes), or the mailq text.
+// WriteJSON would write (same bytes), or the mailq text. Its methods may be
+// called from the handler and from keepAlive's timer, hence the lock.
 type listStream struct {
+	mu      sync.Mutex
 	w       http.ResponseWriter
 	text    *QueueText
 	started bool
+	closed  bool // the handler is done with w: nothing may write to it
 	n       int
 }
 
@@ -29,6 +34,42 @@ func newListStream(w http.ResponseWriter, text bool) *listStream {
 	return l
 }
 
+// listHeadersAfter is how long a listing that has found nothing yet (a
+// filtered scan of a large queue without an index) waits before sending
+// its headers anyway: the CLI gives up on headers after a few minutes, and
+// a slow scan is not a dead daemon.
+const listHeadersAfter = 2 * time.Second
+
+// keepAlive sends the headers after d unless the listing has started by
+// then; the returned stop must be called before the handler returns.
+func (l *listStream) keepAlive(d time.Duration) (stop func()) {
+	t := time.AfterFunc(d, func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.closed || l.started {
+			return
+		}
+		l.start()
+		if f, ok := l.w.(http.Flusher); ok {
+			f.Flush()
+		}
+	})
+	return func() {
+		t.Stop()
+		l.mu.Lock()
+		l.closed = true
+		l.mu.Unlock()
+	}
+}
+
+// begun reports whether the headers are out (too late for an error status).
+func (l *listStream) begun() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.started
+}
+
+// start sends the headers; l.mu is held.
 func (l *listStream) start() {
 	if l.started {
 		return
@@ -43,6 +84,8 @@ func (l *listStream) start() {
 }
 
 func (l *listStream) add(m queue.Message) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	l.start()
 	if l.text != nil {
 		l.text.Add(m)
@@ -72,6 +115,8 @@ func (l *listStream) add(m queue.Message) error {
 }
 
 func (l *listStream) end() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	l.start()
 	switch {
 	case l.text != nil:

@@ -37,8 +37,8 @@ const (
 	requestTimeout = 60 * time.Second
 	// streamHeaderTimeout bounds the wait for a streamed answer's
 	// headers, which has no overall timeout: they leave with its first
-	// line, which a filtered listing of a large queue without an index
-	// may find late, but a daemon that took the connection and never
+	// line, or after 2 s when a filtered listing of a large queue has
+	// found none yet, but a daemon that took the connection and never
 	// answers must not hold the command (a cron job, a script) for ever.
 	streamHeaderTimeout = 5 * time.Minute
 )
