@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
@@ -113,6 +114,29 @@ s.quit()
 	r.waitLog(" delivered rcpt=<c@example.org>")
 	r.waitLog(" bounced rcpt=<gone@example.org>")
 	r.waitLog(" deferred rcpt=<y@yahoo-hosted.example> provider=yahoo")
+	// The lines are logged before the outcomes are committed and counted,
+	// and the pages read the counts (the senders page's bounce rate, a
+	// provider's last replies): the daemon's metrics, counted right after
+	// the dashboard's tally, are read until every outcome is in them.
+	eventually(t, func() []string {
+		m, err := r.metrics()
+		if err != nil {
+			return []string{err.Error()}
+		}
+		var problems []string
+		for _, want := range []struct {
+			labels string
+			n      int
+		}{{`event="delivered"`, 3}, {`event="bounced"`, 1}, {`event="deferred",provider="yahoo"`, 1}} {
+			if got := recipientsCounted(m, want.labels); got < want.n {
+				problems = append(problems, fmt.Sprintf("%d recipients counted with %s, want %d:\n%s", got, want.labels, want.n, m))
+			}
+		}
+		return problems
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
 	// A complaint about a@example.org's message, found by its queue ID.
 	qid := qidOf(t, r.logText(), " delivered rcpt=<a@example.org>")
 	arf := strings.Replace(cliARF, "Subject: hello\r\n", "Subject: hello\r\nX-Facteur-ID: "+qid+"\r\n", 1)
@@ -326,6 +350,22 @@ s.quit()
 		}
 		resp.Body.Close()
 	}
+}
+
+// recipientsCounted sums the facteur_recipients_total series of metrics
+// (Prometheus's text format) whose labels contain labels.
+func recipientsCounted(metrics, labels string) int {
+	n := 0
+	for _, l := range strings.Split(metrics, "\n") {
+		if !strings.HasPrefix(l, "facteur_recipients_total{") || !strings.Contains(l, labels) {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(l[strings.LastIndex(l, " ")+1:], &v); err == nil {
+			n += int(v)
+		}
+	}
+	return n
 }
 
 // qidOf returns the queue ID of the first log line containing s.

@@ -63,6 +63,36 @@ with smtplib.SMTP(host, int(port)) as s:
 	if got := attempts.Load(); got != 1 {
 		t.Fatalf("%d connection attempts for %d messages, want 1", got, n)
 	}
+	// The deferrals are logged before they are committed, and a flush
+	// moves what the queue holds as waiting: a recipient whose deferral
+	// commits after the flush stays deferred to the end of the dead period.
+	// The queue is read until every deferral is in it.
+	eventually(t, func() []string {
+		out, err := r.cli("queue", "list", "--json")
+		if err != nil {
+			return []string{err.Error()}
+		}
+		var msgs []struct {
+			Recipients []struct {
+				Address  string `json:"address"`
+				Status   string `json:"status"`
+				Attempts int    `json:"attempts"`
+			} `json:"recipients"`
+		}
+		if err := jsonUnmarshal(out, &msgs); err != nil || len(msgs) != n {
+			return []string{fmt.Sprintf("queue list --json: %d messages, want %d: %v", len(msgs), n, err)}
+		}
+		var problems []string
+		for _, m := range msgs {
+			if rc := m.Recipients[0]; rc.Status != "deferred" || rc.Attempts != 1 {
+				problems = append(problems, fmt.Sprintf("recipient state %+v", rc))
+			}
+		}
+		return problems
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
 	if !strings.Contains(r.logText(), `destination dead dest="relayhost `+ln.Addr().String()+`"`) {
 		t.Fatalf("no dead-destination line:\n%s", r.logText())
 	}

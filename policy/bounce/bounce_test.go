@@ -403,7 +403,11 @@ func shownAsRecipient(msg, addr string) bool {
 	for _, l := range strings.Split(normalize(msg), "\n") {
 		for _, re := range []*regexp.Regexp{rcptToArg, qmailLead, sendmailRcpt} {
 			for _, m := range re.FindAllStringSubmatch(l, -1) {
-				if strings.ToLower(m[1]) == low {
+				got := m[1]
+				if got == "" && len(m) > 2 {
+					got = m[2] // qmailLead's bare "a@b:" form
+				}
+				if strings.ToLower(got) == low {
 					return true
 				}
 			}

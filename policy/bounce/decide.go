@@ -161,11 +161,23 @@ var (
 	// an account that exists but is closed: never grounds to suppress.
 	guard = regexp.MustCompile(`(?i)\bblock(ed|list|ing)?\b|black ?list|spamhaus|spamcop|\brbl\b|dnsbl|\bcbl\b|banned|reputation|client host|\bip\b|ip address|\bspam|\bpolic(y|ies)\b|\bdmarc\b|\bspf\b|\bdkim\b|relay(ing)? (access )?denied|not (permitted|allowed|authori[sz]ed) to relay|relay(ing)? not (allowed|permitted)|not an open relay|we do ?n.?t handle mail for|unable to relay|\bsenders?\b|authenticat|\bdisabled\b|\binactive\b|suspended|\blocked\b|discontinued|deactivated|\bptr\b|reverse dns|helo|virus|content rejected|suppress(ed|ion)|(server|host|route) (could not|cannot|can.t|couldn.t) be (found|reached)`)
 
-	hostUnknownText = regexp.MustCompile(`(?i)unrou?teable address|null ?mx|(could not|couldn.t) find a mail exchanger|unknown domain|non-?existent domain|all relevant mx records point to non-existent hosts|couldn't find any host named|domain( name)?( \S+)? (does not|doesn't) exist|no such domain|host or domain name not found|domain name not found|\bhost not found|\bdomain not found|host unknown|unknown host|nxdomain|illegal host/domain|domain is not reachable|no mx (record|host)|mx (record )?not found|domaine inexistant|domaine inconnu`)
+	hostUnknownText = regexp.MustCompile(`(?i)unrou?teable address|null ?mx|(could not|couldn.t) find a mail exchanger|unknown domain|non-?existent domain|all relevant mx records point to non-existent hosts|couldn't find any host named|domain( name)?( \S+)? (does not|doesn't) exist|no such domain|host or domain name not found|domain name not found|\bhost not found|\bdomain not found|host unknown|unknown host|nxdomain|illegal host/domain|domain is not reachable|no mx (record|host)|mx (record )?not found|domaine inexistant|domaine inconnu|invalid (recipient |destination )?domain\b`)
 
-	userUnknownText = regexp.MustCompile(`(?i)user unknown|unknown user|unknown local[- ]part|no such (local )?(user|recipient|mailbox|account|address)|(benutzer|empf(ä|ae)nger) (ist )?unbekannt|usuario desconocido|utente sconosciuto|no mailbox|mailbox not found|mailbox (does not|doesn't) exist|recipient not found|unknown recipient|recipient unknown|invalid recipient|invalid mailbox|not a valid (mailbox|recipient|user)|(address|account|user|recipient|mailbox)( address)? (does not|doesn't) exist|doesn't have an? \S+ account|user not found|not listed in (the )?(domino directory|public name & address book)|recipient name is not recognized|unknown or illegal (user|alias)|addressee unknown|recipnotfound|recipientnotfound|address (wasn.t|was not) found|no valid recipients? for this (mm|message)|destinataire inconnu|utilisateur inconnu|adresse (invalide|inconnue)|destinataire invalide|n'existe pas|(is )?not a known user|no (account|mailbox) (here )?by that name|no such (person|mail ?drop)|there is no one at this address|unknown virtual user|(user|recipient) not known|(address|recipient|user|mailbox) (is )?not present in (the )?directory|this address no longer accepts mail|\bbadrcptto\b|badrecipientto|validrcptto|bad destination (mailbox )?address|5\.4\.1 [^;]{0,80}recipient address rejected: access denied`)
+	userUnknownText = regexp.MustCompile(`(?i)user unknown|unknown user|unknown local[- ]part|no such (local )?(user|recipient|mailbox|account|address)|(benutzer|empf(ä|ae)nger) (ist )?unbekannt|usuario desconocido|utente sconosciuto|no mailbox|mailbox not found|mailbox (does not|doesn't) exist|recipient not found|unknown recipient|recipient unknown|invalid recipient|invalid mailbox|not a valid (mailbox|recipient|user)|(address|account|user|recipient|mailbox)( address)? (does not|doesn't) exist|doesn't have an? \S+ account|user not found|not listed in (the )?(domino directory|public name & address book)|recipient name is not recognized|unknown or illegal (user|alias)|addressee unknown|recipnotfound|recipientnotfound|address (wasn.t|was not) found|no valid recipients? for this (mm|message)|destinataire inconnu|utilisateur inconnu|adresse (invalide|inconnue)|destinataire invalide|n'existe pas|(is )?not a known user|no (account|mailbox) (here )?by that name|no such (person|mail ?drop)|there is no one at this address|unknown virtual user|(user|recipient) not known|(address|recipient|user|mailbox) (is )?not present in (the )?directory|this address no longer accepts mail|\bbadrcptto\b|badrecipientto|validrcptto|bad destination (mailbox )?address|5\.4\.1 [^;]{0,80}recipient address rejected: access denied` +
+		// IMail's "Invalid final delivery userid"; Gmail's "the address
+		// couldn't be found." (its "** Address not found **" notice), but
+		// not its "couldn't be found, or is unable to receive mail", which
+		// Gmail also writes over a refused sender or a disabled account.
+		`|invalid final delivery userid|\baddress (couldn.t|could not) be found\.`)
 
-	mailboxFullText = regexp.MustCompile(`(?i)mail ?(box|folder) (is )?full|over ?quota|over (the |its |their )?(allowed |storage |mailbox |disk )?quota|quota exceeded|exceeds? (allowed|its|the) (size|storage|quota)|mailbox size|out of storage|storage quota|insufficient (storage|space) in mailbox|bo[iî]te (aux lettres )?pleine`)
+	// dmaNoHost is the DragonFly Mail Agent's text for a domain whose MX
+	// and address lookups failed (net.c, deliver_remote).
+	dmaNoHost = regexp.MustCompile(`(?i)\bDNS lookup failure: host (\S+) not found`)
+
+	mailboxFullText = regexp.MustCompile(`(?i)mail ?(box|folder) (is )?full|over ?quota|over (the |its |their )?(allowed |storage |mailbox |disk )?quota|quota exceeded|exceeds? (allowed|its|the) (size|storage|quota)|mailbox size|out of storage|storage quota|insufficient (storage|space) in mailbox|bo[iî]te (aux lettres )?pleine` +
+		// Biglobe: "The number of messages in recipient's mailbox
+		// exceeded the local limit."
+		`|mailbox exceeded the (local )?limit`)
 )
 
 // refine applies the bounce's own evidence to the policy's verdict d and
@@ -189,6 +201,17 @@ func refine(d policy.Decision, reply policy.Reply, r *Recipient) (policy.Class, 
 		contrary = policy.ContraryWords.FindString(text)
 	}
 
+	if m := dmaNoHost.FindStringSubmatch(text); m != nil && contrary == "" && r.Action == Failed && !reply.Temporary() &&
+		(class == policy.OtherPermanent || class == policy.HostUnknown) {
+		// The DragonFly Mail Agent bounces "DNS lookup failure: host H
+		// not found" at once only when the lookup failed for good; a
+		// failure for now is retried, and bounced at the end with "Could
+		// not deliver for the last N seconds" instead. H must be the
+		// recipient's domain (with a smarthost, H is the smarthost).
+		if _, dom, _ := strings.Cut(r.Address, "@"); dom != "" && strings.EqualFold(strings.TrimSuffix(m[1], "."), dom) {
+			return policy.HostUnknown, "bounce:dma-no-host", quote(m[0]) + " names the recipient's domain, in a bounce sent without retrying"
+		}
+	}
 	var local policy.Class
 	var words string
 	if w := mailboxFullText.FindString(text); w != "" {

@@ -8,7 +8,9 @@
 //     RFC 3464 delivery status notifications (multipart/report;
 //     report-type=delivery-status, also when the delivery-status part is
 //     inside a multipart/mixed or pasted into the text), RFC 5965 ARF
-//     feedback reports, Amazon SES JSON notifications, and the non-standard
+//     feedback reports, Amazon SES JSON notifications (also inside SNS's
+//     envelope), a bounce a gateway returned attached to its own notice,
+//     and the non-standard
 //     human-readable bounces of qmail, Exim, old Exchange, Sendmail v5,
 //     Domino/Notes, Gmail, Yahoo and others. Auto-replies (vacation, out of
 //     office) and successful DSNs are recognised as not_a_bounce.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"mime"
 	"regexp"
 	"strings"
 
@@ -44,6 +45,14 @@ func Parse(r io.Reader) (*Report, error) {
 	if len(raw) > MaxSize {
 		return nil, ErrTooLarge
 	}
+	return parse(raw, 0)
+}
+
+// maxWrap bounds how many times parse looks into a returned message for the
+// bounce a relay wrapped.
+const maxWrap = 2
+
+func parse(raw []byte, wrap int) (*Report, error) {
 	ent, err := message.Read(bytes.NewReader(skipEnvelope(raw)))
 	if err != nil && !message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err) {
 		return nil, fmt.Errorf("bounce: read header: %w", err)
@@ -70,7 +79,32 @@ func Parse(r io.Reader) (*Report, error) {
 	default:
 		parseNonstandard(rep, w, top)
 	}
+	if len(rep.Recipients) == 0 && rep.Kind != KindARF && wrap < maxWrap && wrappedReport(w.returned) {
+		// A gateway (a content filter, a mail-to-mail bridge) that could
+		// not hand a bounce on sends its own notice with that bounce
+		// attached as message/rfc822; its text names nobody. The attached
+		// report is the bounce: read it.
+		if inner, err := parse(w.returned, wrap+1); err == nil && len(inner.Recipients) > 0 {
+			inner.EnvelopeTo = rep.EnvelopeTo
+			return inner, nil
+		}
+	}
 	return rep, nil
+}
+
+// wrappedReport: a returned message that is itself a delivery status
+// notification (its header declares a multipart/report of type
+// delivery-status), not somebody's mail.
+func wrappedReport(returned []byte) bool {
+	if len(returned) == 0 {
+		return false
+	}
+	h, err := textproto.ReadHeader(bufioReader(returned))
+	if err != nil && h.Len() == 0 {
+		return false
+	}
+	mt, params, err := mime.ParseMediaType(h.Get("Content-Type"))
+	return err == nil && strings.EqualFold(mt, "multipart/report") && strings.EqualFold(params["report-type"], "delivery-status")
 }
 
 // skipEnvelope drops what may precede the header in a stored message: blank
@@ -468,6 +502,8 @@ func envelopeTo(h message.Header) []string {
 	return out
 }
 
+var sendmailLineBreak = regexp.MustCompile(`!\r?\n `)
+
 // sesJSON recognises an Amazon SES notification sent by e-mail: the body is
 // the JSON document of docs.aws.amazon.com/ses/latest/dg/notification-contents.html.
 func (w *walker) sesJSON(rep *Report) bool {
@@ -476,6 +512,10 @@ func (w *walker) sesJSON(rep *Report) bool {
 		return false
 	}
 	var n struct {
+		// Type and Message are SNS's envelope ("Type": "Notification"),
+		// in which the SES notification is a JSON string.
+		Type             string `json:"Type"`
+		Message          string `json:"Message"`
 		NotificationType string `json:"notificationType"`
 		Bounce           struct {
 			BounceType        string `json:"bounceType"`
@@ -500,7 +540,21 @@ func (w *walker) sesJSON(rep *Report) bool {
 	}
 	// Decode reads the first JSON value and ignores SNS's footer after it.
 	if err := json.NewDecoder(strings.NewReader(text)).Decode(&n); err != nil {
-		return false
+		// The notification is one long line, and Sendmail breaks a line
+		// longer than its limit (990 bytes) with "!", a newline and a
+		// space, which leaves a raw newline inside a JSON string. Undo
+		// those breaks and try again.
+		fixed := sendmailLineBreak.ReplaceAllString(text, "")
+		if fixed == text || json.NewDecoder(strings.NewReader(fixed)).Decode(&n) != nil {
+			return false
+		}
+	}
+	if n.NotificationType == "" && n.Type == "Notification" && strings.HasPrefix(strings.TrimSpace(n.Message), "{") {
+		msg := n.Message
+		n.Message = ""
+		if json.Unmarshal([]byte(msg), &n) != nil {
+			return false
+		}
 	}
 	switch strings.ToLower(n.NotificationType) {
 	case "bounce":

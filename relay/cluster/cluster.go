@@ -285,7 +285,13 @@ func (c *Cluster) linkLoop(ctx context.Context) {
 		c.beat(ctx)
 		if c.Up() {
 			c.flush(ctx)
-			if time.Since(lastRenew) >= renewEvery {
+			// Half a heartbeat early is on time: this runs at ticks, and at
+			// the tick that is due the time since lastRenew (taken after
+			// the last renewal) falls a little short of renewEvery; the
+			// renewal then came one tick late, at two thirds of the lease
+			// with the lease three heartbeats long, leaving a stalled
+			// heartbeat between a lease held and one lost to another node.
+			if time.Since(lastRenew) >= renewEvery-c.o.Heartbeat/2 {
 				if c.renew(ctx) == nil {
 					lastRenew = time.Now()
 				}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"facteur/policy"
 	"facteur/queue"
 	"facteur/relay/cluster"
@@ -205,6 +207,55 @@ func TestLeases(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond) // sampling the lease over its periods
 	}
+}
+
+// A lease is renewed every third of its period ("Leases are renewed every
+// third of it"), so that it keeps two thirds in hand: a heartbeat that
+// stalls for one period does not let another node take the slot of a
+// connection still open. With a 3 s lease and 1 s heartbeats the renewal
+// came at every other heartbeat, leaving a lease 1 s from expiry.
+func TestLeaseRenewedEveryThird(t *testing.T) {
+	r := relaytest.StartRedis(t)
+	const lease, beat = 3 * time.Second, time.Second
+	c, err := cluster.New(cluster.Options{Redis: []string{r.Addr}, Node: "a", Prefix: "t:", Lease: lease,
+		SourceIP: "127.0.0.2", Heartbeat: beat, Log: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &node{c: c}
+	n.start()
+	t.Cleanup(func() { n.stop(); c.Close() })
+	waitUp(t, n)
+	release, ok := c.Acquire("yahoo", 2)
+	if !ok {
+		t.Fatal("no slot")
+	}
+	defer release()
+	rdb := redis.NewClient(&redis.Options{Addr: r.Addr})
+	defer rdb.Close()
+	// The least time the lease had left, over more than a lease period,
+	// read on Redis's clock as the lease script writes it.
+	least := lease
+	start := time.Now()
+	for time.Since(start) < lease+3*beat/2 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		leases, err := rdb.ZRangeWithScores(ctx, "t:conn|127.0.0.2|yahoo", 0, -1).Result()
+		now, terr := rdb.Time(ctx).Result()
+		cancel()
+		if err != nil || terr != nil || len(leases) != 1 {
+			t.Fatalf("leases %v: %v %v", leases, err, terr)
+		}
+		left := time.Duration(int64(leases[0].Score)-now.UnixMilli()) * time.Millisecond
+		least = min(least, left)
+		time.Sleep(20 * time.Millisecond) // sampling the lease over its period
+	}
+	// Renewed each heartbeat, it keeps about two thirds (2 s); renewed
+	// every other, one third (1 s). The middle leaves half a heartbeat
+	// either way for a loaded machine.
+	if least < lease/2 {
+		t.Fatalf("the lease had %s left at the least, want at least %s: renewed every %s or more", least, lease/2, lease-least)
+	}
+	t.Logf("the lease kept %s of %s at the least", least, lease)
 }
 
 func reply(t *testing.T, s string) policy.Reply {

@@ -9,8 +9,9 @@ import (
 )
 
 // The cluster block (issue 14): absent is a single node; present starts
-// from the defaults (node = hostname, prefix facteur:, lease 30s); the check
-// refuses what it can see is wrong, naming file:line-free keys.
+// from the defaults (node = hostname, prefix facteur:, lease 30s, timeout
+// 250ms); the check refuses what it can see is wrong, naming file:line-free
+// keys.
 func TestClusterConfig(t *testing.T) {
 	dir := t.TempDir()
 	pw := filepath.Join(dir, "redis.pw")
@@ -29,7 +30,7 @@ func TestClusterConfig(t *testing.T) {
 		}},
 		{"defaults", "cluster:\n  redis: [127.0.0.1:6379]\n", nil, func(t *testing.T, c *Config) {
 			h, _ := os.Hostname()
-			if c.Cluster.Node != h || c.Cluster.Prefix != "facteur:" || time.Duration(c.Cluster.Lease) != 30*time.Second {
+			if c.Cluster.Node != h || c.Cluster.Prefix != "facteur:" || time.Duration(c.Cluster.Lease) != 30*time.Second || time.Duration(c.Cluster.Timeout) != 250*time.Millisecond {
 				t.Fatalf("got %+v", c.Cluster)
 			}
 		}},
@@ -43,6 +44,12 @@ func TestClusterConfig(t *testing.T) {
 		{"empty node", "cluster:\n  redis: [127.0.0.1:6379]\n  node: ''\n", []string{"cluster.node"}, nil},
 		{"unreadable password", "cluster:\n  redis: [127.0.0.1:6379]\n  password_file: " + filepath.Join(dir, "missing") + "\n", []string{"cluster.password_file"}, nil},
 		{"short lease", "cluster:\n  redis: [127.0.0.1:6379]\n  lease: 1s\n", []string{"cluster.lease"}, nil},
+		{"timeout", "cluster:\n  redis: [127.0.0.1:6379]\n  timeout: 2s\n", nil, func(t *testing.T, c *Config) {
+			if time.Duration(c.Cluster.Timeout) != 2*time.Second {
+				t.Fatalf("got %+v", c.Cluster)
+			}
+		}},
+		{"zero timeout", "cluster:\n  redis: [127.0.0.1:6379]\n  timeout: 0s\n", []string{"cluster.timeout"}, nil},
 		{"unknown key", "cluster:\n  redis: [127.0.0.1:6379]\n  nodes: 3\n", []string{"nodes"}, nil},
 	}
 	for _, tt := range tests {

@@ -228,7 +228,7 @@ type Breaker struct {
 // Cluster is the `cluster:` block (issue 14): the Redis the fleet shares
 // (one server, a Sentinel set with master_name, or a Redis Cluster: the
 // addresses of its nodes), this node's name, the key prefix and the
-// connection-lease period.
+// connection-lease period, and the timeout of a call on the mail path.
 type Cluster struct {
 	Redis        []string `yaml:"redis" json:"redis"`
 	MasterName   string   `yaml:"master_name" json:"master_name"`
@@ -237,12 +237,16 @@ type Cluster struct {
 	Node         string   `yaml:"node" json:"node"`
 	Prefix       string   `yaml:"prefix" json:"prefix"`
 	Lease        Duration `yaml:"lease" json:"lease"`
+	// Timeout bounds each Redis call on the delivery and SMTP paths (the
+	// heartbeat gets twice it): a slower Redis counts as down, and the
+	// node shapes alone with its share until a heartbeat succeeds.
+	Timeout Duration `yaml:"timeout" json:"timeout"`
 }
 
 // DefaultCluster is what a `cluster:` block starts from.
 func DefaultCluster() *Cluster {
 	host, _ := os.Hostname()
-	return &Cluster{Node: host, Prefix: "facteur:", Lease: Duration(30 * time.Second)}
+	return &Cluster{Node: host, Prefix: "facteur:", Lease: Duration(30 * time.Second), Timeout: Duration(250 * time.Millisecond)}
 }
 
 // DefaultBreaker is the breaker a `breaker:` block starts from, and the one
@@ -676,6 +680,11 @@ func (c *Config) Validate() error {
 		}
 		if cl.Lease < Duration(3*time.Second) {
 			bad("cluster.lease", "must be at least 3s (leases are renewed every third of it), got %s", FormatDuration(time.Duration(cl.Lease)))
+		}
+		if cl.Timeout <= 0 || cl.Timeout > Duration(10*time.Second) {
+			// A call that may wait longer than a heartbeat's worth of
+			// leases would hold mail behind a hung Redis.
+			bad("cluster.timeout", "must be positive and at most 10s, got %s", FormatDuration(time.Duration(cl.Timeout)))
 		}
 		if cl.PasswordFile != "" {
 			if _, err := os.ReadFile(cl.PasswordFile); err != nil {

@@ -211,7 +211,7 @@ func newCluster(cfg *config.Config, log *slog.Logger) (*cluster.Cluster, error) 
 		pw = strings.TrimSpace(string(b))
 	}
 	return cluster.New(cluster.Options{Redis: cl.Redis, MasterName: cl.MasterName, Password: pw, TLS: cl.TLS,
-		Node: cl.Node, Prefix: cl.Prefix, Lease: time.Duration(cl.Lease), SourceIP: cfg.Delivery.SourceIP, Log: log})
+		Node: cl.Node, Prefix: cl.Prefix, Lease: time.Duration(cl.Lease), Timeout: time.Duration(cl.Timeout), SourceIP: cfg.Delivery.SourceIP, Log: log})
 }
 
 // adminToken is admin_token, or the content of admin_token_file.

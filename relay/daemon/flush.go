@@ -15,6 +15,13 @@ import (
 // holds (issue 3 §6, issue 5 §6). Nothing outside f is touched.
 func (d *daemon) Flush(ctx context.Context, f queue.Filter) (admin.FlushReport, error) {
 	now := d.clock.Now()
+	// As Postfix's flush, it revives dead destinations: try them now. It
+	// comes before anything is made due: a scheduling cycle between the two
+	// (flushLoop wakes the scheduler after its first batch) would find the
+	// flushed recipients due and their destination still dead, and defer
+	// them again in bulk without a connection, to the end of the dead
+	// period; and a flush moves a recipient only once.
+	d.sched.Revive()
 	var rep admin.FlushReport
 	if !f.Empty() {
 		// Only what f selects moves (issue 13: a filtered flush must not
@@ -63,8 +70,6 @@ func (d *daemon) Flush(ctx context.Context, f queue.Filter) (admin.FlushReport, 
 			return admin.FlushReport{}, err
 		}
 	}
-	// As Postfix's flush, it revives dead destinations: try them now.
-	d.sched.Revive()
 	return rep, nil
 }
 

@@ -2,6 +2,7 @@ package relaytest
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -22,6 +24,9 @@ type Redis struct {
 	dir  string
 	port int
 	cmd  *exec.Cmd
+	// exited is closed when cmd has exited; out is its output.
+	exited chan struct{}
+	out    *bytes.Buffer
 }
 
 // StartRedis starts a redis-server for t, stopped at the end of the test.
@@ -34,12 +39,7 @@ func StartRedis(t testing.TB) *Redis {
 		}
 		t.Skip("redis-server not installed; skipping (apt-get install redis-server)")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := holdPort(t)
 	r := &Redis{t: t, dir: t.TempDir(), port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
 	r.Start()
 	t.Cleanup(r.Kill)
@@ -54,19 +54,67 @@ func (r *Redis) Start() {
 	}
 	cmd := exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", r.dir, "--protected-mode", "no", "--loglevel", "warning")
-	cmd.Stdout, cmd.Stderr = nil, nil
+	out := &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		r.t.Fatalf("redis-server: %v", err)
 	}
-	r.cmd = cmd
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	r.cmd, r.exited, r.out = cmd, exited, out
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		if r.ping() == nil {
 			return
 		}
-		time.Sleep(20 * time.Millisecond) // polling a real process's start, with a deadline
+		select {
+		case <-exited:
+			// Read after the exit: Wait has copied the whole output.
+			r.cmd = nil
+			r.t.Fatalf("redis-server on %s exited at start (%v):\n%s", r.Addr, cmd.ProcessState, out)
+		case <-time.After(20 * time.Millisecond): // polling a real process's start, with a deadline
+		}
 	}
-	r.t.Fatalf("redis-server on %s did not answer within 10s", r.Addr)
+	r.t.Fatalf("redis-server on %s did not answer within 10s:\n%s", r.Addr, r.output())
+}
+
+// output is what the server wrote, once it has exited ("" before: the
+// buffer is being written).
+func (r *Redis) output() string {
+	select {
+	case <-r.exited:
+		return r.out.String()
+	default:
+		return ""
+	}
+}
+
+// holdPort reserves a loopback port for the server for the whole test: a
+// socket bound there with SO_REUSEADDR and never listening. The kernel
+// never hands a reserved port to another socket's bind to port 0 nor to
+// an outgoing connection, while redis-server, which binds with
+// SO_REUSEADDR, can listen on it beside the reservation. Without it, the
+// port Kill frees would be anyone's until Start: on a busy machine (the
+// rest of the suite, other processes) a listener or a connection could
+// take it, and the restarted server could not bind.
+func holdPort(t testing.TB) int {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sa.(*syscall.SockaddrInet4).Port
 }
 
 // Kill stops the server at once (SIGKILL): connections drop, nothing is
@@ -76,7 +124,7 @@ func (r *Redis) Kill() {
 		return
 	}
 	_ = r.cmd.Process.Kill()
-	_ = r.cmd.Wait()
+	<-r.exited
 	r.cmd = nil
 }
 
