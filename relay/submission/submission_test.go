@@ -276,6 +276,47 @@ func TestBDATChunks(t *testing.T) {
 	}
 }
 
+// A client that aborts a BDAT transaction (RSET after a chunk) and sends
+// the next message on the same connection, pipelined, gets that message's
+// own reply: go-smtp runs the aborted transaction's Data in a goroutine
+// that hands its result on through a connection field after Data returns,
+// and without waitData the next transaction received "554 message
+// transmission aborted" for a message queued all the same (the client then
+// sends it again), and the two Data calls shared the session's fields.
+func TestBDATAbortThenReuse(t *testing.T) {
+	f := startServer(t, "127.0.0.0/8", nil)
+	conn, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	const rounds = 40
+	aborted, kept := "Subject: aborted\r\n\r\nhalf", "Subject: kept\r\n\r\nwhole\r\n"
+	script := "EHLO x\r\n"
+	for i := range rounds {
+		script += fmt.Sprintf("MAIL FROM:<a@example.com>\r\nRCPT TO:<b%d@example.org>\r\nBDAT %d\r\n%sRSET\r\n", i, len(aborted), aborted)
+		script += fmt.Sprintf("MAIL FROM:<a@example.com>\r\nRCPT TO:<c%d@example.org>\r\nBDAT %d LAST\r\n%s", i, len(kept), kept)
+	}
+	go conn.Write([]byte(script + "QUIT\r\n"))
+	out, _ := io.ReadAll(conn)
+	if n := strings.Count(string(out), "250 2.0.0 Ok: queued as "); n != rounds || strings.Contains(string(out), "aborted") {
+		t.Errorf("%d of %d messages told queued; replies:\n%s", n, rounds, out)
+	}
+	msgs, err := f.store.List(t.Context(), queue.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != rounds {
+		t.Errorf("%d messages queued, want %d", len(msgs), rounds)
+	}
+	for _, m := range msgs {
+		if r := m.Recipients[0].Address; !strings.HasPrefix(r, "c") {
+			t.Errorf("the aborted transaction's recipient %s was queued", r)
+		}
+	}
+}
+
 func TestHELOAndQueuedReply(t *testing.T) {
 	f := startServer(t, "127.0.0.0/8", nil)
 	conn, err := net.Dial("tcp", f.addr)
