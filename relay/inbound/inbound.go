@@ -20,6 +20,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"facteur/relay/address"
+	"facteur/relay/bdat"
 	"facteur/relay/maillog"
 )
 
@@ -95,6 +96,7 @@ type session struct {
 	s      *Server
 	client string
 	rcpts  []string
+	bdat   bdat.Tracker // go-smtp may run Data in a goroutine of its own
 }
 
 func (ss *session) Mail(string, *smtp.MailOptions) error { ss.rcpts = nil; return nil }
@@ -111,8 +113,14 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 }
 
 func (ss *session) Data(r io.Reader) error {
+	call := ss.bdat.Start(r)
+	defer call.End()
 	var buf bytes.Buffer
 	if _, err := buf.ReadFrom(r); err != nil {
+		if errors.Is(err, smtp.ErrDataReset) {
+			call.Aborted() // package bdat
+			return err
+		}
 		if errors.Is(err, smtp.ErrDataTooLarge) {
 			return smtp.ErrDataTooLarge
 		}
@@ -125,5 +133,6 @@ func (ss *session) Data(r io.Reader) error {
 	return nil
 }
 
-func (ss *session) Reset()        { ss.rcpts = nil }
-func (ss *session) Logout() error { return nil }
+// Reset and Logout wait for a BDAT transaction's Data (package bdat).
+func (ss *session) Reset()        { ss.bdat.Wait(); ss.rcpts = nil }
+func (ss *session) Logout() error { ss.bdat.Wait(); return nil }

@@ -33,6 +33,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"facteur/relay/address"
+	"facteur/relay/bdat"
 	"facteur/relay/breaker"
 	"facteur/relay/cleanup"
 	"facteur/relay/clock"
@@ -302,17 +303,8 @@ type session struct {
 	rcpts   []string
 	spent   []*guard.Spent // per_user tokens of this transaction
 
-	// inflight is the Data call in progress, if any. go-smtp runs a BDAT
-	// transaction's Data in a goroutine of its own while it goes on
-	// reading commands; see waitData.
-	inflightMu sync.Mutex
-	inflight   *inflight
-}
-
-// inflight is one Data call: done is closed when it returns.
-type inflight struct {
-	done chan struct{}
-	r    io.Reader
+	// bdat: go-smtp may run Data in a goroutine of its own (BDAT).
+	bdat bdat.Tracker
 }
 
 func (s *Server) newSession(c *smtp.Conn, l Listener, dummy []byte) *session {
@@ -614,11 +606,8 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 8<<10); return &b }}
 
 func (ss *session) Data(r io.Reader) error {
-	f := &inflight{done: make(chan struct{}), r: r}
-	ss.inflightMu.Lock()
-	ss.inflight = f
-	ss.inflightMu.Unlock()
-	defer close(f.done)
+	call := ss.bdat.Start(r)
+	defer call.End()
 	// Whether this message came by DATA (its 354 was written, and the
 	// final reply is not yet): BDAT sends no 354. BDAT chunks are taken
 	// as they are, no dot removed, so the watch's flag means nothing for
@@ -637,6 +626,14 @@ func (ss *session) Data(r io.Reader) error {
 	_, err := io.CopyBuffer(sp, r, *buf)
 	copyBufs.Put(buf)
 	if err != nil {
+		if errors.Is(err, smtp.ErrDataReset) {
+			// A BDAT transaction the client aborted, maybe before this
+			// goroutine even ran (BDAT 0, RSET): the session may be in its
+			// next transaction already, so touch nothing of it, and return
+			// only once a Reset has taken this call (package bdat).
+			call.Aborted()
+			return err
+		}
 		if errors.Is(err, smtp.ErrDataTooLarge) {
 			return ss.refuse(smtp.ErrDataTooLarge, "size", sp.size)
 		}
@@ -722,56 +719,6 @@ func (ss *session) reset() {
 	ss.from, ss.fromSet, ss.utf8, ss.rcpts, ss.spent = "", false, false, nil, nil
 }
 
-func (ss *session) Reset()        { ss.waitData(); ss.reset() }
-func (ss *session) Logout() error { ss.waitData(); ss.reset(); return nil }
-
-// waitDataMax bounds waitData: a client that starts TLS in the middle of a
-// BDAT transaction gets Logout called with the chunk pipe still open.
-const waitDataMax = 5 * time.Second
-
-// waitData waits for a BDAT transaction's Data to be over before the
-// session is reset. go-smtp (v0.25.1) calls Reset or Logout when a client
-// aborts BDAT (RSET, a new EHLO, hanging up) right after closing the chunk
-// pipe, while Data may still run in its goroutine: the two would share the
-// transaction's fields. And that goroutine hands Data's result on through a
-// connection field it reads after Data returns, then closes the pipe's
-// reader: had the connection meanwhile begun a new BDAT transaction, the
-// new one would receive the aborted one's result ("554 message transmission
-// aborted" for a message queued all the same, sent again by the client).
-// So wait for Data to return, then for that reader to be closed. A
-// synchronous DATA is over before go-smtp resets: nothing to wait for.
-// The bound is wall-clock time: this waits on goroutines, not on a
-// schedule.
-func (ss *session) waitData() {
-	ss.inflightMu.Lock()
-	f := ss.inflight
-	ss.inflight = nil
-	ss.inflightMu.Unlock()
-	if f == nil {
-		return
-	}
-	timer := time.NewTimer(waitDataMax)
-	defer timer.Stop()
-	select {
-	case <-f.done:
-	case <-timer.C:
-		return
-	}
-	pr, ok := f.r.(*io.PipeReader)
-	if !ok {
-		return // DATA's reader
-	}
-	// Once the writer side is closed (before Reset), a read never blocks:
-	// it answers the writer's error until the reader is closed, then
-	// io.ErrClosedPipe.
-	for {
-		if _, err := pr.Read(nil); errors.Is(err, io.ErrClosedPipe) {
-			return
-		}
-		select {
-		case <-timer.C:
-			return
-		case <-time.After(20 * time.Microsecond):
-		}
-	}
-}
+// Reset and Logout wait for a BDAT transaction's Data (package bdat).
+func (ss *session) Reset()        { ss.bdat.Wait(); ss.reset() }
+func (ss *session) Logout() error { ss.bdat.Wait(); ss.reset(); return nil }
