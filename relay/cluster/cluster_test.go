@@ -32,8 +32,18 @@ func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func newNode(t *testing.T, r *relaytest.Redis, name, ip string, run bool) *node {
 	t.Helper()
+	return newNodeTimeout(t, r, name, ip, run, time.Second)
+}
+
+// newNodeTimeout is newNode with the Redis call timeout given. The tests'
+// nodes allow a second: under -race, with every package's tests running
+// at once on two cores, a call to a healthy Redis took over the 150 ms
+// they had, the link went down for a heartbeat, and news missed a test's
+// deadline (TestReputationScope in CI). TestRedisHung wants it short.
+func newNodeTimeout(t *testing.T, r *relaytest.Redis, name, ip string, run bool, timeout time.Duration) *node {
+	t.Helper()
 	c, err := cluster.New(cluster.Options{Redis: []string{r.Addr}, Node: name, Prefix: "t:", Lease: 600 * time.Millisecond,
-		SourceIP: ip, Heartbeat: 100 * time.Millisecond, Timeout: 150 * time.Millisecond, Log: quiet()})
+		SourceIP: ip, Heartbeat: 100 * time.Millisecond, Timeout: timeout, Log: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +332,7 @@ func TestReputationScope(t *testing.T) {
 	// A node starting later catches up on what is in force.
 	b.shaper.Observe("", "", "yahoo", "yahoo.fr", reply(t, "421 4.7.0 [TSS04] Messages from 127.0.0.2 temporarily deferred"), time.Now())
 	late := newNode(t, r, "late", "127.0.0.2", true)
-	eventually(t, 3*time.Second, "a late node catches up", func() bool {
+	eventually(t, 10*time.Second, "a late node catches up", func() bool {
 		until, _ := late.e.SuspendedUntilFrom("", "yahoo", "yahoo.fr", time.Now())
 		ok := !until.IsZero()
 		return ok
@@ -489,7 +499,7 @@ func TestRedisDown(t *testing.T) {
 // more than a fraction of a second.
 func TestRedisHung(t *testing.T) {
 	r := relaytest.StartRedis(t)
-	a := newNode(t, r, "a", "127.0.0.2", true)
+	a := newNodeTimeout(t, r, "a", "127.0.0.2", true, 150*time.Millisecond)
 	waitUp(t, a)
 	r.Stop()
 	defer r.Cont()
