@@ -90,9 +90,21 @@ func (t *Tracker) Wait() {
 	for _, c := range calls {
 		close(c.taken)
 	}
-	timer := time.NewTimer(MaxWait)
-	defer timer.Stop()
+	// The common case, a DATA transaction over before its reset, sets no
+	// timer: this runs once per message.
+	var timer *time.Timer
 	for _, c := range calls {
+		if _, pipe := c.r.(*io.PipeReader); !pipe {
+			select {
+			case <-c.done:
+				continue // DATA's reader: no goroutine, no hand-off
+			default:
+			}
+		}
+		if timer == nil {
+			timer = time.NewTimer(MaxWait)
+			defer timer.Stop()
+		}
 		select {
 		case <-c.done:
 		case <-timer.C:
@@ -100,7 +112,7 @@ func (t *Tracker) Wait() {
 		}
 		pr, ok := c.r.(*io.PipeReader)
 		if !ok {
-			continue // DATA's reader: no goroutine, no hand-off
+			continue
 		}
 		// go-smtp closes the writer side before Reset (or after the last
 		// chunk), so a read never blocks: it answers the writer's error
