@@ -273,10 +273,7 @@ func returnedRecipients(w *walker, text string, ex map[string]bool) []Recipient 
 		}
 		why = append(why, l)
 	}
-	reason := unfold(strings.Join(why, "\n"))
-	if len(reason) > maxReason {
-		reason = strings.ToValidUTF8(reason[:maxReason], "")
-	}
+	reason := capReason(unfold(strings.Join(why, "\n")))
 	out := make([]Recipient, 0, len(addrs))
 	for _, a := range addrs {
 		r := Recipient{Address: a, Diagnostic: reason}
@@ -343,9 +340,7 @@ func extractText(text string, ex map[string]bool) []Recipient {
 	refused := refusedRcpts(lines)
 	for _, m := range first {
 		why, own := reasonFor(lines, m, starts)
-		if len(why) > maxReason {
-			why = strings.ToValidUTF8(why[:maxReason], "")
-		}
+		why = capReason(why)
 		r := Recipient{Address: m.addr, Diagnostic: why, context: why, Stage: stageOf(lines, m, refused)}
 		if own {
 			r.attribute("the recipient's own lines")
@@ -597,11 +592,16 @@ func failedBlock(text string) string {
 			}
 			out = append(out, b)
 		}
-		why := unfold(strings.Join(out, "\n"))
-		if len(why) > maxReason {
-			why = strings.ToValidUTF8(why[:maxReason], "")
-		}
-		return why
+		return capReason(unfold(strings.Join(out, "\n")))
 	}
 	return ""
+}
+
+// capReason cuts a reason to maxReason bytes, dropping a character the cut
+// split.
+func capReason(why string) string {
+	if len(why) > maxReason {
+		why = strings.ToValidUTF8(why[:maxReason], "")
+	}
+	return why
 }
