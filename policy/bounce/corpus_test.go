@@ -100,27 +100,11 @@ func testCorpus(t *testing.T, dir string) {
 	reports := map[string]*Report{}
 	var found, classOK, classN, suppOK int
 	for _, row := range rows {
-		rep, ok := reports[row.file]
+		rep, ok := decidedFile(t, dir, row.file, p, reports)
 		if !ok {
-			f, err := os.Open(filepath.Join(dir, row.file))
-			if err != nil {
-				t.Fatal(err)
-			}
-			rep, err = Parse(f)
-			f.Close()
-			if err != nil {
-				t.Errorf("%s: %v", row.file, err)
-				continue
-			}
-			Decide(rep, p)
-			reports[row.file] = rep
+			continue
 		}
-		var got *Recipient
-		for i := range rep.Recipients {
-			if strings.EqualFold(rep.Recipients[i].Address, row.rcpt) {
-				got = &rep.Recipients[i]
-			}
-		}
+		got := recipientOf(rep, row.rcpt)
 		notBounce := row.reason == "vacation" || row.reason == "delivered"
 		switch {
 		case notBounce:
@@ -204,4 +188,39 @@ func pct(a, b int) float64 {
 		return 0
 	}
 	return 100 * float64(a) / float64(b)
+}
+
+// decidedFile parses dir/file and decides it with p, once per file when
+// reports caches them (nil: no cache); false after an error, reported.
+func decidedFile(t *testing.T, dir, file string, p *policy.Policy, reports map[string]*Report) (*Report, bool) {
+	t.Helper()
+	if rep, ok := reports[file]; ok {
+		return rep, true
+	}
+	f, err := os.Open(filepath.Join(dir, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Parse(f)
+	f.Close()
+	if err != nil {
+		t.Errorf("%s: %v", file, err)
+		return nil, false
+	}
+	Decide(rep, p)
+	if reports != nil {
+		reports[file] = rep
+	}
+	return rep, true
+}
+
+// recipientOf is rep's recipient addr (compared case-insensitively), or nil.
+func recipientOf(rep *Report, addr string) *Recipient {
+	var got *Recipient
+	for i := range rep.Recipients {
+		if strings.EqualFold(rep.Recipients[i].Address, addr) {
+			got = &rep.Recipients[i]
+		}
+	}
+	return got
 }

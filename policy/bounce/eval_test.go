@@ -2,8 +2,6 @@ package bounce
 
 import (
 	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"facteur/policy"
@@ -28,27 +26,11 @@ func TestEvalDir(t *testing.T) {
 	reports := map[string]*Report{}
 	var found, suppOK, falseYes, missedYes, classOK int
 	for _, row := range rows {
-		rep, ok := reports[row.file]
+		rep, ok := decidedFile(t, dir, row.file, p, reports)
 		if !ok {
-			f, err := os.Open(filepath.Join(dir, row.file))
-			if err != nil {
-				t.Fatal(err)
-			}
-			rep, err = Parse(f)
-			f.Close()
-			if err != nil {
-				t.Errorf("%s: %v", row.file, err)
-				continue
-			}
-			Decide(rep, p)
-			reports[row.file] = rep
+			continue
 		}
-		var got *Recipient
-		for i := range rep.Recipients {
-			if strings.EqualFold(rep.Recipients[i].Address, row.rcpt) {
-				got = &rep.Recipients[i]
-			}
-		}
+		got := recipientOf(rep, row.rcpt)
 		if row.reason == "vacation" || row.reason == "delivered" {
 			if rep.Kind == KindNotBounce {
 				found++

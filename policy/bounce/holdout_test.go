@@ -1,7 +1,6 @@
 package bounce
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,23 +23,11 @@ func TestHoldout(t *testing.T) {
 	rows := readExpected(t, dir)
 	var found, classOK, suppOK, wrongSupp, missed int
 	for _, row := range rows {
-		f, err := os.Open(filepath.Join(dir, row.file))
-		if err != nil {
-			t.Fatal(err)
-		}
-		rep, err := Parse(f)
-		f.Close()
-		if err != nil {
-			t.Errorf("%s: %v", row.file, err)
+		rep, ok := decidedFile(t, dir, row.file, p, nil)
+		if !ok {
 			continue
 		}
-		Decide(rep, p)
-		var got *Recipient
-		for i := range rep.Recipients {
-			if strings.EqualFold(rep.Recipients[i].Address, row.rcpt) {
-				got = &rep.Recipients[i]
-			}
-		}
+		got := recipientOf(rep, row.rcpt)
 		if row.reason == "vacation" || row.reason == "delivered" {
 			if rep.Kind == KindNotBounce {
 				found++
